@@ -173,6 +173,7 @@ export class BookForm extends HTMLElement {
   #busy = false;
   #generation = 0; // bumped whenever what the form shows changes hands
   #controller = null;
+  #started = false;
 
   constructor() {
     super();
@@ -221,8 +222,10 @@ export class BookForm extends HTMLElement {
   }
 
   connectedCallback() {
+    if (this.#started) return;
+    this.#started = true;
     const id = this.getAttribute('book-id');
-    if (id !== null && id !== '' && this.#book === null) this.edit(id);
+    if (id !== null && id !== '') this.edit(id);
   }
 
   disconnectedCallback() {
@@ -230,7 +233,8 @@ export class BookForm extends HTMLElement {
   }
 
   attributeChangedCallback(name, oldValue, newValue) {
-    if (name === 'book-id' && oldValue !== newValue && this.isConnected) {
+    // Attributes seen while upgrading are handled once, in connectedCallback.
+    if (name === 'book-id' && oldValue !== newValue && this.#started && this.isConnected) {
       if (newValue === null || newValue === '') this.create();
       else this.edit(newValue);
     }

@@ -143,6 +143,7 @@ export class BooksList extends HTMLElement {
   #generation = 0; // bumped by every full reload; late answers of older ones are dropped
   #controller = null;
   #pending = null;
+  #started = false; // set once connected: attributes seen while upgrading need no reload
 
   constructor() {
     super();
@@ -182,6 +183,7 @@ export class BooksList extends HTMLElement {
 
   connectedCallback() {
     this.#upgradeProperty('selected');
+    this.#started = true;
     if (!this.#loaded && !this.#pending) this.refresh();
   }
 
@@ -197,7 +199,7 @@ export class BooksList extends HTMLElement {
       this.#els.heading.textContent = newValue || 'Books';
     } else if (name === 'selected') {
       this.#markSelected();
-    } else if ((name === 'api' || name === 'page-size') && this.isConnected) {
+    } else if ((name === 'api' || name === 'page-size') && this.#started && this.isConnected) {
       // A different service (or page size): start from the first page again.
       this.#books = [];
       this.#render();
