@@ -1,0 +1,108 @@
+//! What the user can type, parsed by clap.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "harness", version, about = "Test, build, push, deploy and verify books-ms")]
+pub struct Cli {
+    /// Print the plan and change nothing.
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+    /// Print a machine-readable report on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// The books-ms checkout to work on (default: the one around the current folder).
+    #[arg(long, global = true, env = "HARNESS_REPO")]
+    pub repo: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Raise, remove or report the lab (engine, registry, prod host).
+    Lab {
+        #[command(subcommand)]
+        command: LabCommand,
+    },
+    /// Run the pre-deploy tests and produce the release binary.
+    Test,
+    /// Build the service image and the tests image.
+    Build,
+    /// Push both images to the registry.
+    Push,
+    /// Deploy the pushed image to prod.
+    Deploy,
+    /// Run the post-deploy checks against a deployed books-ms.
+    Verify {
+        /// The deployed service's base URL.
+        #[arg(long)]
+        url: String,
+    },
+    /// Show what runs on prod.
+    Status,
+    /// All nine steps in order, stopping at the first failure.
+    Pipeline,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    Up,
+    Down,
+    Status,
+}
+
+impl Command {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Lab { .. } => "lab",
+            Command::Test => "test",
+            Command::Build => "build",
+            Command::Push => "push",
+            Command::Deploy => "deploy",
+            Command::Verify { .. } => "verify",
+            Command::Status => "status",
+            Command::Pipeline => "pipeline",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_step_parses() {
+        for step in ["test", "build", "push", "deploy", "status", "pipeline"] {
+            let cli = Cli::try_parse_from(["harness", step]).unwrap();
+            assert_eq!(cli.command.name(), step);
+        }
+    }
+
+    #[test]
+    fn verify_needs_a_url() {
+        assert!(Cli::try_parse_from(["harness", "verify"]).is_err());
+        let cli = Cli::try_parse_from(["harness", "verify", "--url", "http://10.0.0.2:8080"]).unwrap();
+        assert!(matches!(cli.command, Command::Verify { url } if url == "http://10.0.0.2:8080"));
+    }
+
+    #[test]
+    fn global_flags_go_anywhere() {
+        let cli = Cli::try_parse_from(["harness", "lab", "up", "--dry-run", "--json"]).unwrap();
+        assert!(cli.dry_run && cli.json);
+        assert!(matches!(cli.command, Command::Lab { command: LabCommand::Up }));
+    }
+
+    #[test]
+    fn unknown_commands_are_refused() {
+        assert!(Cli::try_parse_from(["harness", "deploy-everything"]).is_err());
+    }
+}

@@ -1,0 +1,70 @@
+//! `harness`: books-ms's continuous-deployment pipeline as one CLI.
+//!
+//! This is the skeleton of issue 3: the commands parse, `lab up`/`lab down`
+//! run the lab's set-up scripts, and every pipeline step says plainly that
+//! it is not built yet. Exit codes: 0 success, 1 a step failed, 2 usage
+//! error, 3 not implemented yet.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+
+mod cli;
+
+use cli::{Cli, Command, LabCommand};
+
+const EXIT_FAILED: u8 = 1;
+const EXIT_NOT_IMPLEMENTED: u8 = 3;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("harness: error: {e:#}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let repo = cli.repo.clone().map(Ok).unwrap_or_else(repo_root)?;
+    match cli.command {
+        Command::Lab { command } => {
+            let script = match command {
+                LabCommand::Up => "lab/up.sh",
+                LabCommand::Down => "lab/down.sh",
+                LabCommand::Status => return not_yet("lab status"),
+            };
+            if cli.dry_run {
+                println!("would run: bash {script} (in {})", repo.display());
+                return Ok(ExitCode::SUCCESS);
+            }
+            let status = std::process::Command::new("bash")
+                .arg(script)
+                .current_dir(&repo)
+                .status()
+                .with_context(|| format!("cannot run {script}"))?;
+            Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) })
+        }
+        other => not_yet(other.name()),
+    }
+}
+
+fn not_yet(what: &str) -> anyhow::Result<ExitCode> {
+    eprintln!("harness: `{what}` is not implemented yet (planned in the pipeline issue); see README.md");
+    Ok(ExitCode::from(EXIT_NOT_IMPLEMENTED))
+}
+
+/// The repository root: the nearest folder above the current one holding
+/// `harness/` and `service/`.
+fn repo_root() -> anyhow::Result<PathBuf> {
+    let cwd = std::env::current_dir()?;
+    cwd.ancestors()
+        .find(|dir| dir.join("harness").is_dir() && dir.join("service").is_dir())
+        .map(PathBuf::from)
+        .context("not inside a books-ms checkout (no folder above holds harness/ and service/); pass --repo DIR")
+}
+

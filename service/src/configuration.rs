@@ -1,0 +1,320 @@
+//! Typed settings read from the environment.
+//!
+//! Compatible with the original service (`DB_HOST`, `DB_PORT_27017_TCP_ADDR`,
+//! `DB_DBNAME`, `DB_COLLECTION`) and with what legacy docker links set
+//! (`DB_PORT=tcp://ADDR:PORT`, `DB_PORT_27017_TCP_PORT`). There is one source
+//! (the environment) and no layering, so no configuration crate: a lookup
+//! function keeps the parsing testable without touching the process env.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+/// Everything the service needs to start.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen_addr: SocketAddr,
+    pub database: DatabaseSettings,
+    pub static_dir: PathBuf,
+    /// How long in-flight requests may take to finish after SIGTERM.
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    /// A `mongodb://` URI; may hold credentials, so it never prints.
+    pub uri: SecretString,
+    pub database_name: String,
+    pub collection: String,
+    /// Bounds server selection and connecting, so that a database that is
+    /// down turns into a 503 in about this time, not the driver's 30 s.
+    pub timeout: Duration,
+    /// Journaled write concern (`DB_JOURNAL`); `None` keeps the URI's choice
+    /// or, when the URI has none, the default (journaled, majority).
+    pub journal: Option<bool>,
+    /// `w` of the write concern (`DB_W`: `majority` or a number).
+    pub w: Option<WriteAck>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteAck {
+    Majority,
+    Nodes(u32),
+}
+
+/// A configuration problem: which variable, and what is wrong with it.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{variable}: {problem}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(variable: &'static str, problem: impl Into<String>) -> Self {
+        Self { variable, problem: problem.into() }
+    }
+}
+
+pub const DEFAULT_LISTEN_ADDR: &str = "0.0.0.0:8080";
+const DEFAULT_DB_PORT: u16 = 27017;
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    /// Reads settings through `lookup`; empty values count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |key: &str| lookup(key).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+
+        let listen_addr = parse_listen_addr(get("LISTEN_ADDR").as_deref().unwrap_or(DEFAULT_LISTEN_ADDR))?;
+        let uri = match get("MONGODB_URI") {
+            Some(uri) => parse_uri(uri)?,
+            None => uri_from_host_and_port(&get)?,
+        };
+        let database_name = get("DB_DBNAME").unwrap_or_else(|| "books".to_owned());
+        check_database_name(&database_name)?;
+        let collection = get("DB_COLLECTION").unwrap_or_else(|| "books".to_owned());
+        check_collection_name(&collection)?;
+        let timeout = match get("DB_TIMEOUT_MS") {
+            Some(v) => parse_millis("DB_TIMEOUT_MS", &v)?,
+            None => Duration::from_secs(2),
+        };
+        let journal = get("DB_JOURNAL").map(|v| parse_bool("DB_JOURNAL", &v)).transpose()?;
+        let w = get("DB_W").map(|v| parse_w(&v)).transpose()?;
+        let static_dir = PathBuf::from(get("STATIC_DIR").unwrap_or_else(|| "client".to_owned()));
+        let shutdown_timeout = match get("SHUTDOWN_TIMEOUT_SECS") {
+            Some(v) => Duration::from_secs(
+                v.parse::<u64>()
+                    .ok()
+                    .filter(|s| *s <= 3600)
+                    .ok_or_else(|| ConfigError::new("SHUTDOWN_TIMEOUT_SECS", format!("`{v}` is not a number of seconds from 0 to 3600")))?,
+            ),
+            None => Duration::from_secs(10),
+        };
+
+        Ok(Settings {
+            listen_addr,
+            database: DatabaseSettings { uri, database_name, collection, timeout, journal, w },
+            static_dir,
+            shutdown_timeout,
+        })
+    }
+}
+
+impl DatabaseSettings {
+    /// The URI's host part for logs, credentials removed.
+    pub fn redacted_uri(&self) -> String {
+        let uri = self.uri.expose_secret();
+        match (uri.find("://"), uri.rfind('@')) {
+            (Some(scheme_end), Some(at)) if at > scheme_end => format!("{}://***@{}", &uri[..scheme_end], &uri[at + 1..]),
+            _ => uri.to_owned(),
+        }
+    }
+}
+
+fn parse_listen_addr(value: &str) -> Result<SocketAddr, ConfigError> {
+    value.parse().map_err(|_| {
+        ConfigError::new("LISTEN_ADDR", format!("`{value}` is not an IP address and port such as 0.0.0.0:8080 or [::]:0"))
+    })
+}
+
+fn parse_uri(uri: String) -> Result<SecretString, ConfigError> {
+    if uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://") {
+        Ok(SecretString::from(uri))
+    } else {
+        // Never echo the value: it may hold a password.
+        Err(ConfigError::new("MONGODB_URI", "must start with mongodb:// or mongodb+srv://"))
+    }
+}
+
+/// The original's variables: the host from the docker link or `DB_HOST`, the
+/// port from the link's variables (`DB_PORT` may be `tcp://ADDR:PORT`).
+fn uri_from_host_and_port(get: &impl Fn(&str) -> Option<String>) -> Result<SecretString, ConfigError> {
+    let mut host = get("DB_PORT_27017_TCP_ADDR").or_else(|| get("DB_HOST"));
+    let mut port = None;
+    for variable in ["DB_PORT_27017_TCP_PORT", "DB_PORT", "DB_PORT_27017_PORT"] {
+        let Some(value) = get(variable) else { continue };
+        let (link_host, link_port) = parse_port(variable, &value)?;
+        if host.is_none() {
+            host = link_host;
+        }
+        port = Some(link_port);
+        break;
+    }
+    let host = host.unwrap_or_else(|| "localhost".to_owned());
+    if host.contains(['/', '@', '?', '#', ' ']) {
+        return Err(ConfigError::new("DB_HOST", format!("`{host}` is not a host name or IP address")));
+    }
+    let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host };
+    Ok(SecretString::from(format!("mongodb://{host}:{}", port.unwrap_or(DEFAULT_DB_PORT))))
+}
+
+/// `27017` or docker's link form `tcp://172.17.0.2:27017`.
+fn parse_port(variable: &'static str, value: &str) -> Result<(Option<String>, u16), ConfigError> {
+    let bad = || ConfigError::new(variable, format!("`{value}` is not a port (1-65535) or tcp://HOST:PORT"));
+    let port = |p: &str| p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(bad);
+    match value.strip_prefix("tcp://") {
+        Some(rest) => {
+            let (host, p) = rest.rsplit_once(':').ok_or_else(bad)?;
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            if host.is_empty() {
+                return Err(bad());
+            }
+            Ok((Some(host.to_owned()), port(p)?))
+        }
+        None => Ok((None, port(value)?)),
+    }
+}
+
+fn check_database_name(name: &str) -> Result<(), ConfigError> {
+    if name.len() > 63 || name.contains(['/', '\\', '.', ' ', '"', '$', '*', '<', '>', ':', '|', '?', '\0']) {
+        return Err(ConfigError::new(
+            "DB_DBNAME",
+            format!("`{name}` is not a valid database name (at most 63 characters, none of /\\. \"$*<>:|?)"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_collection_name(name: &str) -> Result<(), ConfigError> {
+    if name.contains(['$', '\0']) || name.starts_with("system.") || name.len() > 120 {
+        return Err(ConfigError::new(
+            "DB_COLLECTION",
+            format!("`{name}` is not a valid collection name (no `$`, not `system.*`, at most 120 characters)"),
+        ));
+    }
+    Ok(())
+}
+
+fn parse_millis(variable: &'static str, value: &str) -> Result<Duration, ConfigError> {
+    value
+        .parse::<u64>()
+        .ok()
+        .filter(|ms| (1..=600_000).contains(ms))
+        .map(Duration::from_millis)
+        .ok_or_else(|| ConfigError::new(variable, format!("`{value}` is not a number of milliseconds from 1 to 600000")))
+}
+
+fn parse_bool(variable: &'static str, value: &str) -> Result<bool, ConfigError> {
+    match value.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError::new(variable, format!("`{value}` is not true or false"))),
+    }
+}
+
+fn parse_w(value: &str) -> Result<WriteAck, ConfigError> {
+    if value.eq_ignore_ascii_case("majority") {
+        return Ok(WriteAck::Majority);
+    }
+    value
+        .parse::<u32>()
+        .map(WriteAck::Nodes)
+        .map_err(|_| ConfigError::new("DB_W", format!("`{value}` is not `majority` or a number of nodes")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    fn uri(vars: &[(&str, &str)]) -> String {
+        settings(vars).unwrap().database.uri.expose_secret().to_owned()
+    }
+
+    #[test]
+    fn defaults_match_the_original_service() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.listen_addr, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(s.database.uri.expose_secret(), "mongodb://localhost:27017");
+        assert_eq!(s.database.database_name, "books");
+        assert_eq!(s.database.collection, "books");
+        assert_eq!(s.database.timeout, Duration::from_secs(2));
+        assert_eq!(s.database.journal, None);
+        assert_eq!(s.static_dir, PathBuf::from("client"));
+    }
+
+    #[test]
+    fn link_address_wins_over_db_host() {
+        assert_eq!(uri(&[("DB_HOST", "h1"), ("DB_PORT_27017_TCP_ADDR", "10.0.0.9")]), "mongodb://10.0.0.9:27017");
+        assert_eq!(uri(&[("DB_HOST", "h1")]), "mongodb://h1:27017");
+    }
+
+    #[test]
+    fn port_comes_from_link_variables_in_either_form() {
+        assert_eq!(uri(&[("DB_HOST", "db"), ("DB_PORT_27017_TCP_PORT", "27018")]), "mongodb://db:27018");
+        assert_eq!(uri(&[("DB_HOST", "db"), ("DB_PORT", "27019")]), "mongodb://db:27019");
+        assert_eq!(uri(&[("DB_HOST", "db"), ("DB_PORT", "tcp://172.17.0.2:27020")]), "mongodb://db:27020");
+        // With no host variable, the link form also gives the host.
+        assert_eq!(uri(&[("DB_PORT", "tcp://172.17.0.2:27020")]), "mongodb://172.17.0.2:27020");
+    }
+
+    #[test]
+    fn mongodb_uri_wins_over_host_and_port() {
+        assert_eq!(uri(&[("DB_HOST", "db"), ("DB_PORT", "1"), ("MONGODB_URI", "mongodb://a:1,b:2/?replicaSet=rs")]), "mongodb://a:1,b:2/?replicaSet=rs");
+    }
+
+    #[test]
+    fn ipv6_hosts_are_bracketed() {
+        assert_eq!(uri(&[("DB_HOST", "::1")]), "mongodb://[::1]:27017");
+    }
+
+    #[test]
+    fn listen_addr_accepts_port_zero() {
+        assert_eq!(settings(&[("LISTEN_ADDR", "127.0.0.1:0")]).unwrap().listen_addr.port(), 0);
+    }
+
+    #[test]
+    fn each_invalid_value_names_its_variable() {
+        let cases = [
+            ("LISTEN_ADDR", "localhost"),
+            ("DB_PORT", "abc"),
+            ("DB_PORT", "0"),
+            ("DB_PORT", "tcp://nohost"),
+            ("DB_PORT_27017_TCP_PORT", "70000"),
+            ("DB_DBNAME", "my.db"),
+            ("DB_COLLECTION", "a$b"),
+            ("DB_TIMEOUT_MS", "-5"),
+            ("DB_JOURNAL", "perhaps"),
+            ("DB_W", "most"),
+            ("SHUTDOWN_TIMEOUT_SECS", "soon"),
+            ("MONGODB_URI", "http://db"),
+        ];
+        for (variable, value) in cases {
+            let err = settings(&[(variable, value)]).expect_err(variable);
+            assert_eq!(err.variable, variable, "{value}");
+            assert!(err.to_string().starts_with(variable), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_bad_uri_is_not_echoed() {
+        let err = settings(&[("MONGODB_URI", "postgres://user:hunter2@db")]).unwrap_err();
+        assert!(!err.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn write_concern_settings_parse() {
+        let s = settings(&[("DB_JOURNAL", "false"), ("DB_W", "1")]).unwrap();
+        assert_eq!(s.database.journal, Some(false));
+        assert_eq!(s.database.w, Some(WriteAck::Nodes(1)));
+        assert_eq!(settings(&[("DB_W", "Majority")]).unwrap().database.w, Some(WriteAck::Majority));
+    }
+
+    #[test]
+    fn redacted_uri_hides_credentials() {
+        let s = settings(&[("MONGODB_URI", "mongodb://u:secret@db:27017/x")]).unwrap();
+        assert_eq!(s.database.redacted_uri(), "mongodb://***@db:27017/x");
+        assert!(!format!("{s:?}").contains("secret"));
+    }
+}

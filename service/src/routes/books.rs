@@ -1,0 +1,173 @@
+//! The books API: `/api/v1/books`.
+
+use std::collections::HashMap;
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::{Bytes, BytesMut};
+use futures_util::{stream, StreamExt};
+use utoipa::IntoParams;
+
+use crate::domain::{Book, BookId, BookSummary, Page};
+use crate::error::{ApiError, ErrorBody};
+use crate::repository::BookRepository;
+
+/// A book is a few KB; 256 KiB leaves room for a long description and stops
+/// a client from making the service buffer megabytes.
+pub const BODY_LIMIT: usize = 256 * 1024;
+
+/// Optional paging of the list.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // documents the query for OpenAPI; parsed by `Page::parse`
+pub(crate) struct ListQuery {
+    /// At most this many books (1 to 1000). Without it, every book.
+    limit: Option<u32>,
+    /// Only books whose `_id` is greater than this (the last `_id` of the previous page).
+    after: Option<i32>,
+}
+
+/// List the summaries of the books, ordered by `_id`.
+#[utoipa::path(
+    get, path = "/api/v1/books", tag = "books", params(ListQuery),
+    responses(
+        (status = 200, description = "Summaries ordered by _id", body = [BookSummary]),
+        (status = 400, description = "A bad paging parameter", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    )
+)]
+#[tracing::instrument(skip_all)]
+pub(crate) async fn list_books(req: HttpRequest, repo: web::Data<BookRepository>) -> Result<HttpResponse, ApiError> {
+    let query = web::Query::<HashMap<String, String>>::from_query(req.query_string())
+        .map_err(|e| ApiError::BadBody(format!("the query string is not valid: {e}")))?;
+    let page = Page::parse(query.get("limit").map(String::as_str), query.get("after").map(String::as_str))?;
+    let summaries = repo.list(page).await?;
+
+    // `[`, then each batch the cursor has ready as one chunk, then `]`.
+    let mut written = 0usize;
+    let items = summaries.ready_chunks(128).map(move |chunk| {
+        let mut buf = BytesMut::with_capacity(chunk.len() * 80);
+        for summary in chunk {
+            let summary = summary.map_err(|e| {
+                // The status line is gone already: all that is left is to cut
+                // the response short, so the client sees an incomplete body.
+                tracing::error!(error = %crate::error::error_chain(&e), "listing failed mid-stream");
+                ApiError::from(e)
+            })?;
+            if written > 0 {
+                buf.extend_from_slice(b",");
+            }
+            written += 1;
+            let json = serde_json::to_vec(&summary).map_err(|e| ApiError::Internal(e.into()))?;
+            buf.extend_from_slice(&json);
+        }
+        Ok::<Bytes, ApiError>(buf.freeze())
+    });
+    let body = stream::once(async { Ok(Bytes::from_static(b"[")) })
+        .chain(items)
+        .chain(stream::once(async { Ok(Bytes::from_static(b"]")) }));
+    Ok(HttpResponse::Ok().content_type(mime::APPLICATION_JSON).streaming(body))
+}
+
+/// Get one book.
+#[utoipa::path(
+    get, path = "/api/v1/books/_id/{id}", tag = "books",
+    params(("id" = i32, Path, description = "The book's _id")),
+    responses(
+        (status = 200, description = "The book", body = Book),
+        (status = 400, description = "The id is not an integer", body = ErrorBody),
+        (status = 404, description = "No book has this id", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    )
+)]
+#[tracing::instrument(skip(repo))]
+pub(crate) async fn get_book(path: web::Path<String>, repo: web::Data<BookRepository>) -> Result<HttpResponse, ApiError> {
+    let id = BookId::parse_str("_id", &path)?;
+    let book = repo.get(id).await?.ok_or(ApiError::BookNotFound(id))?;
+    Ok(HttpResponse::Ok().json(book))
+}
+
+/// Insert a book, or replace the whole stored book with the same `_id`.
+/// `POST` does the same, as in the original service.
+#[utoipa::path(
+    put, path = "/api/v1/books", tag = "books",
+    request_body(content = Book, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The stored book", body = Book),
+        (status = 400, description = "Malformed JSON or an invalid field (named in `field`)", body = ErrorBody),
+        (status = 413, description = "The body is larger than 256 KiB", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
+        (status = 503, description = "The database is unavailable; nothing was written", body = ErrorBody),
+    )
+)]
+#[tracing::instrument(skip_all)]
+pub(crate) async fn put_book(
+    req: HttpRequest,
+    payload: web::Payload,
+    repo: web::Data<BookRepository>,
+) -> Result<HttpResponse, ApiError> {
+    require_json(&req)?;
+    let body = read_body(&req, payload).await?;
+    let book = Book::from_json(&body)?;
+    repo.upsert(&book).await?;
+    tracing::info!(id = %book.id, "book stored");
+    Ok(HttpResponse::Ok().json(book))
+}
+
+/// Remove a book and return it.
+#[utoipa::path(
+    delete, path = "/api/v1/books/_id/{id}", tag = "books",
+    params(("id" = i32, Path, description = "The book's _id")),
+    responses(
+        (status = 200, description = "The removed book", body = Book),
+        (status = 400, description = "The id is not an integer", body = ErrorBody),
+        (status = 404, description = "No book has this id", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    )
+)]
+#[tracing::instrument(skip(repo))]
+pub(crate) async fn delete_book(path: web::Path<String>, repo: web::Data<BookRepository>) -> Result<HttpResponse, ApiError> {
+    let id = BookId::parse_str("_id", &path)?;
+    let book = repo.delete(id).await?.ok_or(ApiError::BookNotFound(id))?;
+    tracing::info!(%id, "book removed");
+    Ok(HttpResponse::Ok().json(book))
+}
+
+/// `application/json` or any `+json` type; anything else (or nothing) is 415.
+fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<mime::Mime>().ok())
+        .ok_or(ApiError::UnsupportedMediaType)?;
+    let is_json = content_type.type_() == mime::APPLICATION
+        && (content_type.subtype() == mime::JSON || content_type.suffix() == Some(mime::JSON));
+    if is_json {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType)
+    }
+}
+
+/// The whole body, refusing it as soon as it passes `BODY_LIMIT`.
+async fn read_body(req: &HttpRequest, mut payload: web::Payload) -> Result<BytesMut, ApiError> {
+    let too_large = ApiError::PayloadTooLarge { limit: BODY_LIMIT };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > BODY_LIMIT) {
+        return Err(too_large);
+    }
+    let mut body = BytesMut::with_capacity(declared.unwrap_or(1024));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadBody(e.to_string()))?;
+        if body.len() + chunk.len() > BODY_LIMIT {
+            return Err(too_large);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}

@@ -1,0 +1,11 @@
+//! HTTP handlers, one module per concern. Routes are registered in
+//! `startup.rs`, all in one place.
+mod books;
+mod health;
+mod openapi;
+mod static_files;
+
+pub(crate) use books::{delete_book, get_book, list_books, put_book};
+pub(crate) use health::{health, ready, version};
+pub(crate) use openapi::{openapi_json, ApiDoc};
+pub(crate) use static_files::{static_file, StaticRoot};

@@ -1,0 +1,105 @@
+//! Builds the application from settings: every route is registered here.
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use tracing_actix_web::TracingLogger;
+
+use crate::configuration::Settings;
+use crate::error::ApiError;
+use crate::middleware::common_headers;
+use crate::repository::BookRepository;
+use crate::routes::{self, StaticRoot};
+
+/// A bound, not yet running, books-ms.
+pub struct Application {
+    server: Server,
+    port: u16,
+}
+
+impl Application {
+    /// Binds the listener (port 0 picks a free one) and prepares the server.
+    /// The database is not contacted: the service starts when it is down.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let repo = web::Data::new(BookRepository::connect(&settings.database).await?);
+        let listener = TcpListener::bind(settings.listen_addr)
+            .with_context(|| format!("LISTEN_ADDR: cannot listen on {}", settings.listen_addr))?;
+        let local = listener.local_addr()?;
+        let static_root = web::Data::new(StaticRoot::new(&settings.static_dir));
+        tracing::info!(
+            addr = %local,
+            database = %settings.database.redacted_uri(),
+            db = %settings.database.database_name,
+            collection = %settings.database.collection,
+            static_dir = %settings.static_dir.display(),
+            "listening"
+        );
+
+        let server = HttpServer::new(move || {
+            App::new()
+                // Registered last, so outermost: every response passes through both.
+                .wrap(from_fn(common_headers))
+                .wrap(TracingLogger::default())
+                .app_data(repo.clone())
+                .app_data(static_root.clone())
+                .route("/health", web::get().to(routes::health))
+                .route("/ready", web::get().to(routes::ready))
+                .route("/version", web::get().to(routes::version))
+                .route("/api/v1/openapi.json", web::get().to(routes::openapi_json))
+                .service(
+                    web::resource("/api/v1/books")
+                        .route(web::get().to(routes::list_books))
+                        .route(web::put().to(routes::put_book))
+                        .route(web::post().to(routes::put_book))
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .service(
+                    web::resource("/api/v1/books/_id/{id}")
+                        .route(web::get().to(routes::get_book))
+                        .route(web::delete().to(routes::delete_book))
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .default_service(web::to(routes::static_file))
+        })
+        .listen(listener)?
+        // Signals are the binary's business: shutdown is passed in, so tests
+        // stop the server deterministically.
+        .disable_signals()
+        .shutdown_timeout(settings.shutdown_timeout.as_secs().max(1))
+        .run();
+        Ok(Application { server, port: local.port() })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting connections and
+    /// lets in-flight requests finish (up to the shutdown timeout).
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let mut running = tokio::spawn(self.server);
+        tokio::select! {
+            result = &mut running => return result.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+            () = shutdown => {}
+        }
+        tracing::info!("shutting down: no new connections, finishing requests in flight");
+        let started = std::time::Instant::now();
+        handle.stop(true).await;
+        let result = running.await.unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "stopped");
+        result
+    }
+}
+
+async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed)
+}
+
+/// How long the binary waits for in-flight requests; re-exported for docs.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
