@@ -1,0 +1,249 @@
+#!/usr/bin/env bash
+# Sets up the books-ms lab on a Debian 12 machine, as root: system packages,
+# a Docker engine, and the images that cannot be pulled here.
+#
+# Idempotent: every step checks first and does nothing when its result is
+# already there, so a second run takes a few seconds and makes no apt call.
+# Steps are small functions called in order at the bottom; add new ones there.
+# Undo the running parts with lab/down.sh (it keeps packages, images, data).
+#
+# Usage: lab/up.sh        (progress on stderr; exits non-zero on the first failure)
+set -euo pipefail
+
+LAB_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
+REPO_DIR=$(dirname -- "$LAB_DIR")
+# shellcheck source=SCRIPTDIR/lab.env
+. "$LAB_DIR/lab.env"
+
+LOG_DIR=/var/log/books-lab
+RUN_DIR=/run/books-lab
+DOCKERD_PID="$RUN_DIR/dockerd.pid"
+DOCKERD_LOG="$LOG_DIR/dockerd.log"
+# Debian's client: a newer one may come first on PATH, without buildx, and
+# then `docker build` prints a deprecation notice on every build.
+DOCKER=/usr/bin/docker
+# Image label holding a hash of everything an image was built from, so a
+# changed input rebuilds it and an unchanged one is left alone.
+INPUTS_LABEL=org.books-ms.lab.inputs
+
+PACKAGES=(
+  docker.io docker-compose debootstrap skopeo
+  wrk hyperfine apache2-utils
+  iproute2 openssl git ca-certificates curl
+  chromium chromium-driver
+)
+
+# dockerd needs iptables (in /usr/sbin); Go, in its default install place,
+# may be missing from PATH in a non-login shell.
+export PATH="/usr/local/sbin:/usr/sbin:/sbin:$PATH:/usr/local/go/bin"
+
+say() { printf 'lab/up: %s\n' "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+require_root() {
+  [[ $(id -u) -eq 0 ]] || die "run as root (it installs packages and starts dockerd)"
+}
+
+# Two runs at once would both start a dockerd or build the same image.
+# Bounded: give up after 15 minutes (a cold first run takes a few).
+take_lock() {
+  mkdir -p "$RUN_DIR" "$LOG_DIR"
+  exec 9>"$RUN_DIR/up.lock"
+  flock -w 900 9 || die "another lab/up.sh holds $RUN_DIR/up.lock"
+}
+
+install_packages() {
+  local missing=() p
+  for p in "${PACKAGES[@]}"; do
+    if [[ $(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null) != installed ]]; then
+      missing+=("$p")
+    fi
+  done
+  if ((${#missing[@]} == 0)); then
+    say "packages: all ${#PACKAGES[@]} installed"
+    return
+  fi
+  say "packages: installing ${missing[*]}"
+  # Another engineer may be running apt: wait for its lock (up to 10 min)
+  # instead of failing. `update` may still lose the race for the lists lock,
+  # hence a few bounded attempts.
+  local apt=(apt-get -q -o DPkg::Lock::Timeout=600)
+  local i
+  for i in 1 2 3 4 5; do
+    "${apt[@]}" update && break
+    ((i < 5)) || die "apt-get update failed 5 times"
+    say "packages: apt-get update failed (attempt $i/5), retrying in 10 s"
+    sleep 10
+  done
+  DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y --no-install-recommends "${missing[@]}"
+}
+
+# Bounded: a wedged engine must not hang the script.
+docker_answers() { timeout 10 "$DOCKER" info >/dev/null 2>&1; }
+
+# No systemd here: run dockerd ourselves, in its own session so it outlives
+# this script, with its own pid file so lab/down.sh stops exactly this one.
+start_dockerd() {
+  if docker_answers; then
+    if [[ -s $DOCKERD_PID ]]; then
+      say "docker: engine answers (pid $(<"$DOCKERD_PID"))"
+    else
+      say "docker: engine answers (not started by lab/up.sh; lab/down.sh leaves it alone)"
+    fi
+    return
+  fi
+  say "docker: starting dockerd, log in $DOCKERD_LOG"
+  # fd 9 (our lock) is closed for dockerd, or it would hold the lock forever.
+  # dockerd writes the pid file itself and removes it when it stops.
+  setsid nohup /usr/sbin/dockerd --pidfile "$DOCKERD_PID" \
+    </dev/null >>"$DOCKERD_LOG" 2>&1 9>&- &
+  local pid=$! i
+  # Usually answers within 2 s; 30 s covers a slow first start (it creates
+  # its data root and networks).
+  for ((i = 0; i < 60; i++)); do
+    if docker_answers; then
+      say "docker: engine answers (pid $pid, after ~$((i / 2)) s)"
+      return
+    fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      tail -n 30 "$DOCKERD_LOG" >&2 || true
+      die "dockerd exited during start (log above, full log in $DOCKERD_LOG)"
+    fi
+    sleep 0.5
+  done
+  tail -n 30 "$DOCKERD_LOG" >&2 || true
+  die "dockerd did not answer within 30 s (log above; it is still running as pid $pid, lab/down.sh stops it)"
+}
+
+# Prints the inputs label of an image, or nothing when the image is missing.
+image_inputs() {
+  "$DOCKER" image inspect -f "{{ index .Config.Labels \"$INPUTS_LABEL\" }}" "$1" 2>/dev/null || true
+}
+
+image_id() { "$DOCKER" image inspect -f '{{.Id}}' "$1" 2>/dev/null || true; }
+
+# A rebuild leaves the previous image untagged; remove it so rebuilds do not
+# pile up (Docker refuses while a container still uses it, which is fine).
+remove_replaced_image() {
+  local old=$1 name=$2
+  [[ -n $old && $old != "$(image_id "$name")" ]] || return 0
+  "$DOCKER" image rm "$old" >/dev/null 2>&1 ||
+    say "image $name: kept the previous one (${old:7:12}), a container still uses it"
+}
+
+# Removes a temporary directory, unmounting first anything still mounted
+# below it (debootstrap mounts /proc and /sys in its target), so that rm
+# cannot reach into the host's file systems.
+remove_tmp_dir() {
+  local dir=$1
+  [[ $dir == /var/tmp/books-lab-?* ]] || die "refusing to remove '$dir'"
+  [[ -d $dir ]] || return 0
+  # Deepest first. (mktemp names hold no characters that /proc/mounts escapes.)
+  awk -v d="$dir/" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r |
+    while read -r m; do umount -l "$m" || true; done
+  rm -rf --one-file-system -- "$dir"
+}
+
+FERRETDB_SRC="$REPO_DIR/db/ferretdb"
+# Only the SQLite backend is used; leaving PostgreSQL out saves 4 MB.
+FERRETDB_BUILD=(go build -trimpath -buildvcs=false -tags ferretdb_no_postgresql -ldflags="-s -w")
+
+build_ferretdb_image() {
+  local inputs
+  inputs=$(cd "$FERRETDB_SRC" &&
+    { sha256sum go.mod go.sum ./*.go Dockerfile; echo "${FERRETDB_BUILD[*]}"; } |
+    sha256sum | cut -c1-16)
+  if [[ $(image_inputs "$BOOKS_DB_IMAGE") == "$inputs" ]]; then
+    say "image $BOOKS_DB_IMAGE: up to date"
+    return
+  fi
+  command -v go >/dev/null || die "go not found: install Go 1.24 or newer to build $BOOKS_DB_IMAGE"
+  say "image $BOOKS_DB_IMAGE: building (go build: about 2 min cold, seconds with a warm Go cache)"
+  local old ctx
+  old=$(image_id "$BOOKS_DB_IMAGE")
+  ctx=$(mktemp -d /var/tmp/books-lab-ferretdb.XXXXXX)
+  # shellcheck disable=SC2064 # expand $ctx now: it is local
+  trap "remove_tmp_dir '$ctx'" EXIT
+  # The Go build and module caches stay in their default places outside the
+  # clone, so later builds are fast.
+  (cd "$FERRETDB_SRC" && CGO_ENABLED=0 "${FERRETDB_BUILD[@]}" -o "$ctx/ferretdb" .)
+  mkdir "$ctx/data" "$ctx/tmp"
+  "$DOCKER" build -f "$FERRETDB_SRC/Dockerfile" --label "$INPUTS_LABEL=$inputs" \
+    -t "$BOOKS_DB_IMAGE" "$ctx" >&2
+  remove_tmp_dir "$ctx"
+  trap - EXIT
+  remove_replaced_image "$old" "$BOOKS_DB_IMAGE"
+  say "image $BOOKS_DB_IMAGE: built ($("$DOCKER" image inspect -f '{{.Size}}' "$BOOKS_DB_IMAGE") bytes)"
+}
+
+# Made the way the official Debian images are: a debootstrap minbase, with
+# the same apt sources (updates and security too) and no package caches.
+DEBIAN_SUITE=bookworm
+DEBIAN_MIRROR=http://deb.debian.org/debian
+DEBIAN_SECURITY_MIRROR=http://deb.debian.org/debian-security
+
+build_debian_image() {
+  local inputs
+  # The recipe is this function itself: editing it rebuilds the image.
+  inputs=$({ declare -f build_debian_image debian_sources
+    echo "$DEBIAN_SUITE $DEBIAN_MIRROR $DEBIAN_SECURITY_MIRROR"; } | sha256sum | cut -c1-16)
+  if [[ $(image_inputs "$BOOKS_DEBIAN_IMAGE") == "$inputs" ]]; then
+    say "image $BOOKS_DEBIAN_IMAGE: up to date"
+    return
+  fi
+  say "image $BOOKS_DEBIAN_IMAGE: debootstrap $DEBIAN_SUITE (about 30 s)"
+  local old root
+  old=$(image_id "$BOOKS_DEBIAN_IMAGE")
+  # /var/tmp, not /tmp: /tmp may be a tmpfs mounted nodev.
+  root=$(mktemp -d /var/tmp/books-lab-debootstrap.XXXXXX)
+  # shellcheck disable=SC2064
+  trap "remove_tmp_dir '$root'" EXIT
+  debootstrap --variant=minbase "$DEBIAN_SUITE" "$root" "$DEBIAN_MIRROR" \
+    >"$LOG_DIR/debootstrap.log" 2>&1 ||
+    { tail -n 20 "$LOG_DIR/debootstrap.log" >&2; die "debootstrap failed (log in $LOG_DIR/debootstrap.log)"; }
+  rm -f "${root:?}/etc/apt/sources.list"
+  debian_sources >"${root:?}/etc/apt/sources.list.d/debian.sources"
+  # Downloaded .debs and lists are dead weight (30 MB) and stale the moment
+  # the image is made; images run `apt-get update` themselves.
+  # ${root:?}: never let an empty variable turn these into host paths.
+  rm -rf "${root:?}"/var/cache/apt/archives/*.deb "${root:?}"/var/cache/apt/*.bin \
+    "${root:?}"/var/lib/apt/lists/*
+  tar --numeric-owner -C "$root" -c . |
+    "$DOCKER" import \
+      -c 'CMD ["bash"]' \
+      -c "LABEL $INPUTS_LABEL=$inputs org.opencontainers.image.title=$BOOKS_DEBIAN_IMAGE" \
+      - "$BOOKS_DEBIAN_IMAGE" >/dev/null
+  remove_tmp_dir "$root"
+  trap - EXIT
+  remove_replaced_image "$old" "$BOOKS_DEBIAN_IMAGE"
+  say "image $BOOKS_DEBIAN_IMAGE: built ($("$DOCKER" image inspect -f '{{.Size}}' "$BOOKS_DEBIAN_IMAGE") bytes)"
+}
+
+# The apt sources of the official image (deb822 format).
+debian_sources() {
+  printf '%s\n' \
+    "Types: deb" \
+    "URIs: $DEBIAN_MIRROR" \
+    "Suites: $DEBIAN_SUITE $DEBIAN_SUITE-updates" \
+    "Components: main" \
+    "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" \
+    "" \
+    "Types: deb" \
+    "URIs: $DEBIAN_SECURITY_MIRROR" \
+    "Suites: $DEBIAN_SUITE-security" \
+    "Components: main" \
+    "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg"
+}
+
+main() {
+  local start=$SECONDS
+  require_root
+  take_lock
+  install_packages
+  start_dockerd
+  build_ferretdb_image
+  build_debian_image
+  say "ready in $((SECONDS - start)) s (images: $BOOKS_DB_IMAGE, $BOOKS_DEBIAN_IMAGE)"
+}
+
+main "$@"
