@@ -167,7 +167,7 @@ build_ferretdb_image() {
   # The Go build and module caches stay in their default places outside the
   # clone, so later builds are fast.
   (cd "$FERRETDB_SRC" && CGO_ENABLED=0 "${FERRETDB_BUILD[@]}" -o "$ctx/ferretdb" .)
-  mkdir "$ctx/data" "$ctx/tmp"
+  mkdir -p "$ctx/data/db" "$ctx/tmp"
   "$DOCKER" build -f "$FERRETDB_SRC/Dockerfile" --label "$INPUTS_LABEL=$inputs" \
     -t "$BOOKS_DB_IMAGE" "$ctx" >&2
   remove_tmp_dir "$ctx"

@@ -27,7 +27,7 @@ func main() {
 		"TCP address for the MongoDB wire protocol (env FERRETDB_LISTEN_ADDR)")
 	// A directory, with the trailing slash FerretDB insists on; one SQLite
 	// file per database is created in it. It must already exist.
-	sqliteURL := flag.String("sqlite-url", env("FERRETDB_SQLITE_URL", "file:/data/"),
+	sqliteURL := flag.String("sqlite-url", env("FERRETDB_SQLITE_URL", "file:/data/db/"),
 		"SQLite URI of the data directory (env FERRETDB_SQLITE_URL)")
 	logLevel := flag.String("log-level", env("FERRETDB_LOG_LEVEL", "info"),
 		"debug, info, warn or error (env FERRETDB_LOG_LEVEL)")

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The README's test command: raises the lab (packages, Docker engine, local
+# images), then runs every test: the workspace's unit, API and image tests
+# (cargo test) and the web components' browser tests (headless Chromium).
+# Idempotent; the second run reuses the lab and the build caches.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:/usr/local/go/bin:$PATH"
+
+say() { printf '==> %s\n' "$*" >&2; }
+
+# The API tests keep one database container per test binary for the life of
+# the process; remove what this run left, even when a test failed.
+cleanup() {
+  local ids
+  ids=$(/usr/bin/docker ps -aq --filter label=books-ms.tests.pid 2>/dev/null || true)
+  if [[ -n $ids ]]; then
+    # shellcheck disable=SC2086 # one id per word
+    /usr/bin/docker rm -fv $ids >/dev/null 2>&1 || true
+  fi
+}
+trap cleanup EXIT
+
+say "raising the lab (lab/up.sh)"
+bash lab/up.sh
+
+say "unit, API and image tests (cargo test --workspace)"
+cargo test --workspace --locked
+
+say "browser tests of the web components (client/tests/run.sh)"
+cargo build --locked -p books-ms --bin books-ms
+bash client/tests/run.sh
+say "all tests passed"
