@@ -10,10 +10,6 @@ if (api !== null) {
   form.setAttribute('api', api);
 }
 
-// Imported after the attributes are set, so the first request goes to the right place.
-await import('./components/books-list.js');
-await import('./components/book-form.js');
-
 list.addEventListener('book-open', (event) => {
   list.selected = event.detail.id;
   form.edit(event.detail.id, { focus: true });
@@ -40,3 +36,9 @@ form.addEventListener('book-cancel', () => {
   // Back to where the reader came from.
   if (id !== null) list.focusBook(id);
 });
+
+// Imported after the attributes are set, so the first request goes to the
+// right place, and after the listeners are in place, so a book shown is a book
+// that can be opened. The form comes first: the list's events call into it.
+await import('./components/book-form.js');
+await import('./components/books-list.js');

@@ -67,6 +67,8 @@ template.innerHTML = `
     }
     .alert:focus { outline: none; }
     .status { color: var(--_ok); margin: 0 0 0.75rem; min-height: 1.2em; }
+    /* Empty but still rendered: a live region must exist before it speaks. */
+    .status:empty { min-height: 0; margin: 0; }
     .actions { display: flex; flex-wrap: wrap; gap: 0.5rem; align-items: center; }
     button {
       font: inherit;

@@ -105,7 +105,8 @@ const FIELD_NAMES = { _id: 'ID', title: 'Title', author: 'Author', description: 
 
 function errorFromResponse(status, payload, what = {}) {
   const code = typeof payload?.error === 'string' ? payload.error : `http_${status}`;
-  const detail = typeof payload?.message === 'string' ? payload.message : undefined;
+  // The service quotes names in `backticks`; readers need no markup.
+  const detail = typeof payload?.message === 'string' ? payload.message.replace(/`/g, '') : undefined;
   const field = typeof payload?.field === 'string' ? payload.field : undefined;
   const info = { status, code, field, detail };
   const id = what.id;

@@ -66,6 +66,8 @@ template.innerHTML = `
       outline-offset: 2px;
     }
     .status { color: var(--_muted); font-size: 0.9rem; margin: 0 0 0.5rem; min-height: 1.2em; }
+    /* Empty but still rendered: a live region must exist before it speaks. */
+    .status:empty { min-height: 0; margin: 0; }
     .alert:not(:empty) {
       border: 1px solid var(--_danger);
       border-left-width: 6px;

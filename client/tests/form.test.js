@@ -155,6 +155,25 @@ describe('book-form', { timeout: 120_000 }, () => {
     }
   });
 
+  it('reports a book the service rejects (too large) in plain words', async () => {
+    // The service takes bodies up to 256 KiB; nothing in the form limits the description.
+    const { page, context, apiRequests } = await openPage(browser, demo());
+    try {
+      await field(page, 'ID').fill('107');
+      await field(page, 'Title').fill('War and Peace, Unabridged');
+      await field(page, 'Author').fill('Leo Tolstoy');
+      await field(page, 'Description').fill('Well. '.repeat(60_000));
+      await page.getByRole('button', { name: 'Save book' }).click();
+      await page.locator('book-form [role="alert"]', { hasText: 'This book is too large for the books service' }).waitFor();
+      assert.equal(apiRequests.filter((r) => r.startsWith('PUT ')).length, 1, 'the request did go out');
+      assert.equal((await api.get(107)).status, 404);
+      // The form keeps what was typed.
+      assert.equal(await field(page, 'Title').inputValue(), 'War and Peace, Unabridged');
+    } finally {
+      await context.close();
+    }
+  });
+
   it('says plainly when the book to open does not exist', async () => {
     const { page, context } = await openPage(browser, demo('?id=999999'));
     try {
