@@ -90,7 +90,7 @@ pub(crate) async fn get_book(path: web::Path<String>, repo: web::Data<BookReposi
 /// Insert a book, or replace the whole stored book with the same `_id`.
 /// `POST` does the same, as in the original service.
 #[utoipa::path(
-    put, path = "/api/v1/books", tag = "books",
+    method(put, post), path = "/api/v1/books", tag = "books",
     request_body(content = Book, content_type = "application/json"),
     responses(
         (status = 200, description = "The stored book", body = Book),

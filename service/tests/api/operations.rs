@@ -96,6 +96,7 @@ async fn the_openapi_document_describes_the_api() {
         assert!(doc["paths"][path].is_object(), "{path} missing");
     }
     assert!(doc["paths"]["/api/v1/books"]["put"].is_object());
+    assert!(doc["paths"]["/api/v1/books"]["post"].is_object());
     assert!(doc["paths"]["/api/v1/books/_id/{id}"]["delete"].is_object());
     assert!(doc["components"]["schemas"]["Book"].is_object());
 }
