@@ -117,8 +117,10 @@ describe('the books app at /', { timeout: 120_000 }, () => {
       await key('End');
       assert.match((await focused(page)).name, /^Typed Without a Mouse/);
       await key('Enter');
-      await page.getByRole('heading', { name: 'Edit book 20' }).waitFor();
-      assert.deepEqual(await focused(page), { tag: 'input', id: 'title', name: 'Title', host: 'book-form' });
+      // The form already shows book 20 (just saved); wait for the reload that opening starts.
+      await page.getByRole('status').filter({ hasText: 'Editing “Typed Without a Mouse”.' }).waitFor();
+      await eventually(async () => assert.deepEqual(await focused(page),
+        { tag: 'input', id: 'title', name: 'Title', host: 'book-form' }), { what: 'focus on the title field' });
 
       // Change the title and save with Enter from the field.
       await key('Control+A');
