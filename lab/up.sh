@@ -14,6 +14,9 @@ LAB_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(dirname -- "$LAB_DIR")
 # shellcheck source=SCRIPTDIR/lab.env
 . "$LAB_DIR/lab.env"
+# The registry and the second Docker host, prod: topology_up.
+# shellcheck source=SCRIPTDIR/topology.sh
+. "$LAB_DIR/topology.sh"
 
 LOG_DIR=/var/log/books-lab
 RUN_DIR=/run/books-lab
@@ -31,6 +34,7 @@ PACKAGES=(
   wrk hyperfine apache2-utils
   iproute2 openssl git ca-certificates curl
   chromium chromium-driver
+  docker-registry jq
 )
 
 # dockerd needs iptables (in /usr/sbin); Go, in its default install place,
@@ -241,6 +245,7 @@ main() {
   take_lock
   install_packages
   start_dockerd
+  topology_up
   build_ferretdb_image
   build_debian_image
   say "ready in $((SECONDS - start)) s (images: $BOOKS_DB_IMAGE, $BOOKS_DEBIAN_IMAGE)"

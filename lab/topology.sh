@@ -1,0 +1,527 @@
+# shellcheck shell=bash
+# The book's two machines on one host, for lab/up.sh, lab/down.sh and
+# lab/status.sh (they source this file: it defines constants and functions
+# and runs nothing; `say` and `die` come from the caller):
+#
+#   cd: this host, its Docker engine        prod: network namespace "prod"
+#   (lab/up.sh), and the registry           with its own dockerd, API only on
+#   on 10.200.0.1:5000 (htpasswd)  <-veth->  tcp://10.200.0.2:2376 (TLS, client
+#                                           certificate required)
+#
+# Addresses and the paths that the harness reads are in lab/topology.env.
+# Everything here is idempotent: a network namespace, a veth pair, a data
+# root or a certificate may already exist (they outlive the processes that
+# made them) and are reused. State lives outside the repository:
+#   /var/lib/books-lab/registry  config, htpasswd, credentials (root only), data
+#   /var/lib/books-lab/tls       lab CA, prod's server certificate, the client's
+#   /var/lib/books-lab/prod      prod's daemon.json and Docker data root
+#   /run/books-lab               pid files, prod's unix socket and exec root
+#   /var/log/books-lab           registry.log, prod-dockerd.log
+
+TOPOLOGY_ENV="$(dirname -- "${BASH_SOURCE[0]}")/topology.env"
+
+# KEY=value lines; a variable already set in the environment wins, as it
+# does for the harness and its tests.
+load_topology_env() {
+  local line key
+  while IFS= read -r line; do
+    [[ $line =~ ^([A-Z_][A-Z0-9_]*)=(.*)$ ]] || continue
+    key=${BASH_REMATCH[1]}
+    [[ -n ${!key+set} ]] || printf -v "$key" '%s' "${BASH_REMATCH[2]}"
+  done <"$TOPOLOGY_ENV"
+}
+load_topology_env
+
+: "${DOCKER:=/usr/bin/docker}"
+: "${DOCKERD_PID:=/run/books-lab/dockerd.pid}"
+
+LAB_NETNS=prod
+# The host's end of the link; prod's end is its eth0, as on a real host.
+LAB_VETH=books-prod0
+LAB_PREFIX=24
+LAB_CD_ADDR=${BOOKS_LAB_REGISTRY%:*}
+LAB_PROD_ADDR=${BOOKS_LAB_PROD_DOCKER_HOST#tcp://}
+LAB_PROD_PORT=${LAB_PROD_ADDR##*:}
+LAB_PROD_ADDR=${LAB_PROD_ADDR%:*}
+# prod's docker0: any subnet apart from the link's will do (it lives in the
+# namespace, so it cannot clash with the host's networks).
+LAB_PROD_BIP=10.200.1.1/24
+
+LAB_DATA_DIR=/var/lib/books-lab
+LAB_RUN_DIR=/run/books-lab
+LAB_LOG_DIR=/var/log/books-lab
+
+REGISTRY_DIR=$LAB_DATA_DIR/registry
+REGISTRY_CONFIG=$REGISTRY_DIR/config.yml
+REGISTRY_HTPASSWD=$REGISTRY_DIR/htpasswd
+REGISTRY_STORAGE=$REGISTRY_DIR/data
+REGISTRY_PID=$LAB_RUN_DIR/registry.pid
+REGISTRY_LOG=$LAB_LOG_DIR/registry.log
+REGISTRY_BIN=/usr/bin/docker-registry
+# The package's system user: the registry needs no root.
+REGISTRY_OS_USER=docker-registry
+
+TLS_DIR=$LAB_DATA_DIR/tls
+
+# Where `docker login` keeps credentials, as the docker client finds it.
+DOCKER_CONFIG_FILE=${DOCKER_CONFIG:-${HOME:-/root}/.docker}/config.json
+
+PROD_DIR=$LAB_DATA_DIR/prod
+PROD_CONFIG=$PROD_DIR/daemon.json
+# dockerd's identity (the ID in `docker info`); by default every dockerd
+# on the host shares /etc/docker/key.json, and prod would pass for cd.
+PROD_KEY=$PROD_DIR/key.json
+PROD_DATA_ROOT=$PROD_DIR/docker
+PROD_RUN_DIR=$LAB_RUN_DIR/prod
+PROD_EXEC_ROOT=$PROD_RUN_DIR/exec
+PROD_PID=$PROD_RUN_DIR/dockerd.pid
+PROD_SOCK=$PROD_RUN_DIR/docker.sock
+PROD_LOG=$LAB_LOG_DIR/prod-dockerd.log
+
+# Set by the steps of topology_up for the later ones.
+PROD_TLS_CHANGED=0
+REGISTRY_CHANGED=0
+
+# ---------------------------------------------------------------- helpers
+
+# Writes stdin to $1 with mode $2 unless the file already holds exactly
+# that; sets FILE_CHANGED to 1 when it wrote, 0 otherwise. (Call it as a
+# statement: in an `if` condition, bash would ignore its failures.)
+write_file() {
+  local path=$1 mode=$2 tmp
+  FILE_CHANGED=0
+  tmp=$(mktemp "$path.XXXXXX")
+  cat >"$tmp"
+  chmod "$mode" "$tmp"
+  if [[ -f $path ]] && cmp -s "$tmp" "$path"; then
+    rm -f "$tmp"
+    return 0
+  fi
+  mv -f "$tmp" "$path"
+  FILE_CHANGED=1
+}
+
+# The pid in pid file $1 when that process is alive and its command line
+# holds $2 (a pid can be reused by another program); fails otherwise.
+# (Output is matched in variables, not piped into `grep -q`: under
+# pipefail, grep's early exit can fail the writer with SIGPIPE.)
+live_pid() {
+  local pid cmdline
+  [[ -s $1 ]] || return 1
+  pid=$(<"$1")
+  [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+  cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+  [[ $cmdline == *"$2"* ]] || return 1
+  printf '%s\n' "$pid"
+}
+
+# Stops the process of pid file $2 (named $1, matched by $3), waiting at
+# most $4 seconds; removes a stale pid file.
+stop_pidfile() {
+  local name=$1 pidfile=$2 match=$3 secs=$4 pid i
+  if ! pid=$(live_pid "$pidfile" "$match"); then
+    if [[ -e $pidfile ]]; then
+      say "$name: not running, removing the stale pid file $pidfile"
+      rm -f "$pidfile"
+    else
+      say "$name: not running, nothing to stop"
+    fi
+    return 0
+  fi
+  say "$name: stopping pid $pid"
+  kill -TERM "$pid"
+  for ((i = 0; i < secs * 4; i++)); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      rm -f "$pidfile"
+      say "$name: stopped"
+      return 0
+    fi
+    sleep 0.25
+  done
+  die "$name (pid $pid) still running after $secs s"
+}
+
+# Reads the credentials file into REGISTRY_USER and REGISTRY_PASSWORD.
+read_registry_credentials() {
+  local line
+  REGISTRY_USER='' REGISTRY_PASSWORD=''
+  [[ -r $BOOKS_LAB_REGISTRY_CREDENTIALS ]] || return 1
+  while IFS= read -r line; do
+    case $line in
+    REGISTRY_USER=*) REGISTRY_USER=${line#*=} ;;
+    REGISTRY_PASSWORD=*) REGISTRY_PASSWORD=${line#*=} ;;
+    esac
+  done <"$BOOKS_LAB_REGISTRY_CREDENTIALS"
+  [[ -n $REGISTRY_USER && -n $REGISTRY_PASSWORD ]]
+}
+
+# HTTP status of the registry's /v2/ without credentials (000: no answer).
+# Bounded; never through a proxy (the address is this host's).
+registry_status() {
+  curl -s -o /dev/null -w '%{http_code}' --noproxy '*' --max-time 3 \
+    "http://$BOOKS_LAB_REGISTRY/v2/" 2>/dev/null || true
+}
+
+# The docker client against prod's engine, as the harness reaches it: over
+# TCP with the client certificate.
+prod_docker() {
+  DOCKER_HOST=$BOOKS_LAB_PROD_DOCKER_HOST DOCKER_TLS_VERIFY=1 \
+    DOCKER_CERT_PATH=$BOOKS_LAB_PROD_CERT_PATH timeout 10 "$DOCKER" "$@"
+}
+
+# Succeeds when the engine reached by the docker command "$@" (bounded by
+# the caller) treats the registry as insecure (plain HTTP), i.e. it can push
+# to or pull from it.
+engine_trusts_registry() {
+  local configs
+  configs=$("$@" info --format '{{json .RegistryConfig.IndexConfigs}}' 2>/dev/null) || return 1
+  jq -e --arg r "$BOOKS_LAB_REGISTRY" '.[$r].Secure == false' <<<"$configs" >/dev/null 2>&1
+}
+
+# ---------------------------------------------------------------- network
+
+# prod's network: a namespace, a veth pair to it, addresses, a default route
+# via the host. prod needs nothing beyond this host (the registry is on the
+# host's end of the link), so nothing is forwarded or NATed for it, and a
+# rule refuses what prod would send further: dockerd turns IP forwarding on
+# for its own containers, and prod must not reach the internet through it.
+prod_network() {
+  if [[ ! -e /var/run/netns/$LAB_NETNS ]]; then
+    ip netns add "$LAB_NETNS"
+    say "network: namespace $LAB_NETNS added"
+  fi
+  if ! ip link show "$LAB_VETH" >/dev/null 2>&1 ||
+    ! ip -n "$LAB_NETNS" link show eth0 >/dev/null 2>&1; then
+    # Half a pair cannot be repaired; removing one end removes both.
+    ip link del "$LAB_VETH" 2>/dev/null || true
+    ip link add "$LAB_VETH" type veth peer name eth0 netns "$LAB_NETNS"
+    say "network: veth pair $LAB_VETH <-> $LAB_NETNS/eth0 added"
+  fi
+  ip addr replace "$LAB_CD_ADDR/$LAB_PREFIX" dev "$LAB_VETH"
+  ip link set "$LAB_VETH" up
+  ip -n "$LAB_NETNS" link set lo up
+  ip -n "$LAB_NETNS" addr replace "$LAB_PROD_ADDR/$LAB_PREFIX" dev eth0
+  ip -n "$LAB_NETNS" link set eth0 up
+  ip -n "$LAB_NETNS" route replace default via "$LAB_CD_ADDR"
+  # Replies to connections opened from the host's containers still pass.
+  local rule=(FORWARD -i "$LAB_VETH" -m conntrack ! --ctstate ESTABLISHED,RELATED
+    -j REJECT --reject-with icmp-admin-prohibited)
+  iptables -C "${rule[@]}" 2>/dev/null || iptables -I "${rule[@]}"
+  say "network: $LAB_VETH $LAB_CD_ADDR <-> $LAB_NETNS $LAB_PROD_ADDR, no route beyond this host"
+}
+
+# ---------------------------------------------------------------- TLS
+
+# A lab CA, prod's server certificate and the client's, P-256 keys. Made
+# when missing, invalid, about to expire (30 days) or, for the server's, not
+# naming prod's address. The client's folder is laid out as docker expects.
+tls_certificates() {
+  local ca=$TLS_DIR/ca.pem ca_key=$TLS_DIR/ca-key.pem made=()
+  mkdir -p "$TLS_DIR/server" "$TLS_DIR/client"
+  chmod 700 "$TLS_DIR"
+  if [[ ! -s $ca_key ]] || ! cert_ok "$ca" "$ca"; then
+    new_key "$ca_key"
+    openssl req -x509 -new -key "$ca_key" -sha256 -days 3650 -subj "/CN=books-lab CA" \
+      -addext "basicConstraints=critical,CA:TRUE,pathlen:0" \
+      -addext "keyUsage=critical,keyCertSign,cRLSign" -out "$ca" 2>/dev/null
+    made+=(CA)
+  fi
+  if ! cert_ok "$TLS_DIR/server/cert.pem" "$ca" || ! names_prod "$TLS_DIR/server/cert.pem"; then
+    new_cert server "prod" "extendedKeyUsage=serverAuth" "subjectAltName=IP:$LAB_PROD_ADDR"
+    made+=(server)
+    PROD_TLS_CHANGED=1
+  fi
+  if ! cert_ok "$TLS_DIR/client/cert.pem" "$ca"; then
+    new_cert client "books-lab client" "extendedKeyUsage=clientAuth"
+    made+=(client)
+  fi
+  if ((${#made[@]})); then
+    say "tls: made ${made[*]} certificate(s) in $TLS_DIR"
+  else
+    say "tls: CA, server and client certificates valid ($TLS_DIR)"
+  fi
+}
+
+# cert_ok CERT CA: the certificate exists, chains to the CA, and is valid
+# for 30 more days.
+cert_ok() {
+  [[ -s $1 && -s $2 ]] &&
+    openssl verify -CAfile "$2" "$1" >/dev/null 2>&1 &&
+    openssl x509 -in "$1" -noout -checkend $((30 * 86400)) >/dev/null 2>&1
+}
+
+# names_prod CERT: the certificate's subjectAltName holds prod's address.
+names_prod() {
+  local san
+  san=$(openssl x509 -in "$1" -noout -ext subjectAltName 2>/dev/null) || return 1
+  [[ $san$'\n' == *"IP Address:$LAB_PROD_ADDR"[,$'\n']* ]]
+}
+
+new_key() {
+  (umask 077 && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1")
+}
+
+# new_cert NAME CN EXTENSION...: key, certificate signed by the lab CA, and
+# a copy of the CA, in $TLS_DIR/NAME as ca.pem, cert.pem, key.pem.
+new_cert() {
+  local dir=$TLS_DIR/$1 cn=$2
+  shift 2
+  new_key "$dir/key.pem"
+  openssl req -new -key "$dir/key.pem" -subj "/CN=$cn" |
+    openssl x509 -req -CA "$TLS_DIR/ca.pem" -CAkey "$TLS_DIR/ca-key.pem" \
+      -set_serial "0x$(openssl rand -hex 16)" -days 825 -sha256 -out "$dir/cert.pem" \
+      -extfile <(printf '%s\n' "basicConstraints=critical,CA:FALSE" \
+        "keyUsage=critical,digitalSignature" "subjectKeyIdentifier=hash" \
+        "authorityKeyIdentifier=keyid" "$@") 2>/dev/null
+  cp "$TLS_DIR/ca.pem" "$dir/ca.pem"
+}
+
+# ---------------------------------------------------------------- registry
+
+# The lab's registry user with a random password, kept in a root-only file
+# outside the repository (never printed), and its bcrypt entry in htpasswd.
+registry_credentials() {
+  local file=$BOOKS_LAB_REGISTRY_CREDENTIALS
+  mkdir -p "$(dirname -- "$file")"
+  if ! read_registry_credentials; then
+    (umask 077 && printf 'REGISTRY_USER=%s\nREGISTRY_PASSWORD=%s\n' \
+      books-lab "$(openssl rand -hex 24)" >"$file")
+    read_registry_credentials || die "cannot read back $file"
+    say "registry: new credentials for user $REGISTRY_USER in $file (root only)"
+  fi
+  chmod 600 "$file"
+  if printf '%s\n' "$REGISTRY_PASSWORD" |
+    htpasswd -v -i "$REGISTRY_HTPASSWD" "$REGISTRY_USER" >/dev/null 2>&1; then
+    return
+  fi
+  # A lone user: the file is made anew (-c).
+  printf '%s\n' "$REGISTRY_PASSWORD" |
+    htpasswd -c -i -B "$REGISTRY_HTPASSWD" "$REGISTRY_USER" 2>/dev/null
+  chown "root:$REGISTRY_OS_USER" "$REGISTRY_HTPASSWD"
+  chmod 640 "$REGISTRY_HTPASSWD"
+  REGISTRY_CHANGED=1
+  say "registry: htpasswd written for $REGISTRY_USER"
+}
+
+# The registry's own config (the package's listens on every address).
+# Without an http secret it makes one at start: fine for a single instance.
+registry_config() {
+  write_file "$REGISTRY_CONFIG" 644 <<EOF
+# Written by lab/topology.sh; edits are overwritten.
+version: 0.1
+log:
+  level: info
+  fields:
+    service: registry
+storage:
+  filesystem:
+    rootdirectory: $REGISTRY_STORAGE
+  delete:
+    enabled: true
+  cache:
+    blobdescriptor: inmemory
+http:
+  addr: $BOOKS_LAB_REGISTRY
+  headers:
+    X-Content-Type-Options: [nosniff]
+auth:
+  htpasswd:
+    realm: books-lab
+    path: $REGISTRY_HTPASSWD
+health:
+  storagedriver:
+    enabled: true
+    interval: 10s
+    threshold: 3
+EOF
+  ((FILE_CHANGED == 0)) || REGISTRY_CHANGED=1
+}
+
+start_registry() {
+  local pid i
+  mkdir -p "$REGISTRY_DIR" "$REGISTRY_STORAGE" "$LAB_RUN_DIR" "$LAB_LOG_DIR"
+  chown "$REGISTRY_OS_USER:$REGISTRY_OS_USER" "$REGISTRY_STORAGE"
+  chmod 750 "$REGISTRY_STORAGE"
+  registry_credentials
+  registry_config
+  if pid=$(live_pid "$REGISTRY_PID" "$REGISTRY_CONFIG"); then
+    if ((REGISTRY_CHANGED)); then
+      say "registry: configuration changed, restarting"
+      stop_pidfile registry "$REGISTRY_PID" "$REGISTRY_CONFIG" 10
+    elif [[ $(registry_status) == 401 ]]; then
+      say "registry: answers on $BOOKS_LAB_REGISTRY, credentials required (pid $pid)"
+      return
+    else
+      say "registry: pid $pid does not answer, restarting"
+      stop_pidfile registry "$REGISTRY_PID" "$REGISTRY_CONFIG" 10
+    fi
+  fi
+  say "registry: starting on $BOOKS_LAB_REGISTRY, log in $REGISTRY_LOG"
+  # Its own session so it outlives this script; fd 9 (lab/up.sh's lock)
+  # closed, or it would hold the lock. setpriv execs, so $! is the registry.
+  setsid nohup setpriv --reuid="$REGISTRY_OS_USER" --regid="$REGISTRY_OS_USER" --clear-groups \
+    "$REGISTRY_BIN" serve "$REGISTRY_CONFIG" </dev/null >>"$REGISTRY_LOG" 2>&1 9>&- &
+  pid=$!
+  echo "$pid" >"$REGISTRY_PID"
+  # It answers within a second; 10 s is plenty.
+  for ((i = 0; i < 40; i++)); do
+    if [[ $(registry_status) == 401 ]]; then
+      say "registry: answers, credentials required (pid $pid)"
+      return
+    fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      tail -n 20 "$REGISTRY_LOG" >&2 || true
+      rm -f "$REGISTRY_PID"
+      die "registry exited during start (log above)"
+    fi
+    sleep 0.25
+  done
+  tail -n 20 "$REGISTRY_LOG" >&2 || true
+  die "registry did not answer on $BOOKS_LAB_REGISTRY within 10 s (pid $pid; lab/down.sh stops it)"
+}
+
+# The cd engine pushes over plain HTTP to the registry: list it in
+# insecure-registries of /etc/docker/daemon.json (merged into what is
+# there), then have the running dockerd reload the file (SIGHUP).
+cd_engine_trusts_registry() {
+  local file=/etc/docker/daemon.json tmp pid i
+  if ! jq -e --arg r "$BOOKS_LAB_REGISTRY" '(.["insecure-registries"] // []) | index($r)' \
+    "$file" >/dev/null 2>&1; then
+    mkdir -p "$(dirname -- "$file")"
+    tmp=$(mktemp "$file.XXXXXX")
+    { [[ -s $file ]] && cat "$file" || echo '{}'; } |
+      jq --arg r "$BOOKS_LAB_REGISTRY" '.["insecure-registries"] = ((.["insecure-registries"] // []) + [$r])' \
+        >"$tmp" || { rm -f "$tmp"; die "$file is not valid JSON: fix it, then run lab/up.sh again"; }
+    chmod 644 "$tmp"
+    mv -f "$tmp" "$file"
+    say "cd engine: added $BOOKS_LAB_REGISTRY to insecure-registries in $file"
+  fi
+  if engine_trusts_registry timeout 10 "$DOCKER"; then
+    say "cd engine: trusts $BOOKS_LAB_REGISTRY"
+    return
+  fi
+  pid=$(live_pid "$DOCKERD_PID" "--pidfile $DOCKERD_PID") ||
+    die "the running Docker engine was not started by lab/up.sh: reload it (kill -HUP its dockerd) so that it reads $file"
+  kill -HUP "$pid"
+  for ((i = 0; i < 40; i++)); do
+    if engine_trusts_registry timeout 10 "$DOCKER"; then
+      say "cd engine: reloaded (pid $pid), trusts $BOOKS_LAB_REGISTRY"
+      return
+    fi
+    sleep 0.25
+  done
+  die "cd engine (pid $pid) does not list $BOOKS_LAB_REGISTRY after a reload; see /var/log/books-lab/dockerd.log"
+}
+
+# ---------------------------------------------------------------- prod
+
+# prod's dockerd, in the namespace, with everything of its own: config file
+# (so that it does not read the cd engine's /etc/docker/daemon.json), data
+# and exec roots, pid file, bridge, unix socket, and the TCP API with TLS.
+start_prod_dockerd() {
+  local pid i config
+  mkdir -p "$PROD_DIR" "$PROD_DATA_ROOT" "$PROD_RUN_DIR" "$LAB_LOG_DIR"
+  config=$(jq -n --arg r "$BOOKS_LAB_REGISTRY" --arg key "$PROD_KEY" \
+    '{"insecure-registries": [$r], "deprecated-key-path": $key}')
+  write_file "$PROD_CONFIG" 644 <<<"$config"
+  if pid=$(live_pid "$PROD_PID" "--pidfile $PROD_PID"); then
+    if ((PROD_TLS_CHANGED || FILE_CHANGED)); then
+      # dockerd reads its certificate and most settings only at start.
+      say "prod: new server certificate or $PROD_CONFIG, restarting dockerd"
+      stop_pidfile "prod dockerd" "$PROD_PID" "--pidfile $PROD_PID" 30
+    elif prod_docker version >/dev/null 2>&1; then
+      say "prod: engine answers on $BOOKS_LAB_PROD_DOCKER_HOST over TLS (pid $pid)"
+      prod_trusts_registry "$pid"
+      return
+    else
+      die "prod: dockerd (pid $pid) runs but does not answer on $BOOKS_LAB_PROD_DOCKER_HOST; see $PROD_LOG, or lab/down.sh then lab/up.sh"
+    fi
+  fi
+  # A pid file left by a crash would stop dockerd if its pid were reused.
+  rm -f "$PROD_PID"
+  say "prod: starting dockerd in namespace $LAB_NETNS, log in $PROD_LOG"
+  # nsenter, not `ip netns exec`: that remounts /sys, hides the cgroup
+  # mounts, and dockerd dies ("Devices cgroup isn't mounted").
+  # Containerd namespaces of its own: should a system containerd run, both
+  # engines would share it (dockerd uses it when its socket exists).
+  setsid nohup nsenter --net="/var/run/netns/$LAB_NETNS" /usr/sbin/dockerd \
+    --config-file "$PROD_CONFIG" \
+    --data-root "$PROD_DATA_ROOT" --exec-root "$PROD_EXEC_ROOT" --pidfile "$PROD_PID" \
+    --bip "$LAB_PROD_BIP" \
+    --containerd-namespace books-prod --containerd-plugins-namespace books-prod-plugins \
+    -H "unix://$PROD_SOCK" -H "tcp://$LAB_PROD_ADDR:$LAB_PROD_PORT" \
+    --tlsverify --tlscacert "$TLS_DIR/server/ca.pem" \
+    --tlscert "$TLS_DIR/server/cert.pem" --tlskey "$TLS_DIR/server/key.pem" \
+    </dev/null >>"$PROD_LOG" 2>&1 9>&- &
+  pid=$!
+  # With TLS it answers in about a second (without TLS, dockerd 20.10
+  # delays its own start by 15 s); 30 s covers a first start.
+  for ((i = 0; i < 60; i++)); do
+    if prod_docker version >/dev/null 2>&1; then
+      say "prod: engine answers on $BOOKS_LAB_PROD_DOCKER_HOST over TLS (pid $pid, after ~$((i / 2)) s)"
+      prod_trusts_registry "$pid"
+      return
+    fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      tail -n 30 "$PROD_LOG" >&2 || true
+      die "prod: dockerd exited during start (log above, full log in $PROD_LOG)"
+    fi
+    sleep 0.5
+  done
+  tail -n 30 "$PROD_LOG" >&2 || true
+  die "prod: dockerd did not answer within 30 s (log above; it runs as pid $pid, lab/down.sh stops it)"
+}
+
+prod_trusts_registry() {
+  local i
+  for ((i = 0; i < 20; i++)); do
+    engine_trusts_registry prod_docker && return
+    sleep 0.25
+  done
+  die "prod: engine (pid $1) does not list $BOOKS_LAB_REGISTRY in insecure-registries; see $PROD_CONFIG"
+}
+
+# ---------------------------------------------------------------- logins
+
+# `docker login` of the cd engine, so ~/.docker/config.json holds the
+# credentials (the harness reads them there); skipped when it already holds
+# these. Then the same login through prod's engine: that checks that prod
+# reaches the registry and is let in (a daemon keeps no credentials; the
+# harness sends them with each pull).
+registry_logins() {
+  local want have out
+  read_registry_credentials || die "cannot read $BOOKS_LAB_REGISTRY_CREDENTIALS"
+  want=$(printf '%s:%s' "$REGISTRY_USER" "$REGISTRY_PASSWORD" | base64 -w0)
+  have=$(jq -r --arg r "$BOOKS_LAB_REGISTRY" '.auths[$r].auth // empty' \
+    "$DOCKER_CONFIG_FILE" 2>/dev/null || true)
+  if [[ $have == "$want" ]]; then
+    say "login: $DOCKER_CONFIG_FILE holds the credentials for $BOOKS_LAB_REGISTRY"
+  else
+    out=$(printf '%s\n' "$REGISTRY_PASSWORD" | timeout 30 "$DOCKER" login \
+      --username "$REGISTRY_USER" --password-stdin "$BOOKS_LAB_REGISTRY" 2>&1) ||
+      { printf '%s\n' "$out" >&2; die "login: the cd engine could not log in to $BOOKS_LAB_REGISTRY"; }
+    say "login: cd engine logged in to $BOOKS_LAB_REGISTRY as $REGISTRY_USER"
+  fi
+  out=$(printf '%s\n' "$REGISTRY_PASSWORD" | prod_docker login \
+    --username "$REGISTRY_USER" --password-stdin "$BOOKS_LAB_REGISTRY" 2>&1) ||
+    { printf '%s\n' "$out" >&2; die "login: prod's engine could not log in to $BOOKS_LAB_REGISTRY"; }
+  say "login: prod's engine reaches $BOOKS_LAB_REGISTRY and is let in"
+}
+
+# ---------------------------------------------------------------- entry points
+
+topology_up() {
+  prod_network
+  tls_certificates
+  start_registry
+  cd_engine_trusts_registry
+  start_prod_dockerd
+  registry_logins
+}
+
+topology_down() {
+  stop_pidfile "prod dockerd" "$PROD_PID" "--pidfile $PROD_PID" 30
+  stop_pidfile registry "$REGISTRY_PID" "$REGISTRY_CONFIG" 10
+  say "kept: network namespace $LAB_NETNS and $LAB_VETH, certificates in $TLS_DIR," \
+    "registry data and credentials in $REGISTRY_DIR, prod's data in $PROD_DATA_ROOT"
+}
