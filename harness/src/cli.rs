@@ -49,8 +49,12 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum LabCommand {
+    /// Raise the lab, idempotently: packages, the cd engine, the registry,
+    /// the prod host, the local images.
     Up,
+    /// Stop the lab's processes; keep its data, certificates and images.
     Down,
+    /// One line per part of the lab; fails when one is down.
     Status,
 }
 

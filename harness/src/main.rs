@@ -1,9 +1,10 @@
 //! `harness`: books-ms's continuous-deployment pipeline as one CLI.
 //!
-//! This is the skeleton of issue 3: the commands parse, `lab up`/`lab down`
-//! run the lab's set-up scripts, and every pipeline step says plainly that
-//! it is not built yet. Exit codes: 0 success, 1 a step failed, 2 usage
-//! error, 3 not implemented yet.
+//! This is the skeleton of issue 3: the commands parse, `lab up`, `lab down`
+//! and `lab status` run the lab's scripts (lab/up.sh, lab/down.sh,
+//! lab/status.sh), and every pipeline step says plainly that it is not built
+//! yet. Exit codes: 0 success, 1 a step failed (for `lab status`: a part
+//! of the lab is down), 2 usage error, 3 not implemented yet.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,7 +37,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let script = match command {
                 LabCommand::Up => "lab/up.sh",
                 LabCommand::Down => "lab/down.sh",
-                LabCommand::Status => return not_yet("lab status"),
+                LabCommand::Status => "lab/status.sh",
             };
             if cli.dry_run {
                 println!("would run: bash {script} (in {})", repo.display());
