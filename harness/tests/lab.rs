@@ -1,0 +1,553 @@
+//! The lab's topology, tested the way the harness uses it: the registry lets
+//! in only the lab's user, and prod's Docker API answers only a TLS client
+//! holding the lab's client certificate.
+//!
+//! These tests need the lab up (`lab/up.sh`, which `scripts/test.sh` runs
+//! first) and root (the credentials file is mode 600). They never skip: a lab
+//! that is down fails them. Addresses and paths come from `lab/topology.env`,
+//! the file the lab's scripts read; an environment variable of the same name
+//! overrides a value (e.g. `BOOKS_LAB_REGISTRY_CREDENTIALS=/elsewhere`).
+//! Every network call is bounded; the images the tests make are removed
+//! from both engines and from the registry.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bollard::auth::DockerCredentials;
+use bollard::query_parameters::{
+    CreateImageOptionsBuilder, PushImageOptionsBuilder, RemoveImageOptionsBuilder,
+};
+use bollard::{Docker, API_DEFAULT_VERSION};
+use futures_util::StreamExt;
+
+/// Longest any single Docker or HTTP operation may take here: everything
+/// is local and tiny, so this only turns a hang into a failure.
+const DEADLINE: Duration = Duration::from_secs(60);
+/// What `docker push` sends for a manifest; asked for to read its digest.
+const MANIFEST_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
+
+// ------------------------------------------------------------------ the lab
+
+/// The values of `lab/topology.env`, each overridable by the environment.
+struct Lab {
+    registry: String,
+    credentials_file: PathBuf,
+    prod_docker_host: String,
+    prod_cert_path: PathBuf,
+}
+
+struct Credentials {
+    user: String,
+    password: String,
+}
+
+/// Never prints the password.
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Lab {
+    fn load() -> Lab {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../lab/topology.env");
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        let file = parse_env(&text);
+        let get = |key: &str| {
+            std::env::var(key)
+                .ok()
+                .or_else(|| file.get(key).cloned())
+                .unwrap_or_else(|| panic!("{key} is neither set nor in {}", path.display()))
+        };
+        Lab {
+            registry: get("BOOKS_LAB_REGISTRY"),
+            credentials_file: get("BOOKS_LAB_REGISTRY_CREDENTIALS").into(),
+            prod_docker_host: get("BOOKS_LAB_PROD_DOCKER_HOST"),
+            prod_cert_path: get("BOOKS_LAB_PROD_CERT_PATH").into(),
+        }
+    }
+
+    fn credentials(&self) -> Credentials {
+        let path = &self.credentials_file;
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
+            panic!("cannot read the registry's credentials in {} ({e}): run lab/up.sh, and the tests, as root", path.display())
+        });
+        let values = parse_env(&text);
+        let get = |key: &str| {
+            values
+                .get(key)
+                .filter(|v| !v.is_empty())
+                .cloned()
+                .unwrap_or_else(|| panic!("{} has no {key}", path.display()))
+        };
+        Credentials {
+            user: get("REGISTRY_USER"),
+            password: get("REGISTRY_PASSWORD"),
+        }
+    }
+
+    fn docker_credentials(&self) -> DockerCredentials {
+        let credentials = self.credentials();
+        DockerCredentials {
+            username: Some(credentials.user),
+            password: Some(credentials.password),
+            serveraddress: Some(self.registry.clone()),
+            ..Default::default()
+        }
+    }
+
+    fn registry_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.registry)
+    }
+
+    /// prod's API address without the scheme, e.g. `10.200.0.2:2376`.
+    fn prod_address(&self) -> &str {
+        self.prod_docker_host.trim_start_matches("tcp://")
+    }
+
+    fn prod_cert(&self, name: &str) -> PathBuf {
+        self.prod_cert_path.join(name)
+    }
+
+    /// prod's engine, reached as the harness reaches it.
+    async fn prod_docker(&self) -> Docker {
+        let docker = Docker::connect_with_ssl(
+            self.prod_address(),
+            &self.prod_cert("key.pem"),
+            &self.prod_cert("cert.pem"),
+            &self.prod_cert("ca.pem"),
+            DEADLINE.as_secs(),
+            API_DEFAULT_VERSION,
+        )
+        .expect("a TLS client for prod's engine");
+        negotiate(docker, "prod's engine").await
+    }
+}
+
+/// The cd engine (this host's).
+async fn cd_docker() -> Docker {
+    let docker = Docker::connect_with_local_defaults().expect("a client for the cd engine");
+    negotiate(docker, "the cd engine").await
+}
+
+/// Docker 20.10 speaks API 1.41 and refuses newer clients: agree on one.
+async fn negotiate(docker: Docker, which: &str) -> Docker {
+    bounded(
+        &format!("version negotiation with {which}"),
+        docker.negotiate_version(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{which} does not answer: {e}"))
+}
+
+fn parse_env(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .filter_map(|line| line.split_once('='))
+        .map(|(key, value)| (key.trim().to_owned(), value.trim().to_owned()))
+        .collect()
+}
+
+async fn bounded<T>(what: &str, future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(DEADLINE, future)
+        .await
+        .unwrap_or_else(|_| panic!("{what} took longer than {DEADLINE:?}"))
+}
+
+/// Plain HTTP, never through a proxy: every address here is the lab's.
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("an HTTP client")
+}
+
+/// A TLS client that trusts the lab's CA, with the client certificate or
+/// without one.
+fn tls_client(lab: &Lab, with_client_certificate: bool) -> reqwest::Client {
+    let read = |name: &str| {
+        let path = lab.prod_cert(name);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+    };
+    let ca = reqwest::Certificate::from_pem(&read("ca.pem")).expect("the lab's CA");
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca);
+    if with_client_certificate {
+        let mut pem = read("cert.pem");
+        pem.extend(read("key.pem"));
+        builder =
+            builder.identity(reqwest::Identity::from_pem(&pem).expect("the client certificate"));
+    }
+    builder.build().expect("a TLS client")
+}
+
+fn install_crypto_provider() {
+    // bollard's TLS client takes rustls's process-wide provider, which is
+    // ambiguous should another crate ever enable a second one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+// ------------------------------------------------------------------ images
+
+/// A repository name in the registry, unique to this run and test.
+fn test_repository(lab: &Lab, what: &str) -> (String, String) {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    (
+        format!("{}/books-lab-tests/{what}", lab.registry),
+        format!("{}-{nanos}", std::process::id()),
+    )
+}
+
+/// Makes a one-file image (a few bytes) on the engine, as `docker import`.
+async fn import_tiny_image(docker: &Docker, repository: &str, tag: &str) {
+    let mut tar = tar::Builder::new(Vec::new());
+    let content = b"made by harness/tests/lab.rs\n";
+    let mut header = tar::Header::new_gnu();
+    header.set_size(content.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    tar.append_data(&mut header, "books-lab-test", &content[..])
+        .unwrap();
+    let tar = tar.into_inner().unwrap();
+
+    let options = CreateImageOptionsBuilder::new()
+        .from_src("-")
+        .repo(repository)
+        .tag(tag)
+        .build();
+    let results: Vec<_> = bounded(
+        "importing a tiny image",
+        docker
+            .create_image(Some(options), Some(bollard::body_full(tar.into())), None)
+            .collect(),
+    )
+    .await;
+    for result in results {
+        result.unwrap_or_else(|e| panic!("importing {repository}:{tag} on the cd engine: {e}"));
+    }
+}
+
+async fn remove_image(docker: &Docker, image: &str) {
+    let options = RemoveImageOptionsBuilder::new().force(true).build();
+    // Cleaning up: an image that is already gone is fine.
+    let _ = bounded(
+        "removing an image",
+        docker.remove_image(image, Some(options), None),
+    )
+    .await;
+}
+
+/// Pushes, returning the stream's first error.
+async fn push(
+    docker: &Docker,
+    repository: &str,
+    tag: &str,
+    credentials: Option<DockerCredentials>,
+) -> Result<(), bollard::errors::Error> {
+    let options = PushImageOptionsBuilder::new().tag(tag).build();
+    let results: Vec<_> = bounded(
+        "a push",
+        docker
+            .push_image(repository, Some(options), credentials)
+            .collect(),
+    )
+    .await;
+    results
+        .into_iter()
+        .find_map(Result::err)
+        .map_or(Ok(()), Err)
+}
+
+/// Pulls, returning the stream's first error.
+async fn pull(
+    docker: &Docker,
+    repository: &str,
+    tag: &str,
+    credentials: Option<DockerCredentials>,
+) -> Result<(), bollard::errors::Error> {
+    let options = CreateImageOptionsBuilder::new()
+        .from_image(repository)
+        .tag(tag)
+        .build();
+    let results: Vec<_> = bounded(
+        "a pull",
+        docker
+            .create_image(Some(options), None, credentials)
+            .collect(),
+    )
+    .await;
+    results
+        .into_iter()
+        .find_map(Result::err)
+        .map_or(Ok(()), Err)
+}
+
+/// The registry's digest of `repository:tag`, or None when it has no such
+/// manifest.
+async fn manifest_digest(lab: &Lab, repository: &str, tag: &str) -> Option<String> {
+    let credentials = lab.credentials();
+    let name = repository.trim_start_matches(&format!("{}/", lab.registry));
+    let response = bounded(
+        "reading a manifest",
+        http_client()
+            .head(lab.registry_url(&format!("/v2/{name}/manifests/{tag}")))
+            .header(reqwest::header::ACCEPT, MANIFEST_V2)
+            .basic_auth(&credentials.user, Some(&credentials.password))
+            .send(),
+    )
+    .await
+    .expect("the registry answers");
+    if response.status() == reqwest::StatusCode::NOT_FOUND {
+        return None;
+    }
+    assert_eq!(response.status(), 200, "HEAD of the manifest {name}:{tag}");
+    let digest = response
+        .headers()
+        .get("docker-content-digest")
+        .expect("a Docker-Content-Digest header");
+    Some(digest.to_str().unwrap().to_owned())
+}
+
+/// Removes a manifest from the registry (its `delete: enabled` allows it).
+async fn delete_manifest(lab: &Lab, repository: &str, digest: &str) {
+    let credentials = lab.credentials();
+    let name = repository.trim_start_matches(&format!("{}/", lab.registry));
+    let response = bounded(
+        "deleting a manifest",
+        http_client()
+            .delete(lab.registry_url(&format!("/v2/{name}/manifests/{digest}")))
+            .basic_auth(&credentials.user, Some(&credentials.password))
+            .send(),
+    )
+    .await
+    .expect("the registry answers");
+    assert_eq!(
+        response.status(),
+        202,
+        "DELETE of the manifest {name}@{digest}"
+    );
+}
+
+// ------------------------------------------------------------------ registry
+
+#[tokio::test]
+async fn the_registry_refuses_requests_without_the_labs_credentials() {
+    let lab = Lab::load();
+    let credentials = lab.credentials();
+    let client = http_client();
+
+    let anonymous = bounded("GET /v2/", client.get(lab.registry_url("/v2/")).send())
+        .await
+        .expect("the registry answers");
+    let wrong_password = bounded(
+        "GET /v2/ with a wrong password",
+        client
+            .get(lab.registry_url("/v2/"))
+            .basic_auth(&credentials.user, Some("not-the-password"))
+            .send(),
+    )
+    .await
+    .expect("the registry answers");
+
+    assert_eq!(anonymous.status(), 401);
+    let challenge = anonymous
+        .headers()
+        .get("www-authenticate")
+        .expect("a WWW-Authenticate header");
+    assert!(
+        challenge.to_str().unwrap().starts_with("Basic "),
+        "challenge: {challenge:?}"
+    );
+    assert_eq!(wrong_password.status(), 401);
+}
+
+#[tokio::test]
+async fn the_registry_lets_the_lab_user_in() {
+    let lab = Lab::load();
+    let credentials = lab.credentials();
+
+    let response = bounded(
+        "GET /v2/ with the lab's credentials",
+        http_client()
+            .get(lab.registry_url("/v2/"))
+            .basic_auth(&credentials.user, Some(&credentials.password))
+            .send(),
+    )
+    .await
+    .expect("the registry answers");
+
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn a_push_without_credentials_is_refused() {
+    let lab = Lab::load();
+    let docker = cd_docker().await;
+    let (repository, tag) = test_repository(&lab, "unauthenticated");
+    import_tiny_image(&docker, &repository, &tag).await;
+
+    let pushed = push(&docker, &repository, &tag, None).await;
+    let in_registry = manifest_digest(&lab, &repository, &tag).await;
+    remove_image(&docker, &format!("{repository}:{tag}")).await;
+
+    let error = pushed
+        .expect_err("a push without credentials must be refused")
+        .to_string();
+    assert!(
+        [
+            "no basic auth credentials",
+            "authentication required",
+            "unauthorized"
+        ]
+        .iter()
+        .any(|needle| error.to_lowercase().contains(needle)),
+        "the push failed, but not for want of authentication: {error}"
+    );
+    assert_eq!(
+        in_registry, None,
+        "the refused push left a manifest in the registry"
+    );
+}
+
+#[tokio::test]
+async fn an_image_pushed_with_the_labs_credentials_is_pulled_on_prod_with_them_only() {
+    install_crypto_provider();
+    let lab = Lab::load();
+    let cd = cd_docker().await;
+    let prod = lab.prod_docker().await;
+    let (repository, tag) = test_repository(&lab, "authenticated");
+    let image = format!("{repository}:{tag}");
+    import_tiny_image(&cd, &repository, &tag).await;
+
+    let pushed = push(&cd, &repository, &tag, Some(lab.docker_credentials())).await;
+    let digest = manifest_digest(&lab, &repository, &tag).await;
+    let pulled_anonymously = pull(&prod, &repository, &tag, None).await;
+    let pulled = pull(&prod, &repository, &tag, Some(lab.docker_credentials())).await;
+    let cd_id = cd.inspect_image(&image).await.ok().and_then(|i| i.id);
+    let prod_id = prod.inspect_image(&image).await.ok().and_then(|i| i.id);
+    remove_image(&cd, &image).await;
+    remove_image(&prod, &image).await;
+    if let Some(digest) = &digest {
+        delete_manifest(&lab, &repository, digest).await;
+    }
+
+    pushed.expect("a push with the lab's credentials");
+    assert!(
+        digest.is_some(),
+        "the registry has no manifest for {image} after the push"
+    );
+    let error = pulled_anonymously
+        .expect_err("prod must not pull without credentials")
+        .to_string();
+    assert!(
+        error.to_lowercase().contains("auth"),
+        "the anonymous pull failed otherwise: {error}"
+    );
+    pulled.expect("prod pulls with the lab's credentials");
+    assert!(cd_id.is_some(), "the image is not on the cd engine");
+    assert_eq!(
+        prod_id, cd_id,
+        "prod holds another image than the one pushed"
+    );
+}
+
+// ------------------------------------------------------------------ prod
+
+#[tokio::test]
+async fn prods_engine_answers_over_tls_with_the_client_certificate() {
+    install_crypto_provider();
+    let lab = Lab::load();
+    let prod = lab.prod_docker().await;
+    let cd = cd_docker().await;
+
+    let version = bounded("prod's version", prod.version())
+        .await
+        .expect("prod's version over TLS");
+    let prod_info = bounded("prod's info", prod.info())
+        .await
+        .expect("prod's info over TLS");
+    let cd_info = bounded("cd's info", cd.info()).await.expect("cd's info");
+
+    assert!(version.api_version.is_some(), "version: {version:?}");
+    assert!(prod_info.id.is_some());
+    assert_ne!(
+        prod_info.id, cd_info.id,
+        "prod's API leads to the cd engine, not to a second one"
+    );
+}
+
+#[tokio::test]
+async fn prods_engine_refuses_a_tls_client_without_a_certificate() {
+    let lab = Lab::load();
+    let url = format!("https://{}/_ping", lab.prod_address());
+
+    let with_certificate = bounded(
+        "ping with a certificate",
+        tls_client(&lab, true).get(&url).send(),
+    )
+    .await;
+    let without = bounded(
+        "ping without a certificate",
+        tls_client(&lab, false).get(&url).send(),
+    )
+    .await;
+
+    // The same client with the certificate gets in: what refuses the other
+    // is the missing certificate, not the CA or the address.
+    assert_eq!(
+        with_certificate
+            .expect("a ping with the client certificate")
+            .status(),
+        200
+    );
+    let error = without.expect_err("a TLS client without a certificate must be refused");
+    assert!(
+        error.is_connect() || error.is_request(),
+        "unexpected kind of failure: {error:?}"
+    );
+}
+
+#[tokio::test]
+async fn prods_engine_refuses_plain_http() {
+    let lab = Lab::load();
+    let http = Docker::connect_with_http(
+        &format!("http://{}", lab.prod_address()),
+        DEADLINE.as_secs(),
+        API_DEFAULT_VERSION,
+    )
+    .expect("a plain HTTP client");
+
+    let response = bounded(
+        "a plain HTTP ping",
+        http_client()
+            .get(format!("http://{}/_ping", lab.prod_address()))
+            .send(),
+    )
+    .await
+    .expect("dockerd answers plain HTTP with an error");
+    let version = bounded("a plain HTTP version call", http.version()).await;
+
+    assert_eq!(response.status(), 400);
+    let body = response.text().await.unwrap_or_default();
+    assert!(body.contains("HTTPS"), "body: {body}");
+    assert!(
+        version.is_err(),
+        "prod answered a version call over plain HTTP: {version:?}"
+    );
+}
