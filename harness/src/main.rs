@@ -13,8 +13,15 @@ use anyhow::Context;
 use clap::Parser;
 
 mod cli;
+mod config;
+mod docker;
+mod plan;
+mod report;
+mod version;
 
 use cli::{Cli, Command, LabCommand};
+use config::Config;
+use plan::{Plan, Step};
 
 const EXIT_FAILED: u8 = 1;
 const EXIT_NOT_IMPLEMENTED: u8 = 3;
@@ -50,7 +57,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot run {script}"))?;
             Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) })
         }
-        other => not_yet(other.name()),
+        other => {
+            let steps = match &other {
+                Command::Pipeline => Step::ALL.to_vec(),
+                Command::Test => vec![Step::Test, Step::Package],
+                Command::Build => vec![Step::Build],
+                Command::Push => vec![Step::Push, Step::PushTests],
+                Command::Deploy => vec![Step::Deploy, Step::Integrate],
+                Command::Verify { .. } => vec![Step::Verify],
+                Command::Status | Command::Lab { .. } => vec![],
+            };
+            let config = Config::load(&repo)?;
+            let plan = Plan::new(repo.clone(), version::Version::of(&repo)?, &config, steps)?;
+            if cli.dry_run {
+                if cli.json {
+                    println!("{}", serde_json::to_string_pretty(&plan)?);
+                } else {
+                    print!("{plan}");
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            not_yet(other.name())
+        }
     }
 }
 

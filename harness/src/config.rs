@@ -1,0 +1,182 @@
+//! One configuration for every command: defaults that work against the lab,
+//! then `harness.toml` at the repo root, then `HARNESS_*` environment
+//! variables (`HARNESS_PROD__APP_PORT=9090`: `__` separates sections), then
+//! flags. Layered with figment.
+
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub registry: RegistryConfig,
+    pub images: ImagesConfig,
+    pub prod: ProdConfig,
+    pub checks: ChecksConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// `HOST:PORT` of the private registry (the chapter's `cd:5000`).
+    pub address: String,
+    /// Credentials; when absent, the docker config file's entry for the
+    /// registry is used (what `docker login` wrote). Never printed.
+    pub username: Option<String>,
+    #[serde(skip_serializing)]
+    pub password: Option<SecretString>,
+    /// The docker config file (default `$DOCKER_CONFIG/config.json`, else
+    /// `~/.docker/config.json`).
+    pub docker_config: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImagesConfig {
+    /// Repository names under the registry.
+    pub service: String,
+    pub tests: String,
+    /// Base images, public names by default in production; the lab's local
+    /// equivalents here, since nothing can be pulled.
+    pub rust: String,
+    pub database: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProdConfig {
+    /// prod's Docker API: `tcp://HOST:PORT` with TLS client certificates.
+    pub docker_host: String,
+    /// The folder holding `ca.pem`, `cert.pem` and `key.pem`.
+    pub cert_path: PathBuf,
+    /// The port the service is published on, on prod's address.
+    pub app_port: u16,
+    /// Prefix of the containers, network and volume on prod.
+    pub project: String,
+    /// How long a new container may take to turn healthy.
+    pub health_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChecksConfig {
+    /// Ids the post-deploy checks may write; no user's book is ever
+    /// touched. The defaults sit at the top of the 32-bit id range.
+    pub ids: Vec<i32>,
+}
+
+impl Default for Config {
+    /// The lab's topology (see lab/topology.env and lab/lab.env).
+    fn default() -> Self {
+        Config {
+            registry: RegistryConfig {
+                address: "10.200.0.1:5000".to_owned(),
+                username: None,
+                password: None,
+                docker_config: None,
+            },
+            images: ImagesConfig {
+                service: "books-ms".to_owned(),
+                tests: "books-ms-tests".to_owned(),
+                rust: "books-lab/rust:1.95".to_owned(),
+                database: "books-lab/ferretdb:1.24.2".to_owned(),
+            },
+            prod: ProdConfig {
+                docker_host: "tcp://10.200.0.2:2376".to_owned(),
+                cert_path: PathBuf::from("/var/lib/books-lab/tls/client"),
+                app_port: 8080,
+                project: "books-ms".to_owned(),
+                health_timeout_secs: 60,
+            },
+            checks: ChecksConfig { ids: vec![2_147_483_101, 2_147_483_102, 2_147_483_103] },
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then `REPO/harness.toml` (if present), then `HARNESS_*`.
+    pub fn load(repo: &Path) -> anyhow::Result<Self> {
+        Self::figment(repo).extract().map_err(|e| anyhow::anyhow!("configuration: {e}"))
+    }
+
+    fn figment(repo: &Path) -> Figment {
+        Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file(repo.join("harness.toml")))
+            .merge(Env::prefixed("HARNESS_").split("__").ignore(&["repo"]))
+    }
+
+    /// `REGISTRY/NAME` of the service image.
+    pub fn service_repository(&self) -> String {
+        format!("{}/{}", self.registry.address, self.images.service)
+    }
+
+    pub fn tests_repository(&self) -> String {
+        format!("{}/{}", self.registry.address, self.images.tests)
+    }
+
+    /// The production URL: prod's address (from its Docker host) and the app port.
+    pub fn prod_url(&self) -> anyhow::Result<String> {
+        Ok(format!("http://{}:{}", self.prod_host()?, self.prod.app_port))
+    }
+
+    pub fn prod_host(&self) -> anyhow::Result<&str> {
+        let rest = self.prod.docker_host.strip_prefix("tcp://").ok_or_else(|| {
+            anyhow::anyhow!("prod.docker_host `{}` must be tcp://HOST:PORT", self.prod.docker_host)
+        })?;
+        Ok(rest.rsplit_once(':').map_or(rest, |(host, _)| host))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn with_no_configuration_the_defaults_are_the_labs() {
+        Jail::expect_with(|jail| {
+            let config = Config::load(jail.directory()).unwrap();
+            assert_eq!(config.service_repository(), "10.200.0.1:5000/books-ms");
+            assert_eq!(config.prod_url().unwrap(), "http://10.200.0.2:8080");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_file_then_the_environment_override_the_defaults() {
+        Jail::expect_with(|jail| {
+            jail.create_file("harness.toml", "[prod]\napp_port = 9000\n[registry]\naddress = \"reg.example:5000\"\n")?;
+            jail.set_env("HARNESS_PROD__APP_PORT", "9100");
+            let config = Config::load(jail.directory()).unwrap();
+            assert_eq!(config.prod.app_port, 9100);
+            assert_eq!(config.registry.address, "reg.example:5000");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_unknown_key_is_an_error_naming_it() {
+        Jail::expect_with(|jail| {
+            jail.create_file("harness.toml", "[prod]\napp_prot = 9000\n")?;
+            let err = Config::load(jail.directory()).unwrap_err().to_string();
+            assert!(err.contains("app_prot"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_password_never_prints() {
+        Jail::expect_with(|jail| {
+            jail.set_env("HARNESS_REGISTRY__PASSWORD", "hunter2");
+            let config = Config::load(jail.directory()).unwrap();
+            assert!(config.registry.password.is_some());
+            assert!(!format!("{config:?}").contains("hunter2"));
+            assert!(!serde_json::to_string(&config).unwrap().contains("hunter2"));
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,136 @@
+//! What the user typed, turned into a validated plan before anything touches
+//! Docker. `--dry-run` prints it.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::version::Version;
+
+/// The chapter's nine steps, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    Checkout,
+    Test,
+    Package,
+    Build,
+    Push,
+    Deploy,
+    Integrate,
+    Verify,
+    PushTests,
+}
+
+impl Step {
+    pub const ALL: [Step; 9] = [
+        Step::Checkout,
+        Step::Test,
+        Step::Package,
+        Step::Build,
+        Step::Push,
+        Step::Deploy,
+        Step::Integrate,
+        Step::Verify,
+        Step::PushTests,
+    ];
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Step::Checkout => "check out the code",
+            Step::Test => "run the pre-deployment tests",
+            Step::Package => "compile and package the code",
+            Step::Build => "build the container images",
+            Step::Push => "push the service image to the registry",
+            Step::Deploy => "deploy the container to prod",
+            Step::Integrate => "integrate the container (reachable on prod's address)",
+            Step::Verify => "run the post-deployment checks",
+            Step::PushTests => "push the tests image to the registry",
+        }
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `pad`, so that width and alignment flags apply.
+        f.pad(match self {
+            Step::Checkout => "checkout",
+            Step::Test => "test",
+            Step::Package => "package",
+            Step::Build => "build",
+            Step::Push => "push",
+            Step::Deploy => "deploy",
+            Step::Integrate => "integrate",
+            Step::Verify => "verify",
+            Step::PushTests => "push-tests",
+        })
+    }
+}
+
+/// Everything a run will do, and on what.
+#[derive(Debug, Serialize)]
+pub struct Plan {
+    pub repo: PathBuf,
+    pub version: Version,
+    pub service_image: String,
+    pub tests_image: String,
+    pub prod: String,
+    pub url: String,
+    pub steps: Vec<Step>,
+}
+
+impl Plan {
+    pub fn new(repo: PathBuf, version: Version, config: &Config, steps: Vec<Step>) -> anyhow::Result<Self> {
+        Ok(Plan {
+            service_image: format!("{}:{}", config.service_repository(), version.version),
+            tests_image: format!("{}:{}", config.tests_repository(), version.version),
+            prod: config.prod.docker_host.clone(),
+            url: config.prod_url()?,
+            repo,
+            version,
+            steps,
+        })
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tree = if self.version.dirty { "working tree, with uncommitted changes" } else { "working tree, clean" };
+        writeln!(f, "source:        {} ({tree})", self.repo.display())?;
+        writeln!(f, "version:       {} (revision {})", self.version.version, self.version.revision)?;
+        writeln!(f, "service image: {}", self.service_image)?;
+        writeln!(f, "tests image:   {}", self.tests_image)?;
+        writeln!(f, "prod:          {}", self.prod)?;
+        writeln!(f, "url:           {}", self.url)?;
+        for (i, step) in self.steps.iter().enumerate() {
+            writeln!(f, "{}. {step:<10} {}", i + 1, step.describe())?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pipeline_plan_names_images_host_and_steps_in_order() {
+        let version = Version { version: "abc123".into(), revision: "abc123".into(), dirty: false };
+        let plan = Plan::new(PathBuf::from("/src"), version, &Config::default(), Step::ALL.to_vec()).unwrap();
+        let text = plan.to_string();
+        assert!(text.contains("service image: 10.200.0.1:5000/books-ms:abc123"), "{text}");
+        assert!(text.contains("tests image:   10.200.0.1:5000/books-ms-tests:abc123"), "{text}");
+        assert!(text.contains("url:           http://10.200.0.2:8080"), "{text}");
+        let order: Vec<_> = text.lines().filter_map(|l| l.split_once(". ")).map(|(_, rest)| rest.split_whitespace().next().unwrap().to_owned()).collect();
+        assert_eq!(order, ["checkout", "test", "package", "build", "push", "deploy", "integrate", "verify", "push-tests"]);
+    }
+
+    #[test]
+    fn a_dirty_tree_is_said_plainly() {
+        let version = Version { version: "abc-dirty".into(), revision: "abc-dirty".into(), dirty: true };
+        let plan = Plan::new(PathBuf::from("/src"), version, &Config::default(), vec![Step::Build]).unwrap();
+        assert!(plan.to_string().contains("uncommitted changes"));
+    }
+}

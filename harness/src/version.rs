@@ -1,0 +1,111 @@
+//! What is being shipped: the version and revision of a checkout, from git.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, Context};
+use serde::Serialize;
+
+/// The identity of a checkout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Version {
+    /// The tag on HEAD, else the short commit; `-dirty` when tracked files
+    /// have uncommitted changes. Used as the image tag.
+    pub version: String,
+    /// The short commit id (with `-dirty` when the tree has changes): what
+    /// the service's `/version` reports and the image's revision label.
+    pub revision: String,
+    /// Uncommitted changes to tracked files.
+    pub dirty: bool,
+}
+
+impl Version {
+    pub fn of(repo: &Path) -> anyhow::Result<Self> {
+        let short = git(repo, &["rev-parse", "--short=12", "HEAD"])
+            .with_context(|| format!("{} is not a git checkout with a commit", repo.display()))?;
+        let dirty = !git(repo, &["status", "--porcelain", "--untracked-files=no"])?.is_empty();
+        let tag = git(repo, &["describe", "--tags", "--exact-match", "HEAD"]).ok().filter(|t| is_tag_safe(t));
+        let suffix = if dirty { "-dirty" } else { "" };
+        Ok(Version {
+            version: format!("{}{suffix}", tag.unwrap_or(short.clone())),
+            // The service bakes the short form in; keep the two equal so a
+            // deploy can check `/version` against it.
+            revision: format!("{short}{suffix}"),
+            dirty,
+        })
+    }
+}
+
+/// A docker tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+fn is_tag_safe(tag: &str) -> bool {
+    !tag.is_empty()
+        && tag.len() <= 128
+        && !tag.starts_with(['.', '-'])
+        && tag.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+fn git(repo: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let output = Command::new("git").arg("-C").arg(repo).args(args).output().context("cannot run git: is it installed?")?;
+    if !output.status.success() {
+        bail!("git {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let run = |args: &[&str]| {
+            let ok = Command::new("git").arg("-C").arg(dir.path()).args(args).output().unwrap().status.success();
+            assert!(ok, "git {args:?}");
+        };
+        run(&["init", "-q"]);
+        run(&["config", "user.email", "t@example.invalid"]);
+        run(&["config", "user.name", "t"]);
+        std::fs::write(dir.path().join("a.txt"), "1").unwrap();
+        run(&["add", "a.txt"]);
+        run(&["commit", "-qm", "one"]);
+        dir
+    }
+
+    #[test]
+    fn a_clean_commit_is_its_short_id() {
+        let dir = repo();
+        let v = Version::of(dir.path()).unwrap();
+        assert_eq!(v.version.len(), 12);
+        assert_eq!(v.version, v.revision);
+        assert!(!v.dirty);
+    }
+
+    #[test]
+    fn a_changed_tracked_file_makes_it_dirty() {
+        let dir = repo();
+        std::fs::write(dir.path().join("a.txt"), "2").unwrap();
+        let v = Version::of(dir.path()).unwrap();
+        assert!(v.dirty && v.version.ends_with("-dirty") && v.revision.ends_with("-dirty"));
+    }
+
+    #[test]
+    fn an_untracked_file_does_not() {
+        let dir = repo();
+        std::fs::write(dir.path().join("new.txt"), "x").unwrap();
+        assert!(!Version::of(dir.path()).unwrap().dirty);
+    }
+
+    #[test]
+    fn a_tag_on_head_is_the_version() {
+        let dir = repo();
+        assert!(Command::new("git").arg("-C").arg(dir.path()).args(["tag", "v1.2.3"]).status().unwrap().success());
+        assert_eq!(Version::of(dir.path()).unwrap().version, "v1.2.3");
+    }
+
+    #[test]
+    fn outside_a_checkout_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = format!("{:#}", Version::of(dir.path()).unwrap_err());
+        assert!(err.contains("not a git checkout"), "{err}");
+    }
+}
