@@ -508,6 +508,30 @@ registry_logins() {
   say "login: prod's engine reaches $BOOKS_LAB_REGISTRY and is let in"
 }
 
+# prod pulls only from the registry (nothing can be pulled from a public
+# one here): mirror the lab's database image into it, under the registry's
+# address plus its local name (never a public name). Skipped when the
+# registry already holds this very image.
+mirror_db_image() {
+  local target="$BOOKS_LAB_REGISTRY/$BOOKS_DB_IMAGE" repo tag local_id pushed_id
+  repo=${BOOKS_DB_IMAGE%:*} tag=${BOOKS_DB_IMAGE##*:}
+  read_registry_credentials || die "cannot read $BOOKS_LAB_REGISTRY_CREDENTIALS"
+  local_id=$("$DOCKER" image inspect -f '{{.Id}}' "$BOOKS_DB_IMAGE")
+  # The registry answers with the image's config digest, which is its id.
+  pushed_id=$(curl -s --noproxy '*' --max-time 5 -u "$REGISTRY_USER:$REGISTRY_PASSWORD" \
+    -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+    "http://$BOOKS_LAB_REGISTRY/v2/$repo/manifests/$tag" 2>/dev/null |
+    jq -r '.config.digest // empty' 2>/dev/null || true)
+  if [[ $pushed_id == "$local_id" ]]; then
+    say "registry: holds $target"
+    return
+  fi
+  "$DOCKER" tag "$BOOKS_DB_IMAGE" "$target"
+  timeout 120 "$DOCKER" push "$target" >/dev/null ||
+    die "registry: pushing $target failed"
+  say "registry: pushed $target (prod's database image)"
+}
+
 # ---------------------------------------------------------------- entry points
 
 topology_up() {

@@ -34,7 +34,14 @@ pub enum Command {
     /// Push both images to the registry.
     Push,
     /// Deploy the pushed image to prod.
-    Deploy,
+    Deploy {
+        /// The image to deploy, by digest (default: what `harness push` recorded).
+        #[arg(long)]
+        image: Option<String>,
+        /// The revision its `/version` must report (default: the checkout's).
+        #[arg(long, requires = "image")]
+        revision: Option<String>,
+    },
     /// Run the post-deploy checks against a deployed books-ms.
     Verify {
         /// The deployed service's base URL.
@@ -65,7 +72,7 @@ impl Command {
             Command::Test => "test",
             Command::Build => "build",
             Command::Push => "push",
-            Command::Deploy => "deploy",
+            Command::Deploy { .. } => "deploy",
             Command::Verify { .. } => "verify",
             Command::Status => "status",
             Command::Pipeline => "pipeline",

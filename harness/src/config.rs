@@ -59,6 +59,9 @@ pub struct ProdConfig {
     pub project: String,
     /// How long a new container may take to turn healthy.
     pub health_timeout_secs: u64,
+    /// The database image prod runs (`mongo:7` in a real production; the lab
+    /// mirrors its local FerretDB image into its registry for prod to pull).
+    pub database_image: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -91,6 +94,7 @@ impl Default for Config {
                 app_port: 8080,
                 project: "books-ms".to_owned(),
                 health_timeout_secs: 60,
+                database_image: "10.200.0.1:5000/books-lab/ferretdb:1.24.2".to_owned(),
             },
             checks: ChecksConfig { ids: vec![2_147_483_101, 2_147_483_102, 2_147_483_103] },
         }

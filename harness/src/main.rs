@@ -14,6 +14,7 @@ use clap::Parser;
 
 mod cli;
 mod config;
+mod deploy;
 mod docker;
 mod plan;
 mod report;
@@ -63,7 +64,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Command::Test => vec![Step::Test, Step::Package],
                 Command::Build => vec![Step::Build],
                 Command::Push => vec![Step::Push, Step::PushTests],
-                Command::Deploy => vec![Step::Deploy, Step::Integrate],
+                Command::Deploy { .. } => vec![Step::Deploy, Step::Integrate],
                 Command::Verify { .. } => vec![Step::Verify],
                 Command::Status | Command::Lab { .. } => vec![],
             };
@@ -77,8 +78,62 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            not_yet(other.name())
+            let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            runtime.block_on(execute(other, cli.json, &config, &plan))
         }
+    }
+}
+
+/// Runs one command; each arm is one step or a sequence of them.
+async fn execute(command: Command, json: bool, config: &Config, plan: &Plan) -> anyhow::Result<ExitCode> {
+    let reporter = if json { report::Reporter::hidden() } else { report::Reporter::new() };
+    match command {
+        Command::Status => {
+            let prod = docker::prod(config).await?;
+            let containers = deploy::status(&prod, config).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&containers)?);
+            } else if containers.is_empty() {
+                println!("nothing of {} runs on prod ({})", config.prod.project, config.prod.docker_host);
+            } else {
+                for c in &containers {
+                    println!(
+                        "{:<24} {:<5} {:<10} {:<45} {}",
+                        c.name,
+                        c.role,
+                        c.version.as_deref().unwrap_or("-"),
+                        c.status,
+                        c.image
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Deploy { image: Some(image), revision } => {
+            let prod = docker::prod(config).await?;
+            let release = deploy::Release {
+                revision: revision.unwrap_or_else(|| plan.version.revision.clone()),
+                version: plan.version.version.clone(),
+                image,
+            };
+            // Until push.rs reads the docker config file: credentials from the configuration.
+            let credentials = config.registry.username.clone().zip(config.registry.password.clone()).map(|(username, password)| {
+                bollard::auth::DockerCredentials {
+                    username: Some(username),
+                    password: Some(secrecy::ExposeSecret::expose_secret(&password).to_owned()),
+                    serveraddress: Some(config.registry.address.clone()),
+                    ..Default::default()
+                }
+            });
+            let deployed = deploy::deploy(&prod, config, &release, credentials, &reporter).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&deployed)?);
+            } else {
+                println!("deployed {} as {}: {}", deployed.image, deployed.container, deployed.url);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        other => not_yet(other.name()),
     }
 }
 
