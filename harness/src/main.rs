@@ -12,11 +12,14 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
+mod build;
 mod cli;
 mod config;
+mod context;
 mod deploy;
 mod docker;
 mod plan;
+mod push;
 mod report;
 mod version;
 
@@ -133,6 +136,8 @@ async fn execute(command: Command, json: bool, config: &Config, plan: &Plan) -> 
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Build => build::command(config, plan, json, &reporter).await.map(|()| ExitCode::SUCCESS),
+        Command::Push => push::command(config, plan, json, &reporter).await.map(|()| ExitCode::SUCCESS),
         other => not_yet(other.name()),
     }
 }

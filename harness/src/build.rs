@@ -1,0 +1,380 @@
+//! `harness build` (step "build"): the two images, built by the cd engine
+//! through its API from the repo root as context (src/context.rs):
+//!
+//! - the service image from `Dockerfile`, tagged `REGISTRY/books-ms:VERSION`
+//!   and `:latest`; it ships `dist/books-ms`, which `harness test` (or
+//!   scripts/dist.sh) makes. Its build args VERSION, REVISION, CREATED and
+//!   SOURCE fill the Dockerfile's OCI labels. CREATED is the commit's time,
+//!   not the build's, so that an unchanged tree hits the build cache at every
+//!   step and gives the very same image;
+//! - the tests image from `Dockerfile.test`, tagged
+//!   `REGISTRY/books-ms-tests:VERSION` and `:latest`, FROM `images.rust`.
+//!   The previous `:latest` is pulled from the registry first and offered as
+//!   a cache source, as the original CD script did, so a fresh cd host
+//!   reuses its layers.
+//!
+//! Progress is a spinner naming the Dockerfile step; a failure names the
+//! image, the Dockerfile and the step, with the last lines of output.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bollard::query_parameters::{BuildImageOptionsBuilder, CreateImageOptionsBuilder, TagImageOptionsBuilder};
+use bollard::Docker;
+use futures_util::StreamExt;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::context::{self, ContextError};
+use crate::docker::API_TIMEOUT;
+use crate::plan::Plan;
+use crate::report::Reporter;
+use crate::version::Version;
+
+/// The binary the service image ships, relative to the repo root.
+pub const DIST_BINARY: &str = "dist/books-ms";
+pub const SERVICE_DOCKERFILE: &str = "Dockerfile";
+pub const TESTS_DOCKERFILE: &str = "Dockerfile.test";
+/// One image build. Both Dockerfiles only copy files (the tests image's base
+/// holds the toolchain), so a build takes seconds; this only turns a hung
+/// engine into an error.
+const BUILD_TIMEOUT: Duration = Duration::from_secs(900);
+/// The pull of the previous tests image (about 1 GB from the local registry).
+const CACHE_PULL_TIMEOUT: Duration = Duration::from_secs(300);
+/// Lines of build output shown with a failure.
+const TAIL_LINES: usize = 12;
+
+/// One built image.
+#[derive(Debug, Clone, Serialize)]
+pub struct Built {
+    /// `REPOSITORY:VERSION`.
+    pub image: String,
+    /// `REPOSITORY:latest`, the same image.
+    pub latest: String,
+    /// The engine's image id, `sha256:...`.
+    pub id: String,
+    pub dockerfile: String,
+    pub seconds: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{} is missing: the service image ships it; run `harness test` or scripts/dist.sh first", .path.display())]
+    NoBinary { path: PathBuf },
+    #[error("the build context of {image} ({dockerfile}): {source}")]
+    Context { image: String, dockerfile: String, source: ContextError },
+    #[error("building {image} from {dockerfile} failed{}: {message}{}", at_step(.step), last_lines(.tail))]
+    Failed { image: String, dockerfile: String, step: Option<String>, message: String, tail: Vec<String> },
+    #[error("building {image} from {dockerfile} took longer than {} s{}", BUILD_TIMEOUT.as_secs(), at_step(.step))]
+    Timeout { image: String, dockerfile: String, step: Option<String> },
+    #[error("asking the cd engine {what}: {source}")]
+    Engine { what: String, source: bollard::errors::Error },
+    #[error("the cd engine did not answer {what} within {} s", API_TIMEOUT.as_secs())]
+    EngineTimeout { what: String },
+    #[error("{0}")]
+    Repo(String),
+}
+
+fn at_step(step: &Option<String>) -> String {
+    step.as_ref().map(|s| format!(" at `{s}`")).unwrap_or_default()
+}
+
+fn last_lines(lines: &[String]) -> String {
+    if lines.is_empty() {
+        return String::new();
+    }
+    format!("; its last output:\n    {}", lines.join("\n    "))
+}
+
+/// `harness build`: both images; prints them (JSON with `--json`).
+pub async fn command(config: &Config, plan: &Plan, json: bool, reporter: &Reporter) -> anyhow::Result<()> {
+    let docker = crate::docker::cd().await?;
+    let service = service_image(&docker, &plan.repo, config, &plan.version, reporter).await?;
+    let tests = tests_image(&docker, &plan.repo, config, &plan.version, reporter).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "service": service, "tests": tests }))?);
+    } else {
+        for built in [&service, &tests] {
+            println!("{} {} {}", built.image, built.latest, built.id);
+        }
+    }
+    Ok(())
+}
+
+/// The service image from `Dockerfile`.
+pub async fn service_image(
+    docker: &Docker,
+    repo: &Path,
+    config: &Config,
+    version: &Version,
+    reporter: &Reporter,
+) -> Result<Built, BuildError> {
+    let binary = repo.join(DIST_BINARY);
+    if !binary.is_file() {
+        return Err(BuildError::NoBinary { path: binary });
+    }
+    let mut args = HashMap::from([
+        ("VERSION".to_owned(), version.version.clone()),
+        ("REVISION".to_owned(), version.revision.clone()),
+        ("CREATED".to_owned(), commit_time(repo)?),
+    ]);
+    // Else the Dockerfile's default stands.
+    if let Some(source) = source_url(repo) {
+        args.insert("SOURCE".to_owned(), source);
+    }
+    let target = Target {
+        repository: config.service_repository(),
+        tag: version.version.clone(),
+        dockerfile: SERVICE_DOCKERFILE,
+    };
+    build(docker, repo, &target, args, None, reporter).await
+}
+
+/// The tests image from `Dockerfile.test`, with the previous one's layers
+/// as cache when the registry has it.
+pub async fn tests_image(
+    docker: &Docker,
+    repo: &Path,
+    config: &Config,
+    version: &Version,
+    reporter: &Reporter,
+) -> Result<Built, BuildError> {
+    let repository = config.tests_repository();
+    let cache = pull_previous(docker, config, &repository, reporter).await.then(|| format!("{repository}:latest"));
+    let args = HashMap::from([("RUST_IMAGE".to_owned(), config.images.rust.clone())]);
+    let target = Target { repository, tag: version.version.clone(), dockerfile: TESTS_DOCKERFILE };
+    build(docker, repo, &target, args, cache, reporter).await
+}
+
+struct Target {
+    repository: String,
+    tag: String,
+    dockerfile: &'static str,
+}
+
+async fn build(
+    docker: &Docker,
+    repo: &Path,
+    target: &Target,
+    args: HashMap<String, String>,
+    cache_from: Option<String>,
+    reporter: &Reporter,
+) -> Result<Built, BuildError> {
+    let start = Instant::now();
+    let image = format!("{}:{}", target.repository, target.tag);
+    let dockerfile = target.dockerfile;
+    let spinner = reporter.spinner(format!("build {image}: sending the context"));
+
+    let root = repo.to_owned();
+    let context = tokio::task::spawn_blocking(move || context::tar(&root, dockerfile))
+        .await
+        .expect("making the build context does not panic")
+        .map_err(|source| BuildError::Context { image: image.clone(), dockerfile: dockerfile.to_owned(), source })?;
+
+    let mut options =
+        BuildImageOptionsBuilder::new().dockerfile(dockerfile).t(&image).rm(true).forcerm(true).buildargs(&args);
+    if let Some(cache) = &cache_from {
+        options = options.cachefrom(&vec![cache.clone()]);
+    }
+    let mut stream = docker.build_image(options.build(), None, Some(bollard::body_full(context.into())));
+
+    let mut step: Option<String> = None;
+    let mut output: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
+    let outcome = tokio::time::timeout(BUILD_TIMEOUT, async {
+        while let Some(message) = stream.next().await {
+            let info = message.map_err(|e| match e {
+                bollard::errors::Error::DockerStreamError { error } => error,
+                bollard::errors::Error::DockerResponseServerError { message, .. } => message,
+                other => other.to_string(),
+            })?;
+            for line in info.stream.iter().flat_map(|s| s.lines()).map(str::trim_end).filter(|l| !l.trim().is_empty()) {
+                if line.starts_with("Step ") {
+                    step = Some(line.to_owned());
+                    spinner.set_message(format!("build {image}: {}", shorten(line, 60)));
+                }
+                if output.len() == TAIL_LINES {
+                    output.pop_front();
+                }
+                output.push_back(line.to_owned());
+            }
+        }
+        Ok::<(), String>(())
+    })
+    .await;
+    spinner.finish_and_clear();
+    match outcome {
+        Err(_) => return Err(BuildError::Timeout { image, dockerfile: dockerfile.to_owned(), step }),
+        Ok(Err(message)) => {
+            return Err(BuildError::Failed {
+                image,
+                dockerfile: dockerfile.to_owned(),
+                step,
+                message,
+                tail: output.into_iter().collect(),
+            })
+        }
+        Ok(Ok(())) => {}
+    }
+
+    let latest = format!("{}:latest", target.repository);
+    let options = TagImageOptionsBuilder::new().repo(&target.repository).tag("latest").build();
+    engine(&format!("to tag {image} as {latest}"), docker.tag_image(&image, Some(options))).await?;
+    let inspect = engine(&format!("for the image {image}"), docker.inspect_image(&image)).await?;
+    let built = Built {
+        id: inspect.id.unwrap_or_default(),
+        image,
+        latest,
+        dockerfile: dockerfile.to_owned(),
+        seconds: start.elapsed().as_secs_f64(),
+    };
+    reporter.line(format!("built {} ({}) in {:.1} s", built.image, short_id(&built.id), built.seconds));
+    Ok(built)
+}
+
+/// One bounded engine call.
+async fn engine<T>(
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, bollard::errors::Error>>,
+) -> Result<T, BuildError> {
+    tokio::time::timeout(API_TIMEOUT, call)
+        .await
+        .map_err(|_| BuildError::EngineTimeout { what: what.to_owned() })?
+        .map_err(|source| BuildError::Engine { what: what.to_owned(), source })
+}
+
+/// The first `max` characters of a line, for one line of progress.
+fn shorten(line: &str, max: usize) -> String {
+    match line.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &line[..end]),
+        None => line.to_owned(),
+    }
+}
+
+fn short_id(id: &str) -> &str {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    &hex[..hex.len().min(12)]
+}
+
+/// Pulls `REPOSITORY:latest` for its layers; false when the registry has
+/// none yet (the first build) or cannot give it, which only costs the cache.
+async fn pull_previous(docker: &Docker, config: &Config, repository: &str, reporter: &Reporter) -> bool {
+    let image = format!("{repository}:latest");
+    let spinner = reporter.spinner(format!("pull {image} (layer cache)"));
+    let credentials = match crate::push::docker_credentials(config) {
+        Ok(credentials) => credentials,
+        Err(e) => {
+            spinner.finish_and_clear();
+            eprintln!("harness: warning: building {image} without the previous one as cache: {e:#}");
+            return false;
+        }
+    };
+    let options = CreateImageOptionsBuilder::new().from_image(repository).tag("latest").build();
+    let pulled = tokio::time::timeout(CACHE_PULL_TIMEOUT, async {
+        let mut stream = docker.create_image(Some(options), None, credentials);
+        while let Some(message) = stream.next().await {
+            message.map_err(|e| match e {
+                bollard::errors::Error::DockerStreamError { error } => error,
+                bollard::errors::Error::DockerResponseServerError { message, .. } => message,
+                other => other.to_string(),
+            })?;
+        }
+        Ok::<(), String>(())
+    })
+    .await;
+    spinner.finish_and_clear();
+    match pulled {
+        Ok(Ok(())) => {
+            reporter.line(format!("pulled {image} for its layers"));
+            true
+        }
+        Ok(Err(e)) if is_not_found(&e) => {
+            reporter.line(format!("no {image} in the registry yet: building without a cache source"));
+            false
+        }
+        Ok(Err(e)) => {
+            eprintln!("harness: warning: building without the previous tests image as cache: pulling {image}: {e}");
+            false
+        }
+        Err(_) => {
+            eprintln!(
+                "harness: warning: building without the previous tests image as cache: pulling {image} took longer than {} s",
+                CACHE_PULL_TIMEOUT.as_secs()
+            );
+            false
+        }
+    }
+}
+
+/// What the engine says when the registry has no such image.
+fn is_not_found(message: &str) -> bool {
+    let message = message.to_lowercase();
+    message.contains("not found") || message.contains("manifest unknown") || message.contains("does not exist")
+}
+
+/// The commit's time, RFC 3339 (git's strict ISO 8601).
+fn commit_time(repo: &Path) -> Result<String, BuildError> {
+    let output = std::process::Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["show", "-s", "--format=%cI", "HEAD"])
+        .output()
+        .map_err(|e| BuildError::Repo(format!("cannot run git for the commit time: {e}")))?;
+    let time = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    if !output.status.success() || time.is_empty() {
+        return Err(BuildError::Repo(format!(
+            "git show HEAD in {}: {}",
+            repo.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    Ok(time)
+}
+
+/// The workspace's `repository` (Cargo.toml), the image's source label.
+fn source_url(repo: &Path) -> Option<String> {
+    use figment::providers::Format;
+    figment::Figment::from(figment::providers::Toml::file(repo.join("Cargo.toml")))
+        .extract_inner::<String>("workspace.package.repository")
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_names_the_image_the_dockerfile_and_the_step_with_the_last_lines() {
+        let error = BuildError::Failed {
+            image: "10.200.0.1:5000/books-ms:abc".into(),
+            dockerfile: "Dockerfile".into(),
+            step: Some("Step 7/9 : COPY dist/books-ms /app/books-ms".into()),
+            message: "COPY failed: file not found".into(),
+            tail: vec!["Step 7/9 : COPY dist/books-ms /app/books-ms".into()],
+        };
+        let text = error.to_string();
+        assert!(
+            text.starts_with("building 10.200.0.1:5000/books-ms:abc from Dockerfile failed at `Step 7/9"),
+            "{text}"
+        );
+        assert!(text.contains("COPY failed") && text.contains("last output:\n    Step 7/9"), "{text}");
+    }
+
+    #[test]
+    fn the_registry_saying_it_has_no_previous_image_is_not_found() {
+        assert!(is_not_found("manifest for 10.200.0.1:5000/books-ms-tests:latest not found: manifest unknown"));
+        assert!(!is_not_found("Get http://10.200.0.1:5000/v2/: dial tcp: connection refused"));
+    }
+
+    #[test]
+    fn the_source_label_is_the_workspace_repository() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("Cargo.toml"),
+            "[workspace.package]\nrepository = \"https://example.invalid/x\"\n",
+        )
+        .unwrap();
+        assert_eq!(source_url(dir.path()).as_deref(), Some("https://example.invalid/x"));
+        assert_eq!(source_url(&dir.path().join("nowhere")), None);
+    }
+}
