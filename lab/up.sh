@@ -239,6 +239,46 @@ debian_sources() {
     "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg"
 }
 
+# The stand-in for the public rust:<version>-bookworm image (it cannot be
+# pulled, and Debian's own rustc is too old): the lab's Debian image with the
+# host's active rustup toolchain copied in, laid out as lab/rust.Dockerfile
+# says. The toolchain's documentation (share/doc: 800 of its 1,400 MB) and
+# man pages stay out. The context is streamed as a tar, so nothing is copied
+# to disk first.
+RUST_DOCKERFILE="$LAB_DIR/rust.Dockerfile"
+
+build_rust_image() {
+  local rustc sysroot version inputs
+  rustc=$(command -v rustc || echo "$HOME/.cargo/bin/rustc")
+  [[ -x $rustc ]] || die "rustc not found: install Rust with rustup to build $BOOKS_RUST_IMAGE"
+  # Asked from the repository, so that a rust-toolchain file there would
+  # choose the toolchain, as it does for cargo.
+  sysroot=$(cd "$REPO_DIR" && "$rustc" --print sysroot)
+  version=$("$sysroot/bin/rustc" -vV | sed -n 's/^release: //p')
+  # The recipe (this function and the Dockerfile), the exact toolchain and
+  # its programs, and the base image: a change to any of them rebuilds.
+  inputs=$({ declare -f build_rust_image; cat "$RUST_DOCKERFILE"
+    "$sysroot/bin/rustc" -vV; "$sysroot/bin/cargo" -V; ls "$sysroot/bin"
+    image_id "$BOOKS_DEBIAN_IMAGE"; } | sha256sum | cut -c1-16)
+  if [[ $(image_inputs "$BOOKS_RUST_IMAGE") == "$inputs" ]]; then
+    say "image $BOOKS_RUST_IMAGE: up to date (rustc $version)"
+    return
+  fi
+  say "image $BOOKS_RUST_IMAGE: building from $BOOKS_DEBIAN_IMAGE and the host's rustc $version (about 1.5 min)"
+  local old
+  old=$(image_id "$BOOKS_RUST_IMAGE")
+  # The context: rust.Dockerfile, and the toolchain renamed to rust/ (S: a
+  # symlink's target is left as it is). Bounded: apt runs in the build.
+  tar -c --exclude=./share/doc --exclude=./share/man --transform='s,^\.,rust,S' \
+    -C "$sysroot" . -C "$LAB_DIR" rust.Dockerfile |
+    timeout 1200 "$DOCKER" build -f rust.Dockerfile \
+      --build-arg "BASE_IMAGE=$BOOKS_DEBIAN_IMAGE" --build-arg "RUST_VERSION=$version" \
+      --label "$INPUTS_LABEL=$inputs" --label "org.opencontainers.image.version=$version" \
+      -t "$BOOKS_RUST_IMAGE" - >&2
+  remove_replaced_image "$old" "$BOOKS_RUST_IMAGE"
+  say "image $BOOKS_RUST_IMAGE: built ($("$DOCKER" image inspect -f '{{.Size}}' "$BOOKS_RUST_IMAGE") bytes)"
+}
+
 main() {
   local start=$SECONDS
   require_root
@@ -248,6 +288,7 @@ main() {
   topology_up
   build_ferretdb_image
   build_debian_image
+  build_rust_image
   say "ready in $((SECONDS - start)) s (images: $BOOKS_DB_IMAGE, $BOOKS_DEBIAN_IMAGE)"
 }
 
