@@ -21,6 +21,7 @@ mod docker;
 mod plan;
 mod push;
 mod report;
+mod verify;
 mod version;
 
 use cli::{Cli, Command, LabCommand};
@@ -136,6 +137,7 @@ async fn execute(command: Command, json: bool, config: &Config, plan: &Plan) -> 
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Verify { url } => verify::command(&url, &config.checks.ids, json, &reporter).await.map(|()| ExitCode::SUCCESS),
         Command::Build => build::command(config, plan, json, &reporter).await.map(|()| ExitCode::SUCCESS),
         Command::Push => push::command(config, plan, json, &reporter).await.map(|()| ExitCode::SUCCESS),
         other => not_yet(other.name()),
