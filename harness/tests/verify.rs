@@ -1,0 +1,563 @@
+//! `harness verify` against the real books-ms: each test starts a database
+//! container of its own and the service binary (built here if needed) on a
+//! free loopback port, then runs the checks, by calling `verify()` or by
+//! running the `harness` binary.
+//!
+//! They need Docker and the lab's database image (`lab/up.sh`, which
+//! `scripts/test.sh` runs first); they never skip. Every wait and every
+//! command is bounded; containers (labelled like the API tests', so
+//! `scripts/test.sh` removes them after a killed run) and processes are
+//! removed by id and pid in `Drop`, also when an assertion fails.
+
+// The harness is a binary crate: its verify module, and the reporter that
+// module uses, are compiled into this test as they are.
+#[allow(dead_code)]
+#[path = "../src/report.rs"]
+mod report;
+#[allow(dead_code)]
+#[path = "../src/verify.rs"]
+mod verify;
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use report::Reporter;
+use verify::{Outcome, Problem, VerifyError, CHECKS, MARKER};
+
+const IDS: [i32; 3] = [2_147_483_101, 2_147_483_102, 2_147_483_103];
+/// Any single HTTP request of the tests themselves.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+/// The label `scripts/test.sh` removes containers by.
+const RUN_LABEL: &str = "books-ms.tests.pid";
+
+// ------------------------------------------------------------------ tests
+
+#[tokio::test]
+async fn verify_passes_and_leaves_no_reserved_book_while_users_books_are_untouched() {
+    // Arrange: a user's book at 1 and two right around the reserved ids,
+    // which the paged list must step over.
+    let (_db, service) = start().await;
+    let users = [user_book(1), user_book(IDS[0] - 1), user_book(IDS[2] + 1)];
+    for book in &users {
+        put(&service.url, book).await;
+    }
+
+    // Act
+    let report = verify::verify(&service.url, &IDS, &Reporter::hidden()).await.unwrap_or_else(|e| panic!("{e}"));
+
+    // Assert
+    assert!(report.passed);
+    let names: Vec<_> = report.checks.iter().map(|c| c.name).collect();
+    assert_eq!(names, CHECKS);
+    assert!(report.checks.iter().all(|c| c.outcome == Outcome::Passed), "{report}");
+    assert!(report.check("list").unwrap().detail.contains("1 page"), "{report}");
+    let version = report.version.as_ref().expect("/version was read");
+    assert_eq!(version.name, "books-ms");
+    assert!(!version.revision.is_empty());
+    assert_no_reserved_book(&service.url).await;
+    for book in &users {
+        assert_eq!(&get(&service.url, book["_id"].as_i64().unwrap() as i32).await, &Some(book.clone()));
+    }
+}
+
+#[tokio::test]
+async fn a_users_book_on_a_reserved_id_makes_verify_refuse_without_changing_anything() {
+    let (_db, service) = start().await;
+    let users = user_book(IDS[1]);
+    put(&service.url, &users).await;
+
+    let error = verify::verify(&service.url, &IDS, &Reporter::hidden()).await.expect_err("verify must refuse");
+
+    assert_eq!(error.check, "reserved-ids");
+    assert!(matches!(error.problem, Problem::IdInUse { id, .. } if id == IDS[1]), "{error}");
+    let message = error.to_string();
+    for needle in [&IDS[1].to_string(), "checks.ids", "HARNESS_CHECKS__IDS"] {
+        assert!(message.contains(needle), "`{needle}` not in: {message}");
+    }
+    assert_eq!(error.report.check("put").unwrap().outcome, Outcome::Skipped);
+    assert_eq!(error.report.check("cleanup").unwrap().outcome, Outcome::Skipped);
+    assert_eq!(get(&service.url, IDS[1]).await, Some(users));
+    for id in [IDS[0], IDS[2]] {
+        assert_eq!(get(&service.url, id).await, None, "nothing may be written on {id}");
+    }
+}
+
+#[tokio::test]
+async fn a_book_left_by_an_interrupted_run_is_replaced_and_removed() {
+    let (_db, service) = start().await;
+    let leftover = json!({"_id": IDS[0], "title": "harness verify check 1 of 3", "author": "John Doe", "description": format!("{MARKER} (run 1-1)")});
+    put(&service.url, &leftover).await;
+
+    let report = verify::verify(&service.url, &IDS, &Reporter::hidden()).await.unwrap_or_else(|e| panic!("{e}"));
+
+    assert!(report.check("reserved-ids").unwrap().detail.contains("interrupted run"), "{report}");
+    assert_no_reserved_book(&service.url).await;
+}
+
+#[tokio::test]
+async fn a_check_failing_after_the_writes_names_the_check_and_still_removes_them() {
+    // Arrange: a proxy in front of the service that changes the title of
+    // every book read by id, so that `get-by-id` fails after `put` wrote.
+    let (_db, service) = start().await;
+    let proxy = TamperingProxy::start(&service.url).await;
+
+    let error = verify::verify(&proxy.url, &IDS, &Reporter::hidden()).await.expect_err("get-by-id must fail");
+
+    assert_eq!(error.check, "get-by-id", "{error}");
+    let message = error.to_string();
+    assert!(message.contains(&format!("GET {}/api/v1/books/_id/{}", proxy.url, IDS[0])), "{message}");
+    assert!(message.contains("(tampered)"), "what came back is quoted: {message}");
+    assert!(error.cleanup.is_none(), "{error}");
+    assert_eq!(error.report.check("cleanup").unwrap().outcome, Outcome::Passed);
+    assert_no_reserved_book(&service.url).await;
+}
+
+#[tokio::test]
+async fn with_the_database_down_verify_fails_at_ready_with_the_503_and_leaves_no_orphan() {
+    let (db, service) = start().await;
+    db.pause();
+
+    let started = Instant::now();
+    let error = verify::verify(&service.url, &IDS, &Reporter::hidden()).await.expect_err("verify must fail");
+
+    assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
+    assert_eq!(error.check, "ready", "{error}");
+    let message = error.to_string();
+    let ready = format!("GET {}/ready", service.url);
+    for needle in [ready.as_str(), "503", "database_unavailable", "is the database running"] {
+        assert!(message.contains(needle), "`{needle}` not in: {message}");
+    }
+    db.unpause();
+    wait_ready(&service).await;
+    assert_no_reserved_book(&service.url).await;
+}
+
+#[tokio::test]
+async fn the_binary_prints_the_table_and_exits_0_when_every_check_passes() {
+    let (_db, service) = start().await;
+
+    let run = harness(&["verify", "--url", &service.url]).await;
+
+    assert_eq!(run.code, Some(0), "{run:?}");
+    for name in CHECKS {
+        let row = run.stdout.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("no row for {name}: {run:?}"));
+        assert!(row.contains("passed"), "{row}");
+    }
+    assert!(run.stdout.contains(&format!("verify {}: passed", service.url)), "{run:?}");
+    assert_no_reserved_book(&service.url).await;
+}
+
+#[tokio::test]
+async fn the_binary_refuses_a_users_book_on_a_reserved_id_with_exit_1_and_a_json_report() {
+    let (_db, service) = start().await;
+    let users = user_book(IDS[2]);
+    put(&service.url, &users).await;
+
+    let run = harness(&["verify", "--url", &service.url, "--json"]).await;
+
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(run.stderr.starts_with("harness: error: verify: check `reserved-ids` failed"), "{run:?}");
+    assert!(run.stderr.contains(&IDS[2].to_string()) && run.stderr.contains("checks.ids"), "{run:?}");
+    let report: Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("stdout is not the JSON report ({e}): {run:?}"));
+    assert_eq!(report["passed"], false);
+    let reserved = report["checks"].as_array().unwrap().iter().find(|c| c["name"] == "reserved-ids").unwrap();
+    assert_eq!(reserved["outcome"], "failed");
+    assert_eq!(get(&service.url, IDS[2]).await, Some(users));
+}
+
+#[tokio::test]
+async fn the_binary_fails_fast_naming_the_url_where_nothing_listens() {
+    let url = format!("http://127.0.0.1:{}", free_port());
+
+    let started = Instant::now();
+    let run = harness(&["verify", "--url", &url]).await;
+
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert_eq!(run.code, Some(1), "{run:?}");
+    let stderr = run.stderr.trim_end();
+    assert_eq!(stderr.lines().count(), 1, "one line of error: {run:?}");
+    for needle in ["check `ready` failed", &format!("GET {url}/ready"), "no answer", "is books-ms running"] {
+        assert!(stderr.contains(needle), "`{needle}` not in: {stderr}");
+    }
+    assert!(run.stdout.lines().any(|l| l.starts_with("ready ") && l.contains("FAILED")), "{run:?}");
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_before_any_request() {
+    let reporter = Reporter::hidden();
+    let error: VerifyError = verify::verify("localhost:8080", &IDS, &reporter).await.unwrap_err();
+    assert_eq!(error.check, "input");
+    assert!(error.to_string().contains("`localhost:8080`"), "{error}");
+    let error = verify::verify("http://127.0.0.1:9", &[], &reporter).await.unwrap_err();
+    assert!(matches!(error.problem, Problem::BadIds { .. }), "{error}");
+    assert!(error.report.checks.iter().all(|c| c.outcome == Outcome::Skipped));
+}
+
+// ------------------------------------------------------------------ the service and its database
+
+async fn start() -> (Database, Service) {
+    let db = Database::start();
+    let service = Service::start(&db).await;
+    (db, service)
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace holds harness/").to_owned()
+}
+
+/// A database container of this test's own, removed on drop.
+struct Database {
+    id: String,
+    port: u16,
+}
+
+impl Database {
+    fn start() -> Database {
+        // The lab's local image, as the API tests (.cargo/config.toml).
+        let image = std::env::var("BOOKS_TEST_DB_IMAGE").unwrap_or_else(|_| "books-lab/ferretdb:1.24.2".to_owned());
+        let label = format!("{RUN_LABEL}={}", std::process::id());
+        let id = docker(&["run", "-d", "--rm", "--label", &label, "-p", "127.0.0.1::27017", &image])
+            .unwrap_or_else(|e| panic!("cannot start the database container ({e}); is the lab up? (`bash lab/up.sh`)"));
+        // From here on, Drop removes it.
+        let mut db = Database { id: id.trim().to_owned(), port: 0 };
+        let published = docker(&["port", &db.id, "27017/tcp"]).unwrap_or_else(|e| panic!("the database's port: {e}"));
+        db.port = published
+            .lines()
+            .find_map(|line| line.strip_prefix("127.0.0.1:"))
+            .and_then(|port| port.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no 127.0.0.1 port in `docker port`: {published}"));
+        db
+    }
+
+    fn uri(&self) -> String {
+        format!("mongodb://127.0.0.1:{}", self.port)
+    }
+
+    /// Frozen, not stopped: the service's calls hang into its timeout, and
+    /// the data is there again after `unpause`.
+    fn pause(&self) {
+        docker(&["pause", &self.id]).unwrap_or_else(|e| panic!("docker pause: {e}"));
+    }
+
+    fn unpause(&self) {
+        docker(&["unpause", &self.id]).unwrap_or_else(|e| panic!("docker unpause: {e}"));
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let _ = docker(&["unpause", &self.id]);
+        if let Err(e) = docker(&["rm", "-fv", &self.id]) {
+            eprintln!("could not remove the database container {}: {e}", self.id);
+        }
+    }
+}
+
+/// `docker ARGS`, bounded: its stdout, or what went wrong.
+fn docker(args: &[&str]) -> Result<String, String> {
+    let child = Command::new("/usr/bin/docker")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run docker: {e}"))?;
+    let (ok, stdout, stderr) = wait_bounded(child, Duration::from_secs(60)).map_err(|e| format!("docker {}: {e}", args.join(" ")))?;
+    if ok {
+        Ok(stdout)
+    } else {
+        Err(format!("docker {} failed: {}", args.join(" "), stderr.trim()))
+    }
+}
+
+/// Waits for a child with piped output, killing it after `limit`.
+fn wait_bounded(mut child: Child, limit: Duration) -> Result<(bool, String, String), String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        match child.try_wait().map_err(|e| e.to_string())? {
+            Some(status) => {
+                let mut stdout = String::new();
+                let mut stderr = String::new();
+                if let Some(mut out) = child.stdout.take() {
+                    let _ = out.read_to_string(&mut stdout);
+                }
+                if let Some(mut err) = child.stderr.take() {
+                    let _ = err.read_to_string(&mut stderr);
+                }
+                return Ok((status.success(), stdout, stderr));
+            }
+            None if Instant::now() > deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("no end within {} s; killed", limit.as_secs()));
+            }
+            None => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+/// The books-ms binary, run on a free loopback port against `db`, with a
+/// database name of this test's own; killed by pid on drop.
+struct Service {
+    child: Child,
+    url: String,
+    log: tempfile::NamedTempFile,
+}
+
+impl Service {
+    async fn start(db: &Database) -> Service {
+        static DATABASES: AtomicUsize = AtomicUsize::new(0);
+        let binary = service_binary();
+        let port = free_port();
+        let log = tempfile::NamedTempFile::new().expect("a log file");
+        let child = Command::new(binary)
+            .current_dir(workspace())
+            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env("MONGODB_URI", db.uri())
+            .env("DB_DBNAME", format!("verify_{}_{}", std::process::id(), DATABASES.fetch_add(1, Ordering::SeqCst)))
+            // A database outage becomes a 503 within about 3 s.
+            .env("DB_TIMEOUT_MS", "1000")
+            .env("STATIC_DIR", workspace().join("client"))
+            .stdin(Stdio::null())
+            .stdout(log.reopen().expect("the log file"))
+            .stderr(log.reopen().expect("the log file"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let service = Service { child, url: format!("http://127.0.0.1:{port}"), log };
+        wait_ready(&service).await;
+        service
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `GET /ready` answers 200 (bounded: 30 s, the database container starts
+/// within a few).
+async fn wait_ready(service: &Service) {
+    let client = http();
+    let url = format!("{}/ready", service.url);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(response) = client.get(&url).timeout(Duration::from_secs(5)).send().await {
+            if response.status() == 200 {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "{url} did not answer 200 within 30 s; the service's log:\n{}", service.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `<target>/debug/books-ms`, beside the harness binary; built once per
+/// test run (a no-op when it is up to date).
+fn service_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let mut build = Command::new(cargo);
+        // What cargo set for this test process only: inherited, some of it
+        // (CARGO_MANIFEST_DIR, read by ring's build script) would make the
+        // build differ from a plain `cargo build` and rebuild the dependencies
+        // on every run.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            if key.starts_with("CARGO_PKG_")
+                || key.starts_with("CARGO_BIN_EXE_")
+                || key.starts_with("CARGO_MANIFEST_")
+                || ["CARGO_CRATE_NAME", "CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "CARGO_RUSTC_CURRENT_DIR", "OUT_DIR"].contains(&&*key)
+            {
+                build.env_remove(&*key);
+            }
+        }
+        let child = build
+            .args(["build", "-p", "books-ms", "--bin", "books-ms"])
+            .current_dir(workspace())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot run cargo");
+        let (ok, _, stderr) = wait_bounded(child, Duration::from_secs(900)).expect("cargo build -p books-ms");
+        assert!(ok, "cargo build -p books-ms failed:\n{stderr}");
+        let binary = Path::new(env!("CARGO_BIN_EXE_harness")).with_file_name("books-ms");
+        assert!(binary.is_file(), "no {} after the build", binary.display());
+        binary
+    })
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
+}
+
+// ------------------------------------------------------------------ the API, as a user
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder().timeout(HTTP_TIMEOUT).no_proxy().build().expect("an HTTP client")
+}
+
+fn user_book(id: i32) -> Value {
+    json!({"_id": id, "title": format!("A user's book {id}"), "author": "A. User", "description": "not the checks'"})
+}
+
+async fn put(base: &str, book: &Value) {
+    let response = http().put(format!("{base}/api/v1/books")).json(book).send().await.expect("PUT a book");
+    assert_eq!(response.status(), 200, "PUT {book}");
+}
+
+async fn get(base: &str, id: i32) -> Option<Value> {
+    let response = http().get(format!("{base}/api/v1/books/_id/{id}")).send().await.expect("GET a book");
+    match response.status().as_u16() {
+        200 => Some(response.json().await.expect("a book")),
+        404 => None,
+        other => panic!("GET book {id}: {other}"),
+    }
+}
+
+async fn assert_no_reserved_book(base: &str) {
+    for id in IDS {
+        assert_eq!(get(base, id).await, None, "a book was left on reserved id {id}");
+    }
+    let page: Vec<Value> = http()
+        .get(format!("{base}/api/v1/books?after={}&limit=3", IDS[0] - 1))
+        .send()
+        .await
+        .expect("GET the list")
+        .json()
+        .await
+        .expect("a list");
+    assert!(page.iter().all(|s| !IDS.iter().any(|id| s["_id"] == *id)), "{page:?}");
+}
+
+// ------------------------------------------------------------------ the binary
+
+#[derive(Debug)]
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// `harness ARGS` in the workspace, with the checks' ids set as a user
+/// would, bounded.
+async fn harness(args: &[&str]) -> Run {
+    let ids = format!("[{}]", IDS.map(|id| id.to_string()).join(","));
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(args)
+        .arg("--repo")
+        .arg(workspace())
+        .env("HARNESS_CHECKS__IDS", ids)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run harness");
+    let output = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .await
+        .expect("harness verify ends within 120 s")
+        .expect("harness's output");
+    Run {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+// ------------------------------------------------------------------ a failing service
+
+/// A one-request-per-connection HTTP proxy to `upstream` that appends
+/// " (tampered)" to the title of every book read by id: a deployed service
+/// that writes but reads back wrong. Stops on drop.
+struct TamperingProxy {
+    url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TamperingProxy {
+    async fn start(upstream: &str) -> TamperingProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let upstream = upstream.to_owned();
+        let task = tokio::spawn(async move {
+            let client = http();
+            while let Ok((stream, _)) = listener.accept().await {
+                let (client, upstream) = (client.clone(), upstream.clone());
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(HTTP_TIMEOUT, relay(stream, &client, &upstream)).await;
+                });
+            }
+        });
+        TamperingProxy { url, task }
+    }
+}
+
+impl Drop for TamperingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn relay(mut stream: tokio::net::TcpStream, client: &reqwest::Client, upstream: &str) -> Option<()> {
+    let mut buf = Vec::new();
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if buf.len() > 64 * 1024 || stream.read_buf(&mut buf).await.ok()? == 0 {
+            return None;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let mut request_line = lines.next()?.split(' ');
+    let (method, path) = (request_line.next()?.to_owned(), request_line.next()?.to_owned());
+    let header = |name: &str| {
+        head.split("\r\n").skip(1).find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_owned()))
+    };
+    let length: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+    while buf.len() < head_end + length {
+        if stream.read_buf(&mut buf).await.ok()? == 0 {
+            return None;
+        }
+    }
+    let mut request = client.request(method.parse().ok()?, format!("{upstream}{path}")).body(buf[head_end..head_end + length].to_vec());
+    if let Some(content_type) = header("content-type") {
+        request = request.header("content-type", content_type);
+    }
+    let response = request.send().await.ok()?;
+    let status = response.status();
+    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("application/json").to_owned();
+    let mut body = response.bytes().await.ok()?.to_vec();
+    if method == "GET" && path.starts_with("/api/v1/books/_id/") && status == 200 {
+        let mut book: Value = serde_json::from_slice(&body).ok()?;
+        let title = format!("{} (tampered)", book["title"].as_str()?);
+        book["title"] = Value::String(title);
+        body = serde_json::to_vec(&book).ok()?;
+    }
+    let head = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.ok()?;
+    stream.write_all(&body).await.ok()?;
+    stream.shutdown().await.ok()
+}
