@@ -287,6 +287,7 @@ main() {
   start_dockerd
   topology_up
   build_ferretdb_image
+  mirror_db_image
   build_debian_image
   build_rust_image
   say "ready in $((SECONDS - start)) s (images: $BOOKS_DB_IMAGE, $BOOKS_DEBIAN_IMAGE)"
