@@ -18,6 +18,7 @@ mod config;
 mod context;
 mod deploy;
 mod docker;
+mod pipeline;
 mod plan;
 mod push;
 mod report;
@@ -113,22 +114,21 @@ async fn execute(command: Command, json: bool, config: &Config, plan: &Plan) -> 
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Deploy { image: Some(image), revision } => {
-            let prod = docker::prod(config).await?;
-            let release = deploy::Release {
-                revision: revision.unwrap_or_else(|| plan.version.revision.clone()),
-                version: plan.version.version.clone(),
-                image,
-            };
-            // Until push.rs reads the docker config file: credentials from the configuration.
-            let credentials = config.registry.username.clone().zip(config.registry.password.clone()).map(|(username, password)| {
-                bollard::auth::DockerCredentials {
-                    username: Some(username),
-                    password: Some(secrecy::ExposeSecret::expose_secret(&password).to_owned()),
-                    serveraddress: Some(config.registry.address.clone()),
-                    ..Default::default()
+        Command::Deploy { image, revision } => {
+            // The image by digest: given, or what `harness push` recorded.
+            let release = match image {
+                Some(image) => deploy::Release {
+                    revision: revision.unwrap_or_else(|| plan.version.revision.clone()),
+                    version: plan.version.version.clone(),
+                    image,
+                },
+                None => {
+                    let record = push::load_last(&plan.repo)?;
+                    deploy::Release { image: record.reference(), version: record.version, revision: record.revision }
                 }
-            });
+            };
+            let prod = docker::prod(config).await?;
+            let credentials = push::docker_credentials(config)?;
             let deployed = deploy::deploy(&prod, config, &release, credentials, &reporter).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&deployed)?);
@@ -136,6 +136,21 @@ async fn execute(command: Command, json: bool, config: &Config, plan: &Plan) -> 
                 println!("deployed {} as {}: {}", deployed.image, deployed.container, deployed.url);
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Test | Command::Pipeline => {
+            let report = pipeline::run(config, plan, &reporter).await;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.table());
+                if let Some(url) = &report.url {
+                    println!("books-ms {} is live: {url}/", report.version);
+                }
+            }
+            match report.error {
+                Some(error) => Err(anyhow::anyhow!(error)),
+                None => Ok(ExitCode::SUCCESS),
+            }
         }
         Command::Verify { url } => verify::command(&url, &config.checks.ids, json, &reporter).await.map(|()| ExitCode::SUCCESS),
         Command::Build => build::command(config, plan, json, &reporter).await.map(|()| ExitCode::SUCCESS),

@@ -392,7 +392,6 @@ struct LastPush {
 }
 
 /// The service image pushed last from `repo`.
-#[allow(dead_code)] // read by the deploy step
 pub fn load_last(repo: &Path) -> anyhow::Result<PushRecord> {
     let path = repo.join(LAST_PUSH);
     read_record(&path)?
