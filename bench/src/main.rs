@@ -1,0 +1,182 @@
+//! `books-bench`: the baseline that `scripts/bench.sh` sets beside books-ms.
+//!
+//! It does, directly with the `mongodb` driver, what the service does for
+//! one HTTP request, so the difference between the two is what HTTP, actix
+//! and the service's own code cost. Layout: `load.rs` (the three operations
+//! and the timed run), `probe.rs` (readiness polling and a free port for the
+//! script). Results go to stdout, progress and errors to stderr.
+//!
+//! Exit codes: 0 success, 1 failure (the database did not answer, a
+//! readiness wait timed out, or some operations failed), 2 usage error.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+mod load;
+mod probe;
+
+#[derive(Parser)]
+#[command(name = "books-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Loads one collection with one operation from N concurrent tasks for D seconds.
+    Run {
+        /// The database, e.g. mongodb://127.0.0.1:27017
+        #[arg(long)]
+        uri: String,
+        #[arg(long)]
+        db: String,
+        #[arg(long, default_value = "books")]
+        collection: String,
+        #[arg(long, value_enum)]
+        op: Operation,
+        /// Books in the collection, with `_id`s 1..=N: GET and PUT cycle
+        /// through them, and each list must return exactly N.
+        #[arg(long)]
+        books: u32,
+        /// Concurrent tasks, each with one operation in flight (like HTTP connections).
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10.0)]
+        duration_s: f64,
+        /// Load that is run first and not measured (connections, caches).
+        #[arg(long, default_value_t = 1.0)]
+        warmup_s: f64,
+        /// One line `ops_per_s p50_ms p99_ms errors ops` for scripts.
+        #[arg(long)]
+        tsv: bool,
+    },
+    /// Polls http://ADDR/ready until it answers 200; prints how long it took.
+    WaitReady {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long, default_value = "/ready")]
+        path: String,
+        #[arg(long, default_value_t = 5)]
+        interval_ms: u64,
+        #[arg(long, default_value_t = 10.0)]
+        timeout_s: f64,
+    },
+    /// Prints a loopback TCP port that is free now.
+    FreePort,
+}
+
+/// The service's three database operations under load.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Operation {
+    /// `GET /api/v1/books/_id/{id}`: find_one by integer `_id`.
+    Get,
+    /// `GET /api/v1/books`: every summary, sorted by `_id`, streamed.
+    List,
+    /// `PUT /api/v1/books`: replace_one upsert, journaled, majority.
+    Put,
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("books-bench: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run {
+            uri,
+            db,
+            collection,
+            op,
+            books,
+            concurrency,
+            duration_s,
+            warmup_s,
+            tsv,
+        } => {
+            anyhow::ensure!(
+                books > 0 && concurrency > 0,
+                "--books and --concurrency must be at least 1"
+            );
+            let plan = load::Plan {
+                op,
+                books,
+                concurrency,
+                duration: secs("--duration-s", duration_s)?,
+                warmup: secs("--warmup-s", warmup_s)?,
+            };
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            let report = runtime.block_on(async {
+                let (client, books) = load::connect(&uri, &db, &collection).await?;
+                let report = load::run(&books, &plan).await;
+                drop(books);
+                // Close the connections while the runtime is still there: its
+                // drop under the driver's background tasks can make them panic.
+                let _ = tokio::time::timeout(Duration::from_secs(5), client.shutdown()).await;
+                report
+            })?;
+            if tsv {
+                println!(
+                    "{:.1}\t{:.3}\t{:.3}\t{}\t{}",
+                    report.ops_per_s(),
+                    report.p50_ms(),
+                    report.p99_ms(),
+                    report.errors,
+                    report.ops()
+                );
+            } else {
+                println!(
+                    "{op:?} x{concurrency}, {:.1} s: {} ops, {:.1} ops/s, p50 {:.3} ms, p99 {:.3} ms, {} errors",
+                    report.window.as_secs_f64(),
+                    report.ops(),
+                    report.ops_per_s(),
+                    report.p50_ms(),
+                    report.p99_ms(),
+                    report.errors
+                );
+            }
+            Ok(if report.errors == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::WaitReady {
+            addr,
+            path,
+            interval_ms,
+            timeout_s,
+        } => {
+            let elapsed = probe::wait_ready(
+                addr,
+                &path,
+                Duration::from_millis(interval_ms),
+                secs("--timeout-s", timeout_s)?,
+            )?;
+            println!("{:.1}", elapsed.as_secs_f64() * 1000.0);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::FreePort => {
+            println!("{}", probe::free_port()?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn secs(flag: &str, value: f64) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| *d <= Duration::from_secs(3600))
+        .with_context(|| format!("{flag}: `{value}` is not a number of seconds from 0 to 3600"))
+}
