@@ -1,0 +1,417 @@
+//! `harness build` and `harness push`, end to end against the lab: the
+//! harness binary as a user runs it, on a copy of this working tree, then an
+//! independent client (the registry's HTTP API with the lab's credentials)
+//! checks what landed in the registry.
+//!
+//! Each test works on its own git checkout in a temporary folder, so it
+//! never writes the real repo's `.harness/`; the images go to the lab
+//! registry's `books-lab-tests/` repositories under a version tag unique to
+//! the run (a git tag on the copy's commit), never to the real ones. What a
+//! test pushes or builds is removed from the registry and the engine, also
+//! when it fails.
+//!
+//! These tests need the lab up (`lab/up.sh`; `scripts/test.sh` runs it
+//! first) and root (the registry's credentials file is mode 600). They never
+//! skip. Every command and request is bounded in time.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// `harness build` or `push` of both images; cold, the tests image's
+/// first push uploads its 1 GB base once.
+const COMMAND_DEADLINE: Duration = Duration::from_secs(900);
+/// What "fails fast" means for the fault tests.
+const FAST: Duration = Duration::from_secs(20);
+const MANIFEST_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// The test repositories, beside lab.rs's.
+const SERVICE_NAME: &str = "books-lab-tests/books-ms";
+const TESTS_NAME: &str = "books-lab-tests/books-ms-tests";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+}
+
+// ------------------------------------------------------------------ the lab
+
+struct Lab {
+    registry: String,
+    user: String,
+    password: String,
+}
+
+impl Lab {
+    /// `lab/topology.env`, each value overridable by the environment, and
+    /// the registry's credentials file it names.
+    fn load() -> Lab {
+        let path = repo_root().join("lab/topology.env");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        let file = parse_env(&text);
+        let get = |key: &str| {
+            std::env::var(key)
+                .ok()
+                .or_else(|| file.get(key).cloned())
+                .unwrap_or_else(|| panic!("{key} is neither set nor in {}", path.display()))
+        };
+        let credentials_path = get("BOOKS_LAB_REGISTRY_CREDENTIALS");
+        let credentials = std::fs::read_to_string(&credentials_path).unwrap_or_else(|e| {
+            panic!("cannot read the registry's credentials in {credentials_path} ({e}): run lab/up.sh, and the tests, as root")
+        });
+        let credentials = parse_env(&credentials);
+        Lab {
+            registry: get("BOOKS_LAB_REGISTRY"),
+            user: credentials["REGISTRY_USER"].clone(),
+            password: credentials["REGISTRY_PASSWORD"].clone(),
+        }
+    }
+
+    fn http() -> reqwest::Client {
+        reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(15)).build().unwrap()
+    }
+
+    /// The registry's digest of `name:reference`, None when it has none.
+    async fn digest(&self, name: &str, reference: &str) -> Option<String> {
+        let response = Self::http()
+            .head(format!("http://{}/v2/{name}/manifests/{reference}", self.registry))
+            .header(reqwest::header::ACCEPT, MANIFEST_V2)
+            .basic_auth(&self.user, Some(&self.password))
+            .send()
+            .await
+            .expect("the registry answers");
+        if response.status() == 404 {
+            return None;
+        }
+        assert_eq!(response.status(), 200, "HEAD of the manifest {name}:{reference}");
+        Some(response.headers()["docker-content-digest"].to_str().unwrap().to_owned())
+    }
+
+    /// The labels of the image `name@digest`, read from its config blob.
+    async fn labels(&self, name: &str, digest: &str) -> HashMap<String, String> {
+        let get = |path: String, accept: &'static str| {
+            Self::http()
+                .get(format!("http://{}/v2/{name}/{path}", self.registry))
+                .header(reqwest::header::ACCEPT, accept)
+                .basic_auth(&self.user, Some(&self.password))
+                .send()
+        };
+        let manifest: serde_json::Value =
+            get(format!("manifests/{digest}"), MANIFEST_V2).await.unwrap().json().await.unwrap();
+        let config_digest = manifest["config"]["digest"].as_str().expect("a config digest").to_owned();
+        let config: serde_json::Value =
+            get(format!("blobs/{config_digest}"), "*/*").await.unwrap().json().await.unwrap();
+        serde_json::from_value(config["config"]["Labels"].clone()).expect("labels")
+    }
+
+    /// Removes a manifest (the lab registry has `delete: enabled`).
+    async fn delete(&self, name: &str, digest: &str) {
+        let response = Self::http()
+            .delete(format!("http://{}/v2/{name}/manifests/{digest}", self.registry))
+            .basic_auth(&self.user, Some(&self.password))
+            .send()
+            .await;
+        if let Ok(response) = response {
+            assert!(
+                response.status() == 202 || response.status() == 404,
+                "DELETE {name}@{digest}: {}",
+                response.status()
+            );
+        }
+    }
+}
+
+fn parse_env(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .filter_map(|line| line.split_once('='))
+        .map(|(key, value)| (key.trim().to_owned(), value.trim().to_owned()))
+        .collect()
+}
+
+fn unique() -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    format!("{}-{nanos}", std::process::id())
+}
+
+// ------------------------------------------------------------------ checkouts
+
+/// A git checkout of its own, whose HEAD carries a unique tag: the version
+/// the harness gives its images.
+struct Checkout {
+    dir: tempfile::TempDir,
+    version: String,
+}
+
+impl Checkout {
+    /// A copy of this working tree (tracked and untracked files, not the
+    /// ignored ones) with the release binary, committed.
+    fn of_the_working_tree() -> Checkout {
+        let root = repo_root();
+        let binary = root.join("dist/books-ms");
+        if !binary.is_file() {
+            let status =
+                std::process::Command::new("bash").arg(root.join("scripts/dist.sh")).current_dir(&root).status();
+            assert!(status.expect("run scripts/dist.sh").success(), "scripts/dist.sh failed");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let listed = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&root)
+            .args(["ls-files", "-z", "--cached", "--others", "--exclude-standard"])
+            .output()
+            .unwrap();
+        assert!(listed.status.success());
+        for name in listed.stdout.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+            let name = std::str::from_utf8(name).unwrap();
+            let (from, to) = (root.join(name), dir.path().join(name));
+            let Ok(meta) = std::fs::symlink_metadata(&from) else { continue }; // deleted, not yet staged
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            if meta.file_type().is_symlink() {
+                std::os::unix::fs::symlink(std::fs::read_link(&from).unwrap(), &to).unwrap();
+            } else {
+                std::fs::copy(&from, &to).unwrap();
+            }
+        }
+        std::fs::create_dir_all(dir.path().join("dist")).unwrap();
+        std::fs::copy(&binary, dir.path().join("dist/books-ms")).unwrap();
+        Checkout::commit(dir)
+    }
+
+    /// A checkout with one file: enough for the harness's version, not for
+    /// an image.
+    fn bare() -> Checkout {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("README.md"), "a test checkout\n").unwrap();
+        Checkout::commit(dir)
+    }
+
+    fn commit(dir: tempfile::TempDir) -> Checkout {
+        let git = |args: &[&str]| {
+            let output = std::process::Command::new("git")
+                .arg("-C")
+                .arg(dir.path())
+                .args(["-c", "user.email=tests@example.invalid", "-c", "user.name=tests"])
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        };
+        let version = format!("test-{}", unique());
+        git(&["init", "-q"]);
+        git(&["add", "-A"]);
+        git(&["commit", "-qm", "a test checkout"]);
+        git(&["tag", &version]);
+        Checkout { dir, version }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs the harness binary on this checkout, as a user would, with the
+    /// test repositories and `env` on top of a clean environment.
+    async fn harness(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_harness"));
+        command.arg("--repo").arg(self.path()).args(args).kill_on_drop(true);
+        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("HARNESS_")) {
+            command.env_remove(key);
+        }
+        command.env("HARNESS_IMAGES__SERVICE", SERVICE_NAME).env("HARNESS_IMAGES__TESTS", TESTS_NAME);
+        command.envs(env.iter().copied());
+        tokio::time::timeout(COMMAND_DEADLINE, command.output())
+            .await
+            .unwrap_or_else(|_| panic!("harness {args:?} took longer than {COMMAND_DEADLINE:?}"))
+            .expect("the harness binary runs")
+    }
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Removes local images by reference; gone already is fine.
+fn remove_images(references: &[String]) {
+    for reference in references {
+        let _ = std::process::Command::new("docker").args(["image", "rm", "-f", reference]).output();
+    }
+}
+
+/// The listing of the tests image's /src, through the docker CLI.
+fn files_in(image: &str, folder: &str) -> Vec<String> {
+    let output = std::process::Command::new("timeout")
+        .args(["60", "docker", "run", "--rm", "--network", "none", "--entrypoint", "ls", image, "-A", folder])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "ls in {image}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect()
+}
+
+// ------------------------------------------------------------------ tests
+
+#[tokio::test]
+async fn built_and_pushed_images_are_in_the_registry_with_the_recorded_digests() {
+    let lab = Lab::load();
+    let checkout = Checkout::of_the_working_tree();
+    let version = checkout.version.clone();
+    // What a context must leave out, whatever the copy holds.
+    for junk in ["target/debug/junk", ".harness/junk", "client/tests/junk.js"] {
+        let path = checkout.path().join(junk);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, "junk").unwrap();
+    }
+    let service = format!("{}/{SERVICE_NAME}", lab.registry);
+    let tests = format!("{}/{TESTS_NAME}", lab.registry);
+    let local: Vec<String> =
+        [&service, &tests].iter().flat_map(|r| [format!("{r}:{version}"), format!("{r}:latest")]).collect();
+
+    let started = Instant::now();
+    let built = checkout.harness(&["build", "--json"], &[]).await;
+    let build_time = started.elapsed();
+    // A new mtime on the binary, as scripts/dist.sh gives it on every run,
+    // and nothing else changed: the same images.
+    let touched = std::process::Command::new("touch").arg(checkout.path().join("dist/books-ms")).status().unwrap();
+    let rebuilt = checkout.harness(&["build", "--json"], &[]).await;
+    let started = Instant::now();
+    let pushed = checkout.harness(&["push", "--json"], &[]).await;
+    let push_time = started.elapsed();
+    let record = std::fs::read_to_string(checkout.path().join(".harness/last-push.json"));
+    let service_digest = lab.digest(SERVICE_NAME, &version).await;
+    let service_latest = lab.digest(SERVICE_NAME, "latest").await;
+    let tests_digest = lab.digest(TESTS_NAME, &version).await;
+    let labels = match &service_digest {
+        Some(digest) => lab.labels(SERVICE_NAME, digest).await,
+        None => HashMap::new(),
+    };
+    let (sources, client) = if built.status.success() {
+        let image = format!("{tests}:{version}");
+        (files_in(&image, "/src"), files_in(&image, "/src/client"))
+    } else {
+        (vec![], vec![])
+    };
+
+    // Clean up before asserting, so a failure leaves nothing behind.
+    for (name, digest) in [(SERVICE_NAME, &service_digest), (TESTS_NAME, &tests_digest)] {
+        if let Some(digest) = digest {
+            lab.delete(name, digest).await;
+        }
+    }
+    remove_images(&local);
+
+    assert!(built.status.success(), "harness build: {}", stderr(&built));
+    assert!(touched.success());
+    assert!(rebuilt.status.success(), "harness build, again: {}", stderr(&rebuilt));
+    let built: serde_json::Value = serde_json::from_slice(&built.stdout).expect("build --json prints JSON");
+    let rebuilt: serde_json::Value = serde_json::from_slice(&rebuilt.stdout).unwrap();
+    assert_eq!(built["service"]["image"], format!("{service}:{version}"));
+    assert_eq!(built["tests"]["image"], format!("{tests}:{version}"));
+    assert_eq!(built["service"]["id"], rebuilt["service"]["id"], "an unchanged tree gave another service image");
+    assert_eq!(built["tests"]["id"], rebuilt["tests"]["id"], "an unchanged tree gave another tests image");
+    eprintln!("build of both images: {build_time:.1?}; push of both: {push_time:.1?}");
+
+    assert!(pushed.status.success(), "harness push: {}", stderr(&pushed));
+    let printed: serde_json::Value = serde_json::from_slice(&pushed.stdout).expect("push --json prints JSON");
+    let record: serde_json::Value = serde_json::from_str(&record.expect("a push record")).expect("JSON");
+    let service_record = &record["service"];
+    assert_eq!(service_record["image"], service);
+    assert_eq!(service_record["tag"], version.as_str());
+    assert_eq!(service_record["version"], version.as_str());
+    assert!(service_record["pushed_at"].as_str().is_some_and(|t| t.ends_with('Z')), "{service_record}");
+    assert_eq!(&printed["service"], service_record);
+    let digest = service_digest.expect("the registry has the service image's version tag");
+    assert_eq!(service_record["digest"], digest.as_str(), "the recorded digest is not the registry's");
+    assert_eq!(service_latest.as_deref(), Some(digest.as_str()), "latest is another image than the version");
+    assert_eq!(record["tests"]["digest"], tests_digest.expect("the registry has the tests image").as_str());
+
+    // The OCI labels, as the registry holds them.
+    assert_eq!(labels["org.opencontainers.image.version"], version);
+    assert_eq!(labels["org.opencontainers.image.revision"], service_record["revision"].as_str().unwrap());
+    assert!(labels["org.opencontainers.image.created"].starts_with("20"), "{labels:?}");
+
+    // The context honoured .dockerignore (the tests image copies it all).
+    for present in ["Cargo.toml", "Dockerfile.test", "service", "harness", "client", "dist"] {
+        assert!(sources.iter().any(|f| f == present), "{present} missing from /src: {sources:?}");
+    }
+    for absent in ["target", ".git", ".harness"] {
+        assert!(!sources.iter().any(|f| f == absent), "{absent} in /src: {sources:?}");
+    }
+    assert!(client.iter().any(|f| f == "app.js") && !client.iter().any(|f| f == "tests"), "/src/client: {client:?}");
+}
+
+#[tokio::test]
+async fn a_push_with_wrong_credentials_fails_fast_naming_the_registry_and_the_user() {
+    let lab = Lab::load();
+    let checkout = Checkout::bare();
+    let wrong = format!("not-the-password-{}", unique());
+
+    let started = Instant::now();
+    let output = checkout
+        .harness(&["push"], &[("HARNESS_REGISTRY__USERNAME", &lab.user), ("HARNESS_REGISTRY__PASSWORD", &wrong)])
+        .await;
+    let elapsed = started.elapsed();
+
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(elapsed < FAST, "took {elapsed:?}");
+    assert!(text.contains(&format!("the registry {} refused the credentials of {}", lab.registry, lab.user)), "{text}");
+    assert!(text.contains("docker login") && text.contains("HARNESS_REGISTRY__USERNAME"), "{text}");
+    assert!(
+        !text.contains(&wrong) && !String::from_utf8_lossy(&output.stdout).contains(&wrong),
+        "the password was printed"
+    );
+    assert!(!checkout.path().join(".harness/last-push.json").exists(), "a failed push recorded something");
+}
+
+#[tokio::test]
+async fn a_push_to_a_registry_where_nothing_listens_fails_fast() {
+    let checkout = Checkout::bare();
+    // A loopback port that was free a moment ago.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let address = format!("127.0.0.1:{port}");
+
+    let started = Instant::now();
+    let output = checkout.harness(&["push"], &[("HARNESS_REGISTRY__ADDRESS", &address)]).await;
+    let elapsed = started.elapsed();
+
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(elapsed < FAST, "took {elapsed:?}");
+    assert!(text.contains(&format!("cannot reach the registry at {address}")), "{text}");
+    assert!(text.contains("harness lab status"), "{text}");
+}
+
+#[tokio::test]
+async fn building_without_the_release_binary_says_how_to_make_it() {
+    let checkout = Checkout::bare();
+
+    let output = checkout.harness(&["build"], &[]).await;
+
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("dist/books-ms is missing") && text.contains("scripts/dist.sh"), "{text}");
+}
+
+#[tokio::test]
+async fn a_failing_dockerfile_step_is_named_with_the_image_and_its_output() {
+    let lab = Lab::load();
+    let checkout = Checkout::bare();
+    std::fs::create_dir_all(checkout.path().join("dist")).unwrap();
+    std::fs::write(checkout.path().join("dist/books-ms"), "not really a binary").unwrap();
+    std::fs::write(
+        checkout.path().join("Dockerfile"),
+        "FROM scratch\nCOPY dist/books-ms /books-ms\nCOPY no-such-file /x\n",
+    )
+    .unwrap();
+
+    let output = checkout.harness(&["build"], &[]).await;
+    remove_images(&[format!("{}/{SERVICE_NAME}:{}", lab.registry, checkout.version)]);
+
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    let image = format!("{}/{SERVICE_NAME}:{}", lab.registry, checkout.version);
+    assert!(
+        text.contains(&format!("building {image} from Dockerfile failed at `Step 3/3 : COPY no-such-file /x`")),
+        "{text}"
+    );
+    assert!(text.contains("no-such-file") && text.contains("last output"), "{text}");
+}
