@@ -1,10 +1,10 @@
 //! `harness`: books-ms's continuous-deployment pipeline as one CLI.
 //!
-//! This is the skeleton of issue 3: the commands parse, `lab up`, `lab down`
-//! and `lab status` run the lab's scripts (lab/up.sh, lab/down.sh,
-//! lab/status.sh), and every pipeline step says plainly that it is not built
-//! yet. Exit codes: 0 success, 1 a step failed (for `lab status`: a part
-//! of the lab is down), 2 usage error, 3 not implemented yet.
+//! What the user typed becomes a `Plan` (printed by `--dry-run`), then each
+//! command runs its steps: `lab up|down|status` call the lab's scripts;
+//! `test`, `build`, `push`, `deploy`, `verify`, `status` and `pipeline` are
+//! the chapter's steps (see README.md). Exit codes: 0 success, 1 a step
+//! failed (for `lab status`: a part of the lab is down), 2 usage error.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
