@@ -36,6 +36,13 @@ impl Version {
     }
 }
 
+impl Version {
+    /// For commands that ship nothing and so need no version.
+    pub fn unknown() -> Self {
+        Version { version: "unknown".to_owned(), revision: "unknown".to_owned(), dirty: false }
+    }
+}
+
 /// A docker tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
 fn is_tag_safe(tag: &str) -> bool {
     !tag.is_empty()

@@ -21,9 +21,12 @@ fn build_static_binary(root: &Path) -> std::path::PathBuf {
     // The variables cargo sets for this test would make the nested cargo's
     // build scripts (ring's among them) think their inputs changed and
     // rebuild: hand it the environment a developer's shell would have.
+    // OUT_DIR (ring's build script watches it) and the revision build.rs
+    // hands this test are cargo's too.
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy().into_owned();
-        if key.starts_with("CARGO_") && !matches!(key.as_str(), "CARGO_HOME" | "CARGO_TARGET_DIR") {
+        let from_cargo = key.starts_with("CARGO_") && !matches!(key.as_str(), "CARGO_HOME" | "CARGO_TARGET_DIR");
+        if from_cargo || matches!(key.as_str(), "OUT_DIR" | "BOOKS_MS_REVISION") {
             command.env_remove(&key);
         }
     }
