@@ -59,6 +59,8 @@ impl ConfigError {
 }
 
 pub const DEFAULT_LISTEN_ADDR: &str = "0.0.0.0:8080";
+/// How long SIGTERM waits for requests in flight, unless configured.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_DB_PORT: u16 = 27017;
 
 impl Settings {
@@ -94,7 +96,7 @@ impl Settings {
                     .filter(|s| *s <= 3600)
                     .ok_or_else(|| ConfigError::new("SHUTDOWN_TIMEOUT_SECS", format!("`{v}` is not a number of seconds from 0 to 3600")))?,
             ),
-            None => Duration::from_secs(10),
+            None => DEFAULT_SHUTDOWN_TIMEOUT,
         };
 
         Ok(Settings {

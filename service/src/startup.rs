@@ -2,7 +2,6 @@
 
 use std::future::Future;
 use std::net::TcpListener;
-use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
@@ -100,6 +99,3 @@ impl Application {
 async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
     Err(ApiError::MethodNotAllowed)
 }
-
-/// How long the binary waits for in-flight requests; re-exported for docs.
-pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
