@@ -1,53 +1,34 @@
 #!/usr/bin/env bash
-# The README's first command: raises the lab, builds books-ms's runtime
-# image, runs it with its database (docker-compose.yml), puts a few demo
-# books in an empty collection, and prints the URL to open.
-# Idempotent: a second run rebuilds only what changed and keeps the data.
-#   APP_PORT   host port of the service (default 8080)
+# The README's first command: raises the lab (lab/up.sh: the cd engine, the
+# private registry, the prod host), then ships this working tree to prod with
+# `harness pipeline`: the chapter's nine steps (check out, test, package,
+# build, push, deploy, integrate, verify, push the tests image). Puts three
+# demo books in an empty collection and prints the production URL.
+# Idempotent: a second run reuses every cache, and leaves prod's container
+# alone when it already runs this exact image.
+# Arguments go to `harness pipeline` (e.g. --ref v1.0.0, --source URL).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:/usr/local/go/bin:$PATH"
-# shellcheck source=../lab/lab.env
-. lab/lab.env
-DOCKER=/usr/bin/docker
-APP_PORT=${APP_PORT:-8080}
-URL="http://127.0.0.1:$APP_PORT"
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'demo: error: %s\n' "$*" >&2; exit 1; }
 
 say "raising the lab (lab/up.sh)"
 bash lab/up.sh
 
-revision=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
-if [[ $revision != unknown && -n $(git status --porcelain --untracked-files=no) ]]; then
-  revision="$revision-dirty"
-fi
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' service/Cargo.toml | head -n1)
-BOOKS_MS_REVISION=$revision bash scripts/dist.sh
+say "building the harness (cargo build -p harness)"
+cargo build --locked --quiet -p harness
+harness="${CARGO_TARGET_DIR:-target}/debug/harness"
 
-image=books-ms:local
-# CREATED is the commit's time, not now: an unchanged tree then gives the
-# same image, and docker-compose leaves the running container alone.
-say "building $image from Dockerfile"
-"$DOCKER" build -q -t "$image" \
-  --build-arg VERSION="$version" --build-arg REVISION="$revision" \
-  --build-arg CREATED="$(git log -1 --format=%cI 2>/dev/null || echo unknown)" . >/dev/null
+say "shipping to prod (harness pipeline $*)"
+"$harness" pipeline "$@"
 
-say "starting books-ms and its database (docker-compose.yml, project books-ms)"
-BOOKS_MS_IMAGE=$image DB_IMAGE=$BOOKS_DB_IMAGE APP_PORT=$APP_PORT \
-  docker-compose -p books-ms -f docker-compose.yml up -d
-
-say "waiting for $URL/ready"
-for ((i = 0; i < 120; i++)); do
-  if curl -fsS -m 2 "$URL/ready" >/dev/null 2>&1; then break; fi
-  ((i < 119)) || die "books-ms did not become ready within 60 s; see: docker-compose -p books-ms logs app"
-  sleep 0.5
-done
-
-if [[ $(curl -fsS -m 5 "$URL/api/v1/books?limit=1") == "[]" ]]; then
-  say "adding demo books to the empty collection"
+url=$("$harness" --dry-run --json status | jq -r .url)
+[[ -n $url && $url != null ]] || die "cannot read prod's URL from the harness's plan"
+if [[ $(curl -fsS -m 5 "$url/api/v1/books?limit=1") == "[]" ]]; then
+  say "adding demo books to prod's empty collection"
   while IFS= read -r book; do
-    curl -fsS -m 5 -X PUT -H 'Content-Type: application/json' -d "$book" "$URL/api/v1/books" >/dev/null
+    curl -fsS -m 5 -X PUT -H 'Content-Type: application/json' -d "$book" "$url/api/v1/books" >/dev/null
   done <<'BOOKS'
 {"_id":1,"title":"My First Book","author":"John Doe","description":"Not a very good book"}
 {"_id":2,"title":"My Second Book","author":"John Doe","description":"Not as bad as the first book"}
@@ -55,10 +36,10 @@ if [[ $(curl -fsS -m 5 "$URL/api/v1/books?limit=1") == "[]" ]]; then
 BOOKS
 fi
 
-cat <<EOF
-books-ms $version ($revision) is running with its database:
-  the books app      $URL/
-  the API            $URL/api/v1/books
-  OpenAPI document   $URL/api/v1/openapi.json
-Stop it with: docker-compose -p books-ms -f docker-compose.yml down   (the data volume stays)
-EOF
+cat <<MSG
+books-ms runs on prod, deployed and verified by the harness:
+  the books app      $url/
+  the API            $url/api/v1/books
+  OpenAPI document   $url/api/v1/openapi.json
+  what runs there    $harness status
+MSG

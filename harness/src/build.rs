@@ -90,8 +90,8 @@ fn last_lines(lines: &[String]) -> String {
 /// `harness build`: both images; prints them (JSON with `--json`).
 pub async fn command(config: &Config, plan: &Plan, json: bool, reporter: &Reporter) -> anyhow::Result<()> {
     let docker = crate::docker::cd().await?;
-    let service = service_image(&docker, &plan.repo, config, &plan.version, reporter).await?;
-    let tests = tests_image(&docker, &plan.repo, config, &plan.version, reporter).await?;
+    let service = service_image(&docker, plan.source.dir(), config, &plan.version, reporter).await?;
+    let tests = tests_image(&docker, plan.source.dir(), config, &plan.version, reporter).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "service": service, "tests": tests }))?);
     } else {

@@ -51,7 +51,19 @@ pub enum Command {
     /// Show what runs on prod.
     Status,
     /// All nine steps in order, stopping at the first failure.
-    Pipeline,
+    Pipeline {
+        /// Ship this repository (a path or a git URL) instead of the working
+        /// tree; it is fetched and checked out clean in .harness/checkout.
+        #[arg(long, value_name = "PATH|URL")]
+        source: Option<String>,
+        /// The branch, tag or commit to ship (default: the source's HEAD; with
+        /// no --source, a ref of this repository, checked out clean).
+        #[arg(long = "ref", value_name = "REF")]
+        reference: Option<String>,
+        /// Run the pre-deploy tests even when this committed tree passed them before.
+        #[arg(long)]
+        retest: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,21 +75,6 @@ pub enum LabCommand {
     Down,
     /// One line per part of the lab; fails when one is down.
     Status,
-}
-
-impl Command {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Command::Lab { .. } => "lab",
-            Command::Test => "test",
-            Command::Build => "build",
-            Command::Push => "push",
-            Command::Deploy { .. } => "deploy",
-            Command::Verify { .. } => "verify",
-            Command::Status => "status",
-            Command::Pipeline => "pipeline",
-        }
-    }
 }
 
 #[cfg(test)]
@@ -94,7 +91,7 @@ mod tests {
     fn every_step_parses() {
         for step in ["test", "build", "push", "deploy", "status", "pipeline"] {
             let cli = Cli::try_parse_from(["harness", step]).unwrap();
-            assert_eq!(cli.command.name(), step);
+            assert!(format!("{:?}", cli.command).to_lowercase().starts_with(step), "{step}: {:?}", cli.command);
         }
     }
 
@@ -110,6 +107,14 @@ mod tests {
         let cli = Cli::try_parse_from(["harness", "lab", "up", "--dry-run", "--json"]).unwrap();
         assert!(cli.dry_run && cli.json);
         assert!(matches!(cli.command, Command::Lab { command: LabCommand::Up }));
+    }
+
+    #[test]
+    fn the_pipeline_takes_a_source_and_a_ref() {
+        let cli = Cli::try_parse_from(["harness", "pipeline", "--source", "https://example.invalid/b.git", "--ref", "v1"]).unwrap();
+        assert!(matches!(cli.command, Command::Pipeline { source: Some(s), reference: Some(r), retest: false } if s == "https://example.invalid/b.git" && r == "v1"));
+        let cli = Cli::try_parse_from(["harness", "pipeline"]).unwrap();
+        assert!(matches!(cli.command, Command::Pipeline { source: None, reference: None, retest: false }));
     }
 
     #[test]

@@ -33,6 +33,9 @@ const ROLE_LABEL: &str = "org.books-ms.role";
 const VERSION_LABEL: &str = "org.books-ms.version";
 const REVISION_LABEL: &str = "org.books-ms.revision";
 const IMAGE_LABEL: &str = "org.books-ms.image";
+/// Everything a deploy decides about the app container, in one label: a
+/// deploy whose spec equals the running container's has nothing to do.
+const SPEC_LABEL: &str = "org.books-ms.spec";
 
 /// What to deploy: an image by digest, and what its `/version` must say.
 #[derive(Debug, Clone, Serialize)]
@@ -50,6 +53,9 @@ pub struct Deployed {
     pub image: String,
     pub url: String,
     pub previous: Option<String>,
+    /// False when prod already ran this release, healthy, with this
+    /// configuration: nothing was stopped or started.
+    pub replaced: bool,
 }
 
 /// Names of everything on prod, from the project.
@@ -109,6 +115,12 @@ async fn deploy_locked(
     ensure_network(prod, names).await.with_context(|| format!("prod ({host}): network {}", names.network))?;
     ensure_database(prod, config, names, credentials).await.with_context(|| format!("prod ({host}): database {}", names.db))?;
 
+    let spec = app_spec(config, release);
+    if serves_already(prod, &names.app, &spec).await {
+        reporter.line(format!("{} already runs {} and is healthy: nothing to replace", names.app, release.image));
+        return Ok(Deployed { container: names.app.clone(), image: release.image.clone(), url: config.prod_url()?, previous: None, replaced: false });
+    }
+
     // Keep what serves now, stopped, for a rollback.
     let previous = match container_exists(prod, &names.app).await? {
         false => None,
@@ -147,7 +159,21 @@ async fn deploy_locked(
         image: release.image.clone(),
         url: config.prod_url()?,
         previous,
+        replaced: true,
     })
+}
+
+/// What the app container is made of; see SPEC_LABEL.
+fn app_spec(config: &Config, release: &Release) -> String {
+    format!("image={} revision={} port={} network={}", release.image, release.revision, config.prod.app_port, config.prod.project)
+}
+
+/// The app container runs, healthy, from the same spec.
+async fn serves_already(prod: &Docker, name: &str, spec: &str) -> bool {
+    let Ok(container) = prod.inspect_container(name, None).await else { return false };
+    let same = container.config.and_then(|c| c.labels).and_then(|l| l.get(SPEC_LABEL).cloned()).as_deref() == Some(spec);
+    let state = container.state.unwrap_or_default();
+    same && state.running == Some(true) && state.health.and_then(|h| h.status) == Some(HealthStatusEnum::HEALTHY)
 }
 
 /// Pulls an image on prod, bounded in time (pulls stream progress).
@@ -222,6 +248,7 @@ fn on_network(network: &str, alias: &str) -> NetworkingConfig {
 
 async fn start_app(prod: &Docker, config: &Config, release: &Release, names: &Names) -> anyhow::Result<()> {
     let port = config.prod.app_port.to_string();
+    let spec = app_spec(config, release);
     let body = ContainerCreateBody {
         image: Some(release.image.clone()),
         env: Some(vec!["DB_HOST=db".to_owned()]),
@@ -231,6 +258,7 @@ async fn start_app(prod: &Docker, config: &Config, release: &Release, names: &Na
             (VERSION_LABEL.to_owned(), release.version.clone()),
             (REVISION_LABEL.to_owned(), release.revision.clone()),
             (IMAGE_LABEL.to_owned(), release.image.clone()),
+            (SPEC_LABEL.to_owned(), spec),
         ])),
         exposed_ports: Some(vec!["8080/tcp".to_owned()]),
         host_config: Some(HostConfig {

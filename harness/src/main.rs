@@ -4,7 +4,8 @@
 //! command runs its steps: `lab up|down|status` call the lab's scripts;
 //! `test`, `build`, `push`, `deploy`, `verify`, `status` and `pipeline` are
 //! the chapter's steps (see README.md). Exit codes: 0 success, 1 a step
-//! failed (for `lab status`: a part of the lab is down), 2 usage error.
+//! failed (for `lab status`: a part of the lab is down), 2 usage error
+//! (clap's).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,6 +14,7 @@ use anyhow::Context;
 use clap::Parser;
 
 mod build;
+mod checkout;
 mod cli;
 mod config;
 mod context;
@@ -30,7 +32,6 @@ use config::Config;
 use plan::{Plan, Step};
 
 const EXIT_FAILED: u8 = 1;
-const EXIT_NOT_IMPLEMENTED: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -46,26 +47,10 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let repo = cli.repo.clone().map(Ok).unwrap_or_else(repo_root)?;
     match cli.command {
-        Command::Lab { command } => {
-            let script = match command {
-                LabCommand::Up => "lab/up.sh",
-                LabCommand::Down => "lab/down.sh",
-                LabCommand::Status => "lab/status.sh",
-            };
-            if cli.dry_run {
-                println!("would run: bash {script} (in {})", repo.display());
-                return Ok(ExitCode::SUCCESS);
-            }
-            let status = std::process::Command::new("bash")
-                .arg(script)
-                .current_dir(&repo)
-                .status()
-                .with_context(|| format!("cannot run {script}"))?;
-            Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) })
-        }
+        Command::Lab { command } => lab(command, cli.dry_run, &repo),
         other => {
             let steps = match &other {
-                Command::Pipeline => Step::ALL.to_vec(),
+                Command::Pipeline { .. } => Step::ALL.to_vec(),
                 Command::Test => vec![Step::Test, Step::Package],
                 Command::Build => vec![Step::Build],
                 Command::Push => vec![Step::Push, Step::PushTests],
@@ -76,12 +61,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = Config::load(&repo)?;
             // `verify` and `status` work on any deployed books-ms, also from
             // a tree that is not a git checkout (the tests image has no .git).
-            let version = match version::Version::of(&repo) {
-                Ok(version) => version,
-                Err(_) if matches!(other, Command::Verify { .. } | Command::Status) => version::Version::unknown(),
-                Err(e) => return Err(e),
+            let (source, version) = match &other {
+                Command::Pipeline { source, reference, .. } if source.is_some() || reference.is_some() => {
+                    let from = source.clone().unwrap_or_else(|| repo.display().to_string());
+                    checkout::resolve(&repo, &from, reference.as_deref().unwrap_or("HEAD"))?
+                }
+                _ => {
+                    let version = match version::Version::of(&repo) {
+                        Ok(version) => version,
+                        Err(_) if matches!(other, Command::Verify { .. } | Command::Status) => version::Version::unknown(),
+                        Err(e) => return Err(e),
+                    };
+                    (checkout::Source::WorkingTree { dir: repo.clone() }, version)
+                }
             };
-            let plan = Plan::new(repo.clone(), version, &config, steps)?;
+            let mut plan = Plan::new(repo.clone(), source, version, &config, steps)?;
+            plan.reuse_tests = matches!(other, Command::Pipeline { retest: false, .. });
             if cli.dry_run {
                 if cli.json {
                     println!("{}", serde_json::to_string_pretty(&plan)?);
@@ -140,11 +135,12 @@ async fn execute(command: Command, json: bool, config: &Config, plan: &Plan) -> 
             if json {
                 println!("{}", serde_json::to_string_pretty(&deployed)?);
             } else {
-                println!("deployed {} as {}: {}", deployed.image, deployed.container, deployed.url);
+                let what = if deployed.replaced { "deployed" } else { "already running, unchanged:" };
+                println!("{what} {} as {}: {}", deployed.image, deployed.container, deployed.url);
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Test | Command::Pipeline => {
+        Command::Test | Command::Pipeline { .. } => {
             let report = pipeline::run(config, plan, &reporter).await;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -162,13 +158,24 @@ async fn execute(command: Command, json: bool, config: &Config, plan: &Plan) -> 
         Command::Verify { url } => verify::command(&url, &config.checks.ids, json, &reporter).await.map(|()| ExitCode::SUCCESS),
         Command::Build => build::command(config, plan, json, &reporter).await.map(|()| ExitCode::SUCCESS),
         Command::Push => push::command(config, plan, json, &reporter).await.map(|()| ExitCode::SUCCESS),
-        other => not_yet(other.name()),
+        Command::Lab { command } => lab(command, false, &plan.repo),
     }
 }
 
-fn not_yet(what: &str) -> anyhow::Result<ExitCode> {
-    eprintln!("harness: `{what}` is not implemented yet (planned in the pipeline issue); see README.md");
-    Ok(ExitCode::from(EXIT_NOT_IMPLEMENTED))
+/// `harness lab up|down|status`: the lab's own scripts.
+fn lab(command: LabCommand, dry_run: bool, repo: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let script = match command {
+        LabCommand::Up => "lab/up.sh",
+        LabCommand::Down => "lab/down.sh",
+        LabCommand::Status => "lab/status.sh",
+    };
+    if dry_run {
+        println!("would run: bash {script} (in {})", repo.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let status =
+        std::process::Command::new("bash").arg(script).current_dir(repo).status().with_context(|| format!("cannot run {script}"))?;
+    Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) })
 }
 
 /// The repository root: the nearest folder above the current one holding

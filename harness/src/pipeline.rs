@@ -1,7 +1,6 @@
 //! `harness pipeline` (and `harness test`): the chapter's nine steps in
 //! order, stopping at the first failure, with a closing table.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -11,6 +10,7 @@ use crate::config::Config;
 use crate::deploy::{self, Release};
 use crate::plan::{Plan, Step};
 use crate::report::Reporter;
+use crate::checkout::{self, Source};
 use crate::{build, docker, push, verify};
 
 /// Where the output of the commands a step runs goes (cargo is verbose).
@@ -20,6 +20,9 @@ const LOG_DIR: &str = ".harness/logs";
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Passed,
+    /// The step's work was already done for exactly this input (the test
+    /// step, for a committed tree that passed them before).
+    Reused,
     Failed,
     Skipped,
 }
@@ -49,6 +52,7 @@ impl PipelineReport {
         for s in &self.steps {
             let outcome = match s.outcome {
                 Outcome::Passed => "passed",
+                Outcome::Reused => "reused",
                 Outcome::Failed => "FAILED",
                 Outcome::Skipped => "skipped",
             };
@@ -81,12 +85,12 @@ pub async fn run(config: &Config, plan: &Plan, reporter: &Reporter) -> PipelineR
         spinner.finish_and_clear();
         let duration_ms = started.elapsed().as_millis() as u64;
         match result {
-            Ok(detail) => {
+            Ok((outcome, detail)) => {
                 reporter.line(format!("✓ {step} ({:.1}s) {detail}", duration_ms as f64 / 1000.0));
                 if step == Step::Verify {
                     report.url = Some(config.prod_url().unwrap_or_default());
                 }
-                report.steps.push(StepReport { step, outcome: Outcome::Passed, duration_ms, detail });
+                report.steps.push(StepReport { step, outcome, duration_ms, detail });
             }
             Err(e) => {
                 failed = true;
@@ -108,14 +112,24 @@ fn first_line(text: &str) -> String {
     }
 }
 
-async fn run_step(step: Step, config: &Config, plan: &Plan, reporter: &Reporter) -> anyhow::Result<String> {
+async fn run_step(step: Step, config: &Config, plan: &Plan, reporter: &Reporter) -> anyhow::Result<(Outcome, String)> {
+    if step == Step::Test && plan.reuse_tests {
+        if let Some(tree) = tested::committed_tree(plan) {
+            if tested::passed(&plan.repo, &tree) {
+                let short: String = tree.chars().take(12).collect();
+                return Ok((Outcome::Reused, format!("tree {short} passed them before (--retest runs them again)")));
+            }
+            let detail = do_step(step, config, plan, reporter).await?;
+            tested::record(&plan.repo, &tree);
+            return Ok((Outcome::Passed, detail));
+        }
+    }
+    Ok((Outcome::Passed, do_step(step, config, plan, reporter).await?))
+}
+
+async fn do_step(step: Step, config: &Config, plan: &Plan, reporter: &Reporter) -> anyhow::Result<String> {
     match step {
-        Step::Checkout => Ok(format!(
-            "working tree {} at {}{}",
-            plan.repo.display(),
-            plan.version.revision.trim_end_matches("-dirty"),
-            if plan.version.dirty { ", with uncommitted changes" } else { ", clean" }
-        )),
+        Step::Checkout => checkout::materialise(&plan.source, &plan.version),
         Step::Test => {
             // The service's pre-deploy tests: its unit tests, the API against
             // a real database container, and the runtime image. Selected
@@ -123,24 +137,17 @@ async fn run_step(step: Step, config: &Config, plan: &Plan, reporter: &Reporter)
             // that features unify as in `cargo test --workspace` and the
             // developer's build is reused instead of rebuilt.
             let args = ["test", "--workspace", "--locked", "--lib", "--test", "api"];
-            run_logged(&plan.repo, "test", "cargo", &args, &[]).await?;
+            run_logged(plan, "test", "cargo", &args, &[]).await?;
             Ok(format!("cargo {}", args.join(" ")))
         }
         Step::Package => {
-            run_logged(
-                &plan.repo,
-                "package",
-                "bash",
-                &["scripts/dist.sh"],
-                &[("BOOKS_MS_REVISION", plan.version.revision.as_str())],
-            )
-            .await?;
+            run_logged(plan, "package", "bash", &["scripts/dist.sh"], &[("BOOKS_MS_REVISION", plan.version.revision.as_str())]).await?;
             Ok(build::DIST_BINARY.to_owned())
         }
         Step::Build => {
             let cd = docker::cd().await?;
-            let service = build::service_image(&cd, &plan.repo, config, &plan.version, reporter).await?;
-            build::tests_image(&cd, &plan.repo, config, &plan.version, reporter).await?;
+            let service = build::service_image(&cd, plan.source.dir(), config, &plan.version, reporter).await?;
+            build::tests_image(&cd, plan.source.dir(), config, &plan.version, reporter).await?;
             Ok(service.image)
         }
         Step::Push => Ok(push::push_service(&plan.repo, config, &plan.version, reporter).await?.reference()),
@@ -150,7 +157,8 @@ async fn run_step(step: Step, config: &Config, plan: &Plan, reporter: &Reporter)
             let prod = docker::prod(config).await?;
             let credentials = push::docker_credentials(config)?;
             let deployed = deploy::deploy(&prod, config, &release, credentials, reporter).await?;
-            Ok(format!("{} on {}", deployed.container, config.prod.docker_host))
+            let what = if deployed.replaced { "" } else { " (already running, unchanged)" };
+            Ok(format!("{} on {}{what}", deployed.container, config.prod.docker_host))
         }
         Step::Integrate => integrate(config).await,
         Step::Verify => {
@@ -178,17 +186,63 @@ async fn integrate(config: &Config) -> anyhow::Result<String> {
     Ok(format!("{url} answers"))
 }
 
-/// Runs a command in the repo with its output in `.harness/logs/NAME.log`;
-/// on failure, the error carries the log's last lines.
-async fn run_logged(repo: &Path, name: &str, program: &str, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<()> {
-    let dir = repo.join(LOG_DIR);
+/// The trees whose pre-deploy tests passed, so that shipping the same
+/// committed code again does not rerun them. A tree with uncommitted changes
+/// is always tested.
+mod tested {
+    use std::path::Path;
+
+    use crate::checkout::Source;
+    use crate::plan::Plan;
+    use crate::version::git;
+
+    const RECORD: &str = ".harness/tested-trees";
+    /// How many trees the record keeps.
+    const KEEP: usize = 50;
+
+    /// The git tree of the code the plan ships, when it is committed.
+    pub fn committed_tree(plan: &Plan) -> Option<String> {
+        if plan.version.dirty {
+            return None;
+        }
+        let commit = match &plan.source {
+            Source::WorkingTree { .. } => "HEAD".to_owned(),
+            Source::Checkout { commit, .. } => commit.clone(),
+        };
+        git(plan.source.dir(), &["rev-parse", &format!("{commit}^{{tree}}")]).ok()
+    }
+
+    pub fn passed(repo: &Path, tree: &str) -> bool {
+        std::fs::read_to_string(repo.join(RECORD)).is_ok_and(|text| text.lines().any(|l| l == tree))
+    }
+
+    /// Best effort: losing the record only means testing again.
+    pub fn record(repo: &Path, tree: &str) {
+        let path = repo.join(RECORD);
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let mut trees: Vec<&str> = text.lines().filter(|l| !l.is_empty() && *l != tree).collect();
+        trees.push(tree);
+        let start = trees.len().saturating_sub(KEEP);
+        let _ = std::fs::write(&path, trees[start..].join("\n") + "\n");
+    }
+}
+
+/// Runs a command in the code's folder with its output in the repo's
+/// `.harness/logs/NAME.log`; on failure, the error carries the log's last
+/// lines. A checkout builds in the repo's own target folders.
+async fn run_logged(plan: &Plan, name: &str, program: &str, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<()> {
+    let dir = plan.repo.join(LOG_DIR);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let log_path = dir.join(format!("{name}.log"));
     let log = std::fs::File::create(&log_path).with_context(|| format!("cannot write {}", log_path.display()))?;
-    let status = tokio::process::Command::new(program)
+    let mut command = tokio::process::Command::new(program);
+    if let Source::Checkout { .. } = plan.source {
+        command.envs(checkout::target_dirs(&plan.repo));
+    }
+    let status = command
         .args(args)
         .envs(env.iter().copied())
-        .current_dir(repo)
+        .current_dir(plan.source.dir())
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -224,6 +278,20 @@ mod tests {
         assert!(table.contains("checkout    passed    1.2s"), "{table}");
         assert!(table.contains("test        FAILED    3.0s     boom"), "{table}");
         assert!(table.contains("package     skipped   -"), "{table}");
+    }
+
+    #[test]
+    fn a_tested_tree_is_remembered_and_the_record_stays_bounded() {
+        let repo = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(repo.path().join(".harness")).unwrap();
+        assert!(!tested::passed(repo.path(), "t0"));
+        for i in 0..60 {
+            tested::record(repo.path(), &format!("t{i}"));
+        }
+        tested::record(repo.path(), "t59");
+        assert!(tested::passed(repo.path(), "t59") && tested::passed(repo.path(), "t10"));
+        assert!(!tested::passed(repo.path(), "t9"), "only the last 50 are kept");
+        assert!(!tested::passed(repo.path(), "t"));
     }
 
     #[test]

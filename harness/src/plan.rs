@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::checkout::Source;
 use crate::config::Config;
 use crate::version::Version;
 
@@ -72,18 +73,26 @@ impl fmt::Display for Step {
 /// Everything a run will do, and on what.
 #[derive(Debug, Serialize)]
 pub struct Plan {
+    /// The checkout the harness runs in: its `harness.toml`, its
+    /// `.harness/` records.
     pub repo: PathBuf,
+    /// The code the steps ship (for most commands, `repo` itself).
+    pub source: Source,
     pub version: Version,
     pub service_image: String,
     pub tests_image: String,
     pub prod: String,
     pub url: String,
     pub steps: Vec<Step>,
+    /// The test step passes at once for a committed tree that passed it
+    /// before (`harness pipeline` without `--retest`).
+    pub reuse_tests: bool,
 }
 
 impl Plan {
-    pub fn new(repo: PathBuf, version: Version, config: &Config, steps: Vec<Step>) -> anyhow::Result<Self> {
+    pub fn new(repo: PathBuf, source: Source, version: Version, config: &Config, steps: Vec<Step>) -> anyhow::Result<Self> {
         Ok(Plan {
+            source,
             service_image: format!("{}:{}", config.service_repository(), version.version),
             tests_image: format!("{}:{}", config.tests_repository(), version.version),
             prod: config.prod.docker_host.clone(),
@@ -91,21 +100,28 @@ impl Plan {
             repo,
             version,
             steps,
+            reuse_tests: false,
         })
     }
 }
 
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let tree = if self.version.dirty { "working tree, with uncommitted changes" } else { "working tree, clean" };
-        writeln!(f, "source:        {} ({tree})", self.repo.display())?;
+        match &self.source {
+            Source::WorkingTree { dir } => {
+                let tree = if self.version.dirty { "with uncommitted changes" } else { "clean" };
+                writeln!(f, "source:        the working tree {} ({tree})", dir.display())?;
+            }
+            checkout => writeln!(f, "source:        {checkout}")?,
+        }
         writeln!(f, "version:       {} (revision {})", self.version.version, self.version.revision)?;
         writeln!(f, "service image: {}", self.service_image)?;
         writeln!(f, "tests image:   {}", self.tests_image)?;
         writeln!(f, "prod:          {}", self.prod)?;
         writeln!(f, "url:           {}", self.url)?;
         for (i, step) in self.steps.iter().enumerate() {
-            writeln!(f, "{}. {step:<10} {}", i + 1, step.describe())?;
+            let reuse = if *step == Step::Test && self.reuse_tests { " (reused when this committed tree passed them)" } else { "" };
+            writeln!(f, "{}. {step:<10} {}{reuse}", i + 1, step.describe())?;
         }
         Ok(())
     }
@@ -118,7 +134,7 @@ mod tests {
     #[test]
     fn the_pipeline_plan_names_images_host_and_steps_in_order() {
         let version = Version { version: "abc123".into(), revision: "abc123".into(), dirty: false };
-        let plan = Plan::new(PathBuf::from("/src"), version, &Config::default(), Step::ALL.to_vec()).unwrap();
+        let plan = Plan::new(PathBuf::from("/src"), Source::WorkingTree { dir: "/src".into() }, version, &Config::default(), Step::ALL.to_vec()).unwrap();
         let text = plan.to_string();
         assert!(text.contains("service image: 10.200.0.1:5000/books-ms:abc123"), "{text}");
         assert!(text.contains("tests image:   10.200.0.1:5000/books-ms-tests:abc123"), "{text}");
@@ -130,7 +146,23 @@ mod tests {
     #[test]
     fn a_dirty_tree_is_said_plainly() {
         let version = Version { version: "abc-dirty".into(), revision: "abc-dirty".into(), dirty: true };
-        let plan = Plan::new(PathBuf::from("/src"), version, &Config::default(), vec![Step::Build]).unwrap();
+        let plan = Plan::new(PathBuf::from("/src"), Source::WorkingTree { dir: "/src".into() }, version, &Config::default(), vec![Step::Build]).unwrap();
         assert!(plan.to_string().contains("uncommitted changes"));
+    }
+
+    #[test]
+    fn a_checkout_names_the_ref_the_source_and_the_commit() {
+        let version = Version { version: "v2.0.0".into(), revision: "0123456789ab".into(), dirty: false };
+        let source = Source::Checkout {
+            from: "https://example.invalid/books-ms.git".into(),
+            reference: "v2.0.0".into(),
+            commit: "0123456789abcdef".into(),
+            dir: "/src/.harness/checkout".into(),
+        };
+        let plan = Plan::new(PathBuf::from("/src"), source, version, &Config::default(), Step::ALL.to_vec()).unwrap();
+        let text = plan.to_string();
+        assert!(text.contains("source:        v2.0.0 of https://example.invalid/books-ms.git (commit 0123456789abcdef)"), "{text}");
+        assert!(text.contains("service image: 10.200.0.1:5000/books-ms:v2.0.0"), "{text}");
+        assert!(!text.contains("uncommitted"), "{text}");
     }
 }

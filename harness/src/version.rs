@@ -20,11 +20,21 @@ pub struct Version {
 }
 
 impl Version {
+    /// The working tree at `repo`: HEAD, dirty when tracked files changed.
     pub fn of(repo: &Path) -> anyhow::Result<Self> {
-        let short = git(repo, &["rev-parse", "--short=12", "HEAD"])
-            .with_context(|| format!("{} is not a git checkout with a commit", repo.display()))?;
+        git(repo, &["rev-parse", "--verify", "HEAD"]).with_context(|| format!("{} is not a git checkout with a commit", repo.display()))?;
         let dirty = !git(repo, &["status", "--porcelain", "--untracked-files=no"])?.is_empty();
-        let tag = git(repo, &["describe", "--tags", "--exact-match", "HEAD"]).ok().filter(|t| is_tag_safe(t));
+        Self::at(repo, "HEAD", dirty)
+    }
+
+    /// A commit of the repository at `repo`, as it was committed.
+    pub fn of_commit(repo: &Path, commit: &str) -> anyhow::Result<Self> {
+        Self::at(repo, commit, false)
+    }
+
+    fn at(repo: &Path, commit: &str, dirty: bool) -> anyhow::Result<Self> {
+        let short = git(repo, &["rev-parse", "--short=12", commit])?;
+        let tag = git(repo, &["describe", "--tags", "--exact-match", commit]).ok().filter(|t| is_tag_safe(t));
         let suffix = if dirty { "-dirty" } else { "" };
         Ok(Version {
             version: format!("{}{suffix}", tag.unwrap_or(short.clone())),
@@ -51,8 +61,17 @@ fn is_tag_safe(tag: &str) -> bool {
         && tag.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
-fn git(repo: &Path, args: &[&str]) -> anyhow::Result<String> {
-    let output = Command::new("git").arg("-C").arg(repo).args(args).output().context("cannot run git: is it installed?")?;
+/// Runs git in `repo`; its output, trimmed, or its error message.
+pub(crate) fn git(repo: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let output = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(args)
+        // Never wait for a password or a host key on a terminal.
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("cannot run git: is it installed?")?;
     if !output.status.success() {
         bail!("git {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim());
     }

@@ -21,22 +21,37 @@ fn build_static_binary(root: &Path) -> std::path::PathBuf {
     // The variables cargo sets for this test would make the nested cargo's
     // build scripts (ring's among them) think their inputs changed and
     // rebuild: hand it the environment a developer's shell would have.
-    // OUT_DIR (ring's build script watches it) and the revision build.rs
-    // hands this test are cargo's too.
+    // OUT_DIR (ring's build script watches it) is cargo's too.
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy().into_owned();
         let from_cargo = key.starts_with("CARGO_") && !matches!(key.as_str(), "CARGO_HOME" | "CARGO_TARGET_DIR");
-        if from_cargo || matches!(key.as_str(), "OUT_DIR" | "BOOKS_MS_REVISION") {
+        if from_cargo || key == "OUT_DIR" {
             command.env_remove(&key);
         }
     }
+    // The revision as the harness's package step passes it (the tree's, not
+    // the one build.rs handed this test when it was compiled): the same
+    // value, so the two builds share one cache instead of rebuilding.
     let status = command
+        .env("BOOKS_MS_REVISION", tree_revision(root))
         .arg(root.join("scripts/dist.sh"))
         .current_dir(root)
         .status()
         .expect("run scripts/dist.sh");
     assert!(status.success(), "scripts/dist.sh failed");
     root.join("dist/books-ms")
+}
+
+/// The working tree's short commit, `-dirty` when tracked files changed;
+/// `unknown` outside a git checkout (the tests image has no `.git`).
+fn tree_revision(root: &Path) -> String {
+    let git = |args: &[&str]| {
+        let output = std::process::Command::new("git").arg("-C").arg(root).args(args).output().ok()?;
+        output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    };
+    let Some(short) = git(&["rev-parse", "--short=12", "HEAD"]) else { return "unknown".to_owned() };
+    let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    if dirty { format!("{short}-dirty") } else { short }
 }
 
 /// The build context: what `Dockerfile` copies, less what `.dockerignore`
