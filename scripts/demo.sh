@@ -25,16 +25,7 @@ say "shipping to prod (harness pipeline $*)"
 
 url=$("$harness" --dry-run --json status | jq -r .url)
 [[ -n $url && $url != null ]] || die "cannot read prod's URL from the harness's plan"
-if [[ $(curl -fsS -m 5 "$url/api/v1/books?limit=1") == "[]" ]]; then
-  say "adding demo books to prod's empty collection"
-  while IFS= read -r book; do
-    curl -fsS -m 5 -X PUT -H 'Content-Type: application/json' -d "$book" "$url/api/v1/books" >/dev/null
-  done <<'BOOKS'
-{"_id":1,"title":"My First Book","author":"John Doe","description":"Not a very good book"}
-{"_id":2,"title":"My Second Book","author":"John Doe","description":"Not as bad as the first book"}
-{"_id":3,"title":"My Third Book","author":"John Doe","description":"Failed writers club"}
-BOOKS
-fi
+bash scripts/seed-demo-books.sh "$url"
 
 cat <<MSG
 books-ms runs on prod, deployed and verified by the harness:

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The README's first command: raises the lab, builds books-ms's runtime
-# image, runs it with its database (docker-compose.yml), puts a few demo
-# books in an empty collection, and prints the URL to open.
+# books-ms on this machine only, the way `docker compose up` users run it:
+# raises the lab, builds the runtime image, runs it with its database
+# (docker-compose.yml), puts a few demo books in an empty collection, and
+# prints the URL to open. (The README's first command, scripts/demo.sh,
+# ships to the lab's prod host instead.)
 # Idempotent: a second run rebuilds only what changed and keeps the data.
 #   APP_PORT   host port of the service (default 8080)
 set -euo pipefail
@@ -13,7 +15,7 @@ DOCKER=/usr/bin/docker
 APP_PORT=${APP_PORT:-8080}
 URL="http://127.0.0.1:$APP_PORT"
 say() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'demo: error: %s\n' "$*" >&2; exit 1; }
+die() { printf 'local: error: %s\n' "$*" >&2; exit 1; }
 
 say "raising the lab (lab/up.sh)"
 bash lab/up.sh
@@ -44,16 +46,7 @@ for ((i = 0; i < 120; i++)); do
   sleep 0.5
 done
 
-if [[ $(curl -fsS -m 5 "$URL/api/v1/books?limit=1") == "[]" ]]; then
-  say "adding demo books to the empty collection"
-  while IFS= read -r book; do
-    curl -fsS -m 5 -X PUT -H 'Content-Type: application/json' -d "$book" "$URL/api/v1/books" >/dev/null
-  done <<'BOOKS'
-{"_id":1,"title":"My First Book","author":"John Doe","description":"Not a very good book"}
-{"_id":2,"title":"My Second Book","author":"John Doe","description":"Not as bad as the first book"}
-{"_id":3,"title":"My Third Book","author":"John Doe","description":"Failed writers club"}
-BOOKS
-fi
+bash scripts/seed-demo-books.sh "$URL"
 
 cat <<EOF
 books-ms $version ($revision) is running with its database:

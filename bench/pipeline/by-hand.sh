@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The chapter's pipeline done by hand, as a shell script: the baseline that
+# scripts/bench-pipeline.sh times beside `harness pipeline`. The same steps
+# on the same lab: the pre-deploy tests, the static binary, docker build of
+# both images, docker push, docker-compose pull and up -d on prod with
+# DOCKER_HOST, then curl checks on ids of their own, removed afterwards.
+# What the harness adds (a deploy lock, pull by digest, rollback, the
+# revision check, the registry's digest read back) is not here.
+#   $1  the checkout to ship (default: the repository this script is in)
+# Environment: BYHAND_PROJECT (compose project on prod, default
+# books-ms-by-hand), BYHAND_PORT (prod's port, default 8081),
+# BYHAND_SERVICE / BYHAND_TESTS (image names, default books-ms-by-hand and
+# books-ms-by-hand-tests).
+set -euo pipefail
+here="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "${1:-$here}"
+# shellcheck source=../../lab/lab.env
+. "$here/lab/lab.env"
+# shellcheck source=../../lab/topology.env
+. "$here/lab/topology.env"
+DOCKER=/usr/bin/docker
+REG=$BOOKS_LAB_REGISTRY
+TAG=$(git rev-parse --short=12 HEAD)
+SERVICE="$REG/${BYHAND_SERVICE:-books-ms-by-hand}:$TAG"
+TESTS="$REG/${BYHAND_TESTS:-books-ms-by-hand-tests}:$TAG"
+PROJECT=${BYHAND_PROJECT:-books-ms-by-hand}
+PORT=${BYHAND_PORT:-8081}
+PROD_HOST=${BOOKS_LAB_PROD_DOCKER_HOST#tcp://}
+URL="http://${PROD_HOST%:*}:$PORT"
+
+# 1-2. check out (this tree) and the pre-deploy tests
+cargo test --workspace --locked --lib --test api
+# 3. package
+BOOKS_MS_REVISION=$TAG bash scripts/dist.sh
+# 4. build both images
+"$DOCKER" build -q -t "$SERVICE" --build-arg REVISION="$TAG" --build-arg VERSION="$TAG" . >/dev/null
+"$DOCKER" build -q -t "$TESTS" -f Dockerfile.test --build-arg RUST_IMAGE="$BOOKS_RUST_IMAGE" . >/dev/null
+# 5. push the service image
+"$DOCKER" push -q "$SERVICE" >/dev/null
+# 6-7. deploy on prod with docker-compose, published on prod's address
+(
+  export DOCKER_HOST=$BOOKS_LAB_PROD_DOCKER_HOST DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=$BOOKS_LAB_PROD_CERT_PATH
+  export BOOKS_MS_IMAGE=$SERVICE DB_IMAGE=$REG/$BOOKS_DB_IMAGE APP_PORT=$PORT
+  docker-compose -p "$PROJECT" -f docker-compose.yml pull -q
+  docker-compose -p "$PROJECT" -f docker-compose.yml up -d
+)
+for ((i = 0; i < 120; i++)); do
+  curl -fsS -m 2 "$URL/ready" >/dev/null 2>&1 && break
+  ((i < 119)) || { echo "by-hand: $URL never became ready" >&2; exit 1; }
+  sleep 0.5
+done
+# 8. post-deploy checks (the chapter's: PUT three books, GET the list, GET one)
+for id in 2147483201 2147483202 2147483203; do
+  curl -fsS -m 5 -X PUT -H 'Content-Type: application/json' \
+    -d "{\"_id\":$id,\"title\":\"Check $id\",\"author\":\"by hand\"}" "$URL/api/v1/books" >/dev/null
+done
+curl -fsS -m 10 "$URL/api/v1/books" | grep -q '"_id":2147483203'
+curl -fsS -m 5 "$URL/api/v1/books/_id/2147483202" | grep -q '"title":"Check 2147483202"'
+for id in 2147483201 2147483202 2147483203; do
+  curl -fsS -m 5 -X DELETE "$URL/api/v1/books/_id/$id" >/dev/null
+done
+# 9. push the tests image
+"$DOCKER" push -q "$TESTS" >/dev/null
+echo "by-hand: $SERVICE live on $URL" >&2

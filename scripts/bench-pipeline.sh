@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Benchmarks `harness pipeline` beside the chapter's steps done by hand
+# (bench/pipeline/by-hand.sh), in one run, on the lab:
+#   cold   nothing of the release on the cd engine or on prod (the images
+#          built and pulled, prod's containers, network and volume removed;
+#          cargo's caches stay warm: compiling from nothing costs both the same)
+#   warm   the same again at once, nothing changed
+#   change a one-line change in the service (a log message in
+#          service/src/startup.rs), committed in a copy of the repository,
+#          until verified live on prod: `harness pipeline --source COPY`
+#          beside by-hand.sh run in the copy
+# Each side deploys to its own project and port on prod (harness:
+# books-ms-bench on 8082; by hand: books-ms-by-hand on 8081), so the lab's
+# books-ms on 8080 and its data are never touched. Prints one table.
+# docs/benchmarks.md records a run. Idempotent; everything it starts ends
+# with it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:/usr/local/go/bin:$PATH"
+root=$PWD
+# shellcheck source=../lab/lab.env
+. lab/lab.env
+# shellcheck source=../lab/topology.env
+. lab/topology.env
+DOCKER=/usr/bin/docker
+say() { printf '==> %s\n' "$*" >&2; }
+
+say "raising the lab and building the harness"
+bash lab/up.sh >/dev/null
+cargo build --locked --quiet -p harness
+harness="${CARGO_TARGET_DIR:-$root/target}/debug/harness"
+
+export HARNESS_PROD__PROJECT=books-ms-bench HARNESS_PROD__APP_PORT=8082
+export HARNESS_IMAGES__SERVICE=books-ms-bench HARNESS_IMAGES__TESTS=books-ms-bench-tests
+export BYHAND_PROJECT=books-ms-by-hand BYHAND_PORT=8081
+export BYHAND_SERVICE=books-ms-by-hand BYHAND_TESTS=books-ms-by-hand-tests
+prod() { DOCKER_HOST=$BOOKS_LAB_PROD_DOCKER_HOST DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=$BOOKS_LAB_PROD_CERT_PATH "$DOCKER" "$@"; }
+
+# Removes everything of one side's project on prod and its images on both
+# engines; the registry keeps what was pushed (a first push of a new tag
+# uploads only what the registry lacks, as in the chapter).
+make_cold() {
+  local project=$1 service=$2 tests=$3 ids
+  ids=$(prod ps -aq --filter "name=${project}-" --filter "name=${project}_" || true)
+  # shellcheck disable=SC2086 # one id per word
+  [[ -z $ids ]] || prod rm -f $ids >/dev/null
+  prod network rm "$project" "${project}_default" >/dev/null 2>&1 || true
+  prod volume rm "${project}-db" "${project}_books-db" >/dev/null 2>&1 || true
+  for engine in prod "$DOCKER"; do
+    ids=$($engine images -q --filter "reference=$BOOKS_LAB_REGISTRY/$service" --filter "reference=$BOOKS_LAB_REGISTRY/$tests" 2>/dev/null | sort -u || true)
+    # shellcheck disable=SC2086
+    [[ -z $ids ]] || $engine rmi -f $ids >/dev/null 2>&1 || true
+  done
+}
+
+# timed NAME COMMAND...: runs it with its output in NAME's log and prints the
+# seconds it took; a failure stops the benchmark.
+log_dir=$root/.harness/logs/bench-pipeline
+mkdir -p "$log_dir"
+timed() {
+  local name=$1 start end
+  shift
+  start=$(date +%s.%N)
+  if ! "$@" >"$log_dir/$name.log" 2>&1; then
+    tail -n 30 "$log_dir/$name.log" >&2
+    say "$name failed; its log: $log_dir/$name.log"
+    exit 1
+  fi
+  end=$(date +%s.%N)
+  awk -v s="$start" -v e="$end" 'BEGIN { printf "%.1f", e - s }'
+}
+
+say "cold: by hand"
+make_cold books-ms-by-hand books-ms-by-hand books-ms-by-hand-tests
+hand_cold=$(timed hand-cold bash bench/pipeline/by-hand.sh)
+say "cold: harness pipeline --retest"
+make_cold books-ms-bench books-ms-bench books-ms-bench-tests
+harness_cold=$(timed harness-cold "$harness" pipeline --retest)
+
+say "warm: by hand"
+hand_warm=$(timed hand-warm bash bench/pipeline/by-hand.sh)
+say "warm: harness pipeline --retest"
+harness_warm_retest=$(timed harness-warm-retest "$harness" pipeline --retest)
+say "warm: harness pipeline (the tests of this committed tree reused)"
+harness_warm=$(timed harness-warm "$harness" pipeline)
+
+# A copy of the repository with one more commit: one line of the service.
+copy=$(mktemp -d /tmp/books-ms-bench.XXXXXX)
+trap 'rm -rf "$copy"' EXIT
+change() {
+  git clone -q --shared "$root" "$copy/repo"
+  git -C "$copy/repo" -c user.name=bench -c user.email=bench@example.invalid \
+    commit -q --allow-empty -m base >/dev/null
+}
+edit_and_commit() {
+  local marker=$1
+  sed -i "s/\"shutting down[^:]*:/\"shutting down ($marker):/" "$copy/repo/service/src/startup.rs"
+  git -C "$copy/repo" diff --quiet && { say "the one-line change did not apply"; exit 1; }
+  git -C "$copy/repo" -c user.name=bench -c user.email=bench@example.invalid commit -qam "bench: $marker"
+}
+change
+say "change: by hand, in the copy"
+edit_and_commit "by hand $(date +%s)"
+hand_change=$(timed hand-change env CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}" \
+  BOOKS_DIST_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}/dist" bash bench/pipeline/by-hand.sh "$copy/repo")
+say "change: harness pipeline --source COPY"
+edit_and_commit "harness $(date +%s)"
+harness_change=$(timed harness-change "$harness" pipeline --source "$copy/repo")
+
+say "cleaning up prod (the benchmark's projects)"
+make_cold books-ms-by-hand books-ms-by-hand books-ms-by-hand-tests
+make_cold books-ms-bench books-ms-bench books-ms-bench-tests
+
+cat <<TABLE
+
+| run | by hand (shell, docker-compose) | harness pipeline |
+|---|---|---|
+| cold (nothing of the release on either engine) | ${hand_cold} s | ${harness_cold} s (--retest) |
+| warm (nothing changed) | ${hand_warm} s | ${harness_warm_retest} s (--retest) / ${harness_warm} s (tests reused) |
+| one-line change → verified live on prod | ${hand_change} s | ${harness_change} s |
+
+Step times of each harness run: $log_dir/harness-*.log
+TABLE
