@@ -36,6 +36,8 @@ const IMAGE_LABEL: &str = "org.books-ms.image";
 /// Everything a deploy decides about the app container, in one label: a
 /// deploy whose spec equals the running container's has nothing to do.
 const SPEC_LABEL: &str = "org.books-ms.spec";
+/// The least time a container put back by a rollback gets to turn healthy.
+const RESTORE_TIMEOUT_SECS: u64 = 60;
 
 /// What to deploy: an image by digest, and what its `/version` must say.
 #[derive(Debug, Clone, Serialize)]
@@ -91,9 +93,8 @@ pub async fn deploy(
     let names = Names::new(&config.prod.project);
     let host = &config.prod.docker_host;
 
-    let spinner = reporter.spinner(format!("pulling {} on prod", release.image));
-    pull(prod, &release.image, credentials.clone()).await.with_context(|| format!("prod ({host}): pulling {}", release.image))?;
-    spinner.finish_and_clear();
+    reporter.line(format!("pulling {} on prod", release.image));
+    pull(prod, &release.image, credentials.clone(), reporter).await.with_context(|| format!("prod ({host}): pulling {}", release.image))?;
 
     // Kamal's habit: one deploy at a time. The lock is a container created
     // (never started) under a fixed name: creating it is atomic on the engine.
@@ -113,7 +114,7 @@ async fn deploy_locked(
 ) -> anyhow::Result<Deployed> {
     let host = &config.prod.docker_host;
     ensure_network(prod, names).await.with_context(|| format!("prod ({host}): network {}", names.network))?;
-    ensure_database(prod, config, names, credentials).await.with_context(|| format!("prod ({host}): database {}", names.db))?;
+    ensure_database(prod, config, names, credentials, reporter).await.with_context(|| format!("prod ({host}): database {}", names.db))?;
 
     let spec = app_spec(config, release);
     if serves_already(prod, &names.app, &spec).await {
@@ -144,7 +145,9 @@ async fn deploy_locked(
         let logs = last_logs(prod, &names.app, 20).await;
         remove_if_exists(prod, &names.app).await.ok();
         let rollback = match &previous {
-            Some(previous) => restore(prod, previous, &names.app).await.map(|()| format!("; {} is serving again", names.app)),
+            Some(previous) => {
+                restore(prod, config, previous, &names.app).await.map(|()| format!("; {} is serving again, healthy", names.app))
+            }
             None => Ok(String::new()),
         };
         let rollback = rollback.unwrap_or_else(|e| format!("; putting the previous container back failed too: {e:#}"));
@@ -176,17 +179,37 @@ async fn serves_already(prod: &Docker, name: &str, spec: &str) -> bool {
     same && state.running == Some(true) && state.health.and_then(|h| h.status) == Some(HealthStatusEnum::HEALTHY)
 }
 
-/// Pulls an image on prod, bounded in time (pulls stream progress).
-async fn pull(prod: &Docker, image: &str, credentials: Option<DockerCredentials>) -> anyhow::Result<()> {
+/// Pulls an image on prod, bounded in time, with a bar per layer being
+/// downloaded (on a terminal).
+async fn pull(prod: &Docker, image: &str, credentials: Option<DockerCredentials>, reporter: &Reporter) -> anyhow::Result<()> {
     let options = CreateImageOptionsBuilder::default().from_image(image).build();
     let mut stream = prod.create_image(Some(options), None, credentials);
+    let mut layers: HashMap<String, indicatif::ProgressBar> = HashMap::new();
     let pulled = async {
         while let Some(item) = stream.next().await {
-            item.map_err(|e| anyhow!("{e}"))?;
+            let info = item.map_err(|e| anyhow!("{e}"))?;
+            let (Some(id), Some(status)) = (info.id, info.status) else { continue };
+            let detail = info.progress_detail.unwrap_or_default();
+            match (status.as_str(), detail.current, detail.total) {
+                ("Downloading", Some(current), Some(total)) if total > 0 => {
+                    let bar = layers.entry(id.clone()).or_insert_with(|| reporter.bytes(format!("layer {id}"), total as u64));
+                    bar.set_position(current as u64);
+                }
+                ("Download complete" | "Pull complete" | "Already exists", _, _) => {
+                    if let Some(bar) = layers.remove(&id) {
+                        bar.finish_and_clear();
+                    }
+                }
+                _ => {}
+            }
         }
         anyhow::Ok(())
     };
-    tokio::time::timeout(Duration::from_secs(300), pulled).await.map_err(|_| anyhow!("no end to the pull within 300 s"))?
+    let result = tokio::time::timeout(Duration::from_secs(300), pulled).await.map_err(|_| anyhow!("no end to the pull within 300 s"));
+    for bar in layers.into_values() {
+        bar.finish_and_clear();
+    }
+    result?
 }
 
 async fn ensure_network(prod: &Docker, names: &Names) -> anyhow::Result<()> {
@@ -202,7 +225,13 @@ async fn ensure_network(prod: &Docker, names: &Names) -> anyhow::Result<()> {
 
 /// The database and its volume: started when stopped, created when missing,
 /// never recreated (its data lives in the named volume).
-async fn ensure_database(prod: &Docker, config: &Config, names: &Names, credentials: Option<DockerCredentials>) -> anyhow::Result<()> {
+async fn ensure_database(
+    prod: &Docker,
+    config: &Config,
+    names: &Names,
+    credentials: Option<DockerCredentials>,
+    reporter: &Reporter,
+) -> anyhow::Result<()> {
     if prod.inspect_volume(&names.volume).await.is_err() {
         prod.create_volume(VolumeCreateRequest { name: Some(names.volume.clone()), ..Default::default() })
             .await
@@ -215,7 +244,7 @@ async fn ensure_database(prod: &Docker, config: &Config, names: &Names, credenti
         return Ok(());
     }
     let image = &config.prod.database_image;
-    pull(prod, image, credentials).await.with_context(|| format!("pulling {image}"))?;
+    pull(prod, image, credentials, reporter).await.with_context(|| format!("pulling {image}"))?;
     let body = ContainerCreateBody {
         image: Some(image.clone()),
         labels: Some(HashMap::from([
@@ -283,19 +312,7 @@ async fn start_app(prod: &Docker, config: &Config, release: &Release, names: &Na
 /// report the revision that was built.
 async fn wait_healthy(prod: &Docker, config: &Config, release: &Release, name: &str, reporter: &Reporter) -> anyhow::Result<()> {
     let spinner = reporter.spinner(format!("waiting for {name} to turn healthy"));
-    let deadline = Instant::now() + Duration::from_secs(config.prod.health_timeout_secs);
-    loop {
-        let state = prod.inspect_container(name, None).await?.state.unwrap_or_default();
-        if state.running == Some(false) {
-            bail!("it stopped (exit code {})", state.exit_code.unwrap_or_default());
-        }
-        match state.health.and_then(|h| h.status) {
-            Some(HealthStatusEnum::HEALTHY) => break,
-            Some(HealthStatusEnum::UNHEALTHY) => bail!("Docker's healthcheck reports it unhealthy"),
-            _ if Instant::now() > deadline => bail!("not healthy within {} s (prod.health_timeout_secs)", config.prod.health_timeout_secs),
-            _ => tokio::time::sleep(Duration::from_millis(500)).await,
-        }
-    }
+    wait_docker_healthy(prod, name, config.prod.health_timeout_secs).await?;
     spinner.set_message(format!("checking {name}'s /version"));
     let url = format!("{}/version", config.prod_url()?);
     let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
@@ -313,6 +330,24 @@ async fn wait_healthy(prod: &Docker, config: &Config, release: &Release, name: &
         Some(revision) if revision == release.revision => Ok(()),
         Some(other) => bail!("{url} reports revision {other}, expected {}", release.revision),
         None => bail!("{url} reports no revision: {version}"),
+    }
+}
+
+/// Until Docker's healthcheck reports the container healthy, within
+/// `timeout_secs`.
+async fn wait_docker_healthy(prod: &Docker, name: &str, timeout_secs: u64) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(timeout_secs);
+    loop {
+        let state = prod.inspect_container(name, None).await?.state.unwrap_or_default();
+        if state.running == Some(false) {
+            bail!("it stopped (exit code {})", state.exit_code.unwrap_or_default());
+        }
+        match state.health.and_then(|h| h.status) {
+            Some(HealthStatusEnum::HEALTHY) => return Ok(()),
+            Some(HealthStatusEnum::UNHEALTHY) => bail!("Docker's healthcheck reports it unhealthy"),
+            _ if Instant::now() > deadline => bail!("not healthy within {timeout_secs} s (prod.health_timeout_secs)"),
+            _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
     }
 }
 
@@ -342,12 +377,15 @@ async fn remove_if_exists(prod: &Docker, name: &str) -> anyhow::Result<()> {
 }
 
 /// Puts the previous container back under the app's name and starts it.
-async fn restore(prod: &Docker, previous: &str, app: &str) -> anyhow::Result<()> {
+async fn restore(prod: &Docker, config: &Config, previous: &str, app: &str) -> anyhow::Result<()> {
     prod.rename_container(previous, RenameContainerOptionsBuilder::default().name(app).build())
         .await
         .with_context(|| format!("renaming {previous} back to {app}"))?;
     prod.start_container(app, None).await.with_context(|| format!("starting {app}"))?;
-    Ok(())
+    // It was healthy before: give it at least RESTORE_TIMEOUT_SECS, however
+    // short the timeout that failed the new container.
+    let timeout = config.prod.health_timeout_secs.max(RESTORE_TIMEOUT_SECS);
+    wait_docker_healthy(prod, app, timeout).await.with_context(|| format!("{app}, put back"))
 }
 
 async fn last_logs(prod: &Docker, name: &str, lines: usize) -> String {

@@ -113,18 +113,19 @@ fn first_line(text: &str) -> String {
 }
 
 async fn run_step(step: Step, config: &Config, plan: &Plan, reporter: &Reporter) -> anyhow::Result<(Outcome, String)> {
-    if step == Step::Test && plan.reuse_tests {
-        if let Some(tree) = tested::committed_tree(plan) {
-            if tested::passed(&plan.repo, &tree) {
-                let short: String = tree.chars().take(12).collect();
-                return Ok((Outcome::Reused, format!("tree {short} passed them before (--retest runs them again)")));
-            }
-            let detail = do_step(step, config, plan, reporter).await?;
-            tested::record(&plan.repo, &tree);
-            return Ok((Outcome::Passed, detail));
-        }
+    if step != Step::Test {
+        return Ok((Outcome::Passed, do_step(step, config, plan, reporter).await?));
     }
-    Ok((Outcome::Passed, do_step(step, config, plan, reporter).await?))
+    let tree = tested::committed_tree(plan);
+    if let Some(tree) = tree.as_deref().filter(|tree| plan.reuse_tests && tested::passed(&plan.repo, tree)) {
+        let short: String = tree.chars().take(12).collect();
+        return Ok((Outcome::Reused, format!("tree {short} passed them before (--retest runs them again)")));
+    }
+    let detail = do_step(step, config, plan, reporter).await?;
+    if let Some(tree) = tree {
+        tested::record(&plan.repo, &tree);
+    }
+    Ok((Outcome::Passed, detail))
 }
 
 async fn do_step(step: Step, config: &Config, plan: &Plan, reporter: &Reporter) -> anyhow::Result<String> {

@@ -14,120 +14,23 @@
 //! first) and root (the registry's credentials file is mode 600). They never
 //! skip. Every command and request is bounded in time.
 
+mod common;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::{repo_root, Lab};
 
 /// `harness build` or `push` of both images; cold, the tests image's
 /// first push uploads its 1 GB base once.
 const COMMAND_DEADLINE: Duration = Duration::from_secs(900);
 /// What "fails fast" means for the fault tests.
 const FAST: Duration = Duration::from_secs(20);
-const MANIFEST_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
 /// The test repositories, beside lab.rs's.
 const SERVICE_NAME: &str = "books-lab-tests/books-ms";
 const TESTS_NAME: &str = "books-lab-tests/books-ms-tests";
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
-}
-
-// ------------------------------------------------------------------ the lab
-
-struct Lab {
-    registry: String,
-    user: String,
-    password: String,
-}
-
-impl Lab {
-    /// `lab/topology.env`, each value overridable by the environment, and
-    /// the registry's credentials file it names.
-    fn load() -> Lab {
-        let path = repo_root().join("lab/topology.env");
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-        let file = parse_env(&text);
-        let get = |key: &str| {
-            std::env::var(key)
-                .ok()
-                .or_else(|| file.get(key).cloned())
-                .unwrap_or_else(|| panic!("{key} is neither set nor in {}", path.display()))
-        };
-        let credentials_path = get("BOOKS_LAB_REGISTRY_CREDENTIALS");
-        let credentials = std::fs::read_to_string(&credentials_path).unwrap_or_else(|e| {
-            panic!("cannot read the registry's credentials in {credentials_path} ({e}): run lab/up.sh, and the tests, as root")
-        });
-        let credentials = parse_env(&credentials);
-        Lab {
-            registry: get("BOOKS_LAB_REGISTRY"),
-            user: credentials["REGISTRY_USER"].clone(),
-            password: credentials["REGISTRY_PASSWORD"].clone(),
-        }
-    }
-
-    fn http() -> reqwest::Client {
-        reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(15)).build().unwrap()
-    }
-
-    /// The registry's digest of `name:reference`, None when it has none.
-    async fn digest(&self, name: &str, reference: &str) -> Option<String> {
-        let response = Self::http()
-            .head(format!("http://{}/v2/{name}/manifests/{reference}", self.registry))
-            .header(reqwest::header::ACCEPT, MANIFEST_V2)
-            .basic_auth(&self.user, Some(&self.password))
-            .send()
-            .await
-            .expect("the registry answers");
-        if response.status() == 404 {
-            return None;
-        }
-        assert_eq!(response.status(), 200, "HEAD of the manifest {name}:{reference}");
-        Some(response.headers()["docker-content-digest"].to_str().unwrap().to_owned())
-    }
-
-    /// The labels of the image `name@digest`, read from its config blob.
-    async fn labels(&self, name: &str, digest: &str) -> HashMap<String, String> {
-        let get = |path: String, accept: &'static str| {
-            Self::http()
-                .get(format!("http://{}/v2/{name}/{path}", self.registry))
-                .header(reqwest::header::ACCEPT, accept)
-                .basic_auth(&self.user, Some(&self.password))
-                .send()
-        };
-        let manifest: serde_json::Value =
-            get(format!("manifests/{digest}"), MANIFEST_V2).await.unwrap().json().await.unwrap();
-        let config_digest = manifest["config"]["digest"].as_str().expect("a config digest").to_owned();
-        let config: serde_json::Value =
-            get(format!("blobs/{config_digest}"), "*/*").await.unwrap().json().await.unwrap();
-        serde_json::from_value(config["config"]["Labels"].clone()).expect("labels")
-    }
-
-    /// Removes a manifest (the lab registry has `delete: enabled`).
-    async fn delete(&self, name: &str, digest: &str) {
-        let response = Self::http()
-            .delete(format!("http://{}/v2/{name}/manifests/{digest}", self.registry))
-            .basic_auth(&self.user, Some(&self.password))
-            .send()
-            .await;
-        if let Ok(response) = response {
-            assert!(
-                response.status() == 202 || response.status() == 404,
-                "DELETE {name}@{digest}: {}",
-                response.status()
-            );
-        }
-    }
-}
-
-fn parse_env(text: &str) -> HashMap<String, String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty() && !line.starts_with('#'))
-        .filter_map(|line| line.split_once('='))
-        .map(|(key, value)| (key.trim().to_owned(), value.trim().to_owned()))
-        .collect()
-}
 
 fn unique() -> String {
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
@@ -276,9 +179,9 @@ async fn built_and_pushed_images_are_in_the_registry_with_the_recorded_digests()
     let pushed = checkout.harness(&["push", "--json"], &[]).await;
     let push_time = started.elapsed();
     let record = std::fs::read_to_string(checkout.path().join(".harness/last-push.json"));
-    let service_digest = lab.digest(SERVICE_NAME, &version).await;
-    let service_latest = lab.digest(SERVICE_NAME, "latest").await;
-    let tests_digest = lab.digest(TESTS_NAME, &version).await;
+    let service_digest = lab.manifest_digest(SERVICE_NAME, &version).await;
+    let service_latest = lab.manifest_digest(SERVICE_NAME, "latest").await;
+    let tests_digest = lab.manifest_digest(TESTS_NAME, &version).await;
     let labels = match &service_digest {
         Some(digest) => lab.labels(SERVICE_NAME, digest).await,
         None => HashMap::new(),
@@ -293,7 +196,8 @@ async fn built_and_pushed_images_are_in_the_registry_with_the_recorded_digests()
     // Clean up before asserting, so a failure leaves nothing behind.
     for (name, digest) in [(SERVICE_NAME, &service_digest), (TESTS_NAME, &tests_digest)] {
         if let Some(digest) = digest {
-            lab.delete(name, digest).await;
+            let status = lab.delete_manifest(name, digest).await;
+            assert!(status == 202 || status == 404, "DELETE {name}@{digest}: {status}");
         }
     }
     remove_images(&local);
@@ -343,17 +247,18 @@ async fn a_push_with_wrong_credentials_fails_fast_naming_the_registry_and_the_us
     let lab = Lab::load();
     let checkout = Checkout::bare();
     let wrong = format!("not-the-password-{}", unique());
+    let user = lab.credentials().user;
 
     let started = Instant::now();
     let output = checkout
-        .harness(&["push"], &[("HARNESS_REGISTRY__USERNAME", &lab.user), ("HARNESS_REGISTRY__PASSWORD", &wrong)])
+        .harness(&["push"], &[("HARNESS_REGISTRY__USERNAME", &user), ("HARNESS_REGISTRY__PASSWORD", &wrong)])
         .await;
     let elapsed = started.elapsed();
 
     let text = stderr(&output);
     assert_eq!(output.status.code(), Some(1), "{text}");
     assert!(elapsed < FAST, "took {elapsed:?}");
-    assert!(text.contains(&format!("the registry {} refused the credentials of {}", lab.registry, lab.user)), "{text}");
+    assert!(text.contains(&format!("the registry {} refused the credentials of {}", lab.registry, user)), "{text}");
     assert!(text.contains("docker login") && text.contains("HARNESS_REGISTRY__USERNAME"), "{text}");
     assert!(
         !text.contains(&wrong) && !String::from_utf8_lossy(&output.stdout).contains(&wrong),

@@ -10,165 +10,23 @@
 //! Every network call is bounded; the images the tests make are removed
 //! from both engines and from the registry.
 
-use std::collections::HashMap;
-use std::fmt;
-use std::future::Future;
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::auth::DockerCredentials;
-use bollard::query_parameters::{
-    CreateImageOptionsBuilder, PushImageOptionsBuilder, RemoveImageOptionsBuilder,
-};
+use bollard::query_parameters::{CreateImageOptionsBuilder, PushImageOptionsBuilder, RemoveImageOptionsBuilder};
 use bollard::{Docker, API_DEFAULT_VERSION};
 use futures_util::StreamExt;
 
-/// Longest any single Docker or HTTP operation may take here: everything
-/// is local and tiny, so this only turns a hang into a failure.
-const DEADLINE: Duration = Duration::from_secs(60);
-/// What `docker push` sends for a manifest; asked for to read its digest.
-const MANIFEST_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
+use common::{bounded, http_client, negotiate, Lab, DEADLINE};
 
 // ------------------------------------------------------------------ the lab
-
-/// The values of `lab/topology.env`, each overridable by the environment.
-struct Lab {
-    registry: String,
-    credentials_file: PathBuf,
-    prod_docker_host: String,
-    prod_cert_path: PathBuf,
-}
-
-struct Credentials {
-    user: String,
-    password: String,
-}
-
-/// Never prints the password.
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("user", &self.user)
-            .field("password", &"<redacted>")
-            .finish()
-    }
-}
-
-impl Lab {
-    fn load() -> Lab {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../lab/topology.env");
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-        let file = parse_env(&text);
-        let get = |key: &str| {
-            std::env::var(key)
-                .ok()
-                .or_else(|| file.get(key).cloned())
-                .unwrap_or_else(|| panic!("{key} is neither set nor in {}", path.display()))
-        };
-        Lab {
-            registry: get("BOOKS_LAB_REGISTRY"),
-            credentials_file: get("BOOKS_LAB_REGISTRY_CREDENTIALS").into(),
-            prod_docker_host: get("BOOKS_LAB_PROD_DOCKER_HOST"),
-            prod_cert_path: get("BOOKS_LAB_PROD_CERT_PATH").into(),
-        }
-    }
-
-    fn credentials(&self) -> Credentials {
-        let path = &self.credentials_file;
-        let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
-            panic!("cannot read the registry's credentials in {} ({e}): run lab/up.sh, and the tests, as root", path.display())
-        });
-        let values = parse_env(&text);
-        let get = |key: &str| {
-            values
-                .get(key)
-                .filter(|v| !v.is_empty())
-                .cloned()
-                .unwrap_or_else(|| panic!("{} has no {key}", path.display()))
-        };
-        Credentials {
-            user: get("REGISTRY_USER"),
-            password: get("REGISTRY_PASSWORD"),
-        }
-    }
-
-    fn docker_credentials(&self) -> DockerCredentials {
-        let credentials = self.credentials();
-        DockerCredentials {
-            username: Some(credentials.user),
-            password: Some(credentials.password),
-            serveraddress: Some(self.registry.clone()),
-            ..Default::default()
-        }
-    }
-
-    fn registry_url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.registry)
-    }
-
-    /// prod's API address without the scheme, e.g. `10.200.0.2:2376`.
-    fn prod_address(&self) -> &str {
-        self.prod_docker_host.trim_start_matches("tcp://")
-    }
-
-    fn prod_cert(&self, name: &str) -> PathBuf {
-        self.prod_cert_path.join(name)
-    }
-
-    /// prod's engine, reached as the harness reaches it.
-    async fn prod_docker(&self) -> Docker {
-        let docker = Docker::connect_with_ssl(
-            self.prod_address(),
-            &self.prod_cert("key.pem"),
-            &self.prod_cert("cert.pem"),
-            &self.prod_cert("ca.pem"),
-            DEADLINE.as_secs(),
-            API_DEFAULT_VERSION,
-        )
-        .expect("a TLS client for prod's engine");
-        negotiate(docker, "prod's engine").await
-    }
-}
 
 /// The cd engine (this host's).
 async fn cd_docker() -> Docker {
     let docker = Docker::connect_with_local_defaults().expect("a client for the cd engine");
     negotiate(docker, "the cd engine").await
-}
-
-/// Docker 20.10 speaks API 1.41 and refuses newer clients: agree on one.
-async fn negotiate(docker: Docker, which: &str) -> Docker {
-    bounded(
-        &format!("version negotiation with {which}"),
-        docker.negotiate_version(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{which} does not answer: {e}"))
-}
-
-fn parse_env(text: &str) -> HashMap<String, String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty() && !line.starts_with('#'))
-        .filter_map(|line| line.split_once('='))
-        .map(|(key, value)| (key.trim().to_owned(), value.trim().to_owned()))
-        .collect()
-}
-
-async fn bounded<T>(what: &str, future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(DEADLINE, future)
-        .await
-        .unwrap_or_else(|_| panic!("{what} took longer than {DEADLINE:?}"))
-}
-
-/// Plain HTTP, never through a proxy: every address here is the lab's.
-fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("an HTTP client")
 }
 
 /// A TLS client that trusts the lab's CA, with the client certificate or
@@ -298,52 +156,6 @@ async fn pull(
         .map_or(Ok(()), Err)
 }
 
-/// The registry's digest of `repository:tag`, or None when it has no such
-/// manifest.
-async fn manifest_digest(lab: &Lab, repository: &str, tag: &str) -> Option<String> {
-    let credentials = lab.credentials();
-    let name = repository.trim_start_matches(&format!("{}/", lab.registry));
-    let response = bounded(
-        "reading a manifest",
-        http_client()
-            .head(lab.registry_url(&format!("/v2/{name}/manifests/{tag}")))
-            .header(reqwest::header::ACCEPT, MANIFEST_V2)
-            .basic_auth(&credentials.user, Some(&credentials.password))
-            .send(),
-    )
-    .await
-    .expect("the registry answers");
-    if response.status() == reqwest::StatusCode::NOT_FOUND {
-        return None;
-    }
-    assert_eq!(response.status(), 200, "HEAD of the manifest {name}:{tag}");
-    let digest = response
-        .headers()
-        .get("docker-content-digest")
-        .expect("a Docker-Content-Digest header");
-    Some(digest.to_str().unwrap().to_owned())
-}
-
-/// Removes a manifest from the registry (its `delete: enabled` allows it).
-async fn delete_manifest(lab: &Lab, repository: &str, digest: &str) {
-    let credentials = lab.credentials();
-    let name = repository.trim_start_matches(&format!("{}/", lab.registry));
-    let response = bounded(
-        "deleting a manifest",
-        http_client()
-            .delete(lab.registry_url(&format!("/v2/{name}/manifests/{digest}")))
-            .basic_auth(&credentials.user, Some(&credentials.password))
-            .send(),
-    )
-    .await
-    .expect("the registry answers");
-    assert_eq!(
-        response.status(),
-        202,
-        "DELETE of the manifest {name}@{digest}"
-    );
-}
-
 // ------------------------------------------------------------------ registry
 
 #[tokio::test]
@@ -403,7 +215,7 @@ async fn a_push_without_credentials_is_refused() {
     import_tiny_image(&docker, &repository, &tag).await;
 
     let pushed = push(&docker, &repository, &tag, None).await;
-    let in_registry = manifest_digest(&lab, &repository, &tag).await;
+    let in_registry = lab.manifest_digest(&repository, &tag).await;
     remove_image(&docker, &format!("{repository}:{tag}")).await;
 
     let error = pushed
@@ -436,7 +248,7 @@ async fn an_image_pushed_with_the_labs_credentials_is_pulled_on_prod_with_them_o
     import_tiny_image(&cd, &repository, &tag).await;
 
     let pushed = push(&cd, &repository, &tag, Some(lab.docker_credentials())).await;
-    let digest = manifest_digest(&lab, &repository, &tag).await;
+    let digest = lab.manifest_digest(&repository, &tag).await;
     let pulled_anonymously = pull(&prod, &repository, &tag, None).await;
     let pulled = pull(&prod, &repository, &tag, Some(lab.docker_credentials())).await;
     let cd_id = cd.inspect_image(&image).await.ok().and_then(|i| i.id);
@@ -444,7 +256,7 @@ async fn an_image_pushed_with_the_labs_credentials_is_pulled_on_prod_with_them_o
     remove_image(&cd, &image).await;
     remove_image(&prod, &image).await;
     if let Some(digest) = &digest {
-        delete_manifest(&lab, &repository, digest).await;
+        assert_eq!(lab.delete_manifest(&repository, digest).await, 202, "DELETE of {repository}@{digest}");
     }
 
     pushed.expect("a push with the lab's credentials");

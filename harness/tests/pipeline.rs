@@ -9,88 +9,27 @@
 //! pipeline runs once for all of them. They need the lab up (`lab/up.sh`,
 //! which `scripts/test.sh` runs first) and root. They never skip.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const MANIFEST_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
+use common::{http_client, repo_root, without_cargo_env, Lab};
+
 /// What "fails fast" means here.
 const FAST: Duration = Duration::from_secs(30);
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
-}
-
-/// The lab's values (`lab/topology.env`) and the registry's credentials.
-struct Lab {
-    registry: String,
-    user: String,
-    password: String,
-    prod_docker_host: String,
-    prod_cert_path: PathBuf,
-}
-
-impl Lab {
-    fn load() -> Lab {
-        let read = |path: &Path| std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e} (is the lab up? run as root)", path.display()));
-        let env = parse_env(&read(&repo_root().join("lab/topology.env")));
-        let get = |key: &str| std::env::var(key).ok().or_else(|| env.get(key).cloned()).unwrap_or_else(|| panic!("{key} unset"));
-        let credentials = parse_env(&read(Path::new(&get("BOOKS_LAB_REGISTRY_CREDENTIALS"))));
-        Lab {
-            registry: get("BOOKS_LAB_REGISTRY"),
-            user: credentials["REGISTRY_USER"].clone(),
-            password: credentials["REGISTRY_PASSWORD"].clone(),
-            prod_docker_host: get("BOOKS_LAB_PROD_DOCKER_HOST"),
-            prod_cert_path: PathBuf::from(get("BOOKS_LAB_PROD_CERT_PATH")),
-        }
-    }
-
-    async fn prod(&self) -> bollard::Docker {
-        let certs = &self.prod_cert_path;
-        let docker = bollard::Docker::connect_with_ssl(
-            self.prod_docker_host.trim_start_matches("tcp://"),
-            &certs.join("key.pem"),
-            &certs.join("cert.pem"),
-            &certs.join("ca.pem"),
-            30,
-            bollard::API_DEFAULT_VERSION,
-        )
-        .expect("a TLS client for prod");
-        tokio::time::timeout(Duration::from_secs(10), docker.negotiate_version()).await.expect("prod answers in 10 s").expect("prod answers")
-    }
-
-    fn prod_url(&self) -> String {
-        let host = self.prod_docker_host.trim_start_matches("tcp://").rsplit_once(':').unwrap().0.to_owned();
-        format!("http://{host}:8080")
-    }
-}
-
-fn parse_env(text: &str) -> HashMap<String, String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect()
-}
+/// Where the harness publishes the service on prod (its default).
+const APP_PORT: u16 = 8080;
 
 /// Runs the harness binary on this working tree, bounded in time.
 fn harness(args: &[&str], env: &[(&str, &str)], deadline: Duration) -> (Output, Duration) {
     let started = Instant::now();
     let mut command = Command::new(env!("CARGO_BIN_EXE_harness"));
-    // The nested cargo of the test step must not see this test's cargo
-    // variables, or build scripts that watch them rebuild.
-    for (key, _) in std::env::vars_os() {
-        let key = key.to_string_lossy().into_owned();
-        if key.starts_with("CARGO_") && !matches!(key.as_str(), "CARGO_HOME" | "CARGO_TARGET_DIR") {
-            command.env_remove(&key);
-        }
-    }
-    let mut child = command
+    // The test step runs a nested cargo.
+    let mut child = without_cargo_env(&mut command)
         .arg("--repo")
         .arg(repo_root())
         .args(args)
@@ -148,34 +87,27 @@ async fn the_pipeline_ships_what_independent_clients_then_find_on_the_registry_a
     let names: Vec<&str> = steps.iter().map(|s| s.0).collect();
     assert_eq!(names, ["checkout", "test", "package", "build", "push", "deploy", "integrate", "verify", "push-tests"]);
     assert!(steps.iter().all(|s| s.1 == "passed"), "{steps:?}");
-    assert_eq!(report["url"], lab.prod_url());
+    assert_eq!(report["url"], lab.prod_url(APP_PORT));
 
     // The registry holds the image under its version tag with the recorded digest.
     let service = &record()["service"];
     let digest = service["digest"].as_str().unwrap();
     let name = service["image"].as_str().unwrap().trim_start_matches(&format!("{}/", lab.registry)).to_owned();
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).no_proxy().build().unwrap();
-    let manifest = http
-        .head(format!("http://{}/v2/{name}/manifests/{}", lab.registry, service["tag"].as_str().unwrap()))
-        .basic_auth(&lab.user, Some(&lab.password))
-        .header("accept", MANIFEST_V2)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(manifest.status(), 200);
-    assert_eq!(manifest.headers()["docker-content-digest"], digest);
+    let in_registry = lab.manifest_digest(&name, service["tag"].as_str().unwrap()).await;
+    assert_eq!(in_registry.as_deref(), Some(digest), "the registry's digest of {name}");
 
     // prod runs exactly that digest, healthy.
-    let prod = lab.prod().await;
+    let prod = lab.prod_docker().await;
+    let http = http_client();
     let app = prod.inspect_container("books-ms-app", None).await.expect("books-ms-app on prod");
     assert_eq!(app.config.unwrap().image.unwrap(), format!("{}@{digest}", service["image"].as_str().unwrap()));
     assert_eq!(app.state.unwrap().health.unwrap().status.unwrap().to_string(), "healthy");
 
     // The API answers on prod's address, with the checks' books removed.
-    let version: Value = http.get(format!("{}/version", lab.prod_url())).send().await.unwrap().json().await.unwrap();
+    let version: Value = http.get(format!("{}/version", lab.prod_url(APP_PORT))).send().await.unwrap().json().await.unwrap();
     assert_eq!(version["revision"], report["revision"]);
     for id in [2_147_483_101, 2_147_483_102, 2_147_483_103] {
-        let status = http.get(format!("{}/api/v1/books/_id/{id}", lab.prod_url())).send().await.unwrap().status();
+        let status = http.get(format!("{}/api/v1/books/_id/{id}", lab.prod_url(APP_PORT))).send().await.unwrap().status();
         assert_eq!(status, 404, "the check's book {id} was left behind");
     }
 }
@@ -183,18 +115,18 @@ async fn the_pipeline_ships_what_independent_clients_then_find_on_the_registry_a
 /// A user's book on prod, to show that a fault loses nothing.
 async fn put_user_book(lab: &Lab, id: i32) -> Value {
     let book = serde_json::json!({"_id": id, "title": "A user's book", "author": "Reader", "description": "must survive"});
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).no_proxy().build().unwrap();
-    let response = http.put(format!("{}/api/v1/books", lab.prod_url())).json(&book).send().await.unwrap();
+    let http = http_client();
+    let response = http.put(format!("{}/api/v1/books", lab.prod_url(APP_PORT))).json(&book).send().await.unwrap();
     assert_eq!(response.status(), 200);
     book
 }
 
 async fn assert_prod_serves(lab: &Lab, book: &Value) {
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).no_proxy().build().unwrap();
-    let url = format!("{}/api/v1/books/_id/{}", lab.prod_url(), book["_id"]);
+    let http = http_client();
+    let url = format!("{}/api/v1/books/_id/{}", lab.prod_url(APP_PORT), book["_id"]);
     let got: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
     assert_eq!(&got, book, "prod lost the user's book");
-    let prod = lab.prod().await;
+    let prod = lab.prod_docker().await;
     let names: Vec<String> = prod
         .list_containers(Some(bollard::query_parameters::ListContainersOptionsBuilder::default().all(true).build()))
         .await
@@ -231,6 +163,7 @@ async fn a_new_image_that_never_turns_healthy_is_rolled_back_and_prod_keeps_serv
     assert!(stderr.contains("serving again"), "{stderr}");
     assert!(took < Duration::from_secs(60), "took {took:?}");
     assert_prod_serves(&lab, &book).await;
+    remove_user_book(&lab, 424_242).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -255,7 +188,7 @@ async fn a_failing_post_deploy_check_names_the_check_and_overwrites_nothing() {
     let lab = Lab::load();
     // A user's book sits on an id reserved for the checks.
     let book = put_user_book(&lab, 2_147_483_102).await;
-    let url = lab.prod_url();
+    let url = lab.prod_url(APP_PORT);
 
     let (output, took) = tokio::task::spawn_blocking(move || harness(&["verify", "--url", &url], &[], FAST * 2)).await.unwrap();
 
@@ -264,7 +197,55 @@ async fn a_failing_post_deploy_check_names_the_check_and_overwrites_nothing() {
     assert!(stderr.contains("2147483102") && stderr.contains("checks.ids"), "{stderr}");
     assert!(took < FAST, "took {took:?}");
     assert_prod_serves(&lab, &book).await;
-    // Clean up the user's book this test planted.
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).no_proxy().build().unwrap();
-    http.delete(format!("{}/api/v1/books/_id/2147483102", lab.prod_url())).send().await.unwrap();
+    remove_user_book(&lab, 2_147_483_102).await;
+}
+
+/// Removes the book a test planted as a user's.
+async fn remove_user_book(lab: &Lab, id: i32) {
+    let response = http_client().delete(format!("{}/api/v1/books/_id/{id}", lab.prod_url(APP_PORT))).send().await.unwrap();
+    assert_eq!(response.status(), 200, "removing the test's book {id}");
+}
+
+#[test]
+fn a_ref_of_another_repository_is_planned_with_its_commit_and_tag() {
+    // An upstream with a tagged commit, and a state folder of its own so
+    // this repo's .harness/checkout is left alone.
+    let upstream = tempfile::tempdir().unwrap();
+    let git = |args: &[&str]| {
+        let output = Command::new("git")
+            .arg("-C")
+            .arg(upstream.path())
+            .args(["-c", "user.email=tests@example.invalid", "-c", "user.name=tests"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    git(&["init", "-q"]);
+    std::fs::write(upstream.path().join("README.md"), "upstream\n").unwrap();
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "upstream"]);
+    git(&["tag", "v7.0.0"]);
+    let commit = git(&["rev-parse", "HEAD"]);
+    let state = tempfile::tempdir().unwrap();
+
+    let output = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .arg("--repo")
+        .arg(state.path())
+        .args(["--dry-run", "--json", "pipeline", "--source"])
+        .arg(upstream.path())
+        .args(["--ref", "v7.0.0"])
+        .output()
+        .unwrap();
+
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let plan: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(plan["source"]["kind"], "checkout");
+    assert_eq!(plan["source"]["commit"], commit);
+    assert_eq!(plan["source"]["reference"], "v7.0.0");
+    assert_eq!(plan["version"]["version"], "v7.0.0");
+    assert!(plan["service_image"].as_str().unwrap().ends_with("/books-ms:v7.0.0"), "{plan}");
+    // The plan fetched the ref and checked nothing out yet.
+    assert!(!state.path().join(".harness/checkout/README.md").exists());
 }

@@ -18,6 +18,8 @@ mod report;
 #[path = "../src/verify.rs"]
 mod verify;
 
+mod common;
+
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -209,10 +211,6 @@ async fn start() -> (Database, Service) {
     (db, service)
 }
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace holds harness/").to_owned()
-}
-
 /// A database container of this test's own, removed on drop.
 struct Database {
     id: String,
@@ -319,13 +317,13 @@ impl Service {
         let port = free_port();
         let log = tempfile::NamedTempFile::new().expect("a log file");
         let child = Command::new(binary)
-            .current_dir(workspace())
+            .current_dir(common::repo_root())
             .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
             .env("MONGODB_URI", db.uri())
             .env("DB_DBNAME", format!("verify_{}_{}", std::process::id(), DATABASES.fetch_add(1, Ordering::SeqCst)))
             // A database outage becomes a 503 within about 3 s.
             .env("DB_TIMEOUT_MS", "1000")
-            .env("STATIC_DIR", workspace().join("client"))
+            .env("STATIC_DIR", common::repo_root().join("client"))
             .stdin(Stdio::null())
             .stdout(log.reopen().expect("the log file"))
             .stderr(log.reopen().expect("the log file"))
@@ -372,23 +370,12 @@ fn service_binary() -> &'static Path {
     BINARY.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let mut build = Command::new(cargo);
-        // What cargo set for this test process only: inherited, some of it
-        // (CARGO_MANIFEST_DIR, read by ring's build script) would make the
-        // build differ from a plain `cargo build` and rebuild the dependencies
-        // on every run.
-        for (key, _) in std::env::vars_os() {
-            let key = key.to_string_lossy();
-            if key.starts_with("CARGO_PKG_")
-                || key.starts_with("CARGO_BIN_EXE_")
-                || key.starts_with("CARGO_MANIFEST_")
-                || ["CARGO_CRATE_NAME", "CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "CARGO_RUSTC_CURRENT_DIR", "OUT_DIR"].contains(&&*key)
-            {
-                build.env_remove(&*key);
-            }
-        }
+        // Inherited, cargo's variables for this test would rebuild the
+        // dependencies on every run.
+        common::without_cargo_env(&mut build);
         let child = build
             .args(["build", "-p", "books-ms", "--bin", "books-ms"])
-            .current_dir(workspace())
+            .current_dir(common::repo_root())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -461,7 +448,7 @@ async fn harness(args: &[&str]) -> Run {
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_harness"))
         .args(args)
         .arg("--repo")
-        .arg(workspace())
+        .arg(common::repo_root())
         .env("HARNESS_CHECKS__IDS", ids)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

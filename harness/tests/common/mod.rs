@@ -1,0 +1,230 @@
+//! What the harness's lab tests share: the lab's values (`lab/topology.env`,
+//! each overridable by an environment variable of the same name), the
+//! registry's HTTP API and prod's engine as independent clients, and the
+//! environment for a nested cargo.
+//!
+//! These tests need the lab up (`lab/up.sh`, which `scripts/test.sh` runs
+//! first) and root (the registry's credentials file is mode 600). They
+//! never skip: a lab that is down fails them.
+
+// Each test binary uses a part of this module.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bollard::auth::DockerCredentials;
+use bollard::{Docker, API_DEFAULT_VERSION};
+
+/// Longest any single Docker or HTTP operation may take: everything is
+/// local, so this only turns a hang into a failure.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+/// What `docker push` sends for a manifest; asked for to read its digest.
+pub const MANIFEST_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace root").to_owned()
+}
+
+/// `KEY=value` lines; blank lines and `#` comments skipped.
+pub fn parse_env(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .filter_map(|line| line.split_once('='))
+        .map(|(key, value)| (key.trim().to_owned(), value.trim().to_owned()))
+        .collect()
+}
+
+pub async fn bounded<T>(what: &str, future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(DEADLINE, future).await.unwrap_or_else(|_| panic!("{what} took longer than {DEADLINE:?}"))
+}
+
+/// Plain HTTP, never through a proxy: every address here is the lab's.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(15)).build().expect("an HTTP client")
+}
+
+/// Docker 20.10 speaks API 1.41 and refuses newer clients: agree on one.
+pub async fn negotiate(docker: Docker, which: &str) -> Docker {
+    bounded(&format!("version negotiation with {which}"), docker.negotiate_version())
+        .await
+        .unwrap_or_else(|e| panic!("{which} does not answer: {e}"))
+}
+
+/// A nested cargo (a script or the harness's test step) must not see the
+/// variables cargo sets for this test: build scripts that watch them (ring's
+/// among them) would think their inputs changed and rebuild.
+pub fn without_cargo_env(command: &mut std::process::Command) -> &mut std::process::Command {
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy().into_owned();
+        let from_cargo = key.starts_with("CARGO_") && !matches!(key.as_str(), "CARGO_HOME" | "CARGO_TARGET_DIR");
+        if from_cargo || key == "OUT_DIR" {
+            command.env_remove(&key);
+        }
+    }
+    command
+}
+
+/// The values of `lab/topology.env`.
+pub struct Lab {
+    pub registry: String,
+    pub credentials_file: PathBuf,
+    pub prod_docker_host: String,
+    pub prod_cert_path: PathBuf,
+}
+
+pub struct Credentials {
+    pub user: String,
+    pub password: String,
+}
+
+/// Never prints the password.
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials").field("user", &self.user).field("password", &"<redacted>").finish()
+    }
+}
+
+impl Lab {
+    pub fn load() -> Lab {
+        let path = repo_root().join("lab/topology.env");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        let file = parse_env(&text);
+        let get = |key: &str| {
+            std::env::var(key)
+                .ok()
+                .or_else(|| file.get(key).cloned())
+                .unwrap_or_else(|| panic!("{key} is neither set nor in {}", path.display()))
+        };
+        Lab {
+            registry: get("BOOKS_LAB_REGISTRY"),
+            credentials_file: get("BOOKS_LAB_REGISTRY_CREDENTIALS").into(),
+            prod_docker_host: get("BOOKS_LAB_PROD_DOCKER_HOST"),
+            prod_cert_path: get("BOOKS_LAB_PROD_CERT_PATH").into(),
+        }
+    }
+
+    /// The registry's user and password (the file lab/up.sh writes).
+    pub fn credentials(&self) -> Credentials {
+        let path = &self.credentials_file;
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
+            panic!("cannot read the registry's credentials in {} ({e}): run lab/up.sh, and the tests, as root", path.display())
+        });
+        let values = parse_env(&text);
+        let get = |key: &str| {
+            values.get(key).filter(|v| !v.is_empty()).cloned().unwrap_or_else(|| panic!("{} has no {key}", path.display()))
+        };
+        Credentials { user: get("REGISTRY_USER"), password: get("REGISTRY_PASSWORD") }
+    }
+
+    pub fn docker_credentials(&self) -> DockerCredentials {
+        let credentials = self.credentials();
+        DockerCredentials {
+            username: Some(credentials.user),
+            password: Some(credentials.password),
+            serveraddress: Some(self.registry.clone()),
+            ..Default::default()
+        }
+    }
+
+    pub fn registry_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.registry)
+    }
+
+    /// A repository's name in the registry: `REGISTRY/` left out if there.
+    fn name<'a>(&self, repository: &'a str) -> &'a str {
+        repository.strip_prefix(&format!("{}/", self.registry)).unwrap_or(repository)
+    }
+
+    /// The registry's digest of `repository:reference` (read with the
+    /// registry's HTTP API), None when it has no such manifest.
+    pub async fn manifest_digest(&self, repository: &str, reference: &str) -> Option<String> {
+        let credentials = self.credentials();
+        let name = self.name(repository);
+        let response = bounded(
+            "reading a manifest",
+            http_client()
+                .head(self.registry_url(&format!("/v2/{name}/manifests/{reference}")))
+                .header(reqwest::header::ACCEPT, MANIFEST_V2)
+                .basic_auth(&credentials.user, Some(&credentials.password))
+                .send(),
+        )
+        .await
+        .expect("the registry answers");
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return None;
+        }
+        assert_eq!(response.status(), 200, "HEAD of the manifest {name}:{reference}");
+        let digest = response.headers().get("docker-content-digest").expect("a Docker-Content-Digest header");
+        Some(digest.to_str().expect("an ASCII digest").to_owned())
+    }
+
+    /// The labels of the image `repository@digest`, from its config blob.
+    pub async fn labels(&self, repository: &str, digest: &str) -> HashMap<String, String> {
+        let credentials = self.credentials();
+        let name = self.name(repository);
+        let get = |path: String, accept: &'static str| {
+            http_client()
+                .get(self.registry_url(&format!("/v2/{name}/{path}")))
+                .header(reqwest::header::ACCEPT, accept)
+                .basic_auth(&credentials.user, Some(&credentials.password))
+                .send()
+        };
+        let manifest: serde_json::Value =
+            bounded("reading a manifest", get(format!("manifests/{digest}"), MANIFEST_V2)).await.unwrap().json().await.unwrap();
+        let config_digest = manifest["config"]["digest"].as_str().expect("a config digest").to_owned();
+        let config: serde_json::Value =
+            bounded("reading a config blob", get(format!("blobs/{config_digest}"), "*/*")).await.unwrap().json().await.unwrap();
+        serde_json::from_value(config["config"]["Labels"].clone()).expect("labels")
+    }
+
+    /// Removes a manifest from the registry (its `delete: enabled` allows
+    /// it); the registry's answer, 202 when it was there.
+    pub async fn delete_manifest(&self, repository: &str, digest: &str) -> reqwest::StatusCode {
+        let credentials = self.credentials();
+        let name = self.name(repository);
+        bounded(
+            "deleting a manifest",
+            http_client()
+                .delete(self.registry_url(&format!("/v2/{name}/manifests/{digest}")))
+                .basic_auth(&credentials.user, Some(&credentials.password))
+                .send(),
+        )
+        .await
+        .expect("the registry answers")
+        .status()
+    }
+
+    /// prod's API address without the scheme, e.g. `10.200.0.2:2376`.
+    pub fn prod_address(&self) -> &str {
+        self.prod_docker_host.trim_start_matches("tcp://")
+    }
+
+    pub fn prod_cert(&self, name: &str) -> PathBuf {
+        self.prod_cert_path.join(name)
+    }
+
+    /// prod's engine, reached as the harness reaches it.
+    pub async fn prod_docker(&self) -> Docker {
+        let docker = Docker::connect_with_ssl(
+            self.prod_address(),
+            &self.prod_cert("key.pem"),
+            &self.prod_cert("cert.pem"),
+            &self.prod_cert("ca.pem"),
+            DEADLINE.as_secs(),
+            API_DEFAULT_VERSION,
+        )
+        .expect("a TLS client for prod's engine");
+        negotiate(docker, "prod's engine").await
+    }
+
+    /// The service on prod's address, published on `port`.
+    pub fn prod_url(&self, port: u16) -> String {
+        let host = self.prod_address().rsplit_once(':').map_or(self.prod_address(), |(host, _)| host);
+        format!("http://{host}:{port}")
+    }
+}
