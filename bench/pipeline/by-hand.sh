@@ -41,6 +41,9 @@ BOOKS_MS_REVISION=$TAG bash scripts/dist.sh
 (
   export DOCKER_HOST=$BOOKS_LAB_PROD_DOCKER_HOST DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=$BOOKS_LAB_PROD_CERT_PATH
   export BOOKS_MS_IMAGE=$SERVICE DB_IMAGE=$REG/$BOOKS_DB_IMAGE APP_PORT=$PORT
+  # docker-compose is Python: a REQUESTS_CA_BUNDLE in the environment would
+  # replace the lab's CA from DOCKER_CERT_PATH, and prod's certificate fail.
+  unset REQUESTS_CA_BUNDLE CURL_CA_BUNDLE
   docker-compose -p "$PROJECT" -f docker-compose.yml pull -q
   docker-compose -p "$PROJECT" -f docker-compose.yml up -d
 )
