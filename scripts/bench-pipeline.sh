@@ -6,9 +6,10 @@
 #          cargo's caches stay warm: compiling from nothing costs both the same)
 #   warm   the same again at once, nothing changed
 #   change a one-line change in the service (a log message in
-#          service/src/startup.rs), committed in a copy of the repository,
-#          until verified live on prod: `harness pipeline --source COPY`
-#          beside by-hand.sh run in the copy
+#          service/src/startup.rs), committed in a copy of the repository
+#          that was shipped once unchanged just before, until verified live
+#          on prod: `harness pipeline --source COPY` beside by-hand.sh run
+#          in a copy of its own
 # Each side deploys to its own project and port on prod (harness:
 # books-ms-bench on 8082; by hand: books-ms-by-hand on 8081), so the lab's
 # books-ms on 8080 and its data are never touched. Prints one table.
@@ -92,28 +93,35 @@ harness_warm_retest=$(timed harness-warm-retest "$harness" pipeline --retest)
 say "warm: harness pipeline (the tests of this committed tree reused)"
 harness_warm=$(timed harness-warm "$harness" pipeline)
 
-# A copy of the repository with one more commit: one line of the service.
-copy=$(mktemp -d /tmp/books-ms-bench.XXXXXX)
-trap 'rm -rf "$copy"' EXIT
-change() {
-  git clone -q --shared "$root" "$copy/repo"
-  git -C "$copy/repo" -c user.name=bench -c user.email=bench@example.invalid \
-    commit -q --allow-empty -m base >/dev/null
+# The change: each side gets a copy of the repository of its own and ships
+# it once unchanged (not timed: the developer's loop, with cargo's
+# incremental state for that folder warm), then one commit changing one
+# line of the service is timed until verified live.
+copies=$(mktemp -d /tmp/books-ms-bench.XXXXXX)
+trap 'rm -rf "$copies"' EXIT
+copy() {
+  git clone -q --shared "$root" "$copies/$1"
+  printf '%s' "$copies/$1"
 }
 edit_and_commit() {
-  local marker=$1
-  sed -i "s/\"shutting down[^:]*:/\"shutting down ($marker):/" "$copy/repo/service/src/startup.rs"
-  git -C "$copy/repo" diff --quiet && { say "the one-line change did not apply"; exit 1; }
-  git -C "$copy/repo" -c user.name=bench -c user.email=bench@example.invalid commit -qam "bench: $marker"
+  local repo=$1 marker=$2
+  sed -i "s/\"shutting down[^:]*:/\"shutting down ($marker):/" "$repo/service/src/startup.rs"
+  git -C "$repo" diff --quiet && { say "the one-line change did not apply in $repo"; exit 1; }
+  git -C "$repo" -c user.name=bench -c user.email=bench@example.invalid commit -qam "bench: $marker"
 }
-change
-say "change: by hand, in the copy"
-edit_and_commit "by hand $(date +%s)"
-hand_change=$(timed hand-change env CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}" \
-  BOOKS_DIST_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}/dist" bash bench/pipeline/by-hand.sh "$copy/repo")
-say "change: harness pipeline --source COPY"
-edit_and_commit "harness $(date +%s)"
-harness_change=$(timed harness-change "$harness" pipeline --source "$copy/repo")
+targets=(env CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}" BOOKS_DIST_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}/dist")
+
+say "change: by hand, in a copy (shipped once unchanged first, not timed)"
+hand_copy=$(copy hand)
+timed hand-change-base "${targets[@]}" bash bench/pipeline/by-hand.sh "$hand_copy" >/dev/null
+edit_and_commit "$hand_copy" "by hand $(date +%s)"
+hand_change=$(timed hand-change "${targets[@]}" bash bench/pipeline/by-hand.sh "$hand_copy")
+
+say "change: harness pipeline --source COPY (shipped once unchanged first, not timed)"
+harness_copy=$(copy harness)
+timed harness-change-base "$harness" pipeline --source "$harness_copy" >/dev/null
+edit_and_commit "$harness_copy" "harness $(date +%s)"
+harness_change=$(timed harness-change "$harness" pipeline --source "$harness_copy")
 
 say "cleaning up prod (the benchmark's projects)"
 make_cold books-ms-by-hand books-ms-by-hand books-ms-by-hand-tests
