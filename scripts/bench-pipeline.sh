@@ -12,9 +12,10 @@
 #          in a copy of its own
 # Each side deploys to its own project and port on prod (harness:
 # books-ms-bench on 8082; by hand: books-ms-by-hand on 8081), so the lab's
-# books-ms on 8080 and its data are never touched. Prints one table.
-# docs/benchmarks.md records a run. Idempotent; everything it starts ends
-# with it.
+# books-ms on 8080 and its data are never touched; the harness's records
+# in .harness/ are put back as they were. Prints one table.
+# docs/benchmarks.md records a run. Idempotent; what it puts on prod is
+# removed on exit, also after a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:/usr/local/go/bin:$PATH"
@@ -35,6 +36,22 @@ export HARNESS_PROD__PROJECT=books-ms-bench HARNESS_PROD__APP_PORT=8082
 export HARNESS_IMAGES__SERVICE=books-ms-bench HARNESS_IMAGES__TESTS=books-ms-bench-tests
 export BYHAND_PROJECT=books-ms-by-hand BYHAND_PORT=8081
 export BYHAND_SERVICE=books-ms-by-hand BYHAND_TESTS=books-ms-by-hand-tests
+# The harness records its last push and tested trees in .harness/: the
+# benchmark's runs must not replace the user's (a later `harness deploy`
+# would ship the benchmark's image).
+saved=$(mktemp -d /tmp/books-ms-bench-state.XXXXXX)
+cp -a .harness/last-push.json .harness/tested-trees "$saved/" 2>/dev/null || true
+copies=""
+on_exit() {
+  rm -f .harness/last-push.json .harness/tested-trees
+  cp -a "$saved/." .harness/ 2>/dev/null || true
+  rm -rf "$saved" ${copies:+"$copies"}
+  say "removing the benchmark's projects from prod"
+  make_cold books-ms-by-hand books-ms-by-hand books-ms-by-hand-tests || true
+  make_cold books-ms-bench books-ms-bench books-ms-bench-tests || true
+}
+trap on_exit EXIT
+
 prod() { DOCKER_HOST=$BOOKS_LAB_PROD_DOCKER_HOST DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=$BOOKS_LAB_PROD_CERT_PATH "$DOCKER" "$@"; }
 
 # Removes everything of one side's project on prod and its images on both
@@ -76,8 +93,8 @@ timed() {
 say "building what both sides use (the tests, the static binary of this revision)"
 revision=$(git rev-parse --short=12 HEAD)
 [[ -z $(git status --porcelain --untracked-files=no) ]] || revision="$revision-dirty"
-cargo test --workspace --locked --lib --test api --no-run >"$log_dir/prime.log" 2>&1
-BOOKS_MS_REVISION=$revision bash scripts/dist.sh >>"$log_dir/prime.log" 2>&1
+{ cargo test --workspace --locked --lib --test api --no-run && BOOKS_MS_REVISION=$revision bash scripts/dist.sh; } \
+  >"$log_dir/prime.log" 2>&1 || { tail -n 30 "$log_dir/prime.log" >&2; say "building failed; its log: $log_dir/prime.log"; exit 1; }
 
 say "cold: by hand"
 make_cold books-ms-by-hand books-ms-by-hand books-ms-by-hand-tests
@@ -98,7 +115,6 @@ harness_warm=$(timed harness-warm "$harness" pipeline)
 # incremental state for that folder warm), then one commit changing one
 # line of the service is timed until verified live.
 copies=$(mktemp -d /tmp/books-ms-bench.XXXXXX)
-trap 'rm -rf "$copies"' EXIT
 copy() {
   git clone -q --shared "$root" "$copies/$1"
   printf '%s' "$copies/$1"
@@ -122,10 +138,6 @@ harness_copy=$(copy harness)
 timed harness-change-base "$harness" pipeline --source "$harness_copy" >/dev/null
 edit_and_commit "$harness_copy" "harness $(date +%s)"
 harness_change=$(timed harness-change "$harness" pipeline --source "$harness_copy")
-
-say "cleaning up prod (the benchmark's projects)"
-make_cold books-ms-by-hand books-ms-by-hand books-ms-by-hand-tests
-make_cold books-ms-bench books-ms-bench books-ms-bench-tests
 
 cat <<TABLE
 

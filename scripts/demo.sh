@@ -6,7 +6,7 @@
 # demo books in an empty collection and prints the production URL.
 # Idempotent: a second run reuses every cache, and leaves prod's container
 # alone when it already runs this exact image.
-# Arguments go to `harness pipeline` (e.g. --ref v1.0.0, --source URL).
+# Arguments go to `harness pipeline` (e.g. --ref main, --source URL --ref TAG).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:/usr/local/go/bin:$PATH"

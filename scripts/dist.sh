@@ -7,8 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 target=x86_64-unknown-linux-gnu
 # A target dir of its own: other RUSTFLAGS than the debug build, and no lock
-# contention when a test calls this script from inside `cargo test`.
-export CARGO_TARGET_DIR="${BOOKS_DIST_TARGET_DIR:-$PWD/target/dist}"
+# contention when a test calls this script from inside `cargo test`. It is
+# `dist` inside cargo's target dir (BOOKS_DIST_TARGET_DIR wins).
+export CARGO_TARGET_DIR="${BOOKS_DIST_TARGET_DIR:-${CARGO_TARGET_DIR:-$PWD/target}/dist}"
 echo "==> building the static release binary (cargo build --release --target $target)" >&2
 RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked -p books-ms --target "$target"
 mkdir -p dist

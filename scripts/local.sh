@@ -40,9 +40,9 @@ BOOKS_MS_IMAGE=$image DB_IMAGE=$BOOKS_DB_IMAGE APP_PORT=$APP_PORT \
   docker-compose -p books-ms -f docker-compose.yml up -d
 
 say "waiting for $URL/ready"
-for ((i = 0; i < 120; i++)); do
-  if curl -fsS -m 2 "$URL/ready" >/dev/null 2>&1; then break; fi
-  ((i < 119)) || die "books-ms did not become ready within 60 s; see: docker-compose -p books-ms logs app"
+deadline=$((SECONDS + 60))
+until curl -fsS -m 2 "$URL/ready" >/dev/null 2>&1; do
+  ((SECONDS < deadline)) || die "books-ms did not become ready within 60 s; see: docker-compose -p books-ms logs app"
   sleep 0.5
 done
 

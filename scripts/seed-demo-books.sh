@@ -3,9 +3,11 @@
 # empty; leaves any other collection alone.  Usage: seed-demo-books.sh URL
 set -euo pipefail
 url=${1:?usage: seed-demo-books.sh URL (a books-ms base URL)}
-if [[ $(curl -fsS -m 5 "$url/api/v1/books?limit=1") != "[]" ]]; then
-  exit 0
-fi
+first=$(curl -fsS -m 5 "$url/api/v1/books?limit=1") || {
+  printf 'seed-demo-books: error: cannot list the books at %s (is books-ms running there?)\n' "$url" >&2
+  exit 1
+}
+[[ $first == "[]" ]] || exit 0
 printf '==> adding demo books to the empty collection at %s\n' "$url" >&2
 while IFS= read -r book; do
   curl -fsS -m 5 -X PUT -H 'Content-Type: application/json' -d "$book" "$url/api/v1/books" >/dev/null

@@ -47,9 +47,9 @@ BOOKS_MS_REVISION=$TAG bash scripts/dist.sh
   docker-compose -p "$PROJECT" -f docker-compose.yml pull -q
   docker-compose -p "$PROJECT" -f docker-compose.yml up -d
 )
-for ((i = 0; i < 120; i++)); do
-  curl -fsS -m 2 "$URL/ready" >/dev/null 2>&1 && break
-  ((i < 119)) || { echo "by-hand: $URL never became ready" >&2; exit 1; }
+deadline=$((SECONDS + 60))
+until curl -fsS -m 2 "$URL/ready" >/dev/null 2>&1; do
+  ((SECONDS < deadline)) || { echo "by-hand: $URL not ready within 60 s" >&2; exit 1; }
   sleep 0.5
 done
 # 8. post-deploy checks (the chapter's: PUT three books, GET the list, GET one)
@@ -57,8 +57,10 @@ for id in 2147483201 2147483202 2147483203; do
   curl -fsS -m 5 -X PUT -H 'Content-Type: application/json' \
     -d "{\"_id\":$id,\"title\":\"Check $id\",\"author\":\"by hand\"}" "$URL/api/v1/books" >/dev/null
 done
-curl -fsS -m 10 "$URL/api/v1/books" | grep -q '"_id":2147483203'
-curl -fsS -m 5 "$URL/api/v1/books/_id/2147483202" | grep -q '"title":"Check 2147483202"'
+list=$(curl -fsS -m 10 "$URL/api/v1/books")
+[[ $list == *'"_id":2147483203'* ]] || { echo "by-hand: the list lacks 2147483203" >&2; exit 1; }
+one=$(curl -fsS -m 5 "$URL/api/v1/books/_id/2147483202")
+[[ $one == *'"title":"Check 2147483202"'* ]] || { echo "by-hand: 2147483202 is not the check's book" >&2; exit 1; }
 for id in 2147483201 2147483202 2147483203; do
   curl -fsS -m 5 -X DELETE "$URL/api/v1/books/_id/$id" >/dev/null
 done

@@ -10,7 +10,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use anyhow::Context;
+use anyhow::{bail, Context};
 use serde::Serialize;
 
 use crate::version::{git, Version};
@@ -52,6 +52,13 @@ impl fmt::Display for Source {
 /// Fetches `from`'s branches and tags into `repo`'s checkout folder and
 /// resolves `reference` (a branch, a tag, a commit, or HEAD) there.
 pub fn resolve(repo: &Path, from: &str, reference: &str) -> anyhow::Result<(Source, Version)> {
+    // Neither may be read by git as one of its options.
+    if from.starts_with('-') {
+        bail!("--source {from}: a repository path or URL cannot start with '-' (write ./{from} for a folder)");
+    }
+    if reference.starts_with('-') || reference.is_empty() {
+        bail!("--ref {reference:?}: not a branch, tag or commit name");
+    }
     // A local path is fetched from its absolute form: git runs in the
     // checkout folder, where a relative path means something else.
     let from = match Path::new(from).canonicalize() {
@@ -71,6 +78,7 @@ pub fn resolve(repo: &Path, from: &str, reference: &str) -> anyhow::Result<(Sour
             "--force",
             "--prune",
             "--no-recurse-submodules",
+            "--",
             &from,
             "+HEAD:refs/remotes/source/HEAD",
             "+refs/heads/*:refs/remotes/source/*",
@@ -82,7 +90,10 @@ pub fn resolve(repo: &Path, from: &str, reference: &str) -> anyhow::Result<(Sour
         .iter()
         .find_map(|candidate| git(&dir, &["rev-parse", "--verify", "--quiet", &format!("{candidate}^{{commit}}")]).ok())
         .with_context(|| {
-            format!("{reference} is not a branch, tag or commit of {from} (fetched into {}); check the name with `git ls-remote {from}`", dir.display())
+            format!(
+                "{reference} is not a branch or tag of {from}, nor a commit reachable from one (fetched into {}); check the name with `git ls-remote {from}`",
+                dir.display()
+            )
         })?;
     let version = Version::of_commit(&dir, &commit)?;
     Ok((Source::Checkout { from, reference: reference.to_owned(), commit, dir }, version))
@@ -108,8 +119,9 @@ pub fn materialise(source: &Source, version: &Version) -> anyhow::Result<String>
     }
 }
 
-/// Where the code of a checkout builds: the repo's own target folders, so
-/// that dependencies compiled for the working tree are reused.
+/// Where the code of a checkout builds: the repo's own target folders (the
+/// same rule as scripts/dist.sh's), so that what was compiled for the
+/// working tree is reused.
 pub fn target_dirs(repo: &Path) -> [(&'static str, PathBuf); 2] {
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo.join("target"));
     [("CARGO_TARGET_DIR", target.clone()), ("BOOKS_DIST_TARGET_DIR", target.join("dist"))]
@@ -202,7 +214,17 @@ mod tests {
         let repo = tempfile::tempdir().unwrap();
         let from = up.dir.path().to_str().unwrap();
         let err = format!("{:#}", resolve(repo.path(), from, "no-such-branch").unwrap_err());
-        assert!(err.contains("no-such-branch is not a branch, tag or commit of") && err.contains(from), "{err}");
+        assert!(err.contains("no-such-branch is not a branch or tag of") && err.contains(from), "{err}");
+    }
+
+    #[test]
+    fn a_source_or_ref_that_git_would_read_as_an_option_is_refused() {
+        let repo = tempfile::tempdir().unwrap();
+        let err = format!("{:#}", resolve(repo.path(), "--upload-pack=touch /tmp/x", "main").unwrap_err());
+        assert!(err.contains("cannot start with '-'"), "{err}");
+        let up = upstream();
+        let err = format!("{:#}", resolve(repo.path(), up.dir.path().to_str().unwrap(), "--all").unwrap_err());
+        assert!(err.contains("not a branch, tag or commit name"), "{err}");
     }
 
     #[test]

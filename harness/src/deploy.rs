@@ -116,7 +116,7 @@ async fn deploy_locked(
     ensure_network(prod, names).await.with_context(|| format!("prod ({host}): network {}", names.network))?;
     ensure_database(prod, config, names, credentials, reporter).await.with_context(|| format!("prod ({host}): database {}", names.db))?;
 
-    let spec = app_spec(config, release);
+    let spec = app_spec(&app_body(config, release, names));
     if serves_already(prod, &names.app, &spec).await {
         reporter.line(format!("{} already runs {} and is healthy: nothing to replace", names.app, release.image));
         return Ok(Deployed { container: names.app.clone(), image: release.image.clone(), url: config.prod_url()?, previous: None, replaced: false });
@@ -166,9 +166,17 @@ async fn deploy_locked(
     })
 }
 
-/// What the app container is made of; see SPEC_LABEL.
-fn app_spec(config: &Config, release: &Release) -> String {
-    format!("image={} revision={} port={} network={}", release.image, release.revision, config.prod.app_port, config.prod.project)
+/// What the app container is made of, as a fingerprint of everything a
+/// deploy sets on it; see SPEC_LABEL. (A different harness may compute
+/// another for the same container: the cost is one needless replacement.)
+fn app_spec(body: &ContainerCreateBody) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    // serde_json writes a HashMap's keys in no fixed order: go through a
+    // Value, whose maps are sorted.
+    let value = serde_json::to_value(body).map(|v| v.to_string()).unwrap_or_default();
+    value.hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
 }
 
 /// The app container runs, healthy, from the same spec.
@@ -275,10 +283,10 @@ fn on_network(network: &str, alias: &str) -> NetworkingConfig {
     }
 }
 
-async fn start_app(prod: &Docker, config: &Config, release: &Release, names: &Names) -> anyhow::Result<()> {
+/// The app container as a deploy creates it, without its spec label.
+fn app_body(config: &Config, release: &Release, names: &Names) -> ContainerCreateBody {
     let port = config.prod.app_port.to_string();
-    let spec = app_spec(config, release);
-    let body = ContainerCreateBody {
+    ContainerCreateBody {
         image: Some(release.image.clone()),
         env: Some(vec!["DB_HOST=db".to_owned()]),
         labels: Some(HashMap::from([
@@ -287,7 +295,6 @@ async fn start_app(prod: &Docker, config: &Config, release: &Release, names: &Na
             (VERSION_LABEL.to_owned(), release.version.clone()),
             (REVISION_LABEL.to_owned(), release.revision.clone()),
             (IMAGE_LABEL.to_owned(), release.image.clone()),
-            (SPEC_LABEL.to_owned(), spec),
         ])),
         exposed_ports: Some(vec!["8080/tcp".to_owned()]),
         host_config: Some(HostConfig {
@@ -300,7 +307,13 @@ async fn start_app(prod: &Docker, config: &Config, release: &Release, names: &Na
         }),
         networking_config: Some(on_network(&names.network, "app")),
         ..Default::default()
-    };
+    }
+}
+
+async fn start_app(prod: &Docker, config: &Config, release: &Release, names: &Names) -> anyhow::Result<()> {
+    let mut body = app_body(config, release, names);
+    let spec = app_spec(&body);
+    body.labels.get_or_insert_with(HashMap::new).insert(SPEC_LABEL.to_owned(), spec);
     prod.create_container(Some(CreateContainerOptionsBuilder::default().name(&names.app).build()), body)
         .await
         .with_context(|| format!("creating {}", names.app))?;
@@ -312,7 +325,7 @@ async fn start_app(prod: &Docker, config: &Config, release: &Release, names: &Na
 /// report the revision that was built.
 async fn wait_healthy(prod: &Docker, config: &Config, release: &Release, name: &str, reporter: &Reporter) -> anyhow::Result<()> {
     let spinner = reporter.spinner(format!("waiting for {name} to turn healthy"));
-    wait_docker_healthy(prod, name, config.prod.health_timeout_secs).await?;
+    wait_docker_healthy(prod, name, config.prod.health_timeout_secs, "prod.health_timeout_secs", false).await?;
     spinner.set_message(format!("checking {name}'s /version"));
     let url = format!("{}/version", config.prod_url()?);
     let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
@@ -334,8 +347,9 @@ async fn wait_healthy(prod: &Docker, config: &Config, release: &Release, name: &
 }
 
 /// Until Docker's healthcheck reports the container healthy, within
-/// `timeout_secs`.
-async fn wait_docker_healthy(prod: &Docker, name: &str, timeout_secs: u64) -> anyhow::Result<()> {
+/// `timeout_secs` (named `setting` in the error). A container whose image
+/// has no healthcheck passes once it runs when `no_healthcheck_ok`.
+async fn wait_docker_healthy(prod: &Docker, name: &str, timeout_secs: u64, setting: &str, no_healthcheck_ok: bool) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(timeout_secs);
     loop {
         let state = prod.inspect_container(name, None).await?.state.unwrap_or_default();
@@ -345,7 +359,8 @@ async fn wait_docker_healthy(prod: &Docker, name: &str, timeout_secs: u64) -> an
         match state.health.and_then(|h| h.status) {
             Some(HealthStatusEnum::HEALTHY) => return Ok(()),
             Some(HealthStatusEnum::UNHEALTHY) => bail!("Docker's healthcheck reports it unhealthy"),
-            _ if Instant::now() > deadline => bail!("not healthy within {timeout_secs} s (prod.health_timeout_secs)"),
+            None | Some(HealthStatusEnum::NONE | HealthStatusEnum::EMPTY) if no_healthcheck_ok && state.running == Some(true) => return Ok(()),
+            _ if Instant::now() > deadline => bail!("not healthy within {timeout_secs} s ({setting})"),
             _ => tokio::time::sleep(Duration::from_millis(500)).await,
         }
     }
@@ -385,7 +400,8 @@ async fn restore(prod: &Docker, config: &Config, previous: &str, app: &str) -> a
     // It was healthy before: give it at least RESTORE_TIMEOUT_SECS, however
     // short the timeout that failed the new container.
     let timeout = config.prod.health_timeout_secs.max(RESTORE_TIMEOUT_SECS);
-    wait_docker_healthy(prod, app, timeout).await.with_context(|| format!("{app}, put back"))
+    let setting = format!("the larger of prod.health_timeout_secs and {RESTORE_TIMEOUT_SECS}");
+    wait_docker_healthy(prod, app, timeout, &setting, true).await.with_context(|| format!("{app}, put back"))
 }
 
 async fn last_logs(prod: &Docker, name: &str, lines: usize) -> String {

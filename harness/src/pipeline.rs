@@ -201,13 +201,18 @@ mod tested {
     /// How many trees the record keeps.
     const KEEP: usize = 50;
 
-    /// The git tree of the code the plan ships, when it is committed.
+    /// The git tree of the code the plan ships, when that is all of it: a
+    /// checkout, or a working tree without changes or untracked files
+    /// (which a build would pick up).
     pub fn committed_tree(plan: &Plan) -> Option<String> {
-        if plan.version.dirty {
-            return None;
-        }
         let commit = match &plan.source {
-            Source::WorkingTree { .. } => "HEAD".to_owned(),
+            Source::WorkingTree { dir } => {
+                let status = git(dir, &["status", "--porcelain", "--untracked-files=normal"]).ok()?;
+                if plan.version.dirty || !status.is_empty() {
+                    return None;
+                }
+                "HEAD".to_owned()
+            }
             Source::Checkout { commit, .. } => commit.clone(),
         };
         git(plan.source.dir(), &["rev-parse", &format!("{commit}^{{tree}}")]).ok()

@@ -1,7 +1,9 @@
 //! What is being shipped: the version and revision of a checkout, from git.
 
 use std::path::Path;
-use std::process::Command;
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use serde::Serialize;
@@ -61,21 +63,56 @@ fn is_tag_safe(tag: &str) -> bool {
         && tag.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
-/// Runs git in `repo`; its output, trimmed, or its error message.
+/// How long one git command may take (a fetch from a slow remote included).
+const GIT_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Runs git in `repo`; its output, trimmed, or its error message. Never
+/// waits for a person (no prompts: a password, a host key) and never longer
+/// than GIT_DEADLINE.
 pub(crate) fn git(repo: &Path, args: &[&str]) -> anyhow::Result<String> {
-    let output = Command::new("git")
+    let mut child = Command::new("git")
         .arg("-C")
         .arg(repo)
+        // A transfer slower than 1 KB/s for 30 s is given up by git itself.
+        .args(["-c", "http.lowSpeedLimit=1000", "-c", "http.lowSpeedTime=30"])
         .args(args)
-        // Never wait for a password or a host key on a terminal.
         .env("GIT_TERMINAL_PROMPT", "0")
-        .stdin(std::process::Stdio::null())
-        .output()
+        .env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes -o ConnectTimeout=15")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .context("cannot run git: is it installed?")?;
-    if !output.status.success() {
-        bail!("git {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim());
+    // Read both pipes while waiting, so that a chatty git never blocks.
+    let read = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let stdout = read(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stderr = read(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().context("waiting for git")? {
+            break status;
+        }
+        if started.elapsed() > GIT_DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("git {} did not finish within {} s; is the remote reachable?", args.join(" "), GIT_DEADLINE.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    if !status.success() {
+        bail!("git {}: {}", args.join(" "), stderr.trim());
     }
-    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    Ok(stdout.trim().to_owned())
 }
 
 #[cfg(test)]

@@ -28,6 +28,9 @@ const APP_PORT: u16 = 8080;
 fn harness(args: &[&str], env: &[(&str, &str)], deadline: Duration) -> (Output, Duration) {
     let started = Instant::now();
     let mut command = Command::new(env!("CARGO_BIN_EXE_harness"));
+    // Its own process group, so that a timeout stops what it started too
+    // (cargo, the tests, docker clients).
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
     // The test step runs a nested cargo.
     let mut child = without_cargo_env(&mut command)
         .arg("--repo")
@@ -43,7 +46,8 @@ fn harness(args: &[&str], env: &[(&str, &str)], deadline: Duration) -> (Output, 
             break;
         }
         if started.elapsed() > deadline {
-            let _ = child.kill();
+            let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).status();
+            let _ = child.wait();
             panic!("harness {args:?} did not end within {deadline:?}");
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -61,13 +65,18 @@ fn prod_lock() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn pipeline_once() -> &'static Value {
-    static REPORT: OnceLock<Value> = OnceLock::new();
-    REPORT.get_or_init(|| {
+/// The pipeline's report; run once, and a failure fails every test that
+/// needs it at once rather than running the pipeline again.
+fn pipeline_once() -> Value {
+    static REPORT: OnceLock<Result<Value, String>> = OnceLock::new();
+    let report = REPORT.get_or_init(|| {
         let (output, took) = harness(&["--json", "pipeline", "--retest"], &[], Duration::from_secs(1800));
-        assert!(output.status.success(), "the pipeline failed after {took:?}:\n{}\n{}", text(&output.stderr), text(&output.stdout));
-        serde_json::from_slice(&output.stdout).expect("a JSON report on stdout")
-    })
+        if !output.status.success() {
+            return Err(format!("the pipeline failed after {took:?}:\n{}\n{}", text(&output.stderr), text(&output.stdout)));
+        }
+        serde_json::from_slice(&output.stdout).map_err(|e| format!("no JSON report on stdout ({e}):\n{}", text(&output.stdout)))
+    });
+    report.clone().unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn record() -> Value {
@@ -121,13 +130,18 @@ async fn put_user_book(lab: &Lab, id: i32) -> Value {
     book
 }
 
-async fn assert_prod_serves(lab: &Lab, book: &Value) {
-    let http = http_client();
-    let url = format!("{}/api/v1/books/_id/{}", lab.prod_url(APP_PORT), book["_id"]);
-    let got: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
-    assert_eq!(&got, book, "prod lost the user's book");
+/// What a fault left on prod: the user's book as prod serves it, and the
+/// names of the project's containers.
+struct ProdAfter {
+    book: Option<Value>,
+    containers: Vec<String>,
+}
+
+async fn observe_prod(lab: &Lab, id: i32) -> ProdAfter {
+    let response = http_client().get(format!("{}/api/v1/books/_id/{id}", lab.prod_url(APP_PORT))).send().await.unwrap();
+    let book = if response.status() == 200 { Some(response.json().await.unwrap()) } else { None };
     let prod = lab.prod_docker().await;
-    let names: Vec<String> = prod
+    let mut containers: Vec<String> = prod
         .list_containers(Some(bollard::query_parameters::ListContainersOptionsBuilder::default().all(true).build()))
         .await
         .unwrap()
@@ -136,10 +150,19 @@ async fn assert_prod_serves(lab: &Lab, book: &Value) {
         .map(|n| n.trim_start_matches('/').to_owned())
         .filter(|n| n.starts_with("books-ms-"))
         .collect();
-    let mut sorted = names.clone();
-    sorted.sort();
-    assert!(sorted.contains(&"books-ms-app".to_owned()) && sorted.contains(&"books-ms-db".to_owned()), "{sorted:?}");
-    assert!(!sorted.iter().any(|n| n.contains("lock")), "a deploy lock was left: {sorted:?}");
+    containers.sort();
+    ProdAfter { book, containers }
+}
+
+impl ProdAfter {
+    /// prod serves the user's book as it was, from the app and database
+    /// containers, with no deploy lock left behind.
+    fn assert_serves(&self, book: &Value) {
+        assert_eq!(self.book.as_ref(), Some(book), "prod lost the user's book");
+        let has = |name: &str| self.containers.iter().any(|c| c == name);
+        assert!(has("books-ms-app") && has("books-ms-db"), "{:?}", self.containers);
+        assert!(!self.containers.iter().any(|n| n.contains("lock")), "a deploy lock was left: {:?}", self.containers);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -156,14 +179,17 @@ async fn a_new_image_that_never_turns_healthy_is_rolled_back_and_prod_keeps_serv
     })
     .await
     .unwrap();
+    // Observe, then remove the planted book, then judge: a failed assert
+    // must not leave it on prod.
+    let after = observe_prod(&lab, 424_242).await;
+    remove_user_book(&lab, 424_242).await;
 
     assert_eq!(output.status.code(), Some(1));
     let stderr = text(&output.stderr);
     assert!(stderr.contains("books-ms-app") && stderr.contains("not healthy within 5 s"), "{stderr}");
     assert!(stderr.contains("serving again"), "{stderr}");
     assert!(took < Duration::from_secs(60), "took {took:?}");
-    assert_prod_serves(&lab, &book).await;
-    remove_user_book(&lab, 424_242).await;
+    after.assert_serves(&book);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -191,13 +217,16 @@ async fn a_failing_post_deploy_check_names_the_check_and_overwrites_nothing() {
     let url = lab.prod_url(APP_PORT);
 
     let (output, took) = tokio::task::spawn_blocking(move || harness(&["verify", "--url", &url], &[], FAST * 2)).await.unwrap();
+    // A book left on a reserved id would fail every later verify: remove
+    // it before judging.
+    let after = observe_prod(&lab, 2_147_483_102).await;
+    remove_user_book(&lab, 2_147_483_102).await;
 
     assert_eq!(output.status.code(), Some(1));
     let stderr = text(&output.stderr);
     assert!(stderr.contains("2147483102") && stderr.contains("checks.ids"), "{stderr}");
     assert!(took < FAST, "took {took:?}");
-    assert_prod_serves(&lab, &book).await;
-    remove_user_book(&lab, 2_147_483_102).await;
+    after.assert_serves(&book);
 }
 
 /// Removes the book a test planted as a user's.
