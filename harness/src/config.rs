@@ -72,12 +72,30 @@ pub struct ChecksConfig {
     pub ids: Vec<i32>,
 }
 
+/// The lab's values, compiled in from the files its scripts read: one
+/// source for the addresses, the certificate folder and the local images.
+const LAB_TOPOLOGY: &str = include_str!("../../lab/topology.env");
+const LAB_IMAGES: &str = include_str!("../../lab/lab.env");
+
+/// `KEY`'s value in the lab's `KEY=value` files ("" when absent: a unit
+/// test checks that every key used here is present).
+fn lab(key: &str) -> String {
+    LAB_TOPOLOGY
+        .lines()
+        .chain(LAB_IMAGES.lines())
+        .filter_map(|line| line.trim().split_once('='))
+        .find(|(k, _)| k.trim() == key)
+        .map(|(_, v)| v.trim().to_owned())
+        .unwrap_or_default()
+}
+
 impl Default for Config {
-    /// The lab's topology (see lab/topology.env and lab/lab.env).
+    /// The lab's topology (lab/topology.env and lab/lab.env).
     fn default() -> Self {
+        let registry = lab("BOOKS_LAB_REGISTRY");
         Config {
             registry: RegistryConfig {
-                address: "10.200.0.1:5000".to_owned(),
+                address: registry.clone(),
                 username: None,
                 password: None,
                 docker_config: None,
@@ -85,16 +103,17 @@ impl Default for Config {
             images: ImagesConfig {
                 service: "books-ms".to_owned(),
                 tests: "books-ms-tests".to_owned(),
-                rust: "books-lab/rust:1.95".to_owned(),
-                database: "books-lab/ferretdb:1.24.2".to_owned(),
+                rust: lab("BOOKS_RUST_IMAGE"),
+                database: lab("BOOKS_DB_IMAGE"),
             },
             prod: ProdConfig {
-                docker_host: "tcp://10.200.0.2:2376".to_owned(),
-                cert_path: PathBuf::from("/var/lib/books-lab/tls/client"),
+                docker_host: lab("BOOKS_LAB_PROD_DOCKER_HOST"),
+                cert_path: PathBuf::from(lab("BOOKS_LAB_PROD_CERT_PATH")),
                 app_port: 8080,
                 project: "books-ms".to_owned(),
                 health_timeout_secs: 60,
-                database_image: "10.200.0.1:5000/books-lab/ferretdb:1.24.2".to_owned(),
+                // The lab mirrors its database image into its registry.
+                database_image: format!("{registry}/{}", lab("BOOKS_DB_IMAGE")),
             },
             checks: ChecksConfig { ids: vec![2_147_483_101, 2_147_483_102, 2_147_483_103] },
         }
@@ -138,6 +157,14 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_lab_files_hold_every_default_the_harness_takes_from_them() {
+        for key in ["BOOKS_LAB_REGISTRY", "BOOKS_LAB_PROD_DOCKER_HOST", "BOOKS_LAB_PROD_CERT_PATH", "BOOKS_RUST_IMAGE", "BOOKS_DB_IMAGE"] {
+            assert!(!lab(key).is_empty(), "{key} is missing from lab/topology.env or lab/lab.env");
+        }
+        assert!(!lab("# comment").contains('='));
+    }
     use figment::Jail;
 
     #[test]
