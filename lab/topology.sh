@@ -419,7 +419,7 @@ cd_engine_trusts_registry() {
 # (so that it does not read the cd engine's /etc/docker/daemon.json), data
 # and exec roots, pid file, bridge, unix socket, and the TCP API with TLS.
 start_prod_dockerd() {
-  local pid i config
+  local pid config
   mkdir -p "$PROD_DIR" "$PROD_DATA_ROOT" "$PROD_RUN_DIR" "$LAB_LOG_DIR"
   config=$(jq -n --arg r "$BOOKS_LAB_REGISTRY" --arg key "$PROD_KEY" \
     '{"insecure-registries": [$r], "deprecated-key-path": $key}')
@@ -455,21 +455,32 @@ start_prod_dockerd() {
     </dev/null >>"$PROD_LOG" 2>&1 9>&- &
   pid=$!
   # With TLS it answers in about a second (without TLS, dockerd 20.10
-  # delays its own start by 15 s); 30 s covers a first start.
+  # delays its own start by 15 s).
+  await_engine prod "$pid" "$PROD_LOG" prod_docker version
+  say "prod: engine answers on $BOOKS_LAB_PROD_DOCKER_HOST over TLS (pid $pid, after ~$AWAITED_SECS s)"
+  prod_trusts_registry "$pid"
+}
+
+# await_engine NAME PID LOG CHECK...: waits until CHECK succeeds for the
+# dockerd just started as PID, 30 s at most (a first start creates its data
+# root and networks); dies with the tail of its LOG when it exits or stays
+# silent. Sets AWAITED_SECS (not printed: die must not run in a subshell).
+await_engine() {
+  local name=$1 pid=$2 log=$3 i
+  shift 3
   for ((i = 0; i < 60; i++)); do
-    if prod_docker version >/dev/null 2>&1; then
-      say "prod: engine answers on $BOOKS_LAB_PROD_DOCKER_HOST over TLS (pid $pid, after ~$((i / 2)) s)"
-      prod_trusts_registry "$pid"
-      return
+    if "$@" >/dev/null 2>&1; then
+      AWAITED_SECS=$((i / 2))
+      return 0
     fi
     if ! kill -0 "$pid" 2>/dev/null; then
-      tail -n 30 "$PROD_LOG" >&2 || true
-      die "prod: dockerd exited during start (log above, full log in $PROD_LOG)"
+      tail -n 30 "$log" >&2 || true
+      die "$name: dockerd exited during start (log above, full log in $log)"
     fi
     sleep 0.5
   done
-  tail -n 30 "$PROD_LOG" >&2 || true
-  die "prod: dockerd did not answer within 30 s (log above; it runs as pid $pid, lab/down.sh stops it)"
+  tail -n 30 "$log" >&2 || true
+  die "$name: dockerd did not answer within 30 s (log above; it runs as pid $pid, lab/down.sh stops it)"
 }
 
 prod_trusts_registry() {

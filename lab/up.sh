@@ -101,22 +101,9 @@ start_dockerd() {
   # dockerd writes the pid file itself and removes it when it stops.
   setsid nohup /usr/sbin/dockerd --pidfile "$DOCKERD_PID" \
     </dev/null >>"$DOCKERD_LOG" 2>&1 9>&- &
-  local pid=$! i
-  # Usually answers within 2 s; 30 s covers a slow first start (it creates
-  # its data root and networks).
-  for ((i = 0; i < 60; i++)); do
-    if docker_answers; then
-      say "docker: engine answers (pid $pid, after ~$((i / 2)) s)"
-      return
-    fi
-    if ! kill -0 "$pid" 2>/dev/null; then
-      tail -n 30 "$DOCKERD_LOG" >&2 || true
-      die "dockerd exited during start (log above, full log in $DOCKERD_LOG)"
-    fi
-    sleep 0.5
-  done
-  tail -n 30 "$DOCKERD_LOG" >&2 || true
-  die "dockerd did not answer within 30 s (log above; it is still running as pid $pid, lab/down.sh stops it)"
+  local pid=$!
+  await_engine docker "$pid" "$DOCKERD_LOG" docker_answers
+  say "docker: engine answers (pid $pid, after ~$AWAITED_SECS s)"
 }
 
 # Prints the inputs label of an image, or nothing when the image is missing.
