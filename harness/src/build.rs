@@ -314,19 +314,10 @@ fn is_not_found(message: &str) -> bool {
 
 /// The commit's time, RFC 3339 (git's strict ISO 8601).
 fn commit_time(repo: &Path) -> Result<String, BuildError> {
-    let output = std::process::Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(["show", "-s", "--format=%cI", "HEAD"])
-        .output()
-        .map_err(|e| BuildError::Repo(format!("cannot run git for the commit time: {e}")))?;
-    let time = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    if !output.status.success() || time.is_empty() {
-        return Err(BuildError::Repo(format!(
-            "git show HEAD in {}: {}",
-            repo.display(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        )));
+    let time = crate::version::git(repo, &["show", "-s", "--format=%cI", "HEAD"])
+        .map_err(|e| BuildError::Repo(format!("the commit time of HEAD in {}: {e:#}", repo.display())))?;
+    if time.is_empty() {
+        return Err(BuildError::Repo(format!("git show HEAD in {}: no commit time", repo.display())));
     }
     Ok(time)
 }

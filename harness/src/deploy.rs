@@ -116,7 +116,8 @@ async fn deploy_locked(
     ensure_network(prod, names).await.with_context(|| format!("prod ({host}): network {}", names.network))?;
     ensure_database(prod, config, names, credentials, reporter).await.with_context(|| format!("prod ({host}): database {}", names.db))?;
 
-    let spec = app_spec(&app_body(config, release, names));
+    let mut body = app_body(config, release, names);
+    let spec = app_spec(&body);
     if serves_already(prod, &names.app, &spec).await {
         reporter.line(format!("{} already runs {} and is healthy: nothing to replace", names.app, release.image));
         return Ok(Deployed { container: names.app.clone(), image: release.image.clone(), url: config.prod_url()?, previous: None, replaced: false });
@@ -136,7 +137,8 @@ async fn deploy_locked(
     };
 
     reporter.line(format!("starting {} from {}", names.app, release.image));
-    let started = start_app(prod, config, release, names).await;
+    body.labels.get_or_insert_with(HashMap::new).insert(SPEC_LABEL.to_owned(), spec);
+    let started = start_app(prod, names, body).await;
     let healthy = match started {
         Ok(()) => wait_healthy(prod, config, release, &names.app, reporter).await,
         Err(e) => Err(e),
@@ -310,10 +312,7 @@ fn app_body(config: &Config, release: &Release, names: &Names) -> ContainerCreat
     }
 }
 
-async fn start_app(prod: &Docker, config: &Config, release: &Release, names: &Names) -> anyhow::Result<()> {
-    let mut body = app_body(config, release, names);
-    let spec = app_spec(&body);
-    body.labels.get_or_insert_with(HashMap::new).insert(SPEC_LABEL.to_owned(), spec);
+async fn start_app(prod: &Docker, names: &Names, body: ContainerCreateBody) -> anyhow::Result<()> {
     prod.create_container(Some(CreateContainerOptionsBuilder::default().name(&names.app).build()), body)
         .await
         .with_context(|| format!("creating {}", names.app))?;

@@ -90,16 +90,7 @@ impl Checkout {
     }
 
     fn commit(dir: tempfile::TempDir) -> Checkout {
-        let git = |args: &[&str]| {
-            let output = std::process::Command::new("git")
-                .arg("-C")
-                .arg(dir.path())
-                .args(["-c", "user.email=tests@example.invalid", "-c", "user.name=tests"])
-                .args(args)
-                .output()
-                .unwrap();
-            assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-        };
+        let git = |args: &[&str]| common::git(dir.path(), args);
         let version = format!("test-{}", unique());
         git(&["init", "-q"]);
         git(&["add", "-A"]);

@@ -119,17 +119,7 @@ async fn push(
     credentials: Option<DockerCredentials>,
 ) -> Result<(), bollard::errors::Error> {
     let options = PushImageOptionsBuilder::new().tag(tag).build();
-    let results: Vec<_> = bounded(
-        "a push",
-        docker
-            .push_image(repository, Some(options), credentials)
-            .collect(),
-    )
-    .await;
-    results
-        .into_iter()
-        .find_map(Result::err)
-        .map_or(Ok(()), Err)
+    first_error("a push", docker.push_image(repository, Some(options), credentials)).await
 }
 
 /// Pulls, returning the stream's first error.
@@ -143,17 +133,16 @@ async fn pull(
         .from_image(repository)
         .tag(tag)
         .build();
-    let results: Vec<_> = bounded(
-        "a pull",
-        docker
-            .create_image(Some(options), None, credentials)
-            .collect(),
-    )
-    .await;
-    results
-        .into_iter()
-        .find_map(Result::err)
-        .map_or(Ok(()), Err)
+    first_error("a pull", docker.create_image(Some(options), None, credentials)).await
+}
+
+/// Drains an engine's progress stream, bounded in time; its first error.
+async fn first_error<T>(
+    what: &str,
+    stream: impl futures_util::Stream<Item = Result<T, bollard::errors::Error>>,
+) -> Result<(), bollard::errors::Error> {
+    let results: Vec<_> = bounded(what, stream.collect()).await;
+    results.into_iter().find_map(Result::err).map_or(Ok(()), Err)
 }
 
 // ------------------------------------------------------------------ registry

@@ -240,17 +240,7 @@ fn a_ref_of_another_repository_is_planned_with_its_commit_and_tag() {
     // An upstream with a tagged commit, and a state folder of its own so
     // this repo's .harness/checkout is left alone.
     let upstream = tempfile::tempdir().unwrap();
-    let git = |args: &[&str]| {
-        let output = Command::new("git")
-            .arg("-C")
-            .arg(upstream.path())
-            .args(["-c", "user.email=tests@example.invalid", "-c", "user.name=tests"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-        String::from_utf8_lossy(&output.stdout).trim().to_owned()
-    };
+    let git = |args: &[&str]| common::git(upstream.path(), args);
     git(&["init", "-q"]);
     std::fs::write(upstream.path().join("README.md"), "upstream\n").unwrap();
     git(&["add", "-A"]);

@@ -55,6 +55,20 @@ pub async fn negotiate(docker: Docker, which: &str) -> Docker {
         .unwrap_or_else(|e| panic!("{which} does not answer: {e}"))
 }
 
+/// Runs git in `dir` as a test author (commits need a name), and returns
+/// its output; a failure fails the test with git's message.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let output = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.email=tests@example.invalid", "-c", "user.name=tests"])
+        .args(args)
+        .output()
+        .expect("git runs");
+    assert!(output.status.success(), "git {args:?} in {}: {}", dir.display(), String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
 /// A nested cargo (a script or the harness's test step) must not see the
 /// variables cargo sets for this test: build scripts that watch them (ring's
 /// among them) would think their inputs changed and rebuild.
