@@ -41,12 +41,7 @@ struct Summary {
 /// The book that PUT writes: the same fields and text as the HTTP load's
 /// (`bench/wrk/books.lua`) and the seed's (`scripts/bench.sh`).
 fn book(id: i32) -> Book {
-    Book {
-        id,
-        title: format!("Book {id}"),
-        author: format!("Author {id}"),
-        description: DESCRIPTION.to_owned(),
-    }
+    Book { id, title: format!("Book {id}"), author: format!("Author {id}"), description: DESCRIPTION.to_owned() }
 }
 
 const DESCRIPTION: &str =
@@ -94,28 +89,14 @@ impl Report {
 /// The client as the service builds it: default pool (as many connections
 /// as the service may use), a majority journaled write concern, and server
 /// selection bounded so that a database that is down fails fast.
-pub async fn connect(
-    uri: &str,
-    db: &str,
-    collection: &str,
-) -> anyhow::Result<(Client, Collection<Book>)> {
-    let mut options = ClientOptions::parse(uri)
-        .await
-        .context("--uri is not a valid MongoDB URI")?;
+pub async fn connect(uri: &str, db: &str, collection: &str) -> anyhow::Result<(Client, Collection<Book>)> {
+    let mut options = ClientOptions::parse(uri).await.context("--uri is not a valid MongoDB URI")?;
     options.app_name = Some("books-bench".to_owned());
     options.server_selection_timeout = Some(Duration::from_secs(5));
-    options.write_concern = Some(
-        WriteConcern::builder()
-            .w(Acknowledgment::Majority)
-            .journal(true)
-            .build(),
-    );
+    options.write_concern = Some(WriteConcern::builder().w(Acknowledgment::Majority).journal(true).build());
     let client = Client::with_options(options)?;
     let database = client.database(db);
-    database
-        .run_command(doc! { "ping": 1 })
-        .await
-        .with_context(|| format!("the database at {uri} does not answer"))?;
+    database.run_command(doc! { "ping": 1 }).await.with_context(|| format!("the database at {uri} does not answer"))?;
     Ok((client, database.collection(collection)))
 }
 
@@ -130,24 +111,11 @@ pub async fn run(books: &Collection<Book>, plan: &Plan) -> anyhow::Result<Report
     phase(books, plan, plan.duration).await
 }
 
-async fn phase(
-    books: &Collection<Book>,
-    plan: &Plan,
-    duration: Duration,
-) -> anyhow::Result<Report> {
+async fn phase(books: &Collection<Book>, plan: &Plan, duration: Duration) -> anyhow::Result<Report> {
     let start = Instant::now();
     let deadline = start + duration;
     let tasks: Vec<_> = (0..plan.concurrency)
-        .map(|task| {
-            tokio::spawn(worker(
-                books.clone(),
-                plan.op,
-                plan.books,
-                plan.concurrency,
-                task,
-                deadline,
-            ))
-        })
+        .map(|task| tokio::spawn(worker(books.clone(), plan.op, plan.books, plan.concurrency, task, deadline)))
         .collect();
     let mut latency = new_histogram();
     let mut errors = 0;
@@ -156,11 +124,7 @@ async fn phase(
         latency.add(samples).context("merging latency samples")?;
         errors += task_errors;
     }
-    Ok(Report {
-        window: duration,
-        errors,
-        latency,
-    })
+    Ok(Report { window: duration, errors, latency })
 }
 
 fn new_histogram() -> Histogram<u64> {
@@ -212,10 +176,7 @@ async fn worker(
 async fn once(books: &Collection<Book>, op: Operation, id: i32, count: u32) -> anyhow::Result<()> {
     match op {
         Operation::Get => {
-            books
-                .find_one(doc! { "_id": id })
-                .await?
-                .with_context(|| format!("no book with _id {id}"))?;
+            books.find_one(doc! { "_id": id }).await?.with_context(|| format!("no book with _id {id}"))?;
         }
         Operation::List => {
             let summaries = books.clone_with_type::<Summary>();
@@ -226,19 +187,11 @@ async fn once(books: &Collection<Book>, op: Operation, id: i32, count: u32) -> a
                 .batch_size(LIST_BATCH_SIZE)
                 .await?;
             // Streamed, one book at a time, like the service's response body.
-            let seen = cursor
-                .try_fold(0u32, |n, _summary| async move { Ok(n + 1) })
-                .await?;
-            anyhow::ensure!(
-                seen == count,
-                "the list returned {seen} books, expected {count}"
-            );
+            let seen = cursor.try_fold(0u32, |n, _summary| async move { Ok(n + 1) }).await?;
+            anyhow::ensure!(seen == count, "the list returned {seen} books, expected {count}");
         }
         Operation::Put => {
-            books
-                .replace_one(doc! { "_id": id }, book(id))
-                .upsert(true)
-                .await?;
+            books.replace_one(doc! { "_id": id }, book(id)).upsert(true).await?;
         }
     }
     Ok(())

@@ -93,21 +93,8 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Run {
-            uri,
-            db,
-            collection,
-            op,
-            books,
-            concurrency,
-            duration_s,
-            warmup_s,
-            tsv,
-        } => {
-            anyhow::ensure!(
-                books > 0 && concurrency > 0,
-                "--books and --concurrency must be at least 1"
-            );
+        Command::Run { uri, db, collection, op, books, concurrency, duration_s, warmup_s, tsv } => {
+            anyhow::ensure!(books > 0 && concurrency > 0, "--books and --concurrency must be at least 1");
             let plan = load::Plan {
                 op,
                 books,
@@ -115,8 +102,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 duration: secs("--duration-s", duration_s)?,
                 warmup: secs("--warmup-s", warmup_s)?,
             };
-            let runtime =
-                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             let report = runtime.block_on(async {
                 let (client, books) = load::connect(&uri, &db, &collection).await?;
                 let report = load::run(&books, &plan).await;
@@ -146,24 +132,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     report.errors
                 );
             }
-            Ok(if report.errors == 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(if report.errors == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Command::WaitReady {
-            addr,
-            path,
-            interval_ms,
-            timeout_s,
-        } => {
-            let elapsed = probe::wait_ready(
-                addr,
-                &path,
-                Duration::from_millis(interval_ms),
-                secs("--timeout-s", timeout_s)?,
-            )?;
+        Command::WaitReady { addr, path, interval_ms, timeout_s } => {
+            let elapsed =
+                probe::wait_ready(addr, &path, Duration::from_millis(interval_ms), secs("--timeout-s", timeout_s)?)?;
             println!("{:.1}", elapsed.as_secs_f64() * 1000.0);
             Ok(ExitCode::SUCCESS)
         }

@@ -9,12 +9,7 @@ use std::time::{Duration, Instant};
 /// Polls `GET http://addr{path}` every `interval` until it answers 200;
 /// returns the time since this call started. Connection refused (not
 /// listening yet) and 503 (database not reached yet) both mean "poll again".
-pub fn wait_ready(
-    addr: SocketAddr,
-    path: &str,
-    interval: Duration,
-    timeout: Duration,
-) -> anyhow::Result<Duration> {
+pub fn wait_ready(addr: SocketAddr, path: &str, interval: Duration, timeout: Duration) -> anyhow::Result<Duration> {
     let start = Instant::now();
     let mut last = String::from("no answer");
     // The poll count bounds the loop too, if the clock ever misbehaves.
@@ -38,9 +33,7 @@ fn status(addr: SocketAddr, path: &str) -> std::io::Result<u16> {
     // Loopback answers in microseconds; a second means something is wrong.
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    stream.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )?;
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())?;
     // "HTTP/1.1 200 OK": the status line's first 12 bytes hold the code.
     let mut head = [0u8; 12];
     stream.read_exact(&mut head)?;

@@ -21,15 +21,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bollard::query_parameters::{BuildImageOptionsBuilder, CreateImageOptionsBuilder, TagImageOptionsBuilder};
-use bollard::Docker;
 use futures_util::StreamExt;
 use serde::Serialize;
 
 use crate::config::Config;
 use crate::context::{self, ContextError};
-use crate::docker::API_TIMEOUT;
-use crate::plan::Plan;
-use crate::report::Reporter;
+use crate::engine::{Engine, EngineError};
+use crate::progress::Reporter;
 use crate::version::Version;
 
 /// The binary the service image ships, relative to the repo root.
@@ -68,10 +66,8 @@ pub enum BuildError {
     Failed { image: String, dockerfile: String, step: Option<String>, message: String, tail: Vec<String> },
     #[error("building {image} from {dockerfile} took longer than {} s{}", BUILD_TIMEOUT.as_secs(), at_step(.step))]
     Timeout { image: String, dockerfile: String, step: Option<String> },
-    #[error("asking the cd engine {what}: {source}")]
-    Engine { what: String, source: bollard::errors::Error },
-    #[error("the cd engine did not answer {what} within {} s", API_TIMEOUT.as_secs())]
-    EngineTimeout { what: String },
+    #[error(transparent)]
+    Engine(#[from] EngineError),
     #[error("{0}")]
     Repo(String),
 }
@@ -87,24 +83,9 @@ fn last_lines(lines: &[String]) -> String {
     format!("; its last output:\n    {}", lines.join("\n    "))
 }
 
-/// `harness build`: both images; prints them (JSON with `--json`).
-pub async fn command(config: &Config, plan: &Plan, json: bool, reporter: &Reporter) -> anyhow::Result<()> {
-    let docker = crate::docker::cd().await?;
-    let service = service_image(&docker, plan.source.dir(), config, &plan.version, reporter).await?;
-    let tests = tests_image(&docker, plan.source.dir(), config, &plan.version, reporter).await?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "service": service, "tests": tests }))?);
-    } else {
-        for built in [&service, &tests] {
-            println!("{} {} {}", built.image, built.latest, built.id);
-        }
-    }
-    Ok(())
-}
-
 /// The service image from `Dockerfile`.
 pub async fn service_image(
-    docker: &Docker,
+    cd: &Engine,
     repo: &Path,
     config: &Config,
     version: &Version,
@@ -128,23 +109,23 @@ pub async fn service_image(
         tag: version.version.clone(),
         dockerfile: SERVICE_DOCKERFILE,
     };
-    build(docker, repo, &target, args, None, reporter).await
+    build(cd, repo, &target, args, None, reporter).await
 }
 
 /// The tests image from `Dockerfile.test`, with the previous one's layers
 /// as cache when the registry has it.
 pub async fn tests_image(
-    docker: &Docker,
+    cd: &Engine,
     repo: &Path,
     config: &Config,
     version: &Version,
     reporter: &Reporter,
 ) -> Result<Built, BuildError> {
     let repository = config.tests_repository();
-    let cache = pull_previous(docker, config, &repository, reporter).await.then(|| format!("{repository}:latest"));
+    let cache = pull_previous(cd, config, &repository, reporter).await.then(|| format!("{repository}:latest"));
     let args = HashMap::from([("RUST_IMAGE".to_owned(), config.images.rust.clone())]);
     let target = Target { repository, tag: version.version.clone(), dockerfile: TESTS_DOCKERFILE };
-    build(docker, repo, &target, args, cache, reporter).await
+    build(cd, repo, &target, args, cache, reporter).await
 }
 
 struct Target {
@@ -154,7 +135,7 @@ struct Target {
 }
 
 async fn build(
-    docker: &Docker,
+    cd: &Engine,
     repo: &Path,
     target: &Target,
     args: HashMap<String, String>,
@@ -177,7 +158,7 @@ async fn build(
     if let Some(cache) = &cache_from {
         options = options.cachefrom(&vec![cache.clone()]);
     }
-    let mut stream = docker.build_image(options.build(), None, Some(bollard::body_full(context.into())));
+    let mut stream = cd.docker.build_image(options.build(), None, Some(bollard::body_full(context.into())));
 
     let mut step: Option<String> = None;
     let mut output: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
@@ -219,8 +200,8 @@ async fn build(
 
     let latest = format!("{}:latest", target.repository);
     let options = TagImageOptionsBuilder::new().repo(&target.repository).tag("latest").build();
-    engine(&format!("to tag {image} as {latest}"), docker.tag_image(&image, Some(options))).await?;
-    let inspect = engine(&format!("for the image {image}"), docker.inspect_image(&image)).await?;
+    cd.call(format!("to tag {image} as {latest}"), cd.docker.tag_image(&image, Some(options))).await?;
+    let inspect = cd.call(format!("for the image {image}"), cd.docker.inspect_image(&image)).await?;
     let built = Built {
         id: inspect.id.unwrap_or_default(),
         image,
@@ -230,17 +211,6 @@ async fn build(
     };
     reporter.line(format!("built {} ({}) in {:.1} s", built.image, short_id(&built.id), built.seconds));
     Ok(built)
-}
-
-/// One bounded engine call.
-async fn engine<T>(
-    what: &str,
-    call: impl std::future::Future<Output = Result<T, bollard::errors::Error>>,
-) -> Result<T, BuildError> {
-    tokio::time::timeout(API_TIMEOUT, call)
-        .await
-        .map_err(|_| BuildError::EngineTimeout { what: what.to_owned() })?
-        .map_err(|source| BuildError::Engine { what: what.to_owned(), source })
 }
 
 /// The first `max` characters of a line, for one line of progress.
@@ -258,20 +228,20 @@ fn short_id(id: &str) -> &str {
 
 /// Pulls `REPOSITORY:latest` for its layers; false when the registry has
 /// none yet (the first build) or cannot give it, which only costs the cache.
-async fn pull_previous(docker: &Docker, config: &Config, repository: &str, reporter: &Reporter) -> bool {
+async fn pull_previous(cd: &Engine, config: &Config, repository: &str, reporter: &Reporter) -> bool {
     let image = format!("{repository}:latest");
     let spinner = reporter.spinner(format!("pull {image} (layer cache)"));
-    let credentials = match crate::push::docker_credentials(config) {
+    let credentials = match crate::registry::docker_credentials(config) {
         Ok(credentials) => credentials,
         Err(e) => {
             spinner.finish_and_clear();
-            eprintln!("harness: warning: building {image} without the previous one as cache: {e:#}");
+            reporter.warn(format!("building {image} without the previous one as cache: {e:#}"));
             return false;
         }
     };
     let options = CreateImageOptionsBuilder::new().from_image(repository).tag("latest").build();
     let pulled = tokio::time::timeout(CACHE_PULL_TIMEOUT, async {
-        let mut stream = docker.create_image(Some(options), None, credentials);
+        let mut stream = cd.docker.create_image(Some(options), None, credentials);
         while let Some(message) = stream.next().await {
             message.map_err(|e| match e {
                 bollard::errors::Error::DockerStreamError { error } => error,
@@ -293,14 +263,14 @@ async fn pull_previous(docker: &Docker, config: &Config, repository: &str, repor
             false
         }
         Ok(Err(e)) => {
-            eprintln!("harness: warning: building without the previous tests image as cache: pulling {image}: {e}");
+            reporter.warn(format!("building without the previous tests image as cache: pulling {image}: {e}"));
             false
         }
         Err(_) => {
-            eprintln!(
-                "harness: warning: building without the previous tests image as cache: pulling {image} took longer than {} s",
+            reporter.warn(format!(
+                "building without the previous tests image as cache: pulling {image} took longer than {} s",
                 CACHE_PULL_TIMEOUT.as_secs()
-            );
+            ));
             false
         }
     }

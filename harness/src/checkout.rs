@@ -8,10 +8,10 @@
 //! version and the image tags; the checkout step then materialises exactly
 //! that commit, even if the branch moved meanwhile.
 
-use std::fmt;
-use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use serde::Serialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
 
 use crate::version::{git, Version};
 
@@ -171,7 +171,9 @@ mod tests {
         let up = upstream();
         let repo = tempfile::tempdir().unwrap();
         let from = up.dir.path().to_str().unwrap();
-        for (reference, expected) in [("main", &up.second), ("HEAD", &up.second), ("v1.0.0", &up.first), (up.first.as_str(), &up.first)] {
+        for (reference, expected) in
+            [("main", &up.second), ("HEAD", &up.second), ("v1.0.0", &up.first), (up.first.as_str(), &up.first)]
+        {
             let (source, _) = resolve(repo.path(), from, reference).unwrap();
             assert_eq!(commit_of(&source), expected, "{reference}");
         }
@@ -183,7 +185,10 @@ mod tests {
         let repo = tempfile::tempdir().unwrap();
         let from = up.dir.path().to_str().unwrap();
         let (_, tagged) = resolve(repo.path(), from, "v1.0.0").unwrap();
-        assert_eq!((tagged.version.as_str(), tagged.revision.as_str(), tagged.dirty), ("v1.0.0", &up.first[..12], false));
+        assert_eq!(
+            (tagged.version.as_str(), tagged.revision.as_str(), tagged.dirty),
+            ("v1.0.0", &up.first[..12], false)
+        );
         let (_, head) = resolve(repo.path(), from, "main").unwrap();
         assert_eq!((head.version.as_str(), head.revision.as_str()), (&up.second[..12], &up.second[..12]));
     }

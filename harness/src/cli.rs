@@ -114,8 +114,12 @@ mod tests {
 
     #[test]
     fn the_pipeline_takes_a_source_and_a_ref() {
-        let cli = Cli::try_parse_from(["harness", "pipeline", "--source", "https://example.invalid/b.git", "--ref", "v1"]).unwrap();
-        assert!(matches!(cli.command, Command::Pipeline { source: Some(s), reference: Some(r), retest: false } if s == "https://example.invalid/b.git" && r == "v1"));
+        let cli =
+            Cli::try_parse_from(["harness", "pipeline", "--source", "https://example.invalid/b.git", "--ref", "v1"])
+                .unwrap();
+        assert!(
+            matches!(cli.command, Command::Pipeline { source: Some(s), reference: Some(r), retest: false } if s == "https://example.invalid/b.git" && r == "v1")
+        );
         let cli = Cli::try_parse_from(["harness", "pipeline"]).unwrap();
         assert!(matches!(cli.command, Command::Pipeline { source: None, reference: None, retest: false }));
     }

@@ -94,12 +94,7 @@ impl Default for Config {
     fn default() -> Self {
         let registry = lab("BOOKS_LAB_REGISTRY");
         Config {
-            registry: RegistryConfig {
-                address: registry.clone(),
-                username: None,
-                password: None,
-                docker_config: None,
-            },
+            registry: RegistryConfig { address: registry.clone(), username: None, password: None, docker_config: None },
             images: ImagesConfig {
                 service: "books-ms".to_owned(),
                 tests: "books-ms-tests".to_owned(),
@@ -147,9 +142,10 @@ impl Config {
     }
 
     pub fn prod_host(&self) -> anyhow::Result<&str> {
-        let rest = self.prod.docker_host.strip_prefix("tcp://").ok_or_else(|| {
-            anyhow::anyhow!("prod.docker_host `{}` must be tcp://HOST:PORT", self.prod.docker_host)
-        })?;
+        let rest =
+            self.prod.docker_host.strip_prefix("tcp://").ok_or_else(|| {
+                anyhow::anyhow!("prod.docker_host `{}` must be tcp://HOST:PORT", self.prod.docker_host)
+            })?;
         Ok(rest.rsplit_once(':').map_or(rest, |(host, _)| host))
     }
 }
@@ -160,7 +156,13 @@ mod tests {
 
     #[test]
     fn the_lab_files_hold_every_default_the_harness_takes_from_them() {
-        for key in ["BOOKS_LAB_REGISTRY", "BOOKS_LAB_PROD_DOCKER_HOST", "BOOKS_LAB_PROD_CERT_PATH", "BOOKS_RUST_IMAGE", "BOOKS_DB_IMAGE"] {
+        for key in [
+            "BOOKS_LAB_REGISTRY",
+            "BOOKS_LAB_PROD_DOCKER_HOST",
+            "BOOKS_LAB_PROD_CERT_PATH",
+            "BOOKS_RUST_IMAGE",
+            "BOOKS_DB_IMAGE",
+        ] {
             assert!(!lab(key).is_empty(), "{key} is missing from lab/topology.env or lab/lab.env");
         }
         assert!(!lab("# comment").contains('='));

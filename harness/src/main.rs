@@ -1,35 +1,27 @@
 //! `harness`: books-ms's continuous-deployment pipeline as one CLI.
 //!
-//! What the user typed becomes a `Plan` (printed by `--dry-run`), then each
-//! command runs its steps: `lab up|down|status` call the lab's scripts;
-//! `test`, `build`, `push`, `deploy`, `verify`, `status` and `pipeline` are
-//! the chapter's steps (see README.md). Exit codes: 0 success, 1 a step
+//! The thin end of the library: parses the command line (clap), builds the
+//! plan (printed by `--dry-run`), calls one entry function of
+//! `harness::commands` per command, and is the only place that prints
+//! results: tables for people, `--json` for programs. Progress goes to
+//! stderr through the library's `Reporter`. Exit codes: 0 success, 1 a step
 //! failed (for `lab status`: a part of the lab is down), 2 usage error
-//! (clap's).
+//! (clap's). A reader that goes away (`harness status --json | head -3`)
+//! ends the run quietly.
 
-use std::path::PathBuf;
+use std::fmt::Display;
+use std::io::{self, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
+use serde::Serialize;
 
-mod build;
-mod checkout;
-mod cli;
-mod config;
-mod context;
-mod deploy;
-mod docker;
-mod pipeline;
-mod plan;
-mod push;
-mod report;
-mod verify;
-mod version;
-
-use cli::{Cli, Command, LabCommand};
-use config::Config;
-use plan::{Plan, Step};
+use harness::cli::{Cli, Command};
+use harness::commands;
+use harness::config::Config;
+use harness::plan::Plan;
+use harness::progress::Reporter;
 
 const EXIT_FAILED: u8 = 1;
 
@@ -37,154 +29,154 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("harness: error: {e:#}");
+            let _ = writeln!(io::stderr(), "harness: error: {e:#}");
             ExitCode::from(EXIT_FAILED)
         }
     }
 }
 
+/// stdout's reader went away: nothing more to say to anyone.
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|e| e.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe))
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let repo = cli.repo.clone().map(Ok).unwrap_or_else(repo_root)?;
-    match cli.command {
-        Command::Lab { command } => lab(command, cli.dry_run, &repo),
-        other => {
-            let steps = match &other {
-                Command::Pipeline { .. } => Step::ALL.to_vec(),
-                Command::Test => vec![Step::Test, Step::Package],
-                Command::Build => vec![Step::Build],
-                Command::Push => vec![Step::Push, Step::PushTests],
-                Command::Deploy { .. } => vec![Step::Deploy, Step::Integrate],
-                Command::Verify { .. } => vec![Step::Verify],
-                Command::Status | Command::Lab { .. } => vec![],
-            };
-            let config = Config::load(&repo)?;
-            // `verify` and `status` work on any deployed books-ms, also from
-            // a tree that is not a git checkout (the tests image has no .git).
-            let (source, version) = match &other {
-                Command::Pipeline { source, reference, .. } if source.is_some() || reference.is_some() => {
-                    let from = source.clone().unwrap_or_else(|| repo.display().to_string());
-                    checkout::resolve(&repo, &from, reference.as_deref().unwrap_or("HEAD"))?
-                }
-                _ => {
-                    let version = match version::Version::of(&repo) {
-                        Ok(version) => version,
-                        Err(_) if matches!(other, Command::Verify { .. } | Command::Status) => version::Version::unknown(),
-                        Err(e) => return Err(e),
-                    };
-                    (checkout::Source::WorkingTree { dir: repo.clone() }, version)
-                }
-            };
-            let mut plan = Plan::new(repo.clone(), source, version, &config, steps)?;
-            plan.reuse_tests = matches!(other, Command::Pipeline { retest: false, .. });
-            if cli.dry_run {
-                if cli.json {
-                    println!("{}", serde_json::to_string_pretty(&plan)?);
-                } else {
-                    print!("{plan}");
-                }
-                return Ok(ExitCode::SUCCESS);
-            }
-            let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-            runtime.block_on(execute(other, cli.json, &config, &plan))
+    let repo = cli.repo.clone().map(Ok).unwrap_or_else(commands::repo_root)?;
+    let out = Out { json: cli.json };
+    if let Command::Lab { command } = &cli.command {
+        let script = commands::lab_script(command);
+        if cli.dry_run {
+            out.text(format_args!("would run: bash {script} (in {})\n", repo.display()))?;
+            return Ok(ExitCode::SUCCESS);
         }
+        return Ok(exit(commands::lab(command, &repo)?));
     }
-}
-
-/// Runs one command; each arm is one step or a sequence of them.
-async fn execute(command: Command, json: bool, config: &Config, plan: &Plan) -> anyhow::Result<ExitCode> {
-    let reporter = if json { report::Reporter::hidden() } else { report::Reporter::new() };
-    match command {
-        Command::Status => {
-            let prod = docker::prod(config).await?;
-            let containers = deploy::status(&prod, config).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&containers)?);
-            } else if containers.is_empty() {
-                println!("nothing of {} runs on prod ({})", config.prod.project, config.prod.docker_host);
-            } else {
-                for c in &containers {
-                    println!(
-                        "{:<24} {:<5} {:<10} {:<45} {}",
-                        c.name,
-                        c.role,
-                        c.version.as_deref().unwrap_or("-"),
-                        c.status,
-                        c.image
-                    );
-                }
-            }
-            Ok(ExitCode::SUCCESS)
+    let config = Config::load(&repo)?;
+    let plan = commands::plan(&cli.command, &repo, &config)?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    if cli.dry_run {
+        out.either(&plan, &plan)?;
+        if let Command::Deploy { image, revision } = cli.command {
+            let release = commands::release(&plan, image, revision)?;
+            let actions = runtime.block_on(commands::deploy_preview(&config, &release))?;
+            out.either(&actions, &actions)?;
         }
-        Command::Deploy { image, revision } => {
-            // The image by digest: given, or what `harness push` recorded.
-            let release = match image {
-                Some(image) => deploy::Release {
-                    revision: revision.unwrap_or_else(|| plan.version.revision.clone()),
-                    version: plan.version.version.clone(),
-                    image,
-                },
-                None => {
-                    let record = push::load_last(&plan.repo)?;
-                    deploy::Release { image: record.reference(), version: record.version, revision: record.revision }
-                }
-            };
-            let prod = docker::prod(config).await?;
-            let credentials = push::docker_credentials(config)?;
-            let deployed = deploy::deploy(&prod, config, &release, credentials, &reporter).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&deployed)?);
-            } else {
-                let what = if deployed.replaced { "deployed" } else { "already running, unchanged:" };
-                println!("{what} {} as {}: {}", deployed.image, deployed.container, deployed.url);
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Test | Command::Pipeline { .. } => {
-            let report = pipeline::run(config, plan, &reporter).await;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print!("{}", report.table());
-                if let Some(url) = &report.url {
-                    println!("books-ms {} is live: {url}/", report.version);
-                }
-            }
-            match report.error {
-                Some(error) => Err(anyhow::anyhow!(error)),
-                None => Ok(ExitCode::SUCCESS),
-            }
-        }
-        Command::Verify { url } => verify::command(&url, &config.checks.ids, json, &reporter).await.map(|()| ExitCode::SUCCESS),
-        Command::Build => build::command(config, plan, json, &reporter).await.map(|()| ExitCode::SUCCESS),
-        Command::Push => push::command(config, plan, json, &reporter).await.map(|()| ExitCode::SUCCESS),
-        Command::Lab { command } => lab(command, false, &plan.repo),
-    }
-}
-
-/// `harness lab up|down|status`: the lab's own scripts.
-fn lab(command: LabCommand, dry_run: bool, repo: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let script = match command {
-        LabCommand::Up => "lab/up.sh",
-        LabCommand::Down => "lab/down.sh",
-        LabCommand::Status => "lab/status.sh",
-    };
-    if dry_run {
-        println!("would run: bash {script} (in {})", repo.display());
         return Ok(ExitCode::SUCCESS);
     }
-    let status =
-        std::process::Command::new("bash").arg(script).current_dir(repo).status().with_context(|| format!("cannot run {script}"))?;
-    Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) })
+    let reporter = if cli.json { Reporter::hidden() } else { Reporter::new() };
+    runtime.block_on(execute(cli.command, &out, &config, &plan, &reporter))
 }
 
-/// The repository root: the nearest folder above the current one holding
-/// `harness/` and `service/`.
-fn repo_root() -> anyhow::Result<PathBuf> {
-    let cwd = std::env::current_dir()?;
-    cwd.ancestors()
-        .find(|dir| dir.join("harness").is_dir() && dir.join("service").is_dir())
-        .map(PathBuf::from)
-        .context("not inside a books-ms checkout (no folder above holds harness/ and service/); pass --repo DIR")
+/// Runs one command and prints what it did.
+async fn execute(
+    command: Command,
+    out: &Out,
+    config: &Config,
+    plan: &Plan,
+    reporter: &Reporter,
+) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Status => {
+            let containers = commands::status(config).await?;
+            if out.json {
+                out.json(&containers)?;
+            } else if containers.is_empty() {
+                out.text(format_args!(
+                    "nothing of {} runs on prod ({})\n",
+                    config.prod.project, config.prod.docker_host
+                ))?;
+            } else {
+                for c in &containers {
+                    let version = c.version.as_deref().unwrap_or("-");
+                    out.text(format_args!(
+                        "{:<24} {:<5} {version:<10} {:<45} {}\n",
+                        c.name, c.role, c.status, c.image
+                    ))?;
+                }
+            }
+        }
+        Command::Deploy { image, revision } => {
+            let release = commands::release(plan, image, revision)?;
+            let deployed = commands::deploy(config, &release, reporter).await?;
+            let what = if deployed.replaced { "deployed" } else { "already running, unchanged:" };
+            let text = format!("{what} {} as {}: {}\n", deployed.image, deployed.container, deployed.url);
+            out.either(&deployed, text)?;
+        }
+        Command::Test | Command::Pipeline { .. } => {
+            let report = commands::pipeline(config, plan, reporter).await;
+            let mut text = report.table();
+            if let Some(url) = &report.url {
+                text.push_str(&format!("books-ms {} is live: {url}/\n", report.version));
+            }
+            out.either(&report, text)?;
+            if let Some(error) = report.error {
+                anyhow::bail!(error);
+            }
+        }
+        Command::Verify { url } => {
+            // The table (or the JSON report) also when a check failed; the
+            // failure is the error, on stderr.
+            let result = commands::verify(config, &url, reporter).await;
+            let report = match &result {
+                Ok(report) => report,
+                Err(error) => &error.report,
+            };
+            out.either(report, report)?;
+            result?;
+        }
+        Command::Build => {
+            let built = commands::build(config, plan, reporter).await?;
+            let text: String =
+                [&built.service, &built.tests].iter().map(|b| format!("{} {} {}\n", b.image, b.latest, b.id)).collect();
+            out.either(&built, text)?;
+        }
+        Command::Push => {
+            let pushed = commands::push(config, plan, reporter).await?;
+            let text: String = [&pushed.service, &pushed.tests]
+                .iter()
+                .map(|r| format!("{}:{} {}\n", r.image, r.tag, r.reference()))
+                .collect();
+            out.either(&pushed, text)?;
+        }
+        Command::Lab { command } => return Ok(exit(commands::lab(&command, &plan.repo)?)),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
+fn exit(success: bool) -> ExitCode {
+    if success {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    }
+}
+
+/// stdout: the results, as text or as JSON. Write errors (a closed pipe)
+/// come back as errors instead of the panic `println!` gives.
+struct Out {
+    json: bool,
+}
+
+impl Out {
+    fn text(&self, text: impl Display) -> anyhow::Result<()> {
+        let mut stdout = io::stdout().lock();
+        write!(stdout, "{text}")?;
+        stdout.flush()?;
+        Ok(())
+    }
+
+    fn json(&self, value: &impl Serialize) -> anyhow::Result<()> {
+        self.text(format_args!("{}\n", serde_json::to_string_pretty(value)?))
+    }
+
+    /// `value` as JSON with `--json`, else `text`.
+    fn either(&self, value: &impl Serialize, text: impl Display) -> anyhow::Result<()> {
+        if self.json {
+            self.json(value)
+        } else {
+            self.text(text)
+        }
+    }
+}

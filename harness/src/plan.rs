@@ -90,7 +90,13 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn new(repo: PathBuf, source: Source, version: Version, config: &Config, steps: Vec<Step>) -> anyhow::Result<Self> {
+    pub fn new(
+        repo: PathBuf,
+        source: Source,
+        version: Version,
+        config: &Config,
+        steps: Vec<Step>,
+    ) -> anyhow::Result<Self> {
         Ok(Plan {
             source,
             service_image: format!("{}:{}", config.service_repository(), version.version),
@@ -120,7 +126,11 @@ impl fmt::Display for Plan {
         writeln!(f, "prod:          {}", self.prod)?;
         writeln!(f, "url:           {}", self.url)?;
         for (i, step) in self.steps.iter().enumerate() {
-            let reuse = if *step == Step::Test && self.reuse_tests { " (reused when this committed tree passed them)" } else { "" };
+            let reuse = if *step == Step::Test && self.reuse_tests {
+                " (reused when this committed tree passed them)"
+            } else {
+                ""
+            };
             writeln!(f, "{}. {step:<10} {}{reuse}", i + 1, step.describe())?;
         }
         Ok(())
@@ -134,19 +144,40 @@ mod tests {
     #[test]
     fn the_pipeline_plan_names_images_host_and_steps_in_order() {
         let version = Version { version: "abc123".into(), revision: "abc123".into(), dirty: false };
-        let plan = Plan::new(PathBuf::from("/src"), Source::WorkingTree { dir: "/src".into() }, version, &Config::default(), Step::ALL.to_vec()).unwrap();
+        let plan = Plan::new(
+            PathBuf::from("/src"),
+            Source::WorkingTree { dir: "/src".into() },
+            version,
+            &Config::default(),
+            Step::ALL.to_vec(),
+        )
+        .unwrap();
         let text = plan.to_string();
         assert!(text.contains("service image: 10.200.0.1:5000/books-ms:abc123"), "{text}");
         assert!(text.contains("tests image:   10.200.0.1:5000/books-ms-tests:abc123"), "{text}");
         assert!(text.contains("url:           http://10.200.0.2:8080"), "{text}");
-        let order: Vec<_> = text.lines().filter_map(|l| l.split_once(". ")).map(|(_, rest)| rest.split_whitespace().next().unwrap().to_owned()).collect();
-        assert_eq!(order, ["checkout", "test", "package", "build", "push", "deploy", "integrate", "verify", "push-tests"]);
+        let order: Vec<_> = text
+            .lines()
+            .filter_map(|l| l.split_once(". "))
+            .map(|(_, rest)| rest.split_whitespace().next().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            order,
+            ["checkout", "test", "package", "build", "push", "deploy", "integrate", "verify", "push-tests"]
+        );
     }
 
     #[test]
     fn a_dirty_tree_is_said_plainly() {
         let version = Version { version: "abc-dirty".into(), revision: "abc-dirty".into(), dirty: true };
-        let plan = Plan::new(PathBuf::from("/src"), Source::WorkingTree { dir: "/src".into() }, version, &Config::default(), vec![Step::Build]).unwrap();
+        let plan = Plan::new(
+            PathBuf::from("/src"),
+            Source::WorkingTree { dir: "/src".into() },
+            version,
+            &Config::default(),
+            vec![Step::Build],
+        )
+        .unwrap();
         assert!(plan.to_string().contains("uncommitted changes"));
     }
 
@@ -161,7 +192,10 @@ mod tests {
         };
         let plan = Plan::new(PathBuf::from("/src"), source, version, &Config::default(), Step::ALL.to_vec()).unwrap();
         let text = plan.to_string();
-        assert!(text.contains("source:        v2.0.0 of https://example.invalid/books-ms.git (commit 0123456789abcdef)"), "{text}");
+        assert!(
+            text.contains("source:        v2.0.0 of https://example.invalid/books-ms.git (commit 0123456789abcdef)"),
+            "{text}"
+        );
         assert!(text.contains("service image: 10.200.0.1:5000/books-ms:v2.0.0"), "{text}");
         assert!(!text.contains("uncommitted"), "{text}");
     }

@@ -1,7 +1,7 @@
 //! What is being shipped: the version and revision of a checkout, from git.
 
-use std::path::Path;
 use std::io::Read;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -24,7 +24,8 @@ pub struct Version {
 impl Version {
     /// The working tree at `repo`: HEAD, dirty when tracked files changed.
     pub fn of(repo: &Path) -> anyhow::Result<Self> {
-        git(repo, &["rev-parse", "--verify", "HEAD"]).with_context(|| format!("{} is not a git checkout with a commit", repo.display()))?;
+        git(repo, &["rev-parse", "--verify", "HEAD"])
+            .with_context(|| format!("{} is not a git checkout with a commit", repo.display()))?;
         let dirty = !git(repo, &["status", "--porcelain", "--untracked-files=no"])?.is_empty();
         Self::at(repo, "HEAD", dirty)
     }
@@ -103,7 +104,11 @@ pub(crate) fn git(repo: &Path, args: &[&str]) -> anyhow::Result<String> {
         if started.elapsed() > GIT_DEADLINE {
             let _ = child.kill();
             let _ = child.wait();
-            bail!("git {} did not finish within {} s; is the remote reachable?", args.join(" "), GIT_DEADLINE.as_secs());
+            bail!(
+                "git {} did not finish within {} s; is the remote reachable?",
+                args.join(" "),
+                GIT_DEADLINE.as_secs()
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     };

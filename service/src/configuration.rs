@@ -90,12 +90,9 @@ impl Settings {
         let w = get("DB_W").map(|v| parse_w(&v)).transpose()?;
         let static_dir = PathBuf::from(get("STATIC_DIR").unwrap_or_else(|| "client".to_owned()));
         let shutdown_timeout = match get("SHUTDOWN_TIMEOUT_SECS") {
-            Some(v) => Duration::from_secs(
-                v.parse::<u64>()
-                    .ok()
-                    .filter(|s| *s <= 3600)
-                    .ok_or_else(|| ConfigError::new("SHUTDOWN_TIMEOUT_SECS", format!("`{v}` is not a number of seconds from 0 to 3600")))?,
-            ),
+            Some(v) => Duration::from_secs(v.parse::<u64>().ok().filter(|s| *s <= 3600).ok_or_else(|| {
+                ConfigError::new("SHUTDOWN_TIMEOUT_SECS", format!("`{v}` is not a number of seconds from 0 to 3600"))
+            })?),
             None => DEFAULT_SHUTDOWN_TIMEOUT,
         };
 
@@ -113,7 +110,9 @@ impl DatabaseSettings {
     pub fn redacted_uri(&self) -> String {
         let uri = self.uri.expose_secret();
         match (uri.find("://"), uri.rfind('@')) {
-            (Some(scheme_end), Some(at)) if at > scheme_end => format!("{}://***@{}", &uri[..scheme_end], &uri[at + 1..]),
+            (Some(scheme_end), Some(at)) if at > scheme_end => {
+                format!("{}://***@{}", &uri[..scheme_end], &uri[at + 1..])
+            }
             _ => uri.to_owned(),
         }
     }
@@ -121,7 +120,10 @@ impl DatabaseSettings {
 
 fn parse_listen_addr(value: &str) -> Result<SocketAddr, ConfigError> {
     value.parse().map_err(|_| {
-        ConfigError::new("LISTEN_ADDR", format!("`{value}` is not an IP address and port such as 0.0.0.0:8080 or [::]:0"))
+        ConfigError::new(
+            "LISTEN_ADDR",
+            format!("`{value}` is not an IP address and port such as 0.0.0.0:8080 or [::]:0"),
+        )
     })
 }
 
@@ -194,12 +196,9 @@ fn check_collection_name(name: &str) -> Result<(), ConfigError> {
 }
 
 fn parse_millis(variable: &'static str, value: &str) -> Result<Duration, ConfigError> {
-    value
-        .parse::<u64>()
-        .ok()
-        .filter(|ms| (1..=600_000).contains(ms))
-        .map(Duration::from_millis)
-        .ok_or_else(|| ConfigError::new(variable, format!("`{value}` is not a number of milliseconds from 1 to 600000")))
+    value.parse::<u64>().ok().filter(|ms| (1..=600_000).contains(ms)).map(Duration::from_millis).ok_or_else(|| {
+        ConfigError::new(variable, format!("`{value}` is not a number of milliseconds from 1 to 600000"))
+    })
 }
 
 fn parse_bool(variable: &'static str, value: &str) -> Result<bool, ConfigError> {
@@ -263,7 +262,10 @@ mod tests {
 
     #[test]
     fn mongodb_uri_wins_over_host_and_port() {
-        assert_eq!(uri(&[("DB_HOST", "db"), ("DB_PORT", "1"), ("MONGODB_URI", "mongodb://a:1,b:2/?replicaSet=rs")]), "mongodb://a:1,b:2/?replicaSet=rs");
+        assert_eq!(
+            uri(&[("DB_HOST", "db"), ("DB_PORT", "1"), ("MONGODB_URI", "mongodb://a:1,b:2/?replicaSet=rs")]),
+            "mongodb://a:1,b:2/?replicaSet=rs"
+        );
     }
 
     #[test]

@@ -80,7 +80,9 @@ impl ResponseError for ApiError {
             tracing::error!(error = %error_chain(self), "request failed");
         }
         let message = match self {
-            ApiError::Database(RepositoryError::Other(_)) | ApiError::Internal(_) => "internal error; see the service's logs".to_owned(),
+            ApiError::Database(RepositoryError::Other(_)) | ApiError::Internal(_) => {
+                "internal error; see the service's logs".to_owned()
+            }
             ApiError::Database(_) => "the database is unavailable; try again shortly".to_owned(),
             other => other.to_string(),
         };

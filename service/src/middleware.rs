@@ -19,21 +19,22 @@ pub(crate) async fn common_headers(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     let request_id = req.extensions().get::<RequestId>().map(|id| id.to_string());
-    let mut res = if req.method() == Method::OPTIONS && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
-        let allow_headers = req
-            .headers()
-            .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
-            .cloned()
-            .unwrap_or_else(|| HeaderValue::from_static("content-type"));
-        let preflight = HttpResponse::NoContent()
-            .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, ALLOWED_METHODS))
-            .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, allow_headers))
-            .insert_header((header::ACCESS_CONTROL_MAX_AGE, "86400"))
-            .finish();
-        req.into_response(preflight)
-    } else {
-        next.call(req).await?.map_into_boxed_body()
-    };
+    let mut res =
+        if req.method() == Method::OPTIONS && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
+            let allow_headers = req
+                .headers()
+                .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+                .cloned()
+                .unwrap_or_else(|| HeaderValue::from_static("content-type"));
+            let preflight = HttpResponse::NoContent()
+                .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, ALLOWED_METHODS))
+                .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, allow_headers))
+                .insert_header((header::ACCESS_CONTROL_MAX_AGE, "86400"))
+                .finish();
+            req.into_response(preflight)
+        } else {
+            next.call(req).await?.map_into_boxed_body()
+        };
     insert(res.headers_mut(), request_id);
     Ok(res)
 }

@@ -66,9 +66,10 @@ impl BookRepository {
         options.connect_timeout.get_or_insert(settings.timeout);
         // A write is acknowledged to the client only once the database has it
         // in its journal, unless configured otherwise.
-        let mut write_concern = options.write_concern.take().unwrap_or_else(|| {
-            WriteConcern::builder().w(Acknowledgment::Majority).journal(true).build()
-        });
+        let mut write_concern = options
+            .write_concern
+            .take()
+            .unwrap_or_else(|| WriteConcern::builder().w(Acknowledgment::Majority).journal(true).build());
         if let Some(journal) = settings.journal {
             write_concern.journal = Some(journal);
         }
@@ -90,7 +91,10 @@ impl BookRepository {
         })
     }
 
-    async fn bounded<T>(&self, op: impl std::future::IntoFuture<Output = Result<T, MongoError>>) -> Result<T, RepositoryError> {
+    async fn bounded<T>(
+        &self,
+        op: impl std::future::IntoFuture<Output = Result<T, MongoError>>,
+    ) -> Result<T, RepositoryError> {
         match tokio::time::timeout(self.deadline, op.into_future()).await {
             Ok(result) => result.map_err(RepositoryError::from),
             Err(_) => Err(RepositoryError::TimedOut(self.deadline)),
@@ -133,7 +137,8 @@ impl BookRepository {
             Some(after) => doc! { "_id": { "$gt": after.get() } },
             None => doc! {},
         };
-        let mut find = self.summaries.find(filter).projection(summary_projection()).sort(doc! { "_id": 1 }).batch_size(256);
+        let mut find =
+            self.summaries.find(filter).projection(summary_projection()).sort(doc! { "_id": 1 }).batch_size(256);
         if let Some(limit) = page.limit {
             find = find.limit(i64::from(limit));
         }

@@ -78,8 +78,12 @@ impl std::fmt::Display for BookId {
 /// Text that must not be empty (a title, an author). Stored exactly as sent.
 fn required_text(field: &str, value: Option<&Value>) -> Result<String, BookError> {
     match value {
-        None | Some(Value::Null) => Err(BookError::field(field, format!("`{field}` is missing; a book needs a {field}"))),
-        Some(Value::String(s)) if s.trim().is_empty() => Err(BookError::field(field, format!("`{field}` must not be empty"))),
+        None | Some(Value::Null) => {
+            Err(BookError::field(field, format!("`{field}` is missing; a book needs a {field}")))
+        }
+        Some(Value::String(s)) if s.trim().is_empty() => {
+            Err(BookError::field(field, format!("`{field}` must not be empty")))
+        }
         Some(Value::String(s)) => Ok(s.clone()),
         Some(other) => Err(BookError::field(field, format!("`{field}` must be a string, not {}", kind(other)))),
     }
@@ -121,7 +125,9 @@ impl Book {
     /// Parses and validates a request body.
     pub fn from_json(body: &[u8]) -> Result<Self, BookError> {
         let value: Value = serde_json::from_slice(body).map_err(|e| BookError::MalformedJson(e.to_string()))?;
-        let Value::Object(map) = value else { return Err(BookError::NotAnObject) };
+        let Value::Object(map) = value else {
+            return Err(BookError::NotAnObject);
+        };
         Book::try_from(map)
     }
 }
@@ -137,7 +143,10 @@ impl TryFrom<Map<String, Value>> for Book {
             None | Some(Value::Null) => String::new(),
             Some(Value::String(s)) => s.clone(),
             Some(other) => {
-                return Err(BookError::field("description", format!("`description` must be a string, not {}", kind(other))))
+                return Err(BookError::field(
+                    "description",
+                    format!("`description` must be a string, not {}", kind(other)),
+                ))
             }
         };
         if let Some(unknown) = map.keys().find(|k| !BOOK_FIELDS.contains(&k.as_str())) {

@@ -21,9 +21,11 @@ impl Page {
     pub fn parse(limit: Option<&str>, after: Option<&str>) -> Result<Self, BookError> {
         let limit = limit
             .map(|raw| {
-                raw.parse::<u32>().ok().filter(|n| (1..=MAX_PAGE_SIZE).contains(n)).ok_or_else(|| BookError::InvalidField {
-                    field: "limit".to_owned(),
-                    message: format!("`limit` must be an integer from 1 to {MAX_PAGE_SIZE}, not `{raw}`"),
+                raw.parse::<u32>().ok().filter(|n| (1..=MAX_PAGE_SIZE).contains(n)).ok_or_else(|| {
+                    BookError::InvalidField {
+                        field: "limit".to_owned(),
+                        message: format!("`limit` must be an integer from 1 to {MAX_PAGE_SIZE}, not `{raw}`"),
+                    }
                 })
             })
             .transpose()?;
@@ -43,7 +45,10 @@ mod tests {
 
     #[test]
     fn limit_and_after_parse() {
-        assert_eq!(Page::parse(Some("10"), Some("-4")).unwrap(), Page { after: Some(BookId::new(-4)), limit: Some(10) });
+        assert_eq!(
+            Page::parse(Some("10"), Some("-4")).unwrap(),
+            Page { after: Some(BookId::new(-4)), limit: Some(10) }
+        );
     }
 
     #[test]

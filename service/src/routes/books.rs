@@ -81,7 +81,10 @@ pub(crate) async fn list_books(req: HttpRequest, repo: web::Data<BookRepository>
     )
 )]
 #[tracing::instrument(skip(repo))]
-pub(crate) async fn get_book(path: web::Path<String>, repo: web::Data<BookRepository>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn get_book(
+    path: web::Path<String>,
+    repo: web::Data<BookRepository>,
+) -> Result<HttpResponse, ApiError> {
     let id = BookId::parse_str("_id", &path)?;
     let book = repo.get(id).await?.ok_or(ApiError::BookNotFound(id))?;
     Ok(HttpResponse::Ok().json(book))
@@ -126,7 +129,10 @@ pub(crate) async fn put_book(
     )
 )]
 #[tracing::instrument(skip(repo))]
-pub(crate) async fn delete_book(path: web::Path<String>, repo: web::Data<BookRepository>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn delete_book(
+    path: web::Path<String>,
+    repo: web::Data<BookRepository>,
+) -> Result<HttpResponse, ApiError> {
     let id = BookId::parse_str("_id", &path)?;
     let book = repo.delete(id).await?.ok_or(ApiError::BookNotFound(id))?;
     tracing::info!(%id, "book removed");
@@ -153,11 +159,8 @@ fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
 /// The whole body, refusing it as soon as it passes `BODY_LIMIT`.
 async fn read_body(req: &HttpRequest, mut payload: web::Payload) -> Result<BytesMut, ApiError> {
     let too_large = ApiError::PayloadTooLarge { limit: BODY_LIMIT };
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|len| len > BODY_LIMIT) {
         return Err(too_large);
     }

@@ -62,7 +62,10 @@ pub(crate) async fn static_file(req: HttpRequest, root: web::Data<StaticRoot>) -
     let mut response = named.into_response(&req);
     // Revalidate every time (ETag / Last-Modified make that a cheap 304), so a
     // deploy's new components are picked up at once.
-    response.headers_mut().insert(header::CACHE_CONTROL, CacheControl(vec![CacheDirective::NoCache]).to_string().parse().expect("a valid header"));
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        CacheControl(vec![CacheDirective::NoCache]).to_string().parse().expect("a valid header"),
+    );
     Ok(response)
 }
 

@@ -61,7 +61,13 @@ async fn a_rejected_update_leaves_the_stored_book_as_it_was() {
     let app = spawn_app().await;
     let original = book(1, "Kept", "Intact", "Unchanged");
     app.insert_books(&[original.clone()]).await;
-    assert_error(app.put_json(&json!({"_id": 1, "title": "", "author": "X"})).await, 400, "invalid_field", Some("title")).await;
+    assert_error(
+        app.put_json(&json!({"_id": 1, "title": "", "author": "X"})).await,
+        400,
+        "invalid_field",
+        Some("title"),
+    )
+    .await;
     assert_eq!(app.stored(1).await, Some(original));
 }
 
@@ -76,7 +82,8 @@ async fn unknown_fields_are_refused_naming_the_field() {
 #[tokio::test]
 async fn malformed_json_is_400() {
     let app = spawn_app().await;
-    assert_error(app.put_raw(Some("application/json"), r#"{"_id": 1, "title": "#).await, 400, "malformed_json", None).await;
+    assert_error(app.put_raw(Some("application/json"), r#"{"_id": 1, "title": "#).await, 400, "malformed_json", None)
+        .await;
     assert_error(app.put_raw(Some("application/json"), "[1, 2, 3]").await, 400, "not_a_book", None).await;
     assert_error(app.put_raw(Some("application/json"), "").await, 400, "malformed_json", None).await;
     assert_eq!(app.count().await, 0);
@@ -87,7 +94,13 @@ async fn a_body_that_is_not_json_is_415() {
     let app = spawn_app().await;
     let valid = r#"{"_id":1,"title":"T","author":"A"}"#;
     assert_error(app.put_raw(Some("text/plain"), valid).await, 415, "unsupported_media_type", None).await;
-    assert_error(app.put_raw(Some("application/x-www-form-urlencoded"), "_id=1").await, 415, "unsupported_media_type", None).await;
+    assert_error(
+        app.put_raw(Some("application/x-www-form-urlencoded"), "_id=1").await,
+        415,
+        "unsupported_media_type",
+        None,
+    )
+    .await;
     assert_error(app.put_raw(None, valid).await, 415, "unsupported_media_type", None).await;
     assert_eq!(app.count().await, 0);
     // A JSON type with parameters or a +json suffix is fine.

@@ -91,17 +91,23 @@ async fn mongo_client(uri: &str) -> mongodb::Client {
 
 /// Removes database containers of earlier test runs whose process is gone.
 async fn reap_stale_containers() {
-    let Ok(docker) = bollard::Docker::connect_with_local_defaults() else { return };
+    let Ok(docker) = bollard::Docker::connect_with_local_defaults() else {
+        return;
+    };
     let filters = HashMap::from([("label".to_owned(), vec![RUN_LABEL.to_owned()])]);
-    let options = bollard::query_parameters::ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
-    let Ok(containers) = docker.list_containers(Some(options)).await else { return };
+    let options =
+        bollard::query_parameters::ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+    let Ok(containers) = docker.list_containers(Some(options)).await else {
+        return;
+    };
     for container in containers {
         let pid = container.labels.as_ref().and_then(|l| l.get(RUN_LABEL)).cloned().unwrap_or_default();
         if Path::new("/proc").join(&pid).exists() {
             continue;
         }
         if let Some(id) = container.id {
-            let options = bollard::query_parameters::RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+            let options =
+                bollard::query_parameters::RemoveContainerOptionsBuilder::default().force(true).v(true).build();
             let _ = docker.remove_container(&id, Some(options)).await;
         }
     }
@@ -239,9 +245,13 @@ pub async fn raw_request(port: u16, raw: &str) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
     stream.write_all(raw.as_bytes()).await.expect("write");
     let mut response = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response)).await.expect("answer in 10 s").expect("read");
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
+        .await
+        .expect("answer in 10 s")
+        .expect("read");
     let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
+    let status =
+        text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     (status, body)
 }

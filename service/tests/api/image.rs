@@ -49,9 +49,15 @@ fn tree_revision(root: &Path) -> String {
         let output = std::process::Command::new("git").arg("-C").arg(root).args(args).output().ok()?;
         output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
     };
-    let Some(short) = git(&["rev-parse", "--short=12", "HEAD"]) else { return "unknown".to_owned() };
+    let Some(short) = git(&["rev-parse", "--short=12", "HEAD"]) else {
+        return "unknown".to_owned();
+    };
     let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
-    if dirty { format!("{short}-dirty") } else { short }
+    if dirty {
+        format!("{short}-dirty")
+    } else {
+        short
+    }
 }
 
 /// The build context: what `Dockerfile` copies, less what `.dockerignore`

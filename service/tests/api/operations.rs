@@ -4,7 +4,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::helpers::{assert_error, book, db_uri, free_port, spawn_app, spawn_app_with, start_db_container, wait_for_db, AppOptions};
+use crate::helpers::{
+    assert_error, book, db_uri, free_port, spawn_app, spawn_app_with, start_db_container, wait_for_db, AppOptions,
+};
 
 /// A URI where nothing listens: the database is down.
 fn unreachable_db() -> String {
@@ -30,7 +32,9 @@ async fn ready_is_200_when_the_database_answers() {
 #[tokio::test]
 async fn with_the_database_down_the_service_starts_and_answers_503_quickly() {
     let app = spawn_app_with(AppOptions { db_uri: Some(unreachable_db()), ..Default::default() }).await;
-    for (method, path) in [("GET", "/ready"), ("GET", "/api/v1/books"), ("GET", "/api/v1/books/_id/1"), ("DELETE", "/api/v1/books/_id/1")] {
+    for (method, path) in
+        [("GET", "/ready"), ("GET", "/api/v1/books"), ("GET", "/api/v1/books/_id/1"), ("DELETE", "/api/v1/books/_id/1")]
+    {
         let started = Instant::now();
         let request = app.http.request(method.parse().unwrap(), app.url(path));
         let response = request.send().await.unwrap();

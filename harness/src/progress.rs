@@ -33,6 +33,17 @@ impl Reporter {
         }
     }
 
+    /// A warning: something went wrong that the run works around. Shown on
+    /// stderr also when progress is not (it may explain a slow or odd run).
+    pub fn warn(&self, message: impl Display) {
+        let line = format!("harness: warning: {message}");
+        if self.tty {
+            let _ = self.multi.println(line);
+        } else {
+            eprintln!("{line}");
+        }
+    }
+
     /// A spinner for a step or an operation without a known length.
     pub fn spinner(&self, message: impl Into<String>) -> ProgressBar {
         let bar = self.multi.add(ProgressBar::new_spinner());
@@ -58,5 +69,15 @@ impl Reporter {
 impl Default for Reporter {
     fn default() -> Self {
         Reporter::new()
+    }
+}
+
+/// A spinner cleared when dropped: also when a deadline drops the work it
+/// belongs to, or the work fails.
+pub struct Spinner(pub ProgressBar);
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
     }
 }

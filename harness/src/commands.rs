@@ -1,0 +1,154 @@
+//! One entry function per command of the CLI. Each returns what it did as
+//! data; `main.rs` prints it (a table for people, JSON with `--json`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::build::{self, Built};
+use crate::checkout::{self, Source};
+use crate::cli::{Command, LabCommand};
+use crate::config::Config;
+use crate::deploy::{self, ContainerStatus, DeployPlan, Deployed};
+use crate::engine;
+use crate::pipeline::{self, PipelineReport};
+use crate::plan::{Plan, Step};
+use crate::progress::Reporter;
+use crate::push;
+use crate::registry;
+use crate::release::{PushRecord, Release};
+use crate::verify::{self, VerifyError, VerifyReport};
+use crate::version::Version;
+
+/// The steps a command runs, in order.
+pub fn steps(command: &Command) -> Vec<Step> {
+    match command {
+        Command::Pipeline { .. } => Step::ALL.to_vec(),
+        Command::Test => vec![Step::Test, Step::Package],
+        Command::Build => vec![Step::Build],
+        Command::Push => vec![Step::Push, Step::PushTests],
+        Command::Deploy { .. } => vec![Step::Deploy, Step::Integrate],
+        Command::Verify { .. } => vec![Step::Verify],
+        Command::Status | Command::Lab { .. } => vec![],
+    }
+}
+
+/// What the command will do, and on what: the code it ships (the working
+/// tree, or a ref checked out clean), its version, the images, prod.
+pub fn plan(command: &Command, repo: &Path, config: &Config) -> anyhow::Result<Plan> {
+    let (source, version) = match command {
+        Command::Pipeline { source, reference, .. } if source.is_some() || reference.is_some() => {
+            let from = source.clone().unwrap_or_else(|| repo.display().to_string());
+            checkout::resolve(repo, &from, reference.as_deref().unwrap_or("HEAD"))?
+        }
+        _ => {
+            // `verify` and `status` work on any deployed books-ms, also from
+            // a tree that is not a git checkout (the tests image has no .git).
+            let version = match Version::of(repo) {
+                Ok(version) => version,
+                Err(_) if matches!(command, Command::Verify { .. } | Command::Status) => Version::unknown(),
+                Err(e) => return Err(e),
+            };
+            (Source::WorkingTree { dir: repo.to_owned() }, version)
+        }
+    };
+    let mut plan = Plan::new(repo.to_owned(), source, version, config, steps(command))?;
+    plan.reuse_tests = matches!(command, Command::Pipeline { retest: false, .. });
+    Ok(plan)
+}
+
+/// The two images a build or a push made.
+#[derive(Debug, Serialize)]
+pub struct Both<T> {
+    pub service: T,
+    pub tests: T,
+}
+
+/// `harness build`: the service image, then the tests image.
+pub async fn build(config: &Config, plan: &Plan, reporter: &Reporter) -> anyhow::Result<Both<Built>> {
+    let cd = engine::cd().await?;
+    let service = build::service_image(&cd, plan.source.dir(), config, &plan.version, reporter).await?;
+    let tests = build::tests_image(&cd, plan.source.dir(), config, &plan.version, reporter).await?;
+    Ok(Both { service, tests })
+}
+
+/// `harness push`: the service image (recorded as the one to deploy), then
+/// the tests image.
+pub async fn push(config: &Config, plan: &Plan, reporter: &Reporter) -> anyhow::Result<Both<PushRecord>> {
+    let service = push::push_service(&plan.repo, config, &plan.version, reporter).await?;
+    let tests = push::push_tests(&plan.repo, config, &plan.version, reporter).await?;
+    Ok(Both { service, tests })
+}
+
+/// The release `harness deploy` ships: the image given by digest, or what
+/// `harness push` recorded.
+pub fn release(plan: &Plan, image: Option<String>, revision: Option<String>) -> anyhow::Result<Release> {
+    match image {
+        Some(image) => {
+            let revision = revision.unwrap_or_else(|| plan.version.revision.clone());
+            Ok(Release::given(image, plan.version.version.clone(), revision))
+        }
+        None => Release::last_pushed(&plan.repo),
+    }
+}
+
+/// `harness deploy`.
+pub async fn deploy(config: &Config, release: &Release, reporter: &Reporter) -> anyhow::Result<Deployed> {
+    let prod = engine::prod(config).await?;
+    let credentials = registry::docker_credentials(config)?;
+    deploy::deploy(&prod, config, release, credentials, reporter).await
+}
+
+/// `harness deploy --dry-run`: the actions a deploy would run on prod now.
+pub async fn deploy_preview(config: &Config, release: &Release) -> anyhow::Result<DeployPlan> {
+    let prod = engine::prod(config).await?;
+    deploy::preview(&prod, config, release).await
+}
+
+/// `harness status`: the project's containers on prod.
+pub async fn status(config: &Config) -> anyhow::Result<Vec<ContainerStatus>> {
+    let prod = engine::prod(config).await?;
+    deploy::status(&prod, &config.prod.project).await
+}
+
+/// `harness verify --url URL`.
+pub async fn verify(config: &Config, url: &str, reporter: &Reporter) -> Result<VerifyReport, VerifyError> {
+    verify::verify(url, &config.checks.ids, reporter).await
+}
+
+/// `harness pipeline` and `harness test`: the plan's steps in order.
+pub async fn pipeline(config: &Config, plan: &Plan, reporter: &Reporter) -> PipelineReport {
+    pipeline::run(config, plan, reporter).await
+}
+
+/// The script `harness lab up|down|status` runs.
+pub fn lab_script(command: &LabCommand) -> &'static str {
+    match command {
+        LabCommand::Up => "lab/up.sh",
+        LabCommand::Down => "lab/down.sh",
+        LabCommand::Status => "lab/status.sh",
+    }
+}
+
+/// `harness lab up|down|status`: the lab's own scripts, their output on
+/// the terminal. True when the script succeeded.
+pub fn lab(command: &LabCommand, repo: &Path) -> anyhow::Result<bool> {
+    let script = lab_script(command);
+    let status = std::process::Command::new("bash")
+        .arg(script)
+        .current_dir(repo)
+        .status()
+        .with_context(|| format!("cannot run {script}"))?;
+    Ok(status.success())
+}
+
+/// The repository root: the nearest folder above the current one holding
+/// `harness/` and `service/`.
+pub fn repo_root() -> anyhow::Result<PathBuf> {
+    let cwd = std::env::current_dir()?;
+    cwd.ancestors()
+        .find(|dir| dir.join("harness").is_dir() && dir.join("service").is_dir())
+        .map(PathBuf::from)
+        .context("not inside a books-ms checkout (no folder above holds harness/ and service/); pass --repo DIR")
+}

@@ -1,0 +1,99 @@
+//! What prod holds of the project: read through its engine, before a
+//! deploy plans ([`observe`]) and for `harness status` ([`status`]).
+
+use std::collections::HashMap;
+
+use anyhow::Context;
+use bollard::models::{ContainerInspectResponse, ContainerSummary, HealthStatusEnum};
+use bollard::query_parameters::ListContainersOptionsBuilder;
+use serde::Serialize;
+
+use super::actions::{Container, Observed};
+use super::names::*;
+use crate::engine::{Engine, EngineError};
+
+/// The network, the volume, and each container of the deploy by its name.
+pub async fn observe(prod: &Engine, names: &Names) -> Result<Observed, EngineError> {
+    let network = found(
+        prod.call(format!("for the network {}", names.network), prod.docker.inspect_network(&names.network, None))
+            .await,
+    )?
+    .is_some();
+    let volume =
+        found(prod.call(format!("for the volume {}", names.volume), prod.docker.inspect_volume(&names.volume)).await)?
+            .is_some();
+    let lock = inspect(prod, &names.lock).await?;
+    Ok(Observed {
+        network,
+        volume,
+        db: inspect(prod, &names.db).await?.map(container),
+        app: inspect(prod, &names.app).await?.map(container),
+        previous: inspect(prod, &names.previous).await?.map(container),
+        lock_holder: lock.map(|c| {
+            c.config.and_then(|c| c.labels?.get(LOCK_HOLDER_LABEL).cloned()).unwrap_or_else(|| "unknown".to_owned())
+        }),
+    })
+}
+
+async fn inspect(prod: &Engine, name: &str) -> Result<Option<ContainerInspectResponse>, EngineError> {
+    found(prod.call(format!("for the container {name}"), prod.docker.inspect_container(name, None)).await)
+}
+
+/// A 404 is "there is none".
+fn found<T>(result: Result<T, EngineError>) -> Result<Option<T>, EngineError> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(e) if e.status() == Some(404) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn container(inspected: ContainerInspectResponse) -> Container {
+    let state = inspected.state.unwrap_or_default();
+    Container {
+        running: state.running == Some(true),
+        healthy: state.health.and_then(|h| h.status) == Some(HealthStatusEnum::HEALTHY),
+        spec: inspected.config.and_then(|c| c.labels?.get(SPEC_LABEL).cloned()),
+    }
+}
+
+/// One line per container of the project on prod.
+#[derive(Debug, Serialize)]
+pub struct ContainerStatus {
+    pub name: String,
+    pub role: String,
+    pub image: String,
+    pub version: Option<String>,
+    pub state: String,
+    pub status: String,
+}
+
+pub async fn status(prod: &Engine, project: &str) -> anyhow::Result<Vec<ContainerStatus>> {
+    let filters = HashMap::from([("label".to_owned(), vec![format!("{PROJECT_LABEL}={project}")])]);
+    let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+    let containers: Vec<ContainerSummary> = prod
+        .call("for its containers", prod.docker.list_containers(Some(options)))
+        .await
+        .context("listing containers on prod")?;
+    let mut out: Vec<ContainerStatus> = containers
+        .into_iter()
+        .map(|c| {
+            let labels = c.labels.unwrap_or_default();
+            ContainerStatus {
+                name: c
+                    .names
+                    .unwrap_or_default()
+                    .first()
+                    .map(|n| n.trim_start_matches('/').to_owned())
+                    .unwrap_or_default(),
+                role: labels.get(ROLE_LABEL).cloned().unwrap_or_default(),
+                image: labels.get(IMAGE_LABEL).cloned().or(c.image).unwrap_or_default(),
+                version: labels.get(VERSION_LABEL).cloned(),
+                state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+                status: c.status.unwrap_or_default(),
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}

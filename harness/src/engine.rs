@@ -1,0 +1,109 @@
+//! The two Docker engines, `cd` (this host's, over its socket) and `prod`
+//! (a remote host, only through its TLS-protected API), and the one way to
+//! call them: [`Engine::call`], bounded by [`API_TIMEOUT`], with an error
+//! naming the engine and what was asked. Pulls, pushes and builds stream
+//! progress and are bounded by their own deadlines.
+
+use std::fmt::Display;
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::Context;
+use bollard::{Docker, API_DEFAULT_VERSION};
+
+use crate::config::Config;
+
+/// How long one Docker API call may take before it counts as a hang.
+/// Pulls, pushes and builds stream progress and are bounded separately.
+pub const API_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A connected engine and its name for messages ("the cd engine",
+/// "prod (tcp://HOST:PORT)").
+#[derive(Clone)]
+pub struct Engine {
+    pub docker: Docker,
+    pub name: String,
+}
+
+/// One engine call that failed or hung.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("asking {engine} {what}: {source}")]
+    Api { engine: String, what: String, source: bollard::errors::Error },
+    #[error("{engine} did not answer {what} within {} s", API_TIMEOUT.as_secs())]
+    Timeout { engine: String, what: String },
+}
+
+impl EngineError {
+    /// The HTTP status the engine answered with, if it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            EngineError::Api {
+                source: bollard::errors::Error::DockerResponseServerError { status_code, .. }, ..
+            } => Some(*status_code),
+            _ => None,
+        }
+    }
+}
+
+impl Engine {
+    /// Runs one API call within [`API_TIMEOUT`]; `what` completes "asking
+    /// ENGINE ...", e.g. "for the image X" or "to start C".
+    pub async fn call<T>(
+        &self,
+        what: impl Display,
+        call: impl Future<Output = Result<T, bollard::errors::Error>>,
+    ) -> Result<T, EngineError> {
+        match tokio::time::timeout(API_TIMEOUT, call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(source)) => Err(EngineError::Api { engine: self.name.clone(), what: what.to_string(), source }),
+            Err(_) => Err(EngineError::Timeout { engine: self.name.clone(), what: what.to_string() }),
+        }
+    }
+}
+
+/// The local engine, where images are built and pushed from.
+pub async fn cd() -> anyhow::Result<Engine> {
+    let docker =
+        Docker::connect_with_local_defaults().context("cd engine: cannot make a client for the local Docker socket")?;
+    let docker =
+        negotiate(docker, "the cd engine (local socket)", "is dockerd running? `harness lab up` starts it").await?;
+    Ok(Engine { docker, name: "the cd engine".to_owned() })
+}
+
+/// prod's engine, with the client certificate from `prod.cert_path`.
+pub async fn prod(config: &Config) -> anyhow::Result<Engine> {
+    let host = &config.prod.docker_host;
+    let address = host.strip_prefix("tcp://").unwrap_or(host);
+    let certs = &config.prod.cert_path;
+    for file in ["ca.pem", "cert.pem", "key.pem"] {
+        if !certs.join(file).is_file() {
+            anyhow::bail!(
+                "prod ({host}): no {file} in {} (prod.cert_path); `harness lab up` makes the lab's certificates",
+                certs.display()
+            );
+        }
+    }
+    let docker = Docker::connect_with_ssl(
+        address,
+        &certs.join("key.pem"),
+        &certs.join("cert.pem"),
+        &certs.join("ca.pem"),
+        API_TIMEOUT.as_secs(),
+        API_DEFAULT_VERSION,
+    )
+    .with_context(|| format!("prod ({host}): cannot make a TLS client with the certificates in {}", certs.display()))?;
+    let name = format!("prod ({host})");
+    let docker = negotiate(docker, &name, "is prod up? `harness lab status` tells").await?;
+    Ok(Engine { docker, name })
+}
+
+/// Docker 20.10 speaks API 1.41 and refuses newer clients: agree on one.
+/// Bounded, so an unreachable host fails in seconds.
+async fn negotiate(docker: Docker, which: &str, hint: &str) -> anyhow::Result<Docker> {
+    match tokio::time::timeout(Duration::from_secs(10), docker.negotiate_version()).await {
+        Ok(Ok(docker)) => Ok(docker),
+        Ok(Err(e)) => Err(anyhow::anyhow!("{which} does not answer: {e}; {hint}")),
+        Err(_) => Err(anyhow::anyhow!("{which} did not answer within 10 s; {hint}")),
+    }
+}

@@ -1,0 +1,23 @@
+//! The harness as a library: books-ms's continuous-deployment pipeline.
+//!
+//! `main.rs` parses the command line and prints; everything it runs lives
+//! here, one module per job (see ARCHITECTURE.md, "harness").
+
+pub mod build;
+pub mod checkout;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod context;
+pub mod deploy;
+pub mod engine;
+pub mod http;
+pub mod pipeline;
+pub mod plan;
+pub mod progress;
+pub mod push;
+pub mod registry;
+pub mod release;
+pub mod runner;
+pub mod verify;
+pub mod version;

@@ -1,0 +1,151 @@
+//! The HTTP side of the checks: one client for the service under test,
+//! answers read whole (up to a bound), and the problems a bad answer makes.
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use super::report::Problem;
+use super::{CONNECT_TIMEOUT, EXCERPT_CHARS, MAX_BODY, REQUEST_TIMEOUT};
+use crate::http::causes;
+
+pub(super) struct Http {
+    pub(super) client: reqwest::Client,
+    /// Without a trailing slash.
+    pub(super) base: String,
+}
+
+/// A response read whole (up to `MAX_BODY`).
+pub(super) struct Answer {
+    pub(super) method: &'static str,
+    pub(super) url: String,
+    pub(super) status: StatusCode,
+    pub(super) request_id: Option<String>,
+    pub(super) body: Vec<u8>,
+}
+
+impl Http {
+    pub(super) fn new(base: String) -> Result<Self, Problem> {
+        let client = crate::http::client(CONNECT_TIMEOUT, REQUEST_TIMEOUT).map_err(|e| Problem::Client(causes(&e)))?;
+        Ok(Http { client, base })
+    }
+
+    pub(super) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub(super) async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Answer, Problem> {
+        let url = self.url(path);
+        let name = method_name(&method);
+        let mut request = self.client.request(method, &url);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let mut response = request.send().await.map_err(|e| no_answer(name, &url, &e))?;
+        let status = response.status();
+        let request_id = request_id(&response);
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| no_answer(name, &url, &e))? {
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(Problem::Content {
+                    request: format!("{name} {url}"),
+                    expected: format!("a body of at most {} MiB", MAX_BODY / (1024 * 1024)),
+                    found: "a larger one".to_owned(),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Answer { method: name, url, status, request_id, body })
+    }
+}
+
+impl Answer {
+    pub(super) fn expect_status(&self, want: StatusCode, expected: &str, http: &Http) -> Result<(), Problem> {
+        if self.status == want {
+            Ok(())
+        } else {
+            Err(self.status_problem(expected, http))
+        }
+    }
+
+    pub(super) fn status_problem(&self, expected: &str, http: &Http) -> Problem {
+        let hint = match self.status.as_u16() {
+            503 => "the service answers but its database does not: is the database running? (`harness status` shows prod's containers)".to_owned(),
+            500..=599 => match &self.request_id {
+                Some(id) => format!("the service failed; its log has the cause (request id {id})"),
+                None => "the service failed; its log has the cause".to_owned(),
+            },
+            404 | 405 => format!("is {} the base URL of a books-ms?", http.base),
+            _ => format!("is {} a books-ms, of this API version?", http.base),
+        };
+        Problem::Status {
+            request: self.request(),
+            expected: expected.to_owned(),
+            status: self.status,
+            excerpt: excerpt(&self.body),
+            hint,
+        }
+    }
+
+    pub(super) fn content(&self, expected: &str, found: String) -> Problem {
+        Problem::Content { request: self.request(), expected: expected.to_owned(), found }
+    }
+
+    pub(super) fn request(&self) -> String {
+        format!("{} {}", self.method, self.url)
+    }
+
+    pub(super) fn json<T: serde::de::DeserializeOwned>(&self, expected: &str) -> Result<T, Problem> {
+        serde_json::from_slice(&self.body).map_err(|_| self.content(expected, excerpt(&self.body)))
+    }
+}
+
+pub(super) fn method_name(method: &Method) -> &'static str {
+    match *method {
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::POST => "POST",
+        _ => "GET",
+    }
+}
+
+pub(super) fn request_id(response: &reqwest::Response) -> Option<String> {
+    response.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+pub(super) fn no_answer(method: &str, url: &str, error: &reqwest::Error) -> Problem {
+    let cause =
+        if error.is_timeout() { format!("no answer within {} s", REQUEST_TIMEOUT.as_secs()) } else { causes(error) };
+    Problem::NoAnswer { request: format!("{method} {url}"), cause }
+}
+
+/// The start of a body, on one line, for an error message.
+pub(super) fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if text.is_empty() {
+        return "an empty body".to_owned();
+    }
+    match text.char_indices().nth(EXCERPT_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
+pub(super) fn compact(value: &Value) -> String {
+    excerpt(value.to_string().as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpts_are_one_short_line() {
+        assert_eq!(excerpt(b"{\"error\":\n  \"x\"}"), "{\"error\": \"x\"}");
+        assert_eq!(excerpt(b""), "an empty body");
+        let long = "é".repeat(500);
+        let cut = excerpt(long.as_bytes());
+        assert_eq!(cut.chars().count(), EXCERPT_CHARS + 1);
+        assert!(cut.ends_with('…'));
+    }
+}

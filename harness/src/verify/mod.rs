@@ -1,0 +1,201 @@
+//! `harness verify --url URL`: the post-deploy checks, against any deployed
+//! books-ms.
+//!
+//! In order, stopping at the first failure: `ready` (`GET /ready` is 200),
+//! `version` (`/version` is `{name, version, revision}`, returned so a deploy
+//! can compare the revision), `integ-list` (the original integ test: `GET
+//! /api/v1/books` answers 200), then the chapter's own checks on the ids
+//! reserved for them (`checks.ids`): `reserved-ids` (no user's book sits
+//! there), `put` (one book per id, author "John Doe"), `list` (the list, read
+//! page by page around the reserved ids, holds exactly those summaries),
+//! `get-by-id` (each book comes back equal in all four fields), and last
+//! `cleanup`, which also runs when a check failed after the first write.
+//!
+//! Invariants: a book the checks did not write is never overwritten nor
+//! removed (the checks' books carry [`MARKER`] in their description); every
+//! request has a timeout and the whole run a deadline.
+mod checks;
+mod http;
+mod report;
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub use self::report::{Problem, ServiceVersion, VerifyError, VerifyReport};
+use crate::progress::Reporter;
+pub use crate::runner::Outcome;
+use crate::runner::{millis, Done, Runner};
+use checks::*;
+use http::Http;
+
+/// In the description of every book the checks write: how a later run (or a
+/// person) recognises a book it may replace or remove.
+pub const MARKER: &str = "written by harness verify; safe to delete";
+
+/// The checks, in the order they run.
+pub const CHECKS: [&str; 8] = ["ready", "version", "integ-list", "reserved-ids", "put", "list", "get-by-id", "cleanup"];
+
+/// A refused connection fails at once; this only bounds a host that drops
+/// packets.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Each request, body included. The service answers a database outage with
+/// a 503 within about 2 s (`DB_TIMEOUT_MS`), so 10 s means it hangs.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Everything but the cleanup; the cleanup has its own budget, so a run cut
+/// short by this deadline still removes what it wrote.
+const CHECKS_DEADLINE: Duration = Duration::from_secs(60);
+const CLEANUP_DEADLINE: Duration = Duration::from_secs(30);
+/// The service takes `limit` from 1 to 1000.
+const MAX_PAGE: i64 = 1000;
+/// Bodies are read up to this size: a page of up to 1000 summaries fits.
+const MAX_BODY: usize = 16 * 1024 * 1024;
+/// More ids would only make the run longer; three are the chapter's.
+const MAX_IDS: usize = 100;
+/// How much of an unexpected body an error quotes.
+const EXCERPT_CHARS: usize = 200;
+
+// ------------------------------------------------------------------ the run
+
+/// Runs every check against the books-ms at `url`, writing only on `ids`.
+pub async fn verify(url: &str, ids: &[i32], reporter: &Reporter) -> Result<VerifyReport, VerifyError> {
+    let started = Instant::now();
+    let mut run = Recorder {
+        report: VerifyReport {
+            url: url.to_owned(),
+            ids: ids.to_vec(),
+            passed: false,
+            version: None,
+            checks: Vec::new(),
+            duration_ms: 0,
+            error: None,
+        },
+        runner: Runner::new(reporter, "verify: "),
+    };
+    let prepared = parse_base(url).and_then(|base| Ok((base, validate_ids(ids)?))).and_then(|(base, ids)| {
+        let http = Http::new(base)?;
+        Ok((http, ids))
+    });
+    let (http, ids) = match prepared {
+        Ok(ready) => ready,
+        Err(problem) => return Err(run.finish(started, ("input", problem), None)),
+    };
+    let run_id = run_id();
+    let books: Vec<Value> = ids.iter().enumerate().map(|(i, &id)| check_book(id, i + 1, ids.len(), &run_id)).collect();
+
+    // Set just before the first write: from then on the cleanup must run.
+    let mut wrote = false;
+    let checks = tokio::time::timeout(CHECKS_DEADLINE, run_checks(&mut run, &http, &ids, &books, &mut wrote)).await;
+    let failure = match checks {
+        Ok(Ok(())) => None,
+        Ok(Err(failure)) => Some(failure),
+        Err(_) => {
+            let check = run.runner.current().and_then(|c| CHECKS.into_iter().find(|n| *n == c)).unwrap_or("ready");
+            let problem = Problem::Deadline { url: http.base.clone(), check, secs: CHECKS_DEADLINE.as_secs() };
+            run.interrupted(problem.to_string());
+            Some((check, problem))
+        }
+    };
+
+    let cleanup = if wrote {
+        let cleaning = tokio::time::timeout(CLEANUP_DEADLINE, run.check("cleanup", cleanup(&http, &ids))).await;
+        match cleaning {
+            Ok(Ok(())) => None,
+            Ok(Err(problem)) => Some(problem),
+            Err(_) => {
+                let problem = Problem::Cleanup {
+                    first: Box::new(Problem::Deadline {
+                        url: http.base.clone(),
+                        check: "cleanup",
+                        secs: CLEANUP_DEADLINE.as_secs(),
+                    }),
+                    left: ids.clone(),
+                    base: http.base.clone(),
+                };
+                run.interrupted(problem.to_string());
+                Some(problem)
+            }
+        }
+    } else {
+        None
+    };
+
+    match (failure, cleanup) {
+        (None, None) => {
+            run.report.passed = true;
+            run.report.checks = run.runner.into_records();
+            run.report.duration_ms = millis(started.elapsed());
+            Ok(run.report)
+        }
+        (None, Some(problem)) => Err(run.finish(started, ("cleanup", problem), None)),
+        (Some(failure), cleanup) => Err(run.finish(started, failure, cleanup)),
+    }
+}
+
+/// Everything but the cleanup, stopping at the first failure.
+async fn run_checks(
+    run: &mut Recorder<'_>,
+    http: &Http,
+    ids: &[i32],
+    books: &[Value],
+    wrote: &mut bool,
+) -> Result<(), (&'static str, Problem)> {
+    run.check("ready", check_ready(http)).await.map_err(at("ready"))?;
+    let version = run.check("version", check_version(http)).await.map_err(at("version"))?;
+    run.report.version = Some(version);
+    run.check("integ-list", check_integ_list(http)).await.map_err(at("integ-list"))?;
+    run.check("reserved-ids", check_reserved_ids(http, ids)).await.map_err(at("reserved-ids"))?;
+    *wrote = true;
+    run.check("put", check_put(http, books)).await.map_err(at("put"))?;
+    run.check("list", check_list(http, books)).await.map_err(at("list"))?;
+    run.check("get-by-id", check_get_by_id(http, books)).await.map_err(at("get-by-id"))?;
+    Ok(())
+}
+
+/// Names the check a problem came from.
+fn at(check: &'static str) -> impl FnOnce(Problem) -> (&'static str, Problem) {
+    move |problem| (check, problem)
+}
+
+/// Runs the checks and keeps the report while they run.
+struct Recorder<'r> {
+    runner: Runner<'r>,
+    report: VerifyReport,
+}
+
+impl Recorder<'_> {
+    /// Runs one check and records its outcome, duration and detail.
+    async fn check<T, F>(&mut self, name: &'static str, check: F) -> Result<T, Problem>
+    where
+        F: std::future::Future<Output = Result<(T, String), Problem>>,
+    {
+        let work = async { check.await.map(|(value, detail)| Done::passed(value, detail)) };
+        self.runner.step(name, "running", work).await
+    }
+
+    /// Records the check a deadline interrupted as failed.
+    fn interrupted(&mut self, detail: String) {
+        self.runner.interrupted(detail);
+    }
+
+    /// The failed run's error, with the checks that did not run marked as
+    /// skipped.
+    fn finish(
+        mut self,
+        started: Instant,
+        (check, problem): (&'static str, Problem),
+        cleanup: Option<Problem>,
+    ) -> VerifyError {
+        for name in CHECKS {
+            if !self.runner.has(name) {
+                let detail = if name == "cleanup" { "nothing was written" } else { "an earlier check failed" };
+                self.runner.skip(name, detail);
+            }
+        }
+        self.report.checks = self.runner.into_records();
+        self.report.duration_ms = millis(started.elapsed());
+        let mut error = VerifyError { check, problem, cleanup, report: Box::new(self.report) };
+        error.report.error = Some(error.to_string());
+        error
+    }
+}
