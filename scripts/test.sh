@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The README's test command: raises the lab (packages, Docker engine, local
-# images), then runs every test: the workspace's unit, API and image tests
+# The README's test command: checks formatting and lints, raises the lab
+# (packages, Docker engine, local images), then runs every test: the workspace's unit, API and image tests
 # (cargo test) and the web components' browser tests (headless Chromium).
 # Idempotent; the second run reuses the lab and the build caches.
 set -euo pipefail
@@ -20,6 +20,10 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
+
+say "formatting and lints (cargo fmt --check, cargo clippy -D warnings)"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 say "raising the lab (lab/up.sh)"
 bash lab/up.sh

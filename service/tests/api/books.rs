@@ -119,7 +119,7 @@ async fn post_upserts_like_put() {
 async fn delete_returns_the_removed_book_and_leaves_the_collection_empty() {
     let app = spawn_app().await;
     let stored = book(1, "Gone", "Soon", "Bye");
-    app.insert_books(&[stored.clone()]).await;
+    app.insert_books(std::slice::from_ref(&stored)).await;
 
     let response = app.delete("/api/v1/books/_id/1").await;
 

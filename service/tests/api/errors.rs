@@ -60,7 +60,7 @@ async fn a_bad_id_in_the_body_is_400_naming_it_and_writes_nothing() {
 async fn a_rejected_update_leaves_the_stored_book_as_it_was() {
     let app = spawn_app().await;
     let original = book(1, "Kept", "Intact", "Unchanged");
-    app.insert_books(&[original.clone()]).await;
+    app.insert_books(std::slice::from_ref(&original)).await;
     assert_error(
         app.put_json(&json!({"_id": 1, "title": "", "author": "X"})).await,
         400,
