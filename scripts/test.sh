@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command: checks formatting and lints, raises the lab
-# (packages, Docker engine, local images), then runs every test: the workspace's unit, API and image tests
-# (cargo test) and the web components' browser tests (headless Chromium).
+# (packages, Docker engine, local images), then runs every test: the
+# workspace's unit, API and image tests (cargo test) and the web components'
+# browser tests (headless Chromium).
 # Idempotent; the second run reuses the lab and the build caches.
 set -euo pipefail
 cd "$(dirname "$0")/.."
