@@ -151,6 +151,8 @@ impl Config {
 }
 
 #[cfg(test)]
+// figment::Jail's closures return its own (large) error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 

@@ -327,6 +327,8 @@ fn in_cidr(ip: IpAddr, cidr: &str) -> bool {
 }
 
 #[cfg(test)]
+// figment::Jail's closures return its own (large) error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 

@@ -18,9 +18,10 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Output;
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::run::{run_bounded, Run};
 use common::{repo_root, Lab};
 
 /// `harness build` or `push` of both images; cold, the tests image's
@@ -28,6 +29,8 @@ use common::{repo_root, Lab};
 const COMMAND_DEADLINE: Duration = Duration::from_secs(900);
 /// What "fails fast" means for the fault tests.
 const FAST: Duration = Duration::from_secs(20);
+/// One docker CLI command of the tests themselves.
+const DOCKER_DEADLINE: Duration = Duration::from_secs(60);
 /// The test repositories, beside lab.rs's.
 const SERVICE_NAME: &str = "books-lab-tests/books-ms";
 const TESTS_NAME: &str = "books-lab-tests/books-ms-tests";
@@ -68,7 +71,9 @@ impl Checkout {
         for name in listed.stdout.split(|b| *b == 0).filter(|n| !n.is_empty()) {
             let name = std::str::from_utf8(name).unwrap();
             let (from, to) = (root.join(name), dir.path().join(name));
-            let Ok(meta) = std::fs::symlink_metadata(&from) else { continue }; // deleted, not yet staged
+            let Ok(meta) = std::fs::symlink_metadata(&from) else {
+                continue;
+            }; // deleted, not yet staged
             std::fs::create_dir_all(to.parent().unwrap()).unwrap();
             if meta.file_type().is_symlink() {
                 std::os::unix::fs::symlink(std::fs::read_link(&from).unwrap(), &to).unwrap();
@@ -105,40 +110,37 @@ impl Checkout {
 
     /// Runs the harness binary on this checkout, as a user would, with the
     /// test repositories and `env` on top of a clean environment.
-    async fn harness(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_harness"));
-        command.arg("--repo").arg(self.path()).args(args).kill_on_drop(true);
-        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("HARNESS_")) {
-            command.env_remove(key);
-        }
-        command.env("HARNESS_IMAGES__SERVICE", SERVICE_NAME).env("HARNESS_IMAGES__TESTS", TESTS_NAME);
-        command.envs(env.iter().copied());
-        tokio::time::timeout(COMMAND_DEADLINE, command.output())
+    async fn harness(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        common::run::harness(COMMAND_DEADLINE)
+            .arg("--repo")
+            .arg(self.path())
+            .args(args)
+            .without_harness_env()
+            .env("HARNESS_IMAGES__SERVICE", SERVICE_NAME)
+            .env("HARNESS_IMAGES__TESTS", TESTS_NAME)
+            .envs(env.iter().copied())
+            .run_async()
             .await
-            .unwrap_or_else(|_| panic!("harness {args:?} took longer than {COMMAND_DEADLINE:?}"))
-            .expect("the harness binary runs")
     }
 }
 
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
+/// The docker CLI, bounded.
+fn docker(args: &[&str]) -> Run {
+    run_bounded(Command::new("docker").args(args), DOCKER_DEADLINE)
 }
 
 /// Removes local images by reference; gone already is fine.
 fn remove_images(references: &[String]) {
     for reference in references {
-        let _ = std::process::Command::new("docker").args(["image", "rm", "-f", reference]).output();
+        docker(&["image", "rm", "-f", reference]);
     }
 }
 
 /// The listing of the tests image's /src, through the docker CLI.
 fn files_in(image: &str, folder: &str) -> Vec<String> {
-    let output = std::process::Command::new("timeout")
-        .args(["60", "docker", "run", "--rm", "--network", "none", "--entrypoint", "ls", image, "-A", folder])
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "ls in {image}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect()
+    let output = docker(&["run", "--rm", "--network", "none", "--entrypoint", "ls", image, "-A", folder]);
+    assert!(output.success(), "ls in {image}: {}", output.stderr);
+    output.stdout.lines().map(str::to_owned).collect()
 }
 
 // ------------------------------------------------------------------ tests
@@ -177,7 +179,7 @@ async fn built_and_pushed_images_are_in_the_registry_with_the_recorded_digests()
         Some(digest) => lab.labels(SERVICE_NAME, digest).await,
         None => HashMap::new(),
     };
-    let (sources, client) = if built.status.success() {
+    let (sources, client) = if built.success() {
         let image = format!("{tests}:{version}");
         (files_in(&image, "/src"), files_in(&image, "/src/client"))
     } else {
@@ -193,19 +195,19 @@ async fn built_and_pushed_images_are_in_the_registry_with_the_recorded_digests()
     }
     remove_images(&local);
 
-    assert!(built.status.success(), "harness build: {}", stderr(&built));
+    assert!(built.success(), "harness build: {}", built.stderr);
     assert!(touched.success());
-    assert!(rebuilt.status.success(), "harness build, again: {}", stderr(&rebuilt));
-    let built: serde_json::Value = serde_json::from_slice(&built.stdout).expect("build --json prints JSON");
-    let rebuilt: serde_json::Value = serde_json::from_slice(&rebuilt.stdout).unwrap();
+    assert!(rebuilt.success(), "harness build, again: {}", rebuilt.stderr);
+    let built: serde_json::Value = serde_json::from_str(&built.stdout).expect("build --json prints JSON");
+    let rebuilt: serde_json::Value = serde_json::from_str(&rebuilt.stdout).unwrap();
     assert_eq!(built["service"]["image"], format!("{service}:{version}"));
     assert_eq!(built["tests"]["image"], format!("{tests}:{version}"));
     assert_eq!(built["service"]["id"], rebuilt["service"]["id"], "an unchanged tree gave another service image");
     assert_eq!(built["tests"]["id"], rebuilt["tests"]["id"], "an unchanged tree gave another tests image");
     eprintln!("build of both images: {build_time:.1?}; push of both: {push_time:.1?}");
 
-    assert!(pushed.status.success(), "harness push: {}", stderr(&pushed));
-    let printed: serde_json::Value = serde_json::from_slice(&pushed.stdout).expect("push --json prints JSON");
+    assert!(pushed.success(), "harness push: {}", pushed.stderr);
+    let printed: serde_json::Value = serde_json::from_str(&pushed.stdout).expect("push --json prints JSON");
     let record: serde_json::Value = serde_json::from_str(&record.expect("a push record")).expect("JSON");
     let service_record = &record["service"];
     assert_eq!(service_record["image"], service);
@@ -246,15 +248,12 @@ async fn a_push_with_wrong_credentials_fails_fast_naming_the_registry_and_the_us
         .await;
     let elapsed = started.elapsed();
 
-    let text = stderr(&output);
-    assert_eq!(output.status.code(), Some(1), "{text}");
+    let text = &output.stderr;
+    assert_eq!(output.code, Some(1), "{text}");
     assert!(elapsed < FAST, "took {elapsed:?}");
     assert!(text.contains(&format!("the registry {} refused the credentials of {}", lab.registry, user)), "{text}");
     assert!(text.contains("docker login") && text.contains("HARNESS_REGISTRY__USERNAME"), "{text}");
-    assert!(
-        !text.contains(&wrong) && !String::from_utf8_lossy(&output.stdout).contains(&wrong),
-        "the password was printed"
-    );
+    assert!(!text.contains(&wrong) && !output.stdout.contains(&wrong), "the password was printed");
     assert!(!checkout.path().join(".harness/last-push.json").exists(), "a failed push recorded something");
 }
 
@@ -269,8 +268,8 @@ async fn a_push_to_a_registry_where_nothing_listens_fails_fast() {
     let output = checkout.harness(&["push"], &[("HARNESS_REGISTRY__ADDRESS", &address)]).await;
     let elapsed = started.elapsed();
 
-    let text = stderr(&output);
-    assert_eq!(output.status.code(), Some(1), "{text}");
+    let text = &output.stderr;
+    assert_eq!(output.code, Some(1), "{text}");
     assert!(elapsed < FAST, "took {elapsed:?}");
     assert!(text.contains(&format!("cannot reach the registry at {address}")), "{text}");
     assert!(text.contains("harness lab status"), "{text}");
@@ -282,8 +281,8 @@ async fn building_without_the_release_binary_says_how_to_make_it() {
 
     let output = checkout.harness(&["build"], &[]).await;
 
-    let text = stderr(&output);
-    assert_eq!(output.status.code(), Some(1), "{text}");
+    let text = &output.stderr;
+    assert_eq!(output.code, Some(1), "{text}");
     assert!(text.contains("dist/books-ms is missing") && text.contains("scripts/dist.sh"), "{text}");
 }
 
@@ -302,8 +301,8 @@ async fn a_failing_dockerfile_step_is_named_with_the_image_and_its_output() {
     let output = checkout.harness(&["build"], &[]).await;
     remove_images(&[format!("{}/{SERVICE_NAME}:{}", lab.registry, checkout.version)]);
 
-    let text = stderr(&output);
-    assert_eq!(output.status.code(), Some(1), "{text}");
+    let text = &output.stderr;
+    assert_eq!(output.code, Some(1), "{text}");
     let image = format!("{}/{SERVICE_NAME}:{}", lab.registry, checkout.version);
     assert!(
         text.contains(&format!("building {image} from Dockerfile failed at `Step 3/3 : COPY no-such-file /x`")),

@@ -46,8 +46,7 @@ fn tls_client(lab: &Lab, with_client_certificate: bool) -> reqwest::Client {
     if with_client_certificate {
         let mut pem = read("cert.pem");
         pem.extend(read("key.pem"));
-        builder =
-            builder.identity(reqwest::Identity::from_pem(&pem).expect("the client certificate"));
+        builder = builder.identity(reqwest::Identity::from_pem(&pem).expect("the client certificate"));
     }
     builder.build().expect("a TLS client")
 }
@@ -62,14 +61,8 @@ fn install_crypto_provider() {
 
 /// A repository name in the registry, unique to this run and test.
 fn test_repository(lab: &Lab, what: &str) -> (String, String) {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    (
-        format!("{}/books-lab-tests/{what}", lab.registry),
-        format!("{}-{nanos}", std::process::id()),
-    )
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    (format!("{}/books-lab-tests/{what}", lab.registry), format!("{}-{nanos}", std::process::id()))
 }
 
 /// Makes a one-file image (a few bytes) on the engine, as `docker import`.
@@ -80,20 +73,13 @@ async fn import_tiny_image(docker: &Docker, repository: &str, tag: &str) {
     header.set_size(content.len() as u64);
     header.set_mode(0o644);
     header.set_cksum();
-    tar.append_data(&mut header, "books-lab-test", &content[..])
-        .unwrap();
+    tar.append_data(&mut header, "books-lab-test", &content[..]).unwrap();
     let tar = tar.into_inner().unwrap();
 
-    let options = CreateImageOptionsBuilder::new()
-        .from_src("-")
-        .repo(repository)
-        .tag(tag)
-        .build();
+    let options = CreateImageOptionsBuilder::new().from_src("-").repo(repository).tag(tag).build();
     let results: Vec<_> = bounded(
         "importing a tiny image",
-        docker
-            .create_image(Some(options), Some(bollard::body_full(tar.into())), None)
-            .collect(),
+        docker.create_image(Some(options), Some(bollard::body_full(tar.into())), None).collect(),
     )
     .await;
     for result in results {
@@ -104,11 +90,7 @@ async fn import_tiny_image(docker: &Docker, repository: &str, tag: &str) {
 async fn remove_image(docker: &Docker, image: &str) {
     let options = RemoveImageOptionsBuilder::new().force(true).build();
     // Cleaning up: an image that is already gone is fine.
-    let _ = bounded(
-        "removing an image",
-        docker.remove_image(image, Some(options), None),
-    )
-    .await;
+    let _ = bounded("removing an image", docker.remove_image(image, Some(options), None)).await;
 }
 
 /// Pushes, returning the stream's first error.
@@ -129,10 +111,7 @@ async fn pull(
     tag: &str,
     credentials: Option<DockerCredentials>,
 ) -> Result<(), bollard::errors::Error> {
-    let options = CreateImageOptionsBuilder::new()
-        .from_image(repository)
-        .tag(tag)
-        .build();
+    let options = CreateImageOptionsBuilder::new().from_image(repository).tag(tag).build();
     first_error("a pull", docker.create_image(Some(options), None, credentials)).await
 }
 
@@ -153,28 +132,18 @@ async fn the_registry_refuses_requests_without_the_labs_credentials() {
     let credentials = lab.credentials();
     let client = http_client();
 
-    let anonymous = bounded("GET /v2/", client.get(lab.registry_url("/v2/")).send())
-        .await
-        .expect("the registry answers");
+    let anonymous =
+        bounded("GET /v2/", client.get(lab.registry_url("/v2/")).send()).await.expect("the registry answers");
     let wrong_password = bounded(
         "GET /v2/ with a wrong password",
-        client
-            .get(lab.registry_url("/v2/"))
-            .basic_auth(&credentials.user, Some("not-the-password"))
-            .send(),
+        client.get(lab.registry_url("/v2/")).basic_auth(&credentials.user, Some("not-the-password")).send(),
     )
     .await
     .expect("the registry answers");
 
     assert_eq!(anonymous.status(), 401);
-    let challenge = anonymous
-        .headers()
-        .get("www-authenticate")
-        .expect("a WWW-Authenticate header");
-    assert!(
-        challenge.to_str().unwrap().starts_with("Basic "),
-        "challenge: {challenge:?}"
-    );
+    let challenge = anonymous.headers().get("www-authenticate").expect("a WWW-Authenticate header");
+    assert!(challenge.to_str().unwrap().starts_with("Basic "), "challenge: {challenge:?}");
     assert_eq!(wrong_password.status(), 401);
 }
 
@@ -185,10 +154,7 @@ async fn the_registry_lets_the_lab_user_in() {
 
     let response = bounded(
         "GET /v2/ with the lab's credentials",
-        http_client()
-            .get(lab.registry_url("/v2/"))
-            .basic_auth(&credentials.user, Some(&credentials.password))
-            .send(),
+        http_client().get(lab.registry_url("/v2/")).basic_auth(&credentials.user, Some(&credentials.password)).send(),
     )
     .await
     .expect("the registry answers");
@@ -207,23 +173,14 @@ async fn a_push_without_credentials_is_refused() {
     let in_registry = lab.manifest_digest(&repository, &tag).await;
     remove_image(&docker, &format!("{repository}:{tag}")).await;
 
-    let error = pushed
-        .expect_err("a push without credentials must be refused")
-        .to_string();
+    let error = pushed.expect_err("a push without credentials must be refused").to_string();
     assert!(
-        [
-            "no basic auth credentials",
-            "authentication required",
-            "unauthorized"
-        ]
-        .iter()
-        .any(|needle| error.to_lowercase().contains(needle)),
+        ["no basic auth credentials", "authentication required", "unauthorized"]
+            .iter()
+            .any(|needle| error.to_lowercase().contains(needle)),
         "the push failed, but not for want of authentication: {error}"
     );
-    assert_eq!(
-        in_registry, None,
-        "the refused push left a manifest in the registry"
-    );
+    assert_eq!(in_registry, None, "the refused push left a manifest in the registry");
 }
 
 #[tokio::test]
@@ -249,23 +206,12 @@ async fn an_image_pushed_with_the_labs_credentials_is_pulled_on_prod_with_them_o
     }
 
     pushed.expect("a push with the lab's credentials");
-    assert!(
-        digest.is_some(),
-        "the registry has no manifest for {image} after the push"
-    );
-    let error = pulled_anonymously
-        .expect_err("prod must not pull without credentials")
-        .to_string();
-    assert!(
-        error.to_lowercase().contains("auth"),
-        "the anonymous pull failed otherwise: {error}"
-    );
+    assert!(digest.is_some(), "the registry has no manifest for {image} after the push");
+    let error = pulled_anonymously.expect_err("prod must not pull without credentials").to_string();
+    assert!(error.to_lowercase().contains("auth"), "the anonymous pull failed otherwise: {error}");
     pulled.expect("prod pulls with the lab's credentials");
     assert!(cd_id.is_some(), "the image is not on the cd engine");
-    assert_eq!(
-        prod_id, cd_id,
-        "prod holds another image than the one pushed"
-    );
+    assert_eq!(prod_id, cd_id, "prod holds another image than the one pushed");
 }
 
 // ------------------------------------------------------------------ prod
@@ -277,20 +223,13 @@ async fn prods_engine_answers_over_tls_with_the_client_certificate() {
     let prod = lab.prod_docker().await;
     let cd = cd_docker().await;
 
-    let version = bounded("prod's version", prod.version())
-        .await
-        .expect("prod's version over TLS");
-    let prod_info = bounded("prod's info", prod.info())
-        .await
-        .expect("prod's info over TLS");
+    let version = bounded("prod's version", prod.version()).await.expect("prod's version over TLS");
+    let prod_info = bounded("prod's info", prod.info()).await.expect("prod's info over TLS");
     let cd_info = bounded("cd's info", cd.info()).await.expect("cd's info");
 
     assert!(version.api_version.is_some(), "version: {version:?}");
     assert!(prod_info.id.is_some());
-    assert_ne!(
-        prod_info.id, cd_info.id,
-        "prod's API leads to the cd engine, not to a second one"
-    );
+    assert_ne!(prod_info.id, cd_info.id, "prod's API leads to the cd engine, not to a second one");
 }
 
 #[tokio::test]
@@ -298,57 +237,31 @@ async fn prods_engine_refuses_a_tls_client_without_a_certificate() {
     let lab = Lab::load();
     let url = format!("https://{}/_ping", lab.prod_address());
 
-    let with_certificate = bounded(
-        "ping with a certificate",
-        tls_client(&lab, true).get(&url).send(),
-    )
-    .await;
-    let without = bounded(
-        "ping without a certificate",
-        tls_client(&lab, false).get(&url).send(),
-    )
-    .await;
+    let with_certificate = bounded("ping with a certificate", tls_client(&lab, true).get(&url).send()).await;
+    let without = bounded("ping without a certificate", tls_client(&lab, false).get(&url).send()).await;
 
     // The same client with the certificate gets in: what refuses the other
     // is the missing certificate, not the CA or the address.
-    assert_eq!(
-        with_certificate
-            .expect("a ping with the client certificate")
-            .status(),
-        200
-    );
+    assert_eq!(with_certificate.expect("a ping with the client certificate").status(), 200);
     let error = without.expect_err("a TLS client without a certificate must be refused");
-    assert!(
-        error.is_connect() || error.is_request(),
-        "unexpected kind of failure: {error:?}"
-    );
+    assert!(error.is_connect() || error.is_request(), "unexpected kind of failure: {error:?}");
 }
 
 #[tokio::test]
 async fn prods_engine_refuses_plain_http() {
     let lab = Lab::load();
-    let http = Docker::connect_with_http(
-        &format!("http://{}", lab.prod_address()),
-        DEADLINE.as_secs(),
-        API_DEFAULT_VERSION,
-    )
-    .expect("a plain HTTP client");
+    let http =
+        Docker::connect_with_http(&format!("http://{}", lab.prod_address()), DEADLINE.as_secs(), API_DEFAULT_VERSION)
+            .expect("a plain HTTP client");
 
-    let response = bounded(
-        "a plain HTTP ping",
-        http_client()
-            .get(format!("http://{}/_ping", lab.prod_address()))
-            .send(),
-    )
-    .await
-    .expect("dockerd answers plain HTTP with an error");
+    let response =
+        bounded("a plain HTTP ping", http_client().get(format!("http://{}/_ping", lab.prod_address())).send())
+            .await
+            .expect("dockerd answers plain HTTP with an error");
     let version = bounded("a plain HTTP version call", http.version()).await;
 
     assert_eq!(response.status(), 400);
     let body = response.text().await.unwrap_or_default();
     assert!(body.contains("HTTPS"), "body: {body}");
-    assert!(
-        version.is_err(),
-        "prod answered a version call over plain HTTP: {version:?}"
-    );
+    assert!(version.is_err(), "prod answered a version call over plain HTTP: {version:?}");
 }

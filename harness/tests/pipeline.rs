@@ -11,58 +11,37 @@
 
 mod common;
 
-use std::process::{Command, Output};
-use std::sync::{Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use serde_json::Value;
+use tokio::sync::{Mutex, MutexGuard};
 
-use common::{http_client, repo_root, without_cargo_env, Lab};
+use common::run::Run;
+use common::{http_client, repo_root, Lab};
 
 /// What "fails fast" means here.
 const FAST: Duration = Duration::from_secs(30);
 /// Where the harness publishes the service on prod (its default).
 const APP_PORT: u16 = 8080;
+/// A dry run, which only fetches a local repository.
+const DRY_RUN_DEADLINE: Duration = Duration::from_secs(60);
 
-/// Runs the harness binary on this working tree, bounded in time.
-fn harness(args: &[&str], env: &[(&str, &str)], deadline: Duration) -> (Output, Duration) {
-    let started = Instant::now();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_harness"));
-    // Its own process group, so that a timeout stops what it started too
-    // (cargo, the tests, docker clients).
-    std::os::unix::process::CommandExt::process_group(&mut command, 0);
-    // The test step runs a nested cargo.
-    let mut child = without_cargo_env(&mut command)
-        .arg("--repo")
-        .arg(repo_root())
-        .args(args)
-        .envs(env.iter().copied())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run harness");
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            break;
-        }
-        if started.elapsed() > deadline {
-            let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).status();
-            let _ = child.wait();
-            panic!("harness {args:?} did not end within {deadline:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    (child.wait_with_output().expect("output"), started.elapsed())
+/// Runs the harness binary on this working tree, bounded in time (it
+/// blocks: async tests call it through `spawn_blocking`): what it did, and
+/// how long it took.
+fn harness(args: &[&str], env: &[(&str, &str)], deadline: Duration) -> (Run, Duration) {
+    let run = common::run::harness(deadline).arg("--repo").arg(repo_root()).args(args).envs(env.iter().copied()).run();
+    let took = run.elapsed;
+    (run, took)
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// prod is shared: one test at a time, and the pipeline once for all.
-fn prod_lock() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// prod is shared: one test at a time, and the pipeline once for all. The
+/// lock is held across awaits, so it is tokio's (each test has a runtime of
+/// its own; the mutex serves them all); a test that fails releases it.
+async fn prod_lock() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::const_new(());
+    LOCK.lock().await
 }
 
 /// The pipeline's report; run once, and a failure fails every test that
@@ -71,10 +50,10 @@ fn pipeline_once() -> Value {
     static REPORT: OnceLock<Result<Value, String>> = OnceLock::new();
     let report = REPORT.get_or_init(|| {
         let (output, took) = harness(&["--json", "pipeline", "--retest"], &[], Duration::from_secs(1800));
-        if !output.status.success() {
-            return Err(format!("the pipeline failed after {took:?}:\n{}\n{}", text(&output.stderr), text(&output.stdout)));
+        if !output.success() {
+            return Err(format!("the pipeline failed after {took:?}:\n{}\n{}", output.stderr, output.stdout));
         }
-        serde_json::from_slice(&output.stdout).map_err(|e| format!("no JSON report on stdout ({e}):\n{}", text(&output.stdout)))
+        serde_json::from_str(&output.stdout).map_err(|e| format!("no JSON report on stdout ({e}):\n{}", output.stdout))
     });
     report.clone().unwrap_or_else(|e| panic!("{e}"))
 }
@@ -86,13 +65,17 @@ fn record() -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_pipeline_ships_what_independent_clients_then_find_on_the_registry_and_prod() {
-    let _prod = prod_lock();
+    let _prod = prod_lock().await;
     let report = tokio::task::spawn_blocking(pipeline_once).await.unwrap();
     let lab = Lab::load();
 
     // Every step passed, in the chapter's order.
-    let steps: Vec<(&str, &str)> =
-        report["steps"].as_array().unwrap().iter().map(|s| (s["step"].as_str().unwrap(), s["outcome"].as_str().unwrap())).collect();
+    let steps: Vec<(&str, &str)> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), s["outcome"].as_str().unwrap()))
+        .collect();
     let names: Vec<&str> = steps.iter().map(|s| s.0).collect();
     assert_eq!(names, ["checkout", "test", "package", "build", "push", "deploy", "integrate", "verify", "push-tests"]);
     assert!(steps.iter().all(|s| s.1 == "passed"), "{steps:?}");
@@ -113,17 +96,20 @@ async fn the_pipeline_ships_what_independent_clients_then_find_on_the_registry_a
     assert_eq!(app.state.unwrap().health.unwrap().status.unwrap().to_string(), "healthy");
 
     // The API answers on prod's address, with the checks' books removed.
-    let version: Value = http.get(format!("{}/version", lab.prod_url(APP_PORT))).send().await.unwrap().json().await.unwrap();
+    let version: Value =
+        http.get(format!("{}/version", lab.prod_url(APP_PORT))).send().await.unwrap().json().await.unwrap();
     assert_eq!(version["revision"], report["revision"]);
     for id in [2_147_483_101, 2_147_483_102, 2_147_483_103] {
-        let status = http.get(format!("{}/api/v1/books/_id/{id}", lab.prod_url(APP_PORT))).send().await.unwrap().status();
+        let status =
+            http.get(format!("{}/api/v1/books/_id/{id}", lab.prod_url(APP_PORT))).send().await.unwrap().status();
         assert_eq!(status, 404, "the check's book {id} was left behind");
     }
 }
 
 /// A user's book on prod, to show that a fault loses nothing.
 async fn put_user_book(lab: &Lab, id: i32) -> Value {
-    let book = serde_json::json!({"_id": id, "title": "A user's book", "author": "Reader", "description": "must survive"});
+    let book =
+        serde_json::json!({"_id": id, "title": "A user's book", "author": "Reader", "description": "must survive"});
     let http = http_client();
     let response = http.put(format!("{}/api/v1/books", lab.prod_url(APP_PORT))).json(&book).send().await.unwrap();
     assert_eq!(response.status(), 200);
@@ -167,7 +153,7 @@ impl ProdAfter {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_image_that_never_turns_healthy_is_rolled_back_and_prod_keeps_serving() {
-    let _prod = prod_lock();
+    let _prod = prod_lock().await;
     tokio::task::spawn_blocking(pipeline_once).await.unwrap();
     let lab = Lab::load();
     let book = put_user_book(&lab, 424_242).await;
@@ -175,7 +161,11 @@ async fn a_new_image_that_never_turns_healthy_is_rolled_back_and_prod_keeps_serv
     // The database image has no healthcheck and no HTTP: it never turns healthy.
     let never_healthy = format!("{}/books-lab/ferretdb:1.24.2", lab.registry);
     let (output, took) = tokio::task::spawn_blocking(move || {
-        harness(&["deploy", "--image", &never_healthy], &[("HARNESS_PROD__HEALTH_TIMEOUT_SECS", "5")], Duration::from_secs(120))
+        harness(
+            &["deploy", "--image", &never_healthy],
+            &[("HARNESS_PROD__HEALTH_TIMEOUT_SECS", "5")],
+            Duration::from_secs(120),
+        )
     })
     .await
     .unwrap();
@@ -184,8 +174,8 @@ async fn a_new_image_that_never_turns_healthy_is_rolled_back_and_prod_keeps_serv
     let after = observe_prod(&lab, 424_242).await;
     remove_user_book(&lab, 424_242).await;
 
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = text(&output.stderr);
+    assert_eq!(output.code, Some(1));
+    let stderr = &output.stderr;
     assert!(stderr.contains("books-ms-app") && stderr.contains("not healthy within 5 s"), "{stderr}");
     assert!(stderr.contains("serving again"), "{stderr}");
     assert!(took < Duration::from_secs(60), "took {took:?}");
@@ -194,36 +184,41 @@ async fn a_new_image_that_never_turns_healthy_is_rolled_back_and_prod_keeps_serv
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_prod_fails_fast_naming_it() {
-    let _prod = prod_lock();
+    let _prod = prod_lock().await;
     let (output, took) = tokio::task::spawn_blocking(|| {
         // An address of the lab's link where no host answers.
-        harness(&["deploy", "--image", "x@sha256:0"], &[("HARNESS_PROD__DOCKER_HOST", "tcp://10.200.0.77:2376")], FAST * 2)
+        harness(
+            &["deploy", "--image", "x@sha256:0"],
+            &[("HARNESS_PROD__DOCKER_HOST", "tcp://10.200.0.77:2376")],
+            FAST * 2,
+        )
     })
     .await
     .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = text(&output.stderr);
+    assert_eq!(output.code, Some(1));
+    let stderr = &output.stderr;
     assert!(stderr.contains("10.200.0.77:2376"), "{stderr}");
     assert!(took < FAST, "took {took:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_post_deploy_check_names_the_check_and_overwrites_nothing() {
-    let _prod = prod_lock();
+    let _prod = prod_lock().await;
     tokio::task::spawn_blocking(pipeline_once).await.unwrap();
     let lab = Lab::load();
     // A user's book sits on an id reserved for the checks.
     let book = put_user_book(&lab, 2_147_483_102).await;
     let url = lab.prod_url(APP_PORT);
 
-    let (output, took) = tokio::task::spawn_blocking(move || harness(&["verify", "--url", &url], &[], FAST * 2)).await.unwrap();
+    let (output, took) =
+        tokio::task::spawn_blocking(move || harness(&["verify", "--url", &url], &[], FAST * 2)).await.unwrap();
     // A book left on a reserved id would fail every later verify: remove
     // it before judging.
     let after = observe_prod(&lab, 2_147_483_102).await;
     remove_user_book(&lab, 2_147_483_102).await;
 
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = text(&output.stderr);
+    assert_eq!(output.code, Some(1));
+    let stderr = &output.stderr;
     assert!(stderr.contains("2147483102") && stderr.contains("checks.ids"), "{stderr}");
     assert!(took < FAST, "took {took:?}");
     after.assert_serves(&book);
@@ -231,7 +226,8 @@ async fn a_failing_post_deploy_check_names_the_check_and_overwrites_nothing() {
 
 /// Removes the book a test planted as a user's.
 async fn remove_user_book(lab: &Lab, id: i32) {
-    let response = http_client().delete(format!("{}/api/v1/books/_id/{id}", lab.prod_url(APP_PORT))).send().await.unwrap();
+    let response =
+        http_client().delete(format!("{}/api/v1/books/_id/{id}", lab.prod_url(APP_PORT))).send().await.unwrap();
     assert_eq!(response.status(), 200, "removing the test's book {id}");
 }
 
@@ -249,17 +245,16 @@ fn a_ref_of_another_repository_is_planned_with_its_commit_and_tag() {
     let commit = git(&["rev-parse", "HEAD"]);
     let state = tempfile::tempdir().unwrap();
 
-    let output = Command::new(env!("CARGO_BIN_EXE_harness"))
+    let output = common::run::harness(DRY_RUN_DEADLINE)
         .arg("--repo")
         .arg(state.path())
         .args(["--dry-run", "--json", "pipeline", "--source"])
         .arg(upstream.path())
         .args(["--ref", "v7.0.0"])
-        .output()
-        .unwrap();
+        .run();
 
-    assert!(output.status.success(), "{}", text(&output.stderr));
-    let plan: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(output.success(), "{}", output.stderr);
+    let plan: Value = serde_json::from_str(&output.stdout).unwrap();
     assert_eq!(plan["source"]["kind"], "checkout");
     assert_eq!(plan["source"]["commit"], commit);
     assert_eq!(plan["source"]["reference"], "v7.0.0");

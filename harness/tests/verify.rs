@@ -5,22 +5,13 @@
 //!
 //! They need Docker and the lab's database image (`lab/up.sh`, which
 //! `scripts/test.sh` runs first); they never skip. Every wait and every
-//! command is bounded; containers (labelled like the API tests', so
-//! `scripts/test.sh` removes them after a killed run) and processes are
-//! removed by id and pid in `Drop`, also when an assertion fails.
-
-// The harness is a binary crate: its verify module, and the reporter that
-// module uses, are compiled into this test as they are.
-#[allow(dead_code)]
-#[path = "../src/report.rs"]
-mod report;
-#[allow(dead_code)]
-#[path = "../src/verify.rs"]
-mod verify;
+//! command is bounded; containers (testcontainers, labelled like the API
+//! tests', so `scripts/test.sh` removes them after a killed run) and
+//! processes are removed by id and pid in `Drop`, also when an assertion
+//! fails.
 
 mod common;
 
-use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -31,14 +22,19 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use report::Reporter;
-use verify::{Outcome, Problem, VerifyError, CHECKS, MARKER};
+use harness::progress::Reporter;
+use harness::verify::{self, Outcome, Problem, VerifyError, CHECKS, MARKER};
+
+use common::database::Database;
+use common::run::Run;
 
 const IDS: [i32; 3] = [2_147_483_101, 2_147_483_102, 2_147_483_103];
 /// Any single HTTP request of the tests themselves.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
-/// The label `scripts/test.sh` removes containers by.
-const RUN_LABEL: &str = "books-ms.tests.pid";
+/// `harness verify`, at most.
+const HARNESS_DEADLINE: Duration = Duration::from_secs(120);
+/// `cargo build -p books-ms`, at most (cold, it builds the dependencies).
+const BUILD_DEADLINE: Duration = Duration::from_secs(900);
 
 // ------------------------------------------------------------------ tests
 
@@ -57,7 +53,7 @@ async fn verify_passes_and_leaves_no_reserved_book_while_users_books_are_untouch
 
     // Assert
     assert!(report.passed);
-    let names: Vec<_> = report.checks.iter().map(|c| c.name).collect();
+    let names: Vec<_> = report.checks.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, CHECKS);
     assert!(report.checks.iter().all(|c| c.outcome == Outcome::Passed), "{report}");
     assert!(report.check("list").unwrap().detail.contains("1 page"), "{report}");
@@ -125,7 +121,7 @@ async fn a_check_failing_after_the_writes_names_the_check_and_still_removes_them
 #[tokio::test]
 async fn with_the_database_down_verify_fails_at_ready_with_the_503_and_leaves_no_orphan() {
     let (db, service) = start().await;
-    db.pause();
+    db.pause().await;
 
     let started = Instant::now();
     let error = verify::verify(&service.url, &IDS, &Reporter::hidden()).await.expect_err("verify must fail");
@@ -137,7 +133,7 @@ async fn with_the_database_down_verify_fails_at_ready_with_the_503_and_leaves_no
     for needle in [ready.as_str(), "503", "database_unavailable", "is the database running"] {
         assert!(message.contains(needle), "`{needle}` not in: {message}");
     }
-    db.unpause();
+    db.unpause().await;
     wait_ready(&service).await;
     assert_no_reserved_book(&service.url).await;
 }
@@ -150,7 +146,11 @@ async fn the_binary_prints_the_table_and_exits_0_when_every_check_passes() {
 
     assert_eq!(run.code, Some(0), "{run:?}");
     for name in CHECKS {
-        let row = run.stdout.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("no row for {name}: {run:?}"));
+        let row = run
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no row for {name}: {run:?}"));
         assert!(row.contains("passed"), "{row}");
     }
     assert!(run.stdout.contains(&format!("verify {}: passed", service.url)), "{run:?}");
@@ -168,7 +168,8 @@ async fn the_binary_refuses_a_users_book_on_a_reserved_id_with_exit_1_and_a_json
     assert_eq!(run.code, Some(1), "{run:?}");
     assert!(run.stderr.starts_with("harness: error: verify: check `reserved-ids` failed"), "{run:?}");
     assert!(run.stderr.contains(&IDS[2].to_string()) && run.stderr.contains("checks.ids"), "{run:?}");
-    let report: Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("stdout is not the JSON report ({e}): {run:?}"));
+    let report: Value =
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("stdout is not the JSON report ({e}): {run:?}"));
     assert_eq!(report["passed"], false);
     let reserved = report["checks"].as_array().unwrap().iter().find(|c| c["name"] == "reserved-ids").unwrap();
     assert_eq!(reserved["outcome"], "failed");
@@ -206,100 +207,9 @@ async fn bad_input_is_refused_before_any_request() {
 // ------------------------------------------------------------------ the service and its database
 
 async fn start() -> (Database, Service) {
-    let db = Database::start();
+    let db = Database::start().await;
     let service = Service::start(&db).await;
     (db, service)
-}
-
-/// A database container of this test's own, removed on drop.
-struct Database {
-    id: String,
-    port: u16,
-}
-
-impl Database {
-    fn start() -> Database {
-        // The lab's local image, as the API tests (.cargo/config.toml).
-        let image = std::env::var("BOOKS_TEST_DB_IMAGE").unwrap_or_else(|_| "books-lab/ferretdb:1.24.2".to_owned());
-        let label = format!("{RUN_LABEL}={}", std::process::id());
-        let id = docker(&["run", "-d", "--rm", "--label", &label, "-p", "127.0.0.1::27017", &image])
-            .unwrap_or_else(|e| panic!("cannot start the database container ({e}); is the lab up? (`bash lab/up.sh`)"));
-        // From here on, Drop removes it.
-        let mut db = Database { id: id.trim().to_owned(), port: 0 };
-        let published = docker(&["port", &db.id, "27017/tcp"]).unwrap_or_else(|e| panic!("the database's port: {e}"));
-        db.port = published
-            .lines()
-            .find_map(|line| line.strip_prefix("127.0.0.1:"))
-            .and_then(|port| port.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no 127.0.0.1 port in `docker port`: {published}"));
-        db
-    }
-
-    fn uri(&self) -> String {
-        format!("mongodb://127.0.0.1:{}", self.port)
-    }
-
-    /// Frozen, not stopped: the service's calls hang into its timeout, and
-    /// the data is there again after `unpause`.
-    fn pause(&self) {
-        docker(&["pause", &self.id]).unwrap_or_else(|e| panic!("docker pause: {e}"));
-    }
-
-    fn unpause(&self) {
-        docker(&["unpause", &self.id]).unwrap_or_else(|e| panic!("docker unpause: {e}"));
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        let _ = docker(&["unpause", &self.id]);
-        if let Err(e) = docker(&["rm", "-fv", &self.id]) {
-            eprintln!("could not remove the database container {}: {e}", self.id);
-        }
-    }
-}
-
-/// `docker ARGS`, bounded: its stdout, or what went wrong.
-fn docker(args: &[&str]) -> Result<String, String> {
-    let child = Command::new("/usr/bin/docker")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run docker: {e}"))?;
-    let (ok, stdout, stderr) = wait_bounded(child, Duration::from_secs(60)).map_err(|e| format!("docker {}: {e}", args.join(" ")))?;
-    if ok {
-        Ok(stdout)
-    } else {
-        Err(format!("docker {} failed: {}", args.join(" "), stderr.trim()))
-    }
-}
-
-/// Waits for a child with piped output, killing it after `limit`.
-fn wait_bounded(mut child: Child, limit: Duration) -> Result<(bool, String, String), String> {
-    let deadline = Instant::now() + limit;
-    loop {
-        match child.try_wait().map_err(|e| e.to_string())? {
-            Some(status) => {
-                let mut stdout = String::new();
-                let mut stderr = String::new();
-                if let Some(mut out) = child.stdout.take() {
-                    let _ = out.read_to_string(&mut stdout);
-                }
-                if let Some(mut err) = child.stderr.take() {
-                    let _ = err.read_to_string(&mut stderr);
-                }
-                return Ok((status.success(), stdout, stderr));
-            }
-            None if Instant::now() > deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("no end within {} s; killed", limit.as_secs()));
-            }
-            None => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
 }
 
 /// The books-ms binary, run on a free loopback port against `db`, with a
@@ -358,7 +268,11 @@ async fn wait_ready(service: &Service) {
                 return;
             }
         }
-        assert!(Instant::now() < deadline, "{url} did not answer 200 within 30 s; the service's log:\n{}", service.log());
+        assert!(
+            Instant::now() < deadline,
+            "{url} did not answer 200 within 30 s; the service's log:\n{}",
+            service.log()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -373,16 +287,9 @@ fn service_binary() -> &'static Path {
         // Inherited, cargo's variables for this test would rebuild the
         // dependencies on every run.
         common::without_cargo_env(&mut build);
-        let child = build
-            .args(["build", "-p", "books-ms", "--bin", "books-ms"])
-            .current_dir(common::repo_root())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("cannot run cargo");
-        let (ok, _, stderr) = wait_bounded(child, Duration::from_secs(900)).expect("cargo build -p books-ms");
-        assert!(ok, "cargo build -p books-ms failed:\n{stderr}");
+        build.args(["build", "-p", "books-ms", "--bin", "books-ms"]).current_dir(common::repo_root());
+        let built = common::run::run_bounded(&mut build, BUILD_DEADLINE);
+        assert!(built.success(), "cargo build -p books-ms failed:\n{}", built.stderr);
         let binary = Path::new(env!("CARGO_BIN_EXE_harness")).with_file_name("books-ms");
         assert!(binary.is_file(), "no {} after the build", binary.display());
         binary
@@ -434,37 +341,17 @@ async fn assert_no_reserved_book(base: &str) {
 
 // ------------------------------------------------------------------ the binary
 
-#[derive(Debug)]
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
 /// `harness ARGS` in the workspace, with the checks' ids set as a user
 /// would, bounded.
 async fn harness(args: &[&str]) -> Run {
     let ids = format!("[{}]", IDS.map(|id| id.to_string()).join(","));
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_harness"))
+    common::run::harness(HARNESS_DEADLINE)
         .args(args)
         .arg("--repo")
         .arg(common::repo_root())
         .env("HARNESS_CHECKS__IDS", ids)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("run harness");
-    let output = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .run_async()
         .await
-        .expect("harness verify ends within 120 s")
-        .expect("harness's output");
-    Run {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
 }
 
 // ------------------------------------------------------------------ a failing service
@@ -516,7 +403,9 @@ async fn relay(mut stream: tokio::net::TcpStream, client: &reqwest::Client, upst
     let mut request_line = lines.next()?.split(' ');
     let (method, path) = (request_line.next()?.to_owned(), request_line.next()?.to_owned());
     let header = |name: &str| {
-        head.split("\r\n").skip(1).find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_owned()))
+        head.split("\r\n").skip(1).find_map(|l| {
+            l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_owned())
+        })
     };
     let length: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
     while buf.len() < head_end + length {
@@ -524,13 +413,16 @@ async fn relay(mut stream: tokio::net::TcpStream, client: &reqwest::Client, upst
             return None;
         }
     }
-    let mut request = client.request(method.parse().ok()?, format!("{upstream}{path}")).body(buf[head_end..head_end + length].to_vec());
+    let mut request = client
+        .request(method.parse().ok()?, format!("{upstream}{path}"))
+        .body(buf[head_end..head_end + length].to_vec());
     if let Some(content_type) = header("content-type") {
         request = request.header("content-type", content_type);
     }
     let response = request.send().await.ok()?;
     let status = response.status();
-    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("application/json").to_owned();
+    let content_type =
+        response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("application/json").to_owned();
     let mut body = response.bytes().await.ok()?.to_vec();
     if method == "GET" && path.starts_with("/api/v1/books/_id/") && status == 200 {
         let mut book: Value = serde_json::from_slice(&body).ok()?;

@@ -1,14 +1,21 @@
-//! What the harness's lab tests share: the lab's values (`lab/topology.env`,
+//! What the harness's tests share: the lab's values (`lab/topology.env`,
 //! each overridable by an environment variable of the same name), the
-//! registry's HTTP API and prod's engine as independent clients, and the
-//! environment for a nested cargo.
+//! registry's HTTP API and prod's engine as independent clients, the
+//! environment for a nested cargo, git for test checkouts; in [`run`] the
+//! one bounded runner of the harness binary (and of any other program), and
+//! in [`database`] a database container of a test's own, of the one image
+//! the harness's and the service's tests use.
 //!
 //! These tests need the lab up (`lab/up.sh`, which `scripts/test.sh` runs
 //! first) and root (the registry's credentials file is mode 600). They
 //! never skip: a lab that is down fails them.
 
-// Each test binary uses a part of this module.
+// Each test binary (`mod common;` in each of tests/*.rs) uses a part of
+// this module and of its submodules, which this attribute covers too.
 #![allow(dead_code)]
+
+pub mod database;
+pub mod run;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -126,11 +133,18 @@ impl Lab {
     pub fn credentials(&self) -> Credentials {
         let path = &self.credentials_file;
         let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
-            panic!("cannot read the registry's credentials in {} ({e}): run lab/up.sh, and the tests, as root", path.display())
+            panic!(
+                "cannot read the registry's credentials in {} ({e}): run lab/up.sh, and the tests, as root",
+                path.display()
+            )
         });
         let values = parse_env(&text);
         let get = |key: &str| {
-            values.get(key).filter(|v| !v.is_empty()).cloned().unwrap_or_else(|| panic!("{} has no {key}", path.display()))
+            values
+                .get(key)
+                .filter(|v| !v.is_empty())
+                .cloned()
+                .unwrap_or_else(|| panic!("{} has no {key}", path.display()))
         };
         Credentials { user: get("REGISTRY_USER"), password: get("REGISTRY_PASSWORD") }
     }
@@ -189,10 +203,19 @@ impl Lab {
                 .send()
         };
         let manifest: serde_json::Value =
-            bounded("reading a manifest", get(format!("manifests/{digest}"), MANIFEST_V2)).await.unwrap().json().await.unwrap();
+            bounded("reading a manifest", get(format!("manifests/{digest}"), MANIFEST_V2))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
         let config_digest = manifest["config"]["digest"].as_str().expect("a config digest").to_owned();
-        let config: serde_json::Value =
-            bounded("reading a config blob", get(format!("blobs/{config_digest}"), "*/*")).await.unwrap().json().await.unwrap();
+        let config: serde_json::Value = bounded("reading a config blob", get(format!("blobs/{config_digest}"), "*/*"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         serde_json::from_value(config["config"]["Labels"].clone()).expect("labels")
     }
 

@@ -1,0 +1,40 @@
+//! The harness binary as a command-line citizen: a reader that goes away
+//! (`harness status --json | head -3`) ends the run quietly, with the exit
+//! code of the work, never a panic and a backtrace.
+
+mod common;
+
+use std::time::Duration;
+
+use common::run::harness;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn assert_quiet_success(run: &common::run::Run) {
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(run.stderr.is_empty(), "nothing on stderr when stdout's reader is gone: {run:?}");
+}
+
+#[test]
+fn a_closed_stdout_ends_a_dry_run_quietly_as_text_and_as_json() {
+    for json in [false, true] {
+        let mut command = harness(DEADLINE).arg("--repo").arg(common::repo_root()).args(["--dry-run", "pipeline"]);
+        if json {
+            command = command.arg("--json");
+        }
+        assert_quiet_success(&command.run_with_stdout_closed());
+    }
+}
+
+#[tokio::test]
+async fn a_closed_stdout_ends_status_json_quietly() {
+    // prod's engine answers (the lab is up): the harness has a result to
+    // print, and nobody to print it to.
+    let run = harness(DEADLINE)
+        .arg("--repo")
+        .arg(common::repo_root())
+        .args(["status", "--json"])
+        .run_with_stdout_closed_async()
+        .await;
+    assert_quiet_success(&run);
+}
