@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Reports each part of the lab in one line on stdout: the cd engine, the
-# registry, prod's network and engine, the lab's images. Changes nothing.
+# registry, prod's network and engine, the lab's images, and the ones the
+# registry holds for prod. Changes nothing.
 #
 # Usage: lab/status.sh   (as root: it reads the registry's credentials and
 # the client certificate). Exit status: 0 when every part is up, 1 when one
@@ -119,6 +120,31 @@ images_status() {
   fi
 }
 
+# The images prod pulls from the registry (lab/up.sh mirrors them there):
+# held, and the same image as on the cd engine.
+mirrors_status() {
+  local name local_id pushed_id held=() stale=()
+  for name in "$BOOKS_DB_IMAGE" "$BOOKS_PROXY_IMAGE"; do
+    local_id=$(timeout 10 "$DOCKER" image inspect -f '{{.Id}}' "$name" 2>/dev/null || true)
+    if ! pushed_id=$(registry_image_id "$name"); then
+      report mirrors down "cannot read $BOOKS_LAB_REGISTRY_CREDENTIALS"
+      return
+    fi
+    if [[ -n $pushed_id && $pushed_id == "$local_id" ]]; then
+      held+=("$BOOKS_LAB_REGISTRY/$name")
+    elif [[ -n $pushed_id ]]; then
+      stale+=("$BOOKS_LAB_REGISTRY/$name (not the cd engine's $name)")
+    else
+      stale+=("$BOOKS_LAB_REGISTRY/$name (missing)")
+    fi
+  done
+  if ((${#stale[@]})); then
+    report mirrors down "${stale[*]}"
+  else
+    report mirrors up "${held[*]}"
+  fi
+}
+
 main() {
   [[ $(id -u) -eq 0 ]] || die "run as root (it reads the registry's credentials and prod's client certificate)"
   engine_status
@@ -126,6 +152,7 @@ main() {
   network_status
   prod_status
   images_status
+  mirrors_status
   return "$DOWN"
 }
 

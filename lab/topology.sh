@@ -519,28 +519,42 @@ registry_logins() {
   say "login: prod's engine reaches $BOOKS_LAB_REGISTRY and is let in"
 }
 
+# ---------------------------------------------------------------- mirrors
+
 # prod pulls only from the registry (nothing can be pulled from a public
-# one here): mirror the lab's database image into it, under the registry's
-# address plus its local name (never a public name). Skipped when the
+# one here). mirror_image IMAGE WHAT pushes the lab's local IMAGE (NAME:TAG,
+# from lab.env) there under the registry's address plus that same name
+# (never a public name); WHAT says what prod runs it for. Skipped when the
 # registry already holds this very image.
-mirror_db_image() {
-  local target="$BOOKS_LAB_REGISTRY/$BOOKS_DB_IMAGE" repo tag local_id pushed_id
-  repo=${BOOKS_DB_IMAGE%:*} tag=${BOOKS_DB_IMAGE##*:}
-  read_registry_credentials || die "cannot read $BOOKS_LAB_REGISTRY_CREDENTIALS"
-  local_id=$("$DOCKER" image inspect -f '{{.Id}}' "$BOOKS_DB_IMAGE")
-  # The registry answers with the image's config digest, which is its id.
-  pushed_id=$(curl -s --noproxy '*' --max-time 5 -u "$REGISTRY_USER:$REGISTRY_PASSWORD" \
-    -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
-    "http://$BOOKS_LAB_REGISTRY/v2/$repo/manifests/$tag" 2>/dev/null |
-    jq -r '.config.digest // empty' 2>/dev/null || true)
+mirror_image() {
+  local image=$1 what=$2 target local_id pushed_id
+  target="$BOOKS_LAB_REGISTRY/$image"
+  local_id=$("$DOCKER" image inspect -f '{{.Id}}' "$image" 2>/dev/null) ||
+    die "registry: cannot mirror $image ($what): the cd engine has no such image"
+  pushed_id=$(registry_image_id "$image") || die "cannot read $BOOKS_LAB_REGISTRY_CREDENTIALS"
   if [[ $pushed_id == "$local_id" ]]; then
-    say "registry: holds $target"
+    say "registry: holds $target ($what)"
     return
   fi
-  "$DOCKER" tag "$BOOKS_DB_IMAGE" "$target"
+  "$DOCKER" tag "$image" "$target"
   timeout 120 "$DOCKER" push "$target" >/dev/null ||
-    die "registry: pushing $target failed"
-  say "registry: pushed $target (prod's database image)"
+    die "registry: pushing $target failed (or took over 2 min)"
+  say "registry: pushed $target ($what)"
+}
+
+# registry_image_id IMAGE: the id of the image the registry holds as
+# REGISTRY/IMAGE (IMAGE is NAME:TAG), or nothing when it holds none or does
+# not answer; fails when the lab's credentials cannot be read. The
+# manifest's config digest is the image's id. Bounded; the password goes to
+# curl on stdin, never on a command line.
+registry_image_id() {
+  local repo=${1%:*} tag=${1##*:}
+  read_registry_credentials || return 1
+  printf 'user = "%s:%s"\n' "$REGISTRY_USER" "$REGISTRY_PASSWORD" |
+    curl -K - -s --noproxy '*' --max-time 5 \
+      -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+      "http://$BOOKS_LAB_REGISTRY/v2/$repo/manifests/$tag" 2>/dev/null |
+    jq -r '.config.digest // empty' 2>/dev/null || true
 }
 
 # ---------------------------------------------------------------- entry points

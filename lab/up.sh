@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Sets up the books-ms lab on a Debian 12 machine, as root: system packages,
-# a Docker engine, and the images that cannot be pulled here.
+# a Docker engine, the registry and prod (lab/topology.sh), the images that
+# cannot be pulled here, and the copies of them that prod pulls from the
+# registry.
 #
 # Idempotent: every step checks first and does nothing when its result is
 # already there, so a second run takes a few seconds and makes no apt call.
@@ -266,6 +268,38 @@ build_rust_image() {
   say "image $BOOKS_RUST_IMAGE: built ($("$DOCKER" image inspect -f '{{.Size}}' "$BOOKS_RUST_IMAGE") bytes)"
 }
 
+# The stand-in for the public nginx image, the reverse proxy of the
+# harness's blue-green deploys on prod: the lab's Debian image with Debian's
+# nginx package, laid out as lab/nginx.Dockerfile says. The context is that
+# file alone, streamed as a tar.
+PROXY_DOCKERFILE="$LAB_DIR/nginx.Dockerfile"
+
+build_proxy_image() {
+  local inputs
+  # The recipe (this function and the Dockerfile) and the base image: a
+  # change to any of them rebuilds. (Debian's updates to the package do not:
+  # rebuild the Debian image, or remove this one, to take them.)
+  inputs=$({ declare -f build_proxy_image; cat "$PROXY_DOCKERFILE"
+    image_id "$BOOKS_DEBIAN_IMAGE"; } | sha256sum | cut -c1-16)
+  if [[ $(image_inputs "$BOOKS_PROXY_IMAGE") == "$inputs" ]]; then
+    say "image $BOOKS_PROXY_IMAGE: up to date"
+    return
+  fi
+  say "image $BOOKS_PROXY_IMAGE: building from $BOOKS_DEBIAN_IMAGE and Debian's nginx package (about 15 s)"
+  local old
+  old=$(image_id "$BOOKS_PROXY_IMAGE")
+  # Bounded: apt runs in the build. The title label would otherwise be the
+  # base image's.
+  tar -c -C "$LAB_DIR" nginx.Dockerfile |
+    timeout 600 "$DOCKER" build -f nginx.Dockerfile \
+      --build-arg "BASE_IMAGE=$BOOKS_DEBIAN_IMAGE" --label "$INPUTS_LABEL=$inputs" \
+      --label "org.opencontainers.image.title=$BOOKS_PROXY_IMAGE" \
+      -t "$BOOKS_PROXY_IMAGE" - >&2 ||
+    die "image $BOOKS_PROXY_IMAGE: the build failed or took over 10 min (output above)"
+  remove_replaced_image "$old" "$BOOKS_PROXY_IMAGE"
+  say "image $BOOKS_PROXY_IMAGE: built ($("$DOCKER" image inspect -f '{{.Size}}' "$BOOKS_PROXY_IMAGE") bytes)"
+}
+
 main() {
   local start=$SECONDS
   require_root
@@ -273,11 +307,16 @@ main() {
   install_packages
   start_dockerd
   topology_up
+  # prod pulls only from the registry: each image it runs besides the
+  # service (which the harness pushes itself) is mirrored there once built.
   build_ferretdb_image
-  mirror_db_image
+  mirror_image "$BOOKS_DB_IMAGE" "prod's database image"
   build_debian_image
+  build_proxy_image
+  mirror_image "$BOOKS_PROXY_IMAGE" "prod's reverse proxy"
   build_rust_image
-  say "ready in $((SECONDS - start)) s (images: $BOOKS_DB_IMAGE, $BOOKS_DEBIAN_IMAGE)"
+  say "ready in $((SECONDS - start)) s (images: $BOOKS_DB_IMAGE, $BOOKS_DEBIAN_IMAGE," \
+    "$BOOKS_PROXY_IMAGE, $BOOKS_RUST_IMAGE)"
 }
 
 main "$@"
