@@ -38,7 +38,8 @@ pub enum Command {
         /// The image to deploy, by digest (default: what `harness push` recorded).
         #[arg(long)]
         image: Option<String>,
-        /// The revision its `/version` must report (default: the checkout's).
+        /// The revision its `/version` must report (default: the one the image
+        /// carries in its `org.opencontainers.image.revision` label).
         #[arg(long, requires = "image")]
         revision: Option<String>,
     },

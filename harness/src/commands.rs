@@ -85,10 +85,9 @@ pub async fn push(config: &Config, plan: &Plan, reporter: &Reporter) -> anyhow::
 /// `harness push` recorded.
 pub fn release(plan: &Plan, image: Option<String>, revision: Option<String>) -> anyhow::Result<Release> {
     match image {
-        Some(image) => {
-            let revision = revision.unwrap_or_else(|| plan.version.revision.clone());
-            Ok(Release::given(image, plan.version.version.clone(), revision))
-        }
+        // The revision the image carries, unless one is given (the deploy
+        // reads it from the image's labels on prod).
+        Some(image) => Ok(Release::given(image, plan.version.version.clone(), revision.unwrap_or_default())),
         None => Release::last_pushed(&plan.repo),
     }
 }

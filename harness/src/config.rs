@@ -62,6 +62,20 @@ pub struct ProdConfig {
     /// The database image prod runs (`mongo:7` in a real production; the lab
     /// mirrors its local FerretDB image into its registry for prod to pull).
     pub database_image: String,
+    /// The reverse proxy's image (nginx; the lab mirrors its own build of
+    /// Debian's nginx into its registry).
+    pub proxy_image: String,
+    /// How long the old colour keeps serving the requests it holds after
+    /// the switch, before it is stopped.
+    pub drain_secs: u64,
+    /// Limits of each app container (none when unset): memory in MiB, and
+    /// CPUs (e.g. 1.5).
+    pub memory_mb: Option<u64>,
+    pub cpus: Option<f64>,
+    /// Log rotation of every container: the size of one file (Docker's
+    /// json-file `max-size`, e.g. "10m") and how many are kept.
+    pub log_max_size: String,
+    pub log_max_files: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -109,6 +123,12 @@ impl Default for Config {
                 health_timeout_secs: 60,
                 // The lab mirrors its database image into its registry.
                 database_image: format!("{registry}/{}", lab("BOOKS_DB_IMAGE")),
+                proxy_image: format!("{registry}/{}", lab("BOOKS_PROXY_IMAGE")),
+                drain_secs: 2,
+                memory_mb: None,
+                cpus: None,
+                log_max_size: "10m".to_owned(),
+                log_max_files: 3,
             },
             checks: ChecksConfig { ids: vec![2_147_483_101, 2_147_483_102, 2_147_483_103] },
         }
@@ -164,6 +184,7 @@ mod tests {
             "BOOKS_LAB_PROD_CERT_PATH",
             "BOOKS_RUST_IMAGE",
             "BOOKS_DB_IMAGE",
+            "BOOKS_PROXY_IMAGE",
         ] {
             assert!(!lab(key).is_empty(), "{key} is missing from lab/topology.env or lab/lab.env");
         }

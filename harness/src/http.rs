@@ -11,12 +11,16 @@ use std::time::Duration;
 /// bounds a host that drops packets) and a deadline per request, body
 /// included.
 pub fn client(connect_timeout: Duration, timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    builder(connect_timeout, timeout).build()
+}
+
+/// The same, to add to (default headers) before building.
+pub fn builder(connect_timeout: Duration, timeout: Duration) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .connect_timeout(connect_timeout)
         .timeout(timeout)
         .no_proxy()
         .user_agent(concat!("harness/", env!("CARGO_PKG_VERSION")))
-        .build()
 }
 
 /// An error and its causes on one line, each cause once: reqwest's own

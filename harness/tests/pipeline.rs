@@ -88,10 +88,12 @@ async fn the_pipeline_ships_what_independent_clients_then_find_on_the_registry_a
     let in_registry = lab.manifest_digest(&name, service["tag"].as_str().unwrap()).await;
     assert_eq!(in_registry.as_deref(), Some(digest), "the registry's digest of {name}");
 
-    // prod runs exactly that digest, healthy.
+    // prod runs exactly that digest, healthy, as the one running colour,
+    // behind the proxy, the only container published.
     let prod = lab.prod_docker().await;
     let http = http_client();
-    let app = prod.inspect_container("books-ms-app", None).await.expect("books-ms-app on prod");
+    let app = common::prod::live_colour(&prod).await;
+    common::prod::assert_only_the_proxy_is_published(&prod).await;
     assert_eq!(app.config.unwrap().image.unwrap(), format!("{}@{digest}", service["image"].as_str().unwrap()));
     assert_eq!(app.state.unwrap().health.unwrap().status.unwrap().to_string(), "healthy");
 
@@ -121,6 +123,7 @@ async fn put_user_book(lab: &Lab, id: i32) -> Value {
 struct ProdAfter {
     book: Option<Value>,
     containers: Vec<String>,
+    running_colours: usize,
 }
 
 async fn observe_prod(lab: &Lab, id: i32) -> ProdAfter {
@@ -137,7 +140,8 @@ async fn observe_prod(lab: &Lab, id: i32) -> ProdAfter {
         .filter(|n| n.starts_with("books-ms-"))
         .collect();
     containers.sort();
-    ProdAfter { book, containers }
+    let running_colours = common::prod::running_colours(&prod).await.len();
+    ProdAfter { book, containers, running_colours }
 }
 
 impl ProdAfter {
@@ -146,7 +150,8 @@ impl ProdAfter {
     fn assert_serves(&self, book: &Value) {
         assert_eq!(self.book.as_ref(), Some(book), "prod lost the user's book");
         let has = |name: &str| self.containers.iter().any(|c| c == name);
-        assert!(has("books-ms-app") && has("books-ms-db"), "{:?}", self.containers);
+        assert!(has("books-ms-proxy") && has("books-ms-db"), "{:?}", self.containers);
+        assert!(self.running_colours == 1, "one colour serves: {:?}", self.containers);
         assert!(!self.containers.iter().any(|n| n.contains("lock")), "a deploy lock was left: {:?}", self.containers);
     }
 }
@@ -162,7 +167,7 @@ async fn a_new_image_that_never_turns_healthy_is_rolled_back_and_prod_keeps_serv
     let never_healthy = format!("{}/books-lab/ferretdb:1.24.2", lab.registry);
     let (output, took) = tokio::task::spawn_blocking(move || {
         harness(
-            &["deploy", "--image", &never_healthy],
+            &["deploy", "--image", &never_healthy, "--revision", "never-healthy"],
             &[("HARNESS_PROD__HEALTH_TIMEOUT_SECS", "5")],
             Duration::from_secs(120),
         )
@@ -176,8 +181,9 @@ async fn a_new_image_that_never_turns_healthy_is_rolled_back_and_prod_keeps_serv
 
     assert_eq!(output.code, Some(1));
     let stderr = &output.stderr;
-    assert!(stderr.contains("books-ms-app") && stderr.contains("not healthy within 5 s"), "{stderr}");
-    assert!(stderr.contains("serving again"), "{stderr}");
+    assert!(stderr.contains("books-ms-blue") || stderr.contains("books-ms-green"), "{stderr}");
+    assert!(stderr.contains("not healthy within 5 s"), "{stderr}");
+    assert!(stderr.contains("prod serves what it served before"), "{stderr}");
     assert!(took < Duration::from_secs(60), "took {took:?}");
     after.assert_serves(&book);
 }

@@ -1,7 +1,15 @@
 //! A deploy as data: what prod looks like ([`Observed`]) and the release
-//! go in, the list of [`Action`]s that takes prod there comes out. Pure: no
-//! I/O, so every case is a unit test, and `harness deploy --dry-run` prints
-//! the very list a deploy would run. The executor (`executor.rs`) runs it.
+//! go in, the list of [`Step`]s that takes prod there comes out, each with
+//! the actions that undo it. Pure: no I/O, so every case is a unit test, and
+//! `harness deploy --dry-run` prints the very list a deploy would run. The
+//! executor (`executor.rs`) runs it; when a step fails, it runs the undo of
+//! that step and of every earlier one, latest first.
+//!
+//! Blue-green: the release starts as the idle colour, is checked through
+//! the proxy with a preview header, then the proxy switches to it, the
+//! checks run again as users reach it, and the old colour drains and stops
+//! (kept for a rollback). Until the switch, users are served by the old
+//! colour; after it, by the new one; an undone switch puts them back.
 
 use std::fmt;
 
@@ -10,10 +18,11 @@ use serde::Serialize;
 
 use super::containers;
 use super::names::Names;
+use super::proxy::{Colour, Preview, Routing};
 use crate::config::Config;
 use crate::release::Release;
 
-/// The least time a container put back by a rollback gets to turn healthy.
+/// The least time a container put back by an undo gets to turn healthy.
 pub const RESTORE_TIMEOUT_SECS: u64 = 60;
 
 /// A container of the project on prod, as observed.
@@ -26,17 +35,44 @@ pub struct Container {
     pub spec: Option<String>,
 }
 
+/// The proxy container, and what its configuration routes where (None: a
+/// configuration the harness did not write, or none yet).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProxyState {
+    pub container: Container,
+    pub routing: Option<Routing>,
+}
+
 /// What prod holds of the project before a deploy.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Observed {
     pub network: bool,
     pub volume: bool,
     pub db: Option<Container>,
-    pub app: Option<Container>,
-    /// What an earlier deploy kept for its rollback.
-    pub previous: Option<Container>,
+    pub proxy: Option<ProxyState>,
+    pub blue: Option<Container>,
+    pub green: Option<Container>,
+    /// The containers of deploys before blue-green (`P-app`,
+    /// `P-app-previous`), by name.
+    pub legacy: Vec<String>,
     /// Who holds the deploy lock, when another deploy holds it.
     pub lock_holder: Option<String>,
+}
+
+impl Observed {
+    pub fn colour(&self, colour: Colour) -> Option<&Container> {
+        match colour {
+            Colour::Blue => self.blue.as_ref(),
+            Colour::Green => self.green.as_ref(),
+        }
+    }
+
+    /// The colour users reach: the proxy's, when that colour's container
+    /// is there.
+    pub fn live(&self) -> Option<Colour> {
+        let live = self.proxy.as_ref()?.routing.as_ref()?.live?;
+        self.colour(live).is_some().then_some(live)
+    }
 }
 
 /// One thing a deploy does on prod.
@@ -80,10 +116,6 @@ pub enum Action {
     Remove {
         name: String,
     },
-    Rename {
-        from: String,
-        to: String,
-    },
     /// Until Docker's healthcheck says healthy (or, when
     /// `no_healthcheck_ok`, the container runs and its image has none).
     WaitHealthy {
@@ -92,15 +124,37 @@ pub enum Action {
         setting: String,
         no_healthcheck_ok: bool,
     },
-    /// `GET url` must report this revision.
+    /// Writes the proxy's configuration for `routing`; `reload`: applies it
+    /// to the running proxy (gracefully).
+    Route {
+        proxy: String,
+        routing: Routing,
+        reload: bool,
+    },
+    /// `GET url` must report this revision within a few seconds (a reload
+    /// takes effect as nginx's new workers start).
     CheckVersion {
         url: String,
         revision: String,
+        #[serde(skip)]
+        preview: Option<String>,
+    },
+    /// The post-deploy checks (`harness verify`) on the reserved ids.
+    Verify {
+        url: String,
+        ids: Vec<i32>,
+        #[serde(skip)]
+        preview: Option<String>,
+    },
+    /// Lets the old colour finish what it holds.
+    Drain {
+        secs: u64,
     },
 }
 
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let through = |preview: &Option<String>| if preview.is_some() { " with the preview header" } else { "" };
         match self {
             Action::Pull { image } => write!(f, "pull {image}"),
             Action::TakeLock { name, holder, .. } => write!(f, "take the deploy lock {name} ({holder})"),
@@ -111,12 +165,36 @@ impl fmt::Display for Action {
             Action::Start { name } => write!(f, "start {name}"),
             Action::Stop { name } => write!(f, "stop {name}"),
             Action::Remove { name } => write!(f, "remove {name}"),
-            Action::Rename { from, to } => write!(f, "rename {from} to {to}"),
             Action::WaitHealthy { name, timeout_secs, .. } => {
                 write!(f, "wait until {name} is healthy (at most {timeout_secs} s)")
             }
-            Action::CheckVersion { url, revision } => write!(f, "check that {url} reports revision {revision}"),
+            Action::Route { proxy, routing, reload } => {
+                let how = if *reload { ", reloaded" } else { "" };
+                write!(f, "route {proxy}: {routing}{how}")
+            }
+            Action::CheckVersion { url, revision, preview } => {
+                write!(f, "check that {url}{} reports revision {revision}", through(preview))
+            }
+            Action::Verify { url, preview, .. } => write!(f, "run the post-deploy checks on {url}{}", through(preview)),
+            Action::Drain { secs } => write!(f, "drain for {secs} s"),
         }
+    }
+}
+
+/// One action and what undoes it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub action: Action,
+    pub undo: Vec<Action>,
+}
+
+impl Step {
+    fn new(action: Action) -> Step {
+        Step { action, undo: Vec::new() }
+    }
+
+    fn undone_by(action: Action, undo: Vec<Action>) -> Step {
+        Step { action, undo }
     }
 }
 
@@ -124,138 +202,52 @@ impl fmt::Display for Action {
 #[derive(Debug, Clone, Serialize)]
 pub struct DeployPlan {
     pub release: Release,
+    /// The colour the release starts as; None when it is live already.
+    pub target: Option<Colour>,
     /// Before anything is observed: pull the release, take the lock.
     pub prelude: Vec<Action>,
     /// Under the lock, from what was observed.
-    pub actions: Vec<Action>,
-    /// When `actions[i]` fails for `i >= recover_from`, these put prod back
-    /// as it was (the new container's logs are read first).
-    pub recovery: Vec<Action>,
-    pub recover_from: usize,
+    pub steps: Vec<Step>,
     /// Always, once the lock was taken.
     pub finally: Vec<Action>,
-    /// Why the actions are what they are, in a sentence.
+    /// Why the steps are what they are, in a sentence.
     pub summary: String,
 }
 
 impl DeployPlan {
-    /// Nothing to replace: prod already runs this release, healthy.
+    /// Nothing to replace: prod already serves this release, healthy.
     pub fn is_noop(&self) -> bool {
-        self.new_container().is_none()
-    }
-
-    /// The container the recovery removes (the new app), if any.
-    pub fn new_container(&self) -> Option<&str> {
-        self.actions.iter().find_map(|a| match a {
-            Action::Create { name, .. }
-                if self.recovery.iter().any(|r| matches!(r, Action::Remove { name: n } if n == name)) =>
-            {
-                Some(name.as_str())
-            }
-            _ => None,
-        })
+        self.target.is_none()
     }
 }
 
-/// `--dry-run`'s text: every action, numbered, and the recovery.
+/// `--dry-run`'s text: every action, numbered, with its undo.
 impl fmt::Display for DeployPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "deploy {} (revision {}): {}", self.release.image, self.release.revision, self.summary)?;
+        let steps =
+            self.prelude.iter().map(|a| (a, &[][..])).chain(self.steps.iter().map(|s| (&s.action, &s.undo[..])));
         let mut n = 0;
-        for action in self.prelude.iter().chain(&self.actions).chain(&self.finally) {
+        for (action, undo) in steps.chain(self.finally.iter().map(|a| (a, &[][..]))) {
             n += 1;
             writeln!(f, "{n:>3}. {action}")?;
-        }
-        if !self.recovery.is_empty() {
-            let first = self.prelude.len() + self.recover_from + 1;
-            writeln!(f, "if a step from {first} on fails, put prod back:")?;
-            for action in &self.recovery {
-                writeln!(f, "     - {action}")?;
+            for action in undo {
+                writeln!(f, "       undo: {action}")?;
             }
         }
-        Ok(())
+        writeln!(f, "on a failure, the undo of the failed step and of every earlier one runs, latest first")
     }
 }
 
 /// Another deploy holds the lock: nothing is done.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "another deploy holds the lock on prod (container {lock}, held by {holder}); wait for it, or if it died, \
-     remove the lock: docker rm {lock}"
+    "another deploy holds the lock on prod (container {lock}, held by {holder}); wait for it to end, or, if it \
+     died, release the lock with `harness lock release`"
 )]
 pub struct LockHeld {
     pub lock: String,
     pub holder: String,
-}
-
-/// The actions that take prod from `observed` to running `release`.
-pub fn plan(observed: &Observed, release: &Release, config: &Config, holder: &str) -> Result<DeployPlan, LockHeld> {
-    let names = Names::new(&config.prod.project);
-    if let Some(holder) = &observed.lock_holder {
-        return Err(LockHeld { lock: names.lock.clone(), holder: holder.clone() });
-    }
-    let prelude = prelude(&names, release, holder);
-    let finally = finally(&names);
-    let mut actions = infrastructure(observed, config, &names);
-
-    let body = containers::app(config, release, &names);
-    let spec = containers::spec_of(&body).map(str::to_owned);
-    let serving = observed.app.as_ref().filter(|app| app.running && app.healthy && app.spec == spec);
-    if serving.is_some() {
-        let summary = format!("{} already runs this release, healthy: nothing to replace", names.app);
-        return Ok(DeployPlan {
-            release: release.clone(),
-            prelude,
-            actions,
-            recovery: Vec::new(),
-            recover_from: 0,
-            finally,
-            summary,
-        });
-    }
-
-    // Keep what serves now, stopped, for a rollback.
-    let replacing = observed.app.is_some();
-    if replacing {
-        if observed.previous.is_some() {
-            actions.push(Action::Remove { name: names.previous.clone() });
-        }
-        actions.push(Action::Rename { from: names.app.clone(), to: names.previous.clone() });
-    }
-    let recover_from = actions.len();
-    if replacing {
-        actions.push(Action::Stop { name: names.previous.clone() });
-    }
-    actions.push(Action::Create { name: names.app.clone(), image: release.image.clone(), body: Box::new(body) });
-    actions.push(Action::Start { name: names.app.clone() });
-    actions.push(Action::WaitHealthy {
-        name: names.app.clone(),
-        timeout_secs: config.prod.health_timeout_secs,
-        setting: "prod.health_timeout_secs".to_owned(),
-        no_healthcheck_ok: false,
-    });
-    let url = config.prod_url().map(|url| format!("{url}/version")).unwrap_or_default();
-    actions.push(Action::CheckVersion { url, revision: release.revision.clone() });
-
-    let mut recovery = vec![Action::Remove { name: names.app.clone() }];
-    if replacing {
-        // It was healthy before: give it at least RESTORE_TIMEOUT_SECS,
-        // however short the timeout that failed the new container.
-        recovery.push(Action::Rename { from: names.previous.clone(), to: names.app.clone() });
-        recovery.push(Action::Start { name: names.app.clone() });
-        recovery.push(Action::WaitHealthy {
-            name: names.app.clone(),
-            timeout_secs: config.prod.health_timeout_secs.max(RESTORE_TIMEOUT_SECS),
-            setting: format!("the larger of prod.health_timeout_secs and {RESTORE_TIMEOUT_SECS}"),
-            no_healthcheck_ok: true,
-        });
-    }
-    let summary = if replacing {
-        format!("replace {} (kept stopped as {} until the new one is healthy)", names.app, names.previous)
-    } else {
-        format!("first deploy of {}", names.app)
-    };
-    Ok(DeployPlan { release: release.clone(), prelude, actions, recovery, recover_from, finally, summary })
 }
 
 /// Before prod is observed: the release pulled, the lock taken (a lock
@@ -274,6 +266,168 @@ pub fn prelude(names: &Names, release: &Release, holder: &str) -> Vec<Action> {
 /// Once the lock was taken, whatever happened.
 pub fn finally(names: &Names) -> Vec<Action> {
     vec![Action::ReleaseLock { name: names.lock.clone() }]
+}
+
+/// The steps that take prod from `observed` to serving `release` through
+/// the proxy; `token` is this deploy's preview token.
+pub fn plan(
+    observed: &Observed,
+    release: &Release,
+    config: &Config,
+    holder: &str,
+    token: &str,
+) -> Result<DeployPlan, LockHeld> {
+    let names = Names::new(&config.prod.project);
+    if let Some(holder) = &observed.lock_holder {
+        return Err(LockHeld { lock: names.lock.clone(), holder: holder.clone() });
+    }
+    let prelude = prelude(&names, release, holder);
+    let finally = finally(&names);
+    let url = config.prod_url().unwrap_or_default();
+    let mut steps: Vec<Step> = infrastructure(observed, config, &names).into_iter().map(Step::new).collect();
+    let live = observed.live();
+
+    // Already live, healthy, with this very configuration, behind a proxy
+    // that routes only to it: nothing to replace.
+    if let Some(live) = live {
+        let body = containers::app(config, release, &names, live);
+        let spec = containers::spec_of(&body).map(str::to_owned);
+        let container = observed.colour(live).expect("live() only names a colour that is there");
+        let proxy = observed.proxy.as_ref().expect("live() only with a proxy");
+        let proxy_spec = containers::spec_of(&containers::proxy(config, &names)).map(str::to_owned);
+        if container.running
+            && container.healthy
+            && container.spec == spec
+            && proxy.container.running
+            && proxy.container.spec == proxy_spec
+            && proxy.routing.as_ref().is_some_and(|r| r.preview.is_none())
+        {
+            let summary = format!("{} is live with this release, healthy: nothing to replace", names.colour(live));
+            return Ok(DeployPlan { release: release.clone(), target: None, prelude, steps, finally, summary });
+        }
+    }
+
+    let target = live.map_or(Colour::Blue, Colour::other);
+    let new = names.colour(target);
+    let preview = Routing { live, preview: Some(Preview { colour: target, token: token.to_owned() }) };
+    let back = Routing { live, preview: None };
+
+    // The idle colour: whatever is there (the release before the live one,
+    // kept for a rollback, or what a killed deploy left) makes way.
+    if observed.colour(target).is_some() {
+        steps.push(Step::new(Action::Remove { name: new.clone() }));
+    }
+    let body = containers::app(config, release, &names, target);
+    steps.push(Step::undone_by(
+        Action::Create { name: new.clone(), image: release.image.clone(), body: Box::new(body) },
+        vec![Action::Remove { name: new.clone() }],
+    ));
+    steps.push(Step::new(Action::Start { name: new.clone() }));
+    steps.push(Step::new(Action::WaitHealthy {
+        name: new.clone(),
+        timeout_secs: config.prod.health_timeout_secs,
+        setting: "prod.health_timeout_secs".to_owned(),
+        no_healthcheck_ok: false,
+    }));
+
+    // The proxy routes the preview to the new colour.
+    let proxy_spec = containers::spec_of(&containers::proxy(config, &names)).map(str::to_owned);
+    let proxy_fits = observed.proxy.as_ref().is_some_and(|p| p.container.spec == proxy_spec);
+    let legacy = !observed.legacy.is_empty();
+    match &observed.proxy {
+        Some(proxy) if proxy_fits && proxy.container.running => steps.push(Step::undone_by(
+            Action::Route { proxy: names.proxy.clone(), routing: preview, reload: true },
+            vec![Action::Route { proxy: names.proxy.clone(), routing: back.clone(), reload: true }],
+        )),
+        _ => {
+            // A new proxy (or one made for another configuration). Where the
+            // containers of the deploys before blue-green hold the port,
+            // they stop first: the one gap of this migration, undone by
+            // starting them again.
+            if observed.proxy.is_some() {
+                steps.push(Step::new(Action::Remove { name: names.proxy.clone() }));
+            }
+            steps.push(Step::new(Action::Pull { image: config.prod.proxy_image.clone() }));
+            for name in &observed.legacy {
+                steps.push(Step::undone_by(
+                    Action::Stop { name: name.clone() },
+                    vec![Action::Start { name: name.clone() }],
+                ));
+            }
+            let body = containers::proxy(config, &names);
+            let image = config.prod.proxy_image.clone();
+            let undo = if legacy { vec![Action::Remove { name: names.proxy.clone() }] } else { Vec::new() };
+            steps
+                .push(Step::undone_by(Action::Create { name: names.proxy.clone(), image, body: Box::new(body) }, undo));
+            steps.push(Step::undone_by(
+                Action::Route { proxy: names.proxy.clone(), routing: preview, reload: false },
+                vec![Action::Route { proxy: names.proxy.clone(), routing: back.clone(), reload: true }],
+            ));
+            steps.push(Step::new(Action::Start { name: names.proxy.clone() }));
+        }
+    }
+    let token = Some(token.to_owned());
+    steps.push(Step::new(Action::CheckVersion {
+        url: format!("{url}/version"),
+        revision: release.revision.clone(),
+        preview: token.clone(),
+    }));
+    steps.push(Step::new(Action::Verify { url: url.clone(), ids: config.checks.ids.clone(), preview: token }));
+
+    // The switch, and the checks as users reach the release.
+    let old = live.map(|colour| names.colour(colour));
+    let mut undo_switch = Vec::new();
+    if let Some(old) = &old {
+        undo_switch.push(Action::Start { name: old.clone() });
+    }
+    undo_switch.push(Action::Route { proxy: names.proxy.clone(), routing: back, reload: true });
+    steps.push(Step::undone_by(
+        Action::Route {
+            proxy: names.proxy.clone(),
+            routing: Routing { live: Some(target), preview: None },
+            reload: true,
+        },
+        undo_switch,
+    ));
+    steps.push(Step::new(Action::CheckVersion {
+        url: format!("{url}/version"),
+        revision: release.revision.clone(),
+        preview: None,
+    }));
+    steps.push(Step::new(Action::Verify { url, ids: config.checks.ids.clone(), preview: None }));
+
+    // The old colour finishes what it holds, then stops, kept for a
+    // rollback; the containers of before blue-green go.
+    if let Some(old) = &old {
+        steps.push(Step::new(Action::Drain { secs: config.prod.drain_secs }));
+        steps.push(Step::undone_by(
+            Action::Stop { name: old.clone() },
+            vec![
+                Action::Start { name: old.clone() },
+                Action::WaitHealthy {
+                    name: old.clone(),
+                    timeout_secs: config.prod.health_timeout_secs.max(RESTORE_TIMEOUT_SECS),
+                    setting: format!("the larger of prod.health_timeout_secs and {RESTORE_TIMEOUT_SECS}"),
+                    no_healthcheck_ok: true,
+                },
+            ],
+        ));
+    }
+    for name in &observed.legacy {
+        steps.push(Step::new(Action::Remove { name: name.clone() }));
+    }
+
+    let summary = match (&old, legacy) {
+        (Some(old), _) => {
+            format!("start {new}, check it, switch the proxy from {old} to it, stop {old} (kept for a rollback)")
+        }
+        (None, true) => format!(
+            "move to blue-green: start {new}, stop {} (a short gap), start the proxy, check, switch",
+            observed.legacy.join(" and ")
+        ),
+        (None, false) => format!("first deploy: start {new}, check it through the proxy, switch to it"),
+    };
+    Ok(DeployPlan { release: release.clone(), target: Some(target), prelude, steps, finally, summary })
 }
 
 /// The network, the database's volume and the database: created when
@@ -305,195 +459,276 @@ fn infrastructure(observed: &Observed, config: &Config, names: &Names) -> Vec<Ac
 mod tests {
     use super::*;
 
-    const HOLDER: &str = "harness pid 1 on cd since 2026-01-01T00:00:00Z";
+    const HOLDER: &str = "harness pid 1 on cd since unix time 1";
+    const TOKEN: &str = "t0k3n";
 
     fn release() -> Release {
         Release { image: "10.200.0.1:5000/books-ms@sha256:abc".into(), version: "v2".into(), revision: "r2".into() }
     }
 
-    fn lines(actions: &[Action]) -> Vec<String> {
-        actions.iter().map(ToString::to_string).collect()
+    fn lines(steps: &[Step]) -> Vec<String> {
+        steps.iter().map(|s| s.action.to_string()).collect()
+    }
+
+    fn undo_lines(step: &Step) -> Vec<String> {
+        step.undo.iter().map(ToString::to_string).collect()
     }
 
     fn running(spec: Option<String>) -> Container {
         Container { running: true, healthy: true, spec }
     }
 
-    /// prod with the network, the volume and a running database.
-    fn ready_prod() -> Observed {
-        Observed { network: true, volume: true, db: Some(running(None)), ..Default::default() }
+    fn proxy_spec(config: &Config) -> Option<String> {
+        containers::spec_of(&containers::proxy(config, &Names::new(&config.prod.project))).map(str::to_owned)
     }
 
-    fn spec_of_release(config: &Config) -> Option<String> {
-        let body = containers::app(config, &release(), &Names::new(&config.prod.project));
+    fn app_spec(config: &Config, colour: Colour) -> Option<String> {
+        let body = containers::app(config, &release(), &Names::new(&config.prod.project), colour);
         containers::spec_of(&body).map(str::to_owned)
     }
 
-    #[test]
-    fn a_first_deploy_creates_everything_and_its_recovery_only_removes_the_new_container() {
-        let config = Config::default();
-        let plan = plan(&Observed::default(), &release(), &config, HOLDER).unwrap();
-        assert_eq!(
-            lines(&plan.prelude),
-            [
-                "pull 10.200.0.1:5000/books-ms@sha256:abc",
-                &format!("take the deploy lock books-ms-deploy-lock ({HOLDER})")
-            ]
-        );
-        assert_eq!(
-            lines(&plan.actions),
-            [
-                "create the network books-ms",
-                "create the volume books-ms-db",
-                &format!("pull {}", config.prod.database_image),
-                &format!("create books-ms-db from {}", config.prod.database_image),
-                "start books-ms-db",
-                "create books-ms-app from 10.200.0.1:5000/books-ms@sha256:abc",
-                "start books-ms-app",
-                &format!("wait until books-ms-app is healthy (at most {} s)", config.prod.health_timeout_secs),
-                "check that http://10.200.0.2:8080/version reports revision r2",
-            ]
-        );
-        assert_eq!(lines(&plan.recovery), ["remove books-ms-app"]);
-        assert_eq!(plan.recover_from, 5, "recovery starts with the app's creation");
-        assert_eq!(lines(&plan.finally), ["release the deploy lock books-ms-deploy-lock"]);
-        assert_eq!(plan.new_container(), Some("books-ms-app"));
+    /// prod with the network, the volume, a running database and a proxy
+    /// routing users to `live`.
+    fn prod(config: &Config, live: Option<Colour>) -> Observed {
+        Observed {
+            network: true,
+            volume: true,
+            db: Some(running(None)),
+            proxy: Some(ProxyState {
+                container: running(proxy_spec(config)),
+                routing: Some(Routing { live, preview: None }),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn plan_for(observed: &Observed, config: &Config) -> DeployPlan {
+        plan(observed, &release(), config, HOLDER, TOKEN).unwrap()
+    }
+
+    fn position(plan: &DeployPlan, line: &str) -> usize {
+        lines(&plan.steps).iter().position(|l| l == line).unwrap_or_else(|| panic!("no `{line}` in:\n{plan}"))
     }
 
     #[test]
-    fn the_same_release_running_healthy_is_left_alone() {
+    fn a_first_deploy_creates_everything_checks_through_the_preview_then_switches() {
         let config = Config::default();
-        let observed = Observed { app: Some(running(spec_of_release(&config))), ..ready_prod() };
-        let plan = plan(&observed, &release(), &config, HOLDER).unwrap();
+        let plan = plan_for(&Observed::default(), &config);
+        let db = &config.prod.database_image;
+        let proxy = &config.prod.proxy_image;
+        let health = config.prod.health_timeout_secs;
+        assert_eq!(plan.target, Some(Colour::Blue));
+        assert_eq!(
+            lines(&plan.steps),
+            [
+                "create the network books-ms".to_owned(),
+                "create the volume books-ms-db".into(),
+                format!("pull {db}"),
+                format!("create books-ms-db from {db}"),
+                "start books-ms-db".into(),
+                "create books-ms-blue from 10.200.0.1:5000/books-ms@sha256:abc".into(),
+                "start books-ms-blue".into(),
+                format!("wait until books-ms-blue is healthy (at most {health} s)"),
+                format!("pull {proxy}"),
+                format!("create books-ms-proxy from {proxy}"),
+                "route books-ms-proxy: live: none, preview: blue".into(),
+                "start books-ms-proxy".into(),
+                "check that http://10.200.0.2:8080/version with the preview header reports revision r2".into(),
+                "run the post-deploy checks on http://10.200.0.2:8080 with the preview header".into(),
+                "route books-ms-proxy: live: blue, reloaded".into(),
+                "check that http://10.200.0.2:8080/version reports revision r2".into(),
+                "run the post-deploy checks on http://10.200.0.2:8080".into(),
+            ]
+        );
+        let create = &plan.steps[position(&plan, "create books-ms-blue from 10.200.0.1:5000/books-ms@sha256:abc")];
+        assert_eq!(undo_lines(create), ["remove books-ms-blue"]);
+        let switch = &plan.steps[position(&plan, "route books-ms-proxy: live: blue, reloaded")];
+        assert_eq!(undo_lines(switch), ["route books-ms-proxy: live: none, reloaded"]);
+    }
+
+    #[test]
+    fn a_deploy_onto_blue_starts_green_and_stops_blue_only_after_the_checks_through_the_switch() {
+        let config = Config::default();
+        let observed = Observed { blue: Some(running(Some("older".into()))), ..prod(&config, Some(Colour::Blue)) };
+        let plan = plan_for(&observed, &config);
+        assert_eq!(plan.target, Some(Colour::Green));
+        let health = config.prod.health_timeout_secs;
+        assert_eq!(
+            lines(&plan.steps),
+            [
+                "create books-ms-green from 10.200.0.1:5000/books-ms@sha256:abc".to_owned(),
+                "start books-ms-green".into(),
+                format!("wait until books-ms-green is healthy (at most {health} s)"),
+                "route books-ms-proxy: live: blue, preview: green, reloaded".into(),
+                "check that http://10.200.0.2:8080/version with the preview header reports revision r2".into(),
+                "run the post-deploy checks on http://10.200.0.2:8080 with the preview header".into(),
+                "route books-ms-proxy: live: green, reloaded".into(),
+                "check that http://10.200.0.2:8080/version reports revision r2".into(),
+                "run the post-deploy checks on http://10.200.0.2:8080".into(),
+                format!("drain for {} s", config.prod.drain_secs),
+                "stop books-ms-blue".into(),
+            ]
+        );
+        let preview = &plan.steps[3];
+        assert_eq!(undo_lines(preview), ["route books-ms-proxy: live: blue, reloaded"]);
+        let switch = &plan.steps[6];
+        assert_eq!(undo_lines(switch), ["start books-ms-blue", "route books-ms-proxy: live: blue, reloaded"]);
+        let stop = plan.steps.last().unwrap();
+        assert_eq!(undo_lines(stop)[0], "start books-ms-blue");
+        assert!(plan.summary.contains("kept for a rollback"), "{}", plan.summary);
+    }
+
+    #[test]
+    fn a_failure_after_the_switch_undoes_back_to_the_old_colour_latest_first() {
+        // What the executor runs when the post-switch checks fail: the undo
+        // of every step up to the failed one, latest first.
+        let config = Config::default();
+        let observed = Observed { blue: Some(running(None)), ..prod(&config, Some(Colour::Blue)) };
+        let plan = plan_for(&observed, &config);
+        let failed = position(&plan, "run the post-deploy checks on http://10.200.0.2:8080");
+        let undo: Vec<String> = plan.steps[..=failed].iter().rev().flat_map(undo_lines).collect();
+        assert_eq!(
+            undo,
+            [
+                "start books-ms-blue",
+                "route books-ms-proxy: live: blue, reloaded",
+                "route books-ms-proxy: live: blue, reloaded",
+                "remove books-ms-green",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_health_check_never_touches_the_proxy() {
+        let config = Config::default();
+        let observed = Observed { green: Some(running(None)), ..prod(&config, Some(Colour::Green)) };
+        let plan = plan_for(&observed, &config);
+        let failed = position(
+            &plan,
+            &format!("wait until books-ms-blue is healthy (at most {} s)", config.prod.health_timeout_secs),
+        );
+        let undo: Vec<String> = plan.steps[..=failed].iter().rev().flat_map(undo_lines).collect();
+        assert_eq!(undo, ["remove books-ms-blue"]);
+    }
+
+    #[test]
+    fn the_same_release_live_and_healthy_is_left_alone() {
+        let config = Config::default();
+        let observed =
+            Observed { green: Some(running(app_spec(&config, Colour::Green))), ..prod(&config, Some(Colour::Green)) };
+        let plan = plan_for(&observed, &config);
         assert!(plan.is_noop(), "{plan}");
-        assert!(plan.recovery.is_empty());
-        assert!(plan.summary.contains("already runs this release"), "{}", plan.summary);
+        assert!(plan.steps.is_empty(), "{plan}");
+        assert!(plan.summary.contains("nothing to replace"), "{}", plan.summary);
     }
 
     #[test]
-    fn the_same_release_unhealthy_or_stopped_is_replaced() {
+    fn the_same_release_unhealthy_or_with_a_preview_left_is_deployed_again() {
         let config = Config::default();
-        for app in [
-            Container { running: true, healthy: false, spec: spec_of_release(&config) },
-            Container { running: false, healthy: false, spec: spec_of_release(&config) },
-        ] {
-            let observed = Observed { app: Some(app), ..ready_prod() };
-            assert!(!plan(&observed, &release(), &config, HOLDER).unwrap().is_noop());
-        }
+        let unhealthy = Container { running: true, healthy: false, spec: app_spec(&config, Colour::Blue) };
+        let observed = Observed { blue: Some(unhealthy), ..prod(&config, Some(Colour::Blue)) };
+        assert_eq!(plan_for(&observed, &config).target, Some(Colour::Green));
+        let mut observed =
+            Observed { blue: Some(running(app_spec(&config, Colour::Blue))), ..prod(&config, Some(Colour::Blue)) };
+        observed.proxy.as_mut().unwrap().routing.as_mut().unwrap().preview =
+            Some(Preview { colour: Colour::Green, token: "old".into() });
+        assert!(!plan_for(&observed, &config).is_noop());
     }
 
     #[test]
-    fn a_replace_keeps_the_old_container_stopped_and_its_recovery_puts_it_back() {
-        let config = Config::default();
-        let observed = Observed { app: Some(running(Some("older".into()))), ..ready_prod() };
-        let plan = plan(&observed, &release(), &config, HOLDER).unwrap();
-        assert_eq!(
-            lines(&plan.actions),
-            [
-                "rename books-ms-app to books-ms-app-previous",
-                "stop books-ms-app-previous",
-                "create books-ms-app from 10.200.0.1:5000/books-ms@sha256:abc",
-                "start books-ms-app",
-                &format!("wait until books-ms-app is healthy (at most {} s)", config.prod.health_timeout_secs),
-                "check that http://10.200.0.2:8080/version reports revision r2",
-            ]
-        );
-        assert_eq!(plan.recover_from, 1, "a failed rename leaves the old container in place: nothing to undo");
-        assert_eq!(
-            lines(&plan.recovery),
-            [
-                "remove books-ms-app",
-                "rename books-ms-app-previous to books-ms-app",
-                "start books-ms-app",
-                &format!("wait until books-ms-app is healthy (at most {RESTORE_TIMEOUT_SECS} s)"),
-            ]
-        );
-    }
-
-    #[test]
-    fn a_failed_health_check_recovers_with_a_longer_wait_that_accepts_no_healthcheck() {
-        let mut config = Config::default();
-        config.prod.health_timeout_secs = 5;
-        let observed = Observed { app: Some(running(None)), ..ready_prod() };
-        let plan = plan(&observed, &release(), &config, HOLDER).unwrap();
-        let failing = plan.actions.iter().position(|a| matches!(a, Action::WaitHealthy { .. })).unwrap();
-        assert!(failing >= plan.recover_from, "a failed health check is recovered");
-        match plan.recovery.last() {
-            Some(Action::WaitHealthy { timeout_secs, no_healthcheck_ok, setting, .. }) => {
-                assert_eq!(*timeout_secs, RESTORE_TIMEOUT_SECS);
-                assert!(*no_healthcheck_ok);
-                assert!(setting.contains("prod.health_timeout_secs"), "{setting}");
-            }
-            other => panic!("the recovery ends waiting for the restored container: {other:?}"),
-        }
-        match &plan.actions[failing] {
-            Action::WaitHealthy { timeout_secs: 5, setting, no_healthcheck_ok: false, .. } => {
-                assert_eq!(setting, "prod.health_timeout_secs");
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn a_leftover_previous_container_is_removed_before_the_rename() {
+    fn what_a_killed_deploy_left_on_the_idle_colour_is_removed_first() {
         let config = Config::default();
         let observed = Observed {
-            app: Some(running(None)),
-            previous: Some(Container { running: false, healthy: false, spec: None }),
-            ..ready_prod()
+            blue: Some(running(None)),
+            green: Some(Container { running: true, healthy: false, spec: None }),
+            ..prod(&config, Some(Colour::Blue))
         };
-        let plan = plan(&observed, &release(), &config, HOLDER).unwrap();
+        let plan = plan_for(&observed, &config);
         assert_eq!(
-            lines(&plan.actions[..2]),
-            ["remove books-ms-app-previous", "rename books-ms-app to books-ms-app-previous"]
+            lines(&plan.steps)[..2],
+            ["remove books-ms-green", "create books-ms-green from 10.200.0.1:5000/books-ms@sha256:abc"]
         );
-        assert_eq!(plan.recover_from, 2);
     }
 
     #[test]
-    fn a_leftover_previous_without_an_app_is_left_for_the_operator() {
-        // The app is gone (removed by hand, or a deploy died between its
-        // rename and its create): the previous one is what a person may
-        // want back, so the plan does not touch it.
+    fn a_live_colour_whose_container_is_gone_is_not_live() {
         let config = Config::default();
-        let observed = Observed { previous: Some(Container::default()), ..ready_prod() };
-        let plan = plan(&observed, &release(), &config, HOLDER).unwrap();
-        assert!(!lines(&plan.actions).iter().any(|l| l.contains("previous")), "{plan}");
+        let observed = prod(&config, Some(Colour::Green));
+        assert_eq!(observed.live(), None);
+        assert_eq!(plan_for(&observed, &config).target, Some(Colour::Blue));
+    }
+
+    #[test]
+    fn the_deploys_before_blue_green_stop_just_before_the_proxy_starts_and_go_at_the_end() {
+        let config = Config::default();
+        let observed = Observed {
+            network: true,
+            volume: true,
+            db: Some(running(None)),
+            legacy: vec!["books-ms-app".into(), "books-ms-app-previous".into()],
+            ..Default::default()
+        };
+        let plan = plan_for(&observed, &config);
+        let stop = position(&plan, "stop books-ms-app");
+        let create_proxy = position(&plan, &format!("create books-ms-proxy from {}", config.prod.proxy_image));
+        let healthy = position(
+            &plan,
+            &format!("wait until books-ms-blue is healthy (at most {} s)", config.prod.health_timeout_secs),
+        );
+        assert!(healthy < stop && stop < create_proxy, "{plan}");
+        assert_eq!(undo_lines(&plan.steps[stop]), ["start books-ms-app"]);
+        assert_eq!(undo_lines(&plan.steps[create_proxy]), ["remove books-ms-proxy"]);
+        let tail = lines(&plan.steps[plan.steps.len() - 2..]);
+        assert_eq!(tail, ["remove books-ms-app", "remove books-ms-app-previous"]);
+        assert!(plan.summary.contains("a short gap"), "{}", plan.summary);
+    }
+
+    #[test]
+    fn a_stopped_proxy_or_one_of_another_configuration_is_made_again() {
+        let mut config = Config::default();
+        let mut observed = Observed { blue: Some(running(None)), ..prod(&config, Some(Colour::Blue)) };
+        config.prod.app_port = 9090;
+        let plan = plan_for(&observed, &config);
+        let remove = position(&plan, "remove books-ms-proxy");
+        assert!(remove < position(&plan, "route books-ms-proxy: live: blue, preview: green"));
+        config.prod.app_port = 8080;
+        observed.proxy.as_mut().unwrap().container.running = false;
+        assert!(lines(&plan_for(&observed, &config).steps).contains(&"start books-ms-proxy".to_owned()));
     }
 
     #[test]
     fn a_lock_held_by_another_deploy_refuses_naming_the_holder_and_the_way_out() {
         let config = Config::default();
-        let observed = Observed { lock_holder: Some("pid 42 since unix time 1".into()), ..ready_prod() };
-        let error = plan(&observed, &release(), &config, HOLDER).unwrap_err();
+        let observed = Observed { lock_holder: Some("harness pid 42 on cd".into()), ..prod(&config, None) };
+        let error = plan(&observed, &release(), &config, HOLDER, TOKEN).unwrap_err();
         let text = error.to_string();
-        assert!(text.contains("pid 42 since unix time 1") && text.contains("docker rm books-ms-deploy-lock"), "{text}");
+        assert!(text.contains("harness pid 42 on cd") && text.contains("harness lock release"), "{text}");
     }
 
     #[test]
     fn a_stopped_database_is_started_and_a_missing_network_created_never_the_volume_recreated() {
         let config = Config::default();
-        let observed = Observed {
-            network: false,
-            volume: true,
-            db: Some(Container::default()),
-            app: Some(running(spec_of_release(&config))),
-            ..Default::default()
-        };
-        let plan = plan(&observed, &release(), &config, HOLDER).unwrap();
-        assert_eq!(lines(&plan.actions), ["create the network books-ms", "start books-ms-db"]);
-        assert!(plan.recovery.is_empty());
+        let mut observed =
+            Observed { green: Some(running(app_spec(&config, Colour::Green))), ..prod(&config, Some(Colour::Green)) };
+        observed.network = false;
+        observed.db = Some(Container::default());
+        let plan = plan_for(&observed, &config);
+        assert_eq!(lines(&plan.steps), ["create the network books-ms", "start books-ms-db"]);
+        assert!(plan.is_noop());
     }
 
     #[test]
-    fn the_dry_run_text_numbers_every_action_and_names_the_recovery() {
+    fn the_dry_run_text_numbers_every_action_with_its_undo() {
         let config = Config::default();
-        let observed = Observed { app: Some(running(None)), ..ready_prod() };
-        let text = plan(&observed, &release(), &config, HOLDER).unwrap().to_string();
-        assert!(text.starts_with("deploy 10.200.0.1:5000/books-ms@sha256:abc (revision r2): replace"), "{text}");
+        let observed = Observed { blue: Some(running(None)), ..prod(&config, Some(Colour::Blue)) };
+        let text = plan_for(&observed, &config).to_string();
+        assert!(
+            text.starts_with("deploy 10.200.0.1:5000/books-ms@sha256:abc (revision r2): start books-ms-green"),
+            "{text}"
+        );
         assert!(text.contains("  1. pull 10.200.0.1:5000/books-ms@sha256:abc\n"), "{text}");
-        assert!(text.contains("  3. rename books-ms-app to books-ms-app-previous\n"), "{text}");
-        assert!(text.contains("  9. release the deploy lock books-ms-deploy-lock\n"), "{text}");
-        assert!(text.contains("if a step from 4 on fails, put prod back:\n     - remove books-ms-app\n"), "{text}");
+        assert!(text.contains("  3. create books-ms-green from 10.200.0.1:5000/books-ms@sha256:abc\n       undo: remove books-ms-green\n"), "{text}");
+        assert!(text.contains(" 14. release the deploy lock books-ms-deploy-lock\n"), "{text}");
+        assert!(!text.contains(TOKEN), "the preview token is not printed: {text}");
     }
 }

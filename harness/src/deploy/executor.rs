@@ -10,13 +10,15 @@ use anyhow::{anyhow, bail, Context};
 use bollard::auth::DockerCredentials;
 use bollard::models::{HealthStatusEnum, NetworkCreateRequest, VolumeCreateRequest};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    RenameContainerOptionsBuilder, StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, KillContainerOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 
 use super::actions::{Action, DeployPlan, LockHeld};
-use super::names::{LOCK_HOLDER_LABEL, PROJECT_LABEL};
+use super::names::{Names, LOCK_HOLDER_LABEL, PROJECT_LABEL};
+use super::proxy::{self, Routing, PREVIEW_HEADER};
+use crate::config::Config;
 use crate::engine::{Engine, EngineError};
 use crate::progress::{Reporter, Spinner};
 
@@ -28,6 +30,8 @@ const PULL_TIMEOUT: Duration = Duration::from_secs(300);
 const STOP_GRACE_SECS: i32 = 15;
 /// `GET /version` on prod.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a proxy reload may take to route as told.
+const ROUTE_SETTLE: Duration = Duration::from_secs(10);
 /// Lines of the failed container's log quoted in the error.
 const LOG_LINES: usize = 20;
 
@@ -35,11 +39,41 @@ pub struct Executor<'a> {
     prod: &'a Engine,
     credentials: Option<DockerCredentials>,
     reporter: &'a Reporter,
+    names: Names,
+    /// Ctrl-C and SIGTERM, so that an interrupted deploy is undone.
+    signals: Option<tokio::sync::Mutex<Signals>>,
+}
+
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
 }
 
 impl<'a> Executor<'a> {
-    pub fn new(prod: &'a Engine, credentials: Option<DockerCredentials>, reporter: &'a Reporter) -> Self {
-        Executor { prod, credentials, reporter }
+    pub fn new(
+        prod: &'a Engine,
+        config: &'a Config,
+        credentials: Option<DockerCredentials>,
+        reporter: &'a Reporter,
+    ) -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        let signals = match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+            (Ok(interrupt), Ok(terminate)) => Some(tokio::sync::Mutex::new(Signals { interrupt, terminate })),
+            _ => None,
+        };
+        Executor { prod, credentials, reporter, names: Names::new(&config.prod.project), signals }
+    }
+
+    /// Resolves when Ctrl-C or SIGTERM arrives (never when they cannot be
+    /// caught), naming it.
+    async fn interrupted(&self) -> &'static str {
+        let Some(signals) = &self.signals else { return std::future::pending().await };
+        let mut signals = signals.lock().await;
+        let Signals { interrupt, terminate } = &mut *signals;
+        tokio::select! {
+            _ = interrupt.recv() => "Ctrl-C (SIGINT)",
+            _ = terminate.recv() => "SIGTERM",
+        }
     }
 
     /// Runs `actions` in order, stopping at the first failure, which names
@@ -51,33 +85,44 @@ impl<'a> Executor<'a> {
         Ok(())
     }
 
-    /// Runs the plan's actions; when one fails at or after
-    /// `plan.recover_from`, runs the recovery and says how it went.
+    /// Runs the plan's steps; when one fails, runs the undo of that step
+    /// and of every earlier one, latest first, and says how it went.
     pub async fn apply(&self, plan: &DeployPlan) -> anyhow::Result<()> {
+        let new = plan.target.map(|colour| self.names.colour(colour));
         let mut created = false;
-        for (i, action) in plan.actions.iter().enumerate() {
-            let Err(failure) = self.run(action).await else {
-                created |= matches!(action, Action::Create { name, .. } if Some(name.as_str()) == plan.new_container());
-                continue;
+        for (i, step) in plan.steps.iter().enumerate() {
+            let failure = tokio::select! {
+                result = self.run(&step.action) => match result {
+                    Ok(()) => {
+                        created |= matches!(&step.action, Action::Create { name, .. } if Some(name) == new.as_ref());
+                        continue;
+                    }
+                    Err(failure) => failure,
+                },
+                signal = self.interrupted() => anyhow!("interrupted by {signal}"),
             };
-            if i < plan.recover_from {
-                return Err(self.failed(action, failure));
-            }
-            let logs = match plan.new_container() {
-                Some(name) if created => format!("\nits last log lines:\n{}", self.last_logs(name).await),
+            let logs = match &new {
+                Some(name) if created => format!("\nthe last log lines of {name}:\n{}", self.last_logs(name).await),
                 _ => String::new(),
             };
-            let recovery = match self.run_all(&plan.recovery).await {
-                Ok(()) => match plan.recovery.iter().find_map(restored) {
-                    Some(name) => format!("; {name} is serving again, healthy"),
-                    None => "; nothing served before, and nothing is left of this deploy".to_owned(),
-                },
-                Err(e) => format!("; putting prod back failed too: {e:#}"),
+            let mut undo_failures = Vec::new();
+            for action in plan.steps[..=i].iter().rev().flat_map(|s| &s.undo) {
+                if let Err(e) = self.run(action).await {
+                    undo_failures.push(format!("`{action}`: {e:#}"));
+                }
+            }
+            let recovery = match (undo_failures.is_empty(), plan.steps[..=i].iter().any(|s| !s.undo.is_empty())) {
+                (true, true) => "; undone: prod serves what it served before".to_owned(),
+                (true, false) => "; nothing needed undoing: prod serves what it served before".to_owned(),
+                (false, _) => {
+                    format!("; undoing it failed too ({}): check prod with `harness status`", undo_failures.join("; "))
+                }
             };
             bail!(
-                "prod ({}): deploying {} failed at `{action}`: {failure:#}{recovery}{logs}",
+                "prod ({}): deploying {} failed at `{}`: {failure:#}{recovery}{logs}",
                 self.host(),
-                plan.release.image
+                plan.release.image,
+                step.action
             );
         }
         Ok(())
@@ -152,9 +197,15 @@ impl<'a> Executor<'a> {
                     304,
                 )?)
             }
-            Action::Rename { from, to } => {
-                let options = RenameContainerOptionsBuilder::default().name(to).build();
-                prod.call(format!("to rename {from} to {to}"), docker.rename_container(from, options)).await?;
+            Action::Route { proxy: name, routing, reload } => self.route(name, routing, *reload).await,
+            Action::Drain { secs } => {
+                tokio::time::sleep(Duration::from_secs(*secs)).await;
+                Ok(())
+            }
+            Action::Verify { url, ids, preview } => {
+                let headers = preview_header(preview);
+                let report = crate::verify::verify_with(url, ids, &headers, self.reporter).await?;
+                self.reporter.line(format!("prod: {} checks passed", report.checks.len()));
                 Ok(())
             }
             Action::WaitHealthy { name, timeout_secs, setting, no_healthcheck_ok } => {
@@ -163,8 +214,27 @@ impl<'a> Executor<'a> {
                 drop(spinner);
                 result
             }
-            Action::CheckVersion { url, revision } => check_version(url, revision).await,
+            Action::CheckVersion { url, revision, preview } => check_version(url, revision, preview).await,
         }
+    }
+
+    /// Writes the proxy's configuration for `routing` into its container
+    /// and, with `reload`, has nginx apply it (SIGHUP: new workers take the
+    /// new configuration, the old ones finish what they hold). A proxy that
+    /// does not run takes it when it starts.
+    async fn route(&self, name: &str, routing: &Routing, reload: bool) -> anyhow::Result<()> {
+        let config = proxy::render(routing, proxy::APP_PORT, |colour| self.names.colour(colour));
+        let archive = proxy::archive(&config).context("making the configuration's archive")?;
+        let options = UploadToContainerOptionsBuilder::default().path(proxy::CONFIG_DIR).build();
+        let upload = self.prod.docker.upload_to_container(name, Some(options), bollard::body_full(archive.into()));
+        self.prod.call(format!("to write {}/{} in {name}", proxy::CONFIG_DIR, proxy::CONFIG_FILE), upload).await?;
+        if reload {
+            let options = KillContainerOptionsBuilder::default().signal("SIGHUP").build();
+            let signal = self.prod.docker.kill_container(name, Some(options));
+            // 409: it does not run; it reads the file when it starts.
+            tolerate(self.prod.call(format!("to reload {name} (SIGHUP)"), signal).await, 409)?;
+        }
+        Ok(())
     }
 
     /// Pulls an image on prod, bounded in time, with a bar per layer being
@@ -256,14 +326,6 @@ impl<'a> Executor<'a> {
     }
 }
 
-/// The container a recovery's last wait puts back in service.
-fn restored(action: &Action) -> Option<&str> {
-    match action {
-        Action::WaitHealthy { name, .. } => Some(name),
-        _ => None,
-    }
-}
-
 /// An engine answer that means "already so" (304: already started or
 /// stopped; 404: already gone) is a success.
 fn tolerate(result: Result<(), EngineError>, status: u16) -> Result<(), EngineError> {
@@ -273,21 +335,42 @@ fn tolerate(result: Result<(), EngineError>, status: u16) -> Result<(), EngineEr
     }
 }
 
-/// `GET url` (prod's `/version`) reports `revision`.
-async fn check_version(url: &str, revision: &str) -> anyhow::Result<()> {
-    let http = crate::http::client(HTTP_TIMEOUT, HTTP_TIMEOUT)?;
-    let version: serde_json::Value = http
-        .get(url)
-        .send()
-        .await
-        .and_then(|r| r.error_for_status())
-        .with_context(|| format!("GET {url}"))?
-        .json()
-        .await
-        .with_context(|| format!("GET {url}: not JSON"))?;
-    match version["revision"].as_str() {
-        Some(reported) if reported == revision => Ok(()),
-        Some(other) => bail!("{url} reports revision {other}, expected {revision}"),
-        None => bail!("{url} reports no revision: {version}"),
+fn preview_header(preview: &Option<String>) -> Vec<(String, String)> {
+    preview.iter().map(|token| (PREVIEW_HEADER.to_owned(), token.clone())).collect()
+}
+
+/// `GET url` (prod's `/version`) reports `revision`, within
+/// [`ROUTE_SETTLE`]: a reloaded proxy routes new connections as told once
+/// its new workers run, a moment after the signal.
+async fn check_version(url: &str, revision: &str, preview: &Option<String>) -> anyhow::Result<()> {
+    let mut request = crate::http::builder(HTTP_TIMEOUT, HTTP_TIMEOUT);
+    if let Some(token) = preview {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(PREVIEW_HEADER, reqwest::header::HeaderValue::from_str(token)?);
+        request = request.default_headers(headers);
+    }
+    let http = request.build()?;
+    let deadline = Instant::now() + ROUTE_SETTLE;
+    loop {
+        let answer = async {
+            let response = http.get(url).send().await.with_context(|| format!("GET {url}"))?;
+            let status = response.status();
+            let body = response.text().await.with_context(|| format!("GET {url}: reading the body"))?;
+            if !status.is_success() {
+                bail!("GET {url} answered {status}: {}", crate::runner::cut(body.trim(), 200));
+            }
+            let version: serde_json::Value =
+                serde_json::from_str(&body).with_context(|| format!("GET {url}: not JSON"))?;
+            match version["revision"].as_str() {
+                Some(reported) if reported == revision => Ok(()),
+                Some(other) => bail!("{url} reports revision {other}, expected {revision}"),
+                None => bail!("{url} reports no revision: {version}"),
+            }
+        };
+        match answer.await {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
     }
 }

@@ -1,25 +1,27 @@
 //! `harness deploy` and `harness status`: the service on prod, through
-//! prod's Docker API only.
+//! prod's Docker API only, blue-green behind a reverse proxy.
 //!
 //! A deploy is data run by one executor, as Kamal splits the commands it
 //! builds from the code that runs them:
 //!
 //! 1. the prelude: pull the release by digest, take the deploy lock;
 //! 2. [`observe`]: what prod holds of the project (network, volume, the
-//!    database, the app, the container an earlier deploy kept);
+//!    database, the proxy and what it routes where, both colours);
 //! 3. [`actions::plan`], a pure function: the observed state and the
-//!    release in, the [`Action`]s out, with the recovery to run when one
-//!    fails (put the previous app container back);
-//! 4. [`executor::Executor`] runs them, then releases the lock.
+//!    release in, the steps out, each with what undoes it;
+//! 4. [`executor::Executor`] runs them (undoing on a failure, Ctrl-C or
+//!    SIGTERM), then releases the lock.
 //!
 //! On prod, for project `P` (default `books-ms`): see [`names::Names`]. A
-//! failed deploy leaves prod serving what it served before.
+//! failed deploy leaves prod serving what it served before; users reach
+//! the app only through the proxy, whose configuration [`proxy`] renders.
 
 pub mod actions;
 mod containers;
 pub mod executor;
 pub mod names;
 pub mod observe;
+pub mod proxy;
 
 use bollard::auth::DockerCredentials;
 use serde::Serialize;
@@ -27,6 +29,7 @@ use serde::Serialize;
 pub use self::actions::{Action, DeployPlan, LockHeld, Observed};
 use self::executor::Executor;
 use self::names::Names;
+use self::names::{IMAGE_REVISION_LABEL, IMAGE_VERSION_LABEL};
 pub use self::observe::{status, ContainerStatus};
 use crate::config::Config;
 use crate::engine::Engine;
@@ -50,7 +53,7 @@ pub struct Deployed {
 pub async fn preview(prod: &Engine, config: &Config, release: &Release) -> anyhow::Result<DeployPlan> {
     let names = Names::new(&config.prod.project);
     let observed = observe::observe(prod, &names).await?;
-    Ok(actions::plan(&observed, release, config, &holder())?)
+    Ok(actions::plan(&observed, release, config, &holder(release), "dry-run")?)
 }
 
 pub async fn deploy(
@@ -61,23 +64,25 @@ pub async fn deploy(
     reporter: &Reporter,
 ) -> anyhow::Result<Deployed> {
     let names = Names::new(&config.prod.project);
-    let holder = holder();
-    let executor = Executor::new(prod, credentials, reporter);
+    let holder = holder(release);
+    let executor = Executor::new(prod, config, credentials, reporter);
     // Kamal's habit: one deploy at a time, and what is observed is observed
     // under the lock.
     executor.run_all(&actions::prelude(&names, release, &holder)).await?;
     let result = async {
+        let release = expected_revision(prod, release).await?;
         let mut observed = observe::observe(prod, &names).await?;
         observed.lock_holder = None; // ours
-        let plan = actions::plan(&observed, release, config, &holder)?;
+        let plan = actions::plan(&observed, &release, config, &holder, &token()?)?;
         executor.apply(&plan).await?;
-        let replaced = !plan.is_noop();
+        let serving = plan.target.or(observed.live()).map(|colour| names.colour(colour)).unwrap_or_default();
+        let previous = if plan.is_noop() { None } else { observed.live().map(|colour| names.colour(colour)) };
         Ok(Deployed {
-            container: names.app.clone(),
+            container: serving,
             image: release.image.clone(),
             url: config.prod_url()?,
-            previous: (replaced && observed.app.is_some()).then(|| names.previous.clone()),
-            replaced,
+            previous,
+            replaced: !plan.is_noop(),
         })
     }
     .await;
@@ -87,11 +92,48 @@ pub async fn deploy(
     result
 }
 
-/// Who takes the lock: this process, on this machine, since now.
-fn holder() -> String {
+/// The release with the revision its image carries (its OCI label): the
+/// one a deploy given only `--image` expects, and one a given revision must
+/// match, so that a container's labels tell the truth about what it runs.
+async fn expected_revision(prod: &Engine, release: &Release) -> anyhow::Result<Release> {
+    let image =
+        prod.call(format!("for the image {}", release.image), prod.docker.inspect_image(&release.image)).await?;
+    let labels = image.config.and_then(|c| c.labels).unwrap_or_default();
+    let version = labels.get(IMAGE_VERSION_LABEL).cloned().unwrap_or_else(|| release.version.clone());
+    match labels.get(IMAGE_REVISION_LABEL).cloned() {
+        Some(carried) if release.revision.is_empty() || release.revision == carried => {
+            Ok(Release { revision: carried, version, image: release.image.clone() })
+        }
+        Some(carried) => anyhow::bail!(
+            "{} carries revision {carried} ({IMAGE_REVISION_LABEL}), not the expected {}: is it the image you meant? \
+             (`harness deploy --image` alone expects the revision the image carries)",
+            release.image,
+            release.revision
+        ),
+        None if !release.revision.is_empty() => Ok(release.clone()),
+        None => anyhow::bail!(
+            "{} carries no {IMAGE_REVISION_LABEL} label: give the revision its /version reports with --revision",
+            release.image
+        ),
+    }
+}
+
+/// A preview token nobody can guess: 128 bits from the kernel.
+fn token() -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| anyhow::anyhow!("cannot read /dev/urandom for the preview token: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Who takes the lock: this process, on this machine, since now, for which
+/// release.
+fn holder(release: &Release) -> String {
     let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
     let secs =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
     let on = if host.is_empty() { String::new() } else { format!(" on {host}") };
-    format!("harness pid {}{on} since unix time {secs}", std::process::id())
+    format!("harness pid {}{on} since unix time {secs}, deploying {}", std::process::id(), release.image)
 }

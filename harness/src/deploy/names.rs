@@ -2,7 +2,7 @@
 
 /// Every container, network and volume of the project carries it.
 pub const PROJECT_LABEL: &str = "org.books-ms.project";
-/// `app`, `db` or `deploy-lock`.
+/// `app`, `db`, `proxy` or `deploy-lock`.
 pub const ROLE_LABEL: &str = "org.books-ms.role";
 pub const VERSION_LABEL: &str = "org.books-ms.version";
 pub const REVISION_LABEL: &str = "org.books-ms.revision";
@@ -12,20 +12,31 @@ pub const IMAGE_LABEL: &str = "org.books-ms.image";
 pub const SPEC_LABEL: &str = "org.books-ms.spec";
 /// Who holds the deploy lock, and since when.
 pub const LOCK_HOLDER_LABEL: &str = "org.books-ms.lock.holder";
+/// The colour an app container runs as: `blue` or `green`.
+pub const COLOUR_LABEL: &str = "org.books-ms.colour";
+/// The revision an image carries (its OCI label, set by the Dockerfile).
+pub const IMAGE_REVISION_LABEL: &str = "org.opencontainers.image.revision";
+pub const IMAGE_VERSION_LABEL: &str = "org.opencontainers.image.version";
+
+use super::proxy::Colour;
 
 /// Names of everything on prod, from the project `P`: a network `P`, a
-/// database container `P-db` with its named volume `P-db`, the app
-/// container `P-app`, the one it replaced `P-app-previous`, and the deploy
-/// lock `P-deploy-lock`.
+/// database container `P-db` with its named volume `P-db`, the two colours
+/// of the app `P-blue` and `P-green`, the proxy `P-proxy` (the only thing
+/// published), and the deploy lock `P-deploy-lock`. `P-app` and
+/// `P-app-previous` are what deploys before blue-green left (one app
+/// container published on the port): the first blue-green deploy removes
+/// them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Names {
     pub project: String,
     pub network: String,
     pub db: String,
     pub volume: String,
-    pub app: String,
-    pub previous: String,
+    pub proxy: String,
     pub lock: String,
+    pub legacy_app: String,
+    pub legacy_previous: String,
 }
 
 impl Names {
@@ -35,9 +46,15 @@ impl Names {
             network: project.to_owned(),
             db: format!("{project}-db"),
             volume: format!("{project}-db"),
-            app: format!("{project}-app"),
-            previous: format!("{project}-app-previous"),
+            proxy: format!("{project}-proxy"),
             lock: format!("{project}-deploy-lock"),
+            legacy_app: format!("{project}-app"),
+            legacy_previous: format!("{project}-app-previous"),
         }
+    }
+
+    /// The container of one colour.
+    pub fn colour(&self, colour: Colour) -> String {
+        format!("{}-{colour}", self.project)
     }
 }

@@ -8,11 +8,16 @@ use bollard::models::{ContainerInspectResponse, ContainerSummary, HealthStatusEn
 use bollard::query_parameters::ListContainersOptionsBuilder;
 use serde::Serialize;
 
-use super::actions::{Container, Observed};
+use bollard::query_parameters::DownloadFromContainerOptionsBuilder;
+use futures_util::TryStreamExt;
+
+use super::actions::{Container, Observed, ProxyState};
 use super::names::*;
+use super::proxy::{self, Colour, Routing};
 use crate::engine::{Engine, EngineError};
 
-/// The network, the volume, and each container of the deploy by its name.
+/// The network, the volume, and each container of the deploy by its name;
+/// the proxy's routing read back from its configuration.
 pub async fn observe(prod: &Engine, names: &Names) -> Result<Observed, EngineError> {
     let network = found(
         prod.call(format!("for the network {}", names.network), prod.docker.inspect_network(&names.network, None))
@@ -23,16 +28,43 @@ pub async fn observe(prod: &Engine, names: &Names) -> Result<Observed, EngineErr
         found(prod.call(format!("for the volume {}", names.volume), prod.docker.inspect_volume(&names.volume)).await)?
             .is_some();
     let lock = inspect(prod, &names.lock).await?;
+    let proxy = match inspect(prod, &names.proxy).await?.map(container) {
+        Some(container) => Some(ProxyState { container, routing: routing(prod, &names.proxy).await? }),
+        None => None,
+    };
+    let mut legacy = Vec::new();
+    for name in [&names.legacy_app, &names.legacy_previous] {
+        if inspect(prod, name).await?.is_some() {
+            legacy.push(name.clone());
+        }
+    }
     Ok(Observed {
         network,
         volume,
         db: inspect(prod, &names.db).await?.map(container),
-        app: inspect(prod, &names.app).await?.map(container),
-        previous: inspect(prod, &names.previous).await?.map(container),
+        proxy,
+        blue: inspect(prod, &names.colour(Colour::Blue)).await?.map(container),
+        green: inspect(prod, &names.colour(Colour::Green)).await?.map(container),
+        legacy,
         lock_holder: lock.map(|c| {
             c.config.and_then(|c| c.labels?.get(LOCK_HOLDER_LABEL).cloned()).unwrap_or_else(|| "unknown".to_owned())
         }),
     })
+}
+
+/// What the proxy's configuration routes where; None when it has none the
+/// harness wrote.
+pub async fn routing(prod: &Engine, name: &str) -> Result<Option<Routing>, EngineError> {
+    let path = format!("{}/{}", proxy::CONFIG_DIR, proxy::CONFIG_FILE);
+    let options = DownloadFromContainerOptionsBuilder::default().path(&path).build();
+    let download = prod.docker.download_from_container(name, Some(options)).try_fold(Vec::new(), |mut all, chunk| {
+        all.extend_from_slice(&chunk);
+        async move { Ok(all) }
+    });
+    let Some(archive) = found(prod.call(format!("for {path} in {name}"), download).await)? else {
+        return Ok(None);
+    };
+    Ok(proxy::from_archive(&archive).ok().and_then(|text| proxy::parse(&text)))
 }
 
 async fn inspect(prod: &Engine, name: &str) -> Result<Option<ContainerInspectResponse>, EngineError> {

@@ -24,8 +24,22 @@ pub(super) struct Answer {
 }
 
 impl Http {
-    pub(super) fn new(base: String) -> Result<Self, Problem> {
-        let client = crate::http::client(CONNECT_TIMEOUT, REQUEST_TIMEOUT).map_err(|e| Problem::Client(causes(&e)))?;
+    /// A client for the service at `base`, sending `headers` with every
+    /// request (a deploy's preview header, to reach a colour before the
+    /// switch).
+    pub(super) fn new(base: String, headers: &[(String, String)]) -> Result<Self, Problem> {
+        let mut map = reqwest::header::HeaderMap::new();
+        for (name, value) in headers {
+            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| Problem::Client(format!("header {name}: {e}")))?;
+            let value = reqwest::header::HeaderValue::from_str(value)
+                .map_err(|e| Problem::Client(format!("header {name}'s value: {e}")))?;
+            map.insert(name, value);
+        }
+        let client = crate::http::builder(CONNECT_TIMEOUT, REQUEST_TIMEOUT)
+            .default_headers(map)
+            .build()
+            .map_err(|e| Problem::Client(causes(&e)))?;
         Ok(Http { client, base })
     }
 

@@ -59,6 +59,16 @@ const EXCERPT_CHARS: usize = 200;
 
 /// Runs every check against the books-ms at `url`, writing only on `ids`.
 pub async fn verify(url: &str, ids: &[i32], reporter: &Reporter) -> Result<VerifyReport, VerifyError> {
+    verify_with(url, ids, &[], reporter).await
+}
+
+/// [`verify`], sending `headers` with every request.
+pub async fn verify_with(
+    url: &str,
+    ids: &[i32],
+    headers: &[(String, String)],
+    reporter: &Reporter,
+) -> Result<VerifyReport, VerifyError> {
     let started = Instant::now();
     let mut run = Recorder {
         report: VerifyReport {
@@ -73,7 +83,7 @@ pub async fn verify(url: &str, ids: &[i32], reporter: &Reporter) -> Result<Verif
         runner: Runner::new(reporter, "verify: "),
     };
     let prepared = parse_base(url).and_then(|base| Ok((base, validate_ids(ids)?))).and_then(|(base, ids)| {
-        let http = Http::new(base)?;
+        let http = Http::new(base, headers)?;
         Ok((http, ids))
     });
     let (http, ids) = match prepared {

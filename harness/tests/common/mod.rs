@@ -15,6 +15,8 @@
 #![allow(dead_code)]
 
 pub mod database;
+pub mod load;
+pub mod prod;
 pub mod run;
 
 use std::collections::HashMap;
