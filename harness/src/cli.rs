@@ -49,8 +49,24 @@ pub enum Command {
         #[arg(long)]
         url: String,
     },
-    /// Show what runs on prod.
+    /// Show what runs on prod: the live colour, the containers, the deploy
+    /// lock and the last deploys.
     Status,
+    /// Every deploy and rollback prod recorded: who, when, what, how it ended.
+    History,
+    /// Go back to the release before the live one (or `--to` one from the
+    /// history), with the same checks and undo as a deploy.
+    Rollback {
+        /// A version or revision from `harness history` (default: the
+        /// release the last deploy replaced, kept stopped on prod).
+        #[arg(long, value_name = "VERSION")]
+        to: Option<String>,
+    },
+    /// The deploy lock on prod.
+    Lock {
+        #[command(subcommand)]
+        command: LockCommand,
+    },
     /// All nine steps in order, stopping at the first failure.
     Pipeline {
         /// Ship this repository (a path or a git URL) instead of the working
@@ -65,6 +81,12 @@ pub enum Command {
         #[arg(long)]
         retest: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LockCommand {
+    /// Remove the lock a deploy that died left (says who held it).
+    Release,
 }
 
 #[derive(Debug, Subcommand)]
@@ -96,6 +118,12 @@ mod tests {
         assert!(matches!(parse("push"), Command::Push));
         assert!(matches!(parse("deploy"), Command::Deploy { image: None, revision: None }));
         assert!(matches!(parse("status"), Command::Status));
+        assert!(matches!(parse("history"), Command::History));
+        assert!(matches!(parse("rollback"), Command::Rollback { to: None }));
+        let cli = Cli::try_parse_from(["harness", "lock", "release"]).unwrap();
+        assert!(matches!(cli.command, Command::Lock { command: LockCommand::Release }));
+        let cli = Cli::try_parse_from(["harness", "rollback", "--to", "v1.2"]).unwrap();
+        assert!(matches!(cli.command, Command::Rollback { to: Some(v) } if v == "v1.2"));
         assert!(matches!(parse("pipeline"), Command::Pipeline { source: None, reference: None, retest: false }));
     }
 

@@ -10,7 +10,7 @@ use crate::build::{self, Built};
 use crate::checkout::{self, Source};
 use crate::cli::{Command, LabCommand};
 use crate::config::Config;
-use crate::deploy::{self, ContainerStatus, DeployPlan, Deployed};
+use crate::deploy::{self, history, DeployPlan, Deployed, Status};
 use crate::engine;
 use crate::pipeline::{self, PipelineReport};
 use crate::plan::{Plan, Step};
@@ -30,7 +30,8 @@ pub fn steps(command: &Command) -> Vec<Step> {
         Command::Push => vec![Step::Push, Step::PushTests],
         Command::Deploy { .. } => vec![Step::Deploy, Step::Integrate],
         Command::Verify { .. } => vec![Step::Verify],
-        Command::Status | Command::Lab { .. } => vec![],
+        Command::Rollback { .. } => vec![Step::Deploy],
+        Command::Status | Command::History | Command::Lock { .. } | Command::Lab { .. } => vec![],
     }
 }
 
@@ -43,11 +44,18 @@ pub fn plan(command: &Command, repo: &Path, config: &Config) -> anyhow::Result<P
             checkout::resolve(repo, &from, reference.as_deref().unwrap_or("HEAD"))?
         }
         _ => {
-            // `verify` and `status` work on any deployed books-ms, also from
-            // a tree that is not a git checkout (the tests image has no .git).
+            // The commands on prod work on any deployed books-ms, also from a
+            // tree that is not a git checkout (the tests image has no .git).
             let version = match Version::of(repo) {
                 Ok(version) => version,
-                Err(_) if matches!(command, Command::Verify { .. } | Command::Status) => Version::unknown(),
+                Err(_)
+                    if !matches!(
+                        command,
+                        Command::Pipeline { .. } | Command::Test | Command::Build | Command::Push
+                    ) =>
+                {
+                    Version::unknown()
+                }
                 Err(e) => return Err(e),
             };
             (Source::WorkingTree { dir: repo.to_owned() }, version)
@@ -105,10 +113,31 @@ pub async fn deploy_preview(config: &Config, release: &Release) -> anyhow::Resul
     deploy::preview(&prod, config, release).await
 }
 
-/// `harness status`: the project's containers on prod.
-pub async fn status(config: &Config) -> anyhow::Result<Vec<ContainerStatus>> {
+/// `harness status`: which colour is live, the project's containers, the
+/// lock and the last deploys.
+pub async fn status(config: &Config) -> anyhow::Result<Status> {
     let prod = engine::prod(config).await?;
-    deploy::status(&prod, &config.prod.project).await
+    deploy::status(&prod, config).await
+}
+
+/// `harness history`: every deploy and rollback prod recorded, oldest first.
+pub async fn history(config: &Config) -> anyhow::Result<Vec<history::Entry>> {
+    let prod = engine::prod(config).await?;
+    let names = deploy::names::Names::new(&config.prod.project);
+    Ok(history::read(&prod, &names.history).await?)
+}
+
+/// `harness rollback [--to VERSION]`.
+pub async fn rollback(config: &Config, to: Option<&str>, reporter: &Reporter) -> anyhow::Result<Deployed> {
+    let prod = engine::prod(config).await?;
+    let credentials = registry::docker_credentials(config)?;
+    deploy::rollback(&prod, config, to, credentials, reporter).await
+}
+
+/// `harness lock release`: who held the lock, if anyone.
+pub async fn release_lock(config: &Config) -> anyhow::Result<Option<String>> {
+    let prod = engine::prod(config).await?;
+    deploy::release_lock(&prod, config).await
 }
 
 /// `harness verify --url URL`.

@@ -17,9 +17,10 @@ use anyhow::Context;
 use clap::Parser;
 use serde::Serialize;
 
-use harness::cli::{Cli, Command};
+use harness::cli::{Cli, Command, LockCommand};
 use harness::commands;
 use harness::config::Config;
+use harness::deploy::{history, Status};
 use harness::plan::Plan;
 use harness::progress::Reporter;
 
@@ -79,23 +80,26 @@ async fn execute(
 ) -> anyhow::Result<ExitCode> {
     match command {
         Command::Status => {
-            let containers = commands::status(config).await?;
-            if out.json {
-                out.json(&containers)?;
-            } else if containers.is_empty() {
-                out.text(format_args!(
-                    "nothing of {} runs on prod ({})\n",
-                    config.prod.project, config.prod.docker_host
-                ))?;
-            } else {
-                for c in &containers {
-                    let version = c.version.as_deref().unwrap_or("-");
-                    out.text(format_args!(
-                        "{:<24} {:<5} {version:<10} {:<45} {}\n",
-                        c.name, c.role, c.status, c.image
-                    ))?;
-                }
-            }
+            let status = commands::status(config).await?;
+            out.either(&status, status_text(&status, config))?;
+        }
+        Command::History => {
+            let entries = commands::history(config).await?;
+            out.either(&entries, history_text(&entries))?;
+        }
+        Command::Rollback { to } => {
+            let deployed = commands::rollback(config, to.as_deref(), reporter).await?;
+            let what = if deployed.replaced { "rolled back to" } else { "already live, unchanged:" };
+            let text = format!("{what} {} as {}: {}\n", deployed.image, deployed.container, deployed.url);
+            out.either(&deployed, text)?;
+        }
+        Command::Lock { command: LockCommand::Release } => {
+            let holder = commands::release_lock(config).await?;
+            let text = match &holder {
+                Some(holder) => format!("released the deploy lock on prod, held by {holder}\n"),
+                None => "no deploy lock on prod: nothing to release\n".to_owned(),
+            };
+            out.either(&serde_json::json!({ "released": holder }), text)?;
         }
         Command::Deploy { image, revision } => {
             let release = commands::release(plan, image, revision)?;
@@ -143,6 +147,55 @@ async fn execute(
         Command::Lab { command } => return Ok(exit(commands::lab(&command, &plan.repo)?)),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `harness status` for people.
+fn status_text(status: &Status, config: &Config) -> String {
+    let mut text = match status.live {
+        Some(live) => format!("prod {}: {live} is live at {}\n", status.prod, status.url),
+        None => format!("prod {}: no release is live\n", status.prod),
+    };
+    if let Some(preview) = status.preview {
+        text.push_str(&format!("{preview} is in preview (a deploy runs, or one died mid-way)\n"));
+    }
+    if status.containers.is_empty() {
+        text.push_str(&format!("nothing of {} runs on prod\n", config.prod.project));
+    }
+    for c in &status.containers {
+        let version = c.version.as_deref().unwrap_or("-");
+        text.push_str(&format!("{:<24} {:<7} {version:<20} {:<32} {}\n", c.name, c.role, c.status, c.image));
+    }
+    match &status.lock {
+        Some(holder) => text.push_str(&format!(
+            "deploy lock: held by {holder}; if that deploy died, `harness lock release` removes it\n"
+        )),
+        None => text.push_str("deploy lock: free\n"),
+    }
+    if !status.history.is_empty() {
+        text.push_str("last deploys:\n");
+        text.push_str(&history_text(&status.history));
+    }
+    text
+}
+
+/// The history for people: one line a deploy or rollback, oldest first.
+fn history_text(entries: &[history::Entry]) -> String {
+    if entries.is_empty() {
+        return "no deploy recorded on prod yet\n".to_owned();
+    }
+    let mut text = String::new();
+    for e in entries {
+        let colour = e.colour.as_deref().unwrap_or("-");
+        let time = harness::runner::time(e.duration_ms);
+        text.push_str(&format!(
+            "{}  {:<8} {:<9} {:<20} {colour:<5} {time:>8}  {}\n",
+            e.started, e.kind, e.outcome, e.release.version, e.by
+        ));
+        if let Some(error) = &e.error {
+            text.push_str(&format!("    {}\n", harness::runner::first_line(error)));
+        }
+    }
+    text
 }
 
 fn exit(success: bool) -> ExitCode {

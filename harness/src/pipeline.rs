@@ -41,15 +41,28 @@ pub async fn run(config: &Config, plan: &Plan, reporter: &Reporter) -> PipelineR
     let mut runner = Runner::new(reporter, "");
     let mut error = None;
     let mut url = None;
+    // Set once the deploy step switched prod to this release.
+    let replaced = std::cell::Cell::new(false);
     for &step in &plan.steps {
         if error.is_some() {
             runner.skip(&step.to_string(), "");
             continue;
         }
-        match runner.step(&step.to_string(), step.describe(), run_step(step, config, plan, reporter)).await {
+        match runner.step(&step.to_string(), step.describe(), run_step(step, config, plan, reporter, &replaced)).await {
             Ok(()) if step == Step::Verify => url = config.prod_url().ok(),
             Ok(()) => {}
-            Err(e) => error = Some(format!("step {step} failed: {e:#}")),
+            Err(e) => {
+                let mut message = format!("step {step} failed: {e:#}");
+                // After the switch, anything that fails takes prod back to
+                // the release before (the deploy undid its own failures).
+                if replaced.get() && matches!(step, Step::Integrate | Step::Verify) {
+                    message.push_str(&match roll_back(config, reporter).await {
+                        Ok(back) => format!("; rolled back: {} serves {} again", back.container, back.image),
+                        Err(e) => format!("; rolling back failed too: {e:#}; see `harness status`"),
+                    });
+                }
+                error = Some(message);
+            }
         }
     }
     PipelineReport {
@@ -61,23 +74,41 @@ pub async fn run(config: &Config, plan: &Plan, reporter: &Reporter) -> PipelineR
     }
 }
 
-async fn run_step(step: Step, config: &Config, plan: &Plan, reporter: &Reporter) -> anyhow::Result<Done<()>> {
+async fn roll_back(config: &Config, reporter: &Reporter) -> anyhow::Result<deploy::Deployed> {
+    let prod = engine::prod(config).await?;
+    let credentials = registry::docker_credentials(config)?;
+    deploy::rollback(&prod, config, None, credentials, reporter).await
+}
+
+async fn run_step(
+    step: Step,
+    config: &Config,
+    plan: &Plan,
+    reporter: &Reporter,
+    replaced: &std::cell::Cell<bool>,
+) -> anyhow::Result<Done<()>> {
     if step != Step::Test {
-        return Ok(Done::passed((), do_step(step, config, plan, reporter).await?));
+        return Ok(Done::passed((), do_step(step, config, plan, reporter, replaced).await?));
     }
     let tree = tested::committed_tree(plan);
     if let Some(tree) = tree.as_deref().filter(|tree| plan.reuse_tests && tested::passed(&plan.repo, tree)) {
         let short: String = tree.chars().take(12).collect();
         return Ok(Done::reused((), format!("tree {short} passed them before (--retest runs them again)")));
     }
-    let detail = do_step(step, config, plan, reporter).await?;
+    let detail = do_step(step, config, plan, reporter, replaced).await?;
     if let Some(tree) = tree {
         tested::record(&plan.repo, &tree);
     }
     Ok(Done::passed((), detail))
 }
 
-async fn do_step(step: Step, config: &Config, plan: &Plan, reporter: &Reporter) -> anyhow::Result<String> {
+async fn do_step(
+    step: Step,
+    config: &Config,
+    plan: &Plan,
+    reporter: &Reporter,
+    replaced: &std::cell::Cell<bool>,
+) -> anyhow::Result<String> {
     match step {
         Step::Checkout => checkout::materialise(&plan.source, &plan.version),
         Step::Test => {
@@ -113,10 +144,11 @@ async fn do_step(step: Step, config: &Config, plan: &Plan, reporter: &Reporter) 
             let prod = engine::prod(config).await?;
             let credentials = registry::docker_credentials(config)?;
             let deployed = deploy::deploy(&prod, config, &release, credentials, reporter).await?;
+            replaced.set(deployed.replaced);
             let what = if deployed.replaced { "" } else { " (already running, unchanged)" };
             Ok(format!("{} on {}{what}", deployed.container, config.prod.docker_host))
         }
-        Step::Integrate => integrate(config).await,
+        Step::Integrate => integrate(config, &plan.version.revision).await,
         Step::Verify => {
             let url = config.prod_url()?;
             let report =
@@ -131,17 +163,21 @@ async fn do_step(step: Step, config: &Config, plan: &Plan, reporter: &Reporter) 
     }
 }
 
-/// This integration: the service answers on prod's own address
-/// (the proxy comes with the zero-downtime switch).
-async fn integrate(config: &Config) -> anyhow::Result<String> {
-    let url = format!("{}/health", config.prod_url()?);
+/// The integration: users reach the release through the proxy, on prod's
+/// own address.
+async fn integrate(config: &Config, revision: &str) -> anyhow::Result<String> {
+    let url = format!("{}/version", config.prod_url()?);
     let http = crate::http::client(Duration::from_secs(5), Duration::from_secs(5))?;
-    let status =
-        http.get(&url).send().await.with_context(|| format!("GET {url}: prod's address does not answer"))?.status();
+    let response = http.get(&url).send().await.with_context(|| format!("GET {url}: prod's address does not answer"))?;
+    let status = response.status();
     if !status.is_success() {
         bail!("GET {url} answered {status}");
     }
-    Ok(format!("{url} answers"))
+    let version: serde_json::Value = response.json().await.with_context(|| format!("GET {url}: not JSON"))?;
+    match version["revision"].as_str() {
+        Some(reported) if reported == revision => Ok(format!("{url} reports {revision} through the proxy")),
+        other => bail!("{url} reports revision {}, but {revision} was deployed", other.unwrap_or("none")),
+    }
 }
 
 /// The trees whose pre-deploy tests passed, so that shipping the same

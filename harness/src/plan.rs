@@ -46,7 +46,7 @@ impl Step {
             Step::Build => "build the container images",
             Step::Push => "push the service image to the registry",
             Step::Deploy => "deploy the container to prod",
-            Step::Integrate => "integrate the container (reachable on prod's address)",
+            Step::Integrate => "integrate the release (users reach it through the proxy)",
             Step::Verify => "run the post-deployment checks",
             Step::PushTests => "push the tests image to the registry",
         }

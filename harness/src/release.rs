@@ -72,7 +72,7 @@ pub fn write_record(repo: &Path, update: impl FnOnce(&mut LastPush)) -> anyhow::
 }
 
 /// What to deploy: an image by digest, and what its `/version` must say.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Release {
     /// `REGISTRY/NAME@sha256:...`
     pub image: String,

@@ -15,7 +15,6 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::{Mutex, MutexGuard};
 
 use common::run::Run;
 use common::{http_client, repo_root, Lab};
@@ -34,14 +33,6 @@ fn harness(args: &[&str], env: &[(&str, &str)], deadline: Duration) -> (Run, Dur
     let run = common::run::harness(deadline).arg("--repo").arg(repo_root()).args(args).envs(env.iter().copied()).run();
     let took = run.elapsed;
     (run, took)
-}
-
-/// prod is shared: one test at a time, and the pipeline once for all. The
-/// lock is held across awaits, so it is tokio's (each test has a runtime of
-/// its own; the mutex serves them all); a test that fails releases it.
-async fn prod_lock() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::const_new(());
-    LOCK.lock().await
 }
 
 /// The pipeline's report; run once, and a failure fails every test that
@@ -65,7 +56,7 @@ fn record() -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_pipeline_ships_what_independent_clients_then_find_on_the_registry_and_prod() {
-    let _prod = prod_lock().await;
+    let _prod = common::prod_lock().await;
     let report = tokio::task::spawn_blocking(pipeline_once).await.unwrap();
     let lab = Lab::load();
 
@@ -158,7 +149,7 @@ impl ProdAfter {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_image_that_never_turns_healthy_is_rolled_back_and_prod_keeps_serving() {
-    let _prod = prod_lock().await;
+    let _prod = common::prod_lock().await;
     tokio::task::spawn_blocking(pipeline_once).await.unwrap();
     let lab = Lab::load();
     let book = put_user_book(&lab, 424_242).await;
@@ -190,7 +181,7 @@ async fn a_new_image_that_never_turns_healthy_is_rolled_back_and_prod_keeps_serv
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_prod_fails_fast_naming_it() {
-    let _prod = prod_lock().await;
+    let _prod = common::prod_lock().await;
     let (output, took) = tokio::task::spawn_blocking(|| {
         // An address of the lab's link where no host answers.
         harness(
@@ -209,7 +200,7 @@ async fn an_unreachable_prod_fails_fast_naming_it() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_post_deploy_check_names_the_check_and_overwrites_nothing() {
-    let _prod = prod_lock().await;
+    let _prod = common::prod_lock().await;
     tokio::task::spawn_blocking(pipeline_once).await.unwrap();
     let lab = Lab::load();
     // A user's book sits on an id reserved for the checks.

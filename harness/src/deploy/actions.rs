@@ -57,6 +57,8 @@ pub struct Observed {
     pub legacy: Vec<String>,
     /// Who holds the deploy lock, when another deploy holds it.
     pub lock_holder: Option<String>,
+    /// The history's container is there.
+    pub history: bool,
 }
 
 impl Observed {
@@ -124,15 +126,15 @@ pub enum Action {
         setting: String,
         no_healthcheck_ok: bool,
     },
-    /// Writes the proxy's configuration for `routing`; `reload`: applies it
-    /// to the running proxy (gracefully).
+    /// Writes the proxy's configuration for `routing`; `apply`: gives the
+    /// running proxy that state too (its runtime API: no reload).
     Route {
         proxy: String,
         routing: Routing,
-        reload: bool,
+        apply: bool,
     },
-    /// `GET url` must report this revision within a few seconds (a reload
-    /// takes effect as nginx's new workers start).
+    /// `GET url` must report this revision within a few seconds (the proxy
+    /// resolves a colour it was just told of within a second).
     CheckVersion {
         url: String,
         revision: String,
@@ -168,8 +170,8 @@ impl fmt::Display for Action {
             Action::WaitHealthy { name, timeout_secs, .. } => {
                 write!(f, "wait until {name} is healthy (at most {timeout_secs} s)")
             }
-            Action::Route { proxy, routing, reload } => {
-                let how = if *reload { ", reloaded" } else { "" };
+            Action::Route { proxy, routing, apply } => {
+                let how = if *apply { ", applied" } else { "" };
                 write!(f, "route {proxy}: {routing}{how}")
             }
             Action::CheckVersion { url, revision, preview } => {
@@ -336,8 +338,8 @@ pub fn plan(
     let legacy = !observed.legacy.is_empty();
     match &observed.proxy {
         Some(proxy) if proxy_fits && proxy.container.running => steps.push(Step::undone_by(
-            Action::Route { proxy: names.proxy.clone(), routing: preview, reload: true },
-            vec![Action::Route { proxy: names.proxy.clone(), routing: back.clone(), reload: true }],
+            Action::Route { proxy: names.proxy.clone(), routing: preview, apply: true },
+            vec![Action::Route { proxy: names.proxy.clone(), routing: back.clone(), apply: true }],
         )),
         _ => {
             // A new proxy (or one made for another configuration). Where the
@@ -360,8 +362,8 @@ pub fn plan(
             steps
                 .push(Step::undone_by(Action::Create { name: names.proxy.clone(), image, body: Box::new(body) }, undo));
             steps.push(Step::undone_by(
-                Action::Route { proxy: names.proxy.clone(), routing: preview, reload: false },
-                vec![Action::Route { proxy: names.proxy.clone(), routing: back.clone(), reload: true }],
+                Action::Route { proxy: names.proxy.clone(), routing: preview, apply: false },
+                vec![Action::Route { proxy: names.proxy.clone(), routing: back.clone(), apply: true }],
             ));
             steps.push(Step::new(Action::Start { name: names.proxy.clone() }));
         }
@@ -380,12 +382,12 @@ pub fn plan(
     if let Some(old) = &old {
         undo_switch.push(Action::Start { name: old.clone() });
     }
-    undo_switch.push(Action::Route { proxy: names.proxy.clone(), routing: back, reload: true });
+    undo_switch.push(Action::Route { proxy: names.proxy.clone(), routing: back, apply: true });
     steps.push(Step::undone_by(
         Action::Route {
             proxy: names.proxy.clone(),
             routing: Routing { live: Some(target), preview: None },
-            reload: true,
+            apply: true,
         },
         undo_switch,
     ));
@@ -417,6 +419,11 @@ pub fn plan(
         steps.push(Step::new(Action::Remove { name: name.clone() }));
     }
 
+    let recreated = if observed.proxy.is_some() && !proxy_fits {
+        "; the proxy is made again for its new configuration (a short gap)"
+    } else {
+        ""
+    };
     let summary = match (&old, legacy) {
         (Some(old), _) => {
             format!("start {new}, check it, switch the proxy from {old} to it, stop {old} (kept for a rollback)")
@@ -426,13 +433,13 @@ pub fn plan(
             observed.legacy.join(" and ")
         ),
         (None, false) => format!("first deploy: start {new}, check it through the proxy, switch to it"),
-    };
+    } + recreated;
     Ok(DeployPlan { release: release.clone(), target: Some(target), prelude, steps, finally, summary })
 }
 
 /// The network, the database's volume and the database: created when
 /// missing, started when stopped, never recreated (the data lives in the
-/// named volume).
+/// named volume); the history's container, created when missing.
 fn infrastructure(observed: &Observed, config: &Config, names: &Names) -> Vec<Action> {
     let mut actions = Vec::new();
     if !observed.network {
@@ -451,6 +458,10 @@ fn infrastructure(observed: &Observed, config: &Config, names: &Names) -> Vec<Ac
             actions.push(Action::Create { name: names.db.clone(), image, body });
             actions.push(Action::Start { name: names.db.clone() });
         }
+    }
+    if !observed.history {
+        let body = Box::new(containers::history(config, names));
+        actions.push(Action::Create { name: names.history.clone(), image: config.prod.database_image.clone(), body });
     }
     actions
 }
@@ -493,6 +504,7 @@ mod tests {
         Observed {
             network: true,
             volume: true,
+            history: true,
             db: Some(running(None)),
             proxy: Some(ProxyState {
                 container: running(proxy_spec(config)),
@@ -526,6 +538,7 @@ mod tests {
                 format!("pull {db}"),
                 format!("create books-ms-db from {db}"),
                 "start books-ms-db".into(),
+                format!("create books-ms-history from {db}"),
                 "create books-ms-blue from 10.200.0.1:5000/books-ms@sha256:abc".into(),
                 "start books-ms-blue".into(),
                 format!("wait until books-ms-blue is healthy (at most {health} s)"),
@@ -535,15 +548,15 @@ mod tests {
                 "start books-ms-proxy".into(),
                 "check that http://10.200.0.2:8080/version with the preview header reports revision r2".into(),
                 "run the post-deploy checks on http://10.200.0.2:8080 with the preview header".into(),
-                "route books-ms-proxy: live: blue, reloaded".into(),
+                "route books-ms-proxy: live: blue, applied".into(),
                 "check that http://10.200.0.2:8080/version reports revision r2".into(),
                 "run the post-deploy checks on http://10.200.0.2:8080".into(),
             ]
         );
         let create = &plan.steps[position(&plan, "create books-ms-blue from 10.200.0.1:5000/books-ms@sha256:abc")];
         assert_eq!(undo_lines(create), ["remove books-ms-blue"]);
-        let switch = &plan.steps[position(&plan, "route books-ms-proxy: live: blue, reloaded")];
-        assert_eq!(undo_lines(switch), ["route books-ms-proxy: live: none, reloaded"]);
+        let switch = &plan.steps[position(&plan, "route books-ms-proxy: live: blue, applied")];
+        assert_eq!(undo_lines(switch), ["route books-ms-proxy: live: none, applied"]);
     }
 
     #[test]
@@ -559,10 +572,10 @@ mod tests {
                 "create books-ms-green from 10.200.0.1:5000/books-ms@sha256:abc".to_owned(),
                 "start books-ms-green".into(),
                 format!("wait until books-ms-green is healthy (at most {health} s)"),
-                "route books-ms-proxy: live: blue, preview: green, reloaded".into(),
+                "route books-ms-proxy: live: blue, preview: green, applied".into(),
                 "check that http://10.200.0.2:8080/version with the preview header reports revision r2".into(),
                 "run the post-deploy checks on http://10.200.0.2:8080 with the preview header".into(),
-                "route books-ms-proxy: live: green, reloaded".into(),
+                "route books-ms-proxy: live: green, applied".into(),
                 "check that http://10.200.0.2:8080/version reports revision r2".into(),
                 "run the post-deploy checks on http://10.200.0.2:8080".into(),
                 format!("drain for {} s", config.prod.drain_secs),
@@ -570,9 +583,9 @@ mod tests {
             ]
         );
         let preview = &plan.steps[3];
-        assert_eq!(undo_lines(preview), ["route books-ms-proxy: live: blue, reloaded"]);
+        assert_eq!(undo_lines(preview), ["route books-ms-proxy: live: blue, applied"]);
         let switch = &plan.steps[6];
-        assert_eq!(undo_lines(switch), ["start books-ms-blue", "route books-ms-proxy: live: blue, reloaded"]);
+        assert_eq!(undo_lines(switch), ["start books-ms-blue", "route books-ms-proxy: live: blue, applied"]);
         let stop = plan.steps.last().unwrap();
         assert_eq!(undo_lines(stop)[0], "start books-ms-blue");
         assert!(plan.summary.contains("kept for a rollback"), "{}", plan.summary);
@@ -591,8 +604,8 @@ mod tests {
             undo,
             [
                 "start books-ms-blue",
-                "route books-ms-proxy: live: blue, reloaded",
-                "route books-ms-proxy: live: blue, reloaded",
+                "route books-ms-proxy: live: blue, applied",
+                "route books-ms-proxy: live: blue, applied",
                 "remove books-ms-green",
             ]
         );
@@ -664,6 +677,7 @@ mod tests {
         let observed = Observed {
             network: true,
             volume: true,
+            history: true,
             db: Some(running(None)),
             legacy: vec!["books-ms-app".into(), "books-ms-app-previous".into()],
             ..Default::default()

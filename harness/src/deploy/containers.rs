@@ -88,6 +88,23 @@ pub fn database(config: &Config, names: &Names) -> ContainerCreateBody {
     }
 }
 
+/// The history's container: never started; its volume holds the record
+/// (see `history.rs`). Any image prod has will do: the database's.
+pub fn history(config: &Config, names: &Names) -> ContainerCreateBody {
+    ContainerCreateBody {
+        image: Some(config.prod.database_image.clone()),
+        labels: Some(HashMap::from([
+            (PROJECT_LABEL.to_owned(), config.prod.project.clone()),
+            (ROLE_LABEL.to_owned(), "history".to_owned()),
+        ])),
+        host_config: Some(HostConfig {
+            binds: Some(vec![format!("{}:{}", names.history, super::history::DIR)]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 /// The deploy lock: a container created (never started) under a fixed
 /// name; creating it is atomic on the engine. It needs an image prod has:
 /// the release's, pulled just before.

@@ -10,8 +10,8 @@ use anyhow::{anyhow, bail, Context};
 use bollard::auth::DockerCredentials;
 use bollard::models::{HealthStatusEnum, NetworkCreateRequest, VolumeCreateRequest};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, KillContainerOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 
@@ -21,6 +21,7 @@ use super::proxy::{self, Routing, PREVIEW_HEADER};
 use crate::config::Config;
 use crate::engine::{Engine, EngineError};
 use crate::progress::{Reporter, Spinner};
+use crate::runner::{millis, Outcome, StepRecord};
 
 /// One pull on prod: the image comes from the lab's registry, on the same
 /// host's network.
@@ -30,8 +31,11 @@ const PULL_TIMEOUT: Duration = Duration::from_secs(300);
 const STOP_GRACE_SECS: i32 = 15;
 /// `GET /version` on prod.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a proxy reload may take to route as told.
+/// How long a change of routing may take to show (the proxy resolves a
+/// colour it has just been told of within a second).
 const ROUTE_SETTLE: Duration = Duration::from_secs(10);
+/// One command run in the proxy container.
+const EXEC_TIMEOUT: Duration = Duration::from_secs(15);
 /// Lines of the failed container's log quoted in the error.
 const LOG_LINES: usize = 20;
 
@@ -40,6 +44,7 @@ pub struct Executor<'a> {
     credentials: Option<DockerCredentials>,
     reporter: &'a Reporter,
     names: Names,
+    records: std::sync::Mutex<Vec<StepRecord>>,
     /// Ctrl-C and SIGTERM, so that an interrupted deploy is undone.
     signals: Option<tokio::sync::Mutex<Signals>>,
 }
@@ -61,7 +66,14 @@ impl<'a> Executor<'a> {
             (Ok(interrupt), Ok(terminate)) => Some(tokio::sync::Mutex::new(Signals { interrupt, terminate })),
             _ => None,
         };
-        Executor { prod, credentials, reporter, names: Names::new(&config.prod.project), signals }
+        Executor {
+            prod,
+            credentials,
+            reporter,
+            names: Names::new(&config.prod.project),
+            records: std::sync::Mutex::default(),
+            signals,
+        }
     }
 
     /// Resolves when Ctrl-C or SIGTERM arrives (never when they cannot be
@@ -139,8 +151,25 @@ impl<'a> Executor<'a> {
         }
     }
 
-    /// One action against prod.
+    /// One action against prod, recorded.
     async fn run(&self, action: &Action) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let result = self.act(action).await;
+        let (outcome, detail) = match &result {
+            Ok(()) => (Outcome::Passed, String::new()),
+            Err(e) => (Outcome::Failed, crate::runner::first_line(&format!("{e:#}"))),
+        };
+        let record = StepRecord { name: action.to_string(), outcome, duration_ms: millis(started.elapsed()), detail };
+        self.records.lock().unwrap_or_else(|p| p.into_inner()).push(record);
+        result
+    }
+
+    /// What ran so far, in order (undo actions included).
+    pub fn records(&self) -> Vec<StepRecord> {
+        self.records.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    async fn act(&self, action: &Action) -> anyhow::Result<()> {
         self.reporter.line(format!("prod: {action}"));
         let prod = self.prod;
         let docker = &prod.docker;
@@ -197,7 +226,7 @@ impl<'a> Executor<'a> {
                     304,
                 )?)
             }
-            Action::Route { proxy: name, routing, reload } => self.route(name, routing, *reload).await,
+            Action::Route { proxy: name, routing, apply } => self.route(name, routing, *apply).await,
             Action::Drain { secs } => {
                 tokio::time::sleep(Duration::from_secs(*secs)).await;
                 Ok(())
@@ -218,23 +247,71 @@ impl<'a> Executor<'a> {
         }
     }
 
-    /// Writes the proxy's configuration for `routing` into its container
-    /// and, with `reload`, has nginx apply it (SIGHUP: new workers take the
-    /// new configuration, the old ones finish what they hold). A proxy that
-    /// does not run takes it when it starts.
-    async fn route(&self, name: &str, routing: &Routing, reload: bool) -> anyhow::Result<()> {
-        let config = proxy::render(routing, proxy::APP_PORT, |colour| self.names.colour(colour));
-        let archive = proxy::archive(&config).context("making the configuration's archive")?;
+    /// Writes the proxy's configuration and preview map for `routing` into
+    /// its container and, with `apply`, checks the file with HAProxy and
+    /// gives the running proxy the same state through its runtime API (no
+    /// reload: no connection is closed). A proxy that does not run takes
+    /// the file when it starts.
+    async fn route(&self, name: &str, routing: &Routing, apply: bool) -> anyhow::Result<()> {
+        let config = proxy::render(routing, |colour| self.names.colour(colour));
+        let archive = proxy::archive(&config, &proxy::map(routing)).context("making the configuration's archive")?;
         let options = UploadToContainerOptionsBuilder::default().path(proxy::CONFIG_DIR).build();
         let upload = self.prod.docker.upload_to_container(name, Some(options), bollard::body_full(archive.into()));
         self.prod.call(format!("to write {}/{} in {name}", proxy::CONFIG_DIR, proxy::CONFIG_FILE), upload).await?;
-        if reload {
-            let options = KillContainerOptionsBuilder::default().signal("SIGHUP").build();
-            let signal = self.prod.docker.kill_container(name, Some(options));
-            // 409: it does not run; it reads the file when it starts.
-            tolerate(self.prod.call(format!("to reload {name} (SIGHUP)"), signal).await, 409)?;
+        if !apply {
+            return Ok(());
         }
-        Ok(())
+        let path = format!("{}/{}", proxy::CONFIG_DIR, proxy::CONFIG_FILE);
+        let check = self.exec(name, &["haproxy", "-c", "-q", "-f", &path]).await?;
+        let Some((0, _)) = check else {
+            match check {
+                None => return Ok(()), // not running: the file is what it starts with
+                Some((code, output)) => bail!("HAProxy refuses the configuration it was given (exit {code}): {output}"),
+            }
+        };
+        let commands = proxy::commands(routing).join("; ");
+        // The commands travel as an argument, never through the shell's parser.
+        let script = format!("printf '%s\\n' \"$0\" | socat -t 5 stdio unix-connect:{}", proxy::SOCKET);
+        match self.exec(name, &["sh", "-c", &script, &commands]).await? {
+            None => Ok(()),
+            Some((0, output)) if output.trim().is_empty() => Ok(()),
+            Some((code, output)) => {
+                bail!("the runtime API of {name} answered `{commands}` with: {} (exit {code})", output.trim())
+            }
+        }
+    }
+
+    /// Runs `command` in a running container: its exit code and output;
+    /// None when the container does not run.
+    async fn exec(&self, container: &str, command: &[&str]) -> anyhow::Result<Option<(i64, String)>> {
+        let prod = self.prod;
+        let options = bollard::exec::CreateExecOptions {
+            cmd: Some(command.to_vec()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            ..Default::default()
+        };
+        let what = format!("to run `{}` in {container}", command.join(" "));
+        let exec = match prod.call(&what, prod.docker.create_exec(container, options)).await {
+            Ok(exec) => exec,
+            Err(e) if e.status() == Some(409) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let mut output = String::new();
+        if let bollard::exec::StartExecResults::Attached { output: mut stream, .. } =
+            prod.call(&what, prod.docker.start_exec(&exec.id, None)).await?
+        {
+            let read = async {
+                while let Some(Ok(chunk)) = stream.next().await {
+                    output.push_str(&chunk.to_string());
+                }
+            };
+            tokio::time::timeout(EXEC_TIMEOUT, read)
+                .await
+                .map_err(|_| anyhow!("{what}: no end within {} s", EXEC_TIMEOUT.as_secs()))?;
+        }
+        let inspected = prod.call(&what, prod.docker.inspect_exec(&exec.id)).await?;
+        Ok(Some((inspected.exit_code.unwrap_or(-1), output)))
     }
 
     /// Pulls an image on prod, bounded in time, with a bar per layer being
@@ -340,8 +417,8 @@ fn preview_header(preview: &Option<String>) -> Vec<(String, String)> {
 }
 
 /// `GET url` (prod's `/version`) reports `revision`, within
-/// [`ROUTE_SETTLE`]: a reloaded proxy routes new connections as told once
-/// its new workers run, a moment after the signal.
+/// [`ROUTE_SETTLE`]: a colour the proxy was just told of answers once its
+/// name resolves there.
 async fn check_version(url: &str, revision: &str, preview: &Option<String>) -> anyhow::Result<()> {
     let mut request = crate::http::builder(HTTP_TIMEOUT, HTTP_TIMEOUT);
     if let Some(token) = preview {

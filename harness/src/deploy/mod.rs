@@ -19,10 +19,12 @@
 pub mod actions;
 mod containers;
 pub mod executor;
+pub mod history;
 pub mod names;
 pub mod observe;
 pub mod proxy;
 
+use anyhow::Context;
 use bollard::auth::DockerCredentials;
 use serde::Serialize;
 
@@ -30,7 +32,7 @@ pub use self::actions::{Action, DeployPlan, LockHeld, Observed};
 use self::executor::Executor;
 use self::names::Names;
 use self::names::{IMAGE_REVISION_LABEL, IMAGE_VERSION_LABEL};
-pub use self::observe::{status, ContainerStatus};
+pub use self::observe::{status, ContainerStatus, Status};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::progress::Reporter;
@@ -63,17 +65,38 @@ pub async fn deploy(
     credentials: Option<DockerCredentials>,
     reporter: &Reporter,
 ) -> anyhow::Result<Deployed> {
+    run(prod, config, release, credentials, reporter, "deploy").await
+}
+
+/// A deploy of `release`, recorded in the history as `kind` (`deploy`,
+/// `rollback`).
+async fn run(
+    prod: &Engine,
+    config: &Config,
+    release: &Release,
+    credentials: Option<DockerCredentials>,
+    reporter: &Reporter,
+    kind: &str,
+) -> anyhow::Result<Deployed> {
     let names = Names::new(&config.prod.project);
     let holder = holder(release);
     let executor = Executor::new(prod, config, credentials, reporter);
     // Kamal's habit: one deploy at a time, and what is observed is observed
     // under the lock.
+    let started = std::time::Instant::now();
+    let started_at = history::now();
     executor.run_all(&actions::prelude(&names, release, &holder)).await?;
+    let mut planned: Option<(DeployPlan, Option<Release>)> = None;
     let result = async {
         let release = expected_revision(prod, release).await?;
         let mut observed = observe::observe(prod, &names).await?;
         observed.lock_holder = None; // ours
         let plan = actions::plan(&observed, &release, config, &holder, &token()?)?;
+        let previous = match observed.live() {
+            Some(live) => observe::release_of(prod, &names.colour(live)).await?,
+            None => None,
+        };
+        planned = Some((plan.clone(), previous));
         executor.apply(&plan).await?;
         let serving = plan.target.or(observed.live()).map(|colour| names.colour(colour)).unwrap_or_default();
         let previous = if plan.is_noop() { None } else { observed.live().map(|colour| names.colour(colour)) };
@@ -86,10 +109,87 @@ pub async fn deploy(
         })
     }
     .await;
+    // The record, once prod was observed (a deploy refused before has
+    // nothing to tell); then the lock goes, whatever happened.
+    if let Some((plan, previous)) = planned {
+        let entry = history::Entry {
+            kind: kind.to_owned(),
+            by: holder.clone(),
+            started: started_at,
+            duration_ms: crate::runner::millis(started.elapsed()),
+            release: plan.release.clone(),
+            colour: plan.target.map(|c| c.name().to_owned()),
+            previous,
+            outcome: match (&result, plan.is_noop()) {
+                (Err(_), _) => "failed",
+                (Ok(_), true) => "unchanged",
+                (Ok(_), false) => "succeeded",
+            }
+            .to_owned(),
+            error: result.as_ref().err().map(|e| format!("{e:#}")),
+            steps: executor.records(),
+        };
+        if let Err(e) = history::append(prod, &names.history, entry).await {
+            reporter.warn(format!("could not record this {kind} in prod's history: {e:#}"));
+        }
+    }
     if let Err(e) = executor.run_all(&actions::finally(&names)).await {
         reporter.warn(format!("could not release the deploy lock: {e:#}"));
     }
     result
+}
+
+/// `harness rollback`: back to the release before the live one (the
+/// stopped colour kept by the last deploy), or to `to`, a version or
+/// revision from the history; as a deploy, with the same checks and undo.
+pub async fn rollback(
+    prod: &Engine,
+    config: &Config,
+    to: Option<&str>,
+    credentials: Option<DockerCredentials>,
+    reporter: &Reporter,
+) -> anyhow::Result<Deployed> {
+    let names = Names::new(&config.prod.project);
+    let release = match to {
+        Some(to) => {
+            let entries = history::read(prod, &names.history).await?;
+            entries
+                .iter()
+                .rev()
+                .filter(|e| e.outcome == "succeeded" || e.outcome == "unchanged")
+                .map(|e| &e.release)
+                .find(|r| r.version == to || r.revision == to || r.image == to)
+                .cloned()
+                .with_context(|| {
+                    format!("no release {to} in prod's history of succeeded deploys: `harness history` lists them")
+                })?
+        }
+        None => {
+            let observed = observe::observe(prod, &names).await?;
+            let Some(live) = observed.live() else {
+                anyhow::bail!("nothing is live on prod, so there is nothing to roll back from: deploy a release first");
+            };
+            observe::release_of(prod, &names.colour(live.other())).await?.with_context(|| {
+                format!(
+                    "no release before the live one is kept on prod ({} is not there): roll back to a release \
+                     of the history with `harness rollback --to VERSION` (`harness history` lists them)",
+                    names.colour(live.other())
+                )
+            })?
+        }
+    };
+    run(prod, config, &release, credentials, reporter, "rollback").await
+}
+
+/// `harness lock release`: removes the deploy lock; who held it, if any.
+pub async fn release_lock(prod: &Engine, config: &Config) -> anyhow::Result<Option<String>> {
+    let names = Names::new(&config.prod.project);
+    let observed = observe::observe(prod, &names).await?;
+    let Some(holder) = observed.lock_holder else { return Ok(None) };
+    let reporter = Reporter::hidden();
+    let executor = Executor::new(prod, config, None, &reporter);
+    executor.run_all(&actions::finally(&names)).await?;
+    Ok(Some(holder))
 }
 
 /// The release with the revision its image carries (its OCI label): the

@@ -2,7 +2,7 @@
 
 /// Every container, network and volume of the project carries it.
 pub const PROJECT_LABEL: &str = "org.books-ms.project";
-/// `app`, `db`, `proxy` or `deploy-lock`.
+/// `app`, `db`, `proxy`, `history` or `deploy-lock`.
 pub const ROLE_LABEL: &str = "org.books-ms.role";
 pub const VERSION_LABEL: &str = "org.books-ms.version";
 pub const REVISION_LABEL: &str = "org.books-ms.revision";
@@ -23,7 +23,8 @@ use super::proxy::Colour;
 /// Names of everything on prod, from the project `P`: a network `P`, a
 /// database container `P-db` with its named volume `P-db`, the two colours
 /// of the app `P-blue` and `P-green`, the proxy `P-proxy` (the only thing
-/// published), and the deploy lock `P-deploy-lock`. `P-app` and
+/// published), the deploy lock `P-deploy-lock`, and the history `P-history`
+/// (a container never started, and its volume). `P-app` and
 /// `P-app-previous` are what deploys before blue-green left (one app
 /// container published on the port): the first blue-green deploy removes
 /// them.
@@ -35,6 +36,8 @@ pub struct Names {
     pub volume: String,
     pub proxy: String,
     pub lock: String,
+    /// The history's container (never started) and its volume.
+    pub history: String,
     pub legacy_app: String,
     pub legacy_previous: String,
 }
@@ -48,6 +51,7 @@ impl Names {
             volume: format!("{project}-db"),
             proxy: format!("{project}-proxy"),
             lock: format!("{project}-deploy-lock"),
+            history: format!("{project}-history"),
             legacy_app: format!("{project}-app"),
             legacy_previous: format!("{project}-app-previous"),
         }

@@ -15,6 +15,7 @@ use super::actions::{Container, Observed, ProxyState};
 use super::names::*;
 use super::proxy::{self, Colour, Routing};
 use crate::engine::{Engine, EngineError};
+use crate::release::Release;
 
 /// The network, the volume, and each container of the deploy by its name;
 /// the proxy's routing read back from its configuration.
@@ -46,6 +47,7 @@ pub async fn observe(prod: &Engine, names: &Names) -> Result<Observed, EngineErr
         blue: inspect(prod, &names.colour(Colour::Blue)).await?.map(container),
         green: inspect(prod, &names.colour(Colour::Green)).await?.map(container),
         legacy,
+        history: inspect(prod, &names.history).await?.is_some(),
         lock_holder: lock.map(|c| {
             c.config.and_then(|c| c.labels?.get(LOCK_HOLDER_LABEL).cloned()).unwrap_or_else(|| "unknown".to_owned())
         }),
@@ -65,6 +67,15 @@ pub async fn routing(prod: &Engine, name: &str) -> Result<Option<Routing>, Engin
         return Ok(None);
     };
     Ok(proxy::from_archive(&archive).ok().and_then(|text| proxy::parse(&text)))
+}
+
+/// The release a colour's container runs, from its labels.
+pub async fn release_of(prod: &Engine, name: &str) -> Result<Option<Release>, EngineError> {
+    let Some(container) = inspect(prod, name).await? else { return Ok(None) };
+    let labels = container.config.and_then(|c| c.labels).unwrap_or_default();
+    let label = |key: &str| labels.get(key).cloned().unwrap_or_default();
+    let image = label(IMAGE_LABEL);
+    Ok((!image.is_empty()).then(|| Release { image, version: label(VERSION_LABEL), revision: label(REVISION_LABEL) }))
 }
 
 async fn inspect(prod: &Engine, name: &str) -> Result<Option<ContainerInspectResponse>, EngineError> {
@@ -89,7 +100,7 @@ fn container(inspected: ContainerInspectResponse) -> Container {
     }
 }
 
-/// One line per container of the project on prod.
+/// One container of the project on prod.
 #[derive(Debug, Serialize)]
 pub struct ContainerStatus {
     pub name: String,
@@ -100,7 +111,44 @@ pub struct ContainerStatus {
     pub status: String,
 }
 
-pub async fn status(prod: &Engine, project: &str) -> anyhow::Result<Vec<ContainerStatus>> {
+/// What `harness status` shows: which colour users reach, the project's
+/// containers, the deploy lock, and the last deploys.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub prod: String,
+    pub url: String,
+    pub live: Option<Colour>,
+    /// A colour reachable with a preview header (a deploy runs, or died).
+    pub preview: Option<Colour>,
+    pub containers: Vec<ContainerStatus>,
+    /// Who holds the deploy lock.
+    pub lock: Option<String>,
+    /// The last deploys and rollbacks, oldest first.
+    pub history: Vec<super::history::Entry>,
+}
+
+/// How many of the last deploys `harness status` shows.
+pub const STATUS_HISTORY: usize = 5;
+
+pub async fn status(prod: &Engine, config: &crate::config::Config) -> anyhow::Result<Status> {
+    let names = Names::new(&config.prod.project);
+    let observed = observe(prod, &names).await?;
+    let mut history = super::history::read(prod, &names.history).await?;
+    history.drain(..history.len().saturating_sub(STATUS_HISTORY));
+    let routing = observed.proxy.as_ref().and_then(|p| p.routing.clone());
+    Ok(Status {
+        prod: config.prod.docker_host.clone(),
+        url: config.prod_url()?,
+        live: observed.live(),
+        preview: routing.and_then(|r| r.preview).map(|p| p.colour),
+        containers: containers(prod, &config.prod.project).await?,
+        lock: observed.lock_holder,
+        history,
+    })
+}
+
+/// One line per container of the project on prod.
+pub async fn containers(prod: &Engine, project: &str) -> anyhow::Result<Vec<ContainerStatus>> {
     let filters = HashMap::from([("label".to_owned(), vec![format!("{PROJECT_LABEL}={project}")])]);
     let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
     let containers: Vec<ContainerSummary> = prod

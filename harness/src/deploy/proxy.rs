@@ -1,28 +1,40 @@
-//! The reverse proxy in front of the two colours: nginx, its configuration
-//! rendered here from the harness's state, never edited by hand.
+//! The reverse proxy in front of the two colours: HAProxy, its
+//! configuration rendered here from the harness's state, never edited by
+//! hand.
 //!
-//! One server on the published port routes every request to the live
-//! colour. While a deploy checks a new colour before the switch, requests
-//! carrying [`PREVIEW_HEADER`] with that deploy's token go to the new colour
-//! instead: the checks reach it through the same proxy and port as users,
-//! and nobody without the token does. A change of configuration is applied
-//! with SIGHUP: nginx starts new workers with it and lets the old ones
-//! finish the requests they hold, so no connection is refused.
+//! Users' requests go to the backend `live`, which holds both colours as
+//! servers, only the live one enabled. While a deploy checks a new colour
+//! before the switch, requests carrying [`PREVIEW_HEADER`] with that
+//! deploy's token go to the new colour's own backend: the checks reach it
+//! through the same proxy and port as users, and nobody without the token
+//! does. The proxy finds the colours by name through Docker's DNS, so a
+//! colour that does not run yet (or any more) breaks nothing.
+//!
+//! A switch changes no file that HAProxy must reload: the harness writes
+//! the configuration (what a restarted proxy comes up with) and applies
+//! the same state to the running proxy through its runtime API
+//! ([`commands`]): servers enabled and disabled, the preview map changed.
+//! No connection is closed, so a client's keep-alive connection never
+//! races a reload (nginx's reload closes idle ones, and a request sent at
+//! that instant fails).
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// Where the configuration lives in the proxy container (nginx's
-/// `conf.d`, which both Debian's package and the official image include).
-pub const CONFIG_DIR: &str = "/etc/nginx/conf.d";
-pub const CONFIG_FILE: &str = "books-ms.conf";
+/// Where the configuration lives in the proxy container.
+pub const CONFIG_DIR: &str = "/etc/haproxy";
+pub const CONFIG_FILE: &str = "haproxy.cfg";
+/// The preview map: `TOKEN COLOUR` lines.
+pub const MAP_FILE: &str = "preview.map";
+/// The runtime API's socket in the proxy container.
+pub const SOCKET: &str = "/run/haproxy/admin.sock";
 /// The header that routes a request to the colour being checked.
 pub const PREVIEW_HEADER: &str = "X-Books-Ms-Preview";
 /// The first line of the configuration: the state it was rendered from, so
 /// that the harness reads the live colour back from prod itself.
 const STATE_PREFIX: &str = "# books-ms harness state: ";
-/// The service's own port inside its container.
+/// The service's own port inside its container, and the proxy's.
 pub const APP_PORT: u16 = 8080;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -84,60 +96,91 @@ impl fmt::Display for Routing {
     }
 }
 
-/// The nginx configuration for `routing`, the colours' containers named by
-/// `container(colour)` on the project's network, listening on `port`.
-pub fn render(routing: &Routing, port: u16, container: impl Fn(Colour) -> String) -> String {
+/// HAProxy's configuration for `routing`, the colours' containers named by
+/// `container(colour)` on the project's network.
+pub fn render(routing: &Routing, container: impl Fn(Colour) -> String) -> String {
     let state = serde_json::to_string(routing).expect("a routing serialises");
-    let mut out = format!("{STATE_PREFIX}{state}\n# Rendered by the harness on every deploy: edits here are lost.\n\n");
-    let mut colours: Vec<Colour> = routing.live.into_iter().collect();
+    let mut out = format!(
+        "{STATE_PREFIX}{state}\n\
+         # Rendered by the harness on every deploy: edits here are lost.\n\
+         global\n    \
+         stats socket {SOCKET} mode 600 level admin\n    \
+         hard-stop-after 30s\n    \
+         log stdout format raw local0 info\n\n\
+         defaults\n    \
+         mode http\n    \
+         log global\n    \
+         option httplog\n    \
+         option dontlog-normal\n    \
+         timeout connect 3s\n    \
+         timeout client 60s\n    \
+         timeout server 60s\n    \
+         timeout http-keep-alive 15s\n    \
+         # A request whose connection to a colour failed is sent again, to\n    \
+         # the same colour (the only one enabled).\n    \
+         retries 2\n    \
+         option redispatch\n\n\
+         resolvers docker\n    \
+         nameserver dns 127.0.0.11:53\n    \
+         hold valid 1s\n    \
+         hold nx 1s\n    \
+         hold obsolete 1s\n\n\
+         frontend books_ms\n    \
+         bind :{APP_PORT}\n    \
+         http-request set-var(txn.preview) req.hdr({header}),map({CONFIG_DIR}/{MAP_FILE})\n    \
+         http-request del-header {header}\n    \
+         use_backend %[var(txn.preview)] if {{ var(txn.preview) -m found }}\n    \
+         default_backend live\n\n",
+        header = PREVIEW_HEADER.to_lowercase(),
+    );
+    let server = |colour: Colour, enabled: bool| {
+        let disabled = if enabled { "" } else { " disabled" };
+        format!(
+            "    server {colour} {}:{APP_PORT} resolvers docker init-addr last,libc,none{disabled}\n",
+            container(colour)
+        )
+    };
+    out.push_str("# Users' requests: the live colour only. None live: 503.\nbackend live\n");
+    for colour in Colour::BOTH {
+        out.push_str(&server(colour, routing.live == Some(colour)));
+    }
+    for colour in Colour::BOTH {
+        out.push_str(&format!("\n# The preview of {colour}.\nbackend {colour}\n"));
+        out.push_str(&server(colour, true));
+    }
+    out
+}
+
+/// The preview map for `routing`.
+pub fn map(routing: &Routing) -> String {
+    match &routing.preview {
+        Some(preview) => format!("{} {}\n", preview.token, preview.colour),
+        None => String::new(),
+    }
+}
+
+/// The runtime API's commands that give the running proxy the state of
+/// `routing`, whatever state it had: the map, then the live servers (the
+/// new one enabled before the old one drains, so that some server always
+/// takes new requests).
+pub fn commands(routing: &Routing) -> Vec<String> {
+    let map = format!("{CONFIG_DIR}/{MAP_FILE}");
+    let mut commands = vec![format!("clear map {map}")];
     if let Some(preview) = &routing.preview {
-        if !colours.contains(&preview.colour) {
-            colours.push(preview.colour);
+        commands.push(format!("add map {map} {} {}", preview.token, preview.colour));
+    }
+    match routing.live {
+        Some(live) => {
+            commands.push(format!("set server live/{live} state ready"));
+            commands.push(format!("set server live/{} state drain", live.other()));
+        }
+        None => {
+            for colour in Colour::BOTH {
+                commands.push(format!("set server live/{colour} state maint"));
+            }
         }
     }
-    for colour in &colours {
-        out.push_str(&format!(
-            "upstream books_ms_{colour} {{\n    server {}:{APP_PORT} max_fails=0;\n    keepalive 16;\n}}\n\n",
-            container(*colour)
-        ));
-    }
-    let default = match routing.live {
-        Some(live) => format!("books_ms_{live}"),
-        None => "none".to_owned(),
-    };
-    out.push_str("map $http_x_books_ms_preview $books_ms_upstream {\n");
-    out.push_str(&format!("    default {default};\n"));
-    if let Some(preview) = &routing.preview {
-        out.push_str(&format!("    \"{}\" books_ms_{};\n", preview.token, preview.colour));
-    }
-    out.push_str("}\n\n");
-    out.push_str(&format!(
-        "server {{\n    listen {port};\n    # Bodies up to the service's own limit; it answers 413 beyond.\n    \
-         client_max_body_size 2m;\n\n    location / {{\n"
-    ));
-    if routing.live.is_none() {
-        // Before the first switch only a preview is routed.
-        out.push_str(
-            "        if ($books_ms_upstream = none) {\n            \
-             return 503 \"books-ms: no release is live yet\\n\";\n        }\n",
-        );
-    }
-    out.push_str(
-        "        proxy_pass http://$books_ms_upstream;\n        \
-         proxy_http_version 1.1;\n        \
-         proxy_set_header Connection \"\";\n        \
-         proxy_set_header Host $http_host;\n        \
-         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n        \
-         proxy_set_header X-Forwarded-Proto $scheme;\n        \
-         proxy_set_header X-Books-Ms-Preview \"\";\n        \
-         # A request is retried on the colour's next connection when the\n        \
-         # one it used was closed (a keepalive connection the service ended).\n        \
-         proxy_next_upstream error timeout;\n        \
-         proxy_connect_timeout 3s;\n        \
-         proxy_read_timeout 30s;\n    \
-         }\n}\n",
-    );
-    out
+    commands
 }
 
 /// The routing a rendered configuration was made from (its first line);
@@ -147,15 +190,17 @@ pub fn parse(config: &str) -> Option<Routing> {
     serde_json::from_str(state).ok()
 }
 
-/// A tar archive holding the configuration as [`CONFIG_FILE`], to upload
-/// into [`CONFIG_DIR`].
-pub fn archive(config: &str) -> std::io::Result<Vec<u8>> {
+/// A tar archive of the configuration and the map, to upload into
+/// [`CONFIG_DIR`].
+pub fn archive(config: &str, map: &str) -> std::io::Result<Vec<u8>> {
     let mut builder = tar::Builder::new(Vec::new());
-    let mut header = tar::Header::new_gnu();
-    header.set_size(config.len() as u64);
-    header.set_mode(0o644);
-    header.set_mtime(0);
-    builder.append_data(&mut header, CONFIG_FILE, config.as_bytes())?;
+    for (name, text) in [(CONFIG_FILE, config), (MAP_FILE, map)] {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(text.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        builder.append_data(&mut header, name, text.as_bytes())?;
+    }
     builder.into_inner()
 }
 
@@ -182,49 +227,68 @@ mod tests {
         format!("books-ms-{colour}")
     }
 
+    fn preview(colour: Colour) -> Option<Preview> {
+        Some(Preview { colour, token: "t0k3n".into() })
+    }
+
     #[test]
-    fn the_live_colour_gets_every_request_and_the_state_reads_back() {
+    fn users_reach_the_live_colour_only_and_the_state_reads_back() {
         let routing = Routing { live: Some(Colour::Blue), preview: None };
-        let config = render(&routing, 8080, name);
-        assert!(config.contains("server books-ms-blue:8080"), "{config}");
-        assert!(!config.contains("books-ms-green"), "{config}");
-        assert!(config.contains("default books_ms_blue;"), "{config}");
-        assert!(config.contains("listen 8080;"), "{config}");
-        assert!(!config.contains("return 503"), "{config}");
-        assert_eq!(parse(&config), Some(routing));
+        let config = render(&routing, name);
+        assert!(config.contains("backend live\n    server blue books-ms-blue:8080 resolvers docker init-addr last,libc,none\n    server green books-ms-green:8080 resolvers docker init-addr last,libc,none disabled\n"), "{config}");
+        assert!(config.contains("bind :8080"), "{config}");
+        assert_eq!(parse(&config), Some(routing.clone()));
+        assert_eq!(map(&routing), "");
     }
 
     #[test]
-    fn a_preview_reaches_the_new_colour_only_with_its_token() {
-        let routing = Routing {
-            live: Some(Colour::Blue),
-            preview: Some(Preview { colour: Colour::Green, token: "t0k3n".into() }),
-        };
-        let config = render(&routing, 8080, name);
-        assert!(config.contains("server books-ms-green:8080"), "{config}");
-        assert!(config.contains("default books_ms_blue;\n    \"t0k3n\" books_ms_green;"), "{config}");
-        assert_eq!(parse(&config), Some(routing));
+    fn before_the_first_switch_no_server_of_live_is_enabled() {
+        let routing = Routing { live: None, preview: preview(Colour::Blue) };
+        let config = render(&routing, name);
+        let live = &config[config.find("backend live").unwrap()..config.find("backend blue").unwrap()];
+        assert_eq!(live.matches(" disabled").count(), 2, "{live}");
+        assert_eq!(map(&routing), "t0k3n blue\n");
     }
 
     #[test]
-    fn before_the_first_switch_users_get_a_503_and_the_preview_its_colour() {
-        let routing = Routing { live: None, preview: Some(Preview { colour: Colour::Blue, token: "t".into() }) };
-        let config = render(&routing, 8080, name);
-        assert!(config.contains("default none;") && config.contains("return 503"), "{config}");
-        assert!(config.contains("\"t\" books_ms_blue;"), "{config}");
+    fn the_preview_header_is_mapped_then_removed_before_the_service_sees_it() {
+        let config = render(&Routing { live: Some(Colour::Blue), preview: preview(Colour::Green) }, name);
+        let set =
+            config.find("set-var(txn.preview) req.hdr(x-books-ms-preview),map(/etc/haproxy/preview.map)").unwrap();
+        let del = config.find("del-header x-books-ms-preview").unwrap();
+        assert!(set < del, "{config}");
+        assert!(config.contains("backend green\n    server green books-ms-green:8080"), "{config}");
+    }
+
+    #[test]
+    fn the_runtime_commands_enable_the_new_colour_before_the_old_one_drains() {
+        let routing = Routing { live: Some(Colour::Green), preview: None };
+        assert_eq!(
+            commands(&routing),
+            [
+                "clear map /etc/haproxy/preview.map",
+                "set server live/green state ready",
+                "set server live/blue state drain",
+            ]
+        );
+        let routing = Routing { live: Some(Colour::Blue), preview: preview(Colour::Green) };
+        assert_eq!(commands(&routing)[1], "add map /etc/haproxy/preview.map t0k3n green");
+        let none = commands(&Routing { live: None, preview: None });
+        assert_eq!(none[1..], ["set server live/blue state maint", "set server live/green state maint"]);
     }
 
     #[test]
     fn a_file_the_harness_did_not_write_has_no_state() {
-        assert_eq!(parse("server { listen 80; }\n"), None);
+        assert_eq!(parse("global\n"), None);
         assert_eq!(parse(""), None);
     }
 
     #[test]
     fn the_configuration_travels_in_a_tar_and_back() {
-        let config = render(&Routing { live: Some(Colour::Green), preview: None }, 8080, name);
-        assert_eq!(from_archive(&archive(&config).unwrap()).unwrap(), config);
-        assert!(from_archive(&archive("x").unwrap()[..0]).is_err());
+        let routing = Routing { live: Some(Colour::Green), preview: None };
+        let config = render(&routing, name);
+        assert_eq!(from_archive(&archive(&config, &map(&routing)).unwrap()).unwrap(), config);
+        assert!(from_archive(&[]).is_err());
     }
 
     #[test]

@@ -267,3 +267,11 @@ impl Lab {
         format!("http://{host}:{port}")
     }
 }
+
+/// prod is shared: the tests of one binary that use it take this lock, one
+/// at a time (cargo runs test binaries one after another). tokio's mutex,
+/// held across awaits; a test that fails releases it.
+pub async fn prod_lock() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}

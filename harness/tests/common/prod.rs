@@ -44,3 +44,19 @@ pub async fn assert_only_the_proxy_is_published(prod: &Docker) {
         assert_eq!(published, name == "books-ms-proxy", "{name} publishes {:?}", container.ports);
     }
 }
+
+/// A container of prod by name, None when there is none.
+pub async fn inspect(prod: &Docker, name: &str) -> Option<ContainerInspectResponse> {
+    match super::bounded(&format!("inspecting {name}"), prod.inspect_container(name, None)).await {
+        Ok(container) => Some(container),
+        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => None,
+        Err(e) => panic!("cannot inspect {name} on prod: {e}"),
+    }
+}
+
+/// The names of the project's containers on prod, running or not, sorted.
+pub async fn names(prod: &Docker) -> Vec<String> {
+    let mut names: Vec<String> = containers(prod).await.iter().map(name).collect();
+    names.sort();
+    names
+}

@@ -1,0 +1,145 @@
+//! The history of deploys and rollbacks, kept on prod itself: who deployed
+//! what, when, each step's outcome and duration, and how it ended.
+//!
+//! It lives in a named volume mounted in a container that is created and
+//! never started (`P-history`): Docker's archive API reads and writes the
+//! files of a stopped container, volumes included, so the record needs no
+//! process on prod, survives the proxy and the colours being made again,
+//! and is reached through prod's Docker API like everything else. Written
+//! under the deploy lock; the last [`KEEP`] entries are kept.
+
+use bollard::query_parameters::{DownloadFromContainerOptionsBuilder, UploadToContainerOptionsBuilder};
+use futures_util::TryStreamExt;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{Engine, EngineError};
+use crate::release::Release;
+use crate::runner::StepRecord;
+
+/// Where the volume is mounted in the history container.
+pub const DIR: &str = "/history";
+const FILE: &str = "history.json";
+/// How many entries are kept.
+pub const KEEP: usize = 200;
+
+/// One deploy or rollback.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// `deploy` or `rollback`.
+    pub kind: String,
+    /// Who ran it: the harness's process, machine and user.
+    pub by: String,
+    /// RFC 3339, UTC.
+    pub started: String,
+    pub duration_ms: u64,
+    pub release: Release,
+    /// The colour the release ran as; none when nothing was replaced.
+    pub colour: Option<String>,
+    /// The release that was live before, if any.
+    pub previous: Option<Release>,
+    /// `succeeded`, `unchanged` (prod already served it) or `failed`.
+    pub outcome: String,
+    pub error: Option<String>,
+    pub steps: Vec<StepRecord>,
+}
+
+/// The entries on prod, oldest first; none before the first deploy.
+pub async fn read(prod: &Engine, container: &str) -> Result<Vec<Entry>, HistoryError> {
+    let path = format!("{DIR}/{FILE}");
+    let options = DownloadFromContainerOptionsBuilder::default().path(&path).build();
+    let download = prod.docker.download_from_container(container, Some(options)).try_fold(Vec::new(), |mut all, c| {
+        all.extend_from_slice(&c);
+        async move { Ok(all) }
+    });
+    let archive = match prod.call(format!("for {path} in {container}"), download).await {
+        Ok(archive) => archive,
+        Err(e) if e.status() == Some(404) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let text = file_in(&archive).map_err(|e| HistoryError::Unreadable(format!("{path}: {e}")))?;
+    serde_json::from_str(&text).map_err(|e| HistoryError::Unreadable(format!("{path} is not a history: {e}")))
+}
+
+/// Adds `entry`, keeping the last [`KEEP`].
+pub async fn append(prod: &Engine, container: &str, entry: Entry) -> Result<(), HistoryError> {
+    let mut entries = read(prod, container).await?;
+    entries.push(entry);
+    let start = entries.len().saturating_sub(KEEP);
+    let text = serde_json::to_string_pretty(&entries[start..]).expect("entries serialise");
+    let archive = archive(&text).map_err(|e| HistoryError::Unreadable(e.to_string()))?;
+    let options = UploadToContainerOptionsBuilder::default().path(DIR).build();
+    let upload = prod.docker.upload_to_container(container, Some(options), bollard::body_full(archive.into()));
+    prod.call(format!("to write {DIR}/{FILE} in {container}"), upload).await?;
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("the history on prod cannot be read: {0}")]
+    Unreadable(String),
+}
+
+fn archive(text: &str) -> std::io::Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(text.len() as u64);
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    builder.append_data(&mut header, FILE, text.as_bytes())?;
+    builder.into_inner()
+}
+
+fn file_in(archive: &[u8]) -> std::io::Result<String> {
+    let mut entries = tar::Archive::new(archive);
+    for entry in entries.entries()? {
+        let mut entry = entry?;
+        if entry.path()?.file_name().is_some_and(|n| n == FILE) {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut entry, &mut text)?;
+            return Ok(text);
+        }
+    }
+    Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("no {FILE} in the archive")))
+}
+
+/// Now, RFC 3339 in UTC, to the second.
+pub fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::Outcome;
+
+    #[test]
+    fn the_history_travels_in_a_tar_and_back() {
+        let entry = Entry {
+            kind: "deploy".into(),
+            by: "harness pid 1 on cd".into(),
+            started: now(),
+            duration_ms: 12,
+            release: Release { image: "r/a@sha256:1".into(), version: "v1".into(), revision: "r1".into() },
+            colour: Some("blue".into()),
+            previous: None,
+            outcome: "succeeded".into(),
+            error: None,
+            steps: vec![StepRecord {
+                name: "start books-ms-blue".into(),
+                outcome: Outcome::Passed,
+                duration_ms: 3,
+                detail: String::new(),
+            }],
+        };
+        let text = serde_json::to_string(&vec![entry.clone()]).unwrap();
+        let back: Vec<Entry> = serde_json::from_str(&file_in(&archive(&text).unwrap()).unwrap()).unwrap();
+        assert_eq!(back, [entry]);
+        assert!(now().ends_with('Z') && now().len() == 20, "{}", now());
+    }
+}

@@ -1,0 +1,440 @@
+//! `harness deploy` end to end against the lab's prod: blue-green under a
+//! steady stream of requests, a release that never turns healthy, two
+//! deploys at once, and SIGTERM in the middle of one. What the harness did
+//! is judged by independent clients: the stream of requests on prod's
+//! address (common::load), prod's engine (common::prod) and the API.
+//!
+//! The fixture is two releases of this working tree whose `/version` reports
+//! revisions of this run only (`deploy-test-a-PID`, `deploy-test-b-PID`),
+//! so that a deploy is never a no-op by accident: the static binary built
+//! as scripts/dist.sh builds it (same flags, same target dir, so its cache
+//! is shared; never the repo's dist/books-ms), the runtime image built from
+//! a context of its own with the Dockerfile, pushed to the lab's registry
+//! under `books-lab-tests/books-ms`, and deployed by digest.
+//!
+//! The tests share prod: one at a time (a lock), each for its whole body.
+//! They need the lab up (`lab/up.sh`) and root. They never skip.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use serde_json::Value;
+
+use common::run::{run_bounded, Run};
+use common::{http_client, repo_root, without_cargo_env, Lab};
+
+/// Where the harness publishes the service on prod (its default).
+const APP_PORT: u16 = 8080;
+/// One deploy: pulls, a health wait, the checks twice, the drain.
+const DEPLOY_DEADLINE: Duration = Duration::from_secs(300);
+/// The release binary: about 4 s when only the revision changed, minutes
+/// when dist's target dir is cold.
+const BUILD_DEADLINE: Duration = Duration::from_secs(1800);
+/// One docker CLI command of the fixture (build, push, inspect).
+const DOCKER_DEADLINE: Duration = Duration::from_secs(300);
+/// How long a test waits for something a deploy does on prod to show.
+const OBSERVE_DEADLINE: Duration = Duration::from_secs(120);
+/// The repository of the releases these tests build, under the registry.
+const TEST_REPOSITORY: &str = "books-lab-tests/books-ms";
+/// The target dist.sh builds for.
+const TARGET: &str = "x86_64-unknown-linux-gnu";
+/// The containers a deploy owns on prod (project `books-ms`).
+const BLUE: &str = "books-ms-blue";
+const GREEN: &str = "books-ms-green";
+const LOCK: &str = "books-ms-deploy-lock";
+
+/// A release of this working tree in the lab's registry.
+#[derive(Debug, Clone)]
+struct Release {
+    /// What its `/version` reports, and its image's revision label.
+    revision: String,
+    /// `REGISTRY/books-lab-tests/books-ms@sha256:...`
+    image: String,
+}
+
+/// Release A and release B of this run, each built at most once per test
+/// binary (a failed build fails every test that needs it, once).
+async fn releases() -> (Release, Release) {
+    tokio::task::spawn_blocking(|| (release(&RELEASE_A, "a"), release(&RELEASE_B, "b"))).await.unwrap()
+}
+
+static RELEASE_A: OnceLock<Result<Release, String>> = OnceLock::new();
+static RELEASE_B: OnceLock<Result<Release, String>> = OnceLock::new();
+
+fn release(cell: &'static OnceLock<Result<Release, String>>, which: &str) -> Release {
+    let built = cell.get_or_init(|| build_release(&format!("deploy-test-{which}-{}", std::process::id())));
+    built.clone().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Builds, pushes and returns the release whose `/version` reports
+/// `revision`. Blocks (minutes at worst).
+fn build_release(revision: &str) -> Result<Release, String> {
+    // One build at a time: they share the binary's path in the target dir.
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _building = BUILDING.lock().unwrap_or_else(|p| p.into_inner());
+    let root = repo_root();
+    let started = Instant::now();
+
+    // The binary, as scripts/dist.sh builds it.
+    let target_dir = dist_target_dir(&root);
+    let mut cargo = Command::new("cargo");
+    without_cargo_env(&mut cargo)
+        .current_dir(&root)
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .env("BOOKS_MS_REVISION", revision)
+        .args(["build", "--release", "--locked", "-p", "books-ms", "--target", TARGET]);
+    let built = run_bounded(&mut cargo, BUILD_DEADLINE);
+    if !built.success() {
+        return Err(format!("building the release binary of {revision} failed:\n{}", built.stderr));
+    }
+    let binary = target_dir.join(TARGET).join("release/books-ms");
+
+    // A build context of its own: the Dockerfile, its .dockerignore, the
+    // web components and the binary (the repo's dist/ is left alone).
+    let context = tempfile::tempdir().map_err(|e| format!("a temporary build context: {e}"))?;
+    let copy = |from: &Path, to: &Path| std::fs::copy(from, to).map_err(|e| format!("copying {}: {e}", from.display()));
+    copy(&root.join("Dockerfile"), &context.path().join("Dockerfile"))?;
+    copy(&root.join(".dockerignore"), &context.path().join(".dockerignore"))?;
+    copy_tree(&root.join("client"), &context.path().join("client"))?;
+    std::fs::create_dir(context.path().join("dist")).map_err(|e| format!("the context's dist/: {e}"))?;
+    copy(&binary, &context.path().join("dist/books-ms"))?;
+
+    let lab = Lab::load();
+    let repository = format!("{}/{TEST_REPOSITORY}", lab.registry);
+    let tag = format!("{repository}:{revision}");
+    let build_arg = |key: &str| format!("{key}={revision}");
+    let context_path = context.path().to_string_lossy().into_owned();
+    docker(&["build", "-q", "--build-arg", &build_arg("REVISION"), "--build-arg", &build_arg("VERSION"), "-t", &tag])
+        .arg(&context_path)
+        .succeeds()?;
+    docker(&["push", &tag]).succeeds()?;
+    let digests = docker(&["inspect", "-f", "{{json .RepoDigests}}", &tag]).succeeds()?;
+    let digests: Vec<String> =
+        serde_json::from_str(digests.stdout.trim()).map_err(|e| format!("RepoDigests of {tag}: {e}"))?;
+    let image = digests
+        .into_iter()
+        .find(|d| d.starts_with(&format!("{repository}@sha256:")))
+        .ok_or_else(|| format!("{tag} has no digest in {repository} after its push"))?;
+    eprintln!("release {revision}: {image} (built in {:?})", started.elapsed());
+    Ok(Release { revision: revision.to_owned(), image })
+}
+
+/// scripts/dist.sh's target dir: `BOOKS_DIST_TARGET_DIR`, else `dist` in
+/// cargo's target dir.
+fn dist_target_dir(root: &Path) -> PathBuf {
+    if let Some(dir) = std::env::var_os("BOOKS_DIST_TARGET_DIR").filter(|d| !d.is_empty()) {
+        return dir.into();
+    }
+    let cargo_target = std::env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty());
+    cargo_target.map_or_else(|| root.join("target"), PathBuf::from).join("dist")
+}
+
+/// Copies a folder (files and folders only; no node_modules).
+fn copy_tree(from: &Path, to: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(to).map_err(|e| format!("creating {}: {e}", to.display()))?;
+    for entry in std::fs::read_dir(from).map_err(|e| format!("reading {}: {e}", from.display()))? {
+        let entry = entry.map_err(|e| format!("reading {}: {e}", from.display()))?;
+        let kind = entry.file_type().map_err(|e| format!("{}: {e}", entry.path().display()))?;
+        let target = to.join(entry.file_name());
+        if kind.is_dir() && entry.file_name() != "node_modules" {
+            copy_tree(&entry.path(), &target)?;
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), &target).map_err(|e| format!("copying {}: {e}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The cd engine's docker CLI (logged in to the lab's registry), never
+/// pointed at prod by this test's environment.
+struct DockerCli(Command);
+
+fn docker(args: &[&str]) -> DockerCli {
+    let mut command = Command::new("/usr/bin/docker");
+    for key in ["DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_CONTEXT"] {
+        command.env_remove(key);
+    }
+    command.args(args);
+    DockerCli(command)
+}
+
+impl DockerCli {
+    fn arg(mut self, arg: &str) -> DockerCli {
+        self.0.arg(arg);
+        self
+    }
+
+    fn succeeds(mut self) -> Result<Run, String> {
+        let run = run_bounded(&mut self.0, DOCKER_DEADLINE);
+        if run.success() {
+            Ok(run)
+        } else {
+            Err(format!("`{}` failed ({:?}):\n{}{}", run.command, run.code, run.stdout, run.stderr))
+        }
+    }
+}
+
+/// `harness --repo ROOT deploy --image IMAGE ARGS...` with `env`, bounded,
+/// off the async runtime.
+async fn deploy(image: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    common::run::harness(DEPLOY_DEADLINE)
+        .arg("--repo")
+        .arg(repo_root())
+        .args(["deploy", "--image", image])
+        .args(args)
+        .envs(env)
+        .run_async()
+        .await
+}
+
+/// prod serves `release` through the proxy: deployed now, or already live.
+async fn make_live(release: &Release) {
+    let run = deploy(&release.image, &[], &[]).await;
+    assert!(run.success(), "deploying {} to start from failed ({:?}):\n{}", release.revision, run.code, run.stderr);
+    assert_eq!(prod_revision().await, release.revision, "after deploying it:\n{}", run.stderr);
+}
+
+fn prod_url() -> String {
+    Lab::load().prod_url(APP_PORT)
+}
+
+/// The revision prod's `/version` reports, through the proxy.
+async fn prod_revision() -> String {
+    let url = format!("{}/version", prod_url());
+    let response = common::bounded("GET /version", http_client().get(&url).send()).await.expect("prod answers");
+    assert_eq!(response.status(), 200, "GET {url}");
+    let version: Value = response.json().await.expect("a JSON /version");
+    version["revision"].as_str().expect("a revision").to_owned()
+}
+
+/// The colour users reach now (the one that runs), and the idle one.
+async fn colours(prod: &Docker) -> (String, String) {
+    let live = common::prod::live_colour(prod).await.name.expect("a name").trim_start_matches('/').to_owned();
+    let idle = if live == BLUE { GREEN } else { BLUE };
+    (live, idle.to_owned())
+}
+
+async fn assert_no_lock(prod: &Docker) {
+    let names = common::prod::names(prod).await;
+    assert!(!names.iter().any(|n| n == LOCK), "the deploy lock was left on prod: {names:?}");
+}
+
+/// Polls `ready` every 100 ms until it holds, at most [`OBSERVE_DEADLINE`];
+/// `gone` says why waiting is pointless (the deploy ended), with what to
+/// show.
+async fn wait_until<F, Fut>(what: &str, mut ready: F, gone: impl Fn() -> bool)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = Instant::now() + OBSERVE_DEADLINE;
+    loop {
+        if ready().await {
+            return;
+        }
+        assert!(!gone(), "the deploy ended before {what}");
+        assert!(Instant::now() < end, "no {what} within {OBSERVE_DEADLINE:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A user's book on prod, removed when it goes (also when a test fails).
+struct PlantedBook {
+    id: i64,
+    book: Value,
+    removed: bool,
+}
+
+impl PlantedBook {
+    async fn put(id: i64) -> PlantedBook {
+        let book = serde_json::json!({
+            "_id": id, "title": "A user's book", "author": "Reader", "description": "must survive a deploy"
+        });
+        let response =
+            common::bounded("PUT a book", http_client().put(format!("{}/api/v1/books", prod_url())).json(&book).send())
+                .await
+                .unwrap();
+        assert_eq!(response.status(), 200, "putting the user's book");
+        PlantedBook { id, book, removed: false }
+    }
+
+    /// The book as prod serves it now, None when it is not there.
+    async fn fetch(&self) -> Option<Value> {
+        let url = format!("{}/api/v1/books/_id/{}", prod_url(), self.id);
+        let response = common::bounded("GET a book", http_client().get(&url).send()).await.unwrap();
+        if response.status() == 200 {
+            Some(response.json().await.unwrap())
+        } else {
+            None
+        }
+    }
+
+    /// Removes it; the status prod answered.
+    async fn remove(&mut self) -> reqwest::StatusCode {
+        let url = format!("{}/api/v1/books/_id/{}", prod_url(), self.id);
+        let status = common::bounded("DELETE a book", http_client().delete(&url).send()).await.unwrap().status();
+        self.removed = true;
+        status
+    }
+}
+
+impl Drop for PlantedBook {
+    fn drop(&mut self) {
+        if self.removed {
+            return;
+        }
+        // No await in a drop: a thread with a runtime of its own, bounded.
+        let url = format!("{}/api/v1/books/_id/{}", prod_url(), self.id);
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            runtime.block_on(tokio::time::timeout(Duration::from_secs(20), http_client().delete(&url).send())).ok()
+        })
+        .join();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deploy_under_steady_load_drops_no_request_and_switches_the_answers() {
+    let _prod = common::prod_lock().await;
+    let (a, b) = releases().await;
+    make_live(&a).await;
+    let mut book = PlantedBook::put(424_301).await;
+
+    let load = common::load::start(&format!("{}/version", prod_url()), 2, Duration::from_millis(5));
+    let run = deploy(&b.image, &[], &[]).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let load = load.stop().await;
+    println!(
+        "the load during the deploy of {}: {} requests, {} failed, longest gap {:?}, revisions {:?}",
+        b.revision, load.requests, load.failed, load.longest_gap, load.revisions
+    );
+
+    // Observe, remove the planted book, then judge.
+    let kept = book.fetch().await;
+    let removed = book.remove().await;
+    let prod = Lab::load().prod_docker().await;
+
+    assert_eq!(run.code, Some(0), "deploying {}:\n{}", b.revision, run.stderr);
+    assert_eq!(load.failed, 0, "requests failed during the deploy: {load:?}");
+    assert_eq!(load.revisions.first(), Some(&a.revision), "{load:?}");
+    assert_eq!(load.revisions.last(), Some(&b.revision), "{load:?}");
+    assert_eq!(kept.as_ref(), Some(&book.book), "the user's book after the deploy");
+    assert_eq!(removed, 200, "removing the user's book");
+    let live = common::prod::live_colour(&prod).await;
+    assert_eq!(live.config.and_then(|c| c.image).as_deref(), Some(b.image.as_str()), "the live colour's image");
+    common::prod::assert_only_the_proxy_is_published(&prod).await;
+    assert_no_lock(&prod).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_release_that_never_turns_healthy_is_never_switched_to() {
+    let _prod = common::prod_lock().await;
+    let (a, _) = releases().await;
+    make_live(&a).await;
+    let lab = Lab::load();
+    let prod = lab.prod_docker().await;
+    let (live, idle) = colours(&prod).await;
+
+    // The database image: no HTTP, no healthcheck of the app's: never healthy.
+    let never_healthy = format!("{}/books-lab/ferretdb:1.24.2", lab.registry);
+    let load = common::load::start(&format!("{}/version", prod_url()), 2, Duration::from_millis(5));
+    let run = deploy(&never_healthy, &["--revision", "never"], &[("HARNESS_PROD__HEALTH_TIMEOUT_SECS", "5")]).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let load = load.stop().await;
+    println!(
+        "the load during the failed deploy: {} requests, {} failed, longest gap {:?}, revisions {:?}",
+        load.requests, load.failed, load.longest_gap, load.revisions
+    );
+
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(run.stderr.contains(&idle), "the error names the new colour {idle}:\n{}", run.stderr);
+    assert!(run.stderr.contains("not healthy within 5 s"), "{}", run.stderr);
+    assert_eq!(load.failed, 0, "requests failed during the deploy: {load:?}");
+    assert_eq!(load.revisions, std::slice::from_ref(&a.revision), "{load:?}");
+    assert_eq!(prod_revision().await, a.revision);
+    assert_eq!(colours(&prod).await.0, live, "the live colour");
+    assert_no_lock(&prod).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_deploys_at_once_one_is_refused_naming_the_holder() {
+    let _prod = common::prod_lock().await;
+    let (a, b) = releases().await;
+    make_live(&a).await;
+    let prod = Lab::load().prod_docker().await;
+    assert_no_lock(&prod).await;
+
+    let image = b.image.clone();
+    let first = tokio::task::spawn_blocking(move || {
+        common::run::harness(DEPLOY_DEADLINE).arg("--repo").arg(repo_root()).args(["deploy", "--image", &image]).run()
+    });
+    let prod_ref = &prod;
+    let has_lock = move || async move { common::prod::names(prod_ref).await.iter().any(|n| n == LOCK) };
+    wait_until("the first deploy's lock on prod", has_lock, || first.is_finished()).await;
+    let second = deploy(&a.image, &[], &[]).await;
+    let first = first.await.unwrap();
+
+    assert_eq!(second.code, Some(1), "the second deploy:\n{}", second.stderr);
+    assert!(second.stderr.contains("holds the lock"), "{}", second.stderr);
+    assert!(second.stderr.contains("harness pid"), "{}", second.stderr);
+    assert!(second.stderr.contains(&b.image), "the holder's release is named:\n{}", second.stderr);
+    assert_eq!(first.code, Some(0), "the first deploy:\n{}", first.stderr);
+    assert_eq!(prod_revision().await, b.revision);
+    assert_no_lock(&prod).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_during_a_deploy_undoes_it() {
+    let _prod = common::prod_lock().await;
+    let (a, b) = releases().await;
+    make_live(&a).await;
+    let prod = Lab::load().prod_docker().await;
+    let (live, idle) = colours(&prod).await;
+    // What the deploy before left on the idle colour (kept for a rollback):
+    // the deploy removes it first, so it may carry B already.
+    let before = common::prod::inspect(&prod, &idle).await.and_then(|c| c.id);
+
+    // The harness through a shell that writes its pid, then becomes it
+    // (exec keeps the pid), run by the one bounded runner.
+    let pid_dir = tempfile::tempdir().unwrap();
+    let pid_file = pid_dir.path().join("harness.pid");
+    let mut command = Command::new("bash");
+    without_cargo_env(&mut command)
+        .args(["-c", r#"echo $$ > "$0.tmp" && mv "$0.tmp" "$0" && exec "$@""#])
+        .arg(&pid_file)
+        .arg(env!("CARGO_BIN_EXE_harness"))
+        .arg("--repo")
+        .arg(repo_root())
+        .args(["deploy", "--image", &b.image]);
+    let run = tokio::task::spawn_blocking(move || run_bounded(&mut command, DEPLOY_DEADLINE));
+
+    // The new colour is created from B: a container of the idle colour's
+    // name, from B's image, other than the one there before.
+    let (prod_ref, new, image, before) = (&prod, idle.as_str(), b.image.as_str(), before.as_deref());
+    let created = move || async move {
+        let Some(container) = common::prod::inspect(prod_ref, new).await else { return false };
+        container.id.as_deref() != before && container.config.and_then(|c| c.image).as_deref() == Some(image)
+    };
+    wait_until(&format!("{idle} from {}", b.image), created, || run.is_finished()).await;
+    let pid = std::fs::read_to_string(&pid_file).expect("the harness's pid").trim().to_owned();
+    assert!(!run.is_finished(), "the deploy ended before the signal");
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
+    assert!(killed.success(), "kill -TERM {pid}");
+    let run = run.await.unwrap();
+
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(run.stderr.contains("interrupted by SIGTERM"), "{}", run.stderr);
+    assert_eq!(prod_revision().await, a.revision, "prod after the interrupted deploy");
+    let left = common::prod::inspect(&prod, &idle).await.map(|c| (c.config.and_then(|c| c.image), c.state));
+    assert!(left.is_none(), "{idle} is still on prod: {left:?}\n{}", run.stderr);
+    assert_eq!(colours(&prod).await.0, live, "the live colour");
+    assert_no_lock(&prod).await;
+}
