@@ -114,7 +114,7 @@ async fn run(
     if let Some((plan, previous)) = planned {
         let entry = history::Entry {
             kind: kind.to_owned(),
-            by: holder.clone(),
+            by: who(),
             started: started_at,
             duration_ms: crate::runner::millis(started.elapsed()),
             release: plan.release.clone(),
@@ -228,12 +228,23 @@ fn token() -> anyhow::Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Who takes the lock: this process, on this machine, since now, for which
-/// release.
+/// Who takes the lock: this process, on this machine, as this user, since
+/// now, for which release.
 fn holder(release: &Release) -> String {
+    format!("{} since {}, deploying {}", who(), history::now(), release.image)
+}
+
+/// This process, on this machine, as this user: who deploys, in the
+/// history.
+fn who() -> String {
     let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
-    let secs =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
-    let on = if host.is_empty() { String::new() } else { format!(" on {host}") };
-    format!("harness pid {}{on} since unix time {secs}, deploying {}", std::process::id(), release.image)
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_default();
+    let mut who = format!("harness pid {}", std::process::id());
+    if !user.is_empty() {
+        who.push_str(&format!(" as {user}"));
+    }
+    if !host.is_empty() {
+        who.push_str(&format!(" on {host}"));
+    }
+    who
 }
