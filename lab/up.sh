@@ -268,30 +268,30 @@ build_rust_image() {
   say "image $BOOKS_RUST_IMAGE: built ($("$DOCKER" image inspect -f '{{.Size}}' "$BOOKS_RUST_IMAGE") bytes)"
 }
 
-# The stand-in for the public nginx image, the reverse proxy of the
+# The stand-in for the public haproxy image, the reverse proxy of the
 # harness's blue-green deploys on prod: the lab's Debian image with Debian's
-# nginx package, laid out as lab/nginx.Dockerfile says. The context is that
-# file alone, streamed as a tar.
-PROXY_DOCKERFILE="$LAB_DIR/nginx.Dockerfile"
+# haproxy and socat packages, laid out as lab/haproxy.Dockerfile says. The
+# context is that file alone, streamed as a tar.
+PROXY_DOCKERFILE="$LAB_DIR/haproxy.Dockerfile"
 
 build_proxy_image() {
   local inputs
   # The recipe (this function and the Dockerfile) and the base image: a
-  # change to any of them rebuilds. (Debian's updates to the package do not:
-  # rebuild the Debian image, or remove this one, to take them.)
+  # change to any of them rebuilds. (Debian's updates to the packages do
+  # not: rebuild the Debian image, or remove this one, to take them.)
   inputs=$({ declare -f build_proxy_image; cat "$PROXY_DOCKERFILE"
     image_id "$BOOKS_DEBIAN_IMAGE"; } | sha256sum | cut -c1-16)
   if [[ $(image_inputs "$BOOKS_PROXY_IMAGE") == "$inputs" ]]; then
     say "image $BOOKS_PROXY_IMAGE: up to date"
     return
   fi
-  say "image $BOOKS_PROXY_IMAGE: building from $BOOKS_DEBIAN_IMAGE and Debian's nginx package (about 15 s)"
+  say "image $BOOKS_PROXY_IMAGE: building from $BOOKS_DEBIAN_IMAGE and Debian's haproxy package (about 10 s)"
   local old
   old=$(image_id "$BOOKS_PROXY_IMAGE")
   # Bounded: apt runs in the build. The title label would otherwise be the
   # base image's.
-  tar -c -C "$LAB_DIR" nginx.Dockerfile |
-    timeout 600 "$DOCKER" build -f nginx.Dockerfile \
+  tar -c -C "$LAB_DIR" haproxy.Dockerfile |
+    timeout 600 "$DOCKER" build -f haproxy.Dockerfile \
       --build-arg "BASE_IMAGE=$BOOKS_DEBIAN_IMAGE" --label "$INPUTS_LABEL=$inputs" \
       --label "org.opencontainers.image.title=$BOOKS_PROXY_IMAGE" \
       -t "$BOOKS_PROXY_IMAGE" - >&2 ||

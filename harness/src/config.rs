@@ -62,8 +62,9 @@ pub struct ProdConfig {
     /// The database image prod runs (`mongo:7` in a real production; the lab
     /// mirrors its local FerretDB image into its registry for prod to pull).
     pub database_image: String,
-    /// The reverse proxy's image (nginx; the lab mirrors its own build of
-    /// Debian's nginx into its registry).
+    /// The reverse proxy's image (HAProxy 2.6 or newer, with socat for its
+    /// runtime API; the lab mirrors its own build of Debian's packages into
+    /// its registry).
     pub proxy_image: String,
     /// How long the old colour keeps serving the requests it holds after
     /// the switch, before it is stopped.

@@ -7,8 +7,10 @@
 //! before the switch, requests carrying [`PREVIEW_HEADER`] with that
 //! deploy's token go to the new colour's own backend: the checks reach it
 //! through the same proxy and port as users, and nobody without the token
-//! does. The proxy finds the colours by name through Docker's DNS, so a
-//! colour that does not run yet (or any more) breaks nothing.
+//! does. The proxy finds the colours by name through Docker's DNS at run
+//! time (`init-addr last,none`: never at start, where a colour that is not
+//! there would stall it 20 s a name), so a colour that does not run yet (or
+//! any more) breaks nothing.
 //!
 //! A switch changes no file that HAProxy must reload: the harness writes
 //! the configuration (what a restarted proxy comes up with) and applies
@@ -135,10 +137,7 @@ pub fn render(routing: &Routing, container: impl Fn(Colour) -> String) -> String
     );
     let server = |colour: Colour, enabled: bool| {
         let disabled = if enabled { "" } else { " disabled" };
-        format!(
-            "    server {colour} {}:{APP_PORT} resolvers docker init-addr last,libc,none{disabled}\n",
-            container(colour)
-        )
+        format!("    server {colour} {}:{APP_PORT} resolvers docker init-addr last,none{disabled}\n", container(colour))
     };
     out.push_str("# Users' requests: the live colour only. None live: 503.\nbackend live\n");
     for colour in Colour::BOTH {
@@ -235,7 +234,7 @@ mod tests {
     fn users_reach_the_live_colour_only_and_the_state_reads_back() {
         let routing = Routing { live: Some(Colour::Blue), preview: None };
         let config = render(&routing, name);
-        assert!(config.contains("backend live\n    server blue books-ms-blue:8080 resolvers docker init-addr last,libc,none\n    server green books-ms-green:8080 resolvers docker init-addr last,libc,none disabled\n"), "{config}");
+        assert!(config.contains("backend live\n    server blue books-ms-blue:8080 resolvers docker init-addr last,none\n    server green books-ms-green:8080 resolvers docker init-addr last,none disabled\n"), "{config}");
         assert!(config.contains("bind :8080"), "{config}");
         assert_eq!(parse(&config), Some(routing.clone()));
         assert_eq!(map(&routing), "");
