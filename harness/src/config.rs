@@ -17,6 +17,8 @@ pub struct Config {
     pub images: ImagesConfig,
     pub prod: ProdConfig,
     pub checks: ChecksConfig,
+    #[serde(default)]
+    pub hooks: HooksConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -87,6 +89,21 @@ pub struct ChecksConfig {
     pub ids: Vec<i32>,
 }
 
+/// Commands a deploy runs on this machine (`sh -c`), with the release and
+/// prod's URL in their environment (`BOOKS_MS_IMAGE`, `BOOKS_MS_VERSION`,
+/// `BOOKS_MS_REVISION`, `BOOKS_MS_URL`, `BOOKS_MS_COLOUR`). A failing
+/// `pre_deploy` stops the deploy before prod is changed; a failing
+/// `post_deploy` (run once users reach the release, before the old colour
+/// stops) switches them back, as a failed check does.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HooksConfig {
+    pub pre_deploy: Option<String>,
+    pub post_deploy: Option<String>,
+    /// How long a hook may run (default 60 s).
+    pub timeout_secs: Option<u64>,
+}
+
 /// The lab's values, compiled in from the files its scripts read: one
 /// source for the addresses, the certificate folder and the local images.
 const LAB_TOPOLOGY: &str = include_str!("../../lab/topology.env");
@@ -132,6 +149,7 @@ impl Default for Config {
                 log_max_files: 3,
             },
             checks: ChecksConfig { ids: vec![2_147_483_101, 2_147_483_102, 2_147_483_103] },
+            hooks: HooksConfig::default(),
         }
     }
 }

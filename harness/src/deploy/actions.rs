@@ -152,6 +152,15 @@ pub enum Action {
     Drain {
         secs: u64,
     },
+    /// A user's hook (`hooks.pre_deploy`, `hooks.post_deploy`), run on this
+    /// machine with the release in its environment.
+    Hook {
+        name: String,
+        command: String,
+        timeout_secs: u64,
+        #[serde(skip)]
+        env: Vec<(String, String)>,
+    },
 }
 
 impl fmt::Display for Action {
@@ -179,6 +188,7 @@ impl fmt::Display for Action {
             }
             Action::Verify { url, preview, .. } => write!(f, "run the post-deploy checks on {url}{}", through(preview)),
             Action::Drain { secs } => write!(f, "drain for {secs} s"),
+            Action::Hook { name, command, .. } => write!(f, "run the {name} hook `{command}`"),
         }
     }
 }
@@ -314,6 +324,24 @@ pub fn plan(
     let preview = Routing { live, preview: Some(Preview { colour: target, token: token.to_owned() }) };
     let back = Routing { live, preview: None };
 
+    let hook = |name: &str, command: &Option<String>| {
+        command.as_ref().map(|command| Action::Hook {
+            name: name.to_owned(),
+            command: command.clone(),
+            timeout_secs: config.hooks.timeout_secs.unwrap_or(60),
+            env: vec![
+                ("BOOKS_MS_IMAGE".to_owned(), release.image.clone()),
+                ("BOOKS_MS_VERSION".to_owned(), release.version.clone()),
+                ("BOOKS_MS_REVISION".to_owned(), release.revision.clone()),
+                ("BOOKS_MS_URL".to_owned(), url.clone()),
+                ("BOOKS_MS_COLOUR".to_owned(), target.name().to_owned()),
+            ],
+        })
+    };
+    if let Some(pre) = hook("pre-deploy", &config.hooks.pre_deploy) {
+        steps.push(Step::new(pre));
+    }
+
     // The idle colour: whatever is there (the release before the live one,
     // kept for a rollback, or what a killed deploy left) makes way.
     if observed.colour(target).is_some() {
@@ -396,7 +424,10 @@ pub fn plan(
         revision: release.revision.clone(),
         preview: None,
     }));
-    steps.push(Step::new(Action::Verify { url, ids: config.checks.ids.clone(), preview: None }));
+    steps.push(Step::new(Action::Verify { url: url.clone(), ids: config.checks.ids.clone(), preview: None }));
+    if let Some(post) = hook("post-deploy", &config.hooks.post_deploy) {
+        steps.push(Step::new(post));
+    }
 
     // The old colour finishes what it holds, then stops, kept for a
     // rollback; the containers of before blue-green go.
@@ -708,6 +739,30 @@ mod tests {
         config.prod.app_port = 8080;
         observed.proxy.as_mut().unwrap().container.running = false;
         assert!(lines(&plan_for(&observed, &config).steps).contains(&"start books-ms-proxy".to_owned()));
+    }
+
+    #[test]
+    fn hooks_run_before_prod_changes_and_once_users_reach_the_release_with_the_release_in_their_environment() {
+        let mut config = Config::default();
+        config.hooks.pre_deploy = Some("./announce".into());
+        config.hooks.post_deploy = Some("./smoke".into());
+        let observed = Observed { blue: Some(running(None)), ..prod(&config, Some(Colour::Blue)) };
+        let plan = plan_for(&observed, &config);
+        let pre = position(&plan, "run the pre-deploy hook `./announce`");
+        let post = position(&plan, "run the post-deploy hook `./smoke`");
+        assert!(pre < position(&plan, "create books-ms-green from 10.200.0.1:5000/books-ms@sha256:abc"), "{plan}");
+        let switch = position(&plan, "route books-ms-proxy: live: green, applied");
+        assert!(switch < post && post < position(&plan, "stop books-ms-blue"), "{plan}");
+        // A failing post-deploy hook switches users back.
+        let undo: Vec<String> = plan.steps[..=post].iter().rev().flat_map(undo_lines).collect();
+        assert_eq!(undo[..2], ["start books-ms-blue", "route books-ms-proxy: live: blue, applied"]);
+        match &plan.steps[post].action {
+            Action::Hook { env, timeout_secs: 60, .. } => {
+                assert!(env.contains(&("BOOKS_MS_REVISION".into(), "r2".into())), "{env:?}");
+                assert!(env.contains(&("BOOKS_MS_COLOUR".into(), "green".into())), "{env:?}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
