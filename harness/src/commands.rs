@@ -145,9 +145,11 @@ pub async fn verify(config: &Config, url: &str, reporter: &Reporter) -> Result<V
     verify::verify(url, &config.checks.ids, reporter).await
 }
 
-/// `harness pipeline` and `harness test`: the plan's steps in order.
-pub async fn pipeline(config: &Config, plan: &Plan, reporter: &Reporter) -> PipelineReport {
-    pipeline::run(config, plan, reporter).await
+/// `harness pipeline` and `harness test`: the plan's steps in order, one
+/// run at a time per repository.
+pub async fn pipeline(config: &Config, plan: &Plan, reporter: &Reporter) -> anyhow::Result<PipelineReport> {
+    let _lock = pipeline::RepoLock::take(&plan.repo)?;
+    Ok(pipeline::run(config, plan, reporter).await)
 }
 
 /// The script `harness lab up|down|status` runs.

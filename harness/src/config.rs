@@ -19,6 +19,25 @@ pub struct Config {
     pub checks: ChecksConfig,
     #[serde(default)]
     pub hooks: HooksConfig,
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+}
+
+/// Deadlines of the pipeline's local steps: past one, the step's whole
+/// process group is killed and the step named.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// The pre-deploy tests (`cargo test`): a cold build takes minutes.
+    pub test_timeout_secs: u64,
+    /// The static release binary.
+    pub package_timeout_secs: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig { test_timeout_secs: 3600, package_timeout_secs: 1800 }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -150,6 +169,7 @@ impl Default for Config {
             },
             checks: ChecksConfig { ids: vec![2_147_483_101, 2_147_483_102, 2_147_483_103] },
             hooks: HooksConfig::default(),
+            pipeline: PipelineConfig::default(),
         }
     }
 }

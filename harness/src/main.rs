@@ -109,7 +109,7 @@ async fn execute(
             out.either(&deployed, text)?;
         }
         Command::Test | Command::Pipeline { .. } => {
-            let report = commands::pipeline(config, plan, reporter).await;
+            let report = commands::pipeline(config, plan, reporter).await?;
             let mut text = report.table();
             if let Some(url) = &report.url {
                 text.push_str(&format!("books-ms {} is live: {url}/\n", report.version));

@@ -118,18 +118,14 @@ async fn do_step(
             // that features unify as in `cargo test --workspace` and the
             // developer's build is reused instead of rebuilt.
             let args = ["test", "--workspace", "--locked", "--lib", "--test", "api"];
-            run_logged(plan, "test", "cargo", &args, &[]).await?;
+            let deadline = (config.pipeline.test_timeout_secs, "pipeline.test_timeout_secs");
+            run_logged(plan, "test", "cargo", &args, &[], deadline).await?;
             Ok(format!("cargo {}", args.join(" ")))
         }
         Step::Package => {
-            run_logged(
-                plan,
-                "package",
-                "bash",
-                &["scripts/dist.sh"],
-                &[("BOOKS_MS_REVISION", plan.version.revision.as_str())],
-            )
-            .await?;
+            let deadline = (config.pipeline.package_timeout_secs, "pipeline.package_timeout_secs");
+            let revision = [("BOOKS_MS_REVISION", plan.version.revision.as_str())];
+            run_logged(plan, "package", "bash", &["scripts/dist.sh"], &revision, deadline).await?;
             Ok(build::DIST_BINARY.to_owned())
         }
         Step::Build => {
@@ -180,6 +176,49 @@ async fn integrate(config: &Config, revision: &str) -> anyhow::Result<String> {
     }
 }
 
+/// One pipeline at a time per repository: the runs share `.harness/`
+/// (the checkout, the logs, the push record) and `dist/`. An advisory lock
+/// on `.harness/pipeline.lock`, held while the process lives: a killed run
+/// leaves no lock behind.
+pub struct RepoLock {
+    _file: std::fs::File,
+}
+
+impl RepoLock {
+    pub fn take(repo: &std::path::Path) -> anyhow::Result<RepoLock> {
+        use std::io::{Read, Seek, Write};
+        let dir = repo.join(".harness");
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let path = dir.join("pipeline.lock");
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {
+                let holder = format!("pid {} since {}", std::process::id(), crate::deploy::history::now());
+                file.set_len(0)?;
+                file.rewind()?;
+                file.write_all(holder.as_bytes())?;
+                Ok(RepoLock { _file: file })
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                bail!(
+                    "another harness pipeline runs in {} ({}); wait for it to end: they would share .harness/ and dist/",
+                    repo.display(),
+                    if holder.trim().is_empty() { "holder unknown" } else { holder.trim() }
+                )
+            }
+            Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
+        }
+    }
+}
+
 /// The trees whose pre-deploy tests passed, so that shipping the same
 /// committed code again does not rerun them. A tree with uncommitted changes
 /// is always tested.
@@ -227,43 +266,84 @@ mod tested {
 }
 
 /// Runs a command in the code's folder with its output in the repo's
-/// `.harness/logs/NAME.log`; on failure, the error carries the log's last
-/// lines. A checkout builds in the repo's own target folders.
-async fn run_logged(plan: &Plan, name: &str, program: &str, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<()> {
+/// `.harness/logs/NAME.log`, in a process group of its own, within
+/// `deadline` (seconds, and the setting that sets them); on failure, the
+/// error carries the log's last lines. A checkout builds in the repo's own
+/// target folders. The command never sees the harness's own settings
+/// (`HARNESS_*`, the registry's password among them): it may be someone
+/// else's code (`--source`).
+async fn run_logged(
+    plan: &Plan,
+    name: &str,
+    program: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    (deadline, setting): (u64, &str),
+) -> anyhow::Result<()> {
     let dir = plan.repo.join(LOG_DIR);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let log_path = dir.join(format!("{name}.log"));
     let log = std::fs::File::create(&log_path).with_context(|| format!("cannot write {}", log_path.display()))?;
     let mut command = tokio::process::Command::new(program);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("HARNESS_") {
+            command.env_remove(key);
+        }
+    }
     if let Source::Checkout { .. } = plan.source {
         command.envs(checkout::target_dirs(&plan.repo));
     }
-    let status = command
+    let mut child = command
         .args(args)
         .envs(env.iter().copied())
         .current_dir(plan.source.dir())
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
-        .status()
-        .await
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
         .with_context(|| format!("cannot run {program}"))?;
+    let pid = child.id();
+    let shown = format!("{program} {}", args.join(" "));
+    let status = match tokio::time::timeout(Duration::from_secs(deadline), child.wait()).await {
+        Ok(status) => status.with_context(|| format!("waiting for `{shown}`"))?,
+        Err(_) => {
+            if let Some(pid) = pid {
+                // The whole group: cargo, the tests, the containers' clients.
+                let _ = std::process::Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).status();
+            }
+            let _ = child.wait().await;
+            bail!(
+                "`{shown}` did not end within {deadline} s ({setting}): killed with its process group; its log is {}",
+                log_path.display()
+            );
+        }
+    };
     if status.success() {
         return Ok(());
     }
     let text = std::fs::read_to_string(&log_path).unwrap_or_default();
     let tail: Vec<&str> = text.lines().rev().take(25).collect::<Vec<_>>().into_iter().rev().collect();
-    bail!(
-        "`{program} {}` failed ({status}); full log in {}; its last lines:\n  {}",
-        args.join(" "),
-        log_path.display(),
-        tail.join("\n  ")
-    )
+    bail!("`{shown}` failed ({status}); full log in {}; its last lines:\n  {}", log_path.display(), tail.join("\n  "))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_second_pipeline_in_the_same_repository_is_refused_naming_the_first() {
+        let repo = tempfile::tempdir().unwrap();
+        let first = RepoLock::take(repo.path()).unwrap();
+        let error = RepoLock::take(repo.path()).err().expect("the second is refused").to_string();
+        assert!(
+            error.contains(&format!("pid {}", std::process::id())) && error.contains("another harness pipeline"),
+            "{error}"
+        );
+        drop(first);
+        RepoLock::take(repo.path()).expect("free again once the first ends");
+    }
 
     #[test]
     fn a_tested_tree_is_remembered_and_the_record_stays_bounded() {

@@ -38,3 +38,19 @@ async fn a_closed_stdout_ends_status_json_quietly() {
         .await;
     assert_quiet_success(&run);
 }
+
+#[test]
+fn a_step_past_its_deadline_is_killed_with_its_process_group_and_named() {
+    // The test step (cargo test) cannot finish in a second: it is stopped,
+    // and the error names the setting that bounds it.
+    let run = harness(Duration::from_secs(120))
+        .arg("--repo")
+        .arg(common::repo_root())
+        .arg("test")
+        .env("HARNESS_PIPELINE__TEST_TIMEOUT_SECS", "1")
+        .run();
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(run.stderr.contains("did not end within 1 s (pipeline.test_timeout_secs)"), "{run:?}");
+    assert!(run.stderr.contains("killed with its process group"), "{run:?}");
+    assert!(run.elapsed < Duration::from_secs(60), "took {:?}", run.elapsed);
+}
