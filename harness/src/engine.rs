@@ -62,6 +62,44 @@ impl Engine {
     }
 }
 
+/// One command run in a container.
+const EXEC_TIMEOUT: Duration = Duration::from_secs(15);
+
+impl Engine {
+    /// Runs `command` in a running container, bounded: its exit code and
+    /// output; None when the container does not run.
+    pub async fn exec(&self, container: &str, command: &[&str]) -> anyhow::Result<Option<(i64, String)>> {
+        use futures_util::StreamExt;
+        let options = bollard::exec::CreateExecOptions {
+            cmd: Some(command.to_vec()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            ..Default::default()
+        };
+        let what = format!("to run `{}` in {container}", command.join(" "));
+        let exec = match self.call(&what, self.docker.create_exec(container, options)).await {
+            Ok(exec) => exec,
+            Err(e) if e.status() == Some(409) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let mut output = String::new();
+        if let bollard::exec::StartExecResults::Attached { output: mut stream, .. } =
+            self.call(&what, self.docker.start_exec(&exec.id, None)).await?
+        {
+            let read = async {
+                while let Some(Ok(chunk)) = stream.next().await {
+                    output.push_str(&chunk.to_string());
+                }
+            };
+            tokio::time::timeout(EXEC_TIMEOUT, read)
+                .await
+                .map_err(|_| anyhow::anyhow!("{what}: no end within {} s", EXEC_TIMEOUT.as_secs()))?;
+        }
+        let inspected = self.call(&what, self.docker.inspect_exec(&exec.id)).await?;
+        Ok(Some((inspected.exit_code.unwrap_or(-1), output)))
+    }
+}
+
 /// The local engine, where images are built and pushed from.
 pub async fn cd() -> anyhow::Result<Engine> {
     let docker =

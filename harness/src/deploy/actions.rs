@@ -236,7 +236,11 @@ impl DeployPlan {
 /// `--dry-run`'s text: every action, numbered, with its undo.
 impl fmt::Display for DeployPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "deploy {} (revision {}): {}", self.release.image, self.release.revision, self.summary)?;
+        let revision = match self.release.revision.as_str() {
+            "" => "the revision its image carries",
+            revision => revision,
+        };
+        writeln!(f, "deploy {} (revision {revision}): {}", self.release.image, self.summary)?;
         let steps =
             self.prelude.iter().map(|a| (a, &[][..])).chain(self.steps.iter().map(|s| (&s.action, &s.undo[..])));
         let mut n = 0;

@@ -34,8 +34,6 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a change of routing may take to show (the proxy resolves a
 /// colour it has just been told of within a second).
 const ROUTE_SETTLE: Duration = Duration::from_secs(10);
-/// One command run in the proxy container.
-const EXEC_TIMEOUT: Duration = Duration::from_secs(15);
 /// Lines of the failed container's log quoted in the error.
 const LOG_LINES: usize = 20;
 
@@ -263,7 +261,7 @@ impl<'a> Executor<'a> {
             return Ok(());
         }
         let path = format!("{}/{}", proxy::CONFIG_DIR, proxy::CONFIG_FILE);
-        let check = self.exec(name, &["haproxy", "-c", "-q", "-f", &path]).await?;
+        let check = self.prod.exec(name, &["haproxy", "-c", "-q", "-f", &path]).await?;
         let Some((0, _)) = check else {
             match check {
                 None => return Ok(()), // not running: the file is what it starts with
@@ -271,48 +269,13 @@ impl<'a> Executor<'a> {
             }
         };
         let commands = proxy::commands(routing).join("; ");
-        // The commands travel as an argument, never through the shell's parser.
-        let script = format!("printf '%s\\n' \"$0\" | socat -t 5 stdio unix-connect:{}", proxy::SOCKET);
-        match self.exec(name, &["sh", "-c", &script, &commands]).await? {
+        match self.prod.exec(name, &proxy::runtime_api(&commands)).await? {
             None => Ok(()),
             Some((0, output)) if output.trim().is_empty() => Ok(()),
             Some((code, output)) => {
                 bail!("the runtime API of {name} answered `{commands}` with: {} (exit {code})", output.trim())
             }
         }
-    }
-
-    /// Runs `command` in a running container: its exit code and output;
-    /// None when the container does not run.
-    async fn exec(&self, container: &str, command: &[&str]) -> anyhow::Result<Option<(i64, String)>> {
-        let prod = self.prod;
-        let options = bollard::exec::CreateExecOptions {
-            cmd: Some(command.to_vec()),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            ..Default::default()
-        };
-        let what = format!("to run `{}` in {container}", command.join(" "));
-        let exec = match prod.call(&what, prod.docker.create_exec(container, options)).await {
-            Ok(exec) => exec,
-            Err(e) if e.status() == Some(409) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        let mut output = String::new();
-        if let bollard::exec::StartExecResults::Attached { output: mut stream, .. } =
-            prod.call(&what, prod.docker.start_exec(&exec.id, None)).await?
-        {
-            let read = async {
-                while let Some(Ok(chunk)) = stream.next().await {
-                    output.push_str(&chunk.to_string());
-                }
-            };
-            tokio::time::timeout(EXEC_TIMEOUT, read)
-                .await
-                .map_err(|_| anyhow!("{what}: no end within {} s", EXEC_TIMEOUT.as_secs()))?;
-        }
-        let inspected = prod.call(&what, prod.docker.inspect_exec(&exec.id)).await?;
-        Ok(Some((inspected.exit_code.unwrap_or(-1), output)))
     }
 
     /// Pulls an image on prod, bounded in time, with a bar per layer being

@@ -55,7 +55,9 @@ pub struct Deployed {
 pub async fn preview(prod: &Engine, config: &Config, release: &Release) -> anyhow::Result<DeployPlan> {
     let names = Names::new(&config.prod.project);
     let observed = observe::observe(prod, &names).await?;
-    Ok(actions::plan(&observed, release, config, &holder(release), "dry-run")?)
+    // The revision the image carries, when prod has the image already.
+    let release = expected_revision(prod, release).await.unwrap_or_else(|_| release.clone());
+    Ok(actions::plan(&observed, &release, config, &holder(&release), "dry-run")?)
 }
 
 pub async fn deploy(

@@ -30,7 +30,22 @@ pub async fn observe(prod: &Engine, names: &Names) -> Result<Observed, EngineErr
             .is_some();
     let lock = inspect(prod, &names.lock).await?;
     let proxy = match inspect(prod, &names.proxy).await?.map(container) {
-        Some(container) => Some(ProxyState { container, routing: routing(prod, &names.proxy).await? }),
+        // A running proxy routes as its runtime says (a deploy killed between
+        // writing the file and applying it leaves them apart); a stopped one
+        // will route as its file says.
+        Some(container) if container.running => {
+            let runtime = prod.exec(&names.proxy, &proxy::runtime_api(&proxy::state_commands())).await;
+            let routing = match runtime {
+                Ok(Some((0, answer))) => proxy::from_runtime(&answer),
+                _ => None,
+            };
+            let routing = match routing {
+                Some(routing) => Some(routing),
+                None => routing_file(prod, &names.proxy).await?,
+            };
+            Some(ProxyState { container, routing })
+        }
+        Some(container) => Some(ProxyState { container, routing: routing_file(prod, &names.proxy).await? }),
         None => None,
     };
     let mut legacy = Vec::new();
@@ -54,9 +69,9 @@ pub async fn observe(prod: &Engine, names: &Names) -> Result<Observed, EngineErr
     })
 }
 
-/// What the proxy's configuration routes where; None when it has none the
-/// harness wrote.
-pub async fn routing(prod: &Engine, name: &str) -> Result<Option<Routing>, EngineError> {
+/// What the proxy's configuration file routes where; None when it has none
+/// the harness wrote.
+pub async fn routing_file(prod: &Engine, name: &str) -> Result<Option<Routing>, EngineError> {
     let path = format!("{}/{}", proxy::CONFIG_DIR, proxy::CONFIG_FILE);
     let options = DownloadFromContainerOptionsBuilder::default().path(&path).build();
     let download = prod.docker.download_from_container(name, Some(options)).try_fold(Vec::new(), |mut all, chunk| {

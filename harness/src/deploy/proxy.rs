@@ -182,6 +182,49 @@ pub fn commands(routing: &Routing) -> Vec<String> {
     commands
 }
 
+/// The command line (for `docker exec`) that sends `commands` (separated
+/// by `;`) to the runtime API and prints its answer. The commands travel as
+/// an argument, never through the shell's parser.
+pub fn runtime_api(commands: &str) -> Vec<&str> {
+    vec!["sh", "-c", RUNTIME_API_SCRIPT, commands]
+}
+
+const RUNTIME_API_SCRIPT: &str = "printf '%s\\n' \"$0\" | socat -t 5 stdio unix-connect:/run/haproxy/admin.sock";
+
+/// The commands whose answers [`from_runtime`] reads.
+pub fn state_commands() -> String {
+    format!("show servers state live; show map {CONFIG_DIR}/{MAP_FILE}")
+}
+
+/// The routing of a running proxy, from the answers to [`state_commands`]:
+/// the live server is the one neither in maintenance nor draining (admin
+/// state bits 0x01, 0x02, 0x08, 0x10; 0x04 is only "disabled in the file",
+/// which a runtime `ready` does not clear); the preview, the map's entry.
+/// None when the answer is not what HAProxy prints.
+pub fn from_runtime(answer: &str) -> Option<Routing> {
+    let mut live = None;
+    let mut servers = 0;
+    let mut preview = None;
+    for line in answer.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // `BE_ID live SRV_ID NAME ADDR OP_STATE ADMIN_STATE ...`
+        if fields.len() > 6 && fields[1] == "live" && fields[0].parse::<u32>().is_ok() {
+            servers += 1;
+            let colour = Colour::BOTH.into_iter().find(|c| c.name() == fields[3])?;
+            let admin: u32 = fields[6].parse().ok()?;
+            if admin & 0x1B == 0 {
+                live = Some(colour);
+            }
+        }
+        // `0xADDRESS TOKEN COLOUR`
+        if fields.len() == 3 && fields[0].starts_with("0x") {
+            let colour = Colour::BOTH.into_iter().find(|c| c.name() == fields[2])?;
+            preview = Some(Preview { colour, token: fields[1].to_owned() });
+        }
+    }
+    (servers == 2).then_some(Routing { live, preview })
+}
+
 /// The routing a rendered configuration was made from (its first line);
 /// None for a file the harness did not write.
 pub fn parse(config: &str) -> Option<Routing> {
@@ -274,6 +317,20 @@ mod tests {
         assert_eq!(commands(&routing)[1], "add map /etc/haproxy/preview.map t0k3n green");
         let none = commands(&Routing { live: None, preview: None });
         assert_eq!(none[1..], ["set server live/blue state maint", "set server live/green state maint"]);
+    }
+
+    #[test]
+    fn the_running_proxys_routing_is_read_from_its_runtime_api() {
+        let answer = "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state ...\n\
+                      3 live 1 blue 172.18.0.2 2 12 1 1 0 1 0 0 8 0 0 0 books-ms-blue 8080 - 0 0 - - 0\n\
+                      3 live 2 green 172.18.0.4 2 4 1 1 0 1 0 0 0 0 0 0 books-ms-green 8080 - 0 0 - - 0\n\
+                      \n0x555be992b6f0 t0k3n blue\n";
+        let routing = from_runtime(answer).unwrap();
+        assert_eq!(routing, Routing { live: Some(Colour::Green), preview: preview(Colour::Blue) });
+        let none = "3 live 1 blue - 0 5 1\n3 live 2 green - 0 37 1\n";
+        assert_eq!(from_runtime(none), Some(Routing { live: None, preview: None }));
+        assert_eq!(from_runtime("Unknown command.\n"), None);
+        assert!(runtime_api("show info")[2].contains("socat") && runtime_api("show info")[3] == "show info");
     }
 
     #[test]
