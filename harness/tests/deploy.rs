@@ -246,6 +246,56 @@ where
     }
 }
 
+/// `harness deploy --image IMAGE` with `env`, run so that the test can
+/// signal it: through a shell that writes its pid, then becomes it (exec
+/// keeps the pid), run by the one bounded runner on the blocking pool.
+struct SignalledDeploy {
+    run: tokio::task::JoinHandle<Run>,
+    pid_file: PathBuf,
+    _pid_dir: tempfile::TempDir,
+}
+
+impl SignalledDeploy {
+    fn start(image: &str, env: &[(&str, &str)]) -> SignalledDeploy {
+        let pid_dir = tempfile::tempdir().unwrap();
+        let pid_file = pid_dir.path().join("harness.pid");
+        let mut command = Command::new("bash");
+        without_cargo_env(&mut command)
+            .args(["-c", r#"echo $$ > "$0.tmp" && mv "$0.tmp" "$0" && exec "$@""#])
+            .arg(&pid_file)
+            .arg(env!("CARGO_BIN_EXE_harness"))
+            .arg("--repo")
+            .arg(repo_root())
+            .args(["deploy", "--image", image])
+            .envs(env.iter().copied());
+        let run = tokio::task::spawn_blocking(move || run_bounded(&mut command, DEPLOY_DEADLINE));
+        SignalledDeploy { run, pid_file, _pid_dir: pid_dir }
+    }
+
+    fn is_finished(&self) -> bool {
+        self.run.is_finished()
+    }
+
+    /// The harness's pid (once the shell wrote it).
+    fn pid(&self) -> String {
+        std::fs::read_to_string(&self.pid_file).expect("the harness's pid").trim().to_owned()
+    }
+
+    /// `kill -SIGNAL PID` to the harness, which must still run (the runner
+    /// has not reaped it, so the pid is still its own); its pid.
+    fn signal(&self, signal: &str) -> String {
+        let pid = self.pid();
+        assert!(!self.is_finished(), "the deploy ended before the signal");
+        let sent = Command::new("kill").args([&format!("-{signal}"), &pid]).status().expect("kill runs");
+        assert!(sent.success(), "kill -{signal} {pid}");
+        pid
+    }
+
+    async fn finish(self) -> Run {
+        self.run.await.unwrap()
+    }
+}
+
 /// A user's book on prod, removed when it goes (also when a test fails).
 struct PlantedBook {
     id: i64,
@@ -258,6 +308,11 @@ impl PlantedBook {
         let book = serde_json::json!({
             "_id": id, "title": "A user's book", "author": "Reader", "description": "must survive a deploy"
         });
+        PlantedBook::put_book(id, book).await
+    }
+
+    /// Puts `book`, whose `_id` is `id`.
+    async fn put_book(id: i64, book: Value) -> PlantedBook {
         let response =
             common::bounded("PUT a book", http_client().put(format!("{}/api/v1/books", prod_url())).json(&book).send())
                 .await
@@ -402,19 +457,7 @@ async fn sigterm_during_a_deploy_undoes_it() {
     // the deploy removes it first, so it may carry B already.
     let before = common::prod::inspect(&prod, &idle).await.and_then(|c| c.id);
 
-    // The harness through a shell that writes its pid, then becomes it
-    // (exec keeps the pid), run by the one bounded runner.
-    let pid_dir = tempfile::tempdir().unwrap();
-    let pid_file = pid_dir.path().join("harness.pid");
-    let mut command = Command::new("bash");
-    without_cargo_env(&mut command)
-        .args(["-c", r#"echo $$ > "$0.tmp" && mv "$0.tmp" "$0" && exec "$@""#])
-        .arg(&pid_file)
-        .arg(env!("CARGO_BIN_EXE_harness"))
-        .arg("--repo")
-        .arg(repo_root())
-        .args(["deploy", "--image", &b.image]);
-    let run = tokio::task::spawn_blocking(move || run_bounded(&mut command, DEPLOY_DEADLINE));
+    let run = SignalledDeploy::start(&b.image, &[]);
 
     // The new colour is created from B: a container of the idle colour's
     // name, from B's image, other than the one there before.
@@ -424,11 +467,8 @@ async fn sigterm_during_a_deploy_undoes_it() {
         container.id.as_deref() != before && container.config.and_then(|c| c.image).as_deref() == Some(image)
     };
     wait_until(&format!("{idle} from {}", b.image), created, || run.is_finished()).await;
-    let pid = std::fs::read_to_string(&pid_file).expect("the harness's pid").trim().to_owned();
-    assert!(!run.is_finished(), "the deploy ended before the signal");
-    let killed = Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
-    assert!(killed.success(), "kill -TERM {pid}");
-    let run = run.await.unwrap();
+    run.signal("TERM");
+    let run = run.finish().await;
 
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert!(run.stderr.contains("interrupted by SIGTERM"), "{}", run.stderr);
@@ -437,4 +477,263 @@ async fn sigterm_during_a_deploy_undoes_it() {
     assert!(left.is_none(), "{idle} is still on prod: {left:?}\n{}", run.stderr);
     assert_eq!(colours(&prod).await.0, live, "the live colour");
     assert_no_lock(&prod).await;
+}
+
+/// `harness --repo ROOT ARGS...`, bounded, off the async runtime.
+async fn harness(args: &[&str]) -> Run {
+    common::run::harness(DEPLOY_DEADLINE).arg("--repo").arg(repo_root()).args(args).run_async().await
+}
+
+/// A book id of this run only, `n` < 100: never a check's reserved id
+/// (2147483101..103), never another run's.
+fn run_book_id(n: i64) -> i64 {
+    assert!((0..100).contains(&n), "{n}");
+    1_000_000_000 + i64::from(std::process::id() % 10_000_000) * 100 + n
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_returns_to_the_previous_release_and_loses_no_book() {
+    let _prod = common::prod_lock().await;
+    let (a, b) = releases().await;
+    make_live(&a).await;
+    make_live(&b).await;
+    let mut book = PlantedBook::put(run_book_id(0)).await;
+    let after_deploy = book.fetch().await;
+
+    let load = common::load::start(&format!("{}/version", prod_url()), 2, Duration::from_millis(5));
+    let rollback = harness(&["rollback"]).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let load = load.stop().await;
+    println!(
+        "the load during the rollback to {} ({:?}): {} requests, {} failed, longest gap {:?}, revisions {:?}",
+        a.revision, rollback.elapsed, load.requests, load.failed, load.longest_gap, load.revisions
+    );
+    let revision_after_rollback = prod_revision().await;
+    let after_rollback = book.fetch().await;
+    let history = harness(&["history", "--json"]).await;
+
+    let forward = harness(&["rollback", "--to", &b.revision]).await;
+    println!("the rollback to {} took {:?}", b.revision, forward.elapsed);
+    let revision_after_forward = prod_revision().await;
+    let after_forward = book.fetch().await;
+    let removed = book.remove().await;
+
+    assert_eq!(after_deploy.as_ref(), Some(&book.book), "the user's book after the deploy of {}", b.revision);
+    assert_eq!(rollback.code, Some(0), "harness rollback:\n{}", rollback.stderr);
+    assert_eq!(revision_after_rollback, a.revision, "prod after the rollback:\n{}", rollback.stderr);
+    assert_eq!(load.failed, 0, "requests failed during the rollback: {load:?}");
+    assert_eq!(load.revisions.first(), Some(&b.revision), "{load:?}");
+    assert_eq!(load.revisions.last(), Some(&a.revision), "{load:?}");
+    assert_eq!(after_rollback.as_ref(), Some(&book.book), "the user's book after the rollback");
+
+    assert_eq!(history.code, Some(0), "harness history --json:\n{}", history.stderr);
+    let entries: Vec<Value> = serde_json::from_str(&history.stdout)
+        .unwrap_or_else(|e| panic!("harness history --json is not a list of entries ({e}):\n{}", history.stdout));
+    let last = entries.last().expect("the history has entries");
+    assert_eq!(last["kind"], "rollback", "the last entry: {last:#}");
+    assert_eq!(last["outcome"], "succeeded", "the last entry: {last:#}");
+    assert_eq!(last["release"]["revision"].as_str(), Some(a.revision.as_str()), "the last entry: {last:#}");
+    for entry in &entries {
+        let steps = entry["steps"].as_array().map_or(0, Vec::len);
+        assert!(steps > 0, "an entry of the history without steps: {entry:#}");
+    }
+
+    assert_eq!(forward.code, Some(0), "harness rollback --to {}:\n{}", b.revision, forward.stderr);
+    assert_eq!(revision_after_forward, b.revision, "prod after the rollback to {}", b.revision);
+    assert_eq!(after_forward.as_ref(), Some(&book.book), "the user's book after the rollback to {}", b.revision);
+    assert_eq!(removed, 200, "removing the user's book");
+    assert_no_lock(&Lab::load().prod_docker().await).await;
+}
+
+/// Where a deploy is killed outright.
+#[derive(Debug, Clone, Copy)]
+enum KillPoint {
+    /// The release pulled, the lock taken; the new colour not yet created.
+    Pulled,
+    /// The new colour created (and starting, or being checked).
+    NewColourStarted,
+    /// Users switched to the new release; the checks and the drain run.
+    Switched,
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deploy_killed_outright_leaves_prod_serving_and_its_lock_reported() {
+    let _prod = common::prod_lock().await;
+    let (a, b) = releases().await;
+    for point in [KillPoint::Pulled, KillPoint::NewColourStarted, KillPoint::Switched] {
+        let started = Instant::now();
+        kill_a_deploy_at(point, &a, &b).await;
+        println!("{point:?}: killed, reported, released and deployed again in {:?}", started.elapsed());
+    }
+}
+
+/// From A live, a deploy of B killed (SIGKILL) at `point`: prod serves on,
+/// the lock stays and is named, refuses the next deploy, is released, and
+/// the deploy after that puts B live.
+async fn kill_a_deploy_at(point: KillPoint, a: &Release, b: &Release) {
+    make_live(a).await;
+    let prod = Lab::load().prod_docker().await;
+    let (_, idle) = colours(&prod).await;
+    let before = common::prod::inspect(&prod, &idle).await.and_then(|c| c.id);
+
+    let load = common::load::start(&format!("{}/version", prod_url()), 2, Duration::from_millis(5));
+    // After the switch, the harness checks, then drains: a longer drain
+    // makes that window easy to hit.
+    let env: &[(&str, &str)] =
+        if matches!(point, KillPoint::Switched) { &[("HARNESS_PROD__DRAIN_SECS", "5")] } else { &[] };
+    let run = SignalledDeploy::start(&b.image, env);
+    let started = Instant::now();
+
+    let (prod_ref, new, image, before_ref) = (&prod, idle.as_str(), b.image.as_str(), before.as_deref());
+    let created = move || async move {
+        let Some(container) = common::prod::inspect(prod_ref, new).await else { return false };
+        container.id.as_deref() != before_ref && container.config.and_then(|c| c.image).as_deref() == Some(image)
+    };
+    match point {
+        KillPoint::Pulled => {
+            let locked = move || async move { common::prod::inspect(prod_ref, LOCK).await.is_some() };
+            wait_until("the deploy's lock on prod", locked, || run.is_finished()).await;
+        }
+        KillPoint::NewColourStarted => {
+            wait_until(&format!("{idle} from {}", b.image), created, || run.is_finished()).await;
+        }
+        KillPoint::Switched => {
+            let revision = b.revision.as_str();
+            let switched = move || async move { prod_revision().await == revision };
+            wait_until(&format!("prod answering {}", b.revision), switched, || run.is_finished()).await;
+        }
+    }
+    let pid = run.signal("KILL");
+    let killed_at = started.elapsed();
+    // Until the test releases it, the lock is the killed deploy's: if the
+    // test fails before, it goes then, so that the next tests can deploy.
+    let mut lock_guard = KilledDeploysLock { armed: true };
+    let killed = run.finish().await;
+    // What the killed deploy left, before anything else touches prod.
+    let names = common::prod::names(&prod).await;
+    let new_colour_created = created().await;
+    let serving = prod_revision().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let load = load.stop().await;
+    println!(
+        "{point:?}: SIGKILL {killed_at:?} after the start of the deploy; prod then held {names:?} and served {serving}; \
+         the load through the kill: {} requests, {} failed, longest gap {:?}, revisions {:?}",
+        load.requests, load.failed, load.longest_gap, load.revisions
+    );
+
+    assert_eq!(killed.code, None, "{point:?}: the deploy was not killed by the signal:\n{}", killed.stderr);
+    assert!(names.iter().any(|n| n == LOCK), "{point:?}: no lock left by the killed deploy: {names:?}");
+    match point {
+        KillPoint::Pulled => {
+            assert!(!new_colour_created, "{point:?}: the kill came after {idle} was created from {}", b.image);
+            assert_eq!(serving, a.revision, "{point:?}: prod after the kill");
+        }
+        KillPoint::NewColourStarted => assert_eq!(serving, a.revision, "{point:?}: prod after the kill"),
+        KillPoint::Switched => {
+            assert!([&a.revision, &b.revision].contains(&&serving), "{point:?}: prod serves {serving} after the kill")
+        }
+    }
+    assert_eq!(load.failed, 0, "{point:?}: requests failed through the kill: {load:?}");
+
+    // The lock is reported, naming the killed deploy.
+    let holder = format!("harness pid {pid} ");
+    let status = harness(&["status"]).await;
+    println!("{point:?}: harness status after the kill:\n{}", status.stdout);
+    assert_eq!(status.code, Some(0), "{point:?}: harness status:\n{}", status.stderr);
+    assert!(status.stdout.contains("deploy lock: held by"), "{point:?}: harness status:\n{}", status.stdout);
+    assert!(status.stdout.contains(&holder), "{point:?}: harness status names {holder}:\n{}", status.stdout);
+    let status_json = harness(&["status", "--json"]).await;
+    assert_eq!(status_json.code, Some(0), "{point:?}: harness status --json:\n{}", status_json.stderr);
+    let status_json: Value = serde_json::from_str(&status_json.stdout)
+        .unwrap_or_else(|e| panic!("{point:?}: harness status --json ({e}):\n{}", status_json.stdout));
+    let lock = status_json["lock"].as_str().unwrap_or_else(|| panic!("{point:?}: no lock in {status_json:#}"));
+    assert!(lock.contains(&holder), "{point:?}: the lock's holder {lock:?} is not {holder}");
+
+    // It refuses the next deploy, until it is released.
+    let refused = deploy(&b.image, &[], &[]).await;
+    assert_eq!(refused.code, Some(1), "{point:?}: a deploy while the lock is held:\n{}", refused.stderr);
+    assert!(refused.stderr.contains("holds the lock"), "{point:?}:\n{}", refused.stderr);
+    assert!(refused.stderr.contains("harness lock release"), "{point:?}:\n{}", refused.stderr);
+    assert!(refused.stderr.contains(&holder), "{point:?}: the refusal names {holder}:\n{}", refused.stderr);
+    let released = harness(&["lock", "release"]).await;
+    assert_eq!(released.code, Some(0), "{point:?}: harness lock release:\n{}", released.stderr);
+    assert!(released.stdout.contains("released"), "{point:?}: harness lock release:\n{}", released.stdout);
+    assert!(released.stdout.contains(&holder), "{point:?}: the release names {holder}:\n{}", released.stdout);
+    lock_guard.armed = false;
+    assert_no_lock(&prod).await;
+
+    // The next deploy repairs what was left half done.
+    let repaired = deploy(&b.image, &[], &[]).await;
+    assert_eq!(repaired.code, Some(0), "{point:?}: the deploy after the lock's release:\n{}", repaired.stderr);
+    assert_eq!(prod_revision().await, b.revision, "{point:?}: after the deploy:\n{}", repaired.stderr);
+    assert_no_lock(&prod).await;
+    // Repaired: B runs as the one colour, the other one stopped (kept for a
+    // rollback), as after any deploy.
+    let running = common::prod::running_colours(&prod).await;
+    assert_eq!(
+        running.len(),
+        1,
+        "{point:?}: after the deploy that followed the lock's release, {running:?} run (the killed deploy's old \
+         colour was never stopped); that deploy said:\n{}{}",
+        repaired.stdout,
+        repaired.stderr
+    );
+    let live = common::prod::live_colour(&prod).await;
+    assert_eq!(live.config.and_then(|c| c.image).as_deref(), Some(b.image.as_str()), "{point:?}: the live colour");
+}
+
+/// The lock a killed deploy left, released (`harness lock release`) when
+/// the test fails while it is `armed`.
+struct KilledDeploysLock {
+    armed: bool,
+}
+
+impl Drop for KilledDeploysLock {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let release = || common::run::harness(DEPLOY_DEADLINE).arg("--repo").arg(repo_root()).args(["lock", "release"]);
+        // Off the async runtime's thread; bounded by the runner.
+        let released = std::thread::spawn(move || release().run()).join();
+        eprintln!("the killed deploy's lock, released after the test failed: {released:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn books_written_before_a_deploy_are_all_there_after_it() {
+    let _prod = common::prod_lock().await;
+    let (a, b) = releases().await;
+    make_live(&a).await;
+    let mut books = Vec::new();
+    for n in 1..=50 {
+        let id = run_book_id(n);
+        let book = serde_json::json!({
+            "_id": id, "title": format!("Book {n} of a deploy"), "author": format!("Author {n}"),
+            "description": format!("written before the deploy of {}", b.revision)
+        });
+        books.push(PlantedBook::put_book(id, book).await);
+    }
+
+    let run = deploy(&b.image, &[], &[]).await;
+    let revision = prod_revision().await;
+    let mut missing = Vec::new();
+    for book in &books {
+        let back = book.fetch().await;
+        if back.as_ref() != Some(&book.book) {
+            missing.push((book.id, back));
+        }
+    }
+    let mut not_removed = Vec::new();
+    for book in &mut books {
+        let status = book.remove().await;
+        if status != 200 {
+            not_removed.push((book.id, status));
+        }
+    }
+
+    assert_eq!(run.code, Some(0), "deploying {}:\n{}", b.revision, run.stderr);
+    assert_eq!(revision, b.revision, "prod after the deploy");
+    assert!(missing.is_empty(), "books not read back as written after the deploy: {missing:?}");
+    assert!(not_removed.is_empty(), "books not removed: {not_removed:?}");
 }

@@ -318,7 +318,14 @@ pub fn plan(
             && proxy.container.spec == proxy_spec
             && proxy.routing.as_ref().is_some_and(|r| r.preview.is_none())
         {
-            let summary = format!("{} is live with this release, healthy: nothing to replace", names.colour(live));
+            let mut summary = format!("{} is live with this release, healthy: nothing to replace", names.colour(live));
+            // A deploy killed between its switch and its end left the old
+            // colour running: it stops now (users do not reach it).
+            if observed.colour(live.other()).is_some_and(|c| c.running) {
+                let other = names.colour(live.other());
+                steps.push(Step::new(Action::Stop { name: other.clone() }));
+                summary.push_str(&format!("; stop {other}, left running by a deploy that did not finish"));
+            }
             return Ok(DeployPlan { release: release.clone(), target: None, prelude, steps, finally, summary });
         }
     }
@@ -668,6 +675,20 @@ mod tests {
         assert!(plan.is_noop(), "{plan}");
         assert!(plan.steps.is_empty(), "{plan}");
         assert!(plan.summary.contains("nothing to replace"), "{}", plan.summary);
+    }
+
+    #[test]
+    fn the_old_colour_a_killed_deploy_left_running_is_stopped() {
+        let config = Config::default();
+        let observed = Observed {
+            green: Some(running(app_spec(&config, Colour::Green))),
+            blue: Some(running(None)),
+            ..prod(&config, Some(Colour::Green))
+        };
+        let plan = plan_for(&observed, &config);
+        assert!(plan.is_noop(), "{plan}");
+        assert_eq!(lines(&plan.steps), ["stop books-ms-blue"]);
+        assert!(plan.summary.contains("did not finish"), "{}", plan.summary);
     }
 
     #[test]

@@ -60,10 +60,14 @@ pub async fn read(prod: &Engine, container: &str) -> Result<Vec<Entry>, HistoryE
     serde_json::from_str(&text).map_err(|e| HistoryError::Unreadable(format!("{path} is not a history: {e}")))
 }
 
-/// Adds `entry`, keeping the last [`KEEP`].
-pub async fn append(prod: &Engine, container: &str, entry: Entry) -> Result<(), HistoryError> {
+/// Adds `entry`, or replaces the one of the same run (same `started` and
+/// `by`: a deploy records itself `running` when it starts, then how it
+/// ended), keeping the last [`KEEP`]. Whoever records holds the deploy
+/// lock, so another entry still `running` belongs to a deploy that ended
+/// without saying how (killed): it becomes `interrupted`.
+pub async fn record(prod: &Engine, container: &str, entry: Entry) -> Result<(), HistoryError> {
     let mut entries = read(prod, container).await?;
-    entries.push(entry);
+    merge(&mut entries, entry);
     let start = entries.len().saturating_sub(KEEP);
     let text = serde_json::to_string_pretty(&entries[start..]).expect("entries serialise");
     let archive = archive(&text).map_err(|e| HistoryError::Unreadable(e.to_string()))?;
@@ -72,6 +76,26 @@ pub async fn append(prod: &Engine, container: &str, entry: Entry) -> Result<(), 
     prod.call(format!("to write {DIR}/{FILE} in {container}"), upload).await?;
     Ok(())
 }
+
+fn merge(entries: &mut Vec<Entry>, entry: Entry) {
+    for other in entries.iter_mut() {
+        if other.outcome == RUNNING && (other.started != entry.started || other.by != entry.by) {
+            other.outcome = "interrupted".to_owned();
+            other.error = Some(
+                "the harness running it ended before it could say how (killed?); prod was left as the steps \
+                 recorded here say, and the next deploy repaired it"
+                    .to_owned(),
+            );
+        }
+    }
+    match entries.iter_mut().find(|e| e.started == entry.started && e.by == entry.by) {
+        Some(same) => *same = entry,
+        None => entries.push(entry),
+    }
+}
+
+/// The outcome of a deploy recorded when it starts.
+pub const RUNNING: &str = "running";
 
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
@@ -138,6 +162,11 @@ mod tests {
             }],
         };
         let text = serde_json::to_string(&vec![entry.clone()]).unwrap();
+        let mut entries = vec![Entry { outcome: RUNNING.into(), by: "killed one".into(), ..entry.clone() }];
+        merge(&mut entries, Entry { outcome: RUNNING.into(), ..entry.clone() });
+        merge(&mut entries, entry.clone());
+        let outcomes: Vec<&str> = entries.iter().map(|e| e.outcome.as_str()).collect();
+        assert_eq!(outcomes, ["interrupted", "succeeded"], "a run's start is replaced by its end");
         let back: Vec<Entry> = serde_json::from_str(&file_in(&archive(&text).unwrap()).unwrap()).unwrap();
         assert_eq!(back, [entry]);
         assert!(now().ends_with('Z') && now().len() == 20, "{}", now());

@@ -98,7 +98,13 @@ async fn run(
             Some(live) => observe::release_of(prod, &names.colour(live)).await?,
             None => None,
         };
-        planned = Some((plan.clone(), previous));
+        planned = Some((plan.clone(), previous.clone()));
+        if observed.history {
+            let entry = entry(kind, &started_at, &plan, previous, history::RUNNING, None, Vec::new());
+            if let Err(e) = history::record(prod, &names.history, entry).await {
+                reporter.warn(format!("could not record this {kind}'s start in prod's history: {e:#}"));
+            }
+        }
         executor.apply(&plan).await?;
         let serving = plan.target.or(observed.live()).map(|colour| names.colour(colour)).unwrap_or_default();
         let previous = if plan.is_noop() { None } else { observed.live().map(|colour| names.colour(colour)) };
@@ -114,24 +120,15 @@ async fn run(
     // The record, once prod was observed (a deploy refused before has
     // nothing to tell); then the lock goes, whatever happened.
     if let Some((plan, previous)) = planned {
-        let entry = history::Entry {
-            kind: kind.to_owned(),
-            by: who(),
-            started: started_at,
-            duration_ms: crate::runner::millis(started.elapsed()),
-            release: plan.release.clone(),
-            colour: plan.target.map(|c| c.name().to_owned()),
-            previous,
-            outcome: match (&result, plan.is_noop()) {
-                (Err(_), _) => "failed",
-                (Ok(_), true) => "unchanged",
-                (Ok(_), false) => "succeeded",
-            }
-            .to_owned(),
-            error: result.as_ref().err().map(|e| format!("{e:#}")),
-            steps: executor.records(),
+        let outcome = match (&result, plan.is_noop()) {
+            (Err(_), _) => "failed",
+            (Ok(_), true) => "unchanged",
+            (Ok(_), false) => "succeeded",
         };
-        if let Err(e) = history::append(prod, &names.history, entry).await {
+        let error = result.as_ref().err().map(|e| format!("{e:#}"));
+        let mut entry = entry(kind, &started_at, &plan, previous, outcome, error, executor.records());
+        entry.duration_ms = crate::runner::millis(started.elapsed());
+        if let Err(e) = history::record(prod, &names.history, entry).await {
             reporter.warn(format!("could not record this {kind} in prod's history: {e:#}"));
         }
     }
@@ -139,6 +136,30 @@ async fn run(
         reporter.warn(format!("could not release the deploy lock: {e:#}"));
     }
     result
+}
+
+/// A history entry of this run.
+fn entry(
+    kind: &str,
+    started: &str,
+    plan: &DeployPlan,
+    previous: Option<Release>,
+    outcome: &str,
+    error: Option<String>,
+    steps: Vec<crate::runner::StepRecord>,
+) -> history::Entry {
+    history::Entry {
+        kind: kind.to_owned(),
+        by: who(),
+        started: started.to_owned(),
+        duration_ms: 0,
+        release: plan.release.clone(),
+        colour: plan.target.map(|c| c.name().to_owned()),
+        previous,
+        outcome: outcome.to_owned(),
+        error,
+        steps,
+    }
 }
 
 /// `harness rollback`: back to the release before the live one (the
