@@ -737,3 +737,91 @@ async fn books_written_before_a_deploy_are_all_there_after_it() {
     assert!(missing.is_empty(), "books not read back as written after the deploy: {missing:?}");
     assert!(not_removed.is_empty(), "books not removed: {not_removed:?}");
 }
+
+/// The last entry of prod's history, as `harness history --json` gives it.
+async fn last_history_entry() -> Value {
+    let history = harness(&["history", "--json"]).await;
+    assert_eq!(history.code, Some(0), "harness history --json:\n{}", history.stderr);
+    let entries: Vec<Value> = serde_json::from_str(&history.stdout)
+        .unwrap_or_else(|e| panic!("harness history --json is not a list of entries ({e}):\n{}", history.stdout));
+    entries.last().cloned().expect("the history has entries")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_release_that_fails_its_checks_before_the_switch_is_never_switched_to() {
+    let _prod = common::prod_lock().await;
+    let (a, b) = releases().await;
+    make_live(&a).await;
+    let prod = Lab::load().prod_docker().await;
+    let (live, _) = colours(&prod).await;
+    // A user's book on one of the checks' reserved ids: the checks refuse
+    // to write over it, so the new colour's checks fail before the switch.
+    let mut book = PlantedBook::put(2_147_483_102).await;
+
+    let load = common::load::start(&format!("{}/version", prod_url()), 2, Duration::from_millis(5));
+    let run = deploy(&b.image, &[], &[]).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let load = load.stop().await;
+    let kept = book.fetch().await;
+    let removed = book.remove().await;
+    let last = last_history_entry().await;
+
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(run.stderr.contains("with the preview header"), "it failed before the switch:\n{}", run.stderr);
+    assert!(run.stderr.contains("reserved-ids"), "{}", run.stderr);
+    assert_eq!(kept.as_ref(), Some(&book.book), "the user's book on the reserved id is untouched");
+    assert_eq!(removed, 200);
+    assert_eq!(load.failed, 0, "requests failed during the deploy: {load:?}");
+    assert_eq!(load.revisions, std::slice::from_ref(&a.revision), "users only ever saw A: {load:?}");
+    assert_eq!(colours(&prod).await.0, live, "the live colour");
+    assert_eq!(last["outcome"], "failed", "the history says how it ended: {last:#}");
+    assert!(last["error"].as_str().unwrap_or_default().contains("reserved-ids"), "and why: {last:#}");
+    assert_no_lock(&prod).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_post_deploy_hook_switches_users_back() {
+    let _prod = common::prod_lock().await;
+    let (a, b) = releases().await;
+    make_live(&a).await;
+    let prod = Lab::load().prod_docker().await;
+    let (live, idle) = colours(&prod).await;
+
+    // Users already reach B when the hook runs; it refuses the release.
+    let hook = r#"echo "$BOOKS_MS_REVISION on $BOOKS_MS_COLOUR is not wanted" >&2; exit 3"#;
+    let load = common::load::start(&format!("{}/version", prod_url()), 2, Duration::from_millis(5));
+    let run = deploy(&b.image, &[], &[("HARNESS_HOOKS__POST_DEPLOY", hook)]).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let load = load.stop().await;
+    let last = last_history_entry().await;
+
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(run.stderr.contains("post-deploy hook"), "{}", run.stderr);
+    let refusal = format!("{} on {} is not wanted", b.revision, idle.trim_start_matches("books-ms-"));
+    assert!(run.stderr.contains(&refusal), "the hook saw the release: {}", run.stderr);
+    assert_eq!(load.failed, 0, "requests failed while switching and back: {load:?}");
+    assert_eq!(load.revisions.last(), Some(&a.revision), "users are back on A: {load:?}");
+    assert_eq!(prod_revision().await, a.revision);
+    assert_eq!(common::prod::running_colours(&prod).await, [live], "the new colour is gone");
+    assert_eq!(last["outcome"], "failed", "{last:#}");
+    assert_no_lock(&prod).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_pre_deploy_hook_stops_the_deploy_before_prod_changes() {
+    let _prod = common::prod_lock().await;
+    let (a, b) = releases().await;
+    make_live(&a).await;
+    let prod = Lab::load().prod_docker().await;
+    let (_, idle) = colours(&prod).await;
+    let before = common::prod::inspect(&prod, &idle).await.and_then(|c| c.id);
+
+    let run = deploy(&b.image, &[], &[("HARNESS_HOOKS__PRE_DEPLOY", "echo not now >&2; exit 1")]).await;
+
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(run.stderr.contains("pre-deploy hook") && run.stderr.contains("not now"), "{}", run.stderr);
+    assert_eq!(prod_revision().await, a.revision);
+    let after = common::prod::inspect(&prod, &idle).await.and_then(|c| c.id);
+    assert_eq!(after, before, "the idle colour {idle} was not touched");
+    assert_no_lock(&prod).await;
+}

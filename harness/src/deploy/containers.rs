@@ -131,11 +131,28 @@ pub fn spec_of(body: &ContainerCreateBody) -> Option<&str> {
 fn spec(body: &ContainerCreateBody) -> String {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    // serde_json writes a HashMap's keys in no fixed order: go through a
-    // Value, whose maps are sorted.
-    let value = serde_json::to_value(body).map(|v| v.to_string()).unwrap_or_default();
+    let value = serde_json::to_value(body).map(|v| canonical(&v)).unwrap_or_default();
     value.hash(&mut hasher);
     format!("{:016x}", hasher.finish())
+}
+
+/// JSON text with every object's keys in order. serde_json's maps are
+/// sorted only without its `preserve_order` feature, which another crate
+/// of a build can turn on (mongodb's bson does, in `cargo build
+/// --workspace`); then a HashMap's keys come in a new order in every
+/// process, and so would the fingerprint.
+fn canonical(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Object(map) => {
+            let sorted: std::collections::BTreeMap<&String, String> =
+                map.iter().map(|(k, v)| (k, canonical(v))).collect();
+            let fields: Vec<String> =
+                sorted.into_iter().map(|(k, v)| format!("{}:{v}", serde_json::Value::String(k.clone()))).collect();
+            format!("{{{}}}", fields.join(","))
+        }
+        serde_json::Value::Array(items) => format!("[{}]", items.iter().map(canonical).collect::<Vec<_>>().join(",")),
+        other => other.to_string(),
+    }
 }
 
 /// Docker's json-file driver with rotation, so that logs cannot fill
@@ -184,6 +201,16 @@ mod tests {
         moved.prod.app_port += 1;
         moved.prod.memory_mb = Some(256);
         assert_ne!(spec_of(&a), spec_of(&app(&moved, &release("r/a@sha256:1"), &names, Colour::Blue)));
+    }
+
+    #[test]
+    fn the_canonical_text_of_json_does_not_depend_on_the_order_of_its_keys() {
+        let one: serde_json::Value =
+            serde_json::from_str(r#"{"b": {"y": 1, "x": [2, {"q": 1, "p": 2}]}, "a": "s"}"#).unwrap();
+        let other: serde_json::Value =
+            serde_json::from_str(r#"{"a": "s", "b": {"x": [2, {"p": 2, "q": 1}], "y": 1}}"#).unwrap();
+        assert_eq!(canonical(&one), canonical(&other));
+        assert_eq!(canonical(&one), r#"{"a":"s","b":{"x":[2,{"p":2,"q":1}],"y":1}}"#);
     }
 
     #[test]

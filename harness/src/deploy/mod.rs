@@ -100,7 +100,14 @@ async fn run(
         };
         planned = Some((plan.clone(), previous.clone()));
         if observed.history {
-            let entry = entry(kind, &started_at, &plan, previous, history::RUNNING, None, Vec::new());
+            // What it will do, so that a deploy killed outright leaves its plan.
+            let planned = plan.steps.iter().map(|step| crate::runner::StepRecord {
+                name: step.action.to_string(),
+                outcome: crate::runner::Outcome::Skipped,
+                duration_ms: 0,
+                detail: "planned".to_owned(),
+            });
+            let entry = entry(kind, &started_at, &plan, previous, history::RUNNING, None, planned.collect());
             if let Err(e) = history::record(prod, &names.history, entry).await {
                 reporter.warn(format!("could not record this {kind}'s start in prod's history: {e:#}"));
             }
