@@ -1,13 +1,18 @@
-//! `books-bench`: the baseline that `scripts/bench.sh` sets beside books-ms.
+//! `books-bench`: the baseline that `scripts/bench.sh` sets beside books-ms,
+//! and the steady load of `scripts/bench-deploy.sh`.
 //!
 //! It does, directly with the `mongodb` driver, what the service does for
 //! one HTTP request, so the difference between the two is what HTTP, actix
 //! and the service's own code cost. Layout: `load.rs` (the three operations
 //! and the timed run), `probe.rs` (readiness polling and a free port for the
-//! script). Results go to stdout, progress and errors to stderr.
+//! script), `steady.rs` (a steady stream of HTTP requests while a deploy
+//! runs: failures, the longest gap, the revisions seen). Results go to
+//! stdout, progress and errors to stderr.
 //!
 //! Exit codes: 0 success, 1 failure (the database did not answer, a
 //! readiness wait timed out, or some operations failed), 2 usage error.
+//! `steady` reports its failed requests in its JSON and exits 0: they are
+//! the measurement.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -18,6 +23,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod load;
 mod probe;
+mod steady;
 
 #[derive(Parser)]
 #[command(name = "books-bench", version, about)]
@@ -68,6 +74,25 @@ enum Command {
     },
     /// Prints a loopback TCP port that is free now.
     FreePort,
+    /// Requests URL steadily until SIGTERM/SIGINT, --max-seconds or
+    /// --max-requests; prints one line of JSON: requests, failed,
+    /// longest_gap_ms, first_revision, last_revision (from /version's JSON).
+    Steady {
+        /// e.g. http://10.200.0.2:8080/version
+        #[arg(long)]
+        url: String,
+        /// Clients, each with one keep-alive connection and one request in flight.
+        #[arg(long, default_value_t = 2)]
+        connections: usize,
+        /// Each client's pause between an answer and its next request.
+        #[arg(long, default_value_t = 5)]
+        pause_ms: u64,
+        #[arg(long, default_value_t = 300.0)]
+        max_seconds: f64,
+        /// All clients together.
+        #[arg(long, default_value_t = 1_000_000)]
+        max_requests: u64,
+    },
 }
 
 /// The service's three database operations under load.
@@ -142,6 +167,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::FreePort => {
             println!("{}", probe::free_port()?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Steady { url, connections, pause_ms, max_seconds, max_requests } => {
+            anyhow::ensure!(connections > 0, "--connections must be at least 1");
+            anyhow::ensure!(pause_ms <= 60_000, "--pause-ms: at most 60000");
+            let plan = steady::Plan {
+                url,
+                connections,
+                pause: Duration::from_millis(pause_ms),
+                max_duration: secs("--max-seconds", max_seconds)?,
+                max_requests,
+            };
+            let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            let report = runtime.block_on(steady::run(plan))?;
+            println!("{}", serde_json::to_string(&report)?);
             Ok(ExitCode::SUCCESS)
         }
     }
