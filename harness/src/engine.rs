@@ -100,6 +100,55 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// The text of the file `dir/name` in a container (running or not, its
+    /// volumes included); None when there is no such file.
+    pub async fn read_file(&self, container: &str, dir: &str, name: &str) -> anyhow::Result<Option<String>> {
+        use futures_util::TryStreamExt;
+        let path = format!("{dir}/{name}");
+        let options = bollard::query_parameters::DownloadFromContainerOptionsBuilder::default().path(&path).build();
+        let download =
+            self.docker.download_from_container(container, Some(options)).try_fold(Vec::new(), |mut all, c| {
+                all.extend_from_slice(&c);
+                async move { Ok(all) }
+            });
+        let archive = match self.call(format!("for {path} in {container}"), download).await {
+            Ok(archive) => archive,
+            Err(e) if e.status() == Some(404) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let mut entries = tar::Archive::new(&archive[..]);
+        for entry in entries.entries().with_context(|| format!("{path} in {container}: not a tar archive"))? {
+            let mut entry = entry?;
+            if entry.path()?.file_name().is_some_and(|n| n == name) {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut entry, &mut text).with_context(|| format!("reading {path}"))?;
+                return Ok(Some(text));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Writes `files` (name, text) into `dir` of a container (running or
+    /// not), each whole.
+    pub async fn write_files(&self, container: &str, dir: &str, files: &[(&str, &str)]) -> anyhow::Result<()> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, text) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(text.len() as u64);
+            header.set_mode(0o644);
+            header.set_mtime(0);
+            builder.append_data(&mut header, name, text.as_bytes())?;
+        }
+        let archive = builder.into_inner()?;
+        let options = bollard::query_parameters::UploadToContainerOptionsBuilder::default().path(dir).build();
+        let upload = self.docker.upload_to_container(container, Some(options), bollard::body_full(archive.into()));
+        let names: Vec<&str> = files.iter().map(|(name, _)| *name).collect();
+        self.call(format!("to write {} in {dir} of {container}", names.join(" and ")), upload).await?;
+        Ok(())
+    }
+}
+
 /// The local engine, where images are built and pushed from.
 pub async fn cd() -> anyhow::Result<Engine> {
     let docker =

@@ -11,7 +11,7 @@ use bollard::auth::DockerCredentials;
 use bollard::models::{HealthStatusEnum, NetworkCreateRequest, VolumeCreateRequest};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+    StopContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 
@@ -253,10 +253,8 @@ impl<'a> Executor<'a> {
     /// the file when it starts.
     async fn route(&self, name: &str, routing: &Routing, apply: bool) -> anyhow::Result<()> {
         let config = proxy::render(routing, |colour| self.names.colour(colour));
-        let archive = proxy::archive(&config, &proxy::map(routing)).context("making the configuration's archive")?;
-        let options = UploadToContainerOptionsBuilder::default().path(proxy::CONFIG_DIR).build();
-        let upload = self.prod.docker.upload_to_container(name, Some(options), bollard::body_full(archive.into()));
-        self.prod.call(format!("to write {}/{} in {name}", proxy::CONFIG_DIR, proxy::CONFIG_FILE), upload).await?;
+        let files = [(proxy::CONFIG_FILE, config.as_str()), (proxy::MAP_FILE, &proxy::map(routing))];
+        self.prod.write_files(name, proxy::CONFIG_DIR, &files).await?;
         if !apply {
             return Ok(());
         }

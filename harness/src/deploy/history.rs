@@ -8,11 +8,9 @@
 //! and is reached through prod's Docker API like everything else. Written
 //! under the deploy lock; the last [`KEEP`] entries are kept.
 
-use bollard::query_parameters::{DownloadFromContainerOptionsBuilder, UploadToContainerOptionsBuilder};
-use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{Engine, EngineError};
+use crate::engine::Engine;
 use crate::release::Release;
 use crate::runner::StepRecord;
 
@@ -45,19 +43,8 @@ pub struct Entry {
 
 /// The entries on prod, oldest first; none before the first deploy.
 pub async fn read(prod: &Engine, container: &str) -> Result<Vec<Entry>, HistoryError> {
-    let path = format!("{DIR}/{FILE}");
-    let options = DownloadFromContainerOptionsBuilder::default().path(&path).build();
-    let download = prod.docker.download_from_container(container, Some(options)).try_fold(Vec::new(), |mut all, c| {
-        all.extend_from_slice(&c);
-        async move { Ok(all) }
-    });
-    let archive = match prod.call(format!("for {path} in {container}"), download).await {
-        Ok(archive) => archive,
-        Err(e) if e.status() == Some(404) => return Ok(Vec::new()),
-        Err(e) => return Err(e.into()),
-    };
-    let text = file_in(&archive).map_err(|e| HistoryError::Unreadable(format!("{path}: {e}")))?;
-    serde_json::from_str(&text).map_err(|e| HistoryError::Unreadable(format!("{path} is not a history: {e}")))
+    let Some(text) = prod.read_file(container, DIR, FILE).await? else { return Ok(Vec::new()) };
+    serde_json::from_str(&text).map_err(|e| HistoryError::Unreadable(format!("{DIR}/{FILE} is not a history: {e}")))
 }
 
 /// Adds `entry`, or replaces the one of the same run (same `started` and
@@ -70,10 +57,7 @@ pub async fn record(prod: &Engine, container: &str, entry: Entry) -> Result<(), 
     merge(&mut entries, entry);
     let start = entries.len().saturating_sub(KEEP);
     let text = serde_json::to_string_pretty(&entries[start..]).expect("entries serialise");
-    let archive = archive(&text).map_err(|e| HistoryError::Unreadable(e.to_string()))?;
-    let options = UploadToContainerOptionsBuilder::default().path(DIR).build();
-    let upload = prod.docker.upload_to_container(container, Some(options), bollard::body_full(archive.into()));
-    prod.call(format!("to write {DIR}/{FILE} in {container}"), upload).await?;
+    prod.write_files(container, DIR, &[(FILE, &text)]).await?;
     Ok(())
 }
 
@@ -100,32 +84,9 @@ pub const RUNNING: &str = "running";
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
     #[error(transparent)]
-    Engine(#[from] EngineError),
+    Prod(#[from] anyhow::Error),
     #[error("the history on prod cannot be read: {0}")]
     Unreadable(String),
-}
-
-fn archive(text: &str) -> std::io::Result<Vec<u8>> {
-    let mut builder = tar::Builder::new(Vec::new());
-    let mut header = tar::Header::new_gnu();
-    header.set_size(text.len() as u64);
-    header.set_mode(0o644);
-    header.set_mtime(0);
-    builder.append_data(&mut header, FILE, text.as_bytes())?;
-    builder.into_inner()
-}
-
-fn file_in(archive: &[u8]) -> std::io::Result<String> {
-    let mut entries = tar::Archive::new(archive);
-    for entry in entries.entries()? {
-        let mut entry = entry?;
-        if entry.path()?.file_name().is_some_and(|n| n == FILE) {
-            let mut text = String::new();
-            std::io::Read::read_to_string(&mut entry, &mut text)?;
-            return Ok(text);
-        }
-    }
-    Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("no {FILE} in the archive")))
 }
 
 /// Now, RFC 3339 in UTC, to the second.
@@ -143,7 +104,7 @@ mod tests {
     use crate::runner::Outcome;
 
     #[test]
-    fn the_history_travels_in_a_tar_and_back() {
+    fn a_runs_start_is_replaced_by_its_end_and_another_running_one_is_interrupted() {
         let entry = Entry {
             kind: "deploy".into(),
             by: "harness pid 1 on cd".into(),
@@ -161,14 +122,14 @@ mod tests {
                 detail: String::new(),
             }],
         };
-        let text = serde_json::to_string(&vec![entry.clone()]).unwrap();
         let mut entries = vec![Entry { outcome: RUNNING.into(), by: "killed one".into(), ..entry.clone() }];
         merge(&mut entries, Entry { outcome: RUNNING.into(), ..entry.clone() });
         merge(&mut entries, entry.clone());
         let outcomes: Vec<&str> = entries.iter().map(|e| e.outcome.as_str()).collect();
         assert_eq!(outcomes, ["interrupted", "succeeded"], "a run's start is replaced by its end");
-        let back: Vec<Entry> = serde_json::from_str(&file_in(&archive(&text).unwrap()).unwrap()).unwrap();
-        assert_eq!(back, [entry]);
+        let text = serde_json::to_string(&entries).unwrap();
+        let back: Vec<Entry> = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, entries);
         assert!(now().ends_with('Z') && now().len() == 20, "{}", now());
     }
 }

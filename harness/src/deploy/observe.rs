@@ -8,9 +8,6 @@ use bollard::models::{ContainerInspectResponse, ContainerSummary, HealthStatusEn
 use bollard::query_parameters::ListContainersOptionsBuilder;
 use serde::Serialize;
 
-use bollard::query_parameters::DownloadFromContainerOptionsBuilder;
-use futures_util::TryStreamExt;
-
 use super::actions::{Container, Observed, ProxyState};
 use super::names::*;
 use super::proxy::{self, Colour, Routing};
@@ -19,7 +16,7 @@ use crate::release::Release;
 
 /// The network, the volume, and each container of the deploy by its name;
 /// the proxy's routing read back from its configuration.
-pub async fn observe(prod: &Engine, names: &Names) -> Result<Observed, EngineError> {
+pub async fn observe(prod: &Engine, names: &Names) -> anyhow::Result<Observed> {
     let network = found(
         prod.call(format!("for the network {}", names.network), prod.docker.inspect_network(&names.network, None))
             .await,
@@ -71,17 +68,9 @@ pub async fn observe(prod: &Engine, names: &Names) -> Result<Observed, EngineErr
 
 /// What the proxy's configuration file routes where; None when it has none
 /// the harness wrote.
-pub async fn routing_file(prod: &Engine, name: &str) -> Result<Option<Routing>, EngineError> {
-    let path = format!("{}/{}", proxy::CONFIG_DIR, proxy::CONFIG_FILE);
-    let options = DownloadFromContainerOptionsBuilder::default().path(&path).build();
-    let download = prod.docker.download_from_container(name, Some(options)).try_fold(Vec::new(), |mut all, chunk| {
-        all.extend_from_slice(&chunk);
-        async move { Ok(all) }
-    });
-    let Some(archive) = found(prod.call(format!("for {path} in {name}"), download).await)? else {
-        return Ok(None);
-    };
-    Ok(proxy::from_archive(&archive).ok().and_then(|text| proxy::parse(&text)))
+pub async fn routing_file(prod: &Engine, name: &str) -> anyhow::Result<Option<Routing>> {
+    let text = prod.read_file(name, proxy::CONFIG_DIR, proxy::CONFIG_FILE).await?;
+    Ok(text.as_deref().and_then(proxy::parse))
 }
 
 /// The release a colour's container runs, from its labels.

@@ -232,35 +232,6 @@ pub fn parse(config: &str) -> Option<Routing> {
     serde_json::from_str(state).ok()
 }
 
-/// A tar archive of the configuration and the map, to upload into
-/// [`CONFIG_DIR`].
-pub fn archive(config: &str, map: &str) -> std::io::Result<Vec<u8>> {
-    let mut builder = tar::Builder::new(Vec::new());
-    for (name, text) in [(CONFIG_FILE, config), (MAP_FILE, map)] {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(text.len() as u64);
-        header.set_mode(0o644);
-        header.set_mtime(0);
-        builder.append_data(&mut header, name, text.as_bytes())?;
-    }
-    builder.into_inner()
-}
-
-/// The configuration file out of the archive a download from the proxy
-/// container gives.
-pub fn from_archive(archive: &[u8]) -> std::io::Result<String> {
-    let mut entries = tar::Archive::new(archive);
-    for entry in entries.entries()? {
-        let mut entry = entry?;
-        if entry.path()?.file_name().is_some_and(|n| n == CONFIG_FILE) {
-            let mut text = String::new();
-            std::io::Read::read_to_string(&mut entry, &mut text)?;
-            return Ok(text);
-        }
-    }
-    Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("no {CONFIG_FILE} in the archive")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,14 +308,6 @@ mod tests {
     fn a_file_the_harness_did_not_write_has_no_state() {
         assert_eq!(parse("global\n"), None);
         assert_eq!(parse(""), None);
-    }
-
-    #[test]
-    fn the_configuration_travels_in_a_tar_and_back() {
-        let routing = Routing { live: Some(Colour::Green), preview: None };
-        let config = render(&routing, name);
-        assert_eq!(from_archive(&archive(&config, &map(&routing)).unwrap()).unwrap(), config);
-        assert!(from_archive(&[]).is_err());
     }
 
     #[test]
