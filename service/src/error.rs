@@ -56,6 +56,7 @@ impl ApiError {
             ApiError::FileNotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Database(RepositoryError::Other(_)) | ApiError::Internal(_) => "internal",
+            ApiError::Database(RepositoryError::OutcomeUnknown(_)) => "write_outcome_unknown",
             ApiError::Database(_) => "database_unavailable",
         }
     }
@@ -82,6 +83,11 @@ impl ResponseError for ApiError {
         let message = match self {
             ApiError::Database(RepositoryError::Other(_)) | ApiError::Internal(_) => {
                 "internal error; see the service's logs".to_owned()
+            }
+            ApiError::Database(RepositoryError::OutcomeUnknown(_)) => {
+                "the database did not confirm the write, which may have been applied: a PUT is safe to retry (it \
+                 replaces the whole book); after a DELETE, GET the book to see whether it is gone"
+                    .to_owned()
             }
             ApiError::Database(_) => "the database is unavailable; try again shortly".to_owned(),
             other => other.to_string(),

@@ -21,6 +21,10 @@ pub enum RepositoryError {
     Unavailable(#[source] MongoError),
     #[error("the database did not answer within {0:?}")]
     TimedOut(Duration),
+    /// A write was sent and no answer came: it may have been applied. Never
+    /// reported as "nothing was written".
+    #[error("the database did not confirm the write ({0}); it may have been applied")]
+    OutcomeUnknown(String),
     #[error("database error")]
     Other(#[source] MongoError),
 }
@@ -101,6 +105,24 @@ impl BookRepository {
         }
     }
 
+    /// A write, bounded like [`Self::bounded`]; once it may have reached the
+    /// server (anything but a failed server selection), a failure is an
+    /// unknown outcome, not an unavailable database.
+    async fn bounded_write<T>(
+        &self,
+        op: impl std::future::IntoFuture<Output = Result<T, MongoError>>,
+    ) -> Result<T, RepositoryError> {
+        match self.bounded(op).await {
+            Err(RepositoryError::TimedOut(deadline)) => {
+                Err(RepositoryError::OutcomeUnknown(format!("no answer within {deadline:?}")))
+            }
+            Err(RepositoryError::Unavailable(e)) if !matches!(*e.kind, ErrorKind::ServerSelection { .. }) => {
+                Err(RepositoryError::OutcomeUnknown(e.to_string()))
+            }
+            other => other,
+        }
+    }
+
     /// Is the database answering?
     #[tracing::instrument(skip(self))]
     pub async fn ping(&self) -> Result<(), RepositoryError> {
@@ -115,13 +137,13 @@ impl BookRepository {
     /// Inserts the book or replaces the whole stored document.
     #[tracing::instrument(skip(self, book), fields(id = %book.id))]
     pub async fn upsert(&self, book: &Book) -> Result<(), RepositoryError> {
-        self.bounded(self.books.replace_one(doc! { "_id": book.id.get() }, book).upsert(true)).await.map(|_| ())
+        self.bounded_write(self.books.replace_one(doc! { "_id": book.id.get() }, book).upsert(true)).await.map(|_| ())
     }
 
     /// Removes the book and returns what was stored, if it existed.
     #[tracing::instrument(skip(self))]
     pub async fn delete(&self, id: BookId) -> Result<Option<Book>, RepositoryError> {
-        self.bounded(self.books.find_one_and_delete(doc! { "_id": id.get() })).await
+        self.bounded_write(self.books.find_one_and_delete(doc! { "_id": id.get() })).await
     }
 
     /// The summaries of a page of books, ordered by `_id`, streamed from the

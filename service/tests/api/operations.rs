@@ -48,6 +48,33 @@ async fn with_the_database_down_the_service_starts_and_answers_503_quickly() {
 }
 
 #[tokio::test]
+async fn a_write_the_database_never_confirms_is_an_unknown_outcome_not_a_refusal() {
+    // Arrange: a database of this test's own, frozen once the service is
+    // connected to it, so that the next write is sent and never answered.
+    let container = start_db_container(None).await;
+    let uri = db_uri(&container).await;
+    wait_for_db(&uri).await;
+    let app = spawn_app_with(AppOptions { db_uri: Some(uri), ..Default::default() }).await;
+    assert_eq!(app.put_json(&book(1, "Before", "A", "")).await.status(), 200);
+    container.pause().await.expect("pause the database");
+
+    // Act
+    let started = Instant::now();
+    let response = app.put_json(&book(1, "During", "A", "")).await;
+    let took = started.elapsed();
+    container.unpause().await.expect("unpause the database");
+
+    // Assert: not "unavailable" (which promises nothing was written), but
+    // an outcome the client must treat as unknown, within the deadline.
+    assert_eq!(response.headers()["retry-after"], "2");
+    let body = assert_error(response, 503, "write_outcome_unknown", None).await;
+    assert!(body["message"].as_str().unwrap().contains("safe to retry"), "{body}");
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    // A retry of the PUT settles it.
+    assert_eq!(app.put_json(&book(1, "During", "A", "")).await.status(), 200);
+}
+
+#[tokio::test]
 async fn readiness_follows_the_database_as_it_stops_and_starts_again() {
     // Arrange: a database of this test's own, on a fixed port so a restart keeps it.
     let container = start_db_container(Some(free_port())).await;
