@@ -35,8 +35,11 @@ pub enum ApiError {
     BookNotFound(BookId),
     #[error("no such file: {0}")]
     FileNotFound(String),
-    #[error("method not allowed here")]
-    MethodNotAllowed,
+    #[error("method not allowed here; allowed: {allow}")]
+    MethodNotAllowed {
+        /// The methods the resource takes, for the `Allow` header (RFC 9110).
+        allow: &'static str,
+    },
     #[error(transparent)]
     Database(#[from] RepositoryError),
     #[error("internal error")]
@@ -54,7 +57,7 @@ impl ApiError {
             ApiError::BadBody(_) => "bad_body",
             ApiError::BookNotFound(_) => "book_not_found",
             ApiError::FileNotFound(_) => "not_found",
-            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::Database(RepositoryError::Other(_)) | ApiError::Internal(_) => "internal",
             ApiError::Database(RepositoryError::OutcomeUnknown(_)) => "write_outcome_unknown",
             ApiError::Database(_) => "database_unavailable",
@@ -69,7 +72,7 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BookNotFound(_) | ApiError::FileNotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Database(RepositoryError::Other(_)) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -99,6 +102,9 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(status);
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response.insert_header(("Retry-After", "2"));
+        }
+        if let ApiError::MethodNotAllowed { allow } = self {
+            response.insert_header(("Allow", *allow));
         }
         response.json(ErrorBody { error: self.code(), message, field })
     }

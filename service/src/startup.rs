@@ -55,13 +55,13 @@ impl Application {
                         .route(web::get().to(routes::list_books))
                         .route(web::put().to(routes::put_book))
                         .route(web::post().to(routes::put_book))
-                        .default_service(web::to(method_not_allowed)),
+                        .default_service(web::to(|| method_not_allowed("GET, PUT, POST, OPTIONS"))),
                 )
                 .service(
                     web::resource("/api/v1/books/_id/{id}")
                         .route(web::get().to(routes::get_book))
                         .route(web::delete().to(routes::delete_book))
-                        .default_service(web::to(method_not_allowed)),
+                        .default_service(web::to(|| method_not_allowed("GET, DELETE, OPTIONS"))),
                 )
                 .default_service(web::to(routes::static_file))
         })
@@ -96,6 +96,6 @@ impl Application {
     }
 }
 
-async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed)
+async fn method_not_allowed(allow: &'static str) -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed { allow })
 }

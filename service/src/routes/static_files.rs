@@ -54,7 +54,7 @@ impl StaticRoot {
 /// Any `GET`/`HEAD` that no API route took.
 pub(crate) async fn static_file(req: HttpRequest, root: web::Data<StaticRoot>) -> Result<HttpResponse, ApiError> {
     if !matches!(*req.method(), actix_web::http::Method::GET | actix_web::http::Method::HEAD) {
-        return Err(ApiError::MethodNotAllowed);
+        return Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" });
     }
     let not_found = || ApiError::FileNotFound(req.path().to_owned());
     let file = root.resolve(req.uri().path()).ok_or_else(not_found)?;

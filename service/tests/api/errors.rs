@@ -139,7 +139,12 @@ async fn bad_paging_parameters_are_400_naming_them() {
 async fn an_unsupported_method_is_405() {
     let app = spawn_app().await;
     let response = app.http.patch(app.url("/api/v1/books")).send().await.unwrap();
+    assert_eq!(response.headers()["allow"], "GET, PUT, POST, OPTIONS", "RFC 9110 asks for Allow with a 405");
     assert_error(response, 405, "method_not_allowed", None).await;
     let response = app.http.put(app.url("/api/v1/books/_id/1")).send().await.unwrap();
+    assert_eq!(response.headers()["allow"], "GET, DELETE, OPTIONS");
+    assert_error(response, 405, "method_not_allowed", None).await;
+    let response = app.http.delete(app.url("/index.html")).send().await.unwrap();
+    assert_eq!(response.headers()["allow"], "GET, HEAD");
     assert_error(response, 405, "method_not_allowed", None).await;
 }
