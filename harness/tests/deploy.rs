@@ -825,3 +825,28 @@ async fn a_failing_pre_deploy_hook_stops_the_deploy_before_prod_changes() {
     assert_eq!(after, before, "the idle colour {idle} was not touched");
     assert_no_lock(&prod).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_release_that_cannot_reach_its_database_is_never_switched_to() {
+    let _prod = common::prod_lock().await;
+    let (a, b) = releases().await;
+    make_live(&a).await;
+    let prod = Lab::load().prod_docker().await;
+    let (live, _) = colours(&prod).await;
+
+    // The database frozen: the new colour turns healthy (its /health does
+    // not ask the database), and its checks through the preview find /ready
+    // answering 503.
+    common::bounded("pausing the database", prod.pause_container("books-ms-db")).await.expect("pause books-ms-db");
+    let run = deploy(&b.image, &[], &[]).await;
+    common::bounded("unpausing the database", prod.unpause_container("books-ms-db")).await.expect("unpause");
+    let last = last_history_entry().await;
+
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(run.stderr.contains("with the preview header"), "it failed before the switch:\n{}", run.stderr);
+    assert!(run.stderr.contains("check `ready` failed") && run.stderr.contains("503"), "{}", run.stderr);
+    assert_eq!(prod_revision().await, a.revision, "users still reach A");
+    assert_eq!(colours(&prod).await.0, live, "the live colour");
+    assert_eq!(last["outcome"], "failed", "{last:#}");
+    assert_no_lock(&prod).await;
+}
