@@ -234,6 +234,8 @@ mod tests {
     #[test]
     fn with_no_configuration_the_defaults_are_the_labs() {
         Jail::expect_with(|jail| {
+            // The user's HARNESS_* variables are not the test's.
+            jail.clear_env();
             let config = Config::load(jail.directory()).unwrap();
             assert_eq!(config.service_repository(), "10.200.0.1:5000/books-ms");
             assert_eq!(config.prod_url().unwrap(), "http://10.200.0.2:8080");
@@ -244,6 +246,8 @@ mod tests {
     #[test]
     fn the_file_then_the_environment_override_the_defaults() {
         Jail::expect_with(|jail| {
+            // The user's HARNESS_* variables are not the test's.
+            jail.clear_env();
             jail.create_file("harness.toml", "[prod]\napp_port = 9000\n[registry]\naddress = \"reg.example:5000\"\n")?;
             jail.set_env("HARNESS_PROD__APP_PORT", "9100");
             let config = Config::load(jail.directory()).unwrap();
@@ -256,6 +260,8 @@ mod tests {
     #[test]
     fn an_unknown_key_is_an_error_naming_it() {
         Jail::expect_with(|jail| {
+            // The user's HARNESS_* variables are not the test's.
+            jail.clear_env();
             jail.create_file("harness.toml", "[prod]\napp_prot = 9000\n")?;
             let err = Config::load(jail.directory()).unwrap_err().to_string();
             assert!(err.contains("app_prot"), "{err}");
@@ -266,6 +272,8 @@ mod tests {
     #[test]
     fn the_password_never_prints() {
         Jail::expect_with(|jail| {
+            // The user's HARNESS_* variables are not the test's.
+            jail.clear_env();
             jail.set_env("HARNESS_REGISTRY__PASSWORD", "hunter2");
             let config = Config::load(jail.directory()).unwrap();
             assert!(config.registry.password.is_some());

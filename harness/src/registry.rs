@@ -401,6 +401,8 @@ mod tests {
     #[test]
     fn the_configuration_comes_before_the_docker_config_file() {
         figment::Jail::expect_with(|jail| {
+            // The user's HARNESS_* variables are not the test's.
+            jail.clear_env();
             let file = jail.directory().join("docker.json");
             std::fs::write(&file, format!(r#"{{"auths": {{"{REGISTRY}": {{"auth": "{}"}}}}}}"#, auth("file:pw")))
                 .unwrap();
@@ -419,6 +421,8 @@ mod tests {
     #[test]
     fn half_of_a_pair_of_credentials_is_an_error() {
         figment::Jail::expect_with(|jail| {
+            // The user's HARNESS_* variables are not the test's.
+            jail.clear_env();
             jail.set_env("HARNESS_REGISTRY__USERNAME", "only-me");
             let config = Config::load(jail.directory()).unwrap();
             assert!(credentials(&config).unwrap_err().to_string().contains("go together"));
