@@ -114,9 +114,4 @@ impl Stream {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         std::mem::take(&mut state.load)
     }
-
-    /// The requests answered so far.
-    pub fn requests(&self) -> u64 {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).load.requests
-    }
 }
