@@ -60,6 +60,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::Database(RepositoryError::Other(_)) | ApiError::Internal(_) => "internal",
             ApiError::Database(RepositoryError::OutcomeUnknown(_)) => "write_outcome_unknown",
+            ApiError::Database(RepositoryError::InvalidStored(_)) => "stored_book_invalid",
             ApiError::Database(_) => "database_unavailable",
         }
     }
@@ -73,7 +74,10 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BookNotFound(_) | ApiError::FileNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Database(RepositoryError::Other(_)) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            // The request was fine and the data is at fault: a server error,
+            // but one that names the document and what is wrong with it.
+            ApiError::Database(RepositoryError::Other(_) | RepositoryError::InvalidStored(_))
+            | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -92,11 +96,15 @@ impl ResponseError for ApiError {
                  replaces the whole book); after a DELETE, GET the book to see whether it is gone"
                     .to_owned()
             }
+            ApiError::Database(RepositoryError::InvalidStored(invalid)) => format!(
+                "{invalid}; it was written by another program: a PUT of the whole book replaces it, a DELETE removes it"
+            ),
             ApiError::Database(_) => "the database is unavailable; try again shortly".to_owned(),
             other => other.to_string(),
         };
         let field = match self {
             ApiError::InvalidBook(e) => e.field_name().map(str::to_owned),
+            ApiError::Database(RepositoryError::InvalidStored(invalid)) => invalid.field().map(str::to_owned),
             _ => None,
         };
         let mut response = HttpResponse::build(status);

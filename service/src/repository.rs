@@ -3,14 +3,14 @@
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
-use mongodb::bson::{doc, Document};
-use mongodb::error::{Error as MongoError, ErrorKind};
+use mongodb::bson::{doc, Bson, Document};
+use mongodb::error::{Error as MongoError, ErrorKind, WriteFailure};
 use mongodb::options::{Acknowledgment, ClientOptions, WriteConcern};
 use mongodb::{Client, Collection, Database};
 use secrecy::ExposeSecret;
 
 use crate::configuration::{DatabaseSettings, WriteAck};
-use crate::domain::{Book, BookId, BookSummary, Page};
+use crate::domain::{Book, BookError, BookId, BookSummary, Page, BOOK_FIELDS};
 
 /// Why a database call failed, as far as a client needs to know.
 #[derive(Debug, thiserror::Error)]
@@ -25,8 +25,37 @@ pub enum RepositoryError {
     /// reported as "nothing was written".
     #[error("the database did not confirm the write ({0}); it may have been applied")]
     OutcomeUnknown(String),
+    /// The stored document is not a book this service can return: another
+    /// program wrote it. Says which document and what is wrong with it.
+    #[error(transparent)]
+    InvalidStored(#[from] InvalidStoredBook),
     #[error("database error")]
     Other(#[source] MongoError),
+}
+
+/// A document in the collection that is not a valid book (a missing title, a
+/// wrong type, a string `_id`...): written by another program, never by us.
+#[derive(Debug, thiserror::Error)]
+#[error("the stored document with _id {id} is not a valid book: {problem}")]
+pub struct InvalidStoredBook {
+    /// The document's `_id` as stored, in relaxed extended JSON (`7`, `"7"`, `7.0`).
+    pub id: String,
+    pub problem: BookError,
+}
+
+impl InvalidStoredBook {
+    /// The field at fault, if one is.
+    pub fn field(&self) -> Option<&str> {
+        self.problem.field_name()
+    }
+}
+
+/// What DELETE found and removed.
+#[derive(Debug)]
+pub enum Removed {
+    Book(Book),
+    /// The document is gone, but it was not a valid book, so it cannot be echoed.
+    Invalid(InvalidStoredBook),
 }
 
 impl From<MongoError> for RepositoryError {
@@ -42,12 +71,68 @@ impl From<MongoError> for RepositoryError {
     }
 }
 
+/// Is this the duplicate-key error (E11000) that two concurrent upserts of a
+/// new `_id` can get (both try to insert, one loses)?
+fn is_duplicate_key(e: &MongoError) -> bool {
+    match &*e.kind {
+        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == 11000,
+        ErrorKind::Command(c) => c.code == 11000,
+        _ => false,
+    }
+}
+
+/// A stored document as a book, checked like a request body (the same rules
+/// and messages). Fields this service does not know are ignored rather than
+/// refused: another program may keep more in the document, and a book can
+/// still be shown without them.
+fn book_from_stored(document: Document) -> Result<Book, InvalidStoredBook> {
+    let id =
+        document.get("_id").cloned().map_or_else(|| "(missing)".to_owned(), |id| id.into_relaxed_extjson().to_string());
+    let known: Document = document.into_iter().filter(|(key, _)| BOOK_FIELDS.contains(&key.as_str())).collect();
+    let serde_json::Value::Object(map) = Bson::Document(known).into_relaxed_extjson() else {
+        unreachable!("a document is a JSON object")
+    };
+    Book::try_from(map).map_err(|problem| InvalidStoredBook { id, problem })
+}
+
+/// The write concern: `DB_W` and `DB_JOURNAL` win, then the URI's, then the
+/// default, `w: majority, j: true`. Each part is decided on its own, so a URI
+/// that sets only `w` keeps the journal (acknowledged means journaled).
+fn write_concern(from_uri: Option<WriteConcern>, settings: &DatabaseSettings) -> WriteConcern {
+    let mut concern = from_uri.unwrap_or_default();
+    concern.journal = settings.journal.or(concern.journal).or(Some(true));
+    concern.w = match &settings.w {
+        Some(WriteAck::Majority) => Some(Acknowledgment::Majority),
+        Some(WriteAck::Nodes(n)) => Some(Acknowledgment::Nodes(*n)),
+        None => concern.w.or(Some(Acknowledgment::Majority)),
+    };
+    concern
+}
+
+/// For a write: once it may have reached the server (anything but a failed
+/// server selection), a failure is an unknown outcome, not an unavailable
+/// database.
+fn unknown_if_sent<T>(result: Result<T, RepositoryError>) -> Result<T, RepositoryError> {
+    match result {
+        Err(RepositoryError::TimedOut(deadline)) => {
+            Err(RepositoryError::OutcomeUnknown(format!("no answer within {deadline:?}")))
+        }
+        Err(RepositoryError::Unavailable(e)) if !matches!(*e.kind, ErrorKind::ServerSelection { .. }) => {
+            Err(RepositoryError::OutcomeUnknown(e.to_string()))
+        }
+        other => other,
+    }
+}
+
 /// Books in one collection. Cheap to clone (the driver's client is an `Arc`).
 #[derive(Clone, Debug)]
 pub struct BookRepository {
     database: Database,
     books: Collection<Book>,
-    summaries: Collection<BookSummary>,
+    /// The same collection read as plain documents: what another program
+    /// wrote there may not be a valid book, and one bad document must not
+    /// fail a list or hide which document is wrong.
+    documents: Collection<Document>,
     /// A deadline for a whole operation, in case the server accepts the
     /// connection but never answers (server selection alone does not bound it).
     deadline: Duration,
@@ -70,26 +155,13 @@ impl BookRepository {
         options.connect_timeout.get_or_insert(settings.timeout);
         // A write is acknowledged to the client only once the database has it
         // in its journal, unless configured otherwise.
-        let mut write_concern = options
-            .write_concern
-            .take()
-            .unwrap_or_else(|| WriteConcern::builder().w(Acknowledgment::Majority).journal(true).build());
-        if let Some(journal) = settings.journal {
-            write_concern.journal = Some(journal);
-        }
-        if let Some(w) = &settings.w {
-            write_concern.w = Some(match w {
-                WriteAck::Majority => Acknowledgment::Majority,
-                WriteAck::Nodes(n) => Acknowledgment::Nodes(*n),
-            });
-        }
-        options.write_concern = Some(write_concern);
+        options.write_concern = Some(write_concern(options.write_concern.take(), settings));
 
         let client = Client::with_options(options)?;
         let database = client.database(&settings.database_name);
         Ok(BookRepository {
             books: database.collection(&settings.collection),
-            summaries: database.collection(&settings.collection),
+            documents: database.collection(&settings.collection),
             database,
             deadline: settings.timeout * 3,
         })
@@ -105,22 +177,12 @@ impl BookRepository {
         }
     }
 
-    /// A write, bounded like [`Self::bounded`]; once it may have reached the
-    /// server (anything but a failed server selection), a failure is an
-    /// unknown outcome, not an unavailable database.
+    /// A write, bounded like [`Self::bounded`]; see [`unknown_if_sent`].
     async fn bounded_write<T>(
         &self,
         op: impl std::future::IntoFuture<Output = Result<T, MongoError>>,
     ) -> Result<T, RepositoryError> {
-        match self.bounded(op).await {
-            Err(RepositoryError::TimedOut(deadline)) => {
-                Err(RepositoryError::OutcomeUnknown(format!("no answer within {deadline:?}")))
-            }
-            Err(RepositoryError::Unavailable(e)) if !matches!(*e.kind, ErrorKind::ServerSelection { .. }) => {
-                Err(RepositoryError::OutcomeUnknown(e.to_string()))
-            }
-            other => other,
-        }
+        unknown_if_sent(self.bounded(op).await)
     }
 
     /// Is the database answering?
@@ -129,27 +191,56 @@ impl BookRepository {
         self.bounded(self.database.run_command(doc! { "ping": 1 })).await.map(|_| ())
     }
 
+    /// The book, if one is stored under `id`; a stored document that is not
+    /// a valid book is [`RepositoryError::InvalidStored`], naming what is wrong.
     #[tracing::instrument(skip(self))]
     pub async fn get(&self, id: BookId) -> Result<Option<Book>, RepositoryError> {
-        self.bounded(self.books.find_one(doc! { "_id": id.get() })).await
+        match self.bounded(self.documents.find_one(doc! { "_id": id.get() })).await? {
+            Some(document) => Ok(Some(book_from_stored(document)?)),
+            None => Ok(None),
+        }
     }
 
     /// Inserts the book or replaces the whole stored document.
     #[tracing::instrument(skip(self, book), fields(id = %book.id))]
     pub async fn upsert(&self, book: &Book) -> Result<(), RepositoryError> {
-        self.bounded_write(self.books.replace_one(doc! { "_id": book.id.get() }, book).upsert(true)).await.map(|_| ())
+        let upsert = || self.books.replace_one(doc! { "_id": book.id.get() }, book).upsert(true);
+        let result = match self.bounded(upsert()).await {
+            // Two upserts of a new `_id` at once can both try to insert it,
+            // and the loser gets E11000 (MongoDB retries only some cases by
+            // itself). The document exists now, so a second try replaces it;
+            // once is enough, since nothing can make it missing-then-inserted
+            // twice over without a DELETE, which the client races anyway.
+            Err(RepositoryError::Other(e)) if is_duplicate_key(&e) => {
+                tracing::info!(error = %e, "duplicate key on upsert, a concurrent upsert inserted first; retrying once");
+                self.bounded(upsert()).await
+            }
+            other => other,
+        };
+        unknown_if_sent(result).map(|_| ())
     }
 
-    /// Removes the book and returns what was stored, if it existed.
+    /// Removes the book and returns what was stored, if it existed. A stored
+    /// document that was not a valid book is removed too (DELETE is how a
+    /// client gets rid of it), and reported as such.
     #[tracing::instrument(skip(self))]
-    pub async fn delete(&self, id: BookId) -> Result<Option<Book>, RepositoryError> {
-        self.bounded_write(self.books.find_one_and_delete(doc! { "_id": id.get() })).await
+    pub async fn delete(&self, id: BookId) -> Result<Option<Removed>, RepositoryError> {
+        let removed = self.bounded_write(self.documents.find_one_and_delete(doc! { "_id": id.get() })).await?;
+        Ok(removed.map(|document| match book_from_stored(document) {
+            Ok(book) => Removed::Book(book),
+            Err(invalid) => Removed::Invalid(invalid),
+        }))
     }
 
     /// The summaries of a page of books, ordered by `_id`, streamed from the
     /// cursor batch by batch: never the whole collection in memory. The first
     /// batch is fetched before this returns, so an unreachable database is an
     /// error here, before any response is started.
+    ///
+    /// A stored document that is not a valid book is skipped and logged with
+    /// its `_id` and what is wrong: one bad document written by another
+    /// program must not take the list away from everyone. (A page may then
+    /// hold fewer than `limit` books; paging with `after` still works.)
     #[tracing::instrument(skip(self))]
     pub async fn list(
         &self,
@@ -160,7 +251,7 @@ impl BookRepository {
             None => doc! {},
         };
         let mut find =
-            self.summaries.find(filter).projection(summary_projection()).sort(doc! { "_id": 1 }).batch_size(256);
+            self.documents.find(filter).projection(summary_projection()).sort(doc! { "_id": 1 }).batch_size(256);
         if let Some(limit) = page.limit {
             find = find.limit(i64::from(limit));
         }
@@ -169,11 +260,102 @@ impl BookRepository {
         // Each further batch is a round trip too: bound the wait for every item.
         Ok(futures_util::stream::unfold(Some(cursor), move |cursor| async move {
             let mut cursor = cursor?;
-            match tokio::time::timeout(deadline, cursor.next()).await {
-                Ok(Some(item)) => Some((item.map_err(RepositoryError::from), Some(cursor))),
-                Ok(None) => None,
-                Err(_) => Some((Err(RepositoryError::TimedOut(deadline)), None)),
+            loop {
+                match tokio::time::timeout(deadline, cursor.next()).await {
+                    Ok(Some(Ok(document))) => match book_from_stored(document) {
+                        Ok(book) => {
+                            let summary = BookSummary { id: book.id, title: book.title, author: book.author };
+                            return Some((Ok(summary), Some(cursor)));
+                        }
+                        Err(invalid) => {
+                            tracing::warn!(
+                                id = %invalid.id,
+                                error = %invalid,
+                                "a stored document is not a valid book; left out of the list"
+                            );
+                        }
+                    },
+                    // The stream ends after an error: the response is cut short.
+                    Ok(Some(Err(e))) => return Some((Err(RepositoryError::from(e)), None)),
+                    Ok(None) => return None,
+                    Err(_) => return Some((Err(RepositoryError::TimedOut(deadline)), None)),
+                }
             }
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::SecretString;
+
+    fn settings(uri: &str, journal: Option<bool>, w: Option<WriteAck>) -> DatabaseSettings {
+        DatabaseSettings {
+            uri: SecretString::from(uri.to_owned()),
+            database_name: "books".to_owned(),
+            collection: "books".to_owned(),
+            timeout: Duration::from_secs(2),
+            journal,
+            w,
+        }
+    }
+
+    /// The write concern `connect` would use for this URI and these settings.
+    async fn concern(uri: &str, journal: Option<bool>, w: Option<WriteAck>) -> WriteConcern {
+        let options = ClientOptions::parse(uri).await.expect("a valid URI");
+        write_concern(options.write_concern, &settings(uri, journal, w))
+    }
+
+    #[tokio::test]
+    async fn a_uri_that_sets_only_w_keeps_the_journal() {
+        let wc = concern("mongodb://db:27017/?w=1", None, None).await;
+        assert_eq!(wc.w, Some(Acknowledgment::Nodes(1)));
+        assert_eq!(wc.journal, Some(true));
+    }
+
+    #[tokio::test]
+    async fn without_any_setting_writes_are_majority_and_journaled() {
+        let wc = concern("mongodb://db:27017", None, None).await;
+        assert_eq!(wc.w, Some(Acknowledgment::Majority));
+        assert_eq!(wc.journal, Some(true));
+    }
+
+    #[tokio::test]
+    async fn an_explicit_choice_in_the_uri_or_the_settings_is_kept() {
+        let wc = concern("mongodb://db:27017/?journal=false&wtimeoutMS=500", None, None).await;
+        assert_eq!((wc.w, wc.journal), (Some(Acknowledgment::Majority), Some(false)));
+        assert_eq!(wc.w_timeout, Some(Duration::from_millis(500)));
+        // DB_W and DB_JOURNAL win over the URI.
+        let wc = concern("mongodb://db:27017/?w=1&journal=true", Some(false), Some(WriteAck::Majority)).await;
+        assert_eq!((wc.w, wc.journal), (Some(Acknowledgment::Majority), Some(false)));
+        let wc = concern("mongodb://db:27017/?w=majority", None, Some(WriteAck::Nodes(2))).await;
+        assert_eq!((wc.w, wc.journal), (Some(Acknowledgment::Nodes(2)), Some(true)));
+    }
+
+    fn stored(document: Document) -> Result<Book, InvalidStoredBook> {
+        book_from_stored(document)
+    }
+
+    #[test]
+    fn a_valid_stored_document_is_a_book_and_unknown_stored_fields_are_ignored() {
+        let book = stored(doc! { "_id": 7_i64, "title": "T", "author": "A", "isbn": "978" }).unwrap();
+        assert_eq!((book.id.get(), book.title.as_str(), book.description.as_str()), (7, "T", ""));
+    }
+
+    #[test]
+    fn an_invalid_stored_document_names_its_id_and_the_field_at_fault() {
+        let cases = [
+            (doc! { "_id": 1, "author": "A" }, "1", "title"),
+            (doc! { "_id": 2, "title": 42, "author": "A" }, "2", "title"),
+            (doc! { "_id": "3", "title": "T", "author": "A" }, "\"3\"", "_id"),
+            (doc! { "_id": 4.0, "title": "T", "author": "A" }, "4.0", "_id"),
+            (doc! { "_id": 5, "title": "T", "author": "A", "description": 5 }, "5", "description"),
+        ];
+        for (document, id, field) in cases {
+            let err = stored(document).unwrap_err();
+            assert_eq!((err.id.as_str(), err.field()), (id, Some(field)), "{err}");
+            assert!(err.to_string().contains(field), "{err}");
+        }
     }
 }

@@ -10,7 +10,7 @@ use utoipa::IntoParams;
 
 use crate::domain::{Book, BookId, BookSummary, Page};
 use crate::error::{ApiError, ErrorBody};
-use crate::repository::BookRepository;
+use crate::repository::{BookRepository, Removed};
 
 /// A book is a few KB; 256 KiB leaves room for a long description and stops
 /// a client from making the service buffer megabytes.
@@ -77,6 +77,8 @@ pub(crate) async fn list_books(req: HttpRequest, repo: web::Data<BookRepository>
         (status = 200, description = "The book", body = Book),
         (status = 400, description = "The id is not an integer", body = ErrorBody),
         (status = 404, description = "No book has this id", body = ErrorBody),
+        (status = 500, description = "`stored_book_invalid`: the stored document is not a valid book (written by \
+            another program); the message says what is wrong and `field` names the field", body = ErrorBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody),
     )
 )]
@@ -123,6 +125,7 @@ pub(crate) async fn put_book(
     params(("id" = i32, Path, description = "The book's _id")),
     responses(
         (status = 200, description = "The removed book", body = Book),
+        (status = 204, description = "Removed a stored document that was not a valid book (nothing to echo)"),
         (status = 400, description = "The id is not an integer", body = ErrorBody),
         (status = 404, description = "No book has this id", body = ErrorBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody),
@@ -134,9 +137,16 @@ pub(crate) async fn delete_book(
     repo: web::Data<BookRepository>,
 ) -> Result<HttpResponse, ApiError> {
     let id = BookId::parse_str("_id", &path)?;
-    let book = repo.delete(id).await?.ok_or(ApiError::BookNotFound(id))?;
-    tracing::info!(%id, "book removed");
-    Ok(HttpResponse::Ok().json(book))
+    match repo.delete(id).await?.ok_or(ApiError::BookNotFound(id))? {
+        Removed::Book(book) => {
+            tracing::info!(%id, "book removed");
+            Ok(HttpResponse::Ok().json(book))
+        }
+        Removed::Invalid(invalid) => {
+            tracing::warn!(%id, error = %invalid, "removed a stored document that was not a valid book");
+            Ok(HttpResponse::NoContent().finish())
+        }
+    }
 }
 
 /// `application/json` or any `+json` type; anything else (or nothing) is 415.
