@@ -1,5 +1,6 @@
 //! The books collection in MongoDB: the only module that talks to the database.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
@@ -8,6 +9,7 @@ use mongodb::error::{Error as MongoError, ErrorKind, WriteFailure};
 use mongodb::options::{Acknowledgment, ClientOptions, WriteConcern};
 use mongodb::{Client, Collection, Database};
 use secrecy::ExposeSecret;
+use tokio::time::Instant;
 
 use crate::configuration::{DatabaseSettings, WriteAck};
 use crate::domain::{Book, BookError, BookId, BookSummary, Page, BOOK_FIELDS};
@@ -21,6 +23,10 @@ pub enum RepositoryError {
     Unavailable(#[source] MongoError),
     #[error("the database did not answer within {0:?}")]
     TimedOut(Duration),
+    /// Another write to the same book held it past the deadline (the
+    /// database is slow or stuck); this one was never sent.
+    #[error("another write to this book did not finish within {0:?}; this one was not sent")]
+    Busy(Duration),
     /// A write was sent and no answer came: it may have been applied. Never
     /// reported as "nothing was written".
     #[error("the database did not confirm the write ({0}); it may have been applied")]
@@ -124,6 +130,28 @@ fn unknown_if_sent<T>(result: Result<T, RepositoryError>) -> Result<T, Repositor
     }
 }
 
+/// Writes to one `_id` go one at a time through this process: FerretDB (the
+/// lab's database) runs a findAndModify-remove as a find, then a delete by
+/// `_id`, and a replace the same way, so two racing writes could both "remove"
+/// the same book or a PUT be acknowledged and then lost to a delete it never
+/// followed. MongoDB does each atomically; there the lock costs a mutex.
+/// Striped: ids share a few locks, so memory stays fixed whatever the ids.
+/// It orders the writes of one process only (one live colour at a time).
+#[derive(Debug)]
+struct IdLocks(Vec<tokio::sync::Mutex<()>>);
+
+impl IdLocks {
+    const STRIPES: usize = 64;
+
+    fn new() -> Self {
+        IdLocks((0..Self::STRIPES).map(|_| tokio::sync::Mutex::new(())).collect())
+    }
+
+    fn get(&self, id: BookId) -> &tokio::sync::Mutex<()> {
+        &self.0[id.get().unsigned_abs() as usize % Self::STRIPES]
+    }
+}
+
 /// Books in one collection. Cheap to clone (the driver's client is an `Arc`).
 #[derive(Clone, Debug)]
 pub struct BookRepository {
@@ -136,6 +164,7 @@ pub struct BookRepository {
     /// A deadline for a whole operation, in case the server accepts the
     /// connection but never answers (server selection alone does not bound it).
     deadline: Duration,
+    locks: Arc<IdLocks>,
 }
 
 /// The summary fields, in the stored document.
@@ -164,6 +193,7 @@ impl BookRepository {
             documents: database.collection(&settings.collection),
             database,
             deadline: settings.timeout * 3,
+            locks: Arc::new(IdLocks::new()),
         })
     }
 
@@ -171,18 +201,28 @@ impl BookRepository {
         &self,
         op: impl std::future::IntoFuture<Output = Result<T, MongoError>>,
     ) -> Result<T, RepositoryError> {
-        match tokio::time::timeout(self.deadline, op.into_future()).await {
+        self.bounded_until(Instant::now() + self.deadline, op).await
+    }
+
+    async fn bounded_until<T>(
+        &self,
+        until: Instant,
+        op: impl std::future::IntoFuture<Output = Result<T, MongoError>>,
+    ) -> Result<T, RepositoryError> {
+        match tokio::time::timeout_at(until, op.into_future()).await {
             Ok(result) => result.map_err(RepositoryError::from),
             Err(_) => Err(RepositoryError::TimedOut(self.deadline)),
         }
     }
 
-    /// A write, bounded like [`Self::bounded`]; see [`unknown_if_sent`].
-    async fn bounded_write<T>(
-        &self,
-        op: impl std::future::IntoFuture<Output = Result<T, MongoError>>,
-    ) -> Result<T, RepositoryError> {
-        unknown_if_sent(self.bounded(op).await)
+    /// Takes the write lock of `id` ([`IdLocks`]); the wait counts against
+    /// the operation's deadline, returned for the write itself.
+    async fn lock(&self, id: BookId) -> Result<(tokio::sync::MutexGuard<'_, ()>, Instant), RepositoryError> {
+        let until = Instant::now() + self.deadline;
+        let guard = tokio::time::timeout_at(until, self.locks.get(id).lock())
+            .await
+            .map_err(|_| RepositoryError::Busy(self.deadline))?;
+        Ok((guard, until))
     }
 
     /// Is the database answering?
@@ -205,7 +245,8 @@ impl BookRepository {
     #[tracing::instrument(skip(self, book), fields(id = %book.id))]
     pub async fn upsert(&self, book: &Book) -> Result<(), RepositoryError> {
         let upsert = || self.books.replace_one(doc! { "_id": book.id.get() }, book).upsert(true);
-        let result = match self.bounded(upsert()).await {
+        let (_guard, until) = self.lock(book.id).await?;
+        let result = match self.bounded_until(until, upsert()).await {
             // Two upserts of a new `_id` at once can both try to insert it,
             // and the loser gets E11000 (MongoDB retries only some cases by
             // itself). The document exists now, so a second try replaces it;
@@ -213,7 +254,7 @@ impl BookRepository {
             // twice over without a DELETE, which the client races anyway.
             Err(RepositoryError::Other(e)) if is_duplicate_key(&e) => {
                 tracing::info!(error = %e, "duplicate key on upsert, a concurrent upsert inserted first; retrying once");
-                self.bounded(upsert()).await
+                self.bounded_until(until, upsert()).await
             }
             other => other,
         };
@@ -225,7 +266,10 @@ impl BookRepository {
     /// client gets rid of it), and reported as such.
     #[tracing::instrument(skip(self))]
     pub async fn delete(&self, id: BookId) -> Result<Option<Removed>, RepositoryError> {
-        let removed = self.bounded_write(self.documents.find_one_and_delete(doc! { "_id": id.get() })).await?;
+        let (_guard, until) = self.lock(id).await?;
+        let removed = unknown_if_sent(
+            self.bounded_until(until, self.documents.find_one_and_delete(doc! { "_id": id.get() })).await,
+        )?;
         Ok(removed.map(|document| match book_from_stored(document) {
             Ok(book) => Removed::Book(book),
             Err(invalid) => Removed::Invalid(invalid),
