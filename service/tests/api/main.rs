@@ -1,6 +1,9 @@
 //! API tests: the real app on port 0 against a real database container.
+mod bad_documents;
 mod books;
+mod concurrency;
 mod errors;
+mod faults;
 mod helpers;
 mod image;
 mod operations;

@@ -1,0 +1,66 @@
+//! Documents another program wrote into the collection that are not valid
+//! books: the list keeps working for everyone, and GET says what is wrong.
+
+use mongodb::bson::{doc, Document};
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_error, book, spawn_app, summary};
+
+/// Two valid books and three bad documents, written with the driver.
+async fn collection_with_bad_documents(app: &crate::helpers::TestApp) -> (Value, Value) {
+    let (one, two) = (book(1, "One", "A", ""), book(2, "Two", "B", "d"));
+    app.insert_books(&[one.clone(), two.clone()]).await;
+    let bad: Vec<Document> = vec![
+        doc! { "_id": 3, "author": "No title" },
+        doc! { "_id": "4", "title": "String id", "author": "C" },
+        doc! { "_id": 5, "title": 42, "author": "Wrong type" },
+    ];
+    app.collection.insert_many(bad).await.expect("bad documents inserted");
+    (one, two)
+}
+
+#[tokio::test]
+async fn the_list_skips_documents_that_are_not_valid_books_and_keeps_the_rest() {
+    let app = spawn_app().await;
+    let (one, two) = collection_with_bad_documents(&app).await;
+
+    let response = app.get("/api/v1/books").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.json::<Value>().await.unwrap(), json!([summary(&one), summary(&two)]));
+    // Paging goes past them too.
+    let page: Value = app.get("/api/v1/books?after=1&limit=10").await.json().await.unwrap();
+    assert_eq!(page, json!([summary(&two)]));
+    let page: Value = app.get("/api/v1/books?after=2").await.json().await.unwrap();
+    assert_eq!(page, json!([]));
+}
+
+#[tokio::test]
+async fn get_of_a_bad_document_is_500_stored_book_invalid_naming_the_field_and_the_problem() {
+    let app = spawn_app().await;
+    collection_with_bad_documents(&app).await;
+
+    let body = assert_error(app.get("/api/v1/books/_id/3").await, 500, "stored_book_invalid", Some("title")).await;
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("_id 3") && message.contains("`title` is missing"), "{message}");
+    let body = assert_error(app.get("/api/v1/books/_id/5").await, 500, "stored_book_invalid", Some("title")).await;
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("_id 5") && message.contains("must be a string, not a number"), "{message}");
+    // A string `_id` is no book id of this API: GET of the integer 4 finds nothing.
+    assert_error(app.get("/api/v1/books/_id/4").await, 404, "book_not_found", None).await;
+    // Valid books are still served.
+    assert_eq!(app.get("/api/v1/books/_id/1").await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_bad_document_can_be_replaced_by_put_or_removed_by_delete() {
+    let app = spawn_app().await;
+    collection_with_bad_documents(&app).await;
+
+    let response = app.delete("/api/v1/books/_id/3").await;
+    assert_eq!(response.status(), 204);
+    assert_eq!(app.stored(3).await, None);
+
+    let fixed = book(5, "Fixed", "Wrong type", "");
+    assert_eq!(app.put_json(&fixed).await.status(), 200);
+    assert_eq!(app.get("/api/v1/books/_id/5").await.json::<Value>().await.unwrap(), fixed);
+}
