@@ -21,6 +21,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod db_faults;
 mod load;
 mod probe;
 mod steady;
@@ -74,6 +75,42 @@ enum Command {
     },
     /// Prints a loopback TCP port that is free now.
     FreePort,
+    /// PUTs new books over several connections while the database container
+    /// is SIGKILLed and started again; reads every acknowledged one back;
+    /// prints one line of JSON (sent, acknowledged, lost, 500s, the longest
+    /// 503 window, the time to recover). Exits 1 when a write was lost or a
+    /// 500 answered.
+    DbFaults {
+        /// The service, e.g. http://127.0.0.1:8080
+        #[arg(long)]
+        url: String,
+        /// The database, for pings: mongodb://127.0.0.1:PORT
+        #[arg(long)]
+        db_uri: String,
+        /// The database container's name (killed and started with the docker CLI).
+        #[arg(long)]
+        container: String,
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        #[arg(long, default_value_t = 3)]
+        kills: usize,
+        /// Load before each kill and after the last one.
+        #[arg(long, default_value_t = 3.0)]
+        up_s: f64,
+        /// How long the database stays down each time.
+        #[arg(long, default_value_t = 3.0)]
+        down_s: f64,
+        /// All connections together.
+        #[arg(long, default_value_t = 20_000)]
+        max_requests: u64,
+        /// The service's database name: with it, a last phase cuts a list
+        /// short (books written with the driver, the database killed under a
+        /// slow list) and reports what the client got.
+        #[arg(long)]
+        list_cut_db: Option<String>,
+        #[arg(long, default_value_t = 30_000)]
+        list_cut_books: u32,
+    },
     /// Requests URL steadily until SIGTERM/SIGINT, --max-seconds or
     /// --max-requests; prints one line of JSON: requests, failed,
     /// longest_gap_ms, first_revision, last_revision (from /version's JSON).
@@ -168,6 +205,40 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::FreePort => {
             println!("{}", probe::free_port()?);
             Ok(ExitCode::SUCCESS)
+        }
+        Command::DbFaults {
+            url,
+            db_uri,
+            container,
+            connections,
+            kills,
+            up_s,
+            down_s,
+            max_requests,
+            list_cut_db,
+            list_cut_books,
+        } => {
+            anyhow::ensure!((1..=200_000).contains(&list_cut_books), "--list-cut-books: from 1 to 200000");
+            anyhow::ensure!((1..=64).contains(&connections), "--connections: from 1 to 64");
+            anyhow::ensure!(kills <= 20, "--kills: at most 20");
+            anyhow::ensure!(max_requests >= connections as u64, "--max-requests: at least one per connection");
+            let plan = db_faults::Plan {
+                url: url.trim_end_matches('/').to_owned(),
+                db_uri,
+                container,
+                connections,
+                kills,
+                up: secs("--up-s", up_s)?,
+                down: secs("--down-s", down_s)?,
+                max_requests,
+                list_cut: list_cut_db.map(|db| (db, list_cut_books)),
+            };
+            let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            let report = runtime.block_on(db_faults::run(plan))?;
+            println!("{}", serde_json::to_string(&report)?);
+            let list_ok = report.list_cut.as_ref().is_none_or(|cut| cut.transfer_broken && !cut.complete_json);
+            let ok = report.writes_lost == 0 && report.answers_500 == 0 && list_ok;
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Steady { url, connections, pause_ms, max_seconds, max_requests } => {
             anyhow::ensure!(connections > 0, "--connections must be at least 1");
