@@ -51,6 +51,9 @@ pub(crate) async fn list_books(req: HttpRequest, repo: web::Data<BookRepository>
             let summary = summary.map_err(|e| {
                 // The status line is gone already: all that is left is to cut
                 // the response short, so the client sees an incomplete body.
+                // The body is polled inside the request's root span: mark it
+                // failed, so its 200 is not the last word in the log.
+                tracing::Span::current().record("otel.status_code", "ERROR");
                 tracing::error!(error = %crate::error::error_chain(&e), "listing failed mid-stream");
                 ApiError::from(e)
             })?;

@@ -4,7 +4,8 @@
 use mongodb::bson::{doc, Document};
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, book, spawn_app, summary};
+use crate::faults::{log_lines, start_binary_logging, stop_binary};
+use crate::helpers::{assert_error, book, free_port, shared_db_uri, spawn_app, summary};
 
 /// Two valid books and three bad documents, written with the driver.
 async fn collection_with_bad_documents(app: &crate::helpers::TestApp) -> (Value, Value) {
@@ -63,4 +64,32 @@ async fn a_bad_document_can_be_replaced_by_put_or_removed_by_delete() {
     let fixed = book(5, "Fixed", "Wrong type", "");
     assert_eq!(app.put_json(&fixed).await.status(), 200);
     assert_eq!(app.get("/api/v1/books/_id/5").await.json::<Value>().await.unwrap(), fixed);
+}
+
+#[tokio::test]
+async fn each_skipped_document_is_logged_with_its_id_and_what_is_wrong() {
+    // Arrange: the binary (its JSON log in a file) over a collection with bad documents.
+    let app = spawn_app().await;
+    collection_with_bad_documents(&app).await;
+    let db = app.collection.namespace().db;
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let port = free_port();
+    let service = start_binary_logging(port, shared_db_uri().await, &db, log.reopen().unwrap());
+
+    // Act
+    let response = app.http.get(format!("http://127.0.0.1:{port}/api/v1/books")).send().await.unwrap();
+    let status = response.status();
+    let listed: Value = response.json().await.unwrap();
+    stop_binary(service).await;
+
+    // Assert: the two books, and one warning per bad document naming it.
+    assert_eq!(status, 200);
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    let warnings: Vec<Value> = log_lines(&log).into_iter().filter(|l| l["level"] == "WARN").collect();
+    for (id, problem) in [("3", "`title` is missing"), ("\"4\"", "`_id` must be an integer"), ("5", "must be a string")]
+    {
+        let line = warnings.iter().find(|l| l["id"] == id);
+        let line = line.unwrap_or_else(|| panic!("no warning for _id {id}: {warnings:#?}"));
+        assert!(line["error"].as_str().unwrap().contains(problem), "{line}");
+    }
 }

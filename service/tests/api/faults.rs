@@ -167,7 +167,7 @@ async fn every_acknowledged_put_survives_the_database_killed_three_times_under_l
 }
 
 /// The binary with its JSON log lines going to `log`, against `uri`/`db`.
-fn start_binary_logging(port: u16, uri: &str, db: &str, log: std::fs::File) -> std::process::Child {
+pub fn start_binary_logging(port: u16, uri: &str, db: &str, log: std::fs::File) -> std::process::Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_books-ms"))
         .env_clear()
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
@@ -208,7 +208,7 @@ async fn a_list_cut_short_by_the_database_dying_is_a_broken_transfer_and_an_erro
     }
     let log_file = tempfile::NamedTempFile::new().unwrap();
     let port = free_port();
-    let mut service = start_binary_logging(port, &uri, &db, log_file.reopen().unwrap());
+    let service = start_binary_logging(port, &uri, &db, log_file.reopen().unwrap());
 
     // Act: a slow reader starts the list; the database is killed while the
     // service waits for it to read; then it reads what is left.
@@ -234,8 +234,7 @@ async fn a_list_cut_short_by_the_database_dying_is_a_broken_transfer_and_an_erro
     let took = started.elapsed();
     // Give the log line time to be written, then stop the service.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    unsafe { libc::kill(service.id() as i32, libc::SIGTERM) };
-    let _ = tokio::task::spawn_blocking(move || service.wait()).await;
+    stop_binary(service).await;
 
     // Assert: the transfer broke (not a timeout) before the closing bracket,
     // and what arrived is not a JSON array a client could take as complete.
@@ -246,12 +245,37 @@ async fn a_list_cut_short_by_the_database_dying_is_a_broken_transfer_and_an_erro
     assert!(serde_json::from_slice::<Value>(&body).is_err());
     assert!(body.len() < 30_000 * 600, "the whole list arrived ({} bytes)", body.len());
     // The log holds an error line for this request, not only its 200.
-    let lines: Vec<Value> = std::io::BufReader::new(log_file.reopen().unwrap())
-        .lines()
-        .map_while(Result::ok)
-        .filter_map(|l| serde_json::from_str(&l).ok())
-        .collect();
+    let lines = log_lines(&log_file);
     let failure = lines.iter().find(|l| l["level"] == "ERROR" && l["message"] == "listing failed mid-stream");
     let failure = failure.unwrap_or_else(|| panic!("no error line in the log: {lines:#?}"));
     assert_eq!(failure["span"]["request_id"], request_id.as_str(), "{failure}");
+    assert_eq!(failure["span"]["otel.status_code"], "ERROR", "the request's span still says OK: {failure}");
+}
+
+/// The JSON lines of a log file.
+pub fn log_lines(log: &tempfile::NamedTempFile) -> Vec<Value> {
+    std::io::BufReader::new(log.reopen().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|l| serde_json::from_str(&l).ok())
+        .collect()
+}
+
+/// Stops a binary started by [`start_binary_logging`] (SIGTERM, bounded wait).
+pub async fn stop_binary(mut service: std::process::Child) {
+    // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
+    unsafe { libc::kill(service.id() as i32, libc::SIGTERM) };
+    let waited = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = service.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = service.kill();
+        let _ = service.wait();
+        false
+    });
+    assert!(waited.await.unwrap(), "books-ms did not stop within 15 s of SIGTERM");
 }
