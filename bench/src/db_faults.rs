@@ -95,6 +95,10 @@ pub struct Report {
     /// Per kill: from the database answering a ping to the first 200 to a PUT sent after it.
     pub recovery_ms: Vec<f64>,
     pub slowest_answer_ms: f64,
+    /// The slowest 503 of each code: `database_unavailable` should come in
+    /// about `DB_TIMEOUT_MS`, `write_outcome_unknown` within 3 × that.
+    pub slowest_503_database_unavailable_ms: f64,
+    pub slowest_503_write_outcome_unknown_ms: f64,
     pub kills: usize,
     pub connections: usize,
     pub list_cut: Option<ListCut>,
@@ -241,6 +245,8 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
             })
             .collect(),
         slowest_answer_ms: answers.iter().map(|a| a.answered - a.sent).max().unwrap_or_default().as_secs_f64() * 1000.0,
+        slowest_503_database_unavailable_ms: slowest_503(&answers, "database_unavailable"),
+        slowest_503_write_outcome_unknown_ms: slowest_503(&answers, "write_outcome_unknown"),
         kills: plan.kills,
         connections: plan.connections,
     })
@@ -248,6 +254,11 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
 
 fn count_503(answers: &[Answer], code: &str) -> usize {
     answers.iter().filter(|a| a.status == 503 && a.code.as_deref() == Some(code)).count()
+}
+
+fn slowest_503(answers: &[Answer], code: &str) -> f64 {
+    let slowest = answers.iter().filter(|a| a.status == 503 && a.code.as_deref() == Some(code));
+    slowest.map(|a| a.answered - a.sent).max().unwrap_or_default().as_secs_f64() * 1000.0
 }
 
 /// The longest time from a 503 answer to the next 200 answer, all
