@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
-use mongodb::bson::{doc, Bson, Document};
+use mongodb::bson::{doc, Document};
 use mongodb::error::{Error as MongoError, ErrorKind, WriteFailure};
 use mongodb::options::{Acknowledgment, ClientOptions, WriteConcern};
 use mongodb::{Client, Collection, Database};
@@ -94,11 +94,12 @@ fn is_duplicate_key(e: &MongoError) -> bool {
 fn book_from_stored(document: Document) -> Result<Book, InvalidStoredBook> {
     let id =
         document.get("_id").cloned().map_or_else(|| "(missing)".to_owned(), |id| id.into_relaxed_extjson().to_string());
-    let known: Document = document.into_iter().filter(|(key, _)| BOOK_FIELDS.contains(&key.as_str())).collect();
-    let serde_json::Value::Object(map) = Bson::Document(known).into_relaxed_extjson() else {
-        unreachable!("a document is a JSON object")
-    };
-    Book::try_from(map).map_err(|problem| InvalidStoredBook { id, problem })
+    let known: serde_json::Map<String, serde_json::Value> = document
+        .into_iter()
+        .filter(|(key, _)| BOOK_FIELDS.contains(&key.as_str()))
+        .map(|(key, value)| (key, value.into_relaxed_extjson()))
+        .collect();
+    Book::try_from(known).map_err(|problem| InvalidStoredBook { id, problem })
 }
 
 /// The write concern: `DB_W` and `DB_JOURNAL` win, then the URI's, then the
@@ -132,7 +133,8 @@ fn unknown_if_sent<T>(result: Result<T, RepositoryError>) -> Result<T, Repositor
 
 /// Writes to one `_id` go one at a time through this process: FerretDB (the
 /// lab's database) runs a findAndModify-remove as a find, then a delete by
-/// `_id`, and a replace the same way, so two racing writes could both "remove"
+/// `_id`, and an update as a query, then an update or insert of what it
+/// found (v1.24's handlers), so two racing writes could both "remove"
 /// the same book or a PUT be acknowledged and then lost to a delete it never
 /// followed. MongoDB does each atomically; there the lock costs a mutex.
 /// Striped: ids share a few locks, so memory stays fixed whatever the ids.
