@@ -6,13 +6,16 @@
 //! and the service's own code cost. Layout: `load.rs` (the three operations
 //! and the timed run), `probe.rs` (readiness polling and a free port for the
 //! script), `steady.rs` (a steady stream of HTTP requests while a deploy
-//! runs: failures, the longest gap, the revisions seen). Results go to
-//! stdout, progress and errors to stderr.
+//! runs: failures, the longest gap, the revisions seen), `db_faults.rs`
+//! (PUT load while the database container is SIGKILLed, and a list cut
+//! short, for `scripts/reliability-db.sh`). Results go to stdout, progress
+//! and errors to stderr.
 //!
 //! Exit codes: 0 success, 1 failure (the database did not answer, a
 //! readiness wait timed out, or some operations failed), 2 usage error.
 //! `steady` reports its failed requests in its JSON and exits 0: they are
-//! the measurement.
+//! the measurement; `db-faults` exits 1 when a write was lost, a 500
+//! answered or the cut list looked complete.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
