@@ -156,7 +156,13 @@ fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
     }
 }
 
-/// The whole body, refusing it as soon as it passes `BODY_LIMIT`.
+/// How long a request body may take to arrive (`HTTP_BODY_TIMEOUT_MS`); set
+/// in `startup.rs`. actix bounds the headers, not the body.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyTimeout(pub std::time::Duration);
+
+/// The whole body, refusing it as soon as it passes `BODY_LIMIT` and when it
+/// has not all arrived within the body deadline (408).
 async fn read_body(req: &HttpRequest, mut payload: web::Payload) -> Result<BytesMut, ApiError> {
     let too_large = ApiError::PayloadTooLarge { limit: BODY_LIMIT };
     let declared =
@@ -164,13 +170,26 @@ async fn read_body(req: &HttpRequest, mut payload: web::Payload) -> Result<Bytes
     if declared.is_some_and(|len| len > BODY_LIMIT) {
         return Err(too_large);
     }
-    let mut body = BytesMut::with_capacity(declared.unwrap_or(1024));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::BadBody(e.to_string()))?;
-        if body.len() + chunk.len() > BODY_LIMIT {
-            return Err(too_large);
+    let limit = req.app_data::<web::Data<BodyTimeout>>().map_or(DEFAULT_BODY_TIMEOUT, |t| t.0);
+    // Memory grows with the bytes that arrived, never with what a client
+    // declared: a thousand connections each declaring 256 KiB and sending
+    // nothing cost nothing.
+    let mut body = BytesMut::new();
+    let read = async {
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| ApiError::BadBody(e.to_string()))?;
+            if body.len() + chunk.len() > BODY_LIMIT {
+                return Err(too_large);
+            }
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
+        Ok(())
+    };
+    match tokio::time::timeout(limit, read).await {
+        Ok(result) => result.map(|()| body),
+        Err(_) => Err(ApiError::BodyTimeout { limit }),
     }
-    Ok(body)
 }
+
+/// Used only when the app was built without `BodyTimeout` (see `startup.rs`).
+const DEFAULT_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);

@@ -5,4 +5,5 @@ mod helpers;
 mod image;
 mod operations;
 mod shutdown;
+mod slow_clients;
 mod static_files;
