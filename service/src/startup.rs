@@ -4,7 +4,7 @@ use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 
 use actix_web::dev::Server;
-use actix_web::http::KeepAlive;
+use actix_web::http::{KeepAlive, Method};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
@@ -50,22 +50,20 @@ impl Application {
                 .app_data(repo.clone())
                 .app_data(static_root.clone())
                 .app_data(body_timeout.clone())
-                .route("/health", web::get().to(routes::health))
-                .route("/ready", web::get().to(routes::ready))
-                .route("/version", web::get().to(routes::version))
-                .route("/api/v1/openapi.json", web::get().to(routes::openapi_json))
+                .service(resource("/health", "GET, OPTIONS").route(web::get().to(routes::health)))
+                .service(resource("/ready", "GET, OPTIONS").route(web::get().to(routes::ready)))
+                .service(resource("/version", "GET, OPTIONS").route(web::get().to(routes::version)))
+                .service(resource("/api/v1/openapi.json", "GET, OPTIONS").route(web::get().to(routes::openapi_json)))
                 .service(
-                    web::resource("/api/v1/books")
+                    resource("/api/v1/books", "GET, PUT, POST, OPTIONS")
                         .route(web::get().to(routes::list_books))
                         .route(web::put().to(routes::put_book))
-                        .route(web::post().to(routes::put_book))
-                        .default_service(web::to(|| method_not_allowed("GET, PUT, POST, OPTIONS"))),
+                        .route(web::post().to(routes::put_book)),
                 )
                 .service(
-                    web::resource("/api/v1/books/_id/{id}")
+                    resource("/api/v1/books/_id/{id}", "GET, DELETE, OPTIONS")
                         .route(web::get().to(routes::get_book))
-                        .route(web::delete().to(routes::delete_book))
-                        .default_service(web::to(|| method_not_allowed("GET, DELETE, OPTIONS"))),
+                        .route(web::delete().to(routes::delete_book)),
                 )
                 .default_service(web::to(routes::static_file))
         })
@@ -117,6 +115,19 @@ fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
     socket.bind(&addr.into())?;
     socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
     Ok(socket.into())
+}
+
+/// A resource that answers `OPTIONS` with its methods (204 and `Allow`) and
+/// any method it does not take with 405 and `Allow` (RFC 9110). A CORS
+/// preflight never gets here: `common_headers` answers it.
+fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path)
+        .route(web::route().method(Method::OPTIONS).to(move || options(allow)))
+        .default_service(web::to(move || method_not_allowed(allow)))
+}
+
+async fn options(allow: &'static str) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::NoContent().insert_header((actix_web::http::header::ALLOW, allow)).finish()
 }
 
 async fn method_not_allowed(allow: &'static str) -> Result<actix_web::HttpResponse, ApiError> {
