@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The README's test command: checks formatting and lints, raises the lab
 # (packages, Docker engine, local images), then runs every test: the
-# workspace's unit, API and image tests (cargo test) and the web components'
-# browser tests (headless Chromium).
+# workspace's unit, API and image tests (cargo test), the API fuzzing from the
+# OpenAPI document (schemathesis) and the web components' browser tests
+# (headless Chromium).
 # Idempotent; the second run reuses the lab and the build caches.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +32,9 @@ bash lab/up.sh
 
 say "unit, API and image tests (cargo test --workspace)"
 cargo test --workspace --locked
+
+say "API fuzzing from the OpenAPI document (scripts/fuzz-api.sh: schemathesis)"
+bash scripts/fuzz-api.sh
 
 say "browser tests of the web components (client/tests/run.sh)"
 cargo build --locked -p books-ms --bin books-ms

@@ -20,6 +20,51 @@ pub struct Settings {
     pub static_dir: PathBuf,
     /// How long in-flight requests may take to finish after SIGTERM.
     pub shutdown_timeout: Duration,
+    /// Deadlines and limits against slow and hostile clients.
+    pub http: HttpSettings,
+}
+
+/// How long a client may take to send a request, and how many connections
+/// the service holds (see README.md, "Slow and hostile clients").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// Time from a connection's first byte to the end of its request's
+    /// headers (`HTTP_HEADER_TIMEOUT_MS`); past it: 408 and the connection closed.
+    pub header_timeout: Duration,
+    /// Time to receive a whole request body once its headers arrived
+    /// (`HTTP_BODY_TIMEOUT_MS`); past it: 408 with the JSON error body.
+    pub body_timeout: Duration,
+    /// How long an idle connection stays open between requests
+    /// (`HTTP_KEEP_ALIVE_SECS`; 0 closes each connection after one response).
+    pub keep_alive: Duration,
+    /// Connections held at once, per worker thread (`HTTP_MAX_CONNECTIONS`);
+    /// past it the service stops accepting until one closes.
+    pub max_connections: usize,
+    /// Connections the kernel queues before the service accepts them (`HTTP_BACKLOG`).
+    pub backlog: u32,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            // actix-web's own default: 5 s is ample for a few hundred bytes of headers.
+            header_timeout: Duration::from_secs(5),
+            // 256 KiB (the body limit) in 10 s is 26 KB/s, slower than any client we serve.
+            body_timeout: Duration::from_secs(10),
+            // actix-web's default. actix applies the header deadline to a
+            // connection's first request only: on a kept-alive connection a
+            // client can trickle its next request's headers (README.md says
+            // what bounds that; 0 here closes the gap at the cost of a
+            // connection per request).
+            keep_alive: Duration::from_secs(5),
+            // Per worker (one per core): enough for any real load on this
+            // service, and it bounds what a flood of held connections costs
+            // (a few KiB each: measured in docs/reliability.md).
+            max_connections: 4096,
+            // actix-web's default (std's bind would give 128).
+            backlog: 1024,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -96,11 +141,14 @@ impl Settings {
             None => DEFAULT_SHUTDOWN_TIMEOUT,
         };
 
+        let http = parse_http(&get)?;
+
         Ok(Settings {
             listen_addr,
             database: DatabaseSettings { uri, database_name, collection, timeout, journal, w },
             static_dir,
             shutdown_timeout,
+            http,
         })
     }
 }
@@ -116,6 +164,35 @@ impl DatabaseSettings {
             _ => uri.to_owned(),
         }
     }
+}
+
+fn parse_http(get: &impl Fn(&str) -> Option<String>) -> Result<HttpSettings, ConfigError> {
+    let defaults = HttpSettings::default();
+    let millis = |variable: &'static str, default: Duration| match get(variable) {
+        Some(v) => parse_millis(variable, &v),
+        None => Ok(default),
+    };
+    let count = |variable: &'static str, default: u64, max: u64| match get(variable) {
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| ConfigError::new(variable, format!("`{v}` is not a whole number from 1 to {max}"))),
+        None => Ok(default),
+    };
+    let keep_alive = match get("HTTP_KEEP_ALIVE_SECS") {
+        Some(v) => Duration::from_secs(v.parse::<u64>().ok().filter(|s| *s <= 3600).ok_or_else(|| {
+            ConfigError::new("HTTP_KEEP_ALIVE_SECS", format!("`{v}` is not a number of seconds from 0 to 3600"))
+        })?),
+        None => defaults.keep_alive,
+    };
+    Ok(HttpSettings {
+        header_timeout: millis("HTTP_HEADER_TIMEOUT_MS", defaults.header_timeout)?,
+        body_timeout: millis("HTTP_BODY_TIMEOUT_MS", defaults.body_timeout)?,
+        keep_alive,
+        max_connections: count("HTTP_MAX_CONNECTIONS", defaults.max_connections as u64, 1_000_000)? as usize,
+        backlog: count("HTTP_BACKLOG", u64::from(defaults.backlog), 65_535)? as u32,
+    })
 }
 
 fn parse_listen_addr(value: &str) -> Result<SocketAddr, ConfigError> {
@@ -243,6 +320,29 @@ mod tests {
         assert_eq!(s.database.timeout, Duration::from_secs(2));
         assert_eq!(s.database.journal, None);
         assert_eq!(s.static_dir, PathBuf::from("client"));
+        assert_eq!(s.http, HttpSettings::default());
+    }
+
+    #[test]
+    fn http_limits_parse() {
+        let s = settings(&[
+            ("HTTP_HEADER_TIMEOUT_MS", "1500"),
+            ("HTTP_BODY_TIMEOUT_MS", "2500"),
+            ("HTTP_KEEP_ALIVE_SECS", "0"),
+            ("HTTP_MAX_CONNECTIONS", "100"),
+            ("HTTP_BACKLOG", "64"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.http,
+            HttpSettings {
+                header_timeout: Duration::from_millis(1500),
+                body_timeout: Duration::from_millis(2500),
+                keep_alive: Duration::ZERO,
+                max_connections: 100,
+                backlog: 64,
+            }
+        );
     }
 
     #[test]
@@ -292,6 +392,11 @@ mod tests {
             ("DB_JOURNAL", "perhaps"),
             ("DB_W", "most"),
             ("SHUTDOWN_TIMEOUT_SECS", "soon"),
+            ("HTTP_HEADER_TIMEOUT_MS", "0"),
+            ("HTTP_BODY_TIMEOUT_MS", "ten"),
+            ("HTTP_KEEP_ALIVE_SECS", "-1"),
+            ("HTTP_MAX_CONNECTIONS", "0"),
+            ("HTTP_BACKLOG", "70000"),
             ("MONGODB_URI", "http://db"),
         ];
         for (variable, value) in cases {

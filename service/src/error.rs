@@ -31,6 +31,8 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("the body could not be read: {0}")]
     BadBody(String),
+    #[error("the body did not arrive within {} ms of the request's headers; send it at once", .limit.as_millis())]
+    BodyTimeout { limit: std::time::Duration },
     #[error("no book with _id {0}")]
     BookNotFound(BookId),
     #[error("no such file: {0}")]
@@ -55,6 +57,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::BadBody(_) => "bad_body",
+            ApiError::BodyTimeout { .. } => "request_timeout",
             ApiError::BookNotFound(_) => "book_not_found",
             ApiError::FileNotFound(_) => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
@@ -72,6 +75,7 @@ impl ResponseError for ApiError {
             ApiError::InvalidBook(_) | ApiError::BadBody(_) => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::BookNotFound(_) | ApiError::FileNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             // The request was fine and the data is at fault: a server error,
@@ -110,6 +114,11 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(status);
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response.insert_header(("Retry-After", "2"));
+        }
+        if let ApiError::BodyTimeout { .. } = self {
+            // The rest of the body may still be on its way: this connection
+            // cannot carry another request.
+            response.force_close();
         }
         if let ApiError::MethodNotAllowed { allow } = self {
             response.insert_header(("Allow", *allow));

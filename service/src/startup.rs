@@ -1,9 +1,10 @@
 //! Builds the application from settings: every route is registered here.
 
 use std::future::Future;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 
 use actix_web::dev::Server;
+use actix_web::http::{KeepAlive, Method};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
@@ -13,7 +14,7 @@ use crate::configuration::Settings;
 use crate::error::ApiError;
 use crate::middleware::common_headers;
 use crate::repository::BookRepository;
-use crate::routes::{self, StaticRoot};
+use crate::routes::{self, BodyTimeout, StaticRoot};
 
 /// A bound, not yet running, books-ms.
 pub struct Application {
@@ -26,10 +27,12 @@ impl Application {
     /// The database is not contacted: the service starts when it is down.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let repo = web::Data::new(BookRepository::connect(&settings.database).await?);
-        let listener = TcpListener::bind(settings.listen_addr)
+        let listener = listen(settings.listen_addr, settings.http.backlog)
             .with_context(|| format!("LISTEN_ADDR: cannot listen on {}", settings.listen_addr))?;
         let local = listener.local_addr()?;
         let static_root = web::Data::new(StaticRoot::new(&settings.static_dir));
+        let http = settings.http.clone();
+        let body_timeout = web::Data::new(BodyTimeout(http.body_timeout));
         tracing::info!(
             addr = %local,
             database = %settings.database.redacted_uri(),
@@ -46,25 +49,31 @@ impl Application {
                 .wrap(TracingLogger::default())
                 .app_data(repo.clone())
                 .app_data(static_root.clone())
-                .route("/health", web::get().to(routes::health))
-                .route("/ready", web::get().to(routes::ready))
-                .route("/version", web::get().to(routes::version))
-                .route("/api/v1/openapi.json", web::get().to(routes::openapi_json))
+                .app_data(body_timeout.clone())
+                .service(resource("/health", "GET, OPTIONS").route(web::get().to(routes::health)))
+                .service(resource("/ready", "GET, OPTIONS").route(web::get().to(routes::ready)))
+                .service(resource("/version", "GET, OPTIONS").route(web::get().to(routes::version)))
+                .service(resource("/api/v1/openapi.json", "GET, OPTIONS").route(web::get().to(routes::openapi_json)))
                 .service(
-                    web::resource("/api/v1/books")
+                    resource("/api/v1/books", "GET, PUT, POST, OPTIONS")
                         .route(web::get().to(routes::list_books))
                         .route(web::put().to(routes::put_book))
-                        .route(web::post().to(routes::put_book))
-                        .default_service(web::to(|| method_not_allowed("GET, PUT, POST, OPTIONS"))),
+                        .route(web::post().to(routes::put_book)),
                 )
                 .service(
-                    web::resource("/api/v1/books/_id/{id}")
+                    resource("/api/v1/books/_id/{id}", "GET, DELETE, OPTIONS")
                         .route(web::get().to(routes::get_book))
-                        .route(web::delete().to(routes::delete_book))
-                        .default_service(web::to(|| method_not_allowed("GET, DELETE, OPTIONS"))),
+                        .route(web::delete().to(routes::delete_book)),
                 )
                 .default_service(web::to(routes::static_file))
         })
+        // Slow and hostile clients (README.md): headers must arrive within the
+        // header deadline (the body has its own, in `read_body`); an idle
+        // connection closes after the keep-alive; the connections held are
+        // capped so that a flood cannot take every descriptor and megabyte.
+        .client_request_timeout(http.header_timeout)
+        .keep_alive(if http.keep_alive.is_zero() { KeepAlive::Disabled } else { KeepAlive::Timeout(http.keep_alive) })
+        .max_connections(http.max_connections)
         .listen(listener)?
         // Signals are the binary's business: shutdown is passed in, so tests
         // stop the server deterministically.
@@ -94,6 +103,31 @@ impl Application {
         tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "stopped");
         result
     }
+}
+
+/// A listener with our backlog: std's `TcpListener::bind` fixes it at 128, and
+/// actix's `backlog` applies only to the addresses it binds itself.
+fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    // As std does: a restarted service may bind while old connections linger in TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    Ok(socket.into())
+}
+
+/// A resource that answers `OPTIONS` with its methods (204 and `Allow`) and
+/// any method it does not take with 405 and `Allow` (RFC 9110). A CORS
+/// preflight never gets here: `common_headers` answers it.
+fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path)
+        .route(web::route().method(Method::OPTIONS).to(move || options(allow)))
+        .default_service(web::to(move || method_not_allowed(allow)))
+}
+
+async fn options(allow: &'static str) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::NoContent().insert_header((actix_web::http::header::ALLOW, allow)).finish()
 }
 
 async fn method_not_allowed(allow: &'static str) -> Result<actix_web::HttpResponse, ApiError> {

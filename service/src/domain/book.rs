@@ -65,7 +65,15 @@ impl BookId {
         if n.is_u64() {
             return Err(BookError::field("_id", format!("`_id` must be between {} and {}", i32::MIN, i32::MAX)));
         }
-        Err(BookError::field("_id", format!("`_id` must be a whole number, not {n}")))
+        // `1.0` and `1e3` are whole numbers, as JSON Schema (and so the
+        // OpenAPI document) counts them: the id they spell is taken.
+        match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && f >= f64::from(i32::MIN) && f <= f64::from(i32::MAX) => Ok(BookId(f as i32)),
+            Some(f) if f.fract() == 0.0 => {
+                Err(BookError::field("_id", format!("`_id` must be between {} and {}", i32::MIN, i32::MAX)))
+            }
+            _ => Err(BookError::field("_id", format!("`_id` must be a whole number, not {n}"))),
+        }
     }
 }
 
@@ -105,19 +113,32 @@ fn kind(value: &Value) -> &'static str {
 /// that sends `isbn` would otherwise believe it was stored.
 pub const BOOK_FIELDS: [&str; 4] = ["_id", "title", "author", "description"];
 
-/// A complete, valid book.
+/// A complete, valid book. No other field is accepted (see `BOOK_FIELDS`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Book {
-    /// Chosen by the client: an integer in the 32-bit signed range.
+    /// Chosen by the client: an integer in the 32-bit signed range, written
+    /// without a fraction or exponent.
     #[serde(rename = "_id")]
-    #[schema(value_type = i32)]
+    #[schema(value_type = i32, minimum = -2147483648, maximum = 2147483647)]
     pub id: BookId,
-    /// Must not be empty.
+    /// Must not be empty or only white space. The pattern: at least one
+    /// character that is not white space as `str::trim` sees it (Unicode's
+    /// White_Space, spelled out because regex engines disagree on `\s`;
+    /// a unit test in `routes/openapi.rs` checks it against `char::is_whitespace`).
+    #[schema(
+        min_length = 1,
+        pattern = "[^\t\n\u{b}\u{c}\r \u{85}\u{a0}\u{1680}\u{2000}-\u{200a}\u{2028}\u{2029}\u{202f}\u{205f}\u{3000}]"
+    )]
     pub title: String,
-    /// Must not be empty.
+    /// Must not be empty or only white space.
+    #[schema(
+        min_length = 1,
+        pattern = "[^\t\n\u{b}\u{c}\r \u{85}\u{a0}\u{1680}\u{2000}-\u{200a}\u{2028}\u{2029}\u{202f}\u{205f}\u{3000}]"
+    )]
     pub author: String,
-    /// Optional in requests, always present (maybe empty) in responses.
+    /// Optional in requests (missing or null is stored as ""), always present in responses.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     pub description: String,
 }
 
@@ -163,7 +184,7 @@ impl TryFrom<Map<String, Value>> for Book {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BookSummary {
     #[serde(rename = "_id")]
-    #[schema(value_type = i32)]
+    #[schema(value_type = i32, minimum = -2147483648, maximum = 2147483647)]
     pub id: BookId,
     pub title: String,
     pub author: String,
@@ -209,7 +230,8 @@ mod tests {
             r#"{"title":"T","author":"A"}"#,
             r#"{"_id":"1","title":"T","author":"A"}"#,
             r#"{"_id":1.5,"title":"T","author":"A"}"#,
-            r#"{"_id":1e3,"title":"T","author":"A"}"#,
+            r#"{"_id":1e-3,"title":"T","author":"A"}"#,
+            r#"{"_id":2147483648.0,"title":"T","author":"A"}"#,
             r#"{"_id":2147483648,"title":"T","author":"A"}"#,
             r#"{"_id":-2147483649,"title":"T","author":"A"}"#,
             r#"{"_id":18446744073709551615,"title":"T","author":"A"}"#,
@@ -219,6 +241,10 @@ mod tests {
         }
         assert_eq!(parse(r#"{"_id":-2147483648,"title":"T","author":"A"}"#).unwrap().id.get(), i32::MIN);
         assert_eq!(parse(r#"{"_id":2147483647,"title":"T","author":"A"}"#).unwrap().id.get(), i32::MAX);
+        // Whole numbers in any spelling, as JSON Schema counts them.
+        assert_eq!(parse(r#"{"_id":93969.0,"title":"T","author":"A"}"#).unwrap().id.get(), 93969);
+        assert_eq!(parse(r#"{"_id":1e3,"title":"T","author":"A"}"#).unwrap().id.get(), 1000);
+        assert_eq!(parse(r#"{"_id":-2147483648.0,"title":"T","author":"A"}"#).unwrap().id.get(), i32::MIN);
     }
 
     #[test]

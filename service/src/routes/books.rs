@@ -22,8 +22,10 @@ pub const BODY_LIMIT: usize = 256 * 1024;
 #[allow(dead_code)] // documents the query for OpenAPI; parsed by `Page::parse`
 pub(crate) struct ListQuery {
     /// At most this many books (1 to 1000). Without it, every book.
-    limit: Option<u32>,
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<i32>,
     /// Only books whose `_id` is greater than this (the last `_id` of the previous page).
+    #[param(minimum = -2147483648, maximum = 2147483647)]
     after: Option<i32>,
 }
 
@@ -32,7 +34,7 @@ pub(crate) struct ListQuery {
     get, path = "/api/v1/books", tag = "books", params(ListQuery),
     responses(
         (status = 200, description = "Summaries ordered by _id", body = [BookSummary]),
-        (status = 400, description = "A bad paging parameter", body = ErrorBody),
+        (status = 400, description = "A bad paging parameter, or a query string that cannot be decoded", body = ErrorBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody),
     )
 )]
@@ -75,10 +77,10 @@ pub(crate) async fn list_books(req: HttpRequest, repo: web::Data<BookRepository>
 /// Get one book.
 #[utoipa::path(
     get, path = "/api/v1/books/_id/{id}", tag = "books",
-    params(("id" = i32, Path, description = "The book's _id")),
+    params(("id" = i32, Path, description = "The book's _id", minimum = -2147483648, maximum = 2147483647)),
     responses(
         (status = 200, description = "The book", body = Book),
-        (status = 400, description = "The id is not an integer", body = ErrorBody),
+        (status = 400, description = "The id is not an integer in the 32-bit signed range", body = ErrorBody),
         (status = 404, description = "No book has this id", body = ErrorBody),
         (status = 500, description = "`stored_book_invalid`: the stored document is not a valid book (written by \
             another program); the message says what is wrong and `field` names the field", body = ErrorBody),
@@ -99,12 +101,16 @@ pub(crate) async fn get_book(
 /// `POST` does the same, as in the original service.
 #[utoipa::path(
     method(put, post), path = "/api/v1/books", tag = "books",
-    request_body(content = Book, content_type = "application/json"),
+    request_body(
+        content = Book, content_type = "application/json",
+        description = "A whole book, at most 256 KiB; any `application/*+json` type is accepted too"
+    ),
     responses(
         (status = 200, description = "The stored book", body = Book),
         (status = 400, description = "Malformed JSON or an invalid field (named in `field`)", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within the body deadline (`HTTP_BODY_TIMEOUT_MS`)", body = ErrorBody),
         (status = 413, description = "The body is larger than 256 KiB", body = ErrorBody),
-        (status = 415, description = "The body is not JSON", body = ErrorBody),
+        (status = 415, description = "The body is not JSON (`application/json` or `application/*+json`)", body = ErrorBody),
         (status = 503, description = "The database is unavailable; nothing was written", body = ErrorBody),
     )
 )]
@@ -125,11 +131,11 @@ pub(crate) async fn put_book(
 /// Remove a book and return it.
 #[utoipa::path(
     delete, path = "/api/v1/books/_id/{id}", tag = "books",
-    params(("id" = i32, Path, description = "The book's _id")),
+    params(("id" = i32, Path, description = "The book's _id", minimum = -2147483648, maximum = 2147483647)),
     responses(
         (status = 200, description = "The removed book", body = Book),
         (status = 204, description = "Removed a stored document that was not a valid book (nothing to echo)"),
-        (status = 400, description = "The id is not an integer", body = ErrorBody),
+        (status = 400, description = "The id is not an integer in the 32-bit signed range", body = ErrorBody),
         (status = 404, description = "No book has this id", body = ErrorBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody),
     )
@@ -169,7 +175,13 @@ fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
     }
 }
 
-/// The whole body, refusing it as soon as it passes `BODY_LIMIT`.
+/// How long a request body may take to arrive (`HTTP_BODY_TIMEOUT_MS`); set
+/// in `startup.rs`. actix bounds the headers, not the body.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyTimeout(pub std::time::Duration);
+
+/// The whole body, refusing it as soon as it passes `BODY_LIMIT` and when it
+/// has not all arrived within the body deadline (408).
 async fn read_body(req: &HttpRequest, mut payload: web::Payload) -> Result<BytesMut, ApiError> {
     let too_large = ApiError::PayloadTooLarge { limit: BODY_LIMIT };
     let declared =
@@ -177,13 +189,26 @@ async fn read_body(req: &HttpRequest, mut payload: web::Payload) -> Result<Bytes
     if declared.is_some_and(|len| len > BODY_LIMIT) {
         return Err(too_large);
     }
-    let mut body = BytesMut::with_capacity(declared.unwrap_or(1024));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::BadBody(e.to_string()))?;
-        if body.len() + chunk.len() > BODY_LIMIT {
-            return Err(too_large);
+    let limit = req.app_data::<web::Data<BodyTimeout>>().map_or(DEFAULT_BODY_TIMEOUT, |t| t.0);
+    // Memory grows with the bytes that arrived, never with what a client
+    // declared: a thousand connections each declaring 256 KiB and sending
+    // nothing cost nothing.
+    let mut body = BytesMut::new();
+    let read = async {
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| ApiError::BadBody(e.to_string()))?;
+            if body.len() + chunk.len() > BODY_LIMIT {
+                return Err(too_large);
+            }
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
+        Ok(())
+    };
+    match tokio::time::timeout(limit, read).await {
+        Ok(result) => result.map(|()| body),
+        Err(_) => Err(ApiError::BodyTimeout { limit }),
     }
-    Ok(body)
 }
+
+/// Used only when the app was built without `BodyTimeout` (see `startup.rs`).
+const DEFAULT_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);

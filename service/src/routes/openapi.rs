@@ -1,7 +1,17 @@
-//! The OpenAPI 3 document, generated from the handlers' annotations.
+//! The OpenAPI 3 document, generated from the handlers' annotations, with
+//! what utoipa's annotations cannot say added by `Constraints` (no field but
+//! a book's, `Retry-After` on every 503, a distinct `operationId` for `POST`)
+//! and by `document` (the links between operations: a stored book's `_id` is
+//! what `GET`, `PUT` and `DELETE` take, which clients and schemathesis's
+//! stateful phase follow).
 
 use actix_web::HttpResponse;
-use utoipa::OpenApi;
+use serde_json::json;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::schema::{AdditionalProperties, Schema, Type};
+use utoipa::openapi::{HttpMethod, ObjectBuilder, RefOr};
+use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -15,11 +25,156 @@ use utoipa::OpenApi;
         super::health::ready,
         super::health::version,
     ),
+    modifiers(&Constraints),
     tags((name = "books"), (name = "operations"))
 )]
 pub(crate) struct ApiDoc;
 
 /// `GET /api/v1/openapi.json`
 pub(crate) async fn openapi_json() -> HttpResponse {
-    HttpResponse::Ok().json(ApiDoc::openapi())
+    HttpResponse::Ok().json(document())
+}
+
+/// The document as served. Links are added as JSON: utoipa 5 serializes its
+/// `Link` with snake_case keys (`operation_id`), which no reader understands.
+pub(crate) fn document() -> serde_json::Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI document serializes");
+    let by_id = |target: &str| json!({ "operationId": target, "parameters": { "id": "$response.body#/_id" } });
+    let get = ("GetBook", by_id("get_book"));
+    let delete = ("DeleteBook", by_id("delete_book"));
+    let replace =
+        ("ReplaceBook", json!({ "operationId": "put_book", "requestBody": { "_id": "$response.body#/_id" } }));
+    let links = [
+        (BOOKS, "put", vec![get.clone(), delete.clone(), replace.clone()]),
+        (BOOKS, "post", vec![get.clone(), delete.clone(), replace.clone()]),
+        (BOOK, "get", vec![replace, delete]),
+        // After a DELETE the book is gone: GET answers 404.
+        (BOOK, "delete", vec![get]),
+    ];
+    for (path, method, links) in links {
+        if let Some(ok) = doc.pointer_mut(&format!("/paths/{}/{method}/responses/200", escape(path))) {
+            ok["links"] = links.into_iter().map(|(name, link)| (name.to_owned(), link)).collect();
+        }
+    }
+    doc
+}
+
+/// A path as a JSON pointer token (RFC 6901).
+fn escape(path: &str) -> String {
+    path.replace('~', "~0").replace('/', "~1")
+}
+
+const BOOKS: &str = "/api/v1/books";
+const BOOK: &str = "/api/v1/books/_id/{id}";
+
+struct Constraints;
+
+impl Modify for Constraints {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        // Unknown fields are refused (400 naming the field), not dropped.
+        if let Some(components) = doc.components.as_mut() {
+            for name in ["Book", "BookSummary"] {
+                if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(name) {
+                    object.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+                }
+            }
+        }
+        // One annotation serves PUT and POST; an operationId must be unique.
+        if let Some(post) = doc.paths.paths.get_mut(BOOKS).and_then(|books| books.post.as_mut()) {
+            post.operation_id = Some("post_book".to_owned());
+        }
+        for item in doc.paths.paths.values_mut() {
+            for method in [HttpMethod::Get, HttpMethod::Put, HttpMethod::Post, HttpMethod::Delete] {
+                if let Some(operation) = operation_mut(item, method) {
+                    retry_after_on_503(operation);
+                }
+            }
+        }
+    }
+}
+
+fn operation_mut(item: &mut utoipa::openapi::PathItem, method: HttpMethod) -> Option<&mut Operation> {
+    match method {
+        HttpMethod::Get => item.get.as_mut(),
+        HttpMethod::Put => item.put.as_mut(),
+        HttpMethod::Post => item.post.as_mut(),
+        HttpMethod::Delete => item.delete.as_mut(),
+        _ => None,
+    }
+}
+
+fn retry_after_on_503(operation: &mut Operation) {
+    let Some(RefOr::T(unavailable)) = operation.responses.responses.get_mut("503") else { return };
+    let seconds = ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0));
+    let header = HeaderBuilder::new().schema(seconds).description(Some("Seconds to wait before trying again")).build();
+    unavailable.headers.insert("Retry-After".to_owned(), header);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc() -> serde_json::Value {
+        document()
+    }
+
+    /// The characters a `[^...]` class of literal characters and ranges leaves out.
+    fn excluded(pattern: &str) -> Vec<(char, char)> {
+        let class = pattern.strip_prefix("[^").and_then(|p| p.strip_suffix(']')).expect("a negated class");
+        let chars: Vec<char> = class.chars().collect();
+        let mut ranges = Vec::new();
+        let mut i = 0;
+        while i < chars.len() {
+            if i + 2 < chars.len() && chars[i + 1] == '-' {
+                ranges.push((chars[i], chars[i + 2]));
+                i += 3;
+            } else {
+                ranges.push((chars[i], chars[i]));
+                i += 1;
+            }
+        }
+        ranges
+    }
+
+    #[test]
+    fn the_title_and_author_pattern_is_exactly_what_the_service_calls_blank() {
+        let doc = doc();
+        for field in ["title", "author"] {
+            let pattern = doc["components"]["schemas"]["Book"]["properties"][field]["pattern"].as_str().unwrap();
+            let ranges = excluded(pattern);
+            for c in (0..=0x10FFFF).filter_map(char::from_u32) {
+                let in_class = ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&c));
+                assert_eq!(in_class, c.is_whitespace(), "{field}: U+{:04X}", c as u32);
+            }
+        }
+    }
+
+    #[test]
+    fn every_operation_id_is_unique() {
+        let doc = doc();
+        let mut ids: Vec<&str> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|item| item.as_object().unwrap().values())
+            .filter_map(|op| op["operationId"].as_str())
+            .collect();
+        let all = ids.len();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), all, "{ids:?}");
+    }
+
+    #[test]
+    fn a_stored_book_links_to_reading_replacing_and_deleting_it() {
+        let doc = doc();
+        let links = &doc["paths"][BOOKS]["put"]["responses"]["200"]["links"];
+        assert_eq!(links["GetBook"]["operationId"], "get_book");
+        assert_eq!(links["GetBook"]["parameters"]["id"], "$response.body#/_id");
+        assert_eq!(links["DeleteBook"]["operationId"], "delete_book");
+        assert_eq!(links["ReplaceBook"]["requestBody"]["_id"], "$response.body#/_id");
+        assert_eq!(doc["paths"][BOOKS]["post"]["operationId"], "post_book");
+        assert_eq!(doc["components"]["schemas"]["Book"]["additionalProperties"], false);
+        assert!(doc["paths"][BOOK]["get"]["responses"]["503"]["headers"]["Retry-After"].is_object());
+    }
 }

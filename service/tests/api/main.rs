@@ -2,10 +2,12 @@
 mod bad_documents;
 mod books;
 mod concurrency;
+mod contract;
 mod errors;
 mod faults;
 mod helpers;
 mod image;
 mod operations;
 mod shutdown;
+mod slow_clients;
 mod static_files;
