@@ -42,6 +42,12 @@ impl From<MongoError> for RepositoryError {
     }
 }
 
+/// MongoDB's `DuplicateKey`: an insert on an `_id` that is taken.
+fn is_duplicate_key(e: &MongoError) -> bool {
+    const DUPLICATE_KEY: i32 = 11000;
+    matches!(&*e.kind, ErrorKind::Write(mongodb::error::WriteFailure::WriteError(w)) if w.code == DUPLICATE_KEY)
+}
+
 /// Books in one collection. Cheap to clone (the driver's client is an `Arc`).
 #[derive(Clone, Debug)]
 pub struct BookRepository {
@@ -144,6 +150,29 @@ impl BookRepository {
     #[tracing::instrument(skip(self))]
     pub async fn delete(&self, id: BookId) -> Result<Option<Book>, RepositoryError> {
         self.bounded_write(self.books.find_one_and_delete(doc! { "_id": id.get() })).await
+    }
+
+    /// Inserts the book only when no book has its `_id`: `Ok(false)` when one
+    /// has, and then nothing was written. One insert, so two creators racing
+    /// cannot both win: the database's unique `_id` decides.
+    #[tracing::instrument(skip(self, book), fields(id = %book.id))]
+    pub async fn create(&self, book: &Book) -> Result<bool, RepositoryError> {
+        match self.bounded_write(self.books.insert_one(book)).await {
+            Ok(_) => Ok(true),
+            Err(RepositoryError::Other(e)) if is_duplicate_key(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes the book only when the stored document is exactly `book`
+    /// (every field in the filter), in one operation: a book changed since
+    /// it was read is left alone (`Ok(None)`).
+    #[tracing::instrument(skip(self, book), fields(id = %book.id))]
+    pub async fn delete_if_unchanged(&self, book: &Book) -> Result<Option<Book>, RepositoryError> {
+        let whole = doc! {
+            "_id": book.id.get(), "title": &book.title, "author": &book.author, "description": &book.description,
+        };
+        self.bounded_write(self.books.find_one_and_delete(whole)).await
     }
 
     /// The summaries of a page of books, ordered by `_id`, streamed from the
