@@ -12,7 +12,9 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bollard::auth::DockerCredentials;
 use bollard::query_parameters::{CreateImageOptionsBuilder, PushImageOptionsBuilder, RemoveImageOptionsBuilder};
@@ -264,4 +266,165 @@ async fn prods_engine_refuses_plain_http() {
     let body = response.text().await.unwrap_or_default();
     assert!(body.contains("HTTPS"), "body: {body}");
     assert!(version.is_err(), "prod answered a version call over plain HTTP: {version:?}");
+}
+
+// ------------------------------------------------------------------ prod's TLS: only the lab's CA
+
+/// A TLS endpoint on loopback (`openssl s_server`) presenting a given
+/// certificate, in the place of prod; killed by pid on drop.
+struct FakeProd {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl FakeProd {
+    fn start(cert: &Path, key: &Path) -> FakeProd {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let child = Command::new("openssl")
+            .args(["s_server", "-quiet", "-accept", &format!("127.0.0.1:{port}")])
+            .arg("-cert")
+            .arg(cert)
+            .arg("-key")
+            .arg(key)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("openssl s_server starts");
+        let prod = FakeProd { child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "openssl s_server did not listen on {port} within 10 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        prod
+    }
+
+    fn host(&self) -> String {
+        format!("tcp://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for FakeProd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs openssl with `args` in `dir`, bounded; panics with its stderr.
+fn openssl(dir: &Path, args: &[&str]) {
+    let mut command = Command::new("openssl");
+    command.args(args).current_dir(dir);
+    let run = common::run::run_bounded(&mut command, Duration::from_secs(30));
+    assert!(run.success(), "openssl {}: {}", args.join(" "), run.stderr);
+}
+
+/// A key and a server certificate for 127.0.0.1 in `dir` as NAME-key.pem
+/// and NAME.pem, signed by `ca`/`ca_key`, valid for `days` (-1: expired).
+fn server_certificate(dir: &Path, name: &str, ca: &Path, ca_key: &Path, days: &str) -> (PathBuf, PathBuf) {
+    let key = dir.join(format!("{name}-key.pem"));
+    let csr = dir.join(format!("{name}.csr"));
+    let cert = dir.join(format!("{name}.pem"));
+    let ext = dir.join(format!("{name}.ext"));
+    std::fs::write(&ext, "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n").unwrap();
+    openssl(dir, &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", path(&key)]);
+    openssl(dir, &["req", "-new", "-key", path(&key), "-subj", "/CN=not prod", "-out", path(&csr)]);
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            path(&csr),
+            "-CA",
+            path(ca),
+            "-CAkey",
+            path(ca_key),
+            "-CAcreateserial",
+            "-days",
+            days,
+            "-extfile",
+            path(&ext),
+            "-out",
+            path(&cert),
+        ],
+    );
+    (cert, key)
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 temp path")
+}
+
+/// The lab's client certificate folder, copied (the harness reads it as
+/// `prod.cert_path`).
+fn client_certificates(lab: &Lab, dir: &Path) -> PathBuf {
+    let client = dir.join("client");
+    std::fs::create_dir_all(&client).unwrap();
+    for name in ["ca.pem", "cert.pem", "key.pem"] {
+        std::fs::copy(lab.prod_cert(name), client.join(name)).unwrap_or_else(|e| panic!("copying {name}: {e}"));
+    }
+    client
+}
+
+/// `harness status` against `prod`, with the lab's client certificates
+/// and `extra` variables.
+async fn harness_status_against(prod: &FakeProd, certs: &Path, extra: &[(&str, &str)]) -> common::run::Run {
+    common::run::harness(Duration::from_secs(60))
+        .without_harness_env()
+        .args(["status"])
+        .env("HARNESS_PROD__DOCKER_HOST", prod.host())
+        .env("HARNESS_PROD__CERT_PATH", certs)
+        .envs(extra.iter().copied())
+        .run_async()
+        .await
+}
+
+#[tokio::test]
+async fn a_prod_presenting_a_certificate_from_another_ca_is_refused_even_when_the_system_trusts_that_ca() {
+    // Arrange: another CA, trusted by this machine's roots as far as the
+    // harness can tell (SSL_CERT_FILE is where the system's roots are read
+    // from), and a server certificate from it naming the address.
+    let lab = Lab::load();
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, ca_key) = (dir.path().join("other-ca.pem"), dir.path().join("other-ca-key.pem"));
+    openssl(dir.path(), &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", path(&ca_key)]);
+    openssl(
+        dir.path(),
+        &["req", "-x509", "-new", "-key", path(&ca_key), "-subj", "/CN=another CA", "-days", "30", "-out", path(&ca)],
+    );
+    let (cert, key) = server_certificate(dir.path(), "server", &ca, &ca_key, "30");
+    let prod = FakeProd::start(&cert, &key);
+    let certs = client_certificates(&lab, dir.path());
+
+    // Act
+    let run =
+        harness_status_against(&prod, &certs, &[("SSL_CERT_FILE", path(&ca)), ("SSL_CERT_DIR", path(dir.path()))])
+            .await;
+
+    // Assert
+    assert_eq!(run.code, Some(1), "{run:?}");
+    for needle in [prod.host().as_str(), "TLS refused", "not signed by the lab's CA", "unknown CA", "harness lab up"] {
+        assert!(run.stderr.contains(needle), "`{needle}` not in: {}", run.stderr);
+    }
+}
+
+#[tokio::test]
+async fn a_prod_presenting_an_expired_certificate_from_the_labs_ca_is_refused() {
+    let lab = Lab::load();
+    let dir = tempfile::tempdir().unwrap();
+    // The lab CA's key sits beside the client's folder (lab/topology.sh).
+    let tls_dir = lab.prod_cert_path.parent().expect("the lab's TLS folder");
+    let (cert, key) =
+        server_certificate(dir.path(), "expired", &tls_dir.join("ca.pem"), &tls_dir.join("ca-key.pem"), "-1");
+    let prod = FakeProd::start(&cert, &key);
+    let certs = client_certificates(&lab, dir.path());
+
+    let run = harness_status_against(&prod, &certs, &[]).await;
+
+    assert_eq!(run.code, Some(1), "{run:?}");
+    for needle in [prod.host().as_str(), "TLS refused", "expired", "harness lab up"] {
+        assert!(run.stderr.contains(needle), "`{needle}` not in: {}", run.stderr);
+    }
 }
