@@ -428,3 +428,191 @@ async fn a_prod_presenting_an_expired_certificate_from_the_labs_ca_is_refused() 
         assert!(run.stderr.contains(needle), "`{needle}` not in: {}", run.stderr);
     }
 }
+
+// ------------------------------------------------------------------ the lab repairs itself
+
+/// `lab/up.sh certificates` on the state folder `data` (a copy, never the
+/// live one), bounded: its stderr.
+fn repair_certificates(data: &Path) -> String {
+    let mut command = Command::new("bash");
+    command.arg(common::repo_root().join("lab/up.sh")).arg("certificates").env("BOOKS_LAB_DATA_DIR", data);
+    let run = common::run::run_bounded(&mut command, Duration::from_secs(60));
+    assert!(run.success(), "lab/up.sh certificates failed: {}", run.stderr);
+    run.stderr
+}
+
+/// The public key of a certificate or of a private key, as openssl prints it.
+fn public_key(dir: &Path, file: &Path, is_certificate: bool) -> String {
+    let args: Vec<&str> =
+        if is_certificate { vec!["x509", "-noout", "-pubkey", "-in"] } else { vec!["pkey", "-pubout", "-in"] };
+    let mut command = Command::new("openssl");
+    command.args(&args).arg(file).current_dir(dir);
+    let run = common::run::run_bounded(&mut command, Duration::from_secs(30));
+    assert!(run.success(), "openssl on {}: {}", file.display(), run.stderr);
+    run.stdout
+}
+
+/// Every key in `tls` goes with its certificate, every certificate chains
+/// to the CA, is valid for 30 more days, and each folder's ca.pem is the CA.
+fn assert_certificates_sound(tls: &Path) {
+    let ca = tls.join("ca.pem");
+    assert_eq!(public_key(tls, &ca, true), public_key(tls, &tls.join("ca-key.pem"), false), "the CA and its key");
+    for name in ["server", "client"] {
+        let dir = tls.join(name);
+        let cert = dir.join("cert.pem");
+        assert_eq!(public_key(tls, &cert, true), public_key(tls, &dir.join("key.pem"), false), "{name}'s key");
+        openssl(tls, &["verify", "-CAfile", path(&ca), path(&cert)]);
+        openssl(tls, &["x509", "-noout", "-checkend", "2592000", "-in", path(&cert)]);
+        assert_eq!(std::fs::read(dir.join("ca.pem")).unwrap(), std::fs::read(&ca).unwrap(), "{name}/ca.pem");
+    }
+}
+
+fn read_all(tls: &Path) -> Vec<(String, Vec<u8>)> {
+    let files = ["ca.pem", "ca-key.pem", "server/cert.pem", "server/key.pem", "client/cert.pem", "client/key.pem"];
+    files.iter().map(|f| (f.to_string(), std::fs::read(tls.join(f)).unwrap_or_default())).collect()
+}
+
+/// A copy of the lab's state folder with its certificates (`tls/`).
+fn copy_of_the_labs_certificates(lab: &Lab) -> tempfile::TempDir {
+    let live = lab.prod_cert_path.parent().expect("the lab's TLS folder");
+    let data = tempfile::tempdir().unwrap();
+    let mut copy = Command::new("cp");
+    copy.arg("-a").arg(live).arg(data.path().join("tls"));
+    assert!(common::run::run_bounded(&mut copy, Duration::from_secs(30)).success(), "copying {}", live.display());
+    data
+}
+
+#[tokio::test]
+async fn a_certificate_step_interrupted_between_a_key_and_its_certificate_is_repaired_by_the_next_run() {
+    let lab = Lab::load();
+    // Each fault a killed run (or a bad day) can leave, and what must be
+    // made anew; what is not named must be left exactly as it was.
+    type Fault = fn(&Path);
+    let faults: [(&str, Fault, &[&str]); 5] = [
+        (
+            "the server's new key written, not its certificate",
+            |tls| new_key_at(&tls.join("server/key.pem")),
+            &["server/cert.pem", "server/key.pem"],
+        ),
+        (
+            "the client's certificate cut short",
+            |tls| std::fs::write(tls.join("client/cert.pem"), "-----BEGIN").unwrap(),
+            &["client/cert.pem", "client/key.pem"],
+        ),
+        (
+            "the CA's new key written, not the CA",
+            |tls| new_key_at(&tls.join("ca-key.pem")),
+            &["ca.pem", "ca-key.pem", "server/cert.pem", "server/key.pem", "client/cert.pem", "client/key.pem"],
+        ),
+        ("the client's copy of the CA missing", |tls| std::fs::remove_file(tls.join("client/ca.pem")).unwrap(), &[]),
+        ("the server's certificate expired", expire_server_certificate, &["server/cert.pem", "server/key.pem"]),
+    ];
+    for (fault, make, remade) in faults {
+        let data = copy_of_the_labs_certificates(&lab);
+        let tls = data.path().join("tls");
+        make(&tls);
+        let before = read_all(&tls);
+
+        let said = repair_certificates(data.path());
+
+        assert_certificates_sound(&tls);
+        assert!(said.contains("tls: made"), "{fault}: {said}");
+        for ((file, old), (_, new)) in before.iter().zip(read_all(&tls)) {
+            assert_eq!(remade.contains(&file.as_str()), *old != new, "{fault}: {file} changed or not as it should");
+        }
+        // A second run finds everything sound and changes nothing.
+        let again = read_all(&tls);
+        let said = repair_certificates(data.path());
+        assert!(said.contains("valid, each with its key"), "{fault}: {said}");
+        assert_eq!(read_all(&tls), again, "{fault}: a second run changed the certificates");
+    }
+}
+
+fn new_key_at(file: &Path) {
+    let mut command = Command::new("openssl");
+    command.args(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out"]).arg(file);
+    assert!(common::run::run_bounded(&mut command, Duration::from_secs(30)).success(), "a new key");
+}
+
+/// Re-issues the server's certificate, same key, from the copy's CA, expired.
+fn expire_server_certificate(tls: &Path) {
+    let server = tls.join("server");
+    openssl(&server, &["req", "-new", "-key", "key.pem", "-subj", "/CN=prod", "-out", "expired.csr"]);
+    std::fs::write(server.join("san.ext"), "subjectAltName=IP:10.200.0.2\n").unwrap();
+    openssl(
+        &server,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "expired.csr",
+            "-CA",
+            "../ca.pem",
+            "-CAkey",
+            "../ca-key.pem",
+            "-CAcreateserial",
+            "-days",
+            "-1",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "cert.pem",
+        ],
+    );
+}
+
+/// prod's dockerd, from the pid file lab/topology.sh gives it.
+fn prod_dockerd_pid() -> u32 {
+    let file = "/run/books-lab/prod/dockerd.pid";
+    let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{file}: {e}; is the lab up?"));
+    text.trim().parse().unwrap_or_else(|_| panic!("{file} holds {text:?}"))
+}
+
+#[tokio::test]
+async fn prods_engine_listens_on_no_unix_socket_only_on_tls() {
+    let pid = prod_dockerd_pid();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("prod's dockerd runs");
+    let args: Vec<String> = cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+
+    // Its hosts are TCP only, with client certificates required.
+    let hosts: Vec<&String> = args.windows(2).filter(|w| w[0] == "-H" || w[0] == "--host").map(|w| &w[1]).collect();
+    assert!(!hosts.is_empty() && hosts.iter().all(|h| h.starts_with("tcp://")), "prod's dockerd listens on {hosts:?}");
+    assert!(args.iter().any(|a| a == "--tlsverify"), "prod's dockerd runs without --tlsverify: {args:?}");
+
+    // No unix socket it listens on answers Docker's API (it has others of
+    // its own, e.g. libnetwork's, which speak something else).
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("prod's dockerd's descriptors (root)")
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|target| target.to_str()?.strip_prefix("socket:[")?.strip_suffix(']').map(str::to_owned))
+        .collect();
+    let unix = std::fs::read_to_string(format!("/proc/{pid}/net/unix")).expect("its unix sockets");
+    let listening: Vec<String> = unix
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // Flags 00010000: accepting connections; a path, not abstract.
+            let path = fields.get(7).filter(|p| p.starts_with('/'))?;
+            (fields[3] == "00010000" && inodes.iter().any(|i| i == fields[6])).then(|| path.to_string())
+        })
+        .collect();
+    for socket in &listening {
+        let answer = tokio::time::timeout(Duration::from_secs(5), async {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut stream = tokio::net::UnixStream::connect(socket).await.ok()?;
+            stream.write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n").await.ok()?;
+            let mut reply = Vec::new();
+            let _ = stream.read_to_end(&mut reply).await;
+            Some(String::from_utf8_lossy(&reply).into_owned())
+        })
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+        assert!(
+            !answer.to_ascii_lowercase().contains("api-version"),
+            "prod's dockerd answers its API on the unix socket {socket}: {answer}"
+        );
+    }
+}
