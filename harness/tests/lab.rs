@@ -616,3 +616,46 @@ async fn prods_engine_listens_on_no_unix_socket_only_on_tls() {
         );
     }
 }
+
+// ------------------------------------------------------------------ no password on a command line
+
+#[test]
+fn no_lab_or_project_script_puts_a_password_on_a_command_line() {
+    // What another user of the machine would read in `ps`: curl's -u/--user,
+    // docker login's -p/--password (not --password-stdin), htpasswd's -b.
+    // (command, options that take a password there)
+    let forbidden: [(&str, &[&str]); 3] = [
+        ("curl", &[" -u ", " --user ", " --user=", " -u\"", " -u$"]),
+        (" login", &[" -p ", " --password ", " --password="]),
+        ("htpasswd", &[" -b", " -nb"]),
+    ];
+    let mut scripts = Vec::new();
+    for dir in ["lab", "scripts", "bench/pipeline", ".ci"] {
+        for entry in std::fs::read_dir(common::repo_root().join(dir)).unwrap_or_else(|e| panic!("{dir}: {e}")) {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            if path.extension().is_some_and(|e| e == "sh") || text.starts_with("#!") {
+                scripts.push((path, text));
+            }
+        }
+    }
+    assert!(scripts.len() >= 8, "found only {} scripts", scripts.len());
+    for (path, text) in &scripts {
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split(" #").next().unwrap_or(line);
+            if code.trim_start().starts_with('#') {
+                continue;
+            }
+            for (command, options) in forbidden {
+                for option in options.iter().filter(|_| code.contains(command)) {
+                    assert!(
+                        !code.contains(option),
+                        "{}:{}: `{command} {option}` puts a password on a command line: {line}",
+                        path.display(),
+                        n + 1
+                    );
+                }
+            }
+        }
+    }
+}
