@@ -143,7 +143,14 @@ impl BookRepository {
     /// Inserts the book or replaces the whole stored document.
     #[tracing::instrument(skip(self, book), fields(id = %book.id))]
     pub async fn upsert(&self, book: &Book) -> Result<(), RepositoryError> {
-        self.bounded_write(self.books.replace_one(doc! { "_id": book.id.get() }, book).upsert(true)).await.map(|_| ())
+        let replace = || self.books.replace_one(doc! { "_id": book.id.get() }, book).upsert(true);
+        match self.bounded_write(replace()).await {
+            // Another writer inserted this _id between the upsert's match and
+            // its insert (a create-only PUT racing this one): the book exists
+            // now, so the second attempt replaces it.
+            Err(RepositoryError::Other(e)) if is_duplicate_key(&e) => self.bounded_write(replace()).await.map(|_| ()),
+            other => other.map(|_| ()),
+        }
     }
 
     /// Removes the book and returns what was stored, if it existed.

@@ -16,7 +16,8 @@ async fn delete_if_match(app: &TestApp, id: i32, etag: &str) -> reqwest::Respons
 }
 
 fn etag_of(response: &reqwest::Response) -> String {
-    response.headers().get("etag").expect("an ETag header").to_str().unwrap().to_owned()
+    let etag = response.headers().get("etag");
+    etag.unwrap_or_else(|| panic!("an ETag header: {response:?}")).to_str().unwrap().to_owned()
 }
 
 #[tokio::test]
@@ -109,4 +110,24 @@ async fn conditional_headers_the_service_does_not_take_are_refused_not_ignored()
     assert_error(put, 400, "invalid_precondition", None).await;
     assert_error(delete, 400, "invalid_precondition", None).await;
     assert_eq!(app.stored(3).await, Some(book(3, "T", "A", "D")));
+}
+
+#[tokio::test]
+async fn create_only_and_plain_puts_racing_on_fresh_ids_never_fail_with_a_server_error() {
+    let app = spawn_app().await;
+    for id in 100..110 {
+        let puts = (0..6).map(|n| {
+            let app = &app;
+            async move {
+                let body = book(id, &format!("writer {n}"), "W", "");
+                let response = if n % 2 == 0 { put_create_only(app, &body).await } else { app.put_json(&body).await };
+                response.status().as_u16()
+            }
+        });
+
+        let statuses = futures_util::future::join_all(puts).await;
+
+        assert!(statuses.iter().all(|s| *s == 200 || *s == 412), "id {id}: {statuses:?}");
+        assert!(statuses.iter().skip(1).step_by(2).all(|s| *s == 200), "plain PUTs always store: {statuses:?}");
+    }
 }
