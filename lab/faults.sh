@@ -64,6 +64,9 @@ if [[ -s $record ]]; then
 else
   echo "secrets: no .harness/last-push.json: run harness pipeline first; image not searched"
 fi
+# A control: the search does find the password where it is.
+echo "secrets: control: lines with the password in $BOOKS_LAB_REGISTRY_CREDENTIALS:" \
+  "$(grep -a -c -F -f "$WORK/password" "$BOOKS_LAB_REGISTRY_CREDENTIALS")"
 files=$(find "$REPO_DIR/.harness" -type f 2>/dev/null | wc -l)
 found=$(find "$REPO_DIR/.harness" -type f -print0 2>/dev/null | xargs -0 -r grep -a -l -F -f "$WORK/password" | wc -l || true)
 echo "secrets: .harness/: $files files searched, $found holding the password"
