@@ -131,3 +131,26 @@ async fn create_only_and_plain_puts_racing_on_fresh_ids_never_fail_with_a_server
         assert!(statuses.iter().skip(1).step_by(2).all(|s| *s == 200), "plain PUTs always store: {statuses:?}");
     }
 }
+
+#[tokio::test]
+async fn the_openapi_document_states_the_conditional_headers_their_412s_and_the_etag() {
+    let app = spawn_app().await;
+    let doc: Value = app.get("/api/v1/openapi.json").await.json().await.unwrap();
+    let header_names = |operation: &Value| -> Vec<String> {
+        let params = operation["parameters"].as_array().cloned().unwrap_or_default();
+        params.iter().filter(|p| p["in"] == "header").map(|p| p["name"].as_str().unwrap().to_owned()).collect()
+    };
+
+    let put = &doc["paths"]["/api/v1/books"]["put"];
+    let delete = &doc["paths"]["/api/v1/books/_id/{id}"]["delete"];
+    let get = &doc["paths"]["/api/v1/books/_id/{id}"]["get"];
+
+    assert_eq!(header_names(put), ["If-None-Match"], "{put}");
+    assert_eq!(header_names(delete), ["If-Match"], "{delete}");
+    for operation in [put, delete] {
+        assert!(operation["responses"]["412"].is_object(), "{operation}");
+    }
+    for operation in [put, get] {
+        assert!(operation["responses"]["200"]["headers"]["ETag"].is_object(), "{operation}");
+    }
+}
