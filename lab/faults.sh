@@ -191,7 +191,8 @@ for fault in server-key client-cert ca-key; do
     read -r c k <<<"$pair"
     [[ $(openssl x509 -in "$t/$c" -noout -pubkey) == "$(openssl pkey -in "$t/$k" -pubout)" ]] || ok=no
   done
-  echo "lab repair: $fault broken: repaired in $took ms, every key matches its certificate: $ok (${said#lab/up: })"
+  said=${said#lab/up: }
+  echo "lab repair: $fault broken: repaired in $took ms, every key matches its certificate: $ok (${said% in *})"
 done
 
 # ------------------------------------------------------------ 5. prod's engine
