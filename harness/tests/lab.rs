@@ -398,10 +398,15 @@ async fn a_prod_presenting_a_certificate_from_another_ca_is_refused_even_when_th
     let prod = FakeProd::start(&cert, &key);
     let certs = client_certificates(&lab, dir.path());
 
+    // A folder of roots holding that CA alone (the temp folder also holds
+    // keys, which a loader of roots would report as errors).
+    let roots = dir.path().join("roots");
+    std::fs::create_dir(&roots).unwrap();
+    std::fs::copy(&ca, roots.join("other-ca.pem")).unwrap();
+
     // Act
     let run =
-        harness_status_against(&prod, &certs, &[("SSL_CERT_FILE", path(&ca)), ("SSL_CERT_DIR", path(dir.path()))])
-            .await;
+        harness_status_against(&prod, &certs, &[("SSL_CERT_FILE", path(&ca)), ("SSL_CERT_DIR", path(&roots))]).await;
 
     // Assert
     assert_eq!(run.code, Some(1), "{run:?}");
