@@ -15,7 +15,7 @@
 #   /var/lib/books-lab/registry  config, htpasswd, credentials (root only), data
 #   /var/lib/books-lab/tls       lab CA, prod's server certificate, the client's
 #   /var/lib/books-lab/prod      prod's daemon.json and Docker data root
-#   /run/books-lab               pid files, prod's unix socket and exec root
+#   /run/books-lab               pid files, prod's exec root
 #   /var/log/books-lab           registry.log, prod-dockerd.log
 
 TOPOLOGY_ENV="$(dirname -- "${BASH_SOURCE[0]}")/topology.env"
@@ -47,7 +47,9 @@ LAB_PROD_ADDR=${LAB_PROD_ADDR%:*}
 # namespace, so it cannot clash with the host's networks).
 LAB_PROD_BIP=10.200.1.1/24
 
-LAB_DATA_DIR=/var/lib/books-lab
+# BOOKS_LAB_DATA_DIR moves the state (tests repair a copy of the
+# certificates there with `lab/up.sh certificates`).
+LAB_DATA_DIR=${BOOKS_LAB_DATA_DIR:-/var/lib/books-lab}
 LAB_RUN_DIR=/run/books-lab
 LAB_LOG_DIR=/var/log/books-lab
 
@@ -75,7 +77,6 @@ PROD_DATA_ROOT=$PROD_DIR/docker
 PROD_RUN_DIR=$LAB_RUN_DIR/prod
 PROD_EXEC_ROOT=$PROD_RUN_DIR/exec
 PROD_PID=$PROD_RUN_DIR/dockerd.pid
-PROD_SOCK=$PROD_RUN_DIR/docker.sock
 PROD_LOG=$LAB_LOG_DIR/prod-dockerd.log
 
 # Set by the steps of topology_up for the later ones.
@@ -213,33 +214,55 @@ prod_network() {
 # ---------------------------------------------------------------- TLS
 
 # A lab CA, prod's server certificate and the client's, P-256 keys. Made
-# when missing, invalid, about to expire (30 days) or, for the server's, not
-# naming prod's address. The client's folder is laid out as docker expects.
+# when missing, invalid, about to expire (30 days), not matching their key
+# (a run interrupted between writing a key and its certificate) or, for the
+# server's, not naming prod's address; a new CA re-issues both. The
+# client's folder is laid out as docker expects.
 tls_certificates() {
-  local ca=$TLS_DIR/ca.pem ca_key=$TLS_DIR/ca-key.pem made=()
+  local ca=$TLS_DIR/ca.pem ca_key=$TLS_DIR/ca-key.pem made=() name
   mkdir -p "$TLS_DIR/server" "$TLS_DIR/client"
   chmod 700 "$TLS_DIR"
-  if [[ ! -s $ca_key ]] || ! cert_ok "$ca" "$ca"; then
+  if ! key_matches "$ca" "$ca_key" || ! cert_ok "$ca" "$ca"; then
     new_key "$ca_key"
     openssl req -x509 -new -key "$ca_key" -sha256 -days 3650 -subj "/CN=books-lab CA" \
       -addext "basicConstraints=critical,CA:TRUE,pathlen:0" \
       -addext "keyUsage=critical,keyCertSign,cRLSign" -out "$ca" 2>/dev/null
     made+=(CA)
   fi
-  if ! cert_ok "$TLS_DIR/server/cert.pem" "$ca" || ! names_prod "$TLS_DIR/server/cert.pem"; then
+  if ! cert_ok "$TLS_DIR/server/cert.pem" "$ca" || ! names_prod "$TLS_DIR/server/cert.pem" ||
+    ! key_matches "$TLS_DIR/server/cert.pem" "$TLS_DIR/server/key.pem"; then
     new_cert server "prod" "extendedKeyUsage=serverAuth" "subjectAltName=IP:$LAB_PROD_ADDR"
     made+=(server)
     PROD_TLS_CHANGED=1
   fi
-  if ! cert_ok "$TLS_DIR/client/cert.pem" "$ca"; then
+  if ! cert_ok "$TLS_DIR/client/cert.pem" "$ca" ||
+    ! key_matches "$TLS_DIR/client/cert.pem" "$TLS_DIR/client/key.pem"; then
     new_cert client "books-lab client" "extendedKeyUsage=clientAuth"
     made+=(client)
   fi
+  # Each folder's copy of the CA (a run may stop before the copy).
+  for name in server client; do
+    if ! cmp -s "$ca" "$TLS_DIR/$name/ca.pem"; then
+      cp "$ca" "$TLS_DIR/$name/ca.pem"
+      made+=("$name's copy of the CA")
+      [[ $name == client ]] || PROD_TLS_CHANGED=1
+    fi
+  done
   if ((${#made[@]})); then
-    say "tls: made ${made[*]} certificate(s) in $TLS_DIR"
+    say "tls: made ${made[*]} in $TLS_DIR"
   else
-    say "tls: CA, server and client certificates valid ($TLS_DIR)"
+    say "tls: CA, server and client certificates valid, each with its key ($TLS_DIR)"
   fi
+}
+
+# key_matches CERT KEY: both exist and the key is the certificate's (their
+# public keys are the same).
+key_matches() {
+  local from_cert from_key
+  [[ -s $1 && -s $2 ]] || return 1
+  from_cert=$(openssl x509 -in "$1" -noout -pubkey 2>/dev/null) || return 1
+  from_key=$(openssl pkey -in "$2" -pubout 2>/dev/null) || return 1
+  [[ -n $from_cert && $from_cert == "$from_key" ]]
 }
 
 # cert_ok CERT CA: the certificate exists, chains to the CA, and is valid
@@ -417,7 +440,9 @@ cd_engine_trusts_registry() {
 
 # prod's dockerd, in the namespace, with everything of its own: config file
 # (so that it does not read the cd engine's /etc/docker/daemon.json), data
-# and exec roots, pid file, bridge, unix socket, and the TCP API with TLS.
+# and exec roots, pid file, bridge, and its API on TCP with TLS only: no
+# unix socket, which any member of the docker group could use without a
+# certificate.
 start_prod_dockerd() {
   local pid config
   mkdir -p "$PROD_DIR" "$PROD_DATA_ROOT" "$PROD_RUN_DIR" "$LAB_LOG_DIR"
@@ -428,6 +453,10 @@ start_prod_dockerd() {
     if ((PROD_TLS_CHANGED || FILE_CHANGED)); then
       # dockerd reads its certificate and most settings only at start.
       say "prod: new server certificate or $PROD_CONFIG, restarting dockerd"
+      stop_pidfile "prod dockerd" "$PROD_PID" "--pidfile $PROD_PID" 30
+    elif [[ $(tr '\0' ' ' <"/proc/$pid/cmdline") == *"unix://"* ]]; then
+      # Started by an earlier lab/up.sh, which also listened on a socket.
+      say "prod: dockerd (pid $pid) listens on a unix socket too, restarting it with TLS only"
       stop_pidfile "prod dockerd" "$PROD_PID" "--pidfile $PROD_PID" 30
     elif prod_docker version >/dev/null 2>&1; then
       say "prod: engine answers on $BOOKS_LAB_PROD_DOCKER_HOST over TLS (pid $pid)"
@@ -449,7 +478,7 @@ start_prod_dockerd() {
     --data-root "$PROD_DATA_ROOT" --exec-root "$PROD_EXEC_ROOT" --pidfile "$PROD_PID" \
     --bip "$LAB_PROD_BIP" \
     --containerd-namespace books-prod --containerd-plugins-namespace books-prod-plugins \
-    -H "unix://$PROD_SOCK" -H "tcp://$LAB_PROD_ADDR:$LAB_PROD_PORT" \
+    -H "tcp://$LAB_PROD_ADDR:$LAB_PROD_PORT" \
     --tlsverify --tlscacert "$TLS_DIR/server/ca.pem" \
     --tlscert "$TLS_DIR/server/cert.pem" --tlskey "$TLS_DIR/server/key.pem" \
     </dev/null >>"$PROD_LOG" 2>&1 9>&- &

@@ -10,6 +10,9 @@
 # Undo the running parts with lab/down.sh (it keeps packages, images, data).
 #
 # Usage: lab/up.sh        (progress on stderr; exits non-zero on the first failure)
+#        lab/up.sh certificates   only check and repair the lab's CA and
+#                 certificates (in $BOOKS_LAB_DATA_DIR/tls when set); a run of
+#                 the whole script restarts prod's engine when its changed
 set -euo pipefail
 
 LAB_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
@@ -319,4 +322,8 @@ main() {
     "$BOOKS_PROXY_IMAGE, $BOOKS_RUST_IMAGE)"
 }
 
-main "$@"
+case ${1:-} in
+'') main ;;
+certificates) tls_certificates ;;
+*) die "unknown step '$1'; usage: lab/up.sh [certificates]" ;;
+esac

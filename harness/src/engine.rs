@@ -6,6 +6,7 @@
 
 use std::fmt::Display;
 use std::future::Future;
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -158,7 +159,8 @@ pub async fn cd() -> anyhow::Result<Engine> {
     Ok(Engine { docker, name: "the cd engine".to_owned() })
 }
 
-/// prod's engine, with the client certificate from `prod.cert_path`.
+/// prod's engine, with the client certificate from `prod.cert_path`,
+/// trusting only the CA there (`ca.pem`).
 pub async fn prod(config: &Config) -> anyhow::Result<Engine> {
     let host = &config.prod.docker_host;
     let address = host.strip_prefix("tcp://").unwrap_or(host);
@@ -171,18 +173,119 @@ pub async fn prod(config: &Config) -> anyhow::Result<Engine> {
             );
         }
     }
-    let docker = Docker::connect_with_ssl(
-        address,
-        &certs.join("key.pem"),
-        &certs.join("cert.pem"),
-        &certs.join("ca.pem"),
+    let name = format!("prod ({host})");
+    let tls =
+        tls_config(certs).with_context(|| format!("{name}: cannot use the certificates in {}", certs.display()))?;
+    let docker = connect_tls(address, tls)?;
+    let docker = match tokio::time::timeout(Duration::from_secs(10), docker.negotiate_version()).await {
+        Ok(Ok(docker)) => docker,
+        Ok(Err(e)) => match tls_refusal(&e) {
+            Some(reason) => anyhow::bail!("{name}: TLS refused: {}", explain_refusal(&reason, certs)),
+            None => anyhow::bail!("{name} does not answer: {e}; is prod up? `harness lab status` tells"),
+        },
+        Err(_) => anyhow::bail!("{name} did not answer within 10 s; is prod up? `harness lab status` tells"),
+    };
+    Ok(Engine { docker, name })
+}
+
+/// The client's TLS settings: the roots are the CA file alone. bollard's
+/// own `connect_with_ssl` adds the system's roots beside it, so that any
+/// public CA's certificate for prod's address would pass; prod is ours and
+/// has only ever had certificates from our CA.
+fn tls_config(certs: &Path) -> anyhow::Result<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let ca_file = certs.join("ca.pem");
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_file_iter(&ca_file).with_context(|| format!("reading {}", ca_file.display()))? {
+        let ca = ca.with_context(|| format!("{}: not a PEM certificate", ca_file.display()))?;
+        roots.add(ca).with_context(|| format!("{}: not a usable CA certificate", ca_file.display()))?;
+    }
+    anyhow::ensure!(!roots.is_empty(), "{}: holds no certificate", ca_file.display());
+    let cert_file = certs.join("cert.pem");
+    let chain = CertificateDer::pem_file_iter(&cert_file)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("{}: not PEM certificates", cert_file.display()))?;
+    let key_file = certs.join("key.pem");
+    let key = PrivateKeyDer::from_pem_file(&key_file)
+        .with_context(|| format!("{}: not a PEM private key", key_file.display()))?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .with_context(|| format!("{} does not go with {}", key_file.display(), cert_file.display()))
+}
+
+/// A Docker client over HTTPS with `tls`, through bollard's custom
+/// transport (the same hyper client bollard builds for itself).
+fn connect_tls(address: &str, tls: rustls::ClientConfig) -> anyhow::Result<Docker> {
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .wrap_connector(http);
+    let client = std::sync::Arc::new(
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .build(https),
+    );
+    let transport = move |request: bollard::BollardRequest| {
+        let client = client.clone();
+        async move { client.request(request).await.map_err(bollard::errors::Error::from) }
+    };
+    Docker::connect_with_custom_transport(
+        transport,
+        Some(format!("https://{address}")),
         API_TIMEOUT.as_secs(),
         API_DEFAULT_VERSION,
     )
-    .with_context(|| format!("prod ({host}): cannot make a TLS client with the certificates in {}", certs.display()))?;
-    let name = format!("prod ({host})");
-    let docker = negotiate(docker, &name, "is prod up? `harness lab status` tells").await?;
-    Ok(Engine { docker, name })
+    .map_err(|e| anyhow::anyhow!("prod (tcp://{address}): cannot make a TLS client: {e}"))
+}
+
+/// The TLS error somewhere in `error`'s causes, if the handshake failed.
+fn tls_refusal(error: &(dyn std::error::Error + 'static)) -> Option<rustls::Error> {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls.clone());
+        }
+        // An io::Error's source() skips the error it wraps (and hyper wraps
+        // the TLS error in two): look inside instead.
+        let wrapped = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref());
+        cause = match wrapped {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    None
+}
+
+/// Why prod's certificate was refused, and what to do.
+fn explain_refusal(reason: &rustls::Error, certs: &Path) -> String {
+    use rustls::CertificateError as C;
+    let ca = certs.join("ca.pem");
+    let fix = "`harness lab up` (lab/up.sh) re-issues the lab's certificates";
+    match reason {
+        rustls::Error::InvalidCertificate(C::UnknownIssuer | C::BadSignature) => format!(
+            "its certificate is not signed by the lab's CA ({}, unknown CA): either this is not prod, or prod's \
+             certificates were made by another CA; {fix} and copies its CA there",
+            ca.display()
+        ),
+        rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
+            format!("its certificate has expired; {fix}, and restarts prod's engine with the new one")
+        }
+        rustls::Error::InvalidCertificate(C::NotValidYet | C::NotValidYetContext { .. }) => {
+            "its certificate is not valid yet: is this machine's clock right?".to_owned()
+        }
+        rustls::Error::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => {
+            format!("its certificate does not name this address (prod.docker_host); {fix}")
+        }
+        other => format!("{other}; {fix}"),
+    }
 }
 
 /// Docker 20.10 speaks API 1.41 and refuses newer clients: agree on one.

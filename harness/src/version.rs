@@ -71,6 +71,12 @@ const GIT_DEADLINE: Duration = Duration::from_secs(120);
 /// waits for a person (no prompts: a password, a host key) and never longer
 /// than GIT_DEADLINE.
 pub(crate) fn git(repo: &Path, args: &[&str]) -> anyhow::Result<String> {
+    git_with_env(repo, args, &[])
+}
+
+/// [`git`] with more variables in its environment (credentials go there,
+/// never on its command line, which every user of the machine can read).
+pub(crate) fn git_with_env(repo: &Path, args: &[&str], env: &[(String, String)]) -> anyhow::Result<String> {
     let mut child = Command::new("git")
         .arg("-C")
         .arg(repo)
@@ -79,6 +85,7 @@ pub(crate) fn git(repo: &Path, args: &[&str]) -> anyhow::Result<String> {
         .args(args)
         .env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes -o ConnectTimeout=15")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

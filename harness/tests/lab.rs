@@ -12,7 +12,9 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bollard::auth::DockerCredentials;
 use bollard::query_parameters::{CreateImageOptionsBuilder, PushImageOptionsBuilder, RemoveImageOptionsBuilder};
@@ -264,4 +266,401 @@ async fn prods_engine_refuses_plain_http() {
     let body = response.text().await.unwrap_or_default();
     assert!(body.contains("HTTPS"), "body: {body}");
     assert!(version.is_err(), "prod answered a version call over plain HTTP: {version:?}");
+}
+
+// ------------------------------------------------------------------ prod's TLS: only the lab's CA
+
+/// A TLS endpoint on loopback (`openssl s_server`) presenting a given
+/// certificate, in the place of prod; killed by pid on drop.
+struct FakeProd {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl FakeProd {
+    fn start(cert: &Path, key: &Path) -> FakeProd {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let child = Command::new("openssl")
+            .args(["s_server", "-quiet", "-accept", &format!("127.0.0.1:{port}")])
+            .arg("-cert")
+            .arg(cert)
+            .arg("-key")
+            .arg(key)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("openssl s_server starts");
+        let prod = FakeProd { child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "openssl s_server did not listen on {port} within 10 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        prod
+    }
+
+    fn host(&self) -> String {
+        format!("tcp://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for FakeProd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs openssl with `args` in `dir`, bounded; panics with its stderr.
+fn openssl(dir: &Path, args: &[&str]) {
+    let mut command = Command::new("openssl");
+    command.args(args).current_dir(dir);
+    let run = common::run::run_bounded(&mut command, Duration::from_secs(30));
+    assert!(run.success(), "openssl {}: {}", args.join(" "), run.stderr);
+}
+
+/// A key and a server certificate for 127.0.0.1 in `dir` as NAME-key.pem
+/// and NAME.pem, signed by `ca`/`ca_key`, valid for `days` (-1: expired).
+fn server_certificate(dir: &Path, name: &str, ca: &Path, ca_key: &Path, days: &str) -> (PathBuf, PathBuf) {
+    let key = dir.join(format!("{name}-key.pem"));
+    let csr = dir.join(format!("{name}.csr"));
+    let cert = dir.join(format!("{name}.pem"));
+    let ext = dir.join(format!("{name}.ext"));
+    std::fs::write(&ext, "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n").unwrap();
+    openssl(dir, &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", path(&key)]);
+    openssl(dir, &["req", "-new", "-key", path(&key), "-subj", "/CN=not prod", "-out", path(&csr)]);
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            path(&csr),
+            "-CA",
+            path(ca),
+            "-CAkey",
+            path(ca_key),
+            "-CAcreateserial",
+            "-days",
+            days,
+            "-extfile",
+            path(&ext),
+            "-out",
+            path(&cert),
+        ],
+    );
+    (cert, key)
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 temp path")
+}
+
+/// The lab's client certificate folder, copied (the harness reads it as
+/// `prod.cert_path`).
+fn client_certificates(lab: &Lab, dir: &Path) -> PathBuf {
+    let client = dir.join("client");
+    std::fs::create_dir_all(&client).unwrap();
+    for name in ["ca.pem", "cert.pem", "key.pem"] {
+        std::fs::copy(lab.prod_cert(name), client.join(name)).unwrap_or_else(|e| panic!("copying {name}: {e}"));
+    }
+    client
+}
+
+/// `harness status` against `prod`, with the lab's client certificates
+/// and `extra` variables.
+async fn harness_status_against(prod: &FakeProd, certs: &Path, extra: &[(&str, &str)]) -> common::run::Run {
+    common::run::harness(Duration::from_secs(60))
+        .without_harness_env()
+        .args(["status"])
+        .env("HARNESS_PROD__DOCKER_HOST", prod.host())
+        .env("HARNESS_PROD__CERT_PATH", certs)
+        .envs(extra.iter().copied())
+        .run_async()
+        .await
+}
+
+#[tokio::test]
+async fn a_prod_presenting_a_certificate_from_another_ca_is_refused_even_when_the_system_trusts_that_ca() {
+    // Arrange: another CA, trusted by this machine's roots as far as the
+    // harness can tell (SSL_CERT_FILE is where the system's roots are read
+    // from), and a server certificate from it naming the address.
+    let lab = Lab::load();
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, ca_key) = (dir.path().join("other-ca.pem"), dir.path().join("other-ca-key.pem"));
+    openssl(dir.path(), &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", path(&ca_key)]);
+    openssl(
+        dir.path(),
+        &["req", "-x509", "-new", "-key", path(&ca_key), "-subj", "/CN=another CA", "-days", "30", "-out", path(&ca)],
+    );
+    let (cert, key) = server_certificate(dir.path(), "server", &ca, &ca_key, "30");
+    let prod = FakeProd::start(&cert, &key);
+    let certs = client_certificates(&lab, dir.path());
+
+    // A folder of roots holding that CA alone (the temp folder also holds
+    // keys, which a loader of roots would report as errors).
+    let roots = dir.path().join("roots");
+    std::fs::create_dir(&roots).unwrap();
+    std::fs::copy(&ca, roots.join("other-ca.pem")).unwrap();
+
+    // Act
+    let run =
+        harness_status_against(&prod, &certs, &[("SSL_CERT_FILE", path(&ca)), ("SSL_CERT_DIR", path(&roots))]).await;
+
+    // Assert
+    assert_eq!(run.code, Some(1), "{run:?}");
+    for needle in [prod.host().as_str(), "TLS refused", "not signed by the lab's CA", "unknown CA", "harness lab up"] {
+        assert!(run.stderr.contains(needle), "`{needle}` not in: {}", run.stderr);
+    }
+}
+
+#[tokio::test]
+async fn a_prod_presenting_an_expired_certificate_from_the_labs_ca_is_refused() {
+    let lab = Lab::load();
+    let dir = tempfile::tempdir().unwrap();
+    // The lab CA's key sits beside the client's folder (lab/topology.sh).
+    let tls_dir = lab.prod_cert_path.parent().expect("the lab's TLS folder");
+    let (cert, key) =
+        server_certificate(dir.path(), "expired", &tls_dir.join("ca.pem"), &tls_dir.join("ca-key.pem"), "-1");
+    let prod = FakeProd::start(&cert, &key);
+    let certs = client_certificates(&lab, dir.path());
+
+    let run = harness_status_against(&prod, &certs, &[]).await;
+
+    assert_eq!(run.code, Some(1), "{run:?}");
+    for needle in [prod.host().as_str(), "TLS refused", "expired", "harness lab up"] {
+        assert!(run.stderr.contains(needle), "`{needle}` not in: {}", run.stderr);
+    }
+}
+
+// ------------------------------------------------------------------ the lab repairs itself
+
+/// `lab/up.sh certificates` on the state folder `data` (a copy, never the
+/// live one), bounded: its stderr.
+fn repair_certificates(data: &Path) -> String {
+    let mut command = Command::new("bash");
+    command.arg(common::repo_root().join("lab/up.sh")).arg("certificates").env("BOOKS_LAB_DATA_DIR", data);
+    let run = common::run::run_bounded(&mut command, Duration::from_secs(60));
+    assert!(run.success(), "lab/up.sh certificates failed: {}", run.stderr);
+    run.stderr
+}
+
+/// The public key of a certificate or of a private key, as openssl prints it.
+fn public_key(dir: &Path, file: &Path, is_certificate: bool) -> String {
+    let args: Vec<&str> =
+        if is_certificate { vec!["x509", "-noout", "-pubkey", "-in"] } else { vec!["pkey", "-pubout", "-in"] };
+    let mut command = Command::new("openssl");
+    command.args(&args).arg(file).current_dir(dir);
+    let run = common::run::run_bounded(&mut command, Duration::from_secs(30));
+    assert!(run.success(), "openssl on {}: {}", file.display(), run.stderr);
+    run.stdout
+}
+
+/// Every key in `tls` goes with its certificate, every certificate chains
+/// to the CA, is valid for 30 more days, and each folder's ca.pem is the CA.
+fn assert_certificates_sound(tls: &Path) {
+    let ca = tls.join("ca.pem");
+    assert_eq!(public_key(tls, &ca, true), public_key(tls, &tls.join("ca-key.pem"), false), "the CA and its key");
+    for name in ["server", "client"] {
+        let dir = tls.join(name);
+        let cert = dir.join("cert.pem");
+        assert_eq!(public_key(tls, &cert, true), public_key(tls, &dir.join("key.pem"), false), "{name}'s key");
+        openssl(tls, &["verify", "-CAfile", path(&ca), path(&cert)]);
+        openssl(tls, &["x509", "-noout", "-checkend", "2592000", "-in", path(&cert)]);
+        assert_eq!(std::fs::read(dir.join("ca.pem")).unwrap(), std::fs::read(&ca).unwrap(), "{name}/ca.pem");
+    }
+}
+
+fn read_all(tls: &Path) -> Vec<(String, Vec<u8>)> {
+    let files = ["ca.pem", "ca-key.pem", "server/cert.pem", "server/key.pem", "client/cert.pem", "client/key.pem"];
+    files.iter().map(|f| (f.to_string(), std::fs::read(tls.join(f)).unwrap_or_default())).collect()
+}
+
+/// A copy of the lab's state folder with its certificates (`tls/`).
+fn copy_of_the_labs_certificates(lab: &Lab) -> tempfile::TempDir {
+    let live = lab.prod_cert_path.parent().expect("the lab's TLS folder");
+    let data = tempfile::tempdir().unwrap();
+    let mut copy = Command::new("cp");
+    copy.arg("-a").arg(live).arg(data.path().join("tls"));
+    assert!(common::run::run_bounded(&mut copy, Duration::from_secs(30)).success(), "copying {}", live.display());
+    data
+}
+
+#[tokio::test]
+async fn a_certificate_step_interrupted_between_a_key_and_its_certificate_is_repaired_by_the_next_run() {
+    let lab = Lab::load();
+    // Each fault a killed run (or a bad day) can leave, and what must be
+    // made anew; what is not named must be left exactly as it was.
+    type Fault = fn(&Path);
+    let faults: [(&str, Fault, &[&str]); 5] = [
+        (
+            "the server's new key written, not its certificate",
+            |tls| new_key_at(&tls.join("server/key.pem")),
+            &["server/cert.pem", "server/key.pem"],
+        ),
+        (
+            "the client's certificate cut short",
+            |tls| std::fs::write(tls.join("client/cert.pem"), "-----BEGIN").unwrap(),
+            &["client/cert.pem", "client/key.pem"],
+        ),
+        (
+            "the CA's new key written, not the CA",
+            |tls| new_key_at(&tls.join("ca-key.pem")),
+            &["ca.pem", "ca-key.pem", "server/cert.pem", "server/key.pem", "client/cert.pem", "client/key.pem"],
+        ),
+        ("the client's copy of the CA missing", |tls| std::fs::remove_file(tls.join("client/ca.pem")).unwrap(), &[]),
+        ("the server's certificate expired", expire_server_certificate, &["server/cert.pem", "server/key.pem"]),
+    ];
+    for (fault, make, remade) in faults {
+        let data = copy_of_the_labs_certificates(&lab);
+        let tls = data.path().join("tls");
+        make(&tls);
+        let before = read_all(&tls);
+
+        let said = repair_certificates(data.path());
+
+        assert_certificates_sound(&tls);
+        assert!(said.contains("tls: made"), "{fault}: {said}");
+        for ((file, old), (_, new)) in before.iter().zip(read_all(&tls)) {
+            assert_eq!(remade.contains(&file.as_str()), *old != new, "{fault}: {file} changed or not as it should");
+        }
+        // A second run finds everything sound and changes nothing.
+        let again = read_all(&tls);
+        let said = repair_certificates(data.path());
+        assert!(said.contains("valid, each with its key"), "{fault}: {said}");
+        assert_eq!(read_all(&tls), again, "{fault}: a second run changed the certificates");
+    }
+}
+
+fn new_key_at(file: &Path) {
+    let mut command = Command::new("openssl");
+    command.args(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out"]).arg(file);
+    assert!(common::run::run_bounded(&mut command, Duration::from_secs(30)).success(), "a new key");
+}
+
+/// Re-issues the server's certificate, same key, from the copy's CA, expired.
+fn expire_server_certificate(tls: &Path) {
+    let server = tls.join("server");
+    openssl(&server, &["req", "-new", "-key", "key.pem", "-subj", "/CN=prod", "-out", "expired.csr"]);
+    std::fs::write(server.join("san.ext"), "subjectAltName=IP:10.200.0.2\n").unwrap();
+    openssl(
+        &server,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "expired.csr",
+            "-CA",
+            "../ca.pem",
+            "-CAkey",
+            "../ca-key.pem",
+            "-CAcreateserial",
+            "-days",
+            "-1",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "cert.pem",
+        ],
+    );
+}
+
+/// prod's dockerd, from the pid file lab/topology.sh gives it.
+fn prod_dockerd_pid() -> u32 {
+    let file = "/run/books-lab/prod/dockerd.pid";
+    let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{file}: {e}; is the lab up?"));
+    text.trim().parse().unwrap_or_else(|_| panic!("{file} holds {text:?}"))
+}
+
+#[tokio::test]
+async fn prods_engine_listens_on_no_unix_socket_only_on_tls() {
+    let pid = prod_dockerd_pid();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("prod's dockerd runs");
+    let args: Vec<String> = cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+
+    // Its hosts are TCP only, with client certificates required.
+    let hosts: Vec<&String> = args.windows(2).filter(|w| w[0] == "-H" || w[0] == "--host").map(|w| &w[1]).collect();
+    assert!(!hosts.is_empty() && hosts.iter().all(|h| h.starts_with("tcp://")), "prod's dockerd listens on {hosts:?}");
+    assert!(args.iter().any(|a| a == "--tlsverify"), "prod's dockerd runs without --tlsverify: {args:?}");
+
+    // No unix socket it listens on answers Docker's API (it has others of
+    // its own, e.g. libnetwork's, which speak something else).
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("prod's dockerd's descriptors (root)")
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|target| target.to_str()?.strip_prefix("socket:[")?.strip_suffix(']').map(str::to_owned))
+        .collect();
+    let unix = std::fs::read_to_string(format!("/proc/{pid}/net/unix")).expect("its unix sockets");
+    let listening: Vec<String> = unix
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // Flags 00010000: accepting connections; a path, not abstract.
+            let path = fields.get(7).filter(|p| p.starts_with('/'))?;
+            (fields[3] == "00010000" && inodes.iter().any(|i| i == fields[6])).then(|| path.to_string())
+        })
+        .collect();
+    for socket in &listening {
+        let answer = tokio::time::timeout(Duration::from_secs(5), async {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut stream = tokio::net::UnixStream::connect(socket).await.ok()?;
+            stream.write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n").await.ok()?;
+            let mut reply = Vec::new();
+            let _ = stream.read_to_end(&mut reply).await;
+            Some(String::from_utf8_lossy(&reply).into_owned())
+        })
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+        assert!(
+            !answer.to_ascii_lowercase().contains("api-version"),
+            "prod's dockerd answers its API on the unix socket {socket}: {answer}"
+        );
+    }
+}
+
+// ------------------------------------------------------------------ no password on a command line
+
+#[test]
+fn no_lab_or_project_script_puts_a_password_on_a_command_line() {
+    // What another user of the machine would read in `ps`: curl's -u/--user,
+    // docker login's -p/--password (not --password-stdin), htpasswd's -b.
+    // (command, options that take a password there)
+    let forbidden: [(&str, &[&str]); 3] = [
+        ("curl", &[" -u ", " --user ", " --user=", " -u\"", " -u$"]),
+        (" login", &[" -p ", " --password ", " --password="]),
+        ("htpasswd", &[" -b", " -nb"]),
+    ];
+    let mut scripts = Vec::new();
+    for dir in ["lab", "scripts", "bench/pipeline", ".ci"] {
+        for entry in std::fs::read_dir(common::repo_root().join(dir)).unwrap_or_else(|e| panic!("{dir}: {e}")) {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            if path.extension().is_some_and(|e| e == "sh") || text.starts_with("#!") {
+                scripts.push((path, text));
+            }
+        }
+    }
+    assert!(scripts.len() >= 8, "found only {} scripts", scripts.len());
+    for (path, text) in &scripts {
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split(" #").next().unwrap_or(line);
+            if code.trim_start().starts_with('#') {
+                continue;
+            }
+            for (command, options) in forbidden {
+                for option in options.iter().filter(|_| code.contains(command)) {
+                    assert!(
+                        !code.contains(option),
+                        "{}:{}: `{command} {option}` puts a password on a command line: {line}",
+                        path.display(),
+                        n + 1
+                    );
+                }
+            }
+        }
+    }
 }

@@ -35,18 +35,30 @@ fn harness(args: &[&str], env: &[(&str, &str)], deadline: Duration) -> (Run, Dur
     (run, took)
 }
 
-/// The pipeline's report; run once, and a failure fails every test that
-/// needs it at once rather than running the pipeline again.
-fn pipeline_once() -> Value {
-    static REPORT: OnceLock<Result<Value, String>> = OnceLock::new();
-    let report = REPORT.get_or_init(|| {
-        let (output, took) = harness(&["--json", "pipeline", "--retest"], &[], Duration::from_secs(1800));
+/// The pipeline's run: once, and a failure fails every test that needs it
+/// at once rather than running the pipeline again. The registry's
+/// credentials are in its environment, as a user may give them.
+fn pipeline_run() -> &'static Run {
+    static RUN: OnceLock<Result<Run, String>> = OnceLock::new();
+    let run = RUN.get_or_init(|| {
+        let credentials = Lab::load().credentials();
+        let env = [
+            ("HARNESS_REGISTRY__USERNAME", credentials.user.as_str()),
+            ("HARNESS_REGISTRY__PASSWORD", credentials.password.as_str()),
+        ];
+        let (output, took) = harness(&["--json", "pipeline", "--retest"], &env, Duration::from_secs(1800));
         if !output.success() {
             return Err(format!("the pipeline failed after {took:?}:\n{}\n{}", output.stderr, output.stdout));
         }
-        serde_json::from_str(&output.stdout).map_err(|e| format!("no JSON report on stdout ({e}):\n{}", output.stdout))
+        Ok(output)
     });
-    report.clone().unwrap_or_else(|e| panic!("{e}"))
+    run.as_ref().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The pipeline's report (its `--json` output).
+fn pipeline_once() -> Value {
+    let run = pipeline_run();
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("no JSON report on stdout ({e}):\n{}", run.stdout))
 }
 
 fn record() -> Value {
@@ -259,4 +271,88 @@ fn a_ref_of_another_repository_is_planned_with_its_commit_and_tag() {
     assert!(plan["service_image"].as_str().unwrap().ends_with("/books-ms:v7.0.0"), "{plan}");
     // The plan fetched the ref and checked nothing out yet.
     assert!(!state.path().join(".harness/checkout/README.md").exists());
+}
+
+// ------------------------------------------------------------------ no secret leaks
+
+/// Fails when `secret` is in `bytes`, naming `what`.
+fn assert_secret_not_in(what: &str, bytes: &[u8], secret: &str) {
+    assert!(memchr::memmem::find(bytes, secret.as_bytes()).is_none(), "the registry's password is in {what}");
+}
+
+/// Every file under `dir` (symlinks not followed).
+fn assert_secret_not_in_files(dir: &std::path::Path, secret: &str) -> usize {
+    let mut files = 0;
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let entry = entry.unwrap();
+        let kind = entry.file_type().unwrap();
+        if kind.is_dir() {
+            files += assert_secret_not_in_files(&entry.path(), secret);
+        } else if kind.is_file() {
+            let bytes = std::fs::read(entry.path()).unwrap_or_default();
+            assert_secret_not_in(&entry.path().display().to_string(), &bytes, secret);
+            files += 1;
+        }
+    }
+    files
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_registrys_password_is_in_no_output_no_record_and_no_layer_of_the_pushed_tests_image() {
+    use futures_util::StreamExt;
+    let _prod = common::prod_lock().await;
+    let run = tokio::task::spawn_blocking(pipeline_run).await.unwrap();
+    let lab = Lab::load();
+    let password = lab.credentials().password;
+    assert!(password.len() >= 16, "the lab's password is too short to search for");
+
+    // The harness's output: the --json report and its progress and logs on stderr.
+    assert_secret_not_in("the pipeline's --json output", run.stdout.as_bytes(), &password);
+    assert_secret_not_in("the pipeline's stderr", run.stderr.as_bytes(), &password);
+
+    // Its records and logs.
+    let files = assert_secret_not_in_files(&repo_root().join(".harness"), &password);
+    assert!(files >= 2, "only {files} files in .harness/: are the logs and the push record there?");
+
+    // The tests image the pipeline pushed, whole as `docker save` writes it:
+    // its config (environment, labels, history) and every layer's files.
+    let tests = &record()["tests"];
+    let image = format!("{}:{}", tests["image"].as_str().unwrap(), tests["tag"].as_str().unwrap());
+    let cd = common::negotiate(bollard::Docker::connect_with_local_defaults().unwrap(), "the cd engine").await;
+    let inspected = cd.inspect_image(&image).await.unwrap_or_else(|e| panic!("{image} on the cd engine: {e}"));
+    let pushed = format!("{}@{}", tests["image"].as_str().unwrap(), tests["digest"].as_str().unwrap());
+    assert!(
+        inspected.repo_digests.unwrap_or_default().contains(&pushed),
+        "{image} is not the image pushed as {pushed}"
+    );
+    let finder = memchr::memmem::Finder::new(password.as_bytes());
+    let mut saved = cd.export_image(&image);
+    let (mut tail, mut total) = (Vec::new(), 0usize);
+    let search = async {
+        while let Some(chunk) = saved.next().await {
+            let chunk = chunk.unwrap_or_else(|e| panic!("saving {image}: {e}"));
+            total += chunk.len();
+            // The chunk with the end of the one before, so that a password
+            // cut in two is found too.
+            tail.extend_from_slice(&chunk);
+            assert!(finder.find(&tail).is_none(), "the registry's password is in the tests image {image}");
+            tail.drain(..tail.len().saturating_sub(password.len() - 1));
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(600), search).await.expect("docker save within 10 min");
+    assert!(total > 10_000_000, "{image} saved as only {total} bytes");
+
+    // A refused login: the wrong password (the right one and more) is not
+    // echoed in the error or anywhere else.
+    let wrong = format!("{password}-but-wrong");
+    let (refused, _) = tokio::task::spawn_blocking(move || {
+        let env = [("HARNESS_REGISTRY__USERNAME", "books-lab"), ("HARNESS_REGISTRY__PASSWORD", wrong.as_str())];
+        harness(&["--json", "push"], &env, FAST * 4)
+    })
+    .await
+    .unwrap();
+    assert_eq!(refused.code, Some(1), "{refused:?}");
+    assert!(refused.stderr.contains("harness: error"), "{refused:?}");
+    assert_secret_not_in("the refused push's stderr", refused.stderr.as_bytes(), &password);
+    assert_secret_not_in("the refused push's stdout", refused.stdout.as_bytes(), &password);
 }

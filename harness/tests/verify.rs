@@ -105,7 +105,7 @@ async fn a_check_failing_after_the_writes_names_the_check_and_still_removes_them
     // Arrange: a proxy in front of the service that changes the title of
     // every book read by id, so that `get-by-id` fails after `put` wrote.
     let (_db, service) = start().await;
-    let proxy = TamperingProxy::start(&service.url).await;
+    let proxy = TamperingProxy::start(&service.url, Fault::Tamper).await;
 
     let error = verify::verify(&proxy.url, &IDS, &Reporter::hidden()).await.expect_err("get-by-id must fail");
 
@@ -115,6 +115,83 @@ async fn a_check_failing_after_the_writes_names_the_check_and_still_removes_them
     assert!(message.contains("(tampered)"), "what came back is quoted: {message}");
     assert!(error.cleanup.is_none(), "{error}");
     assert_eq!(error.report.check("cleanup").unwrap().outcome, Outcome::Passed);
+    assert_no_reserved_book(&service.url).await;
+}
+
+#[tokio::test]
+async fn a_user_racing_the_checks_on_the_reserved_ids_keeps_their_books_and_verify_says_the_id_was_taken() {
+    // Arrange: a proxy that lets a user write at the worst moments: a book
+    // on IDS[1] just before the checks' PUT there arrives (after
+    // `reserved-ids` found it free), and over the checks' book on IDS[0]
+    // just before their DELETE of it arrives.
+    let (_db, service) = start().await;
+    let proxy = TamperingProxy::start(&service.url, Fault::Race).await;
+
+    let error = verify::verify(&proxy.url, &IDS, &Reporter::hidden()).await.expect_err("verify must fail");
+
+    // Assert: both users' books are there, as they wrote them.
+    assert_eq!(get(&service.url, IDS[1]).await, Some(user_book(IDS[1])), "the user's book was overwritten");
+    assert_eq!(get(&service.url, IDS[0]).await, Some(user_book(IDS[0])), "the user's book was removed");
+    assert_eq!(get(&service.url, IDS[2]).await, None, "nothing is written past the taken id");
+    assert_eq!(error.check, "put", "{error}");
+    assert!(matches!(error.problem, Problem::Taken { id, .. } if id == IDS[1]), "{error}");
+    let message = error.to_string();
+    for needle in [&format!("reserved id {} was taken by someone else", IDS[1]), "left as it is", "checks.ids"] {
+        assert!(message.contains(needle), "`{needle}` not in: {message}");
+    }
+    let cleanup = error.cleanup.as_ref().expect("the replaced book is reported by the cleanup");
+    assert!(
+        matches!(cleanup, Problem::Cleanup { first, .. } if matches!(**first, Problem::Replaced { id, .. } if id == IDS[0]))
+    );
+}
+
+#[tokio::test]
+async fn a_user_writing_the_reserved_ids_all_through_a_verify_run_never_loses_a_write() {
+    // Arrange: a user who PUTs their own books on the reserved ids over and
+    // over (bounded: 100 rounds) while the binary runs verify.
+    let (_db, service) = start().await;
+    let writer = {
+        let url = service.url.clone();
+        tokio::spawn(async move {
+            for round in 0..100 {
+                for id in IDS {
+                    let mut book = user_book(id);
+                    book["description"] = json!(format!("round {round}"));
+                    put(&url, &book).await;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+
+    let run = harness(&["verify", "--url", &service.url]).await;
+    tokio::time::timeout(Duration::from_secs(120), writer).await.expect("the writer ends").expect("the writer");
+
+    // Assert: every id holds the user's last write; verify failed, saying
+    // the id is a user's.
+    for id in IDS {
+        let mut last = user_book(id);
+        last["description"] = json!("round 99");
+        assert_eq!(get(&service.url, id).await, Some(last), "the user's last write on {id} is gone");
+    }
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(
+        ["was taken by someone else", "was not written by the checks", "someone replaced it"]
+            .iter()
+            .any(|n| run.stderr.contains(n)),
+        "{run:?}"
+    );
+}
+
+#[tokio::test]
+async fn against_a_books_ms_without_conditional_requests_verify_still_passes_and_cleans_up() {
+    // A rollback may go to a release older than If-None-Match and If-Match.
+    let (_db, service) = start().await;
+    let proxy = TamperingProxy::start(&service.url, Fault::Old).await;
+
+    let report = verify::verify(&proxy.url, &IDS, &Reporter::hidden()).await.unwrap_or_else(|e| panic!("{e}"));
+
+    assert!(report.check("put").unwrap().detail.contains("no ETag"), "{report}");
     assert_no_reserved_book(&service.url).await;
 }
 
@@ -356,16 +433,30 @@ async fn harness(args: &[&str]) -> Run {
 
 // ------------------------------------------------------------------ a failing service
 
-/// A one-request-per-connection HTTP proxy to `upstream` that appends
-/// " (tampered)" to the title of every book read by id: a deployed service
-/// that writes but reads back wrong. Stops on drop.
+/// What the proxy does besides relaying.
+#[derive(Clone, Copy)]
+enum Fault {
+    /// Appends " (tampered)" to the title of every book read by id: a
+    /// deployed service that writes but reads back wrong.
+    Tamper,
+    /// A user writing at the worst moments: their book on `IDS[1]` just
+    /// before a PUT of `IDS[1]` is relayed, and on `IDS[0]` just before a
+    /// DELETE of `IDS[0]` is.
+    Race,
+    /// A books-ms from before conditional requests: the `If-*` headers
+    /// are not passed on, and no `ETag` comes back.
+    Old,
+}
+
+/// A one-request-per-connection HTTP proxy to `upstream` with a [`Fault`].
+/// Stops on drop.
 struct TamperingProxy {
     url: String,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl TamperingProxy {
-    async fn start(upstream: &str) -> TamperingProxy {
+    async fn start(upstream: &str, fault: Fault) -> TamperingProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
         let url = format!("http://{}", listener.local_addr().unwrap());
         let upstream = upstream.to_owned();
@@ -374,7 +465,7 @@ impl TamperingProxy {
             while let Ok((stream, _)) = listener.accept().await {
                 let (client, upstream) = (client.clone(), upstream.clone());
                 tokio::spawn(async move {
-                    let _ = tokio::time::timeout(HTTP_TIMEOUT, relay(stream, &client, &upstream)).await;
+                    let _ = tokio::time::timeout(HTTP_TIMEOUT, relay(stream, &client, &upstream, fault)).await;
                 });
             }
         });
@@ -388,7 +479,12 @@ impl Drop for TamperingProxy {
     }
 }
 
-async fn relay(mut stream: tokio::net::TcpStream, client: &reqwest::Client, upstream: &str) -> Option<()> {
+async fn relay(
+    mut stream: tokio::net::TcpStream,
+    client: &reqwest::Client,
+    upstream: &str,
+    fault: Fault,
+) -> Option<()> {
     let mut buf = Vec::new();
     let head_end = loop {
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -413,25 +509,43 @@ async fn relay(mut stream: tokio::net::TcpStream, client: &reqwest::Client, upst
             return None;
         }
     }
-    let mut request = client
-        .request(method.parse().ok()?, format!("{upstream}{path}"))
-        .body(buf[head_end..head_end + length].to_vec());
-    if let Some(content_type) = header("content-type") {
-        request = request.header("content-type", content_type);
+    let body = buf[head_end..head_end + length].to_vec();
+    if let Fault::Race = fault {
+        let put_on = serde_json::from_slice::<Value>(&body).ok().and_then(|b| b["_id"].as_i64());
+        if method == "PUT" && put_on == Some(i64::from(IDS[1])) {
+            put(upstream, &user_book(IDS[1])).await;
+        }
+        if method == "DELETE" && path == format!("/api/v1/books/_id/{}", IDS[0]) {
+            put(upstream, &user_book(IDS[0])).await;
+        }
+    }
+    let mut request = client.request(method.parse().ok()?, format!("{upstream}{path}")).body(body);
+    let names: &[&str] = match fault {
+        Fault::Old => &["content-type"],
+        _ => &["content-type", "if-match", "if-none-match"],
+    };
+    for name in names.iter().copied() {
+        if let Some(value) = header(name) {
+            request = request.header(name, value);
+        }
     }
     let response = request.send().await.ok()?;
     let status = response.status();
     let content_type =
         response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("application/json").to_owned();
+    let etag = match response.headers().get("etag").and_then(|v| v.to_str().ok()) {
+        Some(etag) if !matches!(fault, Fault::Old) => format!("etag: {etag}\r\n"),
+        _ => String::new(),
+    };
     let mut body = response.bytes().await.ok()?.to_vec();
-    if method == "GET" && path.starts_with("/api/v1/books/_id/") && status == 200 {
+    if matches!(fault, Fault::Tamper) && method == "GET" && path.starts_with("/api/v1/books/_id/") && status == 200 {
         let mut book: Value = serde_json::from_slice(&body).ok()?;
         let title = format!("{} (tampered)", book["title"].as_str()?);
         book["title"] = Value::String(title);
         body = serde_json::to_vec(&book).ok()?;
     }
     let head = format!(
-        "HTTP/1.1 {} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        "HTTP/1.1 {} {}\r\ncontent-type: {content_type}\r\n{etag}content-length: {}\r\nconnection: close\r\n\r\n",
         status.as_u16(),
         status.canonical_reason().unwrap_or(""),
         body.len()

@@ -42,6 +42,15 @@ pub enum ApiError {
         /// The methods the resource takes, for the `Allow` header (RFC 9110).
         allow: &'static str,
     },
+    /// A create-only PUT (`If-None-Match: *`) on an `_id` that is taken.
+    #[error("a book with _id {0} exists; nothing was written (the PUT had If-None-Match: *, create only)")]
+    BookExists(BookId),
+    /// A conditional request whose condition is false: nothing was changed.
+    #[error("{0}")]
+    PreconditionFailed(String),
+    /// A conditional header the service does not take.
+    #[error("{0}")]
+    BadPrecondition(String),
     #[error(transparent)]
     Database(#[from] RepositoryError),
     #[error("internal error")]
@@ -61,6 +70,9 @@ impl ApiError {
             ApiError::BookNotFound(_) => "book_not_found",
             ApiError::FileNotFound(_) => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::BookExists(_) => "book_exists",
+            ApiError::PreconditionFailed(_) => "precondition_failed",
+            ApiError::BadPrecondition(_) => "invalid_precondition",
             ApiError::Database(RepositoryError::Other(_)) | ApiError::Internal(_) => "internal",
             ApiError::Database(RepositoryError::OutcomeUnknown(_)) => "write_outcome_unknown",
             ApiError::Database(RepositoryError::InvalidStored(_)) => "stored_book_invalid",
@@ -72,7 +84,8 @@ impl ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::InvalidBook(_) | ApiError::BadBody(_) => StatusCode::BAD_REQUEST,
+            ApiError::InvalidBook(_) | ApiError::BadBody(_) | ApiError::BadPrecondition(_) => StatusCode::BAD_REQUEST,
+            ApiError::BookExists(_) | ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,

@@ -278,6 +278,32 @@ impl BookRepository {
         }))
     }
 
+    /// Inserts the book only when no book has its `_id`: `Ok(false)` when one
+    /// has, and then nothing was written. One insert, so two creators racing
+    /// cannot both win: the database's unique `_id` decides.
+    #[tracing::instrument(skip(self, book), fields(id = %book.id))]
+    pub async fn create(&self, book: &Book) -> Result<bool, RepositoryError> {
+        let (_guard, until) = self.lock(book.id).await?;
+        match unknown_if_sent(self.bounded_until(until, self.books.insert_one(book)).await) {
+            Ok(_) => Ok(true),
+            Err(RepositoryError::Other(e)) if is_duplicate_key(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes the book only when the stored document is exactly `book`
+    /// (every field in the filter), in one operation: a book changed since
+    /// it was read is left alone (`Ok(None)`). Under the `_id`'s lock too:
+    /// FerretDB's find-and-delete is a find, then a delete by `_id`.
+    #[tracing::instrument(skip(self, book), fields(id = %book.id))]
+    pub async fn delete_if_unchanged(&self, book: &Book) -> Result<Option<Book>, RepositoryError> {
+        let whole = doc! {
+            "_id": book.id.get(), "title": &book.title, "author": &book.author, "description": &book.description,
+        };
+        let (_guard, until) = self.lock(book.id).await?;
+        unknown_if_sent(self.bounded_until(until, self.books.find_one_and_delete(whole)).await)
+    }
+
     /// The summaries of a page of books, ordered by `_id`, streamed from the
     /// cursor batch by batch: never the whole collection in memory. The first
     /// batch is fetched before this returns, so an unreachable database is an

@@ -1,7 +1,6 @@
 //! The checks themselves, and the books and pages they work with.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use reqwest::{Method, StatusCode, Url};
 use serde_json::{json, Value};
@@ -39,7 +38,7 @@ pub(super) async fn check_integ_list(http: &Http) -> Result<((), String), Proble
             Err(e) => return Err(no_answer("GET", &url, &e)),
         }
     }
-    let answer = Answer { method: "GET", url, status, request_id: request_id(&response), body: head };
+    let answer = Answer { method: "GET", url, status, request_id: request_id(&response), etag: None, body: head };
     answer.expect_status(StatusCode::OK, "200 with a JSON array", http)?;
     if answer.body.trim_ascii_start().first() != Some(&b'[') {
         return Err(answer.content("a JSON array", excerpt(&answer.body)));
@@ -47,7 +46,9 @@ pub(super) async fn check_integ_list(http: &Http) -> Result<((), String), Proble
     Ok(((), "200: GET /api/v1/books answers".to_owned()))
 }
 
-/// Each reserved id is free, or holds a book an interrupted run left.
+/// Each reserved id is free, or holds a book an interrupted run left (it
+/// carries [`super::MARKER`]), which is removed only if it is unchanged
+/// since it was read (`If-Match` its `ETag`).
 pub(super) async fn check_reserved_ids(http: &Http, ids: &[i32]) -> Result<((), String), Problem> {
     let mut leftovers = Vec::new();
     for &id in ids {
@@ -64,6 +65,9 @@ pub(super) async fn check_reserved_ids(http: &Http, ids: &[i32]) -> Result<((), 
                         author: text_field(&book, "author"),
                     });
                 }
+                if !delete_if_unchanged(http, id, &answer).await? {
+                    return Err(Problem::Taken { id, url: answer.url, when: "while verify removed a leftover there" });
+                }
                 leftovers.push(id);
             }
             _ => return Err(answer.status_problem("404 (no book) or 200 with one of the checks' books", http)),
@@ -72,21 +76,56 @@ pub(super) async fn check_reserved_ids(http: &Http, ids: &[i32]) -> Result<((), 
     let detail = if leftovers.is_empty() {
         format!("{} ids free", ids.len())
     } else {
-        format!("{} ids free; {leftovers:?} held books of an interrupted run, replaced", ids.len() - leftovers.len())
+        format!("{} ids free; {leftovers:?} held books of an interrupted run, removed", ids.len() - leftovers.len())
     };
     Ok(((), detail))
 }
 
-pub(super) async fn check_put(http: &Http, books: &[Value]) -> Result<((), String), Problem> {
+/// Writes each book only if its id is free (`If-None-Match: *`): a book a
+/// user created there since `reserved-ids` looked is never overwritten.
+/// `created` gets each id written, as it is, with the `ETag` of the book
+/// created there.
+pub(super) async fn check_put(
+    http: &Http,
+    books: &[Value],
+    created: &mut Vec<(i32, String)>,
+) -> Result<((), String), Problem> {
+    let mut unconditional = 0;
     for book in books {
-        let answer = http.call(Method::PUT, "/api/v1/books", Some(book)).await?;
+        let id = book_id(book);
+        let answer = http.call_if(Method::PUT, "/api/v1/books", Some(book), Some(("If-None-Match", "*"))).await?;
+        if answer.status == StatusCode::PRECONDITION_FAILED {
+            return Err(Problem::Taken {
+                id,
+                url: http.url(&book_path(id)),
+                when: "after `reserved-ids` found it free",
+            });
+        }
         answer.expect_status(StatusCode::OK, "200 echoing the book", http)?;
+        // A books-ms older than conditional requests sends no ETag (and
+        // wrote unconditionally); the cleanup then finds the book by its
+        // token, so that a rollback to such a release still passes.
+        if let Some(etag) = answer.etag.clone() {
+            created.push((id, etag));
+        } else {
+            unconditional += 1;
+        }
         let echoed: Value = answer.json("the book echoed")?;
         if &echoed != book {
             return Err(answer.content(&format!("the book echoed, {}", compact(book)), compact(&echoed)));
         }
     }
-    Ok(((), format!("{} books written, each echoed", books.len())))
+    if unconditional > 0 {
+        return Ok((
+            (),
+            format!(
+                "{} books written, each echoed; the service sent no ETag (a books-ms without conditional requests), so \
+                 its PUTs were not create-only",
+                books.len()
+            ),
+        ));
+    }
+    Ok(((), format!("{} books created (create-only PUT), each echoed", books.len())))
 }
 
 /// The list, read a page per window of reserved ids, holds exactly the
@@ -145,14 +184,20 @@ pub(super) async fn check_get_by_id(http: &Http, books: &[Value]) -> Result<((),
 }
 
 /// Removes the checks' books, best effort: every id is tried even when one
-/// fails, a book without the marker is left alone, and each removal is
-/// confirmed by a 404.
-pub(super) async fn cleanup(http: &Http, ids: &[i32]) -> Result<((), String), Problem> {
+/// fails. A book this run `created` is removed only if it is still the one
+/// created (`If-Match` the `ETag` its PUT returned); one replaced since is
+/// left as it is, and reported. On the other ids (a PUT never sent, or
+/// whose answer was lost), a book is removed only if it carries this run's
+/// description (a random token no one else knows before the run) and is
+/// unchanged since it was read. A user's book is never removed.
+pub(super) async fn cleanup(http: &Http, books: &[Value], created: &[(i32, String)]) -> Result<((), String), Problem> {
     let mut removed = 0;
     let mut left = Vec::new();
     let mut first = None;
-    for &id in ids {
-        match remove_ours(http, id).await {
+    for book in books {
+        let id = book_id(book);
+        let etag = created.iter().find(|(c, _)| *c == id).map(|(_, etag)| etag.as_str());
+        match remove_ours(http, book, etag).await {
             Ok(true) => removed += 1,
             Ok(false) => {}
             Err(problem) => {
@@ -162,40 +207,68 @@ pub(super) async fn cleanup(http: &Http, ids: &[i32]) -> Result<((), String), Pr
         }
     }
     match first {
-        None => Ok(((), format!("{removed} books removed; every reserved id answers 404"))),
+        None => Ok(((), format!("{removed} books removed, each only if unchanged (If-Match)"))),
         Some(first) => Err(Problem::Cleanup { first: Box::new(first), left, base: http.base.clone() }),
     }
 }
 
-/// `Ok(true)`: removed, `Ok(false)`: there was none.
-pub(super) async fn remove_ours(http: &Http, id: i32) -> Result<bool, Problem> {
+/// `Ok(true)`: removed, `Ok(false)`: none of ours was there.
+pub(super) async fn remove_ours(http: &Http, ours: &Value, created: Option<&str>) -> Result<bool, Problem> {
+    let id = book_id(ours);
     let path = book_path(id);
+    if let Some(etag) = created {
+        let answer = http.call_if(Method::DELETE, &path, None, Some(("If-Match", etag))).await?;
+        if answer.status == StatusCode::OK {
+            return Ok(true);
+        }
+        if answer.status != StatusCode::PRECONDITION_FAILED {
+            return Err(answer.status_problem("200 with the removed book, or 412 (it changed)", http));
+        }
+        // Replaced, or removed by someone else: which?
+        let answer = http.call(Method::GET, &path, None).await?;
+        return match answer.status {
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(Problem::Replaced { id, url: answer.url }),
+        };
+    }
     let answer = http.call(Method::GET, &path, None).await?;
     match answer.status {
-        StatusCode::NOT_FOUND => return Ok(false),
+        StatusCode::NOT_FOUND => Ok(false),
         StatusCode::OK => {
             let book: Value = answer.json("a book")?;
-            if !is_ours(&book) {
-                return Err(Problem::Replaced { id, url: answer.url });
+            if book.get("description") != ours.get("description") {
+                return Ok(false); // another's book: left alone
             }
+            delete_if_unchanged(http, id, &answer).await
         }
-        _ => return Err(answer.status_problem("200 or 404", http)),
+        _ => Err(answer.status_problem("200 or 404", http)),
     }
-    let answer = http.call(Method::DELETE, &path, None).await?;
-    // 404: removed by someone else meanwhile; gone all the same.
-    if answer.status != StatusCode::NOT_FOUND {
-        answer.expect_status(StatusCode::OK, "200 with the removed book", http)?;
+}
+
+/// DELETE with `If-Match` the `ETag` of `read` (a GET of the book): true
+/// when removed, false when the book changed or went meanwhile (412).
+async fn delete_if_unchanged(http: &Http, id: i32, read: &Answer) -> Result<bool, Problem> {
+    // No ETag: a books-ms without conditional requests; the book was just
+    // read as ours, and a plain DELETE is all it takes.
+    let condition = read.etag.as_deref().map(|etag| ("If-Match", etag));
+    let answer = http.call_if(Method::DELETE, &book_path(id), None, condition).await?;
+    if condition.is_none() && answer.status == StatusCode::NOT_FOUND {
+        return Ok(true);
     }
-    let answer = http.call(Method::GET, &path, None).await?;
-    answer.expect_status(StatusCode::NOT_FOUND, "404 after the removal", http)?;
+    if answer.status == StatusCode::PRECONDITION_FAILED {
+        return Ok(false);
+    }
+    answer.expect_status(StatusCode::OK, "200 with the removed book, or 412 (it changed)", http)?;
     Ok(true)
 }
 
 // ------------------------------------------------------------------ books and pages
 
 /// A check's book: author "John Doe" as in the chapter, a title saying
-/// what it is, and the marker plus this run's id in the description, so
-/// that a book left by an earlier run never passes for this run's.
+/// what it is, and the marker plus this run's id in the description. The
+/// run id holds a random token, so no one can write this very book ahead
+/// of the run, and a book left by an earlier run never passes for this
+/// run's.
 pub(super) fn check_book(id: i32, n: usize, total: usize, run_id: &str) -> Value {
     json!({
         "_id": id,
@@ -225,9 +298,11 @@ pub(super) fn text_field(book: &Value, field: &str) -> String {
     book.get(field).and_then(Value::as_str).unwrap_or("").to_owned()
 }
 
-pub(super) fn run_id() -> String {
-    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    format!("{}-{}", since_epoch.as_millis(), std::process::id())
+/// 128 random bits from the OS, in hex.
+pub(super) fn run_id() -> Result<String, Problem> {
+    let mut token = [0u8; 16];
+    getrandom::fill(&mut token).map_err(|e| Problem::Client(format!("no random token from the OS: {e}")))?;
+    Ok(token.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// One page of the list: the books with `first <= _id <= last`. Since the

@@ -20,6 +20,8 @@ pub(super) struct Answer {
     pub(super) url: String,
     pub(super) status: StatusCode,
     pub(super) request_id: Option<String>,
+    /// The book's version (`ETag`), for a conditional DELETE.
+    pub(super) etag: Option<String>,
     pub(super) body: Vec<u8>,
 }
 
@@ -48,15 +50,31 @@ impl Http {
     }
 
     pub(super) async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Answer, Problem> {
+        self.call_if(method, path, body, None).await
+    }
+
+    /// [`Self::call`] with a precondition header (`If-None-Match: *`,
+    /// `If-Match: "ETAG"`).
+    pub(super) async fn call_if(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        condition: Option<(&str, &str)>,
+    ) -> Result<Answer, Problem> {
         let url = self.url(path);
         let name = method_name(&method);
         let mut request = self.client.request(method, &url);
+        if let Some((header, value)) = condition {
+            request = request.header(header, value);
+        }
         if let Some(body) = body {
             request = request.json(body);
         }
         let mut response = request.send().await.map_err(|e| no_answer(name, &url, &e))?;
         let status = response.status();
         let request_id = request_id(&response);
+        let etag = response.headers().get("etag").and_then(|v| v.to_str().ok()).map(str::to_owned);
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(|e| no_answer(name, &url, &e))? {
             if body.len() + chunk.len() > MAX_BODY {
@@ -68,7 +86,7 @@ impl Http {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(Answer { method: name, url, status, request_id, body })
+        Ok(Answer { method: name, url, status, request_id, etag, body })
     }
 }
 

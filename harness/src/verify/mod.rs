@@ -12,8 +12,12 @@
 //! `cleanup`, which also runs when a check failed after the first write.
 //!
 //! Invariants: a book the checks did not write is never overwritten nor
-//! removed (the checks' books carry [`MARKER`] in their description); every
-//! request has a timeout and the whole run a deadline.
+//! removed, even by a user racing the checks: the checks' PUTs only create
+//! (`If-None-Match: *`), and a DELETE removes only a book that is exactly
+//! what this run wrote (a random token in its description), unchanged since
+//! it was read (`If-Match` its `ETag`); every request has a timeout and the
+//! whole run a deadline. A book left by an interrupted run (it carries
+//! [`MARKER`]) is removed the same way, only if unchanged.
 mod checks;
 mod http;
 mod report;
@@ -90,12 +94,19 @@ pub async fn verify_with(
         Ok(ready) => ready,
         Err(problem) => return Err(run.finish(started, ("input", problem), None)),
     };
-    let run_id = run_id();
+    let run_id = match run_id() {
+        Ok(run_id) => run_id,
+        Err(problem) => return Err(run.finish(started, ("input", problem), None)),
+    };
     let books: Vec<Value> = ids.iter().enumerate().map(|(i, &id)| check_book(id, i + 1, ids.len(), &run_id)).collect();
 
     // Set just before the first write: from then on the cleanup must run.
     let mut wrote = false;
-    let checks = tokio::time::timeout(CHECKS_DEADLINE, run_checks(&mut run, &http, &ids, &books, &mut wrote)).await;
+    // The ids this run's create-only PUTs wrote, and the ETag of each.
+    let mut created = Vec::new();
+    let checks =
+        tokio::time::timeout(CHECKS_DEADLINE, run_checks(&mut run, &http, &ids, &books, &mut wrote, &mut created))
+            .await;
     let failure = match checks {
         Ok(Ok(())) => None,
         Ok(Err(failure)) => Some(failure),
@@ -108,7 +119,8 @@ pub async fn verify_with(
     };
 
     let cleanup = if wrote {
-        let cleaning = tokio::time::timeout(CLEANUP_DEADLINE, run.check("cleanup", cleanup(&http, &ids))).await;
+        let cleaning =
+            tokio::time::timeout(CLEANUP_DEADLINE, run.check("cleanup", cleanup(&http, &books, &created))).await;
         match cleaning {
             Ok(Ok(())) => None,
             Ok(Err(problem)) => Some(problem),
@@ -149,6 +161,7 @@ async fn run_checks(
     ids: &[i32],
     books: &[Value],
     wrote: &mut bool,
+    created: &mut Vec<(i32, String)>,
 ) -> Result<(), (&'static str, Problem)> {
     run.check("ready", check_ready(http)).await.map_err(at("ready"))?;
     let version = run.check("version", check_version(http)).await.map_err(at("version"))?;
@@ -156,7 +169,7 @@ async fn run_checks(
     run.check("integ-list", check_integ_list(http)).await.map_err(at("integ-list"))?;
     run.check("reserved-ids", check_reserved_ids(http, ids)).await.map_err(at("reserved-ids"))?;
     *wrote = true;
-    run.check("put", check_put(http, books)).await.map_err(at("put"))?;
+    run.check("put", check_put(http, books, created)).await.map_err(at("put"))?;
     run.check("list", check_list(http, books)).await.map_err(at("list"))?;
     run.check("get-by-id", check_get_by_id(http, books)).await.map_err(at("get-by-id"))?;
     Ok(())

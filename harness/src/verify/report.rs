@@ -92,9 +92,11 @@ pub enum Problem {
     IdInUse { id: i32, url: String, title: String, author: String },
     #[error("the checks did not finish within {secs} s (during `{check}`): the service at {url} answers too slowly")]
     Deadline { url: String, check: &'static str, secs: u64 },
-    #[error("book {id} on {url} no longer carries the checks' marker, so someone replaced it during the checks: left as it is")]
+    #[error("book {id} at {url} is no longer the one the checks wrote, so someone replaced it during the checks: left as it is")]
     Replaced { id: i32, url: String },
-    #[error("{first}; books the checks wrote may be left on ids {left:?}: once the service is healthy, run verify again (it replaces and removes them) or DELETE {base}/api/v1/books/_id/ID")]
+    #[error("reserved id {id} was taken by someone else {when}: their book at {url} is left as it is and verify wrote nothing there; give the checks ids no one uses with `checks.ids` in harness.toml or HARNESS_CHECKS__IDS")]
+    Taken { id: i32, url: String, when: &'static str },
+    #[error("{first}; books the checks wrote may be left on ids {left:?}: once the service is healthy, run verify again (it removes them) or DELETE {base}/api/v1/books/_id/ID")]
     Cleanup { first: Box<Problem>, left: Vec<i32>, base: String },
 }
 

@@ -79,7 +79,8 @@ pub(crate) async fn list_books(req: HttpRequest, repo: web::Data<BookRepository>
     get, path = "/api/v1/books/_id/{id}", tag = "books",
     params(("id" = i32, Path, description = "The book's _id", minimum = -2147483648, maximum = 2147483647)),
     responses(
-        (status = 200, description = "The book", body = Book),
+        (status = 200, description = "The book", body = Book,
+            headers(("ETag" = String, description = "The stored book's version, for `If-Match` on DELETE"))),
         (status = 400, description = "The id is not an integer in the 32-bit signed range", body = ErrorBody),
         (status = 404, description = "No book has this id", body = ErrorBody),
         (status = 500, description = "`stored_book_invalid`: the stored document is not a valid book (written by \
@@ -94,21 +95,28 @@ pub(crate) async fn get_book(
 ) -> Result<HttpResponse, ApiError> {
     let id = BookId::parse_str("_id", &path)?;
     let book = repo.get(id).await?.ok_or(ApiError::BookNotFound(id))?;
-    Ok(HttpResponse::Ok().json(book))
+    Ok(HttpResponse::Ok().insert_header(header::ETag(etag(&book))).json(book))
 }
 
 /// Insert a book, or replace the whole stored book with the same `_id`.
-/// `POST` does the same, as in the original service.
+/// `POST` does the same, as in the original service. With
+/// `If-None-Match: *` it only creates: 412 `book_exists` when the `_id` is
+/// taken, and nothing is written.
 #[utoipa::path(
     method(put, post), path = "/api/v1/books", tag = "books",
+    params(("If-None-Match" = Option<String>, Header,
+        description = "`*`: create only; 412 `book_exists` when a book has this `_id` (no other value is taken)")),
     request_body(
         content = Book, content_type = "application/json",
         description = "A whole book, at most 256 KiB; any `application/*+json` type is accepted too"
     ),
     responses(
-        (status = 200, description = "The stored book", body = Book),
-        (status = 400, description = "Malformed JSON or an invalid field (named in `field`)", body = ErrorBody),
+        (status = 200, description = "The stored book", body = Book,
+            headers(("ETag" = String, description = "The stored book's version, for `If-Match` on DELETE"))),
+        (status = 400, description = "Malformed JSON, an invalid field (named in `field`), or an `If-None-Match` \
+            other than `*`", body = ErrorBody),
         (status = 408, description = "The body did not arrive within the body deadline (`HTTP_BODY_TIMEOUT_MS`)", body = ErrorBody),
+        (status = 412, description = "`If-None-Match: *` and a book has this `_id`: nothing was written", body = ErrorBody),
         (status = 413, description = "The body is larger than 256 KiB", body = ErrorBody),
         (status = 415, description = "The body is not JSON (`application/json` or `application/*+json`)", body = ErrorBody),
         (status = 503, description = "The database is unavailable; nothing was written", body = ErrorBody),
@@ -123,30 +131,94 @@ pub(crate) async fn put_book(
     require_json(&req)?;
     let body = read_body(&req, payload).await?;
     let book = Book::from_json(&body)?;
-    repo.upsert(&book).await?;
+    if create_only(&req)? {
+        if !repo.create(&book).await? {
+            return Err(ApiError::BookExists(book.id));
+        }
+    } else {
+        repo.upsert(&book).await?;
+    }
     tracing::info!(id = %book.id, "book stored");
-    Ok(HttpResponse::Ok().json(book))
+    Ok(HttpResponse::Ok().insert_header(header::ETag(etag(&book))).json(book))
 }
 
-/// Remove a book and return it.
+/// `If-None-Match: *` (create only), or no such header; any other value is
+/// refused rather than ignored, since a client sending it expects a check.
+fn create_only(req: &HttpRequest) -> Result<bool, ApiError> {
+    if !req.headers().contains_key(header::IF_NONE_MATCH) {
+        return Ok(false);
+    }
+    match <header::IfNoneMatch as header::Header>::parse(req) {
+        Ok(header::IfNoneMatch::Any) => Ok(true),
+        _ => Err(ApiError::BadPrecondition(
+            "If-None-Match on PUT takes only `*` (create the book only if its _id is free)".to_owned(),
+        )),
+    }
+}
+
+/// The stored book's entity tag: a digest of all its fields, so that any
+/// change to the book changes it (strong: byte-for-byte the same book).
+fn etag(book: &Book) -> header::EntityTag {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    for field in [&book.id.get().to_string(), &book.title, &book.author, &book.description] {
+        // Length-prefixed, so that fields cannot run into one another.
+        hash.update((field.len() as u64).to_le_bytes());
+        hash.update(field.as_bytes());
+    }
+    let hex: String = hash.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect();
+    header::EntityTag::new_strong(hex)
+}
+
+/// Remove a book and return it. With `If-Match: "ETAG"` (the `ETag` of a
+/// GET or PUT) it removes the book only if it is still that very book, in
+/// one database operation: 412 `precondition_failed` otherwise, and nothing
+/// is removed.
 #[utoipa::path(
     delete, path = "/api/v1/books/_id/{id}", tag = "books",
-    params(("id" = i32, Path, description = "The book's _id", minimum = -2147483648, maximum = 2147483647)),
+    params(("id" = i32, Path, description = "The book's _id", minimum = -2147483648, maximum = 2147483647),
+        ("If-Match" = Option<String>, Header,
+            description = "One or more `ETag`s (or `*`): remove only if the stored book has one of them (or exists)")),
     responses(
         (status = 200, description = "The removed book", body = Book),
         (status = 204, description = "Removed a stored document that was not a valid book (nothing to echo)"),
-        (status = 400, description = "The id is not an integer in the 32-bit signed range", body = ErrorBody),
-        (status = 404, description = "No book has this id", body = ErrorBody),
+        (status = 400, description = "The id is not an integer in the 32-bit signed range, or `If-Match` is not a \
+            list of entity tags", body = ErrorBody),
+        (status = 404, description = "No book has this id (without `If-Match`)", body = ErrorBody),
+        (status = 412, description = "`If-Match` and the book changed or is gone: nothing was removed", body = ErrorBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody),
     )
 )]
-#[tracing::instrument(skip(repo))]
+#[tracing::instrument(skip(req, repo))]
 pub(crate) async fn delete_book(
+    req: HttpRequest,
     path: web::Path<String>,
     repo: web::Data<BookRepository>,
 ) -> Result<HttpResponse, ApiError> {
     let id = BookId::parse_str("_id", &path)?;
-    match repo.delete(id).await?.ok_or(ApiError::BookNotFound(id))? {
+    let removed = match if_match(&req)? {
+        None => repo.delete(id).await?.ok_or(ApiError::BookNotFound(id))?,
+        Some(wanted) => {
+            let gone =
+                || ApiError::PreconditionFailed(format!("no book with _id {id}; nothing was removed (If-Match)"));
+            let stored = repo.get(id).await?.ok_or_else(gone)?;
+            let current = etag(&stored);
+            if let header::IfMatch::Items(tags) = &wanted {
+                if !tags.iter().any(|t| t.strong_eq(&current)) {
+                    return Err(ApiError::PreconditionFailed(format!(
+                        "book {id} is not the one If-Match names (its ETag is now {current}); nothing was removed"
+                    )));
+                }
+            }
+            // Changed between the read and this delete: the filter on the
+            // whole book no longer matches, and nothing is removed.
+            let book = repo.delete_if_unchanged(&stored).await?.ok_or_else(|| {
+                ApiError::PreconditionFailed(format!("book {id} changed while being removed; nothing was removed"))
+            })?;
+            Removed::Book(book)
+        }
+    };
+    match removed {
         Removed::Book(book) => {
             tracing::info!(%id, "book removed");
             Ok(HttpResponse::Ok().json(book))
@@ -156,6 +228,23 @@ pub(crate) async fn delete_book(
             Ok(HttpResponse::NoContent().finish())
         }
     }
+}
+
+/// The `If-Match` condition, if any; a value that is neither `*` nor a
+/// list of entity tags is refused.
+fn if_match(req: &HttpRequest) -> Result<Option<header::IfMatch>, ApiError> {
+    if !req.headers().contains_key(header::IF_MATCH) {
+        return Ok(None);
+    }
+    match <header::IfMatch as header::Header>::parse(req) {
+        Ok(header::IfMatch::Items(tags)) if tags.is_empty() => Err(bad_if_match()),
+        Ok(condition) => Ok(Some(condition)),
+        Err(_) => Err(bad_if_match()),
+    }
+}
+
+fn bad_if_match() -> ApiError {
+    ApiError::BadPrecondition("If-Match takes `*` or entity tags in quotes, e.g. If-Match: \"0f3c…\"".to_owned())
 }
 
 /// `application/json` or any `+json` type; anything else (or nothing) is 415.

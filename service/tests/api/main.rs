@@ -2,6 +2,7 @@
 mod bad_documents;
 mod books;
 mod concurrency;
+mod conditional;
 mod contract;
 mod errors;
 mod faults;
