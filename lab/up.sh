@@ -40,6 +40,7 @@ PACKAGES=(
   iproute2 openssl git ca-certificates curl
   chromium chromium-driver
   docker-registry jq
+  python3-venv
 )
 
 # dockerd needs iptables (in /usr/sbin); Go, in its default install place,

@@ -10,6 +10,9 @@ use tracing_actix_web::RequestId;
 
 const ALLOWED_METHODS: &str = "GET, HEAD, PUT, POST, DELETE, OPTIONS";
 const REQUEST_ID: &str = "x-request-id";
+/// What a page on another origin may read: the request id, and the `ETag`
+/// that a conditional DELETE (`If-Match`) needs.
+const EXPOSED: &str = "x-request-id, etag";
 
 /// Pages on any origin may call the API, as with the original service:
 /// `Access-Control-Allow-Origin: *` on every response, and a preflight
@@ -41,7 +44,7 @@ pub(crate) async fn common_headers(
 
 fn insert(headers: &mut HeaderMap, request_id: Option<String>) {
     headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-    headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(REQUEST_ID));
+    headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(EXPOSED));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     if let Some(value) = request_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
         headers.insert(header::HeaderName::from_static(REQUEST_ID), value);

@@ -115,6 +115,9 @@ pub fn render(routing: &Routing, container: impl Fn(Colour) -> String) -> String
          option httplog\n    \
          option dontlog-normal\n    \
          timeout connect 3s\n    \
+         # A request's headers must arrive within 5 s (slowloris, also on a\n    \
+         # kept-alive connection, which books-ms itself cannot bound).\n    \
+         timeout http-request 5s\n    \
          timeout client 60s\n    \
          timeout server 60s\n    \
          timeout http-keep-alive 15s\n    \

@@ -139,6 +139,10 @@ async fn every_response_allows_any_origin_errors_included() {
         let response = app.http.get(app.url(path)).header("origin", "https://elsewhere.example").send().await.unwrap();
         assert_eq!(response.headers()["access-control-allow-origin"], "*", "{path}");
         assert!(response.headers().contains_key("x-request-id"), "{path}");
+        // A page elsewhere can read the request id, and the ETag a conditional DELETE needs.
+        let exposed = response.headers()["access-control-expose-headers"].to_str().unwrap().to_ascii_lowercase();
+        let exposed: Vec<&str> = exposed.split(',').map(str::trim).collect();
+        assert!(exposed.contains(&"x-request-id") && exposed.contains(&"etag"), "{path}: {exposed:?}");
     }
 }
 
