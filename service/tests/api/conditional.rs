@@ -94,6 +94,8 @@ async fn a_delete_with_if_match_on_a_missing_book_is_412() {
 
 #[tokio::test]
 async fn conditional_headers_the_service_does_not_take_are_refused_not_ignored() {
+    // If-None-Match other than `*` is refused (400); an If-Match that is not
+    // entity tags matches no book (412). Neither writes anything.
     let app = spawn_app().await;
     app.put_json(&book(3, "T", "A", "D")).await;
 
@@ -108,7 +110,7 @@ async fn conditional_headers_the_service_does_not_take_are_refused_not_ignored()
     let delete = delete_if_match(&app, 3, "not-quoted").await;
 
     assert_error(put, 400, "invalid_precondition", None).await;
-    assert_error(delete, 400, "invalid_precondition", None).await;
+    assert_error(delete, 412, "precondition_failed", None).await;
     assert_eq!(app.stored(3).await, Some(book(3, "T", "A", "D")));
 }
 
