@@ -74,6 +74,11 @@ impl Application {
         .client_request_timeout(http.header_timeout)
         .keep_alive(if http.keep_alive.is_zero() { KeepAlive::Disabled } else { KeepAlive::Timeout(http.keep_alive) })
         .max_connections(http.max_connections)
+        // A list goes out as several writes. With Nagle's algorithm each
+        // write after the first waited for the client's ACK of the previous
+        // one, and clients delay ACKs by up to 40 ms: that was most of the
+        // list's time at one connection (docs/benchmarks.md, issue 12).
+        .tcp_nodelay(true)
         .listen(listener)?
         // Signals are the binary's business: shutdown is passed in, so tests
         // stop the server deterministically.
