@@ -188,10 +188,29 @@ fn summary_projection() -> Document {
     doc! { "_id": 1, "title": 1, "author": 1 }
 }
 
-impl BookRepository {
-    /// Builds the client. It connects lazily: the service starts even when the
-    /// database is down, and reports it on `/ready`.
-    pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<Self> {
+/// The driver's default `maxPoolSize`.
+const DEFAULT_POOL_SIZE: u32 = 10;
+
+/// What the repositories of one process share: the parsed client options and
+/// the write locks. Each HTTP worker makes its own client from it
+/// ([`SharedRepository::client`]), so that a database round trip is awaited
+/// and woken on the thread that runs the request: a client made on another
+/// runtime has its sockets on that runtime's reactor, and every read then
+/// crosses threads (docs/benchmarks.md, issue 12).
+#[derive(Clone, Debug)]
+pub struct SharedRepository {
+    options: ClientOptions,
+    database_name: String,
+    collection: String,
+    deadline: Duration,
+    locks: Arc<IdLocks>,
+}
+
+impl SharedRepository {
+    /// Parses and checks the settings for `clients` clients: the pool size
+    /// (`maxPoolSize`, else the driver's 10) is divided between them, so the
+    /// process holds as many database connections as one client would.
+    pub async fn new(settings: &DatabaseSettings, clients: usize) -> anyhow::Result<Self> {
         let mut options = ClientOptions::parse(settings.uri.expose_secret())
             .await
             .map_err(|e| anyhow::anyhow!("MONGODB_URI: the URI is not valid: {e}"))?;
@@ -201,18 +220,40 @@ impl BookRepository {
         // A write is acknowledged to the client only once the database has it
         // in its journal, unless configured otherwise.
         options.write_concern = Some(write_concern(options.write_concern.take(), settings));
-
-        let client = Client::with_options(options)?;
-        let database = client.database(&settings.database_name);
-        Ok(BookRepository {
-            books: database.collection(&settings.collection),
-            documents: database.collection(&settings.collection),
-            database,
+        let clients = u32::try_from(clients.max(1)).unwrap_or(u32::MAX);
+        let total = options.max_pool_size.unwrap_or(DEFAULT_POOL_SIZE);
+        // 0 means "no limit" to the driver: keep it.
+        if total > 0 {
+            options.max_pool_size = Some(total.div_ceil(clients));
+        }
+        options.min_pool_size = options.min_pool_size.map(|min| min.div_ceil(clients));
+        Ok(SharedRepository {
+            options,
+            database_name: settings.database_name.clone(),
+            collection: settings.collection.clone(),
             deadline: settings.timeout * 3,
             locks: Arc::new(IdLocks::new()),
         })
     }
 
+    /// A client of its own on the current runtime (it must be called inside
+    /// one). It connects lazily: the service starts even when the database
+    /// is down, and reports it on `/ready`.
+    pub fn client(&self) -> anyhow::Result<BookRepository> {
+        let client = Client::with_options(self.options.clone())
+            .map_err(|e| anyhow::anyhow!("MONGODB_URI: the driver refuses these options: {e}"))?;
+        let database = client.database(&self.database_name);
+        Ok(BookRepository {
+            books: database.collection(&self.collection),
+            documents: database.collection(&self.collection),
+            database,
+            deadline: self.deadline,
+            locks: self.locks.clone(),
+        })
+    }
+}
+
+impl BookRepository {
     async fn bounded<T>(
         &self,
         op: impl std::future::IntoFuture<Output = Result<T, MongoError>>,
