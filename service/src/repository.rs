@@ -151,13 +151,16 @@ fn unknown_if_sent<T>(result: Result<T, RepositoryError>) -> Result<T, Repositor
 /// found (v1.24's handlers), so two racing writes could both "remove"
 /// the same book or a PUT be acknowledged and then lost to a delete it never
 /// followed. MongoDB does each atomically; there the lock costs a mutex.
-/// Striped: ids share a few locks, so memory stays fixed whatever the ids.
+/// Striped: ids share a fixed set of locks, so memory stays fixed whatever
+/// the ids (1,024 small mutexes). With 64 stripes, two writes of
+/// different ids waited for each other often enough under load to double
+/// the slowest PUTs (docs/benchmarks.md, issue 12).
 /// It orders the writes of one process only (one live colour at a time).
 #[derive(Debug)]
 struct IdLocks(Vec<tokio::sync::Mutex<()>>);
 
 impl IdLocks {
-    const STRIPES: usize = 64;
+    const STRIPES: usize = 1024;
 
     fn new() -> Self {
         IdLocks((0..Self::STRIPES).map(|_| tokio::sync::Mutex::new(())).collect())
