@@ -29,6 +29,8 @@
 #   BENCH_SKIP_IMAGE   1: do not build the runtime image to measure its size
 #   BENCH_SKIP_LAB_UP  1: do not run lab/up.sh (the lab is up already; only
 #                      the local engine and the database image are used)
+#   BENCH_SERVICE_BIN  another books-ms binary to measure (an older build, for
+#                      a before/after comparison in one run of the driver)
 # Binaries are built in and run from $CARGO_TARGET_DIR (default target).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,7 +54,7 @@ GET_BOOKS=100
 LIST_BOOKS=1000
 PUT_BOOKS=100
 BENCH=${CARGO_TARGET_DIR:-target}/release/books-bench
-SERVICE=${CARGO_TARGET_DIR:-target}/release/books-ms
+SERVICE=${BENCH_SERVICE_BIN:-${CARGO_TARGET_DIR:-target}/release/books-ms}
 
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
