@@ -17,7 +17,7 @@
 #   BENCH_ROUNDS       rounds per cell, service and driver alternating; the
 #                      table shows each column's median (default 3)
 #   BENCH_WARMUP       seconds of unmeasured load before each (default 1)
-#   BENCH_CONNECTIONS  connection / task counts for GET and PUT (default "1 8 32")
+#   BENCH_CONNECTIONS  connection / task counts for GET and PUT (default "1 8 32 64")
 #   BENCH_LIST_CONNECTIONS  the same for the list (default "1 4 16": one list
 #                      takes about 0.1 s here, so 32 at once take seconds
 #                      each and finish together; a window sees few of them)
@@ -27,6 +27,11 @@
 #   BENCH_RUST_LOG     the service's RUST_LOG during the run (default warn:
 #                      see docs/benchmarks.md for what info costs)
 #   BENCH_SKIP_IMAGE   1: do not build the runtime image to measure its size
+#   BENCH_SKIP_LAB_UP  1: do not run lab/up.sh (the lab is up already; only
+#                      the local engine and the database image are used)
+#   BENCH_SERVICE_BIN  another books-ms binary to measure (an older build, for
+#                      a before/after comparison in one run of the driver)
+# Binaries are built in and run from $CARGO_TARGET_DIR (default target).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:/usr/local/go/bin:$PATH"
@@ -37,7 +42,7 @@ DOCKER=/usr/bin/docker
 DURATION=${BENCH_DURATION:-5}
 ROUNDS=${BENCH_ROUNDS:-3}
 WARMUP=${BENCH_WARMUP:-1}
-CONNECTIONS=${BENCH_CONNECTIONS:-"1 8 32"}
+CONNECTIONS=${BENCH_CONNECTIONS:-"1 8 32 64"}
 LIST_CONNECTIONS=${BENCH_LIST_CONNECTIONS:-"1 4 16"}
 LIST_DURATION=${BENCH_LIST_DURATION:-$((2 * DURATION))}
 OPS=${BENCH_OPS:-"get list put"}
@@ -48,8 +53,8 @@ LABEL=org.books-ms.bench
 GET_BOOKS=100
 LIST_BOOKS=1000
 PUT_BOOKS=100
-BENCH=target/release/books-bench
-SERVICE=target/release/books-ms
+BENCH=${CARGO_TARGET_DIR:-target}/release/books-bench
+SERVICE=${BENCH_SERVICE_BIN:-${CARGO_TARGET_DIR:-target}/release/books-ms}
 
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
@@ -115,7 +120,7 @@ seed() {
 }
 
 # Runs wrk: op $1 over $2 books, $3 connections, $4 seconds, and prints its
-# line "WRK requests duration_us errors p50_us p99_us max_us". wrk closes
+# line "WRK requests duration_us errors p50_us p99_us max_us p999_us". wrk closes
 # its connections at the end of a run, but the service finishes what it had
 # in flight (up to the run's slowest request: seconds for a list at 32
 # connections); wait that long, so that work does not load the next run.
@@ -131,9 +136,9 @@ wrk_run() {
   echo "$line"
 }
 
-# The measured HTTP run; prints "req_per_s p50_ms p99_ms errors".
+# The measured HTTP run; prints "req_per_s p50_ms p99_ms errors p999_ms".
 http_load() {
-  wrk_run "$@" | awk '{ printf "%.1f %.2f %.2f %d\n", ($2 - $4) / ($3 / 1e6), $5 / 1000, $6 / 1000, $4 }'
+  wrk_run "$@" | awk '{ printf "%.1f %.2f %.2f %d %.2f\n", ($2 - $4) / ($3 / 1e6), $5 / 1000, $6 / 1000, $4, $8 / 1000 }'
 }
 
 # It exits 1 when some operations failed, yet still prints its line: the
@@ -143,15 +148,16 @@ driver_load() {
   line=$(timeout $((WARMUP + $4 + 60)) "$BENCH" run --uri "$DB_URI" --db "bench_$1" --op "$1" --books "$2" \
     --concurrency "$3" --duration-s "$4" --warmup-s "$WARMUP" --tsv) || [[ -n $line ]] ||
     die "books-bench failed ($1, $3 tasks)"
-  awk -F'\t' '{ printf "%.1f %.2f %.2f %d\n", $1, $2, $3, $4 }' <<<"$line"
+  awk -F'\t' '{ printf "%.1f %.2f %.2f %d %.2f\n", $1, $2, $3, $4, $6 }' <<<"$line"
 }
 
-# Per column of "rps p50 p99 errors" lines: the medians, and the errors summed.
+# Per column of "rps p50 p99 errors p999" lines: the medians, and the errors summed.
 column_medians() {
   local lines
   lines=$(cat)
-  printf '%s %s %s %s\n' "$(cut -d' ' -f1 <<<"$lines" | median)" "$(cut -d' ' -f2 <<<"$lines" | median)" \
-    "$(cut -d' ' -f3 <<<"$lines" | median)" "$(cut -d' ' -f4 <<<"$lines" | awk '{ n += $1 } END { print n + 0 }')"
+  printf '%s %s %s %s %s\n' "$(cut -d' ' -f1 <<<"$lines" | median)" "$(cut -d' ' -f2 <<<"$lines" | median)" \
+    "$(cut -d' ' -f3 <<<"$lines" | median)" "$(cut -d' ' -f4 <<<"$lines" | awk '{ n += $1 } END { print n + 0 }')" \
+    "$(cut -d' ' -f5 <<<"$lines" | median)"
 }
 
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
@@ -162,8 +168,13 @@ mkdir -p "$OUT"
 exec 8>"$OUT/bench.lock"
 flock -w 900 8 || die "another scripts/bench.sh holds $OUT/bench.lock"
 
-say "raising the lab (lab/up.sh)"
-bash lab/up.sh
+if [[ ${BENCH_SKIP_LAB_UP:-0} == 1 ]]; then
+  "$DOCKER" image inspect "$BOOKS_DB_IMAGE" >/dev/null 2>&1 ||
+    die "BENCH_SKIP_LAB_UP=1 but the database image $BOOKS_DB_IMAGE is missing: run lab/up.sh"
+else
+  say "raising the lab (lab/up.sh)"
+  bash lab/up.sh
+fi
 
 # A run killed before its trap (SIGKILL) leaves its database container:
 # only this script sets the label, and the lock says no other run is live.
@@ -238,11 +249,12 @@ for op in $OPS; do
       printf '%s x%s round %s: service %s | driver %s | load %s\n' "$op" "$conns" "$round" \
         "${http_runs[-1]}" "${driver_runs[-1]}" "$(cut -d' ' -f1 /proc/loadavg)" >>"$OUT/rounds.txt"
     done
-    read -r h_rps h_p50 h_p99 h_err <<<"$(printf '%s\n' "${http_runs[@]}" | column_medians)"
-    read -r d_rps d_p50 d_p99 d_err <<<"$(printf '%s\n' "${driver_runs[@]}" | column_medians)"
+    read -r h_rps h_p50 h_p99 h_err h_p999 <<<"$(printf '%s\n' "${http_runs[@]}" | column_medians)"
+    read -r d_rps d_p50 d_p99 d_err d_p999 <<<"$(printf '%s\n' "${driver_runs[@]}" | column_medians)"
     ((h_err == 0 && d_err == 0)) || say "warning: $op x$conns: $h_err HTTP errors, $d_err driver errors"
     ratio=$(awk -v h="$h_rps" -v d="$d_rps" 'BEGIN { printf "%.2f", (d > 0 ? h / d : 0) }')
-    results+=("| $op | $books | $conns | $h_rps | $h_p50 | $h_p99 | $d_rps | $d_p50 | $d_p99 | $ratio |")
+    tail_ratio=$(awk -v h="$h_p99" -v d="$d_p99" 'BEGIN { printf "%.2f", (d > 0 ? h / d : 0) }')
+    results+=("| $op | $books | $conns | $h_rps | $h_p50 | $h_p99 | $h_p999 | $d_rps | $d_p50 | $d_p99 | $d_p999 | $ratio | $tail_ratio | $h_err / $d_err |")
   done
   stop_service
 done
@@ -252,12 +264,12 @@ done
   echo "service RUST_LOG=$SERVICE_LOG_LEVEL; median of $ROUNDS rounds of $DURATION s (list: $LIST_DURATION s), each after $WARMUP s of warm-up; database $BOOKS_DB_IMAGE"
   echo "load average (1, 5, 15 min) before the loads: $load_before; after: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo
-  echo "| operation | books | connections | service req/s | p50 ms | p99 ms | driver ops/s | p50 ms | p99 ms | service ÷ driver |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| operation | books | connections | service req/s | p50 ms | p99 ms | p99.9 ms | driver ops/s | p50 ms | p99 ms | p99.9 ms | service ÷ driver | p99 ÷ driver p99 | errors (service / driver) |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   printf '%s\n' "${results[@]}"
   echo
   echo "runtime image books-ms: $image_mb (reference: $BOOKS_DB_IMAGE $ferretdb_mb)"
   echo "start to /ready: median $ready_median ms of $READY_RUNS (${ready_ms[*]})"
   echo
-  echo "every round: $OUT/rounds.txt (req/s p50 p99 errors)"
+  echo "every round: $OUT/rounds.txt (req/s p50 p99 errors p99.9)"
 } | tee "$OUT/results.md"

@@ -61,9 +61,25 @@ enum Command {
         /// Load that is run first and not measured (connections, caches).
         #[arg(long, default_value_t = 1.0)]
         warmup_s: f64,
-        /// One line `ops_per_s p50_ms p99_ms errors ops` for scripts.
+        /// One line `ops_per_s p50_ms p99_ms errors ops p999_ms` for scripts.
         #[arg(long)]
         tsv: bool,
+        /// The list's cursor batch size (default: the service's).
+        #[arg(long, default_value_t = load::LIST_BATCH_SIZE, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        list_batch_size: u32,
+    },
+    /// Empties the collection and writes books 1..=N with the driver (the
+    /// books the load expects), for collections too large to seed through the API.
+    Seed {
+        /// The database, e.g. mongodb://127.0.0.1:27017
+        #[arg(long)]
+        uri: String,
+        #[arg(long)]
+        db: String,
+        #[arg(long, default_value = "books")]
+        collection: String,
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        books: u32,
     },
     /// Polls http://ADDR/ready until it answers 200; prints how long it took.
     WaitReady {
@@ -158,7 +174,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Run { uri, db, collection, op, books, concurrency, duration_s, warmup_s, tsv } => {
+        Command::Run { uri, db, collection, op, books, concurrency, duration_s, warmup_s, tsv, list_batch_size } => {
             anyhow::ensure!(books > 0 && concurrency > 0, "--books and --concurrency must be at least 1");
             let plan = load::Plan {
                 op,
@@ -166,6 +182,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 concurrency,
                 duration: secs("--duration-s", duration_s)?,
                 warmup: secs("--warmup-s", warmup_s)?,
+                list_batch_size,
             };
             let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             let report = runtime.block_on(async {
@@ -179,25 +196,40 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
             if tsv {
                 println!(
-                    "{:.1}\t{:.3}\t{:.3}\t{}\t{}",
+                    "{:.1}\t{:.3}\t{:.3}\t{}\t{}\t{:.3}",
                     report.ops_per_s(),
                     report.p50_ms(),
                     report.p99_ms(),
                     report.errors,
-                    report.ops()
+                    report.ops(),
+                    report.p999_ms()
                 );
             } else {
                 println!(
-                    "{op:?} x{concurrency}, {:.1} s: {} ops, {:.1} ops/s, p50 {:.3} ms, p99 {:.3} ms, {} errors",
+                    "{op:?} x{concurrency}, {:.1} s: {} ops, {:.1} ops/s, p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, \
+                     {} errors",
                     report.window.as_secs_f64(),
                     report.ops(),
                     report.ops_per_s(),
                     report.p50_ms(),
                     report.p99_ms(),
+                    report.p999_ms(),
                     report.errors
                 );
             }
             Ok(if report.errors == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Seed { uri, db, collection, books } => {
+            let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            runtime.block_on(async {
+                let (client, collection) = load::connect(&uri, &db, &collection).await?;
+                let seeded = load::seed(&collection, books).await;
+                drop(collection);
+                let _ = tokio::time::timeout(Duration::from_secs(5), client.shutdown()).await;
+                seeded
+            })?;
+            println!("{books}");
+            Ok(ExitCode::SUCCESS)
         }
         Command::WaitReady { addr, path, interval_ms, timeout_s } => {
             let elapsed =

@@ -3,7 +3,7 @@
 -- OP is get (GET /api/v1/books/_id/{id}), list (GET /api/v1/books) or put
 -- (PUT /api/v1/books); ids cycle through 1..BOOKS, as books-bench's do.
 -- done() prints one line for the script:
---   WRK requests duration_us errors p50_us p99_us max_us
+--   WRK requests duration_us errors p50_us p99_us max_us p999_us
 
 local op, books, n = "get", 100, 0
 
@@ -36,7 +36,7 @@ end
 -- errors: socket errors, timeouts, and every status >= 400.
 function done(summary, latency, requests)
   local e = summary.errors
-  io.write(string.format("WRK %d %d %d %d %d %d\n", summary.requests, summary.duration,
+  io.write(string.format("WRK %d %d %d %d %d %d %d\n", summary.requests, summary.duration,
     e.connect + e.read + e.write + e.timeout + e.status,
-    latency:percentile(50), latency:percentile(99), latency.max))
+    latency:percentile(50), latency:percentile(99), latency.max, latency:percentile(99.9)))
 end

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{Stream, StreamExt};
-use mongodb::bson::{doc, Document};
+use futures_util::Stream;
+use mongodb::bson::{doc, Document, RawDocument};
 use mongodb::error::{Error as MongoError, ErrorKind, WriteFailure};
 use mongodb::options::{Acknowledgment, ClientOptions, WriteConcern};
 use mongodb::{Client, Collection, Database};
@@ -102,6 +102,20 @@ fn book_from_stored(document: Document) -> Result<Book, InvalidStoredBook> {
     Book::try_from(known).map_err(|problem| InvalidStoredBook { id, problem })
 }
 
+/// A listed document's summary, read straight from its BSON when it is what
+/// this service writes (an int32 `_id`, a title and an author that are not
+/// blank): no document tree and no JSON values per book, which cost more than
+/// everything else the list does. `None` for anything else, which then goes
+/// through [`book_from_stored`], so that the same rules and messages apply
+/// (a unit test checks that both agree).
+fn summary_as_written(raw: &RawDocument) -> Option<BookSummary> {
+    let (id, title, author) = (raw.get_i32("_id").ok()?, raw.get_str("title").ok()?, raw.get_str("author").ok()?);
+    if title.trim().is_empty() || author.trim().is_empty() {
+        return None;
+    }
+    Some(BookSummary { id: BookId::new(id), title: title.to_owned(), author: author.to_owned() })
+}
+
 /// The write concern: `DB_W` and `DB_JOURNAL` win, then the URI's, then the
 /// default, `w: majority, j: true`. Each part is decided on its own, so a URI
 /// that sets only `w` keeps the journal (acknowledged means journaled).
@@ -137,13 +151,16 @@ fn unknown_if_sent<T>(result: Result<T, RepositoryError>) -> Result<T, Repositor
 /// found (v1.24's handlers), so two racing writes could both "remove"
 /// the same book or a PUT be acknowledged and then lost to a delete it never
 /// followed. MongoDB does each atomically; there the lock costs a mutex.
-/// Striped: ids share a few locks, so memory stays fixed whatever the ids.
+/// Striped: ids share a fixed set of locks, so memory stays fixed whatever
+/// the ids (1,024 small mutexes). With 64 stripes, two writes of
+/// different ids waited for each other often enough under load to double
+/// the slowest PUTs (docs/benchmarks.md, issue 12).
 /// It orders the writes of one process only (one live colour at a time).
 #[derive(Debug)]
 struct IdLocks(Vec<tokio::sync::Mutex<()>>);
 
 impl IdLocks {
-    const STRIPES: usize = 64;
+    const STRIPES: usize = 1024;
 
     fn new() -> Self {
         IdLocks((0..Self::STRIPES).map(|_| tokio::sync::Mutex::new(())).collect())
@@ -174,10 +191,29 @@ fn summary_projection() -> Document {
     doc! { "_id": 1, "title": 1, "author": 1 }
 }
 
-impl BookRepository {
-    /// Builds the client. It connects lazily: the service starts even when the
-    /// database is down, and reports it on `/ready`.
-    pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<Self> {
+/// The driver's default `maxPoolSize`.
+const DEFAULT_POOL_SIZE: u32 = 10;
+
+/// What the repositories of one process share: the parsed client options and
+/// the write locks. Each HTTP worker makes its own client from it
+/// ([`SharedRepository::client`]), so that a database round trip is awaited
+/// and woken on the thread that runs the request: a client made on another
+/// runtime has its sockets on that runtime's reactor, and every read then
+/// crosses threads (docs/benchmarks.md, issue 12).
+#[derive(Clone, Debug)]
+pub struct SharedRepository {
+    options: ClientOptions,
+    database_name: String,
+    collection: String,
+    deadline: Duration,
+    locks: Arc<IdLocks>,
+}
+
+impl SharedRepository {
+    /// Parses and checks the settings for `clients` clients: the pool size
+    /// (`maxPoolSize`, else the driver's 10) is divided between them, so the
+    /// process holds as many database connections as one client would.
+    pub async fn new(settings: &DatabaseSettings, clients: usize) -> anyhow::Result<Self> {
         let mut options = ClientOptions::parse(settings.uri.expose_secret())
             .await
             .map_err(|e| anyhow::anyhow!("MONGODB_URI: the URI is not valid: {e}"))?;
@@ -187,18 +223,40 @@ impl BookRepository {
         // A write is acknowledged to the client only once the database has it
         // in its journal, unless configured otherwise.
         options.write_concern = Some(write_concern(options.write_concern.take(), settings));
-
-        let client = Client::with_options(options)?;
-        let database = client.database(&settings.database_name);
-        Ok(BookRepository {
-            books: database.collection(&settings.collection),
-            documents: database.collection(&settings.collection),
-            database,
+        let clients = u32::try_from(clients.max(1)).unwrap_or(u32::MAX);
+        let total = options.max_pool_size.unwrap_or(DEFAULT_POOL_SIZE);
+        // 0 means "no limit" to the driver: keep it.
+        if total > 0 {
+            options.max_pool_size = Some(total.div_ceil(clients));
+        }
+        options.min_pool_size = options.min_pool_size.map(|min| min.div_ceil(clients));
+        Ok(SharedRepository {
+            options,
+            database_name: settings.database_name.clone(),
+            collection: settings.collection.clone(),
             deadline: settings.timeout * 3,
             locks: Arc::new(IdLocks::new()),
         })
     }
 
+    /// A client of its own on the current runtime (it must be called inside
+    /// one). It connects lazily: the service starts even when the database
+    /// is down, and reports it on `/ready`.
+    pub fn client(&self) -> anyhow::Result<BookRepository> {
+        let client = Client::with_options(self.options.clone())
+            .map_err(|e| anyhow::anyhow!("MONGODB_URI: the driver refuses these options: {e}"))?;
+        let database = client.database(&self.database_name);
+        Ok(BookRepository {
+            books: database.collection(&self.collection),
+            documents: database.collection(&self.collection),
+            database,
+            deadline: self.deadline,
+            locks: self.locks.clone(),
+        })
+    }
+}
+
+impl BookRepository {
     async fn bounded<T>(
         &self,
         op: impl std::future::IntoFuture<Output = Result<T, MongoError>>,
@@ -333,23 +391,31 @@ impl BookRepository {
         Ok(futures_util::stream::unfold(Some(cursor), move |cursor| async move {
             let mut cursor = cursor?;
             loop {
-                match tokio::time::timeout(deadline, cursor.next()).await {
-                    Ok(Some(Ok(document))) => match book_from_stored(document) {
-                        Ok(book) => {
-                            let summary = BookSummary { id: book.id, title: book.title, author: book.author };
-                            return Some((Ok(summary), Some(cursor)));
-                        }
-                        Err(invalid) => {
-                            tracing::warn!(
+                match tokio::time::timeout(deadline, cursor.advance()).await {
+                    Ok(Ok(true)) => {
+                        let summary = match summary_as_written(cursor.current()) {
+                            Some(summary) => Ok(summary),
+                            None => match cursor.deserialize_current() {
+                                Ok(document) => book_from_stored(document).map(|book| BookSummary {
+                                    id: book.id,
+                                    title: book.title,
+                                    author: book.author,
+                                }),
+                                Err(e) => return Some((Err(RepositoryError::from(e)), None)),
+                            },
+                        };
+                        match summary {
+                            Ok(summary) => return Some((Ok(summary), Some(cursor))),
+                            Err(invalid) => tracing::warn!(
                                 id = %invalid.id,
                                 error = %invalid,
                                 "a stored document is not a valid book; left out of the list"
-                            );
+                            ),
                         }
-                    },
+                    }
                     // The stream ends after an error: the response is cut short.
-                    Ok(Some(Err(e))) => return Some((Err(RepositoryError::from(e)), None)),
-                    Ok(None) => return None,
+                    Ok(Err(e)) => return Some((Err(RepositoryError::from(e)), None)),
+                    Ok(Ok(false)) => return None,
                     Err(_) => return Some((Err(RepositoryError::TimedOut(deadline)), None)),
                 }
             }
@@ -377,6 +443,42 @@ mod tests {
     async fn concern(uri: &str, journal: Option<bool>, w: Option<WriteAck>) -> WriteConcern {
         let options = ClientOptions::parse(uri).await.expect("a valid URI");
         write_concern(options.write_concern, &settings(uri, journal, w))
+    }
+
+    /// The list's shortcut takes a document only when the full check takes
+    /// it too, and reads the same summary; it is taken for what the service
+    /// writes (else it would be no shortcut).
+    #[test]
+    fn the_lists_shortcut_agrees_with_the_full_check() {
+        let documents = [
+            doc! { "_id": 7, "title": "T", "author": "A" },
+            doc! { "_id": i32::MIN, "title": " T\u{3000}", "author": "Ä", "other": 1 },
+            doc! { "_id": 7_i64, "title": "T", "author": "A" },
+            doc! { "_id": 7.0, "title": "T", "author": "A" },
+            doc! { "_id": 7.5, "title": "T", "author": "A" },
+            doc! { "_id": "7", "title": "T", "author": "A" },
+            doc! { "_id": 7, "title": "  ", "author": "A" },
+            doc! { "_id": 7, "title": "", "author": "A" },
+            doc! { "_id": 7, "title": "T", "author": "\u{3000}\u{85}" },
+            doc! { "_id": 7, "title": 42, "author": "A" },
+            doc! { "_id": 7, "author": "A" },
+            doc! { "_id": 7, "title": "T", "author": null },
+            doc! { "title": "T", "author": "A" },
+        ];
+        let mut taken = Vec::new();
+        for (i, document) in documents.iter().enumerate() {
+            let raw = mongodb::bson::RawDocumentBuf::from_document(document).expect("encodable");
+            let full = book_from_stored(document.clone()).ok().map(|book| BookSummary {
+                id: book.id,
+                title: book.title,
+                author: book.author,
+            });
+            if let Some(summary) = summary_as_written(&raw) {
+                assert_eq!(Some(summary), full, "{document}");
+                taken.push(i);
+            }
+        }
+        assert_eq!(taken, [0, 1]);
     }
 
     #[tokio::test]

@@ -13,7 +13,7 @@ use tracing_actix_web::TracingLogger;
 use crate::configuration::Settings;
 use crate::error::ApiError;
 use crate::middleware::common_headers;
-use crate::repository::BookRepository;
+use crate::repository::SharedRepository;
 use crate::routes::{self, BodyTimeout, StaticRoot};
 
 /// A bound, not yet running, books-ms.
@@ -26,7 +26,12 @@ impl Application {
     /// Binds the listener (port 0 picks a free one) and prepares the server.
     /// The database is not contacted: the service starts when it is down.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let repo = web::Data::new(BookRepository::connect(&settings.database).await?);
+        let workers = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get).min(512);
+        let shared = SharedRepository::new(&settings.database, workers).await?;
+        // Made here, on the calling runtime, so that options the driver
+        // refuses stop the start; a worker uses it only if its own client
+        // cannot be made (the same options, so not expected).
+        let fallback = web::Data::new(shared.client()?);
         let listener = listen(settings.listen_addr, settings.http.backlog)
             .with_context(|| format!("LISTEN_ADDR: cannot listen on {}", settings.listen_addr))?;
         let local = listener.local_addr()?;
@@ -43,11 +48,16 @@ impl Application {
         );
 
         let server = HttpServer::new(move || {
+            // Each worker's own client, on the worker's runtime (see `SharedRepository`).
+            let repo = shared.client().map(web::Data::new).unwrap_or_else(|e| {
+                tracing::error!(error = format!("{e:#}"), "a worker's database client; using the shared one");
+                fallback.clone()
+            });
             App::new()
                 // Registered last, so outermost: every response passes through both.
                 .wrap(from_fn(common_headers))
                 .wrap(TracingLogger::default())
-                .app_data(repo.clone())
+                .app_data(repo)
                 .app_data(static_root.clone())
                 .app_data(body_timeout.clone())
                 .service(resource("/health", "GET, OPTIONS").route(web::get().to(routes::health)))
@@ -74,6 +84,12 @@ impl Application {
         .client_request_timeout(http.header_timeout)
         .keep_alive(if http.keep_alive.is_zero() { KeepAlive::Disabled } else { KeepAlive::Timeout(http.keep_alive) })
         .max_connections(http.max_connections)
+        // A list goes out as several writes. With Nagle's algorithm each
+        // write after the first waited for the client's ACK of the previous
+        // one, and clients delay ACKs by up to 40 ms: that was most of the
+        // list's time at one connection (docs/benchmarks.md, issue 12).
+        .tcp_nodelay(true)
+        .workers(workers)
         .listen(listener)?
         // Signals are the binary's business: shutdown is passed in, so tests
         // stop the server deterministically.

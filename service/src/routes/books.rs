@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{stream, StreamExt};
 use utoipa::IntoParams;
 
@@ -63,8 +63,7 @@ pub(crate) async fn list_books(req: HttpRequest, repo: web::Data<BookRepository>
                 buf.extend_from_slice(b",");
             }
             written += 1;
-            let json = serde_json::to_vec(&summary).map_err(|e| ApiError::Internal(e.into()))?;
-            buf.extend_from_slice(&json);
+            serde_json::to_writer((&mut buf).writer(), &summary).map_err(|e| ApiError::Internal(e.into()))?;
         }
         Ok::<Bytes, ApiError>(buf.freeze())
     });
