@@ -13,7 +13,9 @@ use futures_util::StreamExt;
 use mongodb::bson::{doc, Document};
 use serde_json::Value;
 
-use crate::helpers::{book, db_uri, free_port, repo_root, spawn_app_with, start_db_container, wait_for_db, AppOptions};
+use crate::helpers::{
+    book, db_uri, free_port, repo_root, spawn_app_with, start_db_container, wait_for_db, wait_listening, AppOptions,
+};
 
 /// The service's database timeout in these tests (`DB_TIMEOUT_MS`).
 const DB_TIMEOUT: Duration = Duration::from_millis(1000);
@@ -180,14 +182,7 @@ pub fn start_binary_logging(port: u16, uri: &str, db: &str, log: std::fs::File) 
         .stderr(Stdio::null())
         .spawn()
         .expect("start books-ms");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("books-ms exited early: {status}");
-        }
-        assert!(Instant::now() < deadline, "books-ms did not listen within 20 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_listening(&mut child, port);
     child
 }
 

@@ -261,6 +261,19 @@ pub async fn raw_get(port: u16, path: &str) -> (u16, String) {
 }
 
 /// A free local port, for a container that must keep its port across a restart.
+/// Waits (bounded: 20 s) until the books-ms binary started as `child`
+/// accepts connections on `port`; fails the test if it exits first.
+pub fn wait_listening(child: &mut std::process::Child, port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("books-ms exited early: {status}");
+        }
+        assert!(Instant::now() < deadline, "books-ms did not listen within 20 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

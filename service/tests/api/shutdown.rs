@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{free_port, spawn_app};
+use crate::helpers::{free_port, spawn_app, wait_listening};
 
 #[tokio::test]
 async fn shutdown_lets_a_request_in_flight_finish_and_refuses_new_ones() {
@@ -48,14 +48,7 @@ fn start_binary(port: u16, env: &[(&str, &str)]) -> std::process::Child {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let mut child = command.spawn().expect("start books-ms");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("books-ms exited early: {status}");
-        }
-        assert!(Instant::now() < deadline, "books-ms did not listen within 20 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_listening(&mut child, port);
     child
 }
 

@@ -17,7 +17,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{book, free_port, shared_db_uri};
+use crate::helpers::{book, free_port, shared_db_uri, wait_listening};
 
 const HEADER_TIMEOUT: Duration = Duration::from_millis(1500);
 const BODY_TIMEOUT: Duration = Duration::from_millis(2000);
@@ -67,14 +67,7 @@ impl Service {
             .spawn()
             .expect("start books-ms");
         let mut service = Service { child, port };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            if let Ok(Some(status)) = service.child.try_wait() {
-                panic!("books-ms exited early: {status}");
-            }
-            assert!(Instant::now() < deadline, "books-ms did not listen within 20 s");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_listening(&mut service.child, port);
         service
     }
 
