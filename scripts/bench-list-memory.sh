@@ -46,33 +46,8 @@ for size in $SIZES; do
     die "MEMORY_SIZES: numbers from 1 to 1000000, not '$size'"
 done
 
-SERVICE_PID=
-DB_CID=
-
-alive() {
-  local state
-  state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)
-  [[ -n $state && $state != Z ]]
-}
-
-stop_service() {
-  [[ -n $SERVICE_PID ]] || return 0
-  kill -TERM "$SERVICE_PID" 2>/dev/null || true
-  local i
-  for ((i = 0; i < 120; i++)); do alive "$SERVICE_PID" || break; sleep 0.1; done
-  if alive "$SERVICE_PID"; then kill -KILL "$SERVICE_PID" 2>/dev/null || true; fi
-  wait "$SERVICE_PID" 2>/dev/null || true
-  SERVICE_PID=
-}
-
-cleanup() {
-  stop_service
-  if [[ -n $DB_CID ]]; then
-    timeout 30 "$DOCKER" rm -f "$DB_CID" >/dev/null 2>&1 || true
-  fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=scripts/bench-processes.sh
+. scripts/bench-processes.sh
 
 # kB of a field of /proc/PID/status (VmHWM: the peak resident set; VmRSS: now).
 status_kb() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }

@@ -59,35 +59,8 @@ SERVICE=${BENCH_SERVICE_BIN:-${CARGO_TARGET_DIR:-target}/release/books-ms}
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
 
-SERVICE_PID=
-DB_CID=
-
-# Alive and not a zombie waiting to be reaped.
-alive() {
-  local state
-  state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)
-  [[ -n $state && $state != Z ]]
-}
-
-stop_service() {
-  [[ -n $SERVICE_PID ]] || return 0
-  kill -TERM "$SERVICE_PID" 2>/dev/null || true
-  local i
-  # It finishes in-flight requests and exits; 10 s is its own bound.
-  for ((i = 0; i < 120; i++)); do alive "$SERVICE_PID" || break; sleep 0.1; done
-  if alive "$SERVICE_PID"; then kill -KILL "$SERVICE_PID" 2>/dev/null || true; fi
-  wait "$SERVICE_PID" 2>/dev/null || true
-  SERVICE_PID=
-}
-
-cleanup() {
-  stop_service
-  if [[ -n $DB_CID ]]; then
-    timeout 30 "$DOCKER" rm -f "$DB_CID" >/dev/null 2>&1 || true
-  fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=scripts/bench-processes.sh
+. scripts/bench-processes.sh
 
 # Starts the release binary against database $1 on port $2 (stdout appended
 # to $OUT/books-ms.log); sets SERVICE_PID.
