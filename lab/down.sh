@@ -4,8 +4,9 @@
 # data root, so the next lab/up.sh is fast. Idempotent.
 #
 # dockerd stops its containers first (up to 15 s each, in parallel).
-# Before it, the topology's processes (lab/topology.sh): prod's dockerd and
-# the registry, each by its pid file. Their network namespace, veth pair,
+# Before it, the swarm's engines (lab/swarm.sh), then the topology's
+# processes (lab/topology.sh): prod's dockerd and the registry, each by its
+# pid file. Their network namespace, veth pair,
 # certificates, credentials and data stay, like the images.
 set -euo pipefail
 
@@ -13,6 +14,8 @@ RUN_DIR=/run/books-lab
 DOCKERD_PID="$RUN_DIR/dockerd.pid"
 # shellcheck source=SCRIPTDIR/topology.sh
 . "$(dirname -- "${BASH_SOURCE[0]}")/topology.sh"
+# shellcheck source=SCRIPTDIR/swarm.sh
+. "$(dirname -- "${BASH_SOURCE[0]}")/swarm.sh"
 
 say() { printf 'lab/down: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -48,6 +51,7 @@ stop_dockerd() {
 
 main() {
   [[ $(id -u) -eq 0 ]] || die "run as root"
+  swarm_down
   topology_down
   stop_dockerd
 }

@@ -46,6 +46,11 @@ LAB_PROD_ADDR=${LAB_PROD_ADDR%:*}
 # prod's docker0: any subnet apart from the link's will do (it lives in the
 # namespace, so it cannot clash with the host's networks).
 LAB_PROD_BIP=10.200.1.1/24
+# The swarm's manager (node 1): its API's address and port (lab/swarm.sh
+# has the rest of the swarm's layout).
+LAB_SWARM_MANAGER_ADDR=${BOOKS_LAB_SWARM_DOCKER_HOST#tcp://}
+LAB_SWARM_MANAGER_PORT=${LAB_SWARM_MANAGER_ADDR##*:}
+LAB_SWARM_MANAGER_ADDR=${LAB_SWARM_MANAGER_ADDR%:*}
 
 # BOOKS_LAB_DATA_DIR moves the state (tests repair a copy of the
 # certificates there with `lab/up.sh certificates`).
@@ -81,6 +86,7 @@ PROD_LOG=$LAB_LOG_DIR/prod-dockerd.log
 
 # Set by the steps of topology_up for the later ones.
 PROD_TLS_CHANGED=0
+SWARM_TLS_CHANGED=0
 REGISTRY_CHANGED=0
 
 # ---------------------------------------------------------------- helpers
@@ -213,14 +219,15 @@ prod_network() {
 
 # ---------------------------------------------------------------- TLS
 
-# A lab CA, prod's server certificate and the client's, P-256 keys. Made
-# when missing, invalid, about to expire (30 days), not matching their key
-# (a run interrupted between writing a key and its certificate) or, for the
-# server's, not naming prod's address; a new CA re-issues both. The
-# client's folder is laid out as docker expects.
+# A lab CA, prod's and the swarm manager's server certificates and the
+# client's, P-256 keys. Made when missing, invalid, about to expire (30
+# days), not matching their key (a run interrupted between writing a key and
+# its certificate) or, for a server's, not naming its address; a new CA
+# re-issues them all. The client's folder is laid out as docker expects
+# (prod and the swarm take the same client certificate).
 tls_certificates() {
   local ca=$TLS_DIR/ca.pem ca_key=$TLS_DIR/ca-key.pem made=() name
-  mkdir -p "$TLS_DIR/server" "$TLS_DIR/client"
+  mkdir -p "$TLS_DIR/server" "$TLS_DIR/swarm-manager" "$TLS_DIR/client"
   chmod 700 "$TLS_DIR"
   if ! key_matches "$ca" "$ca_key" || ! cert_ok "$ca" "$ca"; then
     new_key "$ca_key"
@@ -229,11 +236,15 @@ tls_certificates() {
       -addext "keyUsage=critical,keyCertSign,cRLSign" -out "$ca" 2>/dev/null
     made+=(CA)
   fi
-  if ! cert_ok "$TLS_DIR/server/cert.pem" "$ca" || ! names_prod "$TLS_DIR/server/cert.pem" ||
-    ! key_matches "$TLS_DIR/server/cert.pem" "$TLS_DIR/server/key.pem"; then
+  if ! server_cert_ok server "$LAB_PROD_ADDR"; then
     new_cert server "prod" "extendedKeyUsage=serverAuth" "subjectAltName=IP:$LAB_PROD_ADDR"
     made+=(server)
     PROD_TLS_CHANGED=1
+  fi
+  if ! server_cert_ok swarm-manager "$LAB_SWARM_MANAGER_ADDR"; then
+    new_cert swarm-manager "swarm manager" "extendedKeyUsage=serverAuth" "subjectAltName=IP:$LAB_SWARM_MANAGER_ADDR"
+    made+=(swarm-manager)
+    SWARM_TLS_CHANGED=1
   fi
   if ! cert_ok "$TLS_DIR/client/cert.pem" "$ca" ||
     ! key_matches "$TLS_DIR/client/cert.pem" "$TLS_DIR/client/key.pem"; then
@@ -241,17 +252,20 @@ tls_certificates() {
     made+=(client)
   fi
   # Each folder's copy of the CA (a run may stop before the copy).
-  for name in server client; do
+  for name in server swarm-manager client; do
     if ! cmp -s "$ca" "$TLS_DIR/$name/ca.pem"; then
       cp "$ca" "$TLS_DIR/$name/ca.pem"
       made+=("$name's copy of the CA")
-      [[ $name == client ]] || PROD_TLS_CHANGED=1
+      case $name in
+      server) PROD_TLS_CHANGED=1 ;;
+      swarm-manager) SWARM_TLS_CHANGED=1 ;;
+      esac
     fi
   done
   if ((${#made[@]})); then
     say "tls: made ${made[*]} in $TLS_DIR"
   else
-    say "tls: CA, server and client certificates valid, each with its key ($TLS_DIR)"
+    say "tls: CA, servers' (prod, swarm manager) and client certificates valid, each with its key ($TLS_DIR)"
   fi
 }
 
@@ -273,11 +287,19 @@ cert_ok() {
     openssl x509 -in "$1" -noout -checkend $((30 * 86400)) >/dev/null 2>&1
 }
 
-# names_prod CERT: the certificate's subjectAltName holds prod's address.
-names_prod() {
+# server_cert_ok NAME ADDR: $TLS_DIR/NAME holds a valid certificate, with
+# its key, that names ADDR.
+server_cert_ok() {
+  local dir=$TLS_DIR/$1
+  cert_ok "$dir/cert.pem" "$TLS_DIR/ca.pem" && names_ip "$dir/cert.pem" "$2" &&
+    key_matches "$dir/cert.pem" "$dir/key.pem"
+}
+
+# names_ip CERT ADDR: the certificate's subjectAltName holds the address.
+names_ip() {
   local san
   san=$(openssl x509 -in "$1" -noout -ext subjectAltName 2>/dev/null) || return 1
-  [[ $san$'\n' == *"IP Address:$LAB_PROD_ADDR"[,$'\n']* ]]
+  [[ $san$'\n' == *"IP Address:$2"[,$'\n']* ]]
 }
 
 new_key() {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up the books-ms lab on a Debian 12 machine, as root: system packages,
-# a Docker engine, the registry and prod (lab/topology.sh), the images that
+# a Docker engine, the registry and prod (lab/topology.sh), the swarm of prod
+# nodes (lab/swarm.sh), the images that
 # cannot be pulled here, and the copies of them that prod pulls from the
 # registry.
 #
@@ -22,6 +23,9 @@ REPO_DIR=$(dirname -- "$LAB_DIR")
 # The registry and the second Docker host, prod: topology_up.
 # shellcheck source=SCRIPTDIR/topology.sh
 . "$LAB_DIR/topology.sh"
+# The swarm of prod nodes, beside prod: swarm_up.
+# shellcheck source=SCRIPTDIR/swarm.sh
+. "$LAB_DIR/swarm.sh"
 
 LOG_DIR=/var/log/books-lab
 RUN_DIR=/run/books-lab
@@ -311,6 +315,7 @@ main() {
   install_packages
   start_dockerd
   topology_up
+  swarm_up
   # prod pulls only from the registry: each image it runs besides the
   # service (which the harness pushes itself) is mirrored there once built.
   build_ferretdb_image
