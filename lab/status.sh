@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Reports each part of the lab in one line on stdout: the cd engine, the
-# registry, prod's network and engine, the lab's images, and the ones the
+# registry, prod's network and engine, the swarm and each of its nodes (name,
+# address, role, state, availability), the lab's images, and the ones the
 # registry holds for prod. Changes nothing.
 #
 # Usage: lab/status.sh   (as root: it reads the registry's credentials and
@@ -13,6 +14,8 @@ LAB_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 . "$LAB_DIR/lab.env"
 # shellcheck source=SCRIPTDIR/topology.sh
 . "$LAB_DIR/topology.sh"
+# shellcheck source=SCRIPTDIR/swarm.sh
+. "$LAB_DIR/swarm.sh"
 
 say() { printf 'lab/status: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 2; }
@@ -101,6 +104,37 @@ prod_status() {
   fi
 }
 
+# The swarm as its manager sees it: one line for the swarm, then one per
+# node the manager lists ("swarm-<i>", or "id:..." for a node without the
+# lab's label): address, role, state, availability.
+swarm_report() {
+  local lines line f nodes=0 ready=0
+  if ! lines=$(swarm_nodes); then
+    report swarm down "no answer from the manager on $BOOKS_LAB_SWARM_DOCKER_HOST over TLS"
+    return
+  fi
+  while read -r line; do
+    read -r -a f <<<"$line"
+    nodes=$((nodes + 1))
+    [[ ${f[3]} == ready && ${f[4]} == active ]] && ready=$((ready + 1))
+  done <<<"$lines"
+  if ((ready == SWARM_NODES && nodes == SWARM_NODES)); then
+    report swarm up "$BOOKS_LAB_SWARM_DOCKER_HOST over TLS: $ready of $SWARM_NODES node(s) Ready and Active"
+  else
+    report swarm down "$BOOKS_LAB_SWARM_DOCKER_HOST over TLS: $ready of $SWARM_NODES node(s) Ready and Active, $nodes listed"
+  fi
+  while read -r line; do
+    read -r -a f <<<"$line"
+    local leader=''
+    [[ ${f[5]} == true ]] && leader=', leader'
+    if [[ ${f[3]} == ready && ${f[4]} == active ]]; then
+      report "${f[0]}" up "${f[1]} ${f[2]}$leader, ${f[3]}, ${f[4]}"
+    else
+      report "${f[0]}" down "${f[1]} ${f[2]}$leader, ${f[3]}, ${f[4]}"
+    fi
+  done <<<"$lines"
+}
+
 # Every *_IMAGE of lab.env, on the cd engine.
 images_status() {
   local line name present=() missing=()
@@ -151,6 +185,7 @@ main() {
   registry_report
   network_status
   prod_status
+  swarm_report
   images_status
   mirrors_status
   return "$DOWN"
