@@ -8,7 +8,7 @@
 #   - the database: the lab's FerretDB image, one replica pinned to node 1;
 #   - the app: books-ms from the lab's registry, 2 replicas, at most one per
 #     node, endpoint_mode dnsrr, not published;
-#   - the proxy: the lab's HAProxy image as a global service, port 8080
+#   - the proxy: the lab's HAProxy image as a global service, its port 8080
 #     published with mode host on every node, finding the app's tasks through
 #     the swarm's DNS (resolvers on 127.0.0.11, server-template on
 #     tasks.<app>), fast health checks, retry-on + option redispatch.
@@ -19,7 +19,7 @@
 # when the app ran 2 replicas again.
 #
 # Usage: lab/swarm-faults.sh   (as root; the swarm up: lab/swarm.sh up)
-#   IMAGE_TAG=latest DURATION=45 LOSE_AFTER=8 CONNECTIONS=2 PROXY_NODE=1 LOSE_NODE=3 RETRY_ON=...
+#   IMAGE_TAG=latest DURATION=45 LOSE_AFTER=8 CONNECTIONS=2 PROXY_NODE=1 LOSE_NODE=3 PORT=8089 RETRY_ON=...
 set -euo pipefail
 
 LAB_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
@@ -33,6 +33,9 @@ die() { say "error: $*"; exit 1; }
 
 : "${IMAGE_TAG:=latest}" "${DURATION:=45}" "${LOSE_AFTER:=8}" "${CONNECTIONS:=2}"
 : "${PROXY_NODE:=1}" "${LOSE_NODE:=3}"
+# The port the proxy publishes on every node (mode host): apart from the
+# harness's 8080, so that a deploy on the swarm and this script never share it.
+: "${PORT:=8089}"
 # HAProxy's retry-on (RETRY_ON=conn-failure is HAProxy's default, to compare).
 : "${RETRY_ON:=conn-failure empty-response response-timeout 502 503 504}"
 PREFIX=swarm-faults
@@ -205,19 +208,22 @@ main() {
     "$APP_IMAGE" >/dev/null
   manager_docker service create --quiet --detach --with-registry-auth --name "$PROXY" --label "$LABEL" \
     --network "$NET" --mode global \
-    --publish mode=host,target=8080,published=8080 \
+    --publish "mode=host,target=8080,published=$PORT" \
     --config "source=$CONFIG,target=/etc/haproxy/haproxy.cfg" \
     "$BOOKS_LAB_REGISTRY/$BOOKS_PROXY_IMAGE" >/dev/null
 
   local url i tasks
-  url="$(swarm_addr "$PROXY_NODE"):8080"
+  url="$(swarm_addr "$PROXY_NODE"):$PORT"
   for ((i = 0; i < 180; i++)); do
     tasks=$(app_tasks)
+    # The proxy on PROXY_NODE must be this script's (the port taken by
+    # anything else leaves its task Pending).
     if [[ $(grep -c ' running$' <<<"$tasks") -eq 2 ]] &&
+      [[ -n $(node_docker "$PROXY_NODE" ps -q --filter "label=com.docker.swarm.service.name=$PROXY" --filter status=running) ]] &&
       [[ $(curl -s -o /dev/null -w '%{http_code}' --noproxy '*' --max-time 2 "http://$url/api/v1/books") == 200 ]]; then
       break
     fi
-    ((i < 179)) || die "the app did not answer through $url within 90 s"
+    ((i < 179)) || die "the app did not answer through its proxy on $url within 90 s (is port $PORT taken on swarm-$PROXY_NODE? PORT=... picks another)"
     sleep 0.5
   done
   say "the app's tasks: $(tr '\n' ',' <<<"$tasks")"
@@ -247,11 +253,21 @@ main() {
     sleep 1
   done
   wait "$load_pid" || die "the load failed"
+  # What the proxy logged (dontlog-normal: errors, retries, redispatches).
+  local proxy_container
+  proxy_container=$(node_docker "$PROXY_NODE" ps -q --filter "label=com.docker.swarm.service.name=$PROXY")
+  if [[ -n $proxy_container ]]; then
+    node_docker "$PROXY_NODE" logs "$proxy_container" 2>&1 | grep -v '^\[NOTICE\]' | tail -n 20 >"$WORK/proxy.log" || true
+  fi
   ip link set "$(swarm_veth "$LOSE_NODE")" up
   say "swarm-$LOSE_NODE: link up again"
   echo "load through swarm-$PROXY_NODE's proxy, swarm-$LOSE_NODE lost at ${LOSE_AFTER}s: $(<"$WORK/load.json")"
   echo "manager saw swarm-$LOSE_NODE down after ${down_at:-never (within the run)} s; 2 app replicas running elsewhere after ${back_at:-never (within the run)} s"
   echo "app tasks at the end: $(app_tasks | tr '\n' ',')"
+  if [[ -s $WORK/proxy.log ]]; then
+    echo "swarm-$PROXY_NODE's proxy logged (last 20 lines, normal requests left out):"
+    cat "$WORK/proxy.log"
+  fi
 }
 
-main "$@"
+[[ -n ${SWARM_FAULTS_SOURCE:-} ]] || main "$@"
