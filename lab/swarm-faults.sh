@@ -9,7 +9,7 @@
 #   - the app: books-ms from the lab's registry, 2 replicas, at most one per
 #     node, endpoint_mode dnsrr, not published;
 #   - the proxy: the lab's HAProxy image as a global service, its port 8080
-#     published with mode host on every node, finding the app's tasks through
+#     published on PORT (8089) with mode host on every node, finding the app's tasks through
 #     the swarm's DNS (resolvers on 127.0.0.11, server-template on
 #     tasks.<app>), fast health checks, retry-on + option redispatch.
 # Then a bounded load (CONNECTIONS keep-alive connections, GET /api/v1/books,
