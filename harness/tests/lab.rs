@@ -462,7 +462,7 @@ fn public_key(dir: &Path, file: &Path, is_certificate: bool) -> String {
 fn assert_certificates_sound(tls: &Path) {
     let ca = tls.join("ca.pem");
     assert_eq!(public_key(tls, &ca, true), public_key(tls, &tls.join("ca-key.pem"), false), "the CA and its key");
-    for name in ["server", "client"] {
+    for name in ["server", "swarm-manager", "client"] {
         let dir = tls.join(name);
         let cert = dir.join("cert.pem");
         assert_eq!(public_key(tls, &cert, true), public_key(tls, &dir.join("key.pem"), false), "{name}'s key");
@@ -473,7 +473,16 @@ fn assert_certificates_sound(tls: &Path) {
 }
 
 fn read_all(tls: &Path) -> Vec<(String, Vec<u8>)> {
-    let files = ["ca.pem", "ca-key.pem", "server/cert.pem", "server/key.pem", "client/cert.pem", "client/key.pem"];
+    let files = [
+        "ca.pem",
+        "ca-key.pem",
+        "server/cert.pem",
+        "server/key.pem",
+        "swarm-manager/cert.pem",
+        "swarm-manager/key.pem",
+        "client/cert.pem",
+        "client/key.pem",
+    ];
     files.iter().map(|f| (f.to_string(), std::fs::read(tls.join(f)).unwrap_or_default())).collect()
 }
 
@@ -493,7 +502,7 @@ async fn a_certificate_step_interrupted_between_a_key_and_its_certificate_is_rep
     // Each fault a killed run (or a bad day) can leave, and what must be
     // made anew; what is not named must be left exactly as it was.
     type Fault = fn(&Path);
-    let faults: [(&str, Fault, &[&str]); 5] = [
+    let faults: [(&str, Fault, &[&str]); 6] = [
         (
             "the server's new key written, not its certificate",
             |tls| new_key_at(&tls.join("server/key.pem")),
@@ -507,7 +516,21 @@ async fn a_certificate_step_interrupted_between_a_key_and_its_certificate_is_rep
         (
             "the CA's new key written, not the CA",
             |tls| new_key_at(&tls.join("ca-key.pem")),
-            &["ca.pem", "ca-key.pem", "server/cert.pem", "server/key.pem", "client/cert.pem", "client/key.pem"],
+            &[
+                "ca.pem",
+                "ca-key.pem",
+                "server/cert.pem",
+                "server/key.pem",
+                "swarm-manager/cert.pem",
+                "swarm-manager/key.pem",
+                "client/cert.pem",
+                "client/key.pem",
+            ],
+        ),
+        (
+            "the swarm manager's certificate missing",
+            |tls| std::fs::remove_file(tls.join("swarm-manager/cert.pem")).unwrap(),
+            &["swarm-manager/cert.pem", "swarm-manager/key.pem"],
         ),
         ("the client's copy of the CA missing", |tls| std::fs::remove_file(tls.join("client/ca.pem")).unwrap(), &[]),
         ("the server's certificate expired", expire_server_certificate, &["server/cert.pem", "server/key.pem"]),
