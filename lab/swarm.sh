@@ -81,15 +81,17 @@ node_docker() {
 manager_docker() { node_docker 1 "$@"; }
 
 swarm_check_count() {
-  [[ $SWARM_NODES =~ ^[1-9][0-9]?$ ]] && ((SWARM_NODES <= 40)) ||
+  if ! [[ $SWARM_NODES =~ ^[1-9][0-9]?$ ]] || ((SWARM_NODES > 40)); then
     die "BOOKS_LAB_SWARM_NODES='$SWARM_NODES': give a number of nodes from 1 to 40"
+  fi
   [[ $LAB_SWARM_MANAGER_ADDR == "$SWARM_NET.11" && $LAB_SWARM_MANAGER_PORT =~ ^[0-9]+$ ]] ||
     die "BOOKS_LAB_SWARM_DOCKER_HOST='$BOOKS_LAB_SWARM_DOCKER_HOST': want tcp://A.B.C.11:PORT (node i is A.B.C.<10+i>)"
 }
 
 swarm_check_node() {
-  [[ ${1:-} =~ ^[1-9][0-9]*$ ]] && (($1 <= SWARM_NODES)) ||
+  if ! [[ ${1:-} =~ ^[1-9][0-9]{0,1}$ ]] || (($1 > SWARM_NODES)); then
     die "no node '${1:-}': give a node number from 1 to $SWARM_NODES (BOOKS_LAB_SWARM_NODES)"
+  fi
 }
 
 # ---------------------------------------------------------------- network
@@ -109,6 +111,7 @@ swarm_network() {
   # FORWARD), and refuse what they would send beyond this host (the
   # registry is on one of the host's own addresses, so it is not forwarded).
   local accept=(FORWARD -i "$SWARM_BRIDGE" -o "$SWARM_BRIDGE" -j ACCEPT)
+  # shellcheck disable=SC2054 # the comma is conntrack's list, not an array's
   local refuse=(FORWARD -i "$SWARM_BRIDGE" ! -o "$SWARM_BRIDGE" -m conntrack ! --ctstate ESTABLISHED,RELATED
     -j REJECT --reject-with icmp-admin-prohibited)
   iptables -C "${refuse[@]}" 2>/dev/null || iptables -I "${refuse[@]}"
@@ -305,7 +308,9 @@ swarm_stop_extra() {
     [[ -e $pidfile ]] || continue
     i=${pidfile#"$LAB_RUN_DIR"/swarm-}
     i=${i%%/*}
-    [[ $i =~ ^[0-9]+$ ]] && ((i > SWARM_NODES)) || continue
+    if ! [[ $i =~ ^[0-9]+$ ]] || ((i <= SWARM_NODES)); then
+      continue
+    fi
     stop_pidfile "swarm-$i dockerd (beyond BOOKS_LAB_SWARM_NODES=$SWARM_NODES)" "$pidfile" "--pidfile $pidfile" 30
   done
 }

@@ -49,6 +49,7 @@ LAB_PROD_BIP=10.200.1.1/24
 # The swarm's manager (node 1): its API's address and port (lab/swarm.sh
 # has the rest of the swarm's layout).
 LAB_SWARM_MANAGER_ADDR=${BOOKS_LAB_SWARM_DOCKER_HOST#tcp://}
+# shellcheck disable=SC2034 # lab/swarm.sh reads it
 LAB_SWARM_MANAGER_PORT=${LAB_SWARM_MANAGER_ADDR##*:}
 LAB_SWARM_MANAGER_ADDR=${LAB_SWARM_MANAGER_ADDR%:*}
 
@@ -86,6 +87,7 @@ PROD_LOG=$LAB_LOG_DIR/prod-dockerd.log
 
 # Set by the steps of topology_up for the later ones.
 PROD_TLS_CHANGED=0
+# shellcheck disable=SC2034 # lab/swarm.sh reads it
 SWARM_TLS_CHANGED=0
 REGISTRY_CHANGED=0
 
@@ -256,6 +258,7 @@ tls_certificates() {
     if ! cmp -s "$ca" "$TLS_DIR/$name/ca.pem"; then
       cp "$ca" "$TLS_DIR/$name/ca.pem"
       made+=("$name's copy of the CA")
+      # shellcheck disable=SC2034 # lab/swarm.sh reads SWARM_TLS_CHANGED
       case $name in
       server) PROD_TLS_CHANGED=1 ;;
       swarm-manager) SWARM_TLS_CHANGED=1 ;;
