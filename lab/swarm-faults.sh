@@ -36,7 +36,10 @@ die() { say "error: $*"; exit 1; }
 # The port the proxy publishes on every node (mode host): apart from the
 # harness's 8080, so that a deploy on the swarm and this script never share it.
 : "${PORT:=8089}"
-# HAProxy's retry-on (RETRY_ON=conn-failure is HAProxy's default, to compare).
+# HAProxy's retry-on (RETRY_ON=conn-failure is HAProxy's default, to compare),
+# and more options for every server (SERVER_EXTRA, e.g. "observe layer4
+# error-limit 1 on-error mark-down").
+: "${SERVER_EXTRA:=}"
 : "${RETRY_ON:=conn-failure empty-response response-timeout 502 503 504}"
 PREFIX=swarm-faults
 LABEL=books-lab.swarm-faults
@@ -114,7 +117,7 @@ backend app
     http-check send meth GET uri /health
     # A server is out after 2 failed checks 250 ms apart once the first
     # failed, back after 2 good ones.
-    default-server check inter 1s fastinter 250ms downinter 1s fall 2 rise 2 resolvers docker init-addr none
+    default-server check inter 1s fastinter 250ms downinter 1s fall 2 rise 2 resolvers docker init-addr none $SERVER_EXTRA
     server-template app 4 tasks.$APP:8080
 EOF
 }
@@ -257,7 +260,7 @@ main() {
   local proxy_container
   proxy_container=$(node_docker "$PROXY_NODE" ps -q --filter "label=com.docker.swarm.service.name=$PROXY")
   if [[ -n $proxy_container ]]; then
-    node_docker "$PROXY_NODE" logs "$proxy_container" 2>&1 | grep -v '^\[NOTICE\]' | tail -n 20 >"$WORK/proxy.log" || true
+    node_docker "$PROXY_NODE" logs "$proxy_container" >"$WORK/proxy.log" 2>&1 || true
   fi
   ip link set "$(swarm_veth "$LOSE_NODE")" up
   say "swarm-$LOSE_NODE: link up again"
@@ -265,8 +268,13 @@ main() {
   echo "manager saw swarm-$LOSE_NODE down after ${down_at:-never (within the run)} s; 2 app replicas running elsewhere after ${back_at:-never (within the run)} s"
   echo "app tasks at the end: $(app_tasks | tr '\n' ',')"
   if [[ -s $WORK/proxy.log ]]; then
-    echo "swarm-$PROXY_NODE's proxy logged (last 20 lines, normal requests left out):"
-    cat "$WORK/proxy.log"
+    # httplog's "actconn/feconn/beconn/srv_conn/retries" ends "+N" when the
+    # request was redispatched to another server.
+    # (httplog: CLIENT [DATE] FRONTEND BACKEND/SERVER TIMERS STATUS ...)
+    echo "swarm-$PROXY_NODE's proxy: $(grep -c '/+[0-9]* ' "$WORK/proxy.log" || true) request(s) redispatched," \
+      "$(awk '$6 ~ /^[0-9]+$/ && $6 != 200' "$WORK/proxy.log" | wc -l) answered other than 200;" \
+      "its last lines (normal requests are not logged):"
+    grep -v '^\[' "$WORK/proxy.log" | tail -n 12
   fi
 }
 

@@ -195,8 +195,13 @@ node_swarm_state() {
 # The manager: a swarm of its own, initialised once (its data root keeps it
 # across restarts).
 swarm_manager() {
-  local state
-  state=$(node_swarm_state 1) || die "swarm-1: no answer on $BOOKS_LAB_SWARM_DOCKER_HOST"
+  local state i
+  # Just started, it is "pending" until its own Raft store is up (seconds).
+  for ((i = 0; i < 60; i++)); do
+    state=$(node_swarm_state 1) || die "swarm-1: no answer on $BOOKS_LAB_SWARM_DOCKER_HOST"
+    [[ ${state%% *} == pending ]] || break
+    sleep 0.5
+  done
   case ${state%% *} in
   active) ;;
   inactive)
