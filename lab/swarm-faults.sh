@@ -18,8 +18,12 @@
 # failed requests, the longest answer, when the manager saw the node Down and
 # when the app ran 2 replicas again.
 #
+# SCENARIO=update runs, instead of the node's loss, a rolling update of the
+# app to UPDATE_TAG (start-first, one task at a time) under the same load.
+#
 # Usage: lab/swarm-faults.sh   (as root; the swarm up: lab/swarm.sh up)
 #   IMAGE_TAG=latest DURATION=45 LOSE_AFTER=8 CONNECTIONS=2 PROXY_NODE=1 LOSE_NODE=3 PORT=8089 RETRY_ON=...
+#   SERVER_EXTRA=... SCENARIO=lose-node|update UPDATE_TAG=...
 set -euo pipefail
 
 LAB_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
@@ -40,6 +44,9 @@ die() { say "error: $*"; exit 1; }
 # and more options for every server (SERVER_EXTRA, e.g. "observe layer4
 # error-limit 1 on-error mark-down").
 : "${SERVER_EXTRA:=}"
+# SCENARIO=update: instead of losing a node, a rolling update of the app to
+# UPDATE_TAG (start-first, one task at a time) under the same load.
+: "${SCENARIO:=lose-node}" "${UPDATE_TAG:=}"
 : "${RETRY_ON:=conn-failure empty-response response-timeout 502 503 504}"
 PREFIX=swarm-faults
 LABEL=books-lab.swarm-faults
@@ -183,6 +190,24 @@ print(json.dumps(figures))
 EOF
 }
 
+# What the proxy on PROXY_NODE logged (dontlog-normal: errors, retries,
+# redispatches), counted, and its last lines.
+proxy_log_summary() {
+  local proxy_container
+  proxy_container=$(node_docker "$PROXY_NODE" ps -q --filter "label=com.docker.swarm.service.name=$PROXY")
+  [[ -n $proxy_container ]] || return 0
+  node_docker "$PROXY_NODE" logs "$proxy_container" >"$WORK/proxy.log" 2>&1 || true
+  if [[ -s $WORK/proxy.log ]]; then
+    # httplog's "actconn/feconn/beconn/srv_conn/retries" ends "+N" when the
+    # request was redispatched to another server.
+    # (httplog: CLIENT [DATE] FRONTEND BACKEND/SERVER TIMERS STATUS ...)
+    echo "swarm-$PROXY_NODE's proxy: $(grep -c '/+[0-9]* ' "$WORK/proxy.log" || true) request(s) redispatched," \
+      "$(awk '$6 ~ /^[0-9]+$/ && $6 != 200' "$WORK/proxy.log" | wc -l) answered other than 200;" \
+      "its last lines (normal requests are not logged):"
+    grep -v '^\[' "$WORK/proxy.log" | tail -n 12
+  fi
+}
+
 main() {
   [[ $(id -u) -eq 0 ]] || die "run as root"
   export PATH="/usr/local/sbin:/usr/sbin:/sbin:$PATH"
@@ -192,6 +217,11 @@ main() {
   ((PROXY_NODE != LOSE_NODE && LOSE_NODE != 1)) ||
     die "lose a worker (LOSE_NODE=2..$SWARM_NODES) and load another node's proxy"
   ((SWARM_NODES >= 3)) || die "needs 3 nodes or more (BOOKS_LAB_SWARM_NODES)"
+  case $SCENARIO in
+  lose-node) ;;
+  update) [[ -n $UPDATE_TAG && $UPDATE_TAG != "$IMAGE_TAG" ]] || die "SCENARIO=update needs UPDATE_TAG, a tag other than $IMAGE_TAG" ;;
+  *) die "SCENARIO='$SCENARIO': lose-node or update" ;;
+  esac
   swarm_status >/dev/null || die "the swarm is not up with every node Ready: run lab/swarm.sh up"
   trap cleanup EXIT
   cleanup
@@ -207,6 +237,7 @@ main() {
     "$BOOKS_LAB_REGISTRY/$BOOKS_DB_IMAGE" >/dev/null
   manager_docker service create --quiet --detach --with-registry-auth --name "$APP" --label "$LABEL" \
     --network "$NET" --endpoint-mode dnsrr --replicas 2 --replicas-max-per-node 1 \
+    --update-parallelism 1 --update-order start-first --update-failure-action rollback \
     --env DB_HOST="$DB" \
     "$APP_IMAGE" >/dev/null
   manager_docker service create --quiet --detach --with-registry-auth --name "$PROXY" --label "$LABEL" \
@@ -235,6 +266,27 @@ main() {
   # Both replicas answering, in the proxy's view too (its checks).
   sleep 3
 
+  if [[ $SCENARIO == update ]]; then
+    say "load: $CONNECTIONS connections through http://$url for ${DURATION}s; the app updated to $UPDATE_TAG at ${LOSE_AFTER}s"
+    load "$url" >"$WORK/load.json" &
+    local load_pid=$! t0=$SECONDS updated_at='' state
+    sleep "$LOSE_AFTER"
+    local started=$SECONDS
+    manager_docker service update --quiet --detach --with-registry-auth \
+      --image "$BOOKS_LAB_REGISTRY/books-ms:$UPDATE_TAG" "$APP" >/dev/null
+    while kill -0 "$load_pid" 2>/dev/null && ((SECONDS - t0 < DURATION + 15)); do
+      if [[ -z $updated_at ]]; then
+        state=$(manager_docker service inspect --format '{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}' "$APP")
+        [[ $state != completed ]] || updated_at=$((SECONDS - started))
+      fi
+      sleep 1
+    done
+    wait "$load_pid" || die "the load failed"
+    echo "load through swarm-$PROXY_NODE's proxy, the app updated from $IMAGE_TAG to $UPDATE_TAG at ${LOSE_AFTER}s: $(<"$WORK/load.json")"
+    echo "the update: ${updated_at:-not completed (within the run)} s; state $(manager_docker service inspect --format '{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}' "$APP")"
+    proxy_log_summary
+    return
+  fi
   say "load: $CONNECTIONS connections through http://$url for ${DURATION}s; swarm-$LOSE_NODE's link down at ${LOSE_AFTER}s"
   load "$url" >"$WORK/load.json" &
   local load_pid=$! t0=$SECONDS down_at='' back_at='' node_state
@@ -256,26 +308,12 @@ main() {
     sleep 1
   done
   wait "$load_pid" || die "the load failed"
-  # What the proxy logged (dontlog-normal: errors, retries, redispatches).
-  local proxy_container
-  proxy_container=$(node_docker "$PROXY_NODE" ps -q --filter "label=com.docker.swarm.service.name=$PROXY")
-  if [[ -n $proxy_container ]]; then
-    node_docker "$PROXY_NODE" logs "$proxy_container" >"$WORK/proxy.log" 2>&1 || true
-  fi
   ip link set "$(swarm_veth "$LOSE_NODE")" up
   say "swarm-$LOSE_NODE: link up again"
   echo "load through swarm-$PROXY_NODE's proxy, swarm-$LOSE_NODE lost at ${LOSE_AFTER}s: $(<"$WORK/load.json")"
   echo "manager saw swarm-$LOSE_NODE down after ${down_at:-never (within the run)} s; 2 app replicas running elsewhere after ${back_at:-never (within the run)} s"
   echo "app tasks at the end: $(app_tasks | tr '\n' ',')"
-  if [[ -s $WORK/proxy.log ]]; then
-    # httplog's "actconn/feconn/beconn/srv_conn/retries" ends "+N" when the
-    # request was redispatched to another server.
-    # (httplog: CLIENT [DATE] FRONTEND BACKEND/SERVER TIMERS STATUS ...)
-    echo "swarm-$PROXY_NODE's proxy: $(grep -c '/+[0-9]* ' "$WORK/proxy.log" || true) request(s) redispatched," \
-      "$(awk '$6 ~ /^[0-9]+$/ && $6 != 200' "$WORK/proxy.log" | wc -l) answered other than 200;" \
-      "its last lines (normal requests are not logged):"
-    grep -v '^\[' "$WORK/proxy.log" | tail -n 12
-  fi
+  proxy_log_summary
 }
 
 [[ -n ${SWARM_FAULTS_SOURCE:-} ]] || main "$@"
