@@ -126,7 +126,6 @@ swarm_network() {
       ip link del "$veth" 2>/dev/null || true
       ip link add "$veth" type veth peer name eth0 netns "$ns"
       say "swarm network: veth pair $veth <-> $ns/eth0 added"
-      ip link set "$veth" master "$SWARM_BRIDGE"
     elif [[ $(ip -o link show "$veth") != *",UP"* ]]; then
       say "swarm network: $veth was down (a link taken down), bringing it up"
     fi
