@@ -307,6 +307,28 @@ async fn the_managers_api_answers_a_tls_client_with_the_labs_certificate_and_ref
     );
 }
 
+#[test]
+fn the_managers_engine_listens_only_on_tls_and_the_workers_on_no_tcp_port() {
+    let swarm = Swarm::load();
+    for (i, pid) in dockerd_pids(&swarm).into_iter().enumerate().map(|(i, pid)| (i + 1, pid)) {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("the node's dockerd runs");
+        let args: Vec<String> = cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        let hosts: Vec<&String> = args.windows(2).filter(|w| w[0] == "-H" || w[0] == "--host").map(|w| &w[1]).collect();
+        if i == 1 {
+            assert_eq!(hosts, [&swarm.docker_host], "the manager's dockerd listens on {hosts:?}");
+            assert!(
+                args.iter().any(|a| a == "--tlsverify"),
+                "the manager's dockerd runs without --tlsverify: {args:?}"
+            );
+        } else {
+            assert!(
+                !hosts.is_empty() && hosts.iter().all(|h| h.starts_with("unix://")),
+                "swarm-{i}'s dockerd listens on {hosts:?}"
+            );
+        }
+    }
+}
+
 // ------------------------------------------------------------------ up, status, repair
 
 #[tokio::test]
