@@ -187,7 +187,8 @@ for fault in server-key client-cert ca-key; do
   said=$(BOOKS_LAB_DATA_DIR="$WORK/state-$fault" bash "$LAB_DIR/up.sh" certificates 2>&1)
   took=$(($(ms) - start))
   ok=yes
-  for pair in "ca.pem ca-key.pem" "server/cert.pem server/key.pem" "client/cert.pem client/key.pem"; do
+  for pair in "ca.pem ca-key.pem" "server/cert.pem server/key.pem" "swarm-manager/cert.pem swarm-manager/key.pem" \
+    "client/cert.pem client/key.pem"; do
     read -r c k <<<"$pair"
     [[ $(openssl x509 -in "$t/$c" -noout -pubkey) == "$(openssl pkey -in "$t/$k" -pubout)" ]] || ok=no
   done
