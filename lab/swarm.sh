@@ -387,6 +387,7 @@ swarm_main() {
   export PATH="/usr/local/sbin:/usr/sbin:/sbin:$PATH"
   case ${1:-} in
   up)
+    swarm_check_count
     # One lab/up.sh or lab/swarm.sh at a time.
     mkdir -p "$LAB_RUN_DIR"
     exec 9>"$LAB_RUN_DIR/up.lock"
@@ -397,6 +398,7 @@ swarm_main() {
     ;;
   down) swarm_down ;;
   status) swarm_status ;;
+  link-down | link-up) swarm_check_count ;;&
   link-down) swarm_link "${2:-}" down ;;
   link-up) swarm_link "${2:-}" up ;;
   *) die "usage: lab/swarm.sh up|down|status|link-down I|link-up I" ;;

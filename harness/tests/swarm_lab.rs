@@ -331,6 +331,28 @@ fn the_managers_engine_listens_only_on_tls_and_the_workers_on_no_tcp_port() {
 
 // ------------------------------------------------------------------ up, status, repair
 
+#[test]
+fn lab_swarm_sh_refuses_bad_input_with_what_to_give_and_changes_nothing() {
+    let cases: [(&[&str], Option<&str>, &str); 5] = [
+        (&["up"], Some("0"), "BOOKS_LAB_SWARM_NODES='0': give a number of nodes from 1 to 40"),
+        (&["up"], Some("three"), "BOOKS_LAB_SWARM_NODES='three': give a number of nodes from 1 to 40"),
+        (&["link-down", "0"], None, "no node '0': give a node number from 1 to"),
+        (&["link-up", "x"], None, "no node 'x': give a node number from 1 to"),
+        (&["restart"], None, "usage: lab/swarm.sh up|down|status|link-down I|link-up I"),
+    ];
+    for (args, nodes, said) in cases {
+        let mut command = Command::new("bash");
+        command.arg(repo_root().join("lab/swarm.sh")).args(args);
+        if let Some(nodes) = nodes {
+            command.env("BOOKS_LAB_SWARM_NODES", nodes);
+        }
+        let run = common::run::run_bounded(&mut command, Duration::from_secs(30));
+        assert_eq!(run.code, Some(1), "lab/swarm.sh {args:?} (nodes {nodes:?}): {}", run.stderr);
+        assert!(run.stderr.contains(said), "lab/swarm.sh {args:?} (nodes {nodes:?}) said: {}", run.stderr);
+        assert!(!run.stderr.contains("tls:"), "lab/swarm.sh {args:?} went on before refusing: {}", run.stderr);
+    }
+}
+
 #[tokio::test]
 async fn a_second_up_restarts_nothing() {
     let _lock = swarm_lock().await;
