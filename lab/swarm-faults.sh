@@ -12,7 +12,7 @@
 #     published on PORT (8089) with mode host on every node, finding the app's tasks through
 #     the swarm's DNS (resolvers on 127.0.0.11, server-template on
 #     tasks.<app>), fast health checks, retry-on + option redispatch.
-# Then a bounded load (CONNECTIONS keep-alive connections, GET /api/v1/books,
+# Then a bounded load (CONNECTIONS keep-alive connections, GET LOAD_PATH,
 # DURATION seconds) through node PROXY_NODE's proxy; LOSE_AFTER seconds in,
 # node LOSE_NODE's link is taken down (lab/swarm.sh link-down). It reports
 # failed requests, the longest answer, when the manager saw the node Down and
@@ -23,7 +23,7 @@
 #
 # Usage: lab/swarm-faults.sh   (as root; the swarm up: lab/swarm.sh up)
 #   IMAGE_TAG=latest DURATION=45 LOSE_AFTER=8 CONNECTIONS=2 PROXY_NODE=1 LOSE_NODE=3 PORT=8089 RETRY_ON=...
-#   SERVER_EXTRA=... SCENARIO=lose-node|update UPDATE_TAG=...
+#   SERVER_EXTRA=... SCENARIO=lose-node|update UPDATE_TAG=... LOAD_PATH=/api/v1/books
 set -euo pipefail
 
 LAB_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
@@ -47,6 +47,8 @@ die() { say "error: $*"; exit 1; }
 # SCENARIO=update: instead of losing a node, a rolling update of the app to
 # UPDATE_TAG (start-first, one task at a time) under the same load.
 : "${SCENARIO:=lose-node}" "${UPDATE_TAG:=}"
+# What the load asks for: the list reads the database (pinned to node 1).
+: "${LOAD_PATH:=/api/v1/books}"
 : "${RETRY_ON:=conn-failure empty-response response-timeout 502 503 504}"
 PREFIX=swarm-faults
 LABEL=books-lab.swarm-faults
@@ -144,10 +146,10 @@ app_tasks() {
 # The load: CONNECTIONS keep-alive connections for DURATION seconds, each
 # request bounded by a 10 s timeout; one JSON line of figures on stdout.
 load() {
-  python3 - "$1" "$DURATION" "$CONNECTIONS" <<'EOF'
+  python3 - "$1" "$DURATION" "$CONNECTIONS" "$LOAD_PATH" <<'EOF'
 import http.client, json, sys, threading, time
 host, port = sys.argv[1].rsplit(":", 1)
-duration, connections = float(sys.argv[2]), int(sys.argv[3])
+duration, connections, path = float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 end = time.monotonic() + duration
 lock = threading.Lock()
 figures = {"requests": 0, "failed": 0, "errors": {}, "longest_ms": 0.0, "failures_at_s": []}
@@ -161,7 +163,7 @@ def worker():
         try:
             if conn is None:
                 conn = http.client.HTTPConnection(host, int(port), timeout=10)
-            conn.request("GET", "/api/v1/books")
+            conn.request("GET", path)
             response = conn.getresponse()
             response.read()
             if response.status != 200:
@@ -214,8 +216,11 @@ main() {
   swarm_check_count
   swarm_check_node "$PROXY_NODE"
   swarm_check_node "$LOSE_NODE"
-  ((PROXY_NODE != LOSE_NODE && LOSE_NODE != 1)) ||
-    die "lose a worker (LOSE_NODE=2..$SWARM_NODES) and load another node's proxy"
+  ((PROXY_NODE != LOSE_NODE)) || die "load the proxy of a node other than the lost one (PROXY_NODE, LOSE_NODE)"
+  if ((LOSE_NODE == 1)) && [[ $SCENARIO == lose-node ]]; then
+    say "losing the manager: nothing can be asked of the swarm until it is back; the database runs there:" \
+      "load a path that needs none (LOAD_PATH=/version)"
+  fi
   ((SWARM_NODES >= 3)) || die "needs 3 nodes or more (BOOKS_LAB_SWARM_NODES)"
   case $SCENARIO in
   lose-node) ;;
@@ -293,8 +298,9 @@ main() {
   sleep "$LOSE_AFTER"
   ip link set "$(swarm_veth "$LOSE_NODE")" down
   local lost=$SECONDS
-  # Watch the manager (bounded by the load's duration).
-  while kill -0 "$load_pid" 2>/dev/null && ((SECONDS - t0 < DURATION + 15)); do
+  # Watch the manager (bounded by the load's duration), unless it is the
+  # node lost.
+  while ((LOSE_NODE != 1)) && kill -0 "$load_pid" 2>/dev/null && ((SECONDS - t0 < DURATION + 15)); do
     if [[ -z $down_at ]]; then
       node_state=$(swarm_nodes | awk -v n="swarm-$LOSE_NODE" '$1 == n { print $4 }')
       [[ $node_state != down ]] || down_at=$((SECONDS - lost))
@@ -308,8 +314,14 @@ main() {
     sleep 1
   done
   wait "$load_pid" || die "the load failed"
+  local tasks_during=''
+  ((LOSE_NODE != 1)) || tasks_during=$(node_docker "$PROXY_NODE" ps --format '{{.Names}}' | sort | tr '\n' ' ')
   ip link set "$(swarm_veth "$LOSE_NODE")" up
   say "swarm-$LOSE_NODE: link up again"
+  if ((LOSE_NODE == 1)); then
+    echo "containers on swarm-$PROXY_NODE while the manager was away: $tasks_during"
+    swarm_await_ready
+  fi
   echo "load through swarm-$PROXY_NODE's proxy, swarm-$LOSE_NODE lost at ${LOSE_AFTER}s: $(<"$WORK/load.json")"
   echo "manager saw swarm-$LOSE_NODE down after ${down_at:-never (within the run)} s; 2 app replicas running elsewhere after ${back_at:-never (within the run)} s"
   echo "app tasks at the end: $(app_tasks | tr '\n' ',')"
