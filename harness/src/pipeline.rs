@@ -55,8 +55,7 @@ pub async fn run(config: &Config, plan: &Plan, reporter: &Reporter) -> PipelineR
     let mut runner = Runner::new(reporter, "");
     let mut error = None;
     let mut url = None;
-    // Set once the deploy step switched prod to this release.
-    let replaced = std::cell::Cell::new(false);
+    let state = RunState::default();
     let mut rest = plan.steps.as_slice();
     while let Some((&step, after)) = rest.split_first() {
         rest = after;
@@ -67,18 +66,18 @@ pub async fn run(config: &Config, plan: &Plan, reporter: &Reporter) -> PipelineR
         if step == Step::Test {
             let beside = after.iter().take_while(|s| BESIDE_TESTS.contains(s)).count();
             rest = &after[beside..];
-            let context = StepContext { config, plan, reporter, replaced: &replaced };
+            let context = StepContext { config, plan, reporter, state: &state };
             error = run_beside_tests(&mut runner, &after[..beside], &context).await.err();
             continue;
         }
-        match runner.step(&step.to_string(), step.describe(), run_step(step, config, plan, reporter, &replaced)).await {
+        match runner.step(&step.to_string(), step.describe(), run_step(step, config, plan, reporter, &state)).await {
             Ok(()) if step == Step::Verify => url = config.prod_url().ok(),
             Ok(()) => {}
             Err(e) => {
                 let mut message = format!("step {step} failed: {e:#}");
                 // After the switch, anything that fails takes prod back to
                 // the release before (the deploy undid its own failures).
-                if replaced.get() && matches!(step, Step::Integrate | Step::Verify) {
+                if state.replaced.get() && matches!(step, Step::Integrate | Step::Verify) {
                     message.push_str(&match roll_back(config, reporter).await {
                         Ok(back) => format!("; rolled back: {} serves {} again", back.container, back.image),
                         Err(e) => format!("; rolling back failed too: {e:#}; see `harness status`"),
@@ -102,12 +101,25 @@ struct StepContext<'a> {
     config: &'a Config,
     plan: &'a Plan,
     reporter: &'a Reporter,
-    replaced: &'a std::cell::Cell<bool>,
+    state: &'a RunState,
 }
 
-/// The test step, and `beside` (one after the other) at the same time: the
-/// tests mostly wait (on databases, deadlines, containers), and compiling
-/// the release and building the images fill that time. A failure of either
+/// What the steps of one run tell each other.
+#[derive(Default)]
+struct RunState {
+    /// Set once the deploy step switched prod to this release.
+    replaced: std::cell::Cell<bool>,
+    /// Told once the test step compiled the tests (or reused its earlier
+    /// pass): the steps beside it start then, so that compiling the release
+    /// does not slow down compiling the tests, and fills the time the tests
+    /// spend waiting instead.
+    tests_compiled: tokio::sync::Notify,
+}
+
+/// The test step, and `beside` (one after the other) at the same time, from
+/// the moment the tests are compiled: the tests mostly wait (on databases,
+/// deadlines, containers), and compiling the release and building the
+/// images fill that time. A failure of either
 /// side stops the other at once (its processes killed, its step recorded as
 /// stopped), so the pipeline never goes on without passed tests. The error
 /// says that nothing reached the registry or prod.
@@ -126,13 +138,14 @@ async fn run_beside_tests(runner: &mut Runner<'_>, beside: &[Step], cx: &StepCon
             &test_name,
             Step::Test.describe(),
             test_started,
-            run_step(Step::Test, cx.config, cx.plan, cx.reporter, cx.replaced),
+            run_step(Step::Test, cx.config, cx.plan, cx.reporter, cx.state),
         );
         let local = async {
+            cx.state.tests_compiled.notified().await;
             for &step in beside {
                 let started = Instant::now();
                 running.set(Some((step, started)));
-                let work = run_step(step, cx.config, cx.plan, cx.reporter, cx.replaced);
+                let work = run_step(step, cx.config, cx.plan, cx.reporter, cx.state);
                 let (result, timed) = shared.measure(&step.to_string(), step.describe(), started, work).await;
                 running.set(None);
                 ended.borrow_mut().push(timed);
@@ -199,17 +212,18 @@ async fn run_step(
     config: &Config,
     plan: &Plan,
     reporter: &Reporter,
-    replaced: &std::cell::Cell<bool>,
+    state: &RunState,
 ) -> anyhow::Result<Done<()>> {
     if step != Step::Test {
-        return Ok(Done::passed((), do_step(step, config, plan, reporter, replaced).await?));
+        return Ok(Done::passed((), do_step(step, config, plan, reporter, state).await?));
     }
     let tree = tested::committed_tree(plan);
     if let Some(tree) = tree.as_deref().filter(|tree| plan.reuse_tests && tested::passed(&plan.repo, tree)) {
+        state.tests_compiled.notify_one();
         let short: String = tree.chars().take(12).collect();
         return Ok(Done::reused((), format!("tree {short} passed them before (--retest runs them again)")));
     }
-    let detail = do_step(step, config, plan, reporter, replaced).await?;
+    let detail = do_step(step, config, plan, reporter, state).await?;
     if let Some(tree) = tree {
         tested::record(&plan.repo, &tree);
     }
@@ -221,7 +235,7 @@ async fn do_step(
     config: &Config,
     plan: &Plan,
     reporter: &Reporter,
-    replaced: &std::cell::Cell<bool>,
+    state: &RunState,
 ) -> anyhow::Result<String> {
     match step {
         Step::Checkout => checkout::materialise(&plan.source, &plan.version),
@@ -231,9 +245,23 @@ async fn do_step(
             // from the whole workspace rather than with `-p books-ms`, so
             // that features unify as in `cargo test --workspace` and the
             // developer's build is reused instead of rebuilt.
+            // Compiled first (`--no-run`, its output in test-build.log),
+            // then run: the steps beside start in between.
             let args = ["test", "--workspace", "--locked", "--lib", "--test", "api"];
-            let deadline = (config.pipeline.test_timeout_secs, "pipeline.test_timeout_secs");
-            run_logged(plan, "test", "cargo", &args, &[], deadline).await?;
+            let setting = "pipeline.test_timeout_secs";
+            let started = std::time::Instant::now();
+            run_logged(
+                plan,
+                "test-build",
+                "cargo",
+                &[&args[..], &["--no-run"]].concat(),
+                &[],
+                (config.pipeline.test_timeout_secs, setting),
+            )
+            .await?;
+            state.tests_compiled.notify_one();
+            let left = config.pipeline.test_timeout_secs.saturating_sub(started.elapsed().as_secs()).max(1);
+            run_logged(plan, "test", "cargo", &args, &[], (left, setting)).await?;
             Ok(format!("cargo {}", args.join(" ")))
         }
         Step::Package => {
@@ -254,7 +282,7 @@ async fn do_step(
             let prod = engine::prod(config).await?;
             let credentials = registry::docker_credentials(config)?;
             let deployed = deploy::deploy(&prod, config, &release, credentials, reporter).await?;
-            replaced.set(deployed.replaced);
+            state.replaced.set(deployed.replaced);
             let what = if deployed.replaced { "" } else { " (already running, unchanged)" };
             Ok(format!("{} on {}{what}", deployed.container, config.prod.docker_host))
         }
