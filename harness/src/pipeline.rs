@@ -119,10 +119,10 @@ struct RunState {
 /// The test step, and `beside` (one after the other) at the same time, from
 /// the moment the tests are compiled: the tests mostly wait (on databases,
 /// deadlines, containers), and compiling the release and building the
-/// images fill that time. A failure of either
-/// side stops the other at once (its processes killed, its step recorded as
-/// stopped), so the pipeline never goes on without passed tests. The error
-/// says that nothing reached the registry or prod.
+/// images fill that time. A failure of either side stops the other at once
+/// (its processes killed, its step recorded as stopped), so the pipeline
+/// never goes on without passed tests. The error says that nothing reached
+/// the registry or prod.
 async fn run_beside_tests(runner: &mut Runner<'_>, beside: &[Step], cx: &StepContext<'_>) -> Result<(), String> {
     use std::cell::RefCell;
     use std::time::Instant;
