@@ -83,6 +83,11 @@ async fn the_pipeline_ships_what_independent_clients_then_find_on_the_registry_a
     assert_eq!(names, ["checkout", "test", "package", "build", "push", "deploy", "integrate", "verify", "push-tests"]);
     assert!(steps.iter().all(|s| s.1 == "passed"), "{steps:?}");
     assert_eq!(report["url"], lab.prod_url(APP_PORT));
+    // The gate: the push (the first step that leaves this machine) started
+    // once the tests had ended; package and build ran beside them.
+    let (test, push) = (step(&report, "test"), step(&report, "push"));
+    assert!(ms(&push["started_ms"]) >= ms(&test["started_ms"]) + ms(&test["duration_ms"]), "{report}");
+    assert!(ms(&step(&report, "build")["started_ms"]) < ms(&test["started_ms"]) + ms(&test["duration_ms"]), "{report}");
 
     // The registry holds the image under its version tag with the recorded digest.
     let service = &record()["service"];
