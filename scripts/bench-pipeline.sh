@@ -16,6 +16,8 @@
 # in .harness/ are put back as they were. Prints one table.
 # docs/benchmarks.md records a run. Idempotent; what it puts on prod is
 # removed on exit, also after a failure.
+# BENCH_PIPELINE_RUNS=change times only the one-line change (both sides);
+# the load average (`uptime`) is printed with the table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:/usr/local/go/bin:$PATH"
@@ -96,6 +98,11 @@ revision=$(git rev-parse --short=12 HEAD)
 { cargo test --workspace --locked --lib --test api --no-run && BOOKS_MS_REVISION=$revision bash scripts/dist.sh; } \
   >"$log_dir/prime.log" 2>&1 || { tail -n 30 "$log_dir/prime.log" >&2; say "building failed; its log: $log_dir/prime.log"; exit 1; }
 
+runs=${BENCH_PIPELINE_RUNS:-all}
+[[ $runs == all || $runs == change ]] || { say "BENCH_PIPELINE_RUNS is all or change, not $runs"; exit 2; }
+load_start=$(uptime)
+hand_cold=- harness_cold=- hand_warm=- harness_warm_retest=- harness_warm=-
+if [[ $runs == all ]]; then
 say "cold: by hand"
 make_cold books-ms-by-hand books-ms-by-hand books-ms-by-hand-tests
 hand_cold=$(timed hand-cold bash bench/pipeline/by-hand.sh)
@@ -109,6 +116,7 @@ say "warm: harness pipeline --retest"
 harness_warm_retest=$(timed harness-warm-retest "$harness" pipeline --retest)
 say "warm: harness pipeline (the tests of this committed tree reused)"
 harness_warm=$(timed harness-warm "$harness" pipeline)
+fi
 
 # The change: each side gets a copy of the repository of its own and ships
 # it once unchanged (not timed: the developer's loop, with cargo's
@@ -149,4 +157,5 @@ cat <<TABLE
 | one-line change → verified live on prod | ${hand_change} s | ${harness_change} s |
 
 Step times of each harness run: $log_dir/harness-*.log
+Load average at the start: ${load_start##*load average: }; at the end: $(uptime | sed 's/.*load average: //')
 TABLE

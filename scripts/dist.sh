@@ -13,5 +13,11 @@ export CARGO_TARGET_DIR="${BOOKS_DIST_TARGET_DIR:-${CARGO_TARGET_DIR:-$PWD/targe
 echo "==> building the static release binary (cargo build --release --target $target)" >&2
 RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked -p books-ms --target "$target"
 mkdir -p dist
-install -m 0755 "$CARGO_TARGET_DIR/$target/release/books-ms" dist/books-ms
+# Copied beside, then renamed: a reader of dist/books-ms (an image build)
+# sees the old binary or the new one, never a half-written one, also while
+# the harness's package step and the image test run this script at once.
+partial=$(mktemp -p dist .books-ms.XXXXXX)
+trap 'rm -f "$partial"' EXIT
+install -m 0755 "$CARGO_TARGET_DIR/$target/release/books-ms" "$partial"
+mv -f "$partial" dist/books-ms
 echo "==> dist/books-ms ($(du -h dist/books-ms | cut -f1))" >&2

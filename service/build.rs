@@ -18,6 +18,11 @@ fn git_revision() -> Option<String> {
     let git = |args: &[&str]| {
         Command::new("git")
             .args(args)
+            // `git status` would otherwise refresh and rewrite the index,
+            // which this script watches: the next cargo command (the
+            // harness's test step compiles, then runs) would then run it
+            // again and recompile the crate for nothing.
+            .env("GIT_OPTIONAL_LOCKS", "0")
             .output()
             .ok()
             .filter(|o| o.status.success())

@@ -1,5 +1,6 @@
 //! `harness pipeline` (and `harness test`): the chapter's nine steps in
-//! order, stopping at the first failure, with a closing table.
+//! order, package and build beside the tests, stopping at the first
+//! failure, with a closing table of what ran when.
 
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use crate::config::Config;
 use crate::plan::{Plan, Step};
 use crate::progress::Reporter;
 use crate::release::Release;
-use crate::runner::{self, Done, Runner, StepRecord};
+use crate::runner::{self, Done, Outcome, Runner, Timed};
 use crate::{build, deploy, engine, push, registry, verify};
 
 /// Where the output of the commands a step runs goes (cargo is verbose).
@@ -22,7 +23,9 @@ const LOG_DIR: &str = ".harness/logs";
 pub struct PipelineReport {
     pub version: String,
     pub revision: String,
-    pub steps: Vec<StepRecord>,
+    /// Each step as it ran, with when it started (`started_ms`, from the
+    /// start of the run): the package and build steps run beside the tests.
+    pub steps: Vec<Timed>,
     /// The production URL, once verified.
     pub url: Option<String>,
     pub error: Option<String>,
@@ -31,31 +34,50 @@ pub struct PipelineReport {
 impl PipelineReport {
     /// The closing table, for people.
     pub fn table(&self) -> String {
-        runner::table("step", &self.steps)
+        runner::timeline("step", &self.steps)
     }
 }
 
-/// Runs `plan.steps` in order. The report is complete even on failure (the
-/// failed step, and every later one skipped).
+/// The steps that may run beside the tests: they only make artefacts on
+/// this machine (the static binary, the images on the cd engine). Nothing
+/// reaches the registry or prod before the tests passed: the push, the
+/// deploy and every later step wait for them.
+const BESIDE_TESTS: [Step; 2] = [Step::Package, Step::Build];
+
+/// What a failure of the test step or of a step beside it says first.
+const UNTOUCHED: &str = "nothing was pushed or deployed, prod is untouched";
+
+/// Runs `plan.steps` in order, the test step with the steps after it in
+/// [`BESIDE_TESTS`] beside it, stopping at the first failure. The report is
+/// complete even on failure (the failed step, the steps it stopped, and
+/// every later one skipped).
 pub async fn run(config: &Config, plan: &Plan, reporter: &Reporter) -> PipelineReport {
     let mut runner = Runner::new(reporter, "");
     let mut error = None;
     let mut url = None;
-    // Set once the deploy step switched prod to this release.
-    let replaced = std::cell::Cell::new(false);
-    for &step in &plan.steps {
+    let state = RunState::default();
+    let mut rest = plan.steps.as_slice();
+    while let Some((&step, after)) = rest.split_first() {
+        rest = after;
         if error.is_some() {
             runner.skip(&step.to_string(), "");
             continue;
         }
-        match runner.step(&step.to_string(), step.describe(), run_step(step, config, plan, reporter, &replaced)).await {
+        if step == Step::Test {
+            let beside = after.iter().take_while(|s| BESIDE_TESTS.contains(s)).count();
+            rest = &after[beside..];
+            let context = StepContext { config, plan, reporter, state: &state };
+            error = run_beside_tests(&mut runner, &after[..beside], &context).await.err();
+            continue;
+        }
+        match runner.step(&step.to_string(), step.describe(), run_step(step, config, plan, reporter, &state)).await {
             Ok(()) if step == Step::Verify => url = config.prod_url().ok(),
             Ok(()) => {}
             Err(e) => {
                 let mut message = format!("step {step} failed: {e:#}");
                 // After the switch, anything that fails takes prod back to
                 // the release before (the deploy undid its own failures).
-                if replaced.get() && matches!(step, Step::Integrate | Step::Verify) {
+                if state.replaced.get() && matches!(step, Step::Integrate | Step::Verify) {
                     message.push_str(&match roll_back(config, reporter).await {
                         Ok(back) => format!("; rolled back: {} serves {} again", back.container, back.image),
                         Err(e) => format!("; rolling back failed too: {e:#}; see `harness status`"),
@@ -68,9 +90,114 @@ pub async fn run(config: &Config, plan: &Plan, reporter: &Reporter) -> PipelineR
     PipelineReport {
         version: plan.version.version.clone(),
         revision: plan.version.revision.clone(),
-        steps: runner.into_records(),
+        steps: runner.into_timed(),
         url,
         error,
+    }
+}
+
+/// What every step is given.
+struct StepContext<'a> {
+    config: &'a Config,
+    plan: &'a Plan,
+    reporter: &'a Reporter,
+    state: &'a RunState,
+}
+
+/// What the steps of one run tell each other.
+#[derive(Default)]
+struct RunState {
+    /// Set once the deploy step switched prod to this release.
+    replaced: std::cell::Cell<bool>,
+    /// Told once the test step compiled the tests (or reused its earlier
+    /// pass): the steps beside it start then, so that compiling the release
+    /// does not slow down compiling the tests, and fills the time the tests
+    /// spend waiting instead.
+    tests_compiled: tokio::sync::Notify,
+}
+
+/// The test step, and `beside` (one after the other) at the same time, from
+/// the moment the tests are compiled: the tests mostly wait (on databases,
+/// deadlines, containers), and compiling the release and building the
+/// images fill that time. A failure of either side stops the other at once
+/// (its processes killed, its step recorded as stopped), so the pipeline
+/// never goes on without passed tests. The error says that nothing reached
+/// the registry or prod.
+async fn run_beside_tests(runner: &mut Runner<'_>, beside: &[Step], cx: &StepContext<'_>) -> Result<(), String> {
+    use std::cell::RefCell;
+    use std::time::Instant;
+
+    let test_started = Instant::now();
+    // The steps beside as they end, and the one running now.
+    let ended: RefCell<Vec<Timed>> = RefCell::new(Vec::new());
+    let running: std::cell::Cell<Option<(Step, Instant)>> = std::cell::Cell::new(None);
+    let (test_result, beside_result) = {
+        let shared: &Runner = runner;
+        let test_name = Step::Test.to_string();
+        let test = shared.measure(
+            &test_name,
+            Step::Test.describe(),
+            test_started,
+            run_step(Step::Test, cx.config, cx.plan, cx.reporter, cx.state),
+        );
+        let local = async {
+            cx.state.tests_compiled.notified().await;
+            for &step in beside {
+                let started = Instant::now();
+                running.set(Some((step, started)));
+                let work = run_step(step, cx.config, cx.plan, cx.reporter, cx.state);
+                let (result, timed) = shared.measure(&step.to_string(), step.describe(), started, work).await;
+                running.set(None);
+                ended.borrow_mut().push(timed);
+                result.map_err(|e| format!("step {step} failed; {UNTOUCHED}: {e:#}"))?;
+            }
+            Ok::<(), String>(())
+        };
+        tokio::pin!(test, local);
+        let (mut test_result, mut beside_result) = (None, None);
+        // Until both ended, or one failed.
+        while test_result.is_none() || beside_result.is_none() {
+            tokio::select! {
+                result = &mut test, if test_result.is_none() => {
+                    let failed = result.0.is_err();
+                    test_result = Some(result);
+                    if failed { break; }
+                }
+                result = &mut local, if beside_result.is_none() => {
+                    let failed = result.is_err();
+                    beside_result = Some(result);
+                    if failed { break; }
+                }
+            }
+        }
+        (test_result, beside_result)
+    };
+    // Dropping the futures above killed what they ran; record it.
+    let stopped = |name: &str, started: Instant, why: &str| {
+        let detail = format!("stopped: {why}");
+        runner.timed(name, Outcome::Stopped, started, detail)
+    };
+    let (test_error, test_record) = match test_result {
+        Some((result, timed)) => (result.err().map(|e| format!("step test failed; {UNTOUCHED}: {e:#}")), timed),
+        None => (None, stopped("test", test_started, "a step beside it failed")),
+    };
+    let mut records = vec![test_record];
+    records.extend(ended.into_inner());
+    // Set only while a step beside was dropped before it ended.
+    if let Some((step, started)) = running.get() {
+        records.push(stopped(&step.to_string(), started, "the tests failed"));
+    }
+    for timed in records {
+        runner.record(timed);
+    }
+    for step in beside {
+        if !runner.has(&step.to_string()) {
+            runner.skip(&step.to_string(), "");
+        }
+    }
+    match (test_error, beside_result.and_then(Result::err)) {
+        (Some(error), _) | (None, Some(error)) => Err(error),
+        (None, None) => Ok(()),
     }
 }
 
@@ -85,17 +212,18 @@ async fn run_step(
     config: &Config,
     plan: &Plan,
     reporter: &Reporter,
-    replaced: &std::cell::Cell<bool>,
+    state: &RunState,
 ) -> anyhow::Result<Done<()>> {
     if step != Step::Test {
-        return Ok(Done::passed((), do_step(step, config, plan, reporter, replaced).await?));
+        return Ok(Done::passed((), do_step(step, config, plan, reporter, state).await?));
     }
     let tree = tested::committed_tree(plan);
     if let Some(tree) = tree.as_deref().filter(|tree| plan.reuse_tests && tested::passed(&plan.repo, tree)) {
+        state.tests_compiled.notify_one();
         let short: String = tree.chars().take(12).collect();
         return Ok(Done::reused((), format!("tree {short} passed them before (--retest runs them again)")));
     }
-    let detail = do_step(step, config, plan, reporter, replaced).await?;
+    let detail = do_step(step, config, plan, reporter, state).await?;
     if let Some(tree) = tree {
         tested::record(&plan.repo, &tree);
     }
@@ -107,7 +235,7 @@ async fn do_step(
     config: &Config,
     plan: &Plan,
     reporter: &Reporter,
-    replaced: &std::cell::Cell<bool>,
+    state: &RunState,
 ) -> anyhow::Result<String> {
     match step {
         Step::Checkout => checkout::materialise(&plan.source, &plan.version),
@@ -117,9 +245,23 @@ async fn do_step(
             // from the whole workspace rather than with `-p books-ms`, so
             // that features unify as in `cargo test --workspace` and the
             // developer's build is reused instead of rebuilt.
+            // Compiled first (`--no-run`, its output in test-build.log),
+            // then run: the steps beside start in between.
             let args = ["test", "--workspace", "--locked", "--lib", "--test", "api"];
-            let deadline = (config.pipeline.test_timeout_secs, "pipeline.test_timeout_secs");
-            run_logged(plan, "test", "cargo", &args, &[], deadline).await?;
+            let setting = "pipeline.test_timeout_secs";
+            let started = std::time::Instant::now();
+            run_logged(
+                plan,
+                "test-build",
+                "cargo",
+                &[&args[..], &["--no-run"]].concat(),
+                &[],
+                (config.pipeline.test_timeout_secs, setting),
+            )
+            .await?;
+            state.tests_compiled.notify_one();
+            let left = config.pipeline.test_timeout_secs.saturating_sub(started.elapsed().as_secs()).max(1);
+            run_logged(plan, "test", "cargo", &args, &[], (left, setting)).await?;
             Ok(format!("cargo {}", args.join(" ")))
         }
         Step::Package => {
@@ -140,7 +282,7 @@ async fn do_step(
             let prod = engine::prod(config).await?;
             let credentials = registry::docker_credentials(config)?;
             let deployed = deploy::deploy(&prod, config, &release, credentials, reporter).await?;
-            replaced.set(deployed.replaced);
+            state.replaced.set(deployed.replaced);
             let what = if deployed.replaced { "" } else { " (already running, unchanged)" };
             Ok(format!("{} on {}{what}", deployed.container, config.prod.docker_host))
         }
@@ -305,14 +447,17 @@ async fn run_logged(
         .spawn()
         .with_context(|| format!("cannot run {program}"))?;
     let pid = child.id();
+    // Dropped with the step's future (a failure beside it stopped it), it
+    // kills the whole group; disarmed once the command ended by itself.
+    let mut group = KillGroupOnDrop(pid);
     let shown = format!("{program} {}", args.join(" "));
     let status = match tokio::time::timeout(Duration::from_secs(deadline), child.wait()).await {
-        Ok(status) => status.with_context(|| format!("waiting for `{shown}`"))?,
+        Ok(status) => {
+            group.0 = None;
+            status.with_context(|| format!("waiting for `{shown}`"))?
+        }
         Err(_) => {
-            if let Some(pid) = pid {
-                // The whole group: cargo, the tests, the containers' clients.
-                let _ = std::process::Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).status();
-            }
+            group.kill();
             let _ = child.wait().await;
             bail!(
                 "`{shown}` did not end within {deadline} s ({setting}): killed with its process group; its log is {}",
@@ -326,6 +471,25 @@ async fn run_logged(
     let text = std::fs::read_to_string(&log_path).unwrap_or_default();
     let tail: Vec<&str> = text.lines().rev().take(25).collect::<Vec<_>>().into_iter().rev().collect();
     bail!("`{shown}` failed ({status}); full log in {}; its last lines:\n  {}", log_path.display(), tail.join("\n  "))
+}
+
+/// A process group (a step's command and everything it started) killed when
+/// this is dropped, unless emptied first.
+struct KillGroupOnDrop(Option<u32>);
+
+impl KillGroupOnDrop {
+    /// The whole group: cargo, the tests, the containers' clients.
+    fn kill(&mut self) {
+        if let Some(pid) = self.0.take() {
+            let _ = std::process::Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).status();
+        }
+    }
+}
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 #[cfg(test)]

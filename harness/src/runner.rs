@@ -21,6 +21,9 @@ pub enum Outcome {
     Failed,
     /// Not run: an earlier step failed, or there was nothing to do.
     Skipped,
+    /// Started, then stopped before it ended: a step running beside it
+    /// failed (the pipeline's package and build run beside the tests).
+    Stopped,
 }
 
 impl Display for Outcome {
@@ -31,6 +34,7 @@ impl Display for Outcome {
             Outcome::Reused => "reused",
             Outcome::Failed => "FAILED",
             Outcome::Skipped => "skipped",
+            Outcome::Stopped => "stopped",
         })
     }
 }
@@ -44,6 +48,16 @@ pub struct StepRecord {
     /// What was seen, or the first line of why it failed, or why it did not
     /// run.
     pub detail: String,
+}
+
+/// A record and when its step started, in milliseconds from the start of
+/// the run: steps may run beside each other (the pipeline's), and this says
+/// what ran when. Serialised as the record's fields plus `started_ms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timed {
+    #[serde(flatten)]
+    pub record: StepRecord,
+    pub started_ms: u64,
 }
 
 /// What a step returns when it succeeds: a value for the caller, and how
@@ -64,12 +78,15 @@ impl<T> Done<T> {
     }
 }
 
-/// Runs steps one at a time and keeps their records.
+/// Runs steps and keeps their records: one at a time with [`Runner::step`],
+/// or beside each other with [`Runner::measure`] and [`Runner::record`].
 pub struct Runner<'r> {
     reporter: &'r Reporter,
     /// Before each step's name in progress lines ("verify: ").
     prefix: &'static str,
-    records: Vec<StepRecord>,
+    /// When the run started: the origin of each record's `started_ms`.
+    origin: Instant,
+    records: Vec<Timed>,
     /// The step running now: set while its future runs, so that a deadline
     /// that drops the future can still record it ([`Runner::interrupted`]).
     current: Option<(String, Instant)>,
@@ -77,7 +94,7 @@ pub struct Runner<'r> {
 
 impl<'r> Runner<'r> {
     pub fn new(reporter: &'r Reporter, prefix: &'static str) -> Self {
-        Runner { reporter, prefix, records: Vec::new(), current: None }
+        Runner { reporter, prefix, origin: Instant::now(), records: Vec::new(), current: None }
     }
 
     /// Runs `work` as the step `name`, described by `label` while it runs,
@@ -103,6 +120,42 @@ impl<'r> Runner<'r> {
         }
     }
 
+    /// Runs `work` as the step `name` like [`Runner::step`], without
+    /// recording it: for steps that run beside each other, which
+    /// [`Runner::record`] then records, each with its own start and
+    /// duration. A step dropped before it ends is recorded by the caller
+    /// (as [`Outcome::Stopped`], from `started`).
+    pub async fn measure<T, E, F>(&self, name: &str, label: &str, started: Instant, work: F) -> (Result<T, E>, Timed)
+    where
+        F: Future<Output = Result<Done<T>, E>>,
+        E: Display,
+    {
+        let spinner = Spinner(self.reporter.spinner(format!("{}{name}: {label}", self.prefix)));
+        let result = work.await;
+        drop(spinner);
+        match result {
+            Ok(done) => (Ok(done.value), self.timed(name, done.outcome, started, done.detail)),
+            Err(error) => {
+                let detail = first_line(&format!("{error:#}"));
+                (Err(error), self.timed(name, Outcome::Failed, started, detail))
+            }
+        }
+    }
+
+    /// A record of the step `name` that started at `started` and ended now,
+    /// shown as a progress line.
+    pub fn timed(&self, name: &str, outcome: Outcome, started: Instant, detail: String) -> Timed {
+        let duration_ms = millis(started.elapsed());
+        self.reporter.line(format!("{outcome:<7} {}{name} ({}) {detail}", self.prefix, time(duration_ms)));
+        let started_ms = millis(started.saturating_duration_since(self.origin));
+        Timed { record: StepRecord { name: name.to_owned(), outcome, duration_ms, detail }, started_ms }
+    }
+
+    /// Keeps a record made by [`Runner::timed`] or [`Runner::measure`].
+    pub fn record(&mut self, timed: Timed) {
+        self.records.push(timed);
+    }
+
     /// The step that was running when a deadline dropped it, if any: its
     /// name, now recorded as failed with `detail`.
     pub fn interrupted(&mut self, detail: impl Into<String>) -> Option<String> {
@@ -120,22 +173,27 @@ impl<'r> Runner<'r> {
     pub fn skip(&mut self, name: &str, detail: impl Into<String>) {
         let record =
             StepRecord { name: name.to_owned(), outcome: Outcome::Skipped, duration_ms: 0, detail: detail.into() };
-        self.records.push(record);
+        let started_ms = millis(self.origin.elapsed());
+        self.records.push(Timed { record, started_ms });
     }
 
     pub fn has(&self, name: &str) -> bool {
-        self.records.iter().any(|r| r.name == name)
+        self.records.iter().any(|r| r.record.name == name)
     }
 
     pub fn into_records(self) -> Vec<StepRecord> {
+        self.records.into_iter().map(|timed| timed.record).collect()
+    }
+
+    /// The records with when each step started.
+    pub fn into_timed(self) -> Vec<Timed> {
         self.records
     }
 
     fn record_current(&mut self, outcome: Outcome, detail: String) {
         if let Some((name, started)) = self.current.take() {
-            let duration_ms = millis(started.elapsed());
-            self.reporter.line(format!("{outcome:<7} {}{name} ({}) {detail}", self.prefix, time(duration_ms)));
-            self.records.push(StepRecord { name, outcome, duration_ms, detail });
+            let timed = self.timed(&name, outcome, started, detail);
+            self.records.push(timed);
         }
     }
 }
@@ -149,6 +207,25 @@ pub fn table(heading: &str, records: &[StepRecord]) -> String {
         let time = if record.outcome == Outcome::Skipped { "-".to_owned() } else { time(record.duration_ms) };
         let detail = cut(&record.detail, DETAIL_CHARS);
         let row = format!("{:<13} {:<8} {time:>8}  {detail}", record.name, record.outcome);
+        out.push_str(row.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The pipeline's table: [`table`] with when each step started, in seconds
+/// from the start of the run, so that steps that ran beside each other show
+/// as such.
+pub fn timeline(heading: &str, records: &[Timed]) -> String {
+    let mut out = format!("{heading:<13} {:<8} {:>7} {:>8}  detail\n", "outcome", "start", "time");
+    for Timed { record, started_ms } in records {
+        let (start, time) = if record.outcome == Outcome::Skipped {
+            ("-".to_owned(), "-".to_owned())
+        } else {
+            (format!("{:.1} s", *started_ms as f64 / 1000.0), time(record.duration_ms))
+        };
+        let detail = cut(&record.detail, DETAIL_CHARS);
+        let row = format!("{:<13} {:<8} {start:>7} {time:>8}  {detail}", record.name, record.outcome);
         out.push_str(row.trim_end());
         out.push('\n');
     }
@@ -219,6 +296,50 @@ mod tests {
         assert_eq!(records[0].detail.len(), 150);
         assert_eq!(first_line("a\nb"), "a");
         assert_eq!(cut(&"é".repeat(150), 100).chars().count(), 101);
+    }
+
+    #[tokio::test]
+    async fn steps_run_beside_each_other_keep_their_own_starts_and_durations() {
+        let reporter = Reporter::hidden();
+        let mut runner = Runner::new(&reporter, "");
+        let started = Instant::now();
+        let slow = async {
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            Ok::<_, String>(Done::passed((), "slow"))
+        };
+        let fast = async { Err::<Done<()>, _>("bad".to_owned()) };
+        let ((slow, slow_record), (fast, fast_record)) = tokio::join!(
+            runner.measure("slow", "a slow step", started, slow),
+            runner.measure("fast", "a failing step", started, fast)
+        );
+        assert!(slow.is_ok() && fast.is_err());
+        let stopped = runner.timed("third", Outcome::Stopped, started, "stopped: the tests failed".into());
+        for timed in [slow_record, fast_record, stopped] {
+            runner.record(timed);
+        }
+        runner.skip("fourth", "");
+        let records = runner.into_timed();
+        let seen: Vec<_> = records.iter().map(|t| (t.record.name.as_str(), t.record.outcome)).collect();
+        assert_eq!(
+            seen,
+            [
+                ("slow", Outcome::Passed),
+                ("fast", Outcome::Failed),
+                ("third", Outcome::Stopped),
+                ("fourth", Outcome::Skipped)
+            ]
+        );
+        // Both started at once; the slow one took its time, the failing one none.
+        assert!(records[0].started_ms == records[1].started_ms, "{records:?}");
+        assert!(records[0].record.duration_ms >= 60 && records[1].record.duration_ms < 60, "{records:?}");
+        let json = serde_json::to_value(&records[0]).unwrap();
+        assert_eq!(json["name"], "slow");
+        assert!(json["started_ms"].is_u64() && json["duration_ms"].is_u64(), "{json}");
+
+        let table = timeline("step", &records);
+        assert!(table.starts_with("step          outcome    start     time  detail\n"), "{table}");
+        assert!(table.contains("third         stopped    0.0 s"), "{table}");
+        assert!(table.contains("fourth        skipped        -        -\n"), "{table}");
     }
 
     #[tokio::test]

@@ -83,6 +83,11 @@ async fn the_pipeline_ships_what_independent_clients_then_find_on_the_registry_a
     assert_eq!(names, ["checkout", "test", "package", "build", "push", "deploy", "integrate", "verify", "push-tests"]);
     assert!(steps.iter().all(|s| s.1 == "passed"), "{steps:?}");
     assert_eq!(report["url"], lab.prod_url(APP_PORT));
+    // The gate: the push (the first step that leaves this machine) started
+    // once the tests had ended; package and build ran beside them.
+    let (test, push) = (step(&report, "test"), step(&report, "push"));
+    assert!(ms(&push["started_ms"]) >= ms(&test["started_ms"]) + ms(&test["duration_ms"]), "{report}");
+    assert!(ms(&step(&report, "build")["started_ms"]) < ms(&test["started_ms"]) + ms(&test["duration_ms"]), "{report}");
 
     // The registry holds the image under its version tag with the recorded digest.
     let service = &record()["service"];
@@ -271,6 +276,196 @@ fn a_ref_of_another_repository_is_planned_with_its_commit_and_tag() {
     assert!(plan["service_image"].as_str().unwrap().ends_with("/books-ms:v7.0.0"), "{plan}");
     // The plan fetched the ref and checked nothing out yet.
     assert!(!state.path().join(".harness/checkout/README.md").exists());
+}
+
+// ------------------------------------------------------------------ the tests gate the pipeline
+
+/// A repository whose pre-deploy test fails on purpose, with everything
+/// else a pipeline needs: a static "binary" from `scripts/dist.sh` and two
+/// images that build in a second (`FROM scratch`). Its test waits for what
+/// `PROBE_IMAGE` or `PROBE_FILE` names to exist (bounded), then fails: so
+/// the test step fails while, or after, the steps beside it ran.
+fn failing_upstream() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let files = [
+        ("Cargo.toml", "[package]\nname = \"gate-probe\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n"),
+        ("Cargo.lock", "version = 4\n\n[[package]]\nname = \"gate-probe\"\nversion = \"0.1.0\"\n"),
+        ("src/lib.rs", "//! A crate whose test fails.\n"),
+        (
+            "tests/api.rs",
+            r#"use std::time::{Duration, Instant};
+
+fn ready() -> bool {
+    if let Ok(file) = std::env::var("PROBE_FILE") {
+        return std::path::Path::new(&file).exists();
+    }
+    let image = std::env::var("PROBE_IMAGE").expect("PROBE_IMAGE or PROBE_FILE");
+    std::process::Command::new("docker")
+        .args(["image", "inspect", &image])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn a_planted_failure() {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !ready() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("planted failure");
+}
+"#,
+        ),
+        (
+            "scripts/dist.sh",
+            "set -eu\nmkdir -p dist\nprintf '#!/bin/sh\\n' > dist/books-ms\n\
+             if [ -n \"${PROBE_FILE:-}\" ]; then\n  sleep 300 &\n  echo $! > \"$PROBE_FILE.tmp\"\n  \
+             mv \"$PROBE_FILE.tmp\" \"$PROBE_FILE\"\n  wait\nfi\n",
+        ),
+        ("Dockerfile", "FROM scratch\nCOPY dist/books-ms /books-ms\n"),
+        ("Dockerfile.test", "FROM scratch\nCOPY Cargo.toml /Cargo.toml\n"),
+    ];
+    for (path, text) in files {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    common::git(dir.path(), &["init", "-q"]);
+    common::git(dir.path(), &["add", "-A"]);
+    common::git(dir.path(), &["commit", "-qm", "a failing test"]);
+    dir
+}
+
+/// `harness --json pipeline --source UPSTREAM` with a state folder of its
+/// own and images and a prod project named `name`; its report.
+fn pipeline_of(upstream: &std::path::Path, name: &str, env: &[(&str, &str)]) -> (Run, Value) {
+    let state = tempfile::tempdir().unwrap();
+    let run = common::run::harness(Duration::from_secs(300))
+        .arg("--repo")
+        .arg(state.path())
+        .args(["--json", "pipeline", "--source"])
+        .arg(upstream)
+        .env("HARNESS_IMAGES__SERVICE", name)
+        .env("HARNESS_IMAGES__TESTS", format!("{name}-tests"))
+        .env("HARNESS_PROD__PROJECT", name)
+        .envs(env.iter().copied())
+        .run();
+    let report = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("no JSON report ({e}): {run:?}"));
+    assert!(!state.path().join(".harness/last-push.json").exists(), "a push was recorded: {run:?}");
+    (run, report)
+}
+
+fn step<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["steps"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap_or_else(|| panic!("{report}"))
+}
+
+fn ms(value: &Value) -> u64 {
+    value.as_u64().unwrap()
+}
+
+/// What of the project `name` reached the registry or prod (nothing, when
+/// the gate held), read with their own clients; then its images are
+/// removed from the cd engine.
+async fn shipped_then_clean_up(lab: &Lab, name: &str) -> Vec<String> {
+    let mut shipped = Vec::new();
+    let repositories = [name.to_owned(), format!("{name}-tests")];
+    for repository in &repositories {
+        if let Some(digest) = lab.manifest_digest(repository, "latest").await {
+            shipped.push(format!("{repository}@{digest} on the registry"));
+        }
+    }
+    let prod = lab.prod_docker().await;
+    for container in common::prod::containers_named(&prod, name).await {
+        shipped.push(format!("{} on prod", common::prod::name(&container)));
+    }
+    let cd = common::negotiate(bollard::Docker::connect_with_local_defaults().unwrap(), "the cd engine").await;
+    let references: Vec<String> = repositories.iter().map(|r| format!("{}/{r}", lab.registry)).collect();
+    let filters = std::collections::HashMap::from([("reference".to_owned(), references)]);
+    let options = bollard::query_parameters::ListImagesOptionsBuilder::default().filters(&filters).build();
+    for image in cd.list_images(Some(options)).await.unwrap_or_default() {
+        let options = bollard::query_parameters::RemoveImageOptionsBuilder::default().force(true).build();
+        let _ = cd.remove_image(&image.id, Some(options), None).await;
+    }
+    shipped
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_test_stops_the_pipeline_after_the_images_are_built_and_before_any_push_or_deploy() {
+    let lab = Lab::load();
+    let upstream = failing_upstream();
+    let name = format!("books-ms-gate-{}", std::process::id());
+    // The test fails once the tests image is built: the package and build
+    // steps, beside it, have ended by then.
+    let probe = format!("{}/{name}-tests:latest", lab.registry);
+    let path = upstream.path().to_owned();
+    let (run, report) = tokio::task::spawn_blocking({
+        let name = name.clone();
+        move || pipeline_of(&path, &name, &[("PROBE_IMAGE", probe.as_str())])
+    })
+    .await
+    .unwrap();
+    // Observed (and the images removed) before judging.
+    let shipped = shipped_then_clean_up(&lab, &name).await;
+
+    assert_eq!(run.code, Some(1), "{run:?}");
+    let (test, package, build) = (step(&report, "test"), step(&report, "package"), step(&report, "build"));
+    assert_eq!(test["outcome"], "failed", "{report}");
+    assert_eq!(package["outcome"], "passed", "{report}");
+    assert!(matches!(build["outcome"].as_str(), Some("passed" | "stopped")), "{report}");
+    // Beside the tests: started before the tests ended.
+    assert!(ms(&package["started_ms"]) < ms(&test["started_ms"]) + ms(&test["duration_ms"]), "{report}");
+    for later in ["push", "deploy", "integrate", "verify", "push-tests"] {
+        assert_eq!(step(&report, later)["outcome"], "skipped", "{later}: {report}");
+    }
+    let error = report["error"].as_str().unwrap();
+    assert!(error.contains("step test failed") && error.contains("prod is untouched"), "{error}");
+    assert!(run.stderr.contains("planted failure"), "the test's output is named: {}", run.stderr);
+    assert_eq!(shipped, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_test_stops_the_package_step_beside_it_and_kills_its_processes() {
+    let lab = Lab::load();
+    let upstream = failing_upstream();
+    let name = format!("books-ms-gate-stop-{}", std::process::id());
+    // scripts/dist.sh starts a long sleep in the background and writes its
+    // pid here; the test fails as soon as it is there.
+    let pid_file = upstream.path().join("package.pid");
+    let probe = pid_file.display().to_string();
+    let path = upstream.path().to_owned();
+    let (run, report) = tokio::task::spawn_blocking({
+        let name = name.clone();
+        move || pipeline_of(&path, &name, &[("PROBE_FILE", probe.as_str())])
+    })
+    .await
+    .unwrap();
+    // Observed (and the images removed) before judging.
+    let shipped = shipped_then_clean_up(&lab, &name).await;
+
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert_eq!(step(&report, "test")["outcome"], "failed", "{report}");
+    let package = step(&report, "package");
+    assert_eq!(package["outcome"], "stopped", "{report}");
+    assert!(package["detail"].as_str().unwrap().contains("the tests failed"), "{report}");
+    for later in ["build", "push", "deploy", "integrate", "verify", "push-tests"] {
+        assert_eq!(step(&report, later)["outcome"], "skipped", "{later}: {report}");
+    }
+    // The package step's whole process group is gone, the sleep its script
+    // left in the background included (bounded wait for the kernel).
+    let pid = std::fs::read_to_string(&pid_file).unwrap().trim().to_owned();
+    let gone = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|stat| stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
+            .unwrap_or(true)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !gone() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gone(), "the package step's background sleep (pid {pid}) still runs");
+    assert_eq!(shipped, Vec::<String>::new());
 }
 
 // ------------------------------------------------------------------ no secret leaks

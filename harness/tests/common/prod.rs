@@ -60,3 +60,11 @@ pub async fn names(prod: &Docker) -> Vec<String> {
     names.sort();
     names
 }
+
+/// Every container on prod named `PROJECT-…` (any project's), running or not.
+pub async fn containers_named(prod: &Docker, project: &str) -> Vec<ContainerSummary> {
+    let options = ListContainersOptionsBuilder::default().all(true).build();
+    let all = super::bounded("listing prod's containers", prod.list_containers(Some(options))).await.unwrap();
+    let prefix = format!("{project}-");
+    all.into_iter().filter(|c| name(c).starts_with(&prefix)).collect()
+}

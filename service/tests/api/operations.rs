@@ -13,6 +13,17 @@ fn unreachable_db() -> String {
     format!("mongodb://127.0.0.1:{}", free_port())
 }
 
+/// `DB_TIMEOUT_MS` in the tests that wait for it to pass (the database down
+/// or frozen): half the default (2 s), which they spent most of their time
+/// waiting for. The bounds they assert are unchanged.
+const DB_TIMEOUT_MS: &str = "1000";
+
+/// The app against `db_uri`, with [`DB_TIMEOUT_MS`].
+async fn spawn_app_waiting_less(db_uri: String) -> crate::helpers::TestApp {
+    let extra_env = vec![("DB_TIMEOUT_MS", DB_TIMEOUT_MS.to_owned())];
+    spawn_app_with(AppOptions { db_uri: Some(db_uri), extra_env, ..Default::default() }).await
+}
+
 #[tokio::test]
 async fn health_answers_without_touching_the_database() {
     let app = spawn_app_with(AppOptions { db_uri: Some(unreachable_db()), ..Default::default() }).await;
@@ -31,7 +42,7 @@ async fn ready_is_200_when_the_database_answers() {
 
 #[tokio::test]
 async fn with_the_database_down_the_service_starts_and_answers_503_quickly() {
-    let app = spawn_app_with(AppOptions { db_uri: Some(unreachable_db()), ..Default::default() }).await;
+    let app = spawn_app_waiting_less(unreachable_db()).await;
     for (method, path) in
         [("GET", "/ready"), ("GET", "/api/v1/books"), ("GET", "/api/v1/books/_id/1"), ("DELETE", "/api/v1/books/_id/1")]
     {
@@ -54,7 +65,7 @@ async fn a_write_the_database_never_confirms_is_an_unknown_outcome_not_a_refusal
     let container = start_db_container(None).await;
     let uri = db_uri(&container).await;
     wait_for_db(&uri).await;
-    let app = spawn_app_with(AppOptions { db_uri: Some(uri), ..Default::default() }).await;
+    let app = spawn_app_waiting_less(uri).await;
     assert_eq!(app.put_json(&book(1, "Before", "A", "")).await.status(), 200);
     container.pause().await.expect("pause the database");
 
@@ -80,7 +91,7 @@ async fn readiness_follows_the_database_as_it_stops_and_starts_again() {
     let container = start_db_container(Some(free_port())).await;
     let uri = db_uri(&container).await;
     wait_for_db(&uri).await;
-    let app = spawn_app_with(AppOptions { db_uri: Some(uri.clone()), ..Default::default() }).await;
+    let app = spawn_app_waiting_less(uri).await;
     assert_eq!(app.put_json(&book(1, "Survivor", "A", "")).await.status(), 200);
     assert_eq!(app.get("/ready").await.status(), 200);
 
