@@ -233,6 +233,8 @@ pub async fn status(manager: &Engine, config: &Config) -> anyhow::Result<SwarmSt
             }
         })
         .collect();
+    let mut nodes = nodes;
+    nodes.sort_by(|a, b| a.name.cmp(&b.name));
     let node_names: HashMap<&str, &str> = nodes.iter().map(|n| (n.id.as_str(), n.name.as_str())).collect();
     let mut services = Vec::new();
     let mut tasks = Vec::new();
