@@ -60,7 +60,7 @@ async fn never_healthy(a: &Release) -> Release {
             let context = tempfile::tempdir().map_err(|e| format!("a build context: {e}"))?;
             let dockerfile = format!(
                 "FROM {}\nLABEL org.opencontainers.image.revision=\"{revision}\"\n\
-                 HEALTHCHECK --interval=1s --timeout=1s --start-period=0s --retries=2 CMD [\"/no-such-check\"]\n",
+                 HEALTHCHECK --interval=1s --timeout=1s --retries=2 CMD [\"/no-such-check\"]\n",
                 a.image
             );
             std::fs::write(context.path().join("Dockerfile"), dockerfile).map_err(|e| format!("Dockerfile: {e}"))?;
