@@ -1,6 +1,7 @@
 //! `harness deploy --target swarm` end to end on the lab's swarm (three
 //! nodes, lab/swarm.sh): a rolling update under a steady stream of
 //! requests, a release that never turns healthy, books kept across an
+//! update, a release rolled back by the harness when it fails after its
 //! update, and a worker lost under load. What the harness did is judged by
 //! independent clients: the streams of requests on the nodes' proxies
 //! (common::load), the manager's engine and the API.
@@ -254,6 +255,40 @@ async fn a_release_that_never_turns_healthy_is_rolled_back_and_the_previous_keep
     let last = entries.last().expect("an entry");
     assert_eq!(last["outcome"], "failed", "{last}");
     assert_eq!(last["release"]["image"], never.image.as_str(), "{last}");
+    assert_no_lock(&swarm).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_release_that_fails_after_its_update_is_rolled_back_by_the_harness() {
+    let _swarm = common::prod_lock().await;
+    let (a, b) = releases().await;
+    make_live(&a).await;
+    let swarm = Lab::load().swarm_docker().await;
+
+    // The update converges, then the post-deploy hook (run after the
+    // checks, as users reach the release) fails: the harness rolls back.
+    let load = common::load::start(&format!("{}/version", node_url(2)), 2, Duration::from_millis(5));
+    let run = deploy(&b.image, &[("HARNESS_HOOKS__POST_DEPLOY", "exit 3")]).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let load = load.stop().await;
+    println!(
+        "the load during the update and its rollback: {} requests, {} failed, longest gap {:?}, {} runs of one \
+         revision, last {:?}",
+        load.requests,
+        load.failed,
+        load.longest_gap,
+        load.revisions.len(),
+        load.revisions.last()
+    );
+
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(run.stderr.contains("post-deploy hook `exit 3` failed"), "{}", run.stderr);
+    assert!(run.stderr.contains("rolled back (books-ms-app)"), "{}", run.stderr);
+    assert_eq!(load.failed, 0, "requests failed during the update and its rollback: {load:?}");
+    assert_eq!(load.revisions.last(), Some(&a.revision), "{load:?}");
+    assert!(load.revisions.contains(&b.revision), "B served before the hook failed: {load:?}");
+    assert_eq!(app_image(&swarm).await, a.image, "the service runs the previous release again");
+    assert_eq!(running_app_tasks(&swarm).await.len(), 2);
     assert_no_lock(&swarm).await;
 }
 

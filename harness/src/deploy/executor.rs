@@ -129,7 +129,18 @@ impl<'a> Executor<'a> {
                     undo_failures.push(format!("`{action}`: {e:#}"));
                 }
             }
+            let rolled_back: Vec<String> = steps[..=i]
+                .iter()
+                .flat_map(|s| &s.undo)
+                .filter_map(|a| match a {
+                    Action::RollbackService { name, .. } => Some(name.clone()),
+                    _ => None,
+                })
+                .collect();
             let recovery = match (undo_failures.is_empty(), steps[..=i].iter().any(|s| !s.undo.is_empty())) {
+                (true, true) if !rolled_back.is_empty() => {
+                    format!("; rolled back ({}): prod serves what it served before", rolled_back.join(", "))
+                }
                 (true, true) => "; undone: prod serves what it served before".to_owned(),
                 (true, false) => "; nothing needed undoing: prod serves what it served before".to_owned(),
                 (false, _) => {
