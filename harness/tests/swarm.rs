@@ -192,7 +192,7 @@ impl Drop for LostNode {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_rolling_update_under_steady_load_drops_no_request_and_switches_the_answers() {
+async fn a_rolling_update_under_steady_load_drops_no_request_and_switches_the_answers_and_rolls_back() {
     let _swarm = common::prod_lock().await;
     let (a, b) = releases().await;
     make_live(&a).await;
@@ -225,6 +225,16 @@ async fn a_rolling_update_under_steady_load_drops_no_request_and_switches_the_an
     assert_eq!(app_image(&swarm).await, b.image);
     assert_eq!(running_app_tasks(&swarm).await.len(), 2, "two replicas");
     assert_no_lock(&swarm).await;
+
+    // `harness rollback`: a rolling update back to the release B replaced.
+    let load = common::load::start(&format!("{}/version", node_url(3)), 2, Duration::from_millis(5));
+    let rollback = harness(&["rollback"], &[]).await;
+    let load = load.stop().await;
+    assert!(rollback.success(), "rolling back:\n{}", rollback.stderr);
+    assert!(rollback.stdout.contains(&a.image), "{}", rollback.stdout);
+    assert_eq!(load.failed, 0, "requests failed during the rollback: {load:?}");
+    assert_eq!(revision_at(&node_url(2)).await.as_ref(), Some(&a.revision));
+    assert_eq!(app_image(&swarm).await, a.image);
 }
 
 #[tokio::test(flavor = "multi_thread")]
