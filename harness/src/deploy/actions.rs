@@ -211,6 +211,11 @@ pub enum Action {
     RemoveService {
         name: String,
     },
+    /// The swarm: a config object no service uses any more removed;
+    /// nothing when it is gone or still in use.
+    RemoveConfig {
+        name: String,
+    },
 }
 
 impl fmt::Display for Action {
@@ -250,6 +255,7 @@ impl fmt::Display for Action {
                 write!(f, "roll the service {name} back from {from_image}")
             }
             Action::RemoveService { name } => write!(f, "remove the service {name}"),
+            Action::RemoveConfig { name } => write!(f, "remove the config {name}, unless in use"),
         }
     }
 }

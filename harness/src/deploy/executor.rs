@@ -318,6 +318,14 @@ impl<'a> Executor<'a> {
                 prod.call(format!("to remove the service {name}"), docker.delete_service(name)).await,
                 404,
             )?),
+            Action::RemoveConfig { name } => {
+                match prod.call(format!("to remove the config {name}"), docker.delete_config(name)).await {
+                    Ok(()) => Ok(()),
+                    // Gone already, or a service still uses it: kept.
+                    Err(e) if matches!(e.status(), Some(400 | 404 | 409)) => Ok(()),
+                    Err(e) => Err(e.into()),
+                }
+            }
         }
     }
 

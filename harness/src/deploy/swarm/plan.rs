@@ -187,6 +187,13 @@ pub fn plan(observed: &SwarmObserved, release: &Release, config: &Config, holder
     if let Some(post) = hook("post-deploy", &config.hooks.post_deploy) {
         steps.push(Step::new(post));
     }
+    // The proxy's configs of before, last: a rollback before here may
+    // still need them.
+    if !proxy_unchanged {
+        for old in observed.configs.iter().filter(|c| **c != proxy_config) {
+            steps.push(Step::new(Action::RemoveConfig { name: old.clone() }));
+        }
+    }
     let summary = format!("{}, then check through {url}; a failure rolls back", summary.join(", "));
     Ok(SwarmPlan { release: release.clone(), replaces: true, prelude, steps, finally, summary })
 }
@@ -339,6 +346,11 @@ mod tests {
         let undo: Vec<String> = plan.steps.iter().rev().flat_map(undo_lines).collect();
         assert_eq!(undo.len(), 2, "the proxy then the app go back: {undo:?}");
         assert!(undo[0].starts_with("roll the service books-ms-proxy back"), "{undo:?}");
+        assert_eq!(
+            lines.last().unwrap(),
+            &format!("remove the config {}, unless in use", proxy_config(&config)),
+            "the old config goes once nothing can roll back to it"
+        );
     }
 
     #[test]
