@@ -117,7 +117,14 @@ pub async fn progress(manager: &Engine, name: &str, wanted: Option<&str>) -> any
         same_container(container, template)
     };
     let running = |task: &Task| task.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING);
-    let live: Vec<&Task> = tasks.iter().filter(|t| t.desired_state == Some(TaskState::RUNNING)).collect();
+    // A task on a node that is down is Swarm's to replace (a global
+    // service's has nowhere else to go): it does not count.
+    let down = unavailable_nodes(manager).await?;
+    let live: Vec<&Task> = tasks
+        .iter()
+        .filter(|t| t.desired_state == Some(TaskState::RUNNING))
+        .filter(|t| t.node_id.as_ref().is_none_or(|node| !down.contains(node)))
+        .collect();
     let ready = live.iter().filter(|t| current(t) && running(t)).count();
     let enough = match wanted_tasks {
         Some(replicas) => ready as i64 >= replicas && live.len() as i64 == replicas,
@@ -129,6 +136,16 @@ pub async fn progress(manager: &Engine, name: &str, wanted: Option<&str>) -> any
         let of = wanted_tasks.map_or_else(|| live.len().to_string(), |r| r.to_string());
         Ok(Progress::Waiting(format!("{ready} of {of} tasks of {name} run its spec, healthy")))
     }
+}
+
+/// The ids of the nodes that are not ready.
+async fn unavailable_nodes(manager: &Engine) -> anyhow::Result<Vec<String>> {
+    let nodes = manager.call("for the swarm's nodes", manager.docker.list_nodes(None::<ListNodesOptions>)).await?;
+    Ok(nodes
+        .into_iter()
+        .filter(|n| n.status.as_ref().and_then(|s| s.state) != Some(NodeState::READY))
+        .filter_map(|n| n.id)
+        .collect())
 }
 
 /// A task runs the service's spec: the same image, labels, environment

@@ -154,6 +154,12 @@ pub fn plan(observed: &SwarmObserved, release: &Release, config: &Config, holder
         }
         let wait = Action::AwaitService { name: name.clone(), image: image.clone(), spec: spec.clone(), timeout_secs };
         match observed {
+            // Its spec already, not converged (a deploy killed while it
+            // waited, a node lost): Swarm converges by itself; wait for it.
+            Some(service) if service.spec.as_deref() == Some(spec.as_str()) => {
+                summary.push(format!("wait for {name} to converge"));
+                steps.push(Step::new(wait));
+            }
             None => {
                 summary.push(format!("create {name}"));
                 steps.push(Step::undone_by(
@@ -317,7 +323,7 @@ mod tests {
     }
 
     #[test]
-    fn the_same_release_converged_is_left_alone_and_an_unconverged_one_is_rolled_again() {
+    fn the_same_release_converged_is_left_alone_and_an_unconverged_one_waited_for() {
         let config = Config::default();
         let observed = running(&config, &release());
         let plan = super::plan(&observed, &release(), &config, HOLDER).unwrap();
@@ -327,7 +333,9 @@ mod tests {
         stuck.app.as_mut().unwrap().converged = false;
         let plan = super::plan(&stuck, &release(), &config, HOLDER).unwrap();
         assert!(plan.replaces);
-        assert_eq!(lines(&plan.steps)[0], "update the service books-ms-app to 10.200.0.1:5000/books-ms@sha256:abc");
+        assert!(lines(&plan.steps)[0].starts_with("wait until every task of books-ms-app runs"), "{plan}");
+        assert!(plan.steps[0].undo.is_empty(), "nothing of it to undo: {plan}");
+        assert!(lines(&plan.steps)[1].starts_with("check that"), "{plan}");
     }
 
     #[test]
