@@ -82,8 +82,13 @@ clean() {
   done
   names=$(remove_matching "$ours" swarm config ls --format '{{.Name}}')
   [[ -z $names ]] || swarm config rm $names >/dev/null || true
-  names=$(remove_matching "$ours" swarm volume ls --format '{{.Name}}')
-  [[ -z $names ]] || swarm volume rm $names >/dev/null 2>&1 || true
+  # The database's and the history's volumes, once their containers are gone.
+  deadline=$((SECONDS + 60))
+  while ((SECONDS < deadline)); do
+    names=$(remove_matching "$ours" swarm volume ls --format '{{.Name}}')
+    [[ -n $names ]] || break
+    swarm volume rm $names >/dev/null 2>&1 || sleep 1
+  done
 }
 
 tmp="" load_pid="" cmd_pid="" tagged=()
