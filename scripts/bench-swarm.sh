@@ -19,8 +19,9 @@
 # until, after it ended, /version first answers B's revision (the harness
 # runs its post-deploy checks before it ends: this is "verified live").
 # Prints one table; docs/benchmarks.md ("A swarm beside one host") records
-# runs. Run as root from anywhere. Everything it creates is removed on
-# exit, also after a failure or Ctrl-C; every wait has a deadline.
+# runs. BENCH_SWARM_WAYS="swarm" (or "single") runs one side only. Run
+# as root from anywhere. Everything it creates is removed on exit, also
+# after a failure or Ctrl-C; every wait has a deadline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -38,6 +39,7 @@ MANAGER_HOST=${BOOKS_LAB_SWARM_DOCKER_HOST#tcp://}
 MANAGER_IP=${MANAGER_HOST%:*}
 SWARM_PROJECT=bench-swarm SWARM_PORT=8096
 SINGLE_PROJECT=bench-single SINGLE_PORT=8097
+WAYS=${BENCH_SWARM_WAYS:-swarm single}
 LOAD_CONNECTIONS=2 LOAD_PAUSE_MS=5
 LOAD_BEFORE_SECS=2 LOAD_AFTER_SECS=1
 BUILD_DEADLINE=1800 DEPLOY_DEADLINE=400 LIVE_DEADLINE=60
@@ -190,7 +192,7 @@ wait_revision() {
 }
 now() { date +%s.%N; }
 
-for way in swarm single; do
+for way in $WAYS; do
   say "$way: release A live (not timed)"
   deploy "$way" "$release_a"
   quiet "$way-deploy-a" "${cmd[@]}"
@@ -217,7 +219,7 @@ measure() {
   jq -e . "$log_dir/$way.load.json" >/dev/null 2>&1 || die "$way: the load printed no report: $(cat "$log_dir/$way.load.err")"
   awk -v s="$start" -v e="$end" 'BEGIN { printf "%.1f", e - s }' >"$log_dir/$way.live"
 }
-for way in swarm single; do
+for way in $WAYS; do
   say "$way: release B under load"
   measure "$way"
 done
@@ -229,10 +231,14 @@ row() {
 }
 echo
 echo "deploy                                    requests  failed  longest gap  pushed→live"
-row swarm "swarm rolling update (3 nodes, 2 tasks)"
-row single "single host blue-green"
+for way in $WAYS; do
+  case $way in
+    swarm) row swarm "swarm rolling update (3 nodes, 2 tasks)" ;;
+    single) row single "single host blue-green" ;;
+  esac
+done
 echo
-for way in swarm single; do
+for way in $WAYS; do
   json=$log_dir/$way.load.json
   printf '%-7s the load saw %s; slowest request %s ms; first failure: %s\n' "$way" \
     "$(jq -r '.revisions | join(" → ")' "$json")" "$(jq -r '.slowest_request_ms | round' "$json")" \
