@@ -241,7 +241,8 @@ echo
 for way in $WAYS; do
   json=$log_dir/$way.load.json
   printf '%-7s the load saw %s; slowest request %s ms; first failure: %s\n' "$way" \
-    "$(jq -r '.revisions | join(" → ")' "$json")" "$(jq -r '.slowest_request_ms | round' "$json")" \
+    "$(jq -r '.revisions | "\(.[0]) first, \(.[-1]) last, \(length) runs of one revision (both answer while tasks roll)"' "$json")" \
+    "$(jq -r '.slowest_request_ms | round' "$json")" \
     "$(jq -r '.failures[0] // "none"' "$json")"
 done
 echo "Logs (each deploy's output, each load's JSON): $log_dir"
