@@ -245,4 +245,5 @@ for way in $WAYS; do
     "$(jq -r '.slowest_request_ms | round' "$json")" \
     "$(jq -r '.failures[0] // "none"' "$json")"
 done
+echo "Machine: $(nproc) cores; $(uptime | sed 's/.*load average/load average/'); $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "Logs (each deploy's output, each load's JSON): $log_dir"
