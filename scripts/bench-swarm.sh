@@ -241,7 +241,7 @@ echo
 for way in $WAYS; do
   json=$log_dir/$way.load.json
   printf '%-7s the load saw %s; slowest request %s ms; first failure: %s\n' "$way" \
-    "$(jq -r '.revisions | "\(.[0]) first, \(.[-1]) last, \(length) runs of one revision (both answer while tasks roll)"' "$json")" \
+    "$(jq -r '.revisions | "\(.[0]) first, \(.[-1]) last, \(length) runs of one revision"' "$json")" \
     "$(jq -r '.slowest_request_ms | round' "$json")" \
     "$(jq -r '.failures[0] // "none"' "$json")"
 done
