@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::config::TargetKind;
+
 #[derive(Debug, Parser)]
 #[command(name = "harness", version, about = "Test, build, push, deploy and verify books-ms")]
 pub struct Cli {
@@ -16,6 +18,10 @@ pub struct Cli {
     /// The books-ms checkout to work on (default: the one around the current folder).
     #[arg(long, global = true, env = "HARNESS_REPO")]
     pub repo: Option<PathBuf>,
+    /// Where deploy, status, rollback, history, lock and pipeline work: one
+    /// Docker engine or a swarm (default: `prod.kind`, else `engine`).
+    #[arg(long, global = true, value_enum, value_name = "KIND")]
+    pub target: Option<TargetKind>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -151,6 +157,16 @@ mod tests {
         );
         let cli = Cli::try_parse_from(["harness", "pipeline"]).unwrap();
         assert!(matches!(cli.command, Command::Pipeline { source: None, reference: None, retest: false }));
+    }
+
+    #[test]
+    fn the_target_is_a_flag_of_every_command() {
+        let cli = Cli::try_parse_from(["harness", "deploy", "--target", "swarm"]).unwrap();
+        assert_eq!(cli.target, Some(TargetKind::Swarm));
+        let cli = Cli::try_parse_from(["harness", "--target", "engine", "status"]).unwrap();
+        assert_eq!(cli.target, Some(TargetKind::Engine));
+        assert_eq!(Cli::try_parse_from(["harness", "rollback"]).unwrap().target, None);
+        assert!(Cli::try_parse_from(["harness", "status", "--target", "cluster"]).is_err());
     }
 
     #[test]

@@ -9,7 +9,8 @@ use serde::Serialize;
 use crate::build::{self, Built};
 use crate::checkout::{self, Source};
 use crate::cli::{Command, LabCommand};
-use crate::config::Config;
+use crate::config::{Config, TargetKind};
+use crate::deploy::swarm::{SwarmPlan, SwarmStatus};
 use crate::deploy::{self, history, DeployPlan, Deployed, Status};
 use crate::engine;
 use crate::pipeline::{self, PipelineReport};
@@ -100,44 +101,75 @@ pub fn release(plan: &Plan, image: Option<String>, revision: Option<String>) -> 
     }
 }
 
-/// `harness deploy`.
+/// `harness deploy`, to the configured target.
 pub async fn deploy(config: &Config, release: &Release, reporter: &Reporter) -> anyhow::Result<Deployed> {
-    let prod = engine::prod(config).await?;
     let credentials = registry::docker_credentials(config)?;
-    deploy::deploy(&prod, config, release, credentials, reporter).await
+    deploy::deploy_target(config, release, credentials, reporter).await
+}
+
+/// What `harness deploy --dry-run` prints: the actions a deploy would run
+/// now.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Preview {
+    Engine(DeployPlan),
+    Swarm(SwarmPlan),
+}
+
+impl std::fmt::Display for Preview {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Preview::Engine(plan) => plan.fmt(f),
+            Preview::Swarm(plan) => plan.fmt(f),
+        }
+    }
 }
 
 /// `harness deploy --dry-run`: the actions a deploy would run on prod now.
-pub async fn deploy_preview(config: &Config, release: &Release) -> anyhow::Result<DeployPlan> {
-    let prod = engine::prod(config).await?;
-    deploy::preview(&prod, config, release).await
+pub async fn deploy_preview(config: &Config, release: &Release) -> anyhow::Result<Preview> {
+    let engine = deploy::target_engine(config).await?;
+    Ok(match config.prod.kind {
+        TargetKind::Engine => Preview::Engine(deploy::preview(&engine, config, release).await?),
+        TargetKind::Swarm => Preview::Swarm(deploy::swarm::preview(&engine, config, release).await?),
+    })
 }
 
-/// `harness status`: which colour is live, the project's containers, the
+/// What `harness status` shows, for either kind of target.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum AnyStatus {
+    Engine(Status),
+    Swarm(SwarmStatus),
+}
+
+/// `harness status`: on a single host, which colour is live, the
+/// project's containers; on a swarm, its nodes, services and tasks; the
 /// lock and the last deploys.
-pub async fn status(config: &Config) -> anyhow::Result<Status> {
-    let prod = engine::prod(config).await?;
-    deploy::status(&prod, config).await
+pub async fn status(config: &Config) -> anyhow::Result<AnyStatus> {
+    let engine = deploy::target_engine(config).await?;
+    Ok(match config.prod.kind {
+        TargetKind::Engine => AnyStatus::Engine(deploy::status(&engine, config).await?),
+        TargetKind::Swarm => AnyStatus::Swarm(deploy::swarm::status(&engine, config).await?),
+    })
 }
 
-/// `harness history`: every deploy and rollback prod recorded, oldest first.
+/// `harness history`: every deploy and rollback recorded, oldest first.
 pub async fn history(config: &Config) -> anyhow::Result<Vec<history::Entry>> {
-    let prod = engine::prod(config).await?;
+    let engine = deploy::target_engine(config).await?;
     let names = deploy::names::Names::new(&config.prod.project);
-    Ok(history::read(&prod, &names.history).await?)
+    Ok(history::read(&engine, &names.history).await?)
 }
 
 /// `harness rollback [--to VERSION]`.
 pub async fn rollback(config: &Config, to: Option<&str>, reporter: &Reporter) -> anyhow::Result<Deployed> {
-    let prod = engine::prod(config).await?;
     let credentials = registry::docker_credentials(config)?;
-    deploy::rollback(&prod, config, to, credentials, reporter).await
+    deploy::rollback_target(config, to, credentials, reporter).await
 }
 
 /// `harness lock release`: who held the lock, if anyone.
 pub async fn release_lock(config: &Config) -> anyhow::Result<Option<String>> {
-    let prod = engine::prod(config).await?;
-    deploy::release_lock(&prod, config).await
+    let engine = deploy::target_engine(config).await?;
+    deploy::release_lock(&engine, config).await
 }
 
 /// `harness verify --url URL`.

@@ -21,6 +21,65 @@ pub struct Config {
     pub hooks: HooksConfig,
     #[serde(default)]
     pub pipeline: PipelineConfig,
+    /// The swarm target (`prod.kind = "swarm"`).
+    #[serde(default)]
+    pub swarm: SwarmConfig,
+}
+
+/// Which kind of prod a deploy, `status` and `rollback` work on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetKind {
+    /// One Docker engine (`[prod]`): blue-green behind a proxy container.
+    #[default]
+    Engine,
+    /// A Docker Swarm, through its manager's API (`[swarm]`): rolling
+    /// updates of a replicated service behind a proxy on every node.
+    Swarm,
+}
+
+/// A Docker Swarm as prod: the app a service of `replicas` tasks on an
+/// overlay network, a proxy on every node published on `app_port`, the
+/// database one service pinned to the manager. The project, images,
+/// health timeout and log settings are `[prod]`'s.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SwarmConfig {
+    /// The manager's Docker API: `tcp://HOST:PORT` with TLS client
+    /// certificates. Its address is also the node whose proxy the
+    /// post-deploy checks go through.
+    pub docker_host: String,
+    /// The folder holding `ca.pem`, `cert.pem` and `key.pem`.
+    pub cert_path: PathBuf,
+    /// Tasks of the app (2 or more: one keeps serving while another is
+    /// replaced or lost).
+    pub replicas: u32,
+    /// The port the proxy is published on, on every node (`mode: host`).
+    pub app_port: u16,
+    /// Swarm's `update_config` (and `rollback_config`): tasks replaced at a
+    /// time, the pause between them, and how long a new task is watched
+    /// before the next one (a failure within it rolls the service back).
+    pub update_parallelism: u32,
+    pub update_delay_secs: u64,
+    pub update_monitor_secs: u64,
+    /// How long a deploy waits for an update (or rollback) to converge.
+    pub converge_timeout_secs: u64,
+}
+
+impl Default for SwarmConfig {
+    /// The lab's swarm (lab/topology.env).
+    fn default() -> Self {
+        SwarmConfig {
+            docker_host: lab("BOOKS_LAB_SWARM_DOCKER_HOST"),
+            cert_path: PathBuf::from(lab("BOOKS_LAB_SWARM_CERT_PATH")),
+            replicas: 2,
+            app_port: 8080,
+            update_parallelism: 1,
+            update_delay_secs: 0,
+            update_monitor_secs: 5,
+            converge_timeout_secs: 300,
+        }
+    }
 }
 
 /// Deadlines of the pipeline's local steps: past one, the step's whole
@@ -76,6 +135,9 @@ pub struct ProdConfig {
     pub cert_path: PathBuf,
     /// The port the service is published on, on prod's address.
     pub app_port: u16,
+    /// A single engine (the default) or a swarm (`[swarm]`).
+    #[serde(default)]
+    pub kind: TargetKind,
     /// Prefix of the containers, network and volume on prod.
     pub project: String,
     /// How long a new container may take to turn healthy.
@@ -156,6 +218,7 @@ impl Default for Config {
                 docker_host: lab("BOOKS_LAB_PROD_DOCKER_HOST"),
                 cert_path: PathBuf::from(lab("BOOKS_LAB_PROD_CERT_PATH")),
                 app_port: 8080,
+                kind: TargetKind::Engine,
                 project: "books-ms".to_owned(),
                 health_timeout_secs: 60,
                 // The lab mirrors its database image into its registry.
@@ -170,6 +233,7 @@ impl Default for Config {
             checks: ChecksConfig { ids: vec![2_147_483_101, 2_147_483_102, 2_147_483_103] },
             hooks: HooksConfig::default(),
             pipeline: PipelineConfig::default(),
+            swarm: SwarmConfig::default(),
         }
     }
 }
@@ -201,12 +265,33 @@ impl Config {
     }
 
     pub fn prod_host(&self) -> anyhow::Result<&str> {
-        let rest =
-            self.prod.docker_host.strip_prefix("tcp://").ok_or_else(|| {
-                anyhow::anyhow!("prod.docker_host `{}` must be tcp://HOST:PORT", self.prod.docker_host)
-            })?;
-        Ok(rest.rsplit_once(':').map_or(rest, |(host, _)| host))
+        host_of(&self.prod.docker_host, "prod.docker_host")
     }
+
+    /// The URL of the manager's proxy on the swarm: the manager's address
+    /// (from its Docker host) and `swarm.app_port`.
+    pub fn swarm_url(&self) -> anyhow::Result<String> {
+        Ok(format!("http://{}:{}", host_of(&self.swarm.docker_host, "swarm.docker_host")?, self.swarm.app_port))
+    }
+
+    /// The URL users reach on the configured target.
+    pub fn target_url(&self) -> anyhow::Result<String> {
+        match self.prod.kind {
+            TargetKind::Engine => self.prod_url(),
+            TargetKind::Swarm => self.swarm_url(),
+        }
+    }
+}
+
+/// HOST of `tcp://HOST:PORT` (the setting named `setting`).
+fn host_of<'a>(docker_host: &'a str, setting: &str) -> anyhow::Result<&'a str> {
+    let rest = docker_host.strip_prefix("tcp://").ok_or_else(|| {
+        anyhow::anyhow!(
+            "{setting} `{docker_host}` must be tcp://HOST:PORT (for the lab's swarm, lab/topology.env's \
+             BOOKS_LAB_SWARM_DOCKER_HOST)"
+        )
+    })?;
+    Ok(rest.rsplit_once(':').map_or(rest, |(host, _)| host))
 }
 
 #[cfg(test)]
@@ -224,6 +309,8 @@ mod tests {
             "BOOKS_RUST_IMAGE",
             "BOOKS_DB_IMAGE",
             "BOOKS_PROXY_IMAGE",
+            "BOOKS_LAB_SWARM_DOCKER_HOST",
+            "BOOKS_LAB_SWARM_CERT_PATH",
         ] {
             assert!(!lab(key).is_empty(), "{key} is missing from lab/topology.env or lab/lab.env");
         }
@@ -253,6 +340,31 @@ mod tests {
             let config = Config::load(jail.directory()).unwrap();
             assert_eq!(config.prod.app_port, 9100);
             assert_eq!(config.registry.address, "reg.example:5000");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_swarm_target_defaults_to_the_labs_swarm_and_layers_like_prod() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            let config = Config::load(jail.directory()).unwrap();
+            assert_eq!(config.prod.kind, TargetKind::Engine, "a single engine unless told");
+            assert_eq!(config.swarm.replicas, 2);
+            assert_eq!(config.swarm_url().unwrap(), "http://10.210.0.11:8080");
+            assert_eq!(config.target_url().unwrap(), "http://10.200.0.2:8080");
+            jail.create_file("harness.toml", "[prod]\nkind = \"swarm\"\n[swarm]\nreplicas = 3\napp_port = 9000\n")?;
+            jail.set_env("HARNESS_SWARM__REPLICAS", "4");
+            let config = Config::load(jail.directory()).unwrap();
+            assert_eq!(config.prod.kind, TargetKind::Swarm);
+            assert_eq!(config.swarm.replicas, 4, "the environment over the file");
+            assert_eq!(config.target_url().unwrap(), "http://10.210.0.11:9000");
+            assert_eq!(config.swarm.update_parallelism, 1, "what the file does not say stays the default");
+            jail.set_env("HARNESS_PROD__KIND", "engine");
+            assert_eq!(Config::load(jail.directory()).unwrap().prod.kind, TargetKind::Engine);
+            jail.set_env("HARNESS_PROD__KIND", "cluster");
+            let err = Config::load(jail.directory()).unwrap_err().to_string();
+            assert!(err.contains("cluster") && err.contains("swarm"), "{err}");
             Ok(())
         });
     }

@@ -162,18 +162,28 @@ pub async fn cd() -> anyhow::Result<Engine> {
 /// prod's engine, with the client certificate from `prod.cert_path`,
 /// trusting only the CA there (`ca.pem`).
 pub async fn prod(config: &Config) -> anyhow::Result<Engine> {
-    let host = &config.prod.docker_host;
+    remote(&config.prod.docker_host, &config.prod.cert_path, "prod", "prod.cert_path").await
+}
+
+/// The swarm's manager, as prod: its client certificate from
+/// `swarm.cert_path`, trusting only the CA there.
+pub async fn swarm_manager(config: &Config) -> anyhow::Result<Engine> {
+    remote(&config.swarm.docker_host, &config.swarm.cert_path, "the swarm's manager", "swarm.cert_path").await
+}
+
+/// A remote engine at `host` (`tcp://HOST:PORT`) with the certificates in
+/// `certs` (the setting `setting`), called `what (HOST)` in messages.
+async fn remote(host: &str, certs: &Path, what: &str, setting: &str) -> anyhow::Result<Engine> {
     let address = host.strip_prefix("tcp://").unwrap_or(host);
-    let certs = &config.prod.cert_path;
     for file in ["ca.pem", "cert.pem", "key.pem"] {
         if !certs.join(file).is_file() {
             anyhow::bail!(
-                "prod ({host}): no {file} in {} (prod.cert_path); `harness lab up` makes the lab's certificates",
+                "{what} ({host}): no {file} in {} ({setting}); `harness lab up` makes the lab's certificates",
                 certs.display()
             );
         }
     }
-    let name = format!("prod ({host})");
+    let name = format!("{what} ({host})");
     let tls =
         tls_config(certs).with_context(|| format!("{name}: cannot use the certificates in {}", certs.display()))?;
     let docker = connect_tls(address, tls)?;

@@ -18,8 +18,9 @@ use clap::Parser;
 use serde::Serialize;
 
 use harness::cli::{Cli, Command, LockCommand};
-use harness::commands;
+use harness::commands::{self, AnyStatus};
 use harness::config::Config;
+use harness::deploy::swarm::SwarmStatus;
 use harness::deploy::{history, Status};
 use harness::plan::Plan;
 use harness::progress::Reporter;
@@ -54,7 +55,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         return Ok(exit(commands::lab(command, &repo)?));
     }
-    let config = Config::load(&repo)?;
+    let mut config = Config::load(&repo)?;
+    if let Some(target) = cli.target {
+        config.prod.kind = target;
+    }
     let plan = commands::plan(&cli.command, &repo, &config)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     if cli.dry_run {
@@ -79,10 +83,10 @@ async fn execute(
     reporter: &Reporter,
 ) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Status => {
-            let status = commands::status(config).await?;
-            out.either(&status, status_text(&status, config))?;
-        }
+        Command::Status => match commands::status(config).await? {
+            AnyStatus::Engine(status) => out.either(&status, status_text(&status, config))?,
+            AnyStatus::Swarm(status) => out.either(&status, swarm_status_text(&status, config))?,
+        },
         Command::History => {
             let entries = commands::history(config).await?;
             out.either(&entries, history_text(&entries))?;
@@ -168,6 +172,54 @@ fn status_text(status: &Status, config: &Config) -> String {
     match &status.lock {
         Some(holder) => text.push_str(&format!(
             "deploy lock: held by {holder}; if that deploy died, `harness lock release` removes it\n"
+        )),
+        None => text.push_str("deploy lock: free\n"),
+    }
+    if !status.history.is_empty() {
+        text.push_str("last deploys:\n");
+        text.push_str(&history_text(&status.history));
+    }
+    text
+}
+
+/// `harness status --target swarm` for people: the nodes, the services,
+/// each task with its node and version, the lock, the last deploys.
+fn swarm_status_text(status: &SwarmStatus, config: &Config) -> String {
+    let mut text = format!("swarm {} (users reach {} on every node)\nnodes:\n", status.manager, status.url);
+    for n in &status.nodes {
+        let leader = if n.leader { " (leader)" } else { "" };
+        text.push_str(&format!(
+            "  {:<12} {:<15} {:<8} {:<8} {}{leader}\n",
+            n.name, n.address, n.role, n.state, n.availability
+        ));
+    }
+    if status.services.is_empty() {
+        text.push_str(&format!("no service of {} runs on the swarm\n", config.prod.project));
+    } else {
+        text.push_str("services:\n");
+    }
+    for s in &status.services {
+        let replicas = s.replicas.map_or_else(|| "global".to_owned(), |r| format!("{r} replicas"));
+        let update = match (&s.update, &s.update_message) {
+            (Some(state), Some(message)) => format!(" update {state}: {message}"),
+            (Some(state), None) => format!(" update {state}"),
+            _ => String::new(),
+        };
+        let version = s.version.as_deref().unwrap_or("-");
+        text.push_str(&format!("  {:<18} {:<6} {version:<20} {replicas:<11} {}{update}\n", s.name, s.role, s.image));
+    }
+    if !status.tasks.is_empty() {
+        text.push_str("tasks:\n");
+    }
+    for t in &status.tasks {
+        let version = t.version.as_deref().unwrap_or("-");
+        let state =
+            if t.state == t.desired { t.state.clone() } else { format!("{} (should be {})", t.state, t.desired) };
+        text.push_str(&format!("  {:<18} {:<12} {version:<20} {state} {}\n", t.service, t.node, t.message));
+    }
+    match &status.lock {
+        Some(holder) => text.push_str(&format!(
+            "deploy lock: held by {holder}; if that deploy died, `harness lock release --target swarm` removes it\n"
         )),
         None => text.push_str("deploy lock: free\n"),
     }

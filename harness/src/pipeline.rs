@@ -71,7 +71,7 @@ pub async fn run(config: &Config, plan: &Plan, reporter: &Reporter) -> PipelineR
             continue;
         }
         match runner.step(&step.to_string(), step.describe(), run_step(step, config, plan, reporter, &state)).await {
-            Ok(()) if step == Step::Verify => url = config.prod_url().ok(),
+            Ok(()) if step == Step::Verify => url = config.target_url().ok(),
             Ok(()) => {}
             Err(e) => {
                 let mut message = format!("step {step} failed: {e:#}");
@@ -202,9 +202,8 @@ async fn run_beside_tests(runner: &mut Runner<'_>, beside: &[Step], cx: &StepCon
 }
 
 async fn roll_back(config: &Config, reporter: &Reporter) -> anyhow::Result<deploy::Deployed> {
-    let prod = engine::prod(config).await?;
     let credentials = registry::docker_credentials(config)?;
-    deploy::rollback(&prod, config, None, credentials, reporter).await
+    deploy::rollback_target(config, None, credentials, reporter).await
 }
 
 async fn run_step(
@@ -279,16 +278,15 @@ async fn do_step(
         Step::Push => Ok(push::push_service(&plan.repo, config, &plan.version, reporter).await?.reference()),
         Step::Deploy => {
             let release = Release::last_pushed(&plan.repo)?;
-            let prod = engine::prod(config).await?;
             let credentials = registry::docker_credentials(config)?;
-            let deployed = deploy::deploy(&prod, config, &release, credentials, reporter).await?;
+            let deployed = deploy::deploy_target(config, &release, credentials, reporter).await?;
             state.replaced.set(deployed.replaced);
             let what = if deployed.replaced { "" } else { " (already running, unchanged)" };
-            Ok(format!("{} on {}{what}", deployed.container, config.prod.docker_host))
+            Ok(format!("{} on {}{what}", deployed.container, target_host(config)))
         }
         Step::Integrate => integrate(config, &plan.version.revision).await,
         Step::Verify => {
-            let url = config.prod_url()?;
+            let url = config.target_url()?;
             let report =
                 verify::verify(&url, &config.checks.ids, reporter).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             let revision = report.version.as_ref().map(|v| v.revision.clone()).unwrap_or_default();
@@ -301,10 +299,18 @@ async fn do_step(
     }
 }
 
+/// The Docker API a deploy goes to: prod's, or the swarm manager's.
+fn target_host(config: &Config) -> &str {
+    match config.prod.kind {
+        crate::config::TargetKind::Engine => &config.prod.docker_host,
+        crate::config::TargetKind::Swarm => &config.swarm.docker_host,
+    }
+}
+
 /// The integration: users reach the release through the proxy, on prod's
 /// own address.
 async fn integrate(config: &Config, revision: &str) -> anyhow::Result<String> {
-    let url = format!("{}/version", config.prod_url()?);
+    let url = format!("{}/version", config.target_url()?);
     let http = crate::http::client(Duration::from_secs(5), Duration::from_secs(5))?;
     let response = http.get(&url).send().await.with_context(|| format!("GET {url}: prod's address does not answer"))?;
     let status = response.status();

@@ -101,8 +101,11 @@ impl Plan {
             source,
             service_image: format!("{}:{}", config.service_repository(), version.version),
             tests_image: format!("{}:{}", config.tests_repository(), version.version),
-            prod: config.prod.docker_host.clone(),
-            url: config.prod_url()?,
+            prod: match config.prod.kind {
+                crate::config::TargetKind::Engine => config.prod.docker_host.clone(),
+                crate::config::TargetKind::Swarm => config.swarm.docker_host.clone(),
+            },
+            url: config.target_url()?,
             repo,
             version,
             steps,

@@ -13,7 +13,7 @@
 
 use std::fmt;
 
-use bollard::models::ContainerCreateBody;
+use bollard::models::{ConfigSpec, ContainerCreateBody, ServiceSpec};
 use serde::Serialize;
 
 use super::containers;
@@ -161,6 +161,61 @@ pub enum Action {
         #[serde(skip)]
         env: Vec<(String, String)>,
     },
+    /// The swarm: an attachable overlay network.
+    CreateOverlay {
+        name: String,
+    },
+    /// The swarm: a config object (immutable; named by its content).
+    CreateConfig {
+        name: String,
+        #[serde(skip)]
+        spec: Box<ConfigSpec>,
+    },
+    /// The swarm: a service created with the registry's credentials, so
+    /// that every node can pull its image.
+    CreateService {
+        name: String,
+        image: String,
+        #[serde(skip)]
+        spec: Box<ServiceSpec>,
+    },
+    /// The swarm: a service's spec replaced (Swarm rolls its tasks over by
+    /// its `update_config`), with the registry's credentials.
+    UpdateService {
+        name: String,
+        image: String,
+        #[serde(skip)]
+        spec: Box<ServiceSpec>,
+    },
+    /// The swarm: until the service's spec is the one labelled `spec`, its
+    /// update completed and every task runs it (healthy, by the image's
+    /// healthcheck), within `timeout_secs`; an update Swarm rolled back
+    /// fails (the previous spec serves).
+    AwaitService {
+        name: String,
+        image: String,
+        spec: String,
+        timeout_secs: u64,
+    },
+    /// The swarm: Docker's service rollback (to the spec before the last
+    /// update) when the service's spec is still the one labelled
+    /// `from_spec`, then until it converged; nothing when it has another
+    /// already (Swarm rolled it back itself).
+    RollbackService {
+        name: String,
+        from_image: String,
+        from_spec: String,
+        timeout_secs: u64,
+    },
+    /// The swarm: a service removed; nothing when there is none.
+    RemoveService {
+        name: String,
+    },
+    /// The swarm: a config object no service uses any more removed;
+    /// nothing when it is gone or still in use.
+    RemoveConfig {
+        name: String,
+    },
 }
 
 impl fmt::Display for Action {
@@ -189,6 +244,18 @@ impl fmt::Display for Action {
             Action::Verify { url, preview, .. } => write!(f, "run the post-deploy checks on {url}{}", through(preview)),
             Action::Drain { secs } => write!(f, "drain for {secs} s"),
             Action::Hook { name, command, .. } => write!(f, "run the {name} hook `{command}`"),
+            Action::CreateOverlay { name } => write!(f, "create the overlay network {name}"),
+            Action::CreateConfig { name, .. } => write!(f, "create the config {name}"),
+            Action::CreateService { name, image, .. } => write!(f, "create the service {name} from {image}"),
+            Action::UpdateService { name, image, .. } => write!(f, "update the service {name} to {image}"),
+            Action::AwaitService { name, image, timeout_secs, .. } => {
+                write!(f, "wait until every task of {name} runs {image}, healthy (at most {timeout_secs} s)")
+            }
+            Action::RollbackService { name, from_image, .. } => {
+                write!(f, "roll the service {name} back from {from_image}")
+            }
+            Action::RemoveService { name } => write!(f, "remove the service {name}"),
+            Action::RemoveConfig { name } => write!(f, "remove the config {name}, unless in use"),
         }
     }
 }
@@ -201,11 +268,11 @@ pub struct Step {
 }
 
 impl Step {
-    fn new(action: Action) -> Step {
+    pub(crate) fn new(action: Action) -> Step {
         Step { action, undo: Vec::new() }
     }
 
-    fn undone_by(action: Action, undo: Vec<Action>) -> Step {
+    pub(crate) fn undone_by(action: Action, undo: Vec<Action>) -> Step {
         Step { action, undo }
     }
 }
@@ -241,18 +308,27 @@ impl fmt::Display for DeployPlan {
             revision => revision,
         };
         writeln!(f, "deploy {} (revision {revision}): {}", self.release.image, self.summary)?;
-        let steps =
-            self.prelude.iter().map(|a| (a, &[][..])).chain(self.steps.iter().map(|s| (&s.action, &s.undo[..])));
-        let mut n = 0;
-        for (action, undo) in steps.chain(self.finally.iter().map(|a| (a, &[][..]))) {
-            n += 1;
-            writeln!(f, "{n:>3}. {action}")?;
-            for action in undo {
-                writeln!(f, "       undo: {action}")?;
-            }
-        }
-        writeln!(f, "on a failure, the undo of the failed step and of every earlier one runs, latest first")
+        write_steps(f, &self.prelude, &self.steps, &self.finally)
     }
+}
+
+/// Every action of a plan, numbered, with its undo.
+pub(crate) fn write_steps(
+    f: &mut fmt::Formatter<'_>,
+    prelude: &[Action],
+    steps: &[Step],
+    finally: &[Action],
+) -> fmt::Result {
+    let steps = prelude.iter().map(|a| (a, &[][..])).chain(steps.iter().map(|s| (&s.action, &s.undo[..])));
+    let mut n = 0;
+    for (action, undo) in steps.chain(finally.iter().map(|a| (a, &[][..]))) {
+        n += 1;
+        writeln!(f, "{n:>3}. {action}")?;
+        for action in undo {
+            writeln!(f, "       undo: {action}")?;
+        }
+    }
+    writeln!(f, "on a failure, the undo of the failed step and of every earlier one runs, latest first")
 }
 
 /// Another deploy holds the lock: nothing is done.

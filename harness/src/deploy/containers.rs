@@ -141,7 +141,7 @@ fn spec(body: &ContainerCreateBody) -> String {
 /// of a build can turn on (mongodb's bson does, in `cargo build
 /// --workspace`); then a HashMap's keys come in a new order in every
 /// process, and so would the fingerprint.
-fn canonical(value: &serde_json::Value) -> String {
+pub(crate) fn canonical(value: &serde_json::Value) -> String {
     match value {
         serde_json::Value::Object(map) => {
             let sorted: std::collections::BTreeMap<&String, String> =

@@ -8,16 +8,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use bollard::auth::DockerCredentials;
-use bollard::models::{HealthStatusEnum, NetworkCreateRequest, VolumeCreateRequest};
+use bollard::models::{HealthStatusEnum, NetworkCreateRequest, ServiceSpec, VolumeCreateRequest};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    StopContainerOptionsBuilder,
+    StopContainerOptionsBuilder, UpdateServiceOptionsBuilder,
 };
 use futures_util::StreamExt;
 
-use super::actions::{Action, DeployPlan, LockHeld};
-use super::names::{Names, LOCK_HOLDER_LABEL, PROJECT_LABEL};
+use super::actions::{Action, DeployPlan, LockHeld, Step};
+use super::names::{Names, LOCK_HOLDER_LABEL, PROJECT_LABEL, SPEC_LABEL};
 use super::proxy::{self, Routing, PREVIEW_HEADER};
+use super::swarm::{self, observe::Progress};
 use crate::config::Config;
 use crate::engine::{Engine, EngineError};
 use crate::progress::{Reporter, Spinner};
@@ -99,8 +100,15 @@ impl<'a> Executor<'a> {
     /// and of every earlier one, latest first, and says how it went.
     pub async fn apply(&self, plan: &DeployPlan) -> anyhow::Result<()> {
         let new = plan.target.map(|colour| self.names.colour(colour));
+        self.apply_steps(&plan.release.image, &plan.steps, new).await
+    }
+
+    /// Runs `steps` (a deploy of `image`) as [`Executor::apply`] does;
+    /// `new`: the container whose last log lines a failure quotes, once
+    /// created.
+    pub async fn apply_steps(&self, image: &str, steps: &[Step], new: Option<String>) -> anyhow::Result<()> {
         let mut created = false;
-        for (i, step) in plan.steps.iter().enumerate() {
+        for (i, step) in steps.iter().enumerate() {
             let failure = tokio::select! {
                 result = self.run(&step.action) => match result {
                     Ok(()) => {
@@ -116,30 +124,32 @@ impl<'a> Executor<'a> {
                 _ => String::new(),
             };
             let mut undo_failures = Vec::new();
-            for action in plan.steps[..=i].iter().rev().flat_map(|s| &s.undo) {
+            for action in steps[..=i].iter().rev().flat_map(|s| &s.undo) {
                 if let Err(e) = self.run(action).await {
                     undo_failures.push(format!("`{action}`: {e:#}"));
                 }
             }
-            let recovery = match (undo_failures.is_empty(), plan.steps[..=i].iter().any(|s| !s.undo.is_empty())) {
+            let rolled_back: Vec<String> = steps[..=i]
+                .iter()
+                .flat_map(|s| &s.undo)
+                .filter_map(|a| match a {
+                    Action::RollbackService { name, .. } => Some(name.clone()),
+                    _ => None,
+                })
+                .collect();
+            let recovery = match (undo_failures.is_empty(), steps[..=i].iter().any(|s| !s.undo.is_empty())) {
+                (true, true) if !rolled_back.is_empty() => {
+                    format!("; rolled back ({}): prod serves what it served before", rolled_back.join(", "))
+                }
                 (true, true) => "; undone: prod serves what it served before".to_owned(),
                 (true, false) => "; nothing needed undoing: prod serves what it served before".to_owned(),
                 (false, _) => {
                     format!("; undoing it failed too ({}): check prod with `harness status`", undo_failures.join("; "))
                 }
             };
-            bail!(
-                "prod ({}): deploying {} failed at `{}`: {failure:#}{recovery}{logs}",
-                self.host(),
-                plan.release.image,
-                step.action
-            );
+            bail!("{}: deploying {image} failed at `{}`: {failure:#}{recovery}{logs}", self.prod.name, step.action);
         }
         Ok(())
-    }
-
-    fn host(&self) -> &str {
-        self.prod.name.trim_start_matches("prod (").trim_end_matches(')')
     }
 
     fn failed(&self, action: &Action, error: anyhow::Error) -> anyhow::Error {
@@ -243,6 +253,122 @@ impl<'a> Executor<'a> {
                 result
             }
             Action::CheckVersion { url, revision, preview } => check_version(url, revision, preview).await,
+            Action::CreateOverlay { name } => {
+                let labels = HashMap::from([(PROJECT_LABEL.to_owned(), self.names.project.clone())]);
+                let request = NetworkCreateRequest {
+                    name: name.clone(),
+                    driver: Some("overlay".to_owned()),
+                    attachable: Some(true),
+                    labels: Some(labels),
+                    ..Default::default()
+                };
+                prod.call(format!("to create the overlay network {name}"), docker.create_network(request)).await?;
+                Ok(())
+            }
+            Action::CreateConfig { name, spec } => {
+                let created = prod.call(format!("to create the config {name}"), docker.create_config((**spec).clone()));
+                match created.await {
+                    Ok(_) => Ok(()),
+                    // Named by its content: one of that name holds this text.
+                    Err(e) if e.status() == Some(409) => Ok(()),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            Action::CreateService { name, spec, .. } => {
+                let spec = self.with_config_ids((**spec).clone()).await?;
+                prod.call(
+                    format!("to create the service {name}"),
+                    docker.create_service(spec, self.credentials.clone()),
+                )
+                .await?;
+                Ok(())
+            }
+            Action::UpdateService { name, spec, .. } => {
+                let spec = self.with_config_ids((**spec).clone()).await?;
+                let version = self.service_version(name).await?;
+                let options = UpdateServiceOptionsBuilder::default().version(version).build();
+                let update = docker.update_service(name, spec, options, self.credentials.clone());
+                let answer = prod.call(format!("to update the service {name}"), update).await?;
+                for warning in answer.warnings.unwrap_or_default() {
+                    self.reporter.warn(format!("{name}: {warning}"));
+                }
+                Ok(())
+            }
+            Action::AwaitService { name, spec, timeout_secs, .. } => {
+                let spinner = Spinner(self.reporter.spinner(format!("waiting for {name} to converge")));
+                let result = self.await_service(name, Some(spec), *timeout_secs).await;
+                drop(spinner);
+                result
+            }
+            Action::RollbackService { name, from_spec, timeout_secs, .. } => {
+                let Some(service) = swarm::observe::inspect_service(prod, name).await? else { return Ok(()) };
+                let current = service.spec.clone().unwrap_or_default();
+                if current.labels.as_ref().and_then(|l| l.get(SPEC_LABEL)) != Some(from_spec) {
+                    self.reporter.line(format!("prod: {name} runs another spec already (Swarm rolled it back)"));
+                } else {
+                    let version = service.version.and_then(|v| v.index).unwrap_or_default();
+                    let version = i32::try_from(version).context("the service's version")?;
+                    let options = UpdateServiceOptionsBuilder::default().version(version).rollback("previous").build();
+                    let rollback = docker.update_service(name, current, options, self.credentials.clone());
+                    prod.call(format!("to roll the service {name} back"), rollback).await?;
+                }
+                self.await_service(name, None, *timeout_secs).await
+            }
+            Action::RemoveService { name } => Ok(tolerate(
+                prod.call(format!("to remove the service {name}"), docker.delete_service(name)).await,
+                404,
+            )?),
+            Action::RemoveConfig { name } => {
+                match prod.call(format!("to remove the config {name}"), docker.delete_config(name)).await {
+                    Ok(()) => Ok(()),
+                    // Gone already, or a service still uses it: kept.
+                    Err(e) if matches!(e.status(), Some(400 | 404 | 409)) => Ok(()),
+                    Err(e) => Err(e.into()),
+                }
+            }
+        }
+    }
+
+    /// The service's version, which an update must name.
+    async fn service_version(&self, name: &str) -> anyhow::Result<i32> {
+        let service = swarm::observe::inspect_service(self.prod, name)
+            .await?
+            .with_context(|| format!("there is no service {name} to update"))?;
+        let index = service.version.and_then(|v| v.index).unwrap_or_default();
+        i32::try_from(index).context("the service's version")
+    }
+
+    /// The spec with the id of each config it names (the plan knows names
+    /// only; the engine wants both).
+    async fn with_config_ids(&self, mut spec: ServiceSpec) -> anyhow::Result<ServiceSpec> {
+        let configs = spec.task_template.as_mut().and_then(|t| t.container_spec.as_mut()?.configs.as_mut());
+        for config in configs.into_iter().flatten() {
+            if let (None, Some(name)) = (&config.config_id, &config.config_name) {
+                let found =
+                    self.prod.call(format!("for the config {name}"), self.prod.docker.inspect_config(name)).await?;
+                config.config_id = found.id;
+            }
+        }
+        Ok(spec)
+    }
+
+    /// Until the service converges ([`swarm::observe::progress`]), within
+    /// `timeout_secs`; a rollback by Swarm or a paused update fails.
+    async fn await_service(&self, name: &str, wanted: Option<&str>, timeout_secs: u64) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(timeout_secs);
+        loop {
+            match swarm::observe::progress(self.prod, name, wanted).await? {
+                Progress::Converged => return Ok(()),
+                Progress::RolledBack(message) => bail!(
+                    "Swarm rolled the update of {name} back ({message}): its previous spec serves; `harness status` \
+                     shows its tasks"
+                ),
+                Progress::Stuck(why) => bail!("{why}; `harness status` shows its tasks"),
+                Progress::Waiting(what) if Instant::now() >= deadline => {
+                    bail!("{name} did not converge within {timeout_secs} s (swarm.converge_timeout_secs): {what}")
+                }
+                Progress::Waiting(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
         }
     }
 

@@ -23,6 +23,7 @@ pub mod history;
 pub mod names;
 pub mod observe;
 pub mod proxy;
+pub mod swarm;
 
 use anyhow::Context;
 use bollard::auth::DockerCredentials;
@@ -33,7 +34,7 @@ use self::executor::Executor;
 use self::names::Names;
 use self::names::{IMAGE_REVISION_LABEL, IMAGE_VERSION_LABEL};
 pub use self::observe::{status, ContainerStatus, Status};
-use crate::config::Config;
+use crate::config::{Config, TargetKind};
 use crate::engine::Engine;
 use crate::progress::Reporter;
 use crate::release::Release;
@@ -211,6 +212,43 @@ pub async fn rollback(
     run(prod, config, &release, credentials, reporter, "rollback").await
 }
 
+/// The engine a deploy of the configured target talks to: prod's, or the
+/// swarm manager's.
+pub async fn target_engine(config: &Config) -> anyhow::Result<Engine> {
+    match config.prod.kind {
+        TargetKind::Engine => crate::engine::prod(config).await,
+        TargetKind::Swarm => crate::engine::swarm_manager(config).await,
+    }
+}
+
+/// A deploy to the configured target (`prod.kind`).
+pub async fn deploy_target(
+    config: &Config,
+    release: &Release,
+    credentials: Option<DockerCredentials>,
+    reporter: &Reporter,
+) -> anyhow::Result<Deployed> {
+    let engine = target_engine(config).await?;
+    match config.prod.kind {
+        TargetKind::Engine => deploy(&engine, config, release, credentials, reporter).await,
+        TargetKind::Swarm => swarm::deploy(&engine, config, release, credentials, reporter).await,
+    }
+}
+
+/// A rollback on the configured target (`prod.kind`).
+pub async fn rollback_target(
+    config: &Config,
+    to: Option<&str>,
+    credentials: Option<DockerCredentials>,
+    reporter: &Reporter,
+) -> anyhow::Result<Deployed> {
+    let engine = target_engine(config).await?;
+    match config.prod.kind {
+        TargetKind::Engine => rollback(&engine, config, to, credentials, reporter).await,
+        TargetKind::Swarm => swarm::rollback(&engine, config, to, credentials, reporter).await,
+    }
+}
+
 /// `harness lock release`: removes the deploy lock; who held it, if any.
 pub async fn release_lock(prod: &Engine, config: &Config) -> anyhow::Result<Option<String>> {
     let names = Names::new(&config.prod.project);
@@ -225,7 +263,7 @@ pub async fn release_lock(prod: &Engine, config: &Config) -> anyhow::Result<Opti
 /// The release with the revision its image carries (its OCI label): the
 /// one a deploy given only `--image` expects, and one a given revision must
 /// match, so that a container's labels tell the truth about what it runs.
-async fn expected_revision(prod: &Engine, release: &Release) -> anyhow::Result<Release> {
+pub(crate) async fn expected_revision(prod: &Engine, release: &Release) -> anyhow::Result<Release> {
     let image =
         prod.call(format!("for the image {}", release.image), prod.docker.inspect_image(&release.image)).await?;
     let labels = image.config.and_then(|c| c.labels).unwrap_or_default();
@@ -260,13 +298,13 @@ fn token() -> anyhow::Result<String> {
 
 /// Who takes the lock: this process, on this machine, as this user, since
 /// now, for which release.
-fn holder(release: &Release) -> String {
+pub(crate) fn holder(release: &Release) -> String {
     format!("{} since {}, deploying {}", who(), history::now(), release.image)
 }
 
 /// This process, on this machine, as this user: who deploys, in the
 /// history.
-fn who() -> String {
+pub(crate) fn who() -> String {
     let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
     let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_default();
     let mut who = format!("harness pid {}", std::process::id());

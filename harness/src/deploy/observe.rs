@@ -82,12 +82,12 @@ pub async fn release_of(prod: &Engine, name: &str) -> Result<Option<Release>, En
     Ok((!image.is_empty()).then(|| Release { image, version: label(VERSION_LABEL), revision: label(REVISION_LABEL) }))
 }
 
-async fn inspect(prod: &Engine, name: &str) -> Result<Option<ContainerInspectResponse>, EngineError> {
+pub(crate) async fn inspect(prod: &Engine, name: &str) -> Result<Option<ContainerInspectResponse>, EngineError> {
     found(prod.call(format!("for the container {name}"), prod.docker.inspect_container(name, None)).await)
 }
 
 /// A 404 is "there is none".
-fn found<T>(result: Result<T, EngineError>) -> Result<Option<T>, EngineError> {
+pub(crate) fn found<T>(result: Result<T, EngineError>) -> Result<Option<T>, EngineError> {
     match result {
         Ok(value) => Ok(Some(value)),
         Err(e) if e.status() == Some(404) => Ok(None),

@@ -17,6 +17,7 @@
 pub mod database;
 pub mod load;
 pub mod prod;
+pub mod release;
 pub mod run;
 
 use std::collections::HashMap;
@@ -98,6 +99,10 @@ pub struct Lab {
     pub credentials_file: PathBuf,
     pub prod_docker_host: String,
     pub prod_cert_path: PathBuf,
+    /// The swarm's manager API (`tcp://HOST:PORT`) and its client
+    /// certificates.
+    pub swarm_docker_host: String,
+    pub swarm_cert_path: PathBuf,
 }
 
 pub struct Credentials {
@@ -128,6 +133,8 @@ impl Lab {
             credentials_file: get("BOOKS_LAB_REGISTRY_CREDENTIALS").into(),
             prod_docker_host: get("BOOKS_LAB_PROD_DOCKER_HOST"),
             prod_cert_path: get("BOOKS_LAB_PROD_CERT_PATH").into(),
+            swarm_docker_host: get("BOOKS_LAB_SWARM_DOCKER_HOST"),
+            swarm_cert_path: get("BOOKS_LAB_SWARM_CERT_PATH").into(),
         }
     }
 
@@ -259,6 +266,21 @@ impl Lab {
         )
         .expect("a TLS client for prod's engine");
         negotiate(docker, "prod's engine").await
+    }
+
+    /// The swarm manager's engine, reached as the harness reaches it.
+    pub async fn swarm_docker(&self) -> Docker {
+        let cert = |name: &str| self.swarm_cert_path.join(name);
+        let docker = Docker::connect_with_ssl(
+            self.swarm_docker_host.trim_start_matches("tcp://"),
+            &cert("key.pem"),
+            &cert("cert.pem"),
+            &cert("ca.pem"),
+            DEADLINE.as_secs(),
+            API_DEFAULT_VERSION,
+        )
+        .expect("a TLS client for the swarm manager's engine");
+        negotiate(docker, "the swarm manager's engine").await
     }
 
     /// The service on prod's address, published on `port`.

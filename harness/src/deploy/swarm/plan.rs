@@ -1,0 +1,409 @@
+//! A swarm deploy as data: what the swarm holds of the project
+//! ([`SwarmObserved`]) and the release go in, the [`Step`]s come out, each
+//! with its undo; pure, so each case is a unit test and `--dry-run` prints
+//! the list a deploy runs. The same executor as on a single host runs it.
+//!
+//! A rolling update gated by health: the app's service is updated (Swarm
+//! starts a new task, waits for the image's healthcheck, stops an old one,
+//! and so on, rolling back by itself when a new task fails), the deploy
+//! waits for it to converge, then runs the post-deploy checks through the
+//! manager's proxy; a failed check rolls the service back (Docker's
+//! service rollback).
+
+use std::fmt;
+
+use serde::Serialize;
+
+use super::services::{self, SwarmNames};
+use crate::config::Config;
+use crate::deploy::actions::{self, Action, LockHeld, Step};
+use crate::deploy::containers;
+use crate::deploy::names::Names;
+use crate::release::Release;
+
+/// A service of the project, as observed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObservedService {
+    /// Its spec label (see `names::SPEC_LABEL`).
+    pub spec: Option<String>,
+    /// The image its spec runs.
+    pub image: String,
+    /// Its update completed and every task runs its spec.
+    pub converged: bool,
+}
+
+/// What the swarm holds of the project before a deploy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SwarmObserved {
+    pub network: bool,
+    /// The project's config objects, by name.
+    pub configs: Vec<String>,
+    pub db: Option<ObservedService>,
+    pub app: Option<ObservedService>,
+    pub proxy: Option<ObservedService>,
+    /// The history's container on the manager's engine is there.
+    pub history: bool,
+    /// Who holds the deploy lock, when another deploy holds it.
+    pub lock_holder: Option<String>,
+}
+
+/// What a swarm deploy will do, in order.
+#[derive(Debug, Clone, Serialize)]
+pub struct SwarmPlan {
+    pub release: Release,
+    /// False when the swarm already runs this release with this
+    /// configuration, converged: no service is changed.
+    pub replaces: bool,
+    pub prelude: Vec<Action>,
+    pub steps: Vec<Step>,
+    pub finally: Vec<Action>,
+    pub summary: String,
+}
+
+impl fmt::Display for SwarmPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "deploy {} (revision {}) to the swarm: {}",
+            self.release.image, self.release.revision, self.summary
+        )?;
+        actions::write_steps(f, &self.prelude, &self.steps, &self.finally)
+    }
+}
+
+/// The steps that take the swarm from `observed` to serving `release`
+/// through every node's proxy.
+pub fn plan(observed: &SwarmObserved, release: &Release, config: &Config, holder: &str) -> Result<SwarmPlan, LockHeld> {
+    let names = Names::new(&config.prod.project);
+    let swarm = SwarmNames::new(&config.prod.project);
+    if let Some(holder) = &observed.lock_holder {
+        return Err(LockHeld { lock: names.lock.clone(), holder: holder.clone() });
+    }
+    let prelude = actions::prelude(&names, release, holder);
+    let finally = actions::finally(&names);
+    let url = config.swarm_url().unwrap_or_default();
+    let timeout_secs = config.swarm.converge_timeout_secs;
+    let mut steps = Vec::new();
+
+    // What lasts: the network, the history, the database (never made again:
+    // its data lives in its volume on the manager).
+    if !observed.network {
+        steps.push(Step::new(Action::CreateOverlay { name: swarm.network.clone() }));
+    }
+    if !observed.history {
+        let image = config.prod.database_image.clone();
+        steps.push(Step::new(Action::Pull { image: image.clone() }));
+        let body = Box::new(containers::history(config, &names));
+        steps.push(Step::new(Action::Create { name: names.history.clone(), image, body }));
+    }
+    if observed.db.is_none() {
+        let spec = services::database(config, &swarm);
+        steps.push(Step::new(Action::CreateService {
+            name: swarm.db.clone(),
+            image: config.prod.database_image.clone(),
+            spec: Box::new(spec),
+        }));
+    }
+    let proxy_text = services::proxy_text(config, &swarm);
+    let proxy_config = swarm.proxy_config(&proxy_text);
+    if !observed.configs.contains(&proxy_config) {
+        let spec = services::proxy_config(config, &proxy_config, &proxy_text);
+        steps.push(Step::new(Action::CreateConfig { name: proxy_config.clone(), spec: Box::new(spec) }));
+    }
+
+    let app = services::app(config, release, &swarm);
+    let app_spec = services::spec_of(&app).unwrap_or_default().to_owned();
+    let proxy = services::proxy(config, &swarm, &proxy_config);
+    let proxy_spec = services::spec_of(&proxy).unwrap_or_default().to_owned();
+    let unchanged = |service: &Option<ObservedService>, spec: &str| {
+        service.as_ref().is_some_and(|s| s.converged && s.spec.as_deref() == Some(spec))
+    };
+    let app_unchanged = unchanged(&observed.app, &app_spec);
+    let proxy_unchanged = unchanged(&observed.proxy, &proxy_spec);
+    if app_unchanged && proxy_unchanged {
+        let summary = format!("{} runs this release on every task, converged: nothing to replace", swarm.app);
+        return Ok(SwarmPlan { release: release.clone(), replaces: false, prelude, steps, finally, summary });
+    }
+
+    let hook = |name: &str, command: &Option<String>| {
+        command.as_ref().map(|command| Action::Hook {
+            name: name.to_owned(),
+            command: command.clone(),
+            timeout_secs: config.hooks.timeout_secs.unwrap_or(60),
+            env: vec![
+                ("BOOKS_MS_IMAGE".to_owned(), release.image.clone()),
+                ("BOOKS_MS_VERSION".to_owned(), release.version.clone()),
+                ("BOOKS_MS_REVISION".to_owned(), release.revision.clone()),
+                ("BOOKS_MS_URL".to_owned(), url.clone()),
+            ],
+        })
+    };
+    if let Some(pre) = hook("pre-deploy", &config.hooks.pre_deploy) {
+        steps.push(Step::new(pre));
+    }
+
+    // The app first (a first deploy's proxy then finds tasks at once), then
+    // the proxy; each waited for, each undone by going back.
+    let mut summary = Vec::new();
+    for (name, image, spec, body, observed, changed) in [
+        (&swarm.app, &release.image, &app_spec, app, &observed.app, !app_unchanged),
+        (&swarm.proxy, &config.prod.proxy_image, &proxy_spec, proxy, &observed.proxy, !proxy_unchanged),
+    ] {
+        if !changed {
+            continue;
+        }
+        let wait = Action::AwaitService { name: name.clone(), image: image.clone(), spec: spec.clone(), timeout_secs };
+        match observed {
+            // Its spec already, not converged (a deploy killed while it
+            // waited, a node lost): Swarm converges by itself; wait for it.
+            Some(service) if service.spec.as_deref() == Some(spec.as_str()) => {
+                summary.push(format!("wait for {name} to converge"));
+                steps.push(Step::new(wait));
+            }
+            None => {
+                summary.push(format!("create {name}"));
+                steps.push(Step::undone_by(
+                    Action::CreateService { name: name.clone(), image: image.clone(), spec: Box::new(body) },
+                    vec![Action::RemoveService { name: name.clone() }],
+                ));
+                steps.push(Step::new(wait));
+            }
+            Some(_) => {
+                summary.push(format!("roll {name} over to it"));
+                steps.push(Step::undone_by(
+                    Action::UpdateService { name: name.clone(), image: image.clone(), spec: Box::new(body) },
+                    vec![Action::RollbackService {
+                        name: name.clone(),
+                        from_image: image.clone(),
+                        from_spec: spec.clone(),
+                        timeout_secs,
+                    }],
+                ));
+                steps.push(Step::new(wait));
+            }
+        }
+    }
+
+    steps.push(Step::new(Action::CheckVersion {
+        url: format!("{url}/version"),
+        revision: release.revision.clone(),
+        preview: None,
+    }));
+    steps.push(Step::new(Action::Verify { url: url.clone(), ids: config.checks.ids.clone(), preview: None }));
+    if let Some(post) = hook("post-deploy", &config.hooks.post_deploy) {
+        steps.push(Step::new(post));
+    }
+    // The proxy's configs of before, last: a rollback before here may
+    // still need them.
+    if !proxy_unchanged {
+        for old in observed.configs.iter().filter(|c| **c != proxy_config) {
+            steps.push(Step::new(Action::RemoveConfig { name: old.clone() }));
+        }
+    }
+    let summary = format!("{}, then check through {url}; a failure rolls back", summary.join(", "));
+    Ok(SwarmPlan { release: release.clone(), replaces: true, prelude, steps, finally, summary })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOLDER: &str = "harness pid 1 on cd";
+
+    fn release() -> Release {
+        Release { image: "10.200.0.1:5000/books-ms@sha256:abc".into(), version: "v2".into(), revision: "r2".into() }
+    }
+
+    fn lines(steps: &[Step]) -> Vec<String> {
+        steps.iter().map(|s| s.action.to_string()).collect()
+    }
+
+    fn undo_lines(step: &Step) -> Vec<String> {
+        step.undo.iter().map(ToString::to_string).collect()
+    }
+
+    fn swarm_names() -> SwarmNames {
+        SwarmNames::new("books-ms")
+    }
+
+    fn proxy_config(config: &Config) -> String {
+        swarm_names().proxy_config(&services::proxy_text(config, &swarm_names()))
+    }
+
+    fn service(spec: &bollard::models::ServiceSpec) -> ObservedService {
+        ObservedService {
+            spec: services::spec_of(spec).map(str::to_owned),
+            image: services::image_of(spec).unwrap_or_default().to_owned(),
+            converged: true,
+        }
+    }
+
+    /// A swarm running `live` (the app's image) behind this configuration's proxy.
+    fn running(config: &Config, live: &Release) -> SwarmObserved {
+        let names = swarm_names();
+        let config_name = proxy_config(config);
+        SwarmObserved {
+            network: true,
+            configs: vec![config_name.clone()],
+            db: Some(service(&services::database(config, &names))),
+            app: Some(service(&services::app(config, live, &names))),
+            proxy: Some(service(&services::proxy(config, &names, &config_name))),
+            history: true,
+            lock_holder: None,
+        }
+    }
+
+    fn older() -> Release {
+        Release { image: "10.200.0.1:5000/books-ms@sha256:old".into(), version: "v1".into(), revision: "r1".into() }
+    }
+
+    #[test]
+    fn a_first_deploy_creates_the_network_the_database_the_app_then_the_proxy_and_checks() {
+        let config = Config::default();
+        let plan = super::plan(&SwarmObserved::default(), &release(), &config, HOLDER).unwrap();
+        let db = &config.prod.database_image;
+        let proxy = &config.prod.proxy_image;
+        let timeout = config.swarm.converge_timeout_secs;
+        assert!(plan.replaces);
+        assert_eq!(
+            lines(&plan.steps),
+            [
+                "create the overlay network books-ms".to_owned(),
+                format!("pull {db}"),
+                format!("create books-ms-history from {db}"),
+                format!("create the service books-ms-db from {db}"),
+                format!("create the config {}", proxy_config(&config)),
+                "create the service books-ms-app from 10.200.0.1:5000/books-ms@sha256:abc".into(),
+                format!(
+                    "wait until every task of books-ms-app runs 10.200.0.1:5000/books-ms@sha256:abc, healthy (at most \
+                     {timeout} s)"
+                ),
+                format!("create the service books-ms-proxy from {proxy}"),
+                format!("wait until every task of books-ms-proxy runs {proxy}, healthy (at most {timeout} s)"),
+                "check that http://10.210.0.11:8080/version reports revision r2".into(),
+                "run the post-deploy checks on http://10.210.0.11:8080".into(),
+            ]
+        );
+        assert_eq!(undo_lines(&plan.steps[5]), ["remove the service books-ms-app"]);
+        assert_eq!(undo_lines(&plan.steps[7]), ["remove the service books-ms-proxy"]);
+        let prelude: Vec<String> = plan.prelude.iter().map(ToString::to_string).collect();
+        assert_eq!(prelude[0], "pull 10.200.0.1:5000/books-ms@sha256:abc", "the lock's image, on the manager");
+        assert!(prelude[1].starts_with("take the deploy lock books-ms-deploy-lock"), "{prelude:?}");
+    }
+
+    #[test]
+    fn a_new_release_rolls_the_app_over_and_a_failed_check_rolls_it_back() {
+        let config = Config::default();
+        let observed = running(&config, &older());
+        let plan = super::plan(&observed, &release(), &config, HOLDER).unwrap();
+        let timeout = config.swarm.converge_timeout_secs;
+        assert_eq!(
+            lines(&plan.steps),
+            [
+                "update the service books-ms-app to 10.200.0.1:5000/books-ms@sha256:abc".to_owned(),
+                format!(
+                    "wait until every task of books-ms-app runs 10.200.0.1:5000/books-ms@sha256:abc, healthy (at most \
+                     {timeout} s)"
+                ),
+                "check that http://10.210.0.11:8080/version reports revision r2".into(),
+                "run the post-deploy checks on http://10.210.0.11:8080".into(),
+            ]
+        );
+        // The post-deploy checks fail: the undo of every step so far, latest first.
+        let undo: Vec<String> = plan.steps.iter().rev().flat_map(undo_lines).collect();
+        assert_eq!(undo, ["roll the service books-ms-app back from 10.200.0.1:5000/books-ms@sha256:abc"]);
+        match &plan.steps[0].undo[0] {
+            Action::RollbackService { from_spec, .. } => {
+                let spec = services::app(&config, &release(), &swarm_names());
+                assert_eq!(Some(from_spec.as_str()), services::spec_of(&spec), "only undoes its own update");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(plan.summary.contains("roll books-ms-app over"), "{}", plan.summary);
+    }
+
+    #[test]
+    fn the_same_release_converged_is_left_alone_and_an_unconverged_one_waited_for() {
+        let config = Config::default();
+        let observed = running(&config, &release());
+        let plan = super::plan(&observed, &release(), &config, HOLDER).unwrap();
+        assert!(!plan.replaces, "{plan}");
+        assert!(plan.steps.is_empty(), "{plan}");
+        let mut stuck = observed.clone();
+        stuck.app.as_mut().unwrap().converged = false;
+        let plan = super::plan(&stuck, &release(), &config, HOLDER).unwrap();
+        assert!(plan.replaces);
+        assert!(lines(&plan.steps)[0].starts_with("wait until every task of books-ms-app runs"), "{plan}");
+        assert!(plan.steps[0].undo.is_empty(), "nothing of it to undo: {plan}");
+        assert!(lines(&plan.steps)[1].starts_with("check that"), "{plan}");
+    }
+
+    #[test]
+    fn a_new_proxy_configuration_is_a_new_config_object_and_a_proxy_update() {
+        let config = Config::default();
+        let observed = running(&config, &release());
+        let mut more = config.clone();
+        more.swarm.replicas = 3;
+        let plan = super::plan(&observed, &release(), &more, HOLDER).unwrap();
+        let lines = lines(&plan.steps);
+        let new_config = proxy_config(&more);
+        assert_ne!(new_config, proxy_config(&config));
+        assert_eq!(lines[0], format!("create the config {new_config}"));
+        assert_eq!(lines[1], "update the service books-ms-app to 10.200.0.1:5000/books-ms@sha256:abc");
+        assert_eq!(lines[3], format!("update the service books-ms-proxy to {}", more.prod.proxy_image));
+        let undo: Vec<String> = plan.steps.iter().rev().flat_map(undo_lines).collect();
+        assert_eq!(undo.len(), 2, "the proxy then the app go back: {undo:?}");
+        assert!(undo[0].starts_with("roll the service books-ms-proxy back"), "{undo:?}");
+        assert_eq!(
+            lines.last().unwrap(),
+            &format!("remove the config {}, unless in use", proxy_config(&config)),
+            "the old config goes once nothing can roll back to it"
+        );
+    }
+
+    #[test]
+    fn the_database_is_never_made_again_a_missing_network_is() {
+        let config = Config::default();
+        let mut observed = running(&config, &release());
+        observed.network = false;
+        let db = observed.db.as_mut().unwrap();
+        db.spec = Some("another".into());
+        db.converged = false;
+        let plan = super::plan(&observed, &release(), &config, HOLDER).unwrap();
+        assert_eq!(lines(&plan.steps), ["create the overlay network books-ms"]);
+        assert!(!plan.replaces);
+    }
+
+    #[test]
+    fn hooks_run_before_the_update_and_after_the_checks() {
+        let mut config = Config::default();
+        config.hooks.pre_deploy = Some("./announce".into());
+        config.hooks.post_deploy = Some("./smoke".into());
+        let plan = super::plan(&running(&config, &older()), &release(), &config, HOLDER).unwrap();
+        let lines = lines(&plan.steps);
+        assert_eq!(lines.first().unwrap(), "run the pre-deploy hook `./announce`");
+        assert_eq!(lines.last().unwrap(), "run the post-deploy hook `./smoke`");
+    }
+
+    #[test]
+    fn a_lock_held_by_another_deploy_refuses_naming_the_holder() {
+        let config = Config::default();
+        let observed = SwarmObserved { lock_holder: Some("harness pid 42 on cd".into()), ..Default::default() };
+        let error = super::plan(&observed, &release(), &config, HOLDER).unwrap_err().to_string();
+        assert!(error.contains("harness pid 42 on cd") && error.contains("harness lock release"), "{error}");
+    }
+
+    #[test]
+    fn the_dry_run_text_names_the_swarm_and_numbers_every_action_with_its_undo() {
+        let config = Config::default();
+        let text = super::plan(&running(&config, &older()), &release(), &config, HOLDER).unwrap().to_string();
+        assert!(text.starts_with("deploy 10.200.0.1:5000/books-ms@sha256:abc (revision r2) to the swarm"), "{text}");
+        assert!(
+            text.contains(
+                "  3. update the service books-ms-app to 10.200.0.1:5000/books-ms@sha256:abc\n       undo: roll the \
+                 service books-ms-app back"
+            ),
+            "{text}"
+        );
+    }
+}

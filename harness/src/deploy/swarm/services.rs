@@ -1,0 +1,372 @@
+//! The swarm's services and the proxy's config object, as the engine's
+//! specs: pure data, built from the configuration and the release.
+
+use std::collections::HashMap;
+
+use bollard::models::{
+    ConfigSpec, EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum, EndpointSpec,
+    EndpointSpecModeEnum, Mount, MountTypeEnum, NetworkAttachmentConfig, ServiceSpec, ServiceSpecMode,
+    ServiceSpecModeReplicated, ServiceSpecRollbackConfig, ServiceSpecRollbackConfigFailureActionEnum,
+    ServiceSpecRollbackConfigOrderEnum, ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
+    ServiceSpecUpdateConfigOrderEnum, TaskSpec, TaskSpecContainerSpec, TaskSpecContainerSpecConfigs,
+    TaskSpecContainerSpecFile1, TaskSpecLogDriver, TaskSpecPlacement, TaskSpecRestartPolicy,
+    TaskSpecRestartPolicyConditionEnum,
+};
+
+use super::haproxy;
+use crate::config::Config;
+use crate::deploy::names::*;
+use crate::deploy::proxy::APP_PORT;
+use crate::release::Release;
+
+/// Names of everything of project `P` on the swarm: the overlay network
+/// `P`, the services `P-db` (its volume `P-db`, on the manager), `P-app`
+/// and `P-proxy`, the proxy's configs `P-proxy-HASH`; on the manager's
+/// engine, the deploy lock `P-deploy-lock` and the history `P-history`
+/// (containers, as on a single host).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwarmNames {
+    pub project: String,
+    pub network: String,
+    pub db: String,
+    pub volume: String,
+    pub app: String,
+    pub proxy: String,
+}
+
+impl SwarmNames {
+    pub fn new(project: &str) -> Self {
+        SwarmNames {
+            project: project.to_owned(),
+            network: project.to_owned(),
+            db: format!("{project}-db"),
+            volume: format!("{project}-db"),
+            app: format!("{project}-app"),
+            proxy: format!("{project}-proxy"),
+        }
+    }
+
+    /// The proxy's config object for `text`: configs are immutable, so a
+    /// new text is a new name.
+    pub fn proxy_config(&self, text: &str) -> String {
+        format!("{}-{}", self.proxy, &fingerprint(&serde_json::Value::String(text.to_owned()))[..12])
+    }
+}
+
+/// Where the proxy's configuration is mounted in its tasks.
+pub const PROXY_CONFIG_FILE: &str = "/etc/haproxy/haproxy.cfg";
+/// How long a stopped task gets to finish its requests in flight (the
+/// service takes up to 10 s on SIGTERM).
+const STOP_GRACE_NANOS: i64 = 15_000_000_000;
+const SECOND_NANOS: i64 = 1_000_000_000;
+
+/// The app: `swarm.replicas` tasks on the overlay network, never
+/// published, found by the proxy through the swarm's DNS (`dnsrr`: this
+/// kernel has no IPVS for virtual IPs); updated one task at a time, the new
+/// one started (and healthy, by the image's healthcheck) before the old
+/// one stops, rolled back by Swarm when a new task fails within the
+/// monitor period.
+pub fn app(config: &Config, release: &Release, names: &SwarmNames) -> ServiceSpec {
+    let labels = release_labels(config, release, "app");
+    let swarm = &config.swarm;
+    let mut spec = ServiceSpec {
+        name: Some(names.app.clone()),
+        labels: Some(labels.clone()),
+        task_template: Some(TaskSpec {
+            container_spec: Some(TaskSpecContainerSpec {
+                image: Some(release.image.clone()),
+                labels: Some(labels),
+                env: Some(vec!["DB_HOST=db".to_owned()]),
+                stop_grace_period: Some(STOP_GRACE_NANOS),
+                ..Default::default()
+            }),
+            restart_policy: Some(restart_any()),
+            log_driver: Some(log_driver(config)),
+            networks: Some(vec![on_network(&names.network, &names.app)]),
+            ..Default::default()
+        }),
+        mode: Some(replicated(i64::from(swarm.replicas))),
+        update_config: Some(ServiceSpecUpdateConfig {
+            parallelism: Some(i64::from(swarm.update_parallelism)),
+            delay: Some(seconds(swarm.update_delay_secs)),
+            failure_action: Some(ServiceSpecUpdateConfigFailureActionEnum::ROLLBACK),
+            monitor: Some(seconds(swarm.update_monitor_secs)),
+            max_failure_ratio: Some(0.0),
+            order: Some(ServiceSpecUpdateConfigOrderEnum::START_FIRST),
+        }),
+        rollback_config: Some(ServiceSpecRollbackConfig {
+            parallelism: Some(i64::from(swarm.update_parallelism)),
+            delay: Some(seconds(swarm.update_delay_secs)),
+            failure_action: Some(ServiceSpecRollbackConfigFailureActionEnum::PAUSE),
+            monitor: Some(seconds(swarm.update_monitor_secs)),
+            max_failure_ratio: Some(0.0),
+            order: Some(ServiceSpecRollbackConfigOrderEnum::START_FIRST),
+        }),
+        endpoint_spec: Some(EndpointSpec { mode: Some(EndpointSpecModeEnum::DNSRR), ports: None }),
+        ..Default::default()
+    };
+    with_spec_label(&mut spec);
+    spec
+}
+
+/// The database: one task, pinned to the manager (its named volume is
+/// local to the node it runs on), reached as `db` on the overlay network.
+pub fn database(config: &Config, names: &SwarmNames) -> ServiceSpec {
+    let labels = role_labels(config, "db");
+    let mut spec = ServiceSpec {
+        name: Some(names.db.clone()),
+        labels: Some(labels.clone()),
+        task_template: Some(TaskSpec {
+            container_spec: Some(TaskSpecContainerSpec {
+                image: Some(config.prod.database_image.clone()),
+                labels: Some(labels),
+                mounts: Some(vec![Mount {
+                    target: Some("/data/db".to_owned()),
+                    source: Some(names.volume.clone()),
+                    typ: Some(MountTypeEnum::VOLUME),
+                    ..Default::default()
+                }]),
+                stop_grace_period: Some(STOP_GRACE_NANOS),
+                ..Default::default()
+            }),
+            placement: Some(TaskSpecPlacement {
+                constraints: Some(vec!["node.role == manager".to_owned()]),
+                ..Default::default()
+            }),
+            restart_policy: Some(restart_any()),
+            log_driver: Some(log_driver(config)),
+            networks: Some(vec![on_network(&names.network, "db")]),
+            ..Default::default()
+        }),
+        mode: Some(replicated(1)),
+        endpoint_spec: Some(EndpointSpec { mode: Some(EndpointSpecModeEnum::DNSRR), ports: None }),
+        ..Default::default()
+    };
+    with_spec_label(&mut spec);
+    spec
+}
+
+/// The proxy's configuration as a swarm config object named `name`.
+pub fn proxy_config(config: &Config, name: &str, text: &str) -> ConfigSpec {
+    use base64::Engine as _;
+    ConfigSpec {
+        name: Some(name.to_owned()),
+        labels: Some(role_labels(config, "proxy")),
+        data: Some(base64::engine::general_purpose::STANDARD.encode(text)),
+        ..Default::default()
+    }
+}
+
+/// The proxy: one task on every node (global), published on each node's
+/// own address (`mode: host`; the ingress mesh needs IPVS), its
+/// configuration the config object `config_name` (its id is filled in by
+/// the executor, which looks the name up). Its tasks are replaced one node
+/// at a time, the old one first: two cannot hold the node's port.
+pub fn proxy(config: &Config, names: &SwarmNames, config_name: &str) -> ServiceSpec {
+    let labels = role_labels(config, "proxy");
+    let mut spec = ServiceSpec {
+        name: Some(names.proxy.clone()),
+        labels: Some(labels.clone()),
+        task_template: Some(TaskSpec {
+            container_spec: Some(TaskSpecContainerSpec {
+                image: Some(config.prod.proxy_image.clone()),
+                labels: Some(labels),
+                configs: Some(vec![TaskSpecContainerSpecConfigs {
+                    file: Some(TaskSpecContainerSpecFile1 {
+                        name: Some(PROXY_CONFIG_FILE.to_owned()),
+                        uid: Some("0".to_owned()),
+                        gid: Some("0".to_owned()),
+                        mode: Some(0o444),
+                    }),
+                    config_name: Some(config_name.to_owned()),
+                    ..Default::default()
+                }]),
+                stop_grace_period: Some(STOP_GRACE_NANOS),
+                ..Default::default()
+            }),
+            restart_policy: Some(restart_any()),
+            log_driver: Some(log_driver(config)),
+            networks: Some(vec![on_network(&names.network, &names.proxy)]),
+            ..Default::default()
+        }),
+        mode: Some(ServiceSpecMode { global: Some(HashMap::new()), ..Default::default() }),
+        update_config: Some(ServiceSpecUpdateConfig {
+            parallelism: Some(1),
+            delay: Some(SECOND_NANOS),
+            failure_action: Some(ServiceSpecUpdateConfigFailureActionEnum::ROLLBACK),
+            monitor: Some(seconds(config.swarm.update_monitor_secs)),
+            max_failure_ratio: Some(0.0),
+            order: Some(ServiceSpecUpdateConfigOrderEnum::STOP_FIRST),
+        }),
+        endpoint_spec: Some(EndpointSpec {
+            mode: Some(EndpointSpecModeEnum::DNSRR),
+            ports: Some(vec![EndpointPortConfig {
+                protocol: Some(EndpointPortConfigProtocolEnum::TCP),
+                target_port: Some(i64::from(APP_PORT)),
+                published_port: Some(i64::from(config.swarm.app_port)),
+                publish_mode: Some(EndpointPortConfigPublishModeEnum::HOST),
+                ..Default::default()
+            }]),
+        }),
+        ..Default::default()
+    };
+    with_spec_label(&mut spec);
+    spec
+}
+
+/// The proxy's configuration text for this configuration.
+pub fn proxy_text(config: &Config, names: &SwarmNames) -> String {
+    haproxy::render(&names.app, config.swarm.replicas)
+}
+
+/// The spec label of a service spec.
+pub fn spec_of(spec: &ServiceSpec) -> Option<&str> {
+    spec.labels.as_ref()?.get(SPEC_LABEL).map(String::as_str)
+}
+
+/// The image a service spec runs.
+pub fn image_of(spec: &ServiceSpec) -> Option<&str> {
+    spec.task_template.as_ref()?.container_spec.as_ref()?.image.as_deref()
+}
+
+fn with_spec_label(spec: &mut ServiceSpec) {
+    let value = serde_json::to_value(&*spec).unwrap_or_default();
+    let fingerprint = fingerprint(&value);
+    spec.labels.get_or_insert_with(HashMap::new).insert(SPEC_LABEL.to_owned(), fingerprint);
+}
+
+/// A fingerprint of a JSON value, its keys in order (see
+/// `containers::canonical`).
+fn fingerprint(value: &serde_json::Value) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    crate::deploy::containers::canonical(value).hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+}
+
+fn role_labels(config: &Config, role: &str) -> HashMap<String, String> {
+    HashMap::from([(PROJECT_LABEL.to_owned(), config.prod.project.clone()), (ROLE_LABEL.to_owned(), role.to_owned())])
+}
+
+fn release_labels(config: &Config, release: &Release, role: &str) -> HashMap<String, String> {
+    let mut labels = role_labels(config, role);
+    labels.insert(VERSION_LABEL.to_owned(), release.version.clone());
+    labels.insert(REVISION_LABEL.to_owned(), release.revision.clone());
+    labels.insert(IMAGE_LABEL.to_owned(), release.image.clone());
+    labels
+}
+
+fn replicated(replicas: i64) -> ServiceSpecMode {
+    ServiceSpecMode { replicated: Some(ServiceSpecModeReplicated { replicas: Some(replicas) }), ..Default::default() }
+}
+
+fn restart_any() -> TaskSpecRestartPolicy {
+    TaskSpecRestartPolicy {
+        condition: Some(TaskSpecRestartPolicyConditionEnum::ANY),
+        delay: Some(SECOND_NANOS),
+        ..Default::default()
+    }
+}
+
+fn seconds(secs: u64) -> i64 {
+    i64::try_from(secs).unwrap_or(i64::MAX / SECOND_NANOS).saturating_mul(SECOND_NANOS)
+}
+
+/// Docker's json-file driver with rotation, as on a single host.
+fn log_driver(config: &Config) -> TaskSpecLogDriver {
+    TaskSpecLogDriver {
+        name: Some("json-file".to_owned()),
+        options: Some(HashMap::from([
+            ("max-size".to_owned(), config.prod.log_max_size.clone()),
+            ("max-file".to_owned(), config.prod.log_max_files.to_string()),
+        ])),
+    }
+}
+
+fn on_network(network: &str, alias: &str) -> NetworkAttachmentConfig {
+    NetworkAttachmentConfig {
+        target: Some(network.to_owned()),
+        aliases: Some(vec![alias.to_owned()]),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn release(image: &str) -> Release {
+        Release { image: image.into(), version: "v1".into(), revision: "r1".into() }
+    }
+
+    #[test]
+    fn the_app_is_replicated_never_published_and_updated_start_first_rolling_back_on_failure() {
+        let config = Config::default();
+        let names = SwarmNames::new("books-ms");
+        let app = app(&config, &release("r/a@sha256:1"), &names);
+        assert_eq!(app.mode.as_ref().unwrap().replicated.as_ref().unwrap().replicas, Some(2));
+        let endpoint = app.endpoint_spec.as_ref().unwrap();
+        assert_eq!(endpoint.mode, Some(EndpointSpecModeEnum::DNSRR));
+        assert!(endpoint.ports.is_none(), "never published");
+        let update = app.update_config.as_ref().unwrap();
+        assert_eq!(update.order, Some(ServiceSpecUpdateConfigOrderEnum::START_FIRST));
+        assert_eq!(update.failure_action, Some(ServiceSpecUpdateConfigFailureActionEnum::ROLLBACK));
+        assert_eq!(update.parallelism, Some(1));
+        assert_eq!(update.monitor, Some(5 * SECOND_NANOS));
+        let rollback = app.rollback_config.as_ref().unwrap();
+        assert_eq!(rollback.order, Some(ServiceSpecRollbackConfigOrderEnum::START_FIRST));
+        let container = app.task_template.as_ref().unwrap().container_spec.as_ref().unwrap();
+        assert!(container.health_check.is_none(), "health is the image's own healthcheck");
+        assert_eq!(container.labels.as_ref().unwrap()[VERSION_LABEL], "v1", "each task carries its version");
+        assert_eq!(image_of(&app), Some("r/a@sha256:1"));
+    }
+
+    #[test]
+    fn the_spec_label_changes_with_the_release_and_the_configuration_only() {
+        let mut config = Config::default();
+        let names = SwarmNames::new("books-ms");
+        let a = app(&config, &release("r/a@sha256:1"), &names);
+        assert_eq!(spec_of(&a), spec_of(&app(&config, &release("r/a@sha256:1"), &names)));
+        assert_ne!(spec_of(&a), spec_of(&app(&config, &release("r/a@sha256:2"), &names)));
+        config.swarm.replicas = 3;
+        assert_ne!(spec_of(&a), spec_of(&app(&config, &release("r/a@sha256:1"), &names)));
+    }
+
+    #[test]
+    fn the_database_is_one_task_on_the_manager_with_its_volume_the_proxy_global_on_every_nodes_port() {
+        let mut config = Config::default();
+        config.swarm.app_port = 9090;
+        let names = SwarmNames::new("books-ms");
+        let db = database(&config, &names);
+        assert_eq!(db.mode.as_ref().unwrap().replicated.as_ref().unwrap().replicas, Some(1));
+        let task = db.task_template.as_ref().unwrap();
+        assert_eq!(task.placement.as_ref().unwrap().constraints.as_deref(), Some(&["node.role == manager".into()][..]));
+        let mount = &task.container_spec.as_ref().unwrap().mounts.as_ref().unwrap()[0];
+        assert_eq!((mount.source.as_deref(), mount.typ), (Some("books-ms-db"), Some(MountTypeEnum::VOLUME)));
+        assert_eq!(task.networks.as_ref().unwrap()[0].aliases.as_deref(), Some(&["db".into()][..]));
+
+        let proxy = proxy(&config, &names, "books-ms-proxy-0123456789ab");
+        assert!(proxy.mode.as_ref().unwrap().global.is_some());
+        let port = &proxy.endpoint_spec.as_ref().unwrap().ports.as_ref().unwrap()[0];
+        assert_eq!(port.publish_mode, Some(EndpointPortConfigPublishModeEnum::HOST));
+        assert_eq!((port.published_port, port.target_port), (Some(9090), Some(8080)));
+        let file = &proxy.task_template.as_ref().unwrap().container_spec.as_ref().unwrap().configs.as_ref().unwrap()[0];
+        assert_eq!(file.config_name.as_deref(), Some("books-ms-proxy-0123456789ab"));
+        assert_eq!(file.file.as_ref().unwrap().name.as_deref(), Some(PROXY_CONFIG_FILE));
+        let update = proxy.update_config.as_ref().unwrap();
+        assert_eq!(update.order, Some(ServiceSpecUpdateConfigOrderEnum::STOP_FIRST), "two tasks cannot hold a port");
+    }
+
+    #[test]
+    fn a_proxy_config_is_named_by_its_content() {
+        let names = SwarmNames::new("books-ms");
+        let one = names.proxy_config("a");
+        assert_eq!(one, names.proxy_config("a"));
+        assert_ne!(one, names.proxy_config("b"));
+        assert!(one.starts_with("books-ms-proxy-") && one.len() == "books-ms-proxy-".len() + 12, "{one}");
+        use base64::Engine as _;
+        let spec = proxy_config(&Config::default(), &one, "global\n");
+        let data = base64::engine::general_purpose::STANDARD.decode(spec.data.unwrap()).unwrap();
+        assert_eq!(data, b"global\n");
+    }
+}

@@ -1,0 +1,143 @@
+//! The releases the deploy tests ship: this working tree built with a
+//! revision of the test's own (so that a deploy is never a no-op by
+//! accident), the static binary built as scripts/dist.sh builds it (same
+//! flags, same target dir, so its cache is shared; never the repo's
+//! dist/books-ms), the runtime image built from a context of its own with
+//! the Dockerfile, pushed to the lab's registry under
+//! `books-lab-tests/books-ms`, and named by digest. Also the cd engine's
+//! docker CLI the fixtures use.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use super::run::{run_bounded, Run};
+use super::{repo_root, without_cargo_env, Lab};
+
+/// The release binary: about 4 s when only the revision changed, minutes
+/// when dist's target dir is cold.
+const BUILD_DEADLINE: Duration = Duration::from_secs(1800);
+/// One docker CLI command of the fixture (build, push, inspect).
+const DOCKER_DEADLINE: Duration = Duration::from_secs(300);
+/// The repository of the releases these tests build, under the registry.
+pub const TEST_REPOSITORY: &str = "books-lab-tests/books-ms";
+/// The target dist.sh builds for.
+const TARGET: &str = "x86_64-unknown-linux-gnu";
+
+/// A release of this working tree in the lab's registry.
+#[derive(Debug, Clone)]
+pub struct Release {
+    /// What its `/version` reports, and its image's revision label.
+    pub revision: String,
+    /// `REGISTRY/books-lab-tests/books-ms@sha256:...`
+    pub image: String,
+}
+
+/// Builds, pushes and returns the release whose `/version` reports
+/// `revision`. Blocks (minutes at worst).
+pub fn build_release(revision: &str) -> Result<Release, String> {
+    // One build at a time: they share the binary's path in the target dir.
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _building = BUILDING.lock().unwrap_or_else(|p| p.into_inner());
+    let root = repo_root();
+    let started = Instant::now();
+
+    // The binary, as scripts/dist.sh builds it.
+    let target_dir = dist_target_dir(&root);
+    let mut cargo = Command::new("cargo");
+    without_cargo_env(&mut cargo)
+        .current_dir(&root)
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .env("BOOKS_MS_REVISION", revision)
+        .args(["build", "--release", "--locked", "-p", "books-ms", "--target", TARGET]);
+    let built = run_bounded(&mut cargo, BUILD_DEADLINE);
+    if !built.success() {
+        return Err(format!("building the release binary of {revision} failed:\n{}", built.stderr));
+    }
+    let binary = target_dir.join(TARGET).join("release/books-ms");
+
+    // A build context of its own: the Dockerfile, its .dockerignore, the
+    // web components and the binary (the repo's dist/ is left alone).
+    let context = tempfile::tempdir().map_err(|e| format!("a temporary build context: {e}"))?;
+    let copy = |from: &Path, to: &Path| std::fs::copy(from, to).map_err(|e| format!("copying {}: {e}", from.display()));
+    copy(&root.join("Dockerfile"), &context.path().join("Dockerfile"))?;
+    copy(&root.join(".dockerignore"), &context.path().join(".dockerignore"))?;
+    copy_tree(&root.join("client"), &context.path().join("client"))?;
+    std::fs::create_dir(context.path().join("dist")).map_err(|e| format!("the context's dist/: {e}"))?;
+    copy(&binary, &context.path().join("dist/books-ms"))?;
+
+    let lab = Lab::load();
+    let repository = format!("{}/{TEST_REPOSITORY}", lab.registry);
+    let tag = format!("{repository}:{revision}");
+    let build_arg = |key: &str| format!("{key}={revision}");
+    let context_path = context.path().to_string_lossy().into_owned();
+    docker(&["build", "-q", "--build-arg", &build_arg("REVISION"), "--build-arg", &build_arg("VERSION"), "-t", &tag])
+        .arg(&context_path)
+        .succeeds()?;
+    docker(&["push", &tag]).succeeds()?;
+    let digests = docker(&["inspect", "-f", "{{json .RepoDigests}}", &tag]).succeeds()?;
+    let digests: Vec<String> =
+        serde_json::from_str(digests.stdout.trim()).map_err(|e| format!("RepoDigests of {tag}: {e}"))?;
+    let image = digests
+        .into_iter()
+        .find(|d| d.starts_with(&format!("{repository}@sha256:")))
+        .ok_or_else(|| format!("{tag} has no digest in {repository} after its push"))?;
+    eprintln!("release {revision}: {image} (built in {:?})", started.elapsed());
+    Ok(Release { revision: revision.to_owned(), image })
+}
+
+/// scripts/dist.sh's target dir: `BOOKS_DIST_TARGET_DIR`, else `dist` in
+/// cargo's target dir.
+fn dist_target_dir(root: &Path) -> PathBuf {
+    if let Some(dir) = std::env::var_os("BOOKS_DIST_TARGET_DIR").filter(|d| !d.is_empty()) {
+        return dir.into();
+    }
+    let cargo_target = std::env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty());
+    cargo_target.map_or_else(|| root.join("target"), PathBuf::from).join("dist")
+}
+
+/// Copies a folder (files and folders only; no node_modules).
+fn copy_tree(from: &Path, to: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(to).map_err(|e| format!("creating {}: {e}", to.display()))?;
+    for entry in std::fs::read_dir(from).map_err(|e| format!("reading {}: {e}", from.display()))? {
+        let entry = entry.map_err(|e| format!("reading {}: {e}", from.display()))?;
+        let kind = entry.file_type().map_err(|e| format!("{}: {e}", entry.path().display()))?;
+        let target = to.join(entry.file_name());
+        if kind.is_dir() && entry.file_name() != "node_modules" {
+            copy_tree(&entry.path(), &target)?;
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), &target).map_err(|e| format!("copying {}: {e}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The cd engine's docker CLI (logged in to the lab's registry), never
+/// pointed at prod by this test's environment.
+pub struct DockerCli(Command);
+
+pub fn docker(args: &[&str]) -> DockerCli {
+    let mut command = Command::new("/usr/bin/docker");
+    for key in ["DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_CONTEXT"] {
+        command.env_remove(key);
+    }
+    command.args(args);
+    DockerCli(command)
+}
+
+impl DockerCli {
+    pub fn arg(mut self, arg: &str) -> DockerCli {
+        self.0.arg(arg);
+        self
+    }
+
+    pub fn succeeds(mut self) -> Result<Run, String> {
+        let run = run_bounded(&mut self.0, DOCKER_DEADLINE);
+        if run.success() {
+            Ok(run)
+        } else {
+            Err(format!("`{}` failed ({:?}):\n{}{}", run.command, run.code, run.stdout, run.stderr))
+        }
+    }
+}
