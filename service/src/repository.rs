@@ -64,6 +64,29 @@ pub enum Removed {
     Invalid(InvalidStoredBook),
 }
 
+/// Server codes meaning "this server cannot serve now": the ones the
+/// driver's retryable-write rules name (HostUnreachable, HostNotFound,
+/// NetworkTimeout, ShutdownInProgress, ReadConcernMajorityNotAvailableYet,
+/// PrimarySteppedDown, ExceededTimeLimit, SocketException, LegacyNotPrimary,
+/// NotWritablePrimary, InterruptedAtShutdown,
+/// InterruptedDueToReplStateChange, NotPrimaryNoSecondaryOk,
+/// NotPrimaryOrSecondary), and 1, InternalError, which FerretDB answers for
+/// any failure of its storage backend. MongoDB labels the retryable ones
+/// `RetryableWriteError` itself; FerretDB labels nothing, and the driver adds
+/// the label only to network errors, so the label alone misses them there.
+const TRANSIENT_SERVER_CODES: [i32; 15] =
+    [1, 6, 7, 89, 91, 134, 189, 262, 9001, 10058, 10107, 11600, 11602, 13435, 13436];
+
+/// The code of an error the server reported for the whole command (not a
+/// per-document write error such as E11000, which says something definite).
+fn server_code(e: &MongoError) -> Option<i32> {
+    match &*e.kind {
+        ErrorKind::Command(c) => Some(c.code),
+        ErrorKind::Write(WriteFailure::WriteConcernError(w)) => Some(w.code),
+        _ => None,
+    }
+}
+
 impl From<MongoError> for RepositoryError {
     fn from(e: MongoError) -> Self {
         match *e.kind {
@@ -72,6 +95,12 @@ impl From<MongoError> for RepositoryError {
             }
             // Failures the driver itself would retry are transient too.
             _ if e.contains_label(mongodb::error::RETRYABLE_WRITE_ERROR) => RepositoryError::Unavailable(e),
+            // The same failures from a server that does not label them
+            // (FerretDB). On a write, `unknown_if_sent` makes them "outcome
+            // unknown": the server had the command.
+            _ if server_code(&e).is_some_and(|c| TRANSIENT_SERVER_CODES.contains(&c)) => {
+                RepositoryError::Unavailable(e)
+            }
             _ => RepositoryError::Other(e),
         }
     }
@@ -534,5 +563,27 @@ mod tests {
             assert_eq!((err.id.as_str(), err.field()), (id, Some(field)), "{err}");
             assert!(err.to_string().contains(field), "{err}");
         }
+    }
+
+    fn command_error(code: i32) -> MongoError {
+        let e: mongodb::error::CommandError =
+            mongodb::bson::from_document(doc! { "code": code, "codeName": "X", "errmsg": "m" })
+                .expect("a command error");
+        MongoError::from(ErrorKind::Command(e))
+    }
+
+    /// A server that cannot serve now (FerretDB's backend failing, a
+    /// shutdown, a primary stepping down) is a 503, never a 500: "unavailable"
+    /// for a read, "outcome unknown" for a write. A definite refusal stays
+    /// what it is.
+    #[test]
+    fn unlabelled_transient_server_errors_are_not_internal() {
+        for code in [1, 91, 11600, 10107] {
+            assert!(matches!(RepositoryError::from(command_error(code)), RepositoryError::Unavailable(_)), "{code}");
+            let write = unknown_if_sent::<()>(Err(RepositoryError::from(command_error(code))));
+            assert!(matches!(write, Err(RepositoryError::OutcomeUnknown(_))), "{code}");
+        }
+        // BadValue: the request was wrong, a retry will not help.
+        assert!(matches!(RepositoryError::from(command_error(2)), RepositoryError::Other(_)));
     }
 }
