@@ -37,13 +37,21 @@ pub async fn observe(manager: &Engine, config: &Config) -> anyhow::Result<SwarmO
     let configs = manager.call("for the project's configs", manager.docker.list_configs(Some(options))).await?;
     let configs = configs.into_iter().filter_map(|c| c.spec?.name).collect();
     let lock = inspect(manager, &names.lock).await?;
+    let history = inspect(manager, &names.history).await?.is_some();
+    let mut last_outcomes = HashMap::new();
+    if history {
+        for entry in history::read(manager, &names.history).await? {
+            last_outcomes.insert(entry.release.image, entry.outcome);
+        }
+    }
     Ok(SwarmObserved {
         network,
         configs,
         db: observed_service(manager, &swarm.db).await?,
         app: observed_service(manager, &swarm.app).await?,
         proxy: observed_service(manager, &swarm.proxy).await?,
-        history: inspect(manager, &names.history).await?.is_some(),
+        history,
+        last_outcomes,
         lock_holder: lock.map(|c| {
             c.config.and_then(|c| c.labels?.get(LOCK_HOLDER_LABEL).cloned()).unwrap_or_else(|| "unknown".to_owned())
         }),

@@ -10,6 +10,7 @@
 //! manager's proxy; a failed check rolls the service back (Docker's
 //! service rollback).
 
+use std::collections::HashMap;
 use std::fmt;
 
 use serde::Serialize;
@@ -45,6 +46,9 @@ pub struct SwarmObserved {
     pub history: bool,
     /// Who holds the deploy lock, when another deploy holds it.
     pub lock_holder: Option<String>,
+    /// How the history's last entry for each release's image ended
+    /// (`succeeded`, `unchanged`, `failed`, `interrupted`, `running`).
+    pub last_outcomes: HashMap<String, String>,
 }
 
 /// What a swarm deploy will do, in order.
@@ -118,7 +122,12 @@ pub fn plan(observed: &SwarmObserved, release: &Release, config: &Config, holder
     let unchanged = |service: &Option<ObservedService>, spec: &str| {
         service.as_ref().is_some_and(|s| s.converged && s.spec.as_deref() == Some(spec))
     };
-    let app_unchanged = unchanged(&observed.app, &app_spec);
+    // The app's spec counts as done only when the last deploy of this
+    // release said so: one killed (or failed) after it updated the service
+    // never ran its checks.
+    let trusted =
+        matches!(observed.last_outcomes.get(&release.image).map(String::as_str), Some("succeeded" | "unchanged"));
+    let app_unchanged = trusted && unchanged(&observed.app, &app_spec);
     let proxy_unchanged = unchanged(&observed.proxy, &proxy_spec);
     if app_unchanged && proxy_unchanged {
         let summary = format!("{} runs this release on every task, converged: nothing to replace", swarm.app);
@@ -154,11 +163,21 @@ pub fn plan(observed: &SwarmObserved, release: &Release, config: &Config, holder
         }
         let wait = Action::AwaitService { name: name.clone(), image: image.clone(), spec: spec.clone(), timeout_secs };
         match observed {
-            // Its spec already, not converged (a deploy killed while it
-            // waited, a node lost): Swarm converges by itself; wait for it.
+            // Its spec already, not converged or not checked (a deploy
+            // killed while it waited, a node lost): Swarm converges by
+            // itself; wait for it, then check; a failure rolls it back
+            // (the rollback's spec guard leaves any other spec alone).
             Some(service) if service.spec.as_deref() == Some(spec.as_str()) => {
                 summary.push(format!("wait for {name} to converge"));
-                steps.push(Step::new(wait));
+                steps.push(Step::undone_by(
+                    wait,
+                    vec![Action::RollbackService {
+                        name: name.clone(),
+                        from_image: image.clone(),
+                        from_spec: spec.clone(),
+                        timeout_secs,
+                    }],
+                ));
             }
             None => {
                 summary.push(format!("create {name}"));
@@ -250,6 +269,7 @@ mod tests {
             proxy: Some(service(&services::proxy(config, &names, &config_name))),
             history: true,
             lock_holder: None,
+            last_outcomes: HashMap::from([(live.image.clone(), "succeeded".to_owned())]),
         }
     }
 
@@ -334,8 +354,33 @@ mod tests {
         let plan = super::plan(&stuck, &release(), &config, HOLDER).unwrap();
         assert!(plan.replaces);
         assert!(lines(&plan.steps)[0].starts_with("wait until every task of books-ms-app runs"), "{plan}");
-        assert!(plan.steps[0].undo.is_empty(), "nothing of it to undo: {plan}");
+        assert_eq!(
+            undo_lines(&plan.steps[0]),
+            ["roll the service books-ms-app back from 10.200.0.1:5000/books-ms@sha256:abc"],
+            "a failed check undoes the update the killed deploy made: {plan}"
+        );
         assert!(lines(&plan.steps)[1].starts_with("check that"), "{plan}");
+    }
+
+    #[test]
+    fn the_same_release_converged_is_checked_unless_its_last_deploy_ended_well() {
+        let config = Config::default();
+        for outcome in [None, Some("interrupted"), Some("running"), Some("failed")] {
+            let mut observed = running(&config, &release());
+            observed.last_outcomes.clear();
+            if let Some(outcome) = outcome {
+                observed.last_outcomes.insert(release().image, outcome.to_owned());
+            }
+            let plan = super::plan(&observed, &release(), &config, HOLDER).unwrap();
+            assert!(plan.replaces, "{outcome:?}: {plan}");
+            let lines = lines(&plan.steps);
+            assert!(lines[0].starts_with("wait until every task of books-ms-app runs"), "{outcome:?}: {plan}");
+            assert_eq!(plan.steps[0].undo.len(), 1, "{outcome:?}: a failed check rolls it back: {plan}");
+            assert!(lines[1].starts_with("check that") && lines[2].starts_with("run the post-deploy"), "{plan}");
+        }
+        let mut observed = running(&config, &release());
+        observed.last_outcomes.insert(release().image, "unchanged".to_owned());
+        assert!(!super::plan(&observed, &release(), &config, HOLDER).unwrap().replaces);
     }
 
     #[test]
