@@ -108,7 +108,7 @@ pub fn plan(observed: &SwarmObserved, release: &Release, config: &Config, holder
             spec: Box::new(spec),
         }));
     }
-    let proxy_text = services::proxy_text(config, &swarm);
+    let proxy_text = services::proxy_text(&swarm);
     let proxy_config = swarm.proxy_config(&proxy_text);
     if !observed.configs.contains(&proxy_config) {
         let spec = services::proxy_config(config, &proxy_config, &proxy_text);
@@ -219,7 +219,14 @@ pub fn plan(observed: &SwarmObserved, release: &Release, config: &Config, holder
             steps.push(Step::new(Action::RemoveConfig { name: old.clone() }));
         }
     }
-    let summary = format!("{}, then check through {url}; a failure rolls back", summary.join(", "));
+    let mut summary = format!("{}, then check through {url}; a failure rolls back", summary.join(", "));
+    if !proxy_unchanged && observed.proxy.is_some() {
+        // mode host: the old task must free the node's port first.
+        summary.push_str(&format!(
+            "; replacing {} closes each node's port {} in turn, for a few seconds",
+            swarm.proxy, config.swarm.app_port
+        ));
+    }
     Ok(SwarmPlan { release: release.clone(), replaces: true, prelude, steps, finally, summary })
 }
 
@@ -245,8 +252,8 @@ mod tests {
         SwarmNames::new("books-ms")
     }
 
-    fn proxy_config(config: &Config) -> String {
-        swarm_names().proxy_config(&services::proxy_text(config, &swarm_names()))
+    fn proxy_config() -> String {
+        swarm_names().proxy_config(&services::proxy_text(&swarm_names()))
     }
 
     fn service(spec: &bollard::models::ServiceSpec) -> ObservedService {
@@ -260,7 +267,7 @@ mod tests {
     /// A swarm running `live` (the app's image) behind this configuration's proxy.
     fn running(config: &Config, live: &Release) -> SwarmObserved {
         let names = swarm_names();
-        let config_name = proxy_config(config);
+        let config_name = proxy_config();
         SwarmObserved {
             network: true,
             configs: vec![config_name.clone()],
@@ -292,7 +299,7 @@ mod tests {
                 format!("pull {db}"),
                 format!("create books-ms-history from {db}"),
                 format!("create the service books-ms-db from {db}"),
-                format!("create the config {}", proxy_config(&config)),
+                format!("create the config {}", proxy_config()),
                 "create the service books-ms-app from 10.200.0.1:5000/books-ms@sha256:abc".into(),
                 format!(
                     "wait until every task of books-ms-app runs 10.200.0.1:5000/books-ms@sha256:abc, healthy (at most \
@@ -386,24 +393,33 @@ mod tests {
     #[test]
     fn a_new_proxy_configuration_is_a_new_config_object_and_a_proxy_update() {
         let config = Config::default();
+        let mut observed = running(&config, &release());
+        // A proxy rendered by an older harness, from another text.
+        observed.configs = vec!["books-ms-proxy-000000000000".into()];
+        observed.proxy.as_mut().unwrap().spec = Some("older".into());
+        let plan = super::plan(&observed, &release(), &config, HOLDER).unwrap();
+        let lines = lines(&plan.steps);
+        let new_config = proxy_config();
+        assert_eq!(lines[0], format!("create the config {new_config}"));
+        assert_eq!(lines[1], format!("update the service books-ms-proxy to {}", config.prod.proxy_image));
+        let undo: Vec<String> = plan.steps.iter().rev().flat_map(undo_lines).collect();
+        assert_eq!(undo.len(), 1, "{undo:?}");
+        assert!(undo[0].starts_with("roll the service books-ms-proxy back"), "{undo:?}");
+        assert!(plan.summary.contains("closes each node's port 8080 in turn"), "{}", plan.summary);
+    }
+
+    #[test]
+    fn more_replicas_update_the_app_alone_never_the_proxy() {
+        let config = Config::default();
         let observed = running(&config, &release());
         let mut more = config.clone();
         more.swarm.replicas = 3;
+
         let plan = super::plan(&observed, &release(), &more, HOLDER).unwrap();
         let lines = lines(&plan.steps);
-        let new_config = proxy_config(&more);
-        assert_ne!(new_config, proxy_config(&config));
-        assert_eq!(lines[0], format!("create the config {new_config}"));
-        assert_eq!(lines[1], "update the service books-ms-app to 10.200.0.1:5000/books-ms@sha256:abc");
-        assert_eq!(lines[3], format!("update the service books-ms-proxy to {}", more.prod.proxy_image));
-        let undo: Vec<String> = plan.steps.iter().rev().flat_map(undo_lines).collect();
-        assert_eq!(undo.len(), 2, "the proxy then the app go back: {undo:?}");
-        assert!(undo[0].starts_with("roll the service books-ms-proxy back"), "{undo:?}");
-        assert_eq!(
-            lines.last().unwrap(),
-            &format!("remove the config {}, unless in use", proxy_config(&config)),
-            "the old config goes once nothing can roll back to it"
-        );
+        assert_eq!(lines[0], "update the service books-ms-app to 10.200.0.1:5000/books-ms@sha256:abc");
+        assert!(lines.iter().all(|l| !l.contains("books-ms-proxy")), "{plan}");
+        assert!(!plan.summary.contains("port"), "{}", plan.summary);
     }
 
     #[test]

@@ -215,8 +215,8 @@ pub fn proxy(config: &Config, names: &SwarmNames, config_name: &str) -> ServiceS
 }
 
 /// The proxy's configuration text for this configuration.
-pub fn proxy_text(config: &Config, names: &SwarmNames) -> String {
-    haproxy::render(&names.app, config.swarm.replicas)
+pub fn proxy_text(names: &SwarmNames) -> String {
+    haproxy::render(&names.app)
 }
 
 /// The spec label of a service spec.
@@ -236,12 +236,12 @@ fn with_spec_label(spec: &mut ServiceSpec) {
 }
 
 /// A fingerprint of a JSON value, its keys in order (see
-/// `containers::canonical`).
+/// `containers::canonical`): SHA-256, the same on every build of the
+/// harness (a config's name and a spec label outlive the binary).
 fn fingerprint(value: &serde_json::Value) -> String {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    crate::deploy::containers::canonical(value).hash(&mut hasher);
-    format!("{:016x}", hasher.finish())
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(crate::deploy::containers::canonical(value).as_bytes());
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
 fn role_labels(config: &Config, role: &str) -> HashMap<String, String> {
@@ -364,6 +364,8 @@ mod tests {
         assert_eq!(one, names.proxy_config("a"));
         assert_ne!(one, names.proxy_config("b"));
         assert!(one.starts_with("books-ms-proxy-") && one.len() == "books-ms-proxy-".len() + 12, "{one}");
+        // SHA-256 of the canonical JSON string "\"a\"": the same on every build.
+        assert_eq!(one, "books-ms-proxy-ac8d8342bbb2");
         use base64::Engine as _;
         let spec = proxy_config(&Config::default(), &one, "global\n");
         let data = base64::engine::general_purpose::STANDARD.decode(spec.data.unwrap()).unwrap();
