@@ -61,6 +61,9 @@ pub struct SwarmPlan {
     pub prelude: Vec<Action>,
     pub steps: Vec<Step>,
     pub finally: Vec<Action>,
+    /// Once the deploy succeeded, best-effort (a failure is a warning,
+    /// never an undo): the proxy's configs of before.
+    pub cleanup: Vec<Action>,
     pub summary: String,
 }
 
@@ -71,7 +74,11 @@ impl fmt::Display for SwarmPlan {
             "deploy {} (revision {}) to the swarm: {}",
             self.release.image, self.release.revision, self.summary
         )?;
-        actions::write_steps(f, &self.prelude, &self.steps, &self.finally)
+        actions::write_steps(f, &self.prelude, &self.steps, &self.finally)?;
+        for action in &self.cleanup {
+            writeln!(f, "once it succeeded, best-effort: {action}")?;
+        }
+        Ok(())
     }
 }
 
@@ -131,7 +138,8 @@ pub fn plan(observed: &SwarmObserved, release: &Release, config: &Config, holder
     let proxy_unchanged = unchanged(&observed.proxy, &proxy_spec);
     if app_unchanged && proxy_unchanged {
         let summary = format!("{} runs this release on every task, converged: nothing to replace", swarm.app);
-        return Ok(SwarmPlan { release: release.clone(), replaces: false, prelude, steps, finally, summary });
+        let cleanup = Vec::new();
+        return Ok(SwarmPlan { release: release.clone(), replaces: false, prelude, steps, finally, cleanup, summary });
     }
 
     let hook = |name: &str, command: &Option<String>| {
@@ -212,11 +220,13 @@ pub fn plan(observed: &SwarmObserved, release: &Release, config: &Config, holder
     if let Some(post) = hook("post-deploy", &config.hooks.post_deploy) {
         steps.push(Step::new(post));
     }
-    // The proxy's configs of before, last: a rollback before here may
-    // still need them.
+    // The proxy's configs of before, once the deploy succeeded: a rollback
+    // before then may still need them, and failing to remove one must not
+    // undo a verified deploy.
+    let mut cleanup = Vec::new();
     if !proxy_unchanged {
         for old in observed.configs.iter().filter(|c| **c != proxy_config) {
-            steps.push(Step::new(Action::RemoveConfig { name: old.clone() }));
+            cleanup.push(Action::RemoveConfig { name: old.clone() });
         }
     }
     let mut summary = format!("{}, then check through {url}; a failure rolls back", summary.join(", "));
@@ -227,7 +237,7 @@ pub fn plan(observed: &SwarmObserved, release: &Release, config: &Config, holder
             swarm.proxy, config.swarm.app_port
         ));
     }
-    Ok(SwarmPlan { release: release.clone(), replaces: true, prelude, steps, finally, summary })
+    Ok(SwarmPlan { release: release.clone(), replaces: true, prelude, steps, finally, cleanup, summary })
 }
 
 #[cfg(test)]
@@ -406,6 +416,15 @@ mod tests {
         assert_eq!(undo.len(), 1, "{undo:?}");
         assert!(undo[0].starts_with("roll the service books-ms-proxy back"), "{undo:?}");
         assert!(plan.summary.contains("closes each node's port 8080 in turn"), "{}", plan.summary);
+        assert!(lines.iter().all(|l| !l.starts_with("remove the config")), "never a step, so never undone: {plan}");
+        let cleanup: Vec<String> = plan.cleanup.iter().map(ToString::to_string).collect();
+        assert_eq!(cleanup, ["remove the config books-ms-proxy-000000000000, unless in use"]);
+        assert!(
+            plan.to_string().ends_with(
+                "once it succeeded, best-effort: remove the config books-ms-proxy-000000000000, unless in use\n"
+            ),
+            "{plan}"
+        );
     }
 
     #[test]
