@@ -40,7 +40,7 @@ pub enum TargetKind {
 
 /// A Docker Swarm as prod: the app a service of `replicas` tasks on an
 /// overlay network, a proxy on every node published on `app_port`, the
-/// database one service pinned to the manager. The project, images,
+/// database one service pinned to one node by id. The project, images,
 /// health timeout and log settings are `[prod]`'s.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -64,6 +64,10 @@ pub struct SwarmConfig {
     pub update_monitor_secs: u64,
     /// How long a deploy waits for an update (or rollback) to converge.
     pub converge_timeout_secs: u64,
+    /// The swarm node id (`docker node ls`) the database is pinned to when
+    /// a deploy first creates it (its volume lives there); by default the
+    /// manager `docker_host` reaches. An existing database keeps its node.
+    pub database_node: Option<String>,
 }
 
 impl Default for SwarmConfig {
@@ -78,6 +82,7 @@ impl Default for SwarmConfig {
             update_delay_secs: 0,
             update_monitor_secs: 5,
             converge_timeout_secs: 300,
+            database_node: None,
         }
     }
 }

@@ -8,8 +8,8 @@
 //! history are containers on the manager's engine, as on a single host's.
 //!
 //! On the swarm, for project `P` (see [`services::SwarmNames`]): an
-//! attachable overlay network; the database one task pinned to the
-//! manager, with its named volume; the app `swarm.replicas` tasks, never
+//! attachable overlay network; the database one task pinned by node id
+//! (the manager's node, or `swarm.database_node`), with its named volume; the app `swarm.replicas` tasks, never
 //! published; a proxy on every node (a global service published with
 //! `mode: host`), its configuration ([`haproxy`]) a config object.
 

@@ -35,6 +35,15 @@ pub async fn observe(manager: &Engine, config: &Config) -> anyhow::Result<SwarmO
     let filters = HashMap::from([("label".to_owned(), vec![format!("{PROJECT_LABEL}={}", config.prod.project)])]);
     let options = ListConfigsOptionsBuilder::default().filters(&filters).build();
     let configs = manager.call("for the project's configs", manager.docker.list_configs(Some(options))).await?;
+    let info = manager.call("for the manager's swarm node", manager.docker.info()).await?;
+    let manager_node = info.swarm.and_then(|s| s.node_id).filter(|id| !id.is_empty());
+    if manager_node.is_none() && config.swarm.database_node.is_none() {
+        anyhow::bail!(
+            "{} reports no swarm node id: is it a manager of a swarm? (swarm.docker_host; `docker info` there \
+             shows its Swarm section)",
+            config.swarm.docker_host
+        );
+    }
     let configs = configs.into_iter().filter_map(|c| c.spec?.name).collect();
     let lock = inspect(manager, &names.lock).await?;
     let history = inspect(manager, &names.history).await?.is_some();
@@ -46,6 +55,7 @@ pub async fn observe(manager: &Engine, config: &Config) -> anyhow::Result<SwarmO
     }
     Ok(SwarmObserved {
         network,
+        manager_node,
         configs,
         db: observed_service(manager, &swarm.db).await?,
         app: observed_service(manager, &swarm.app).await?,
@@ -63,8 +73,10 @@ async fn observed_service(manager: &Engine, name: &str) -> anyhow::Result<Option
     let spec = service.spec.as_ref();
     let label = spec.and_then(|s| s.labels.as_ref()?.get(SPEC_LABEL).cloned());
     let image = spec.and_then(|s| s.task_template.as_ref()?.container_spec.as_ref()?.image.clone()).unwrap_or_default();
+    let constraints =
+        spec.and_then(|s| s.task_template.as_ref()?.placement.as_ref()?.constraints.clone()).unwrap_or_default();
     let converged = matches!(progress(manager, name, None).await?, Progress::Converged);
-    Ok(Some(ObservedService { spec: label, image, converged }))
+    Ok(Some(ObservedService { spec: label, image, constraints, converged }))
 }
 
 pub async fn inspect_service(manager: &Engine, name: &str) -> Result<Option<Service>, EngineError> {

@@ -29,6 +29,8 @@ pub struct ObservedService {
     pub spec: Option<String>,
     /// The image its spec runs.
     pub image: String,
+    /// Its placement constraints.
+    pub constraints: Vec<String>,
     /// Its update completed and every task runs its spec.
     pub converged: bool,
 }
@@ -37,6 +39,8 @@ pub struct ObservedService {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SwarmObserved {
     pub network: bool,
+    /// The swarm node id of the manager the harness talks to.
+    pub manager_node: Option<String>,
     /// The project's config objects, by name.
     pub configs: Vec<String>,
     pub db: Option<ObservedService>,
@@ -97,7 +101,7 @@ pub fn plan(observed: &SwarmObserved, release: &Release, config: &Config, holder
     let mut steps = Vec::new();
 
     // What lasts: the network, the history, the database (never made again:
-    // its data lives in its volume on the manager).
+    // its data lives in its volume on its pinned node).
     if !observed.network {
         steps.push(Step::new(Action::CreateOverlay { name: swarm.network.clone() }));
     }
@@ -108,7 +112,10 @@ pub fn plan(observed: &SwarmObserved, release: &Release, config: &Config, holder
         steps.push(Step::new(Action::Create { name: names.history.clone(), image, body }));
     }
     if observed.db.is_none() {
-        let spec = services::database(config, &swarm);
+        // Pinned by id to one node, where its volume will be: the one set,
+        // else the manager.
+        let node = config.swarm.database_node.as_deref().or(observed.manager_node.as_deref()).unwrap_or_default();
+        let spec = services::database(config, &swarm, &services::pinned_to(node));
         steps.push(Step::new(Action::CreateService {
             name: swarm.db.clone(),
             image: config.prod.database_image.clone(),
@@ -270,6 +277,11 @@ mod tests {
         ObservedService {
             spec: services::spec_of(spec).map(str::to_owned),
             image: services::image_of(spec).unwrap_or_default().to_owned(),
+            constraints: spec
+                .task_template
+                .as_ref()
+                .and_then(|t| t.placement.as_ref()?.constraints.clone())
+                .unwrap_or_default(),
             converged: true,
         }
     }
@@ -281,7 +293,8 @@ mod tests {
         SwarmObserved {
             network: true,
             configs: vec![config_name.clone()],
-            db: Some(service(&services::database(config, &names))),
+            manager_node: Some("m4n4g3r".into()),
+            db: Some(service(&services::database(config, &names, &services::pinned_to("m4n4g3r")))),
             app: Some(service(&services::app(config, live, &names))),
             proxy: Some(service(&services::proxy(config, &names, &config_name))),
             history: true,
@@ -326,6 +339,27 @@ mod tests {
         let prelude: Vec<String> = plan.prelude.iter().map(ToString::to_string).collect();
         assert_eq!(prelude[0], "pull 10.200.0.1:5000/books-ms@sha256:abc", "the lock's image, on the manager");
         assert!(prelude[1].starts_with("take the deploy lock books-ms-deploy-lock"), "{prelude:?}");
+    }
+
+    #[test]
+    fn the_database_is_created_pinned_to_the_managers_node_or_the_one_set() {
+        let db_constraint = |plan: &SwarmPlan| {
+            plan.steps.iter().find_map(|step| match &step.action {
+                Action::CreateService { name, spec, .. } if name == "books-ms-db" => {
+                    spec.task_template.as_ref()?.placement.as_ref()?.constraints.clone()
+                }
+                _ => None,
+            })
+        };
+        let mut config = Config::default();
+        let observed = SwarmObserved { manager_node: Some("m4n4g3r".into()), ..Default::default() };
+        let plan = super::plan(&observed, &release(), &config, HOLDER).unwrap();
+        assert_eq!(db_constraint(&plan), Some(vec!["node.id == m4n4g3r".to_owned()]));
+        config.swarm.database_node = Some("w0rk3r".into());
+        let plan = super::plan(&observed, &release(), &config, HOLDER).unwrap();
+        assert_eq!(db_constraint(&plan), Some(vec!["node.id == w0rk3r".to_owned()]), "the setting first");
+        let plan = super::plan(&running(&Config::default(), &older()), &release(), &config, HOLDER).unwrap();
+        assert_eq!(db_constraint(&plan), None, "an existing database keeps its node");
     }
 
     #[test]

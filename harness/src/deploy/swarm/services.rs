@@ -20,7 +20,7 @@ use crate::deploy::proxy::APP_PORT;
 use crate::release::Release;
 
 /// Names of everything of project `P` on the swarm: the overlay network
-/// `P`, the services `P-db` (its volume `P-db`, on the manager), `P-app`
+/// `P`, the services `P-db` (its volume `P-db`, on its pinned node), `P-app`
 /// and `P-proxy`, the proxy's configs `P-proxy-HASH`; on the manager's
 /// engine, the deploy lock `P-deploy-lock` and the history `P-history`
 /// (containers, as on a single host).
@@ -109,9 +109,16 @@ pub fn app(config: &Config, release: &Release, names: &SwarmNames) -> ServiceSpe
     spec
 }
 
-/// The database: one task, pinned to the manager (its named volume is
-/// local to the node it runs on), reached as `db` on the overlay network.
-pub fn database(config: &Config, names: &SwarmNames) -> ServiceSpec {
+/// The placement constraint that pins a service to the node of id `node`.
+pub fn pinned_to(node: &str) -> String {
+    format!("node.id == {node}")
+}
+
+/// The database: one task, held to one node by `constraint` (see
+/// [`pinned_to`]: its named volume is local to the node it runs on; pinned
+/// by role, a lost manager would see it start again, empty, on another),
+/// reached as `db` on the overlay network.
+pub fn database(config: &Config, names: &SwarmNames, constraint: &str) -> ServiceSpec {
     let labels = role_labels(config, "db");
     let mut spec = ServiceSpec {
         name: Some(names.db.clone()),
@@ -129,10 +136,7 @@ pub fn database(config: &Config, names: &SwarmNames) -> ServiceSpec {
                 stop_grace_period: Some(STOP_GRACE_NANOS),
                 ..Default::default()
             }),
-            placement: Some(TaskSpecPlacement {
-                constraints: Some(vec!["node.role == manager".to_owned()]),
-                ..Default::default()
-            }),
+            placement: Some(TaskSpecPlacement { constraints: Some(vec![constraint.to_owned()]), ..Default::default() }),
             restart_policy: Some(restart_any()),
             log_driver: Some(log_driver(config)),
             networks: Some(vec![on_network(&names.network, "db")]),
@@ -333,14 +337,14 @@ mod tests {
     }
 
     #[test]
-    fn the_database_is_one_task_on_the_manager_with_its_volume_the_proxy_global_on_every_nodes_port() {
+    fn the_database_is_one_task_pinned_to_its_node_with_its_volume_the_proxy_global_on_every_nodes_port() {
         let mut config = Config::default();
         config.swarm.app_port = 9090;
         let names = SwarmNames::new("books-ms");
-        let db = database(&config, &names);
+        let db = database(&config, &names, &pinned_to("n0de1d"));
         assert_eq!(db.mode.as_ref().unwrap().replicated.as_ref().unwrap().replicas, Some(1));
         let task = db.task_template.as_ref().unwrap();
-        assert_eq!(task.placement.as_ref().unwrap().constraints.as_deref(), Some(&["node.role == manager".into()][..]));
+        assert_eq!(task.placement.as_ref().unwrap().constraints.as_deref(), Some(&["node.id == n0de1d".into()][..]));
         let mount = &task.container_spec.as_ref().unwrap().mounts.as_ref().unwrap()[0];
         assert_eq!((mount.source.as_deref(), mount.typ), (Some("books-ms-db"), Some(MountTypeEnum::VOLUME)));
         assert_eq!(task.networks.as_ref().unwrap()[0].aliases.as_deref(), Some(&["db".into()][..]));
