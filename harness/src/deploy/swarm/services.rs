@@ -5,11 +5,11 @@ use std::collections::HashMap;
 
 use bollard::models::{
     ConfigSpec, EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum, EndpointSpec,
-    EndpointSpecModeEnum, Mount, MountTypeEnum, NetworkAttachmentConfig, ServiceSpec, ServiceSpecMode,
+    EndpointSpecModeEnum, Limit, Mount, MountTypeEnum, NetworkAttachmentConfig, ServiceSpec, ServiceSpecMode,
     ServiceSpecModeReplicated, ServiceSpecRollbackConfig, ServiceSpecRollbackConfigFailureActionEnum,
     ServiceSpecRollbackConfigOrderEnum, ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
     ServiceSpecUpdateConfigOrderEnum, TaskSpec, TaskSpecContainerSpec, TaskSpecContainerSpecConfigs,
-    TaskSpecContainerSpecFile1, TaskSpecLogDriver, TaskSpecPlacement, TaskSpecRestartPolicy,
+    TaskSpecContainerSpecFile1, TaskSpecLogDriver, TaskSpecPlacement, TaskSpecResources, TaskSpecRestartPolicy,
     TaskSpecRestartPolicyConditionEnum,
 };
 
@@ -80,6 +80,7 @@ pub fn app(config: &Config, release: &Release, names: &SwarmNames) -> ServiceSpe
                 stop_grace_period: Some(STOP_GRACE_NANOS),
                 ..Default::default()
             }),
+            resources: limits(config),
             restart_policy: Some(restart_any()),
             log_driver: Some(log_driver(config)),
             networks: Some(vec![on_network(&names.network, &names.app)]),
@@ -264,6 +265,20 @@ fn replicated(replicas: i64) -> ServiceSpecMode {
     ServiceSpecMode { replicated: Some(ServiceSpecModeReplicated { replicas: Some(replicas) }), ..Default::default() }
 }
 
+/// `prod.memory_mb` and `prod.cpus` as each app task's limits, as each
+/// app container's on a single host.
+fn limits(config: &Config) -> Option<TaskSpecResources> {
+    let (memory, cpus) = (config.prod.memory_mb, config.prod.cpus);
+    (memory.is_some() || cpus.is_some()).then(|| TaskSpecResources {
+        limits: Some(Limit {
+            memory_bytes: memory.map(|mb| i64::try_from(mb.saturating_mul(1024 * 1024)).unwrap_or(i64::MAX)),
+            nano_cpus: cpus.map(|cpus| (cpus * 1e9) as i64),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
 fn restart_any() -> TaskSpecRestartPolicy {
     TaskSpecRestartPolicy {
         condition: Some(TaskSpecRestartPolicyConditionEnum::ANY),
@@ -323,6 +338,17 @@ mod tests {
         assert!(container.health_check.is_none(), "health is the image's own healthcheck");
         assert_eq!(container.labels.as_ref().unwrap()[VERSION_LABEL], "v1", "each task carries its version");
         assert_eq!(image_of(&app), Some("r/a@sha256:1"));
+        assert!(app.task_template.as_ref().unwrap().resources.is_none(), "no limits unless set");
+    }
+
+    #[test]
+    fn the_apps_tasks_take_prods_memory_and_cpu_limits() {
+        let mut config = Config::default();
+        config.prod.memory_mb = Some(256);
+        config.prod.cpus = Some(1.5);
+        let app = app(&config, &release("r/a@sha256:1"), &SwarmNames::new("books-ms"));
+        let limits = app.task_template.unwrap().resources.unwrap().limits.unwrap();
+        assert_eq!((limits.memory_bytes, limits.nano_cpus), (Some(256 * 1024 * 1024), Some(1_500_000_000)));
     }
 
     #[test]
