@@ -30,8 +30,11 @@ pub async fn observe(manager: &Engine, config: &Config) -> anyhow::Result<SwarmO
         manager
             .call(format!("for the network {}", swarm.network), manager.docker.inspect_network(&swarm.network, None))
             .await,
-    )?
-    .is_some();
+    )?;
+    if let Some(network) = &network {
+        overlay(&swarm.network, network.driver.as_deref(), network.scope.as_deref())?;
+    }
+    let network = network.is_some();
     let filters = HashMap::from([("label".to_owned(), vec![format!("{PROJECT_LABEL}={}", config.prod.project)])]);
     let options = ListConfigsOptionsBuilder::default().filters(&filters).build();
     let configs = manager.call("for the project's configs", manager.docker.list_configs(Some(options))).await?;
@@ -66,6 +69,21 @@ pub async fn observe(manager: &Engine, config: &Config) -> anyhow::Result<SwarmO
             c.config.and_then(|c| c.labels?.get(LOCK_HOLDER_LABEL).cloned()).unwrap_or_else(|| "unknown".to_owned())
         }),
     })
+}
+
+/// The project's network must be the swarm's overlay: a bridge of the
+/// same name (a single-host deploy on the manager's engine) is not.
+fn overlay(name: &str, driver: Option<&str>, scope: Option<&str>) -> anyhow::Result<()> {
+    if driver == Some("overlay") && scope == Some("swarm") {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "the network {name} on the manager is a {} network of scope {}, not the swarm's overlay: a single-host \
+         deploy of the project on this engine? Deploy the swarm as another project (prod.project), or remove that \
+         deploy and its network",
+        driver.unwrap_or("(unknown)"),
+        scope.unwrap_or("(unknown)")
+    )
 }
 
 async fn observed_service(manager: &Engine, name: &str) -> anyhow::Result<Option<ObservedService>> {
@@ -338,4 +356,18 @@ pub async fn app_release(manager: &Engine, config: &Config) -> anyhow::Result<Op
     let label = |key: &str| labels.get(key).cloned().unwrap_or_default();
     let image = label(IMAGE_LABEL);
     Ok((!image.is_empty()).then(|| Release { image, version: label(VERSION_LABEL), revision: label(REVISION_LABEL) }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_projects_network_must_be_an_overlay_of_the_swarm() {
+        assert!(overlay("books-ms", Some("overlay"), Some("swarm")).is_ok());
+        let err = overlay("books-ms", Some("bridge"), Some("local")).unwrap_err().to_string();
+        assert!(err.contains("the network books-ms") && err.contains("bridge") && err.contains("local"), "{err}");
+        assert!(overlay("books-ms", Some("overlay"), Some("local")).is_err());
+        assert!(overlay("books-ms", None, None).unwrap_err().to_string().contains("(unknown)"));
+    }
 }
