@@ -353,11 +353,27 @@ impl<'a> Executor<'a> {
     }
 
     /// Until the service converges ([`swarm::observe::progress`]), within
-    /// `timeout_secs`; a rollback by Swarm or a paused update fails.
+    /// `timeout_secs`; a rollback by Swarm or a paused update fails. A
+    /// failed read of the swarm (a manager busy electing, a dropped
+    /// connection) is retried until the deadline, and quoted if it lasts.
     async fn await_service(&self, name: &str, wanted: Option<&str>, timeout_secs: u64) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(timeout_secs);
         loop {
-            match swarm::observe::progress(self.prod, name, wanted).await? {
+            let progress = match swarm::observe::progress(self.prod, name, wanted).await {
+                Ok(progress) => progress,
+                Err(e) if Instant::now() < deadline => {
+                    self.reporter.line(format!("prod: reading {name}'s progress failed, retrying: {e:#}"));
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                Err(e) => {
+                    return Err(e.context(format!(
+                        "{name} did not converge within {timeout_secs} s (swarm.converge_timeout_secs): the swarm \
+                         could not be read"
+                    )))
+                }
+            };
+            match progress {
                 Progress::Converged => return Ok(()),
                 Progress::RolledBack(message) => bail!(
                     "Swarm rolled the update of {name} back ({message}): its previous spec serves; `harness status` \

@@ -157,7 +157,12 @@ pub async fn progress(manager: &Engine, name: &str, wanted: Option<&str>) -> any
     let running = |task: &Task| task.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING);
     // A task on a node that is down is Swarm's to replace (a global
     // service's has nowhere else to go): it does not count.
-    let down = unavailable_nodes(manager).await?;
+    let nodes = manager.call("for the swarm's nodes", manager.docker.list_nodes(None::<ListNodesOptions>)).await?;
+    let down: Vec<String> = nodes
+        .iter()
+        .filter(|n| n.status.as_ref().and_then(|s| s.state) != Some(NodeState::READY))
+        .filter_map(|n| n.id.clone())
+        .collect();
     let live: Vec<&Task> = tasks
         .iter()
         .filter(|t| t.desired_state == Some(TaskState::RUNNING))
@@ -172,18 +177,57 @@ pub async fn progress(manager: &Engine, name: &str, wanted: Option<&str>) -> any
         Ok(Progress::Converged)
     } else {
         let of = wanted_tasks.map_or_else(|| live.len().to_string(), |r| r.to_string());
-        Ok(Progress::Waiting(format!("{ready} of {of} tasks of {name} run its spec, healthy")))
+        let names: HashMap<String, String> = nodes.iter().filter_map(|n| Some((n.id.clone()?, node_name(n)))).collect();
+        let mut what = format!("{ready} of {of} tasks of {name} run its spec, healthy");
+        for problem in task_errors(&tasks, &names) {
+            what.push_str("; ");
+            what.push_str(&problem);
+        }
+        Ok(Progress::Waiting(what))
     }
 }
 
-/// The ids of the nodes that are not ready.
-async fn unavailable_nodes(manager: &Engine) -> anyhow::Result<Vec<String>> {
-    let nodes = manager.call("for the swarm's nodes", manager.docker.list_nodes(None::<ListNodesOptions>)).await?;
-    Ok(nodes
+/// A node's lab label, else its hostname, else its id.
+fn node_name(node: &bollard::models::Node) -> String {
+    let label = node.spec.as_ref().and_then(|s| s.labels.as_ref()?.get(NODE_LABEL).cloned());
+    let hostname = node.description.as_ref().and_then(|d| d.hostname.clone());
+    label.or(hostname).or_else(|| node.id.clone()).unwrap_or_default()
+}
+
+/// What the engine said of the tasks that do not run: the latest error
+/// of each node's (`unassigned` for a task no node took), as
+/// `task on NODE: ERROR`.
+fn task_errors(tasks: &[Task], names: &HashMap<String, String>) -> Vec<String> {
+    let mut latest: std::collections::BTreeMap<String, &Task> = std::collections::BTreeMap::new();
+    for task in tasks {
+        let status = task.status.as_ref();
+        if status.and_then(|s| s.state) == Some(TaskState::RUNNING) {
+            continue;
+        }
+        if status.and_then(|s| s.err.as_deref()).is_none_or(str::is_empty) {
+            continue;
+        }
+        let node = task
+            .node_id
+            .as_ref()
+            .map_or_else(|| "unassigned".to_owned(), |id| names.get(id).cloned().unwrap_or_else(|| id.clone()));
+        let when = |t: &Task| t.status.as_ref().and_then(|s| s.timestamp);
+        match latest.get(&node) {
+            Some(other) if when(other) > when(task) => {}
+            _ => {
+                latest.insert(node, task);
+            }
+        }
+    }
+    latest
         .into_iter()
-        .filter(|n| n.status.as_ref().and_then(|s| s.state) != Some(NodeState::READY))
-        .filter_map(|n| n.id)
-        .collect())
+        .map(|(node, task)| {
+            let status = task.status.as_ref();
+            let err = status.and_then(|s| s.err.as_deref()).unwrap_or_default();
+            let state = status.and_then(|s| s.state).map(|s| s.to_string()).unwrap_or_default();
+            format!("task on {node} ({state}): {err}")
+        })
+        .collect()
 }
 
 /// A task runs the service's spec: the same image, labels, environment
@@ -361,6 +405,36 @@ pub async fn app_release(manager: &Engine, config: &Config) -> anyhow::Result<Op
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn task(node: Option<&str>, state: &str, err: &str, at: &str) -> Task {
+        serde_json::from_value(serde_json::json!({
+            "NodeID": node,
+            "DesiredState": "running",
+            "Status": { "State": state, "Err": err, "Timestamp": at },
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_waits_message_quotes_each_nodes_latest_task_error() {
+        let names = HashMap::from([("n1".to_owned(), "node1".to_owned())]);
+        let tasks = [
+            task(Some("n1"), "rejected", "No such image: r/a@sha256:1", "2026-01-01T00:00:02Z"),
+            task(Some("n1"), "failed", "older", "2026-01-01T00:00:01Z"),
+            task(Some("n2"), "failed", "port 8080 is already in use", "2026-01-01T00:00:01Z"),
+            task(Some("n2"), "running", "", "2026-01-01T00:00:03Z"),
+            task(None, "pending", "no suitable node (insufficient resources)", "2026-01-01T00:00:01Z"),
+            task(Some("n1"), "running", "", "2026-01-01T00:00:04Z"),
+        ];
+        assert_eq!(
+            task_errors(&tasks, &names),
+            [
+                "task on n2 (failed): port 8080 is already in use",
+                "task on node1 (rejected): No such image: r/a@sha256:1",
+                "task on unassigned (pending): no suitable node (insufficient resources)",
+            ]
+        );
+    }
 
     #[test]
     fn the_projects_network_must_be_an_overlay_of_the_swarm() {
