@@ -72,6 +72,9 @@ async fn run(
         let plan = plan::plan(&observed, &release, config, &holder)?;
         let previous = observe::app_release(manager, config).await?;
         planned = Some((plan.clone(), previous.clone(), observed.history));
+        for warning in &plan.warnings {
+            reporter.warn(warning.clone());
+        }
         if observed.history {
             let steps = plan.steps.iter().map(|step| crate::runner::StepRecord {
                 name: step.action.to_string(),

@@ -69,6 +69,8 @@ pub struct SwarmPlan {
     /// never an undo): the proxy's configs of before.
     pub cleanup: Vec<Action>,
     pub summary: String,
+    /// What the deploy leaves alone but a person should know.
+    pub warnings: Vec<String>,
 }
 
 impl fmt::Display for SwarmPlan {
@@ -78,6 +80,9 @@ impl fmt::Display for SwarmPlan {
             "deploy {} (revision {}) to the swarm: {}",
             self.release.image, self.release.revision, self.summary
         )?;
+        for warning in &self.warnings {
+            writeln!(f, "warning: {warning}")?;
+        }
         actions::write_steps(f, &self.prelude, &self.steps, &self.finally)?;
         for action in &self.cleanup {
             writeln!(f, "once it succeeded, best-effort: {action}")?;
@@ -111,7 +116,10 @@ pub fn plan(observed: &SwarmObserved, release: &Release, config: &Config, holder
         let body = Box::new(containers::history(config, &names));
         steps.push(Step::new(Action::Create { name: names.history.clone(), image, body }));
     }
-    if observed.db.is_none() {
+    let mut warnings = Vec::new();
+    if let Some(db) = &observed.db {
+        warnings.extend(database_warnings(config, &swarm, db));
+    } else {
         // Pinned by id to one node, where its volume will be: the one set,
         // else the manager.
         let node = config.swarm.database_node.as_deref().or(observed.manager_node.as_deref()).unwrap_or_default();
@@ -146,7 +154,16 @@ pub fn plan(observed: &SwarmObserved, release: &Release, config: &Config, holder
     if app_unchanged && proxy_unchanged {
         let summary = format!("{} runs this release on every task, converged: nothing to replace", swarm.app);
         let cleanup = Vec::new();
-        return Ok(SwarmPlan { release: release.clone(), replaces: false, prelude, steps, finally, cleanup, summary });
+        return Ok(SwarmPlan {
+            release: release.clone(),
+            replaces: false,
+            prelude,
+            steps,
+            finally,
+            cleanup,
+            summary,
+            warnings,
+        });
     }
 
     let hook = |name: &str, command: &Option<String>| {
@@ -244,7 +261,33 @@ pub fn plan(observed: &SwarmObserved, release: &Release, config: &Config, holder
             swarm.proxy, config.swarm.app_port
         ));
     }
-    Ok(SwarmPlan { release: release.clone(), replaces: true, prelude, steps, finally, cleanup, summary })
+    Ok(SwarmPlan { release: release.clone(), replaces: true, prelude, steps, finally, cleanup, summary, warnings })
+}
+
+/// The database service is never updated by a deploy (a new task could
+/// start away from its data): say when it differs from what this
+/// configuration would create, and when it is not pinned to one node.
+fn database_warnings(config: &Config, swarm: &SwarmNames, db: &ObservedService) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let constraint = db.constraints.first().cloned().unwrap_or_default();
+    let wanted = services::database(config, swarm, &constraint);
+    if db.spec.as_deref() != services::spec_of(&wanted) {
+        warnings.push(format!(
+            "{} runs {} with a spec other than this configuration's (prod.database_image, log settings, or a \
+             harness of another version): deploys never update the database; update it by hand (`docker service \
+             update`) or remove the service (its volume {} keeps the data) for the next deploy to create it",
+            swarm.db, db.image, swarm.volume
+        ));
+    }
+    if !(db.constraints.len() == 1 && constraint.starts_with("node.id ==")) {
+        warnings.push(format!(
+            "{} is not pinned to one node by id (constraints {:?}): Swarm may start it again on another node, \
+             with an empty volume; pin it (`docker service update --constraint-rm ... --constraint-add \
+             'node.id == ID'`, the node holding its volume)",
+            swarm.db, db.constraints
+        ));
+    }
+    warnings
 }
 
 #[cfg(test)]
@@ -486,6 +529,28 @@ mod tests {
         let plan = super::plan(&observed, &release(), &config, HOLDER).unwrap();
         assert_eq!(lines(&plan.steps), ["create the overlay network books-ms"]);
         assert!(!plan.replaces);
+    }
+
+    #[test]
+    fn a_database_unlike_this_configurations_or_pinned_by_role_is_warned_of_never_changed() {
+        let config = Config::default();
+        let observed = running(&config, &release());
+        assert!(super::plan(&observed, &release(), &config, HOLDER).unwrap().warnings.is_empty());
+
+        let mut other = config.clone();
+        other.prod.database_image = "10.200.0.1:5000/mongo:8".into();
+        let plan = super::plan(&observed, &release(), &other, HOLDER).unwrap();
+        assert!(plan.steps.is_empty() && !plan.replaces, "never updated: {plan}");
+        assert_eq!(plan.warnings.len(), 1, "{:?}", plan.warnings);
+        assert!(plan.warnings[0].starts_with("books-ms-db runs") && plan.warnings[0].contains("by hand"));
+        assert!(plan.to_string().contains("warning: books-ms-db runs"), "{plan}");
+
+        let mut by_role = observed.clone();
+        let spec = services::database(&config, &swarm_names(), "node.role == manager");
+        by_role.db = Some(service(&spec));
+        let warnings = super::plan(&by_role, &release(), &config, HOLDER).unwrap().warnings;
+        assert_eq!(warnings.len(), 1, "same spec, but not pinned by id: {warnings:?}");
+        assert!(warnings[0].contains("not pinned to one node by id"), "{warnings:?}");
     }
 
     #[test]
