@@ -324,10 +324,9 @@ impl Config {
 /// HOST of `tcp://HOST:PORT` (the setting named `setting`).
 fn host_of<'a>(docker_host: &'a str, setting: &str) -> anyhow::Result<&'a str> {
     let rest = docker_host.strip_prefix("tcp://").ok_or_else(|| {
-        anyhow::anyhow!(
-            "{setting} `{docker_host}` must be tcp://HOST:PORT (for the lab's swarm, lab/topology.env's \
-             BOOKS_LAB_SWARM_DOCKER_HOST)"
-        )
+        let lab =
+            if setting.starts_with("swarm.") { "BOOKS_LAB_SWARM_DOCKER_HOST" } else { "BOOKS_LAB_PROD_DOCKER_HOST" };
+        anyhow::anyhow!("{setting} `{docker_host}` must be tcp://HOST:PORT (for the lab, lab/topology.env's {lab})")
     })?;
     Ok(rest.rsplit_once(':').map_or(rest, |(host, _)| host))
 }
@@ -380,6 +379,18 @@ mod tests {
             assert_eq!(config.registry.address, "reg.example:5000");
             Ok(())
         });
+    }
+
+    #[test]
+    fn a_docker_host_that_is_not_tcp_is_refused_with_the_labs_matching_setting() {
+        let mut config = Config::default();
+        config.prod.docker_host = "unix:///var/run/docker.sock".into();
+        let err = config.prod_url().unwrap_err().to_string();
+        assert!(err.starts_with("prod.docker_host `unix:///var/run/docker.sock`"), "{err}");
+        assert!(err.contains("BOOKS_LAB_PROD_DOCKER_HOST") && !err.contains("SWARM"), "{err}");
+        config.swarm.docker_host = "10.0.0.1:2376".into();
+        let err = config.swarm_url().unwrap_err().to_string();
+        assert!(err.starts_with("swarm.docker_host") && err.contains("BOOKS_LAB_SWARM_DOCKER_HOST"), "{err}");
     }
 
     #[test]

@@ -307,7 +307,9 @@ impl<'a> Executor<'a> {
                     self.reporter.line(format!("prod: {name} runs another spec already (Swarm rolled it back)"));
                 } else {
                     let version = service.version.and_then(|v| v.index).unwrap_or_default();
-                    let version = i32::try_from(version).context("the service's version")?;
+                    let version = i32::try_from(version).with_context(|| {
+                        format!("the version {version} of the service {name} is past what the API takes")
+                    })?;
                     let options = UpdateServiceOptionsBuilder::default().version(version).rollback("previous").build();
                     let rollback = docker.update_service(name, current, options, self.credentials.clone());
                     prod.call(format!("to roll the service {name} back"), rollback).await?;
@@ -335,7 +337,8 @@ impl<'a> Executor<'a> {
             .await?
             .with_context(|| format!("there is no service {name} to update"))?;
         let index = service.version.and_then(|v| v.index).unwrap_or_default();
-        i32::try_from(index).context("the service's version")
+        i32::try_from(index)
+            .with_context(|| format!("the version {index} of the service {name} is past what the API takes"))
     }
 
     /// The spec with the id of each config it names (the plan knows names
