@@ -285,10 +285,14 @@ impl<'a> Executor<'a> {
             }
             Action::UpdateService { name, spec, .. } => {
                 let spec = self.with_config_ids((**spec).clone()).await?;
-                let version = self.service_version(name).await?;
-                let options = UpdateServiceOptionsBuilder::default().version(version).build();
-                let update = docker.update_service(name, spec, options, self.credentials.clone());
-                let answer = prod.call(format!("to update the service {name}"), update).await?;
+                let answer = self
+                    .once_more_if_out_of_sequence(name, async || {
+                        let version = self.service_version(name).await?;
+                        let options = UpdateServiceOptionsBuilder::default().version(version).build();
+                        let update = docker.update_service(name, spec.clone(), options, self.credentials.clone());
+                        Ok(prod.call(format!("to update the service {name}"), update).await?)
+                    })
+                    .await?;
                 for warning in answer.warnings.unwrap_or_default() {
                     self.reporter.warn(format!("{name}: {warning}"));
                 }
@@ -301,18 +305,31 @@ impl<'a> Executor<'a> {
                 result
             }
             Action::RollbackService { name, from_spec, timeout_secs, .. } => {
-                let Some(service) = swarm::observe::inspect_service(prod, name).await? else { return Ok(()) };
-                let current = service.spec.clone().unwrap_or_default();
-                if current.labels.as_ref().and_then(|l| l.get(SPEC_LABEL)) != Some(from_spec) {
-                    self.reporter.line(format!("prod: {name} runs another spec already (Swarm rolled it back)"));
-                } else {
-                    let version = service.version.and_then(|v| v.index).unwrap_or_default();
-                    let version = i32::try_from(version).with_context(|| {
-                        format!("the version {version} of the service {name} is past what the API takes")
-                    })?;
-                    let options = UpdateServiceOptionsBuilder::default().version(version).rollback("previous").build();
-                    let rollback = docker.update_service(name, current, options, self.credentials.clone());
-                    prod.call(format!("to roll the service {name} back"), rollback).await?;
+                let rolled = self
+                    .once_more_if_out_of_sequence(name, async || {
+                        let Some(service) = swarm::observe::inspect_service(prod, name).await? else {
+                            return Ok(false);
+                        };
+                        let current = service.spec.clone().unwrap_or_default();
+                        if current.labels.as_ref().and_then(|l| l.get(SPEC_LABEL)) != Some(from_spec) {
+                            return Ok(false);
+                        }
+                        let version = service.version.and_then(|v| v.index).unwrap_or_default();
+                        let version = i32::try_from(version).with_context(|| {
+                            format!("the version {version} of the service {name} is past what the API takes")
+                        })?;
+                        let options =
+                            UpdateServiceOptionsBuilder::default().version(version).rollback("previous").build();
+                        let rollback = docker.update_service(name, current, options, self.credentials.clone());
+                        prod.call(format!("to roll the service {name} back"), rollback).await?;
+                        Ok(true)
+                    })
+                    .await?;
+                if !rolled {
+                    self.reporter.line(format!(
+                        "prod: {name} does not run this deploy's spec (its update was not applied, or Swarm rolled \
+                         it back already): nothing of it to roll back"
+                    ));
                 }
                 self.await_service(name, None, *timeout_secs).await
             }
@@ -328,6 +345,23 @@ impl<'a> Executor<'a> {
                     Err(e) => Err(e.into()),
                 }
             }
+        }
+    }
+
+    /// Runs `call` (which reads a service's version, then updates it), and
+    /// once more if the engine refused the update as out of sequence: Swarm's
+    /// updater changed the version between the read and the update.
+    async fn once_more_if_out_of_sequence<T>(
+        &self,
+        name: &str,
+        call: impl AsyncFn() -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        match call().await {
+            Err(e) if out_of_sequence(&e) => {
+                self.reporter.line(format!("prod: {name} changed under the update (out of sequence): once more"));
+                call().await
+            }
+            other => other,
         }
     }
 
@@ -512,6 +546,18 @@ impl<'a> Executor<'a> {
 
 /// An engine answer that means "already so" (304: already started or
 /// stopped; 404: already gone) is a success.
+/// The engine refused an update because the service's version changed
+/// since it was read.
+fn out_of_sequence(error: &anyhow::Error) -> bool {
+    error.chain().any(|e| {
+        matches!(
+            e.downcast_ref::<EngineError>(),
+            Some(EngineError::Api { source: bollard::errors::Error::DockerResponseServerError { message, .. }, .. })
+                if message.contains("update out of sequence")
+        )
+    })
+}
+
 fn tolerate(result: Result<(), EngineError>, status: u16) -> Result<(), EngineError> {
     match result {
         Err(e) if e.status() == Some(status) => Ok(()),
@@ -591,5 +637,23 @@ async fn check_version(url: &str, revision: &str, preview: &Option<String>) -> a
             Err(e) if Instant::now() >= deadline => return Err(e),
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(status_code: u16, message: &str) -> anyhow::Error {
+        let source = bollard::errors::Error::DockerResponseServerError { status_code, message: message.to_owned() };
+        anyhow::Error::from(EngineError::Api { engine: "m".into(), what: "to update the service a".into(), source })
+    }
+
+    #[test]
+    fn an_update_refused_as_out_of_sequence_is_told_from_other_refusals() {
+        assert!(out_of_sequence(&refused(500, "rpc error: code = Unknown desc = update out of sequence")));
+        assert!(out_of_sequence(&refused(500, "update out of sequence").context("rolling back")));
+        assert!(!out_of_sequence(&refused(500, "no such image")));
+        assert!(!out_of_sequence(&anyhow!("update out of sequence, but not from the engine")));
     }
 }
