@@ -16,7 +16,7 @@ use super::services::SwarmNames;
 use crate::config::Config;
 use crate::deploy::history;
 use crate::deploy::names::*;
-use crate::deploy::observe::{found, inspect};
+use crate::deploy::observe::{found, inspect, lock_holder};
 use crate::engine::{Engine, EngineError};
 use crate::release::Release;
 
@@ -66,9 +66,7 @@ pub async fn observe(manager: &Engine, config: &Config) -> anyhow::Result<SwarmO
         proxy: observed_service(manager, &swarm.proxy).await?,
         history,
         last_outcomes,
-        lock_holder: lock.map(|c| {
-            c.config.and_then(|c| c.labels?.get(LOCK_HOLDER_LABEL).cloned()).unwrap_or_else(|| "unknown".to_owned())
-        }),
+        lock_holder: lock.map(lock_holder),
     })
 }
 
@@ -308,12 +306,12 @@ pub async fn status(manager: &Engine, config: &Config) -> anyhow::Result<SwarmSt
     let nodes: Vec<NodeStatus> = nodes
         .into_iter()
         .map(|node| {
+            let name = node_name(&node);
             let spec = node.spec.unwrap_or_default();
             let status = node.status.unwrap_or_default();
-            let hostname = node.description.and_then(|d| d.hostname).unwrap_or_default();
             NodeStatus {
                 id: node.id.unwrap_or_default(),
-                name: spec.labels.as_ref().and_then(|l| l.get(NODE_LABEL).cloned()).unwrap_or(hostname),
+                name,
                 address: status.addr.unwrap_or_default(),
                 role: match spec.role {
                     Some(NodeSpecRoleEnum::MANAGER) => "manager",
@@ -377,9 +375,7 @@ pub async fn status(manager: &Engine, config: &Config) -> anyhow::Result<SwarmSt
         }
     }
     tasks.sort_by(|a, b| (&a.service, &a.node).cmp(&(&b.service, &b.node)));
-    let lock = inspect(manager, &names.lock).await?.map(|c| {
-        c.config.and_then(|c| c.labels?.get(LOCK_HOLDER_LABEL).cloned()).unwrap_or_else(|| "unknown".to_owned())
-    });
+    let lock = inspect(manager, &names.lock).await?.map(lock_holder);
     let mut entries = history::read(manager, &names.history).await?;
     entries.drain(..entries.len().saturating_sub(crate::deploy::observe::STATUS_HISTORY));
     Ok(SwarmStatus {
