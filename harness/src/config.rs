@@ -40,8 +40,11 @@ pub enum TargetKind {
 
 /// A Docker Swarm as prod: the app a service of `replicas` tasks on an
 /// overlay network, a proxy on every node published on `app_port`, the
-/// database one service pinned to the manager. The project, images,
-/// health timeout and log settings are `[prod]`'s.
+/// database one service pinned to one node by id. The project, images,
+/// log settings and the app's limits (`memory_mb`, `cpus`, as each task's
+/// resource limits) are `[prod]`'s; `prod.health_timeout_secs` and
+/// `drain_secs` do not apply (`converge_timeout_secs` bounds the wait, and
+/// each stopped task gets 15 s to finish its requests).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SwarmConfig {
@@ -64,6 +67,10 @@ pub struct SwarmConfig {
     pub update_monitor_secs: u64,
     /// How long a deploy waits for an update (or rollback) to converge.
     pub converge_timeout_secs: u64,
+    /// The swarm node id (`docker node ls`) the database is pinned to when
+    /// a deploy first creates it (its volume lives there); by default the
+    /// manager `docker_host` reaches. An existing database keeps its node.
+    pub database_node: Option<String>,
 }
 
 impl Default for SwarmConfig {
@@ -78,6 +85,7 @@ impl Default for SwarmConfig {
             update_delay_secs: 0,
             update_monitor_secs: 5,
             converge_timeout_secs: 300,
+            database_node: None,
         }
     }
 }
@@ -241,7 +249,37 @@ impl Default for Config {
 impl Config {
     /// Defaults, then `REPO/harness.toml` (if present), then `HARNESS_*`.
     pub fn load(repo: &Path) -> anyhow::Result<Self> {
-        Self::figment(repo).extract().map_err(|e| anyhow::anyhow!("configuration: {e}"))
+        let config: Config = Self::figment(repo).extract().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Settings that parse but cannot work: named, with what would.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let swarm = &self.swarm;
+        let max = crate::deploy::swarm::haproxy::MAX_REPLICAS;
+        if !(2..=max).contains(&swarm.replicas) {
+            anyhow::bail!(
+                "configuration: swarm.replicas is {}: it must be 2 to {max} (one task keeps serving while another \
+                 is replaced; the proxy has room for {max})",
+                swarm.replicas
+            );
+        }
+        if swarm.update_parallelism == 0 {
+            anyhow::bail!("configuration: swarm.update_parallelism is 0 (all tasks at once): it must be 1 or more");
+        }
+        for (setting, value) in [
+            ("swarm.converge_timeout_secs", swarm.converge_timeout_secs),
+            ("swarm.update_monitor_secs", swarm.update_monitor_secs),
+        ] {
+            if value == 0 {
+                anyhow::bail!("configuration: {setting} is 0: it must be 1 or more");
+            }
+        }
+        if swarm.database_node.as_deref().is_some_and(|n| n.trim().is_empty()) {
+            anyhow::bail!("configuration: swarm.database_node is empty: set a node id (`docker node ls`) or remove it");
+        }
+        Ok(())
     }
 
     fn figment(repo: &Path) -> Figment {
@@ -286,10 +324,9 @@ impl Config {
 /// HOST of `tcp://HOST:PORT` (the setting named `setting`).
 fn host_of<'a>(docker_host: &'a str, setting: &str) -> anyhow::Result<&'a str> {
     let rest = docker_host.strip_prefix("tcp://").ok_or_else(|| {
-        anyhow::anyhow!(
-            "{setting} `{docker_host}` must be tcp://HOST:PORT (for the lab's swarm, lab/topology.env's \
-             BOOKS_LAB_SWARM_DOCKER_HOST)"
-        )
+        let lab =
+            if setting.starts_with("swarm.") { "BOOKS_LAB_SWARM_DOCKER_HOST" } else { "BOOKS_LAB_PROD_DOCKER_HOST" };
+        anyhow::anyhow!("{setting} `{docker_host}` must be tcp://HOST:PORT (for the lab, lab/topology.env's {lab})")
     })?;
     Ok(rest.rsplit_once(':').map_or(rest, |(host, _)| host))
 }
@@ -340,6 +377,42 @@ mod tests {
             let config = Config::load(jail.directory()).unwrap();
             assert_eq!(config.prod.app_port, 9100);
             assert_eq!(config.registry.address, "reg.example:5000");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_docker_host_that_is_not_tcp_is_refused_with_the_labs_matching_setting() {
+        let mut config = Config::default();
+        config.prod.docker_host = "unix:///var/run/docker.sock".into();
+        let err = config.prod_url().unwrap_err().to_string();
+        assert!(err.starts_with("prod.docker_host `unix:///var/run/docker.sock`"), "{err}");
+        assert!(err.contains("BOOKS_LAB_PROD_DOCKER_HOST") && !err.contains("SWARM"), "{err}");
+        config.swarm.docker_host = "10.0.0.1:2376".into();
+        let err = config.swarm_url().unwrap_err().to_string();
+        assert!(err.starts_with("swarm.docker_host") && err.contains("BOOKS_LAB_SWARM_DOCKER_HOST"), "{err}");
+    }
+
+    #[test]
+    fn swarm_settings_that_cannot_work_are_refused_naming_the_setting() {
+        let refused = |toml: &str, setting: &str| {
+            figment::Jail::expect_with(|jail| {
+                jail.create_file("harness.toml", toml)?;
+                let err = Config::load(jail.directory()).unwrap_err().to_string();
+                assert!(err.contains(setting), "{toml}: {err}");
+                Ok(())
+            })
+        };
+        refused("[swarm]\nreplicas = 0\n", "swarm.replicas is 0");
+        refused("[swarm]\nreplicas = 1\n", "swarm.replicas is 1");
+        refused("[swarm]\nreplicas = 17\n", "swarm.replicas is 17");
+        refused("[swarm]\nupdate_parallelism = 0\n", "swarm.update_parallelism is 0");
+        refused("[swarm]\nconverge_timeout_secs = 0\n", "swarm.converge_timeout_secs is 0");
+        refused("[swarm]\nupdate_monitor_secs = 0\n", "swarm.update_monitor_secs is 0");
+        refused("[swarm]\ndatabase_node = \" \"\n", "swarm.database_node is empty");
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("harness.toml", "[swarm]\nreplicas = 16\ndatabase_node = \"abc\"\n")?;
+            assert_eq!(Config::load(jail.directory()).unwrap().swarm.replicas, 16);
             Ok(())
         });
     }

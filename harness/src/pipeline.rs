@@ -308,11 +308,15 @@ fn target_host(config: &Config) -> &str {
 }
 
 /// The integration: users reach the release through the proxy, on prod's
-/// own address.
+/// own address (on the swarm, the manager's proxy).
 async fn integrate(config: &Config, revision: &str) -> anyhow::Result<String> {
     let url = format!("{}/version", config.target_url()?);
     let http = crate::http::client(Duration::from_secs(5), Duration::from_secs(5))?;
-    let response = http.get(&url).send().await.with_context(|| format!("GET {url}: prod's address does not answer"))?;
+    let target = match config.prod.kind {
+        crate::config::TargetKind::Engine => "prod's proxy (prod.docker_host's address, prod.app_port)",
+        crate::config::TargetKind::Swarm => "the swarm manager's proxy (swarm.docker_host's address, swarm.app_port)",
+    };
+    let response = http.get(&url).send().await.with_context(|| format!("GET {url}: {target} does not answer"))?;
     let status = response.status();
     if !status.is_success() {
         bail!("GET {url} answered {status}");

@@ -285,10 +285,14 @@ impl<'a> Executor<'a> {
             }
             Action::UpdateService { name, spec, .. } => {
                 let spec = self.with_config_ids((**spec).clone()).await?;
-                let version = self.service_version(name).await?;
-                let options = UpdateServiceOptionsBuilder::default().version(version).build();
-                let update = docker.update_service(name, spec, options, self.credentials.clone());
-                let answer = prod.call(format!("to update the service {name}"), update).await?;
+                let answer = self
+                    .once_more_if_out_of_sequence(name, async || {
+                        let version = self.service_version(name).await?;
+                        let options = UpdateServiceOptionsBuilder::default().version(version).build();
+                        let update = docker.update_service(name, spec.clone(), options, self.credentials.clone());
+                        Ok(prod.call(format!("to update the service {name}"), update).await?)
+                    })
+                    .await?;
                 for warning in answer.warnings.unwrap_or_default() {
                     self.reporter.warn(format!("{name}: {warning}"));
                 }
@@ -301,16 +305,31 @@ impl<'a> Executor<'a> {
                 result
             }
             Action::RollbackService { name, from_spec, timeout_secs, .. } => {
-                let Some(service) = swarm::observe::inspect_service(prod, name).await? else { return Ok(()) };
-                let current = service.spec.clone().unwrap_or_default();
-                if current.labels.as_ref().and_then(|l| l.get(SPEC_LABEL)) != Some(from_spec) {
-                    self.reporter.line(format!("prod: {name} runs another spec already (Swarm rolled it back)"));
-                } else {
-                    let version = service.version.and_then(|v| v.index).unwrap_or_default();
-                    let version = i32::try_from(version).context("the service's version")?;
-                    let options = UpdateServiceOptionsBuilder::default().version(version).rollback("previous").build();
-                    let rollback = docker.update_service(name, current, options, self.credentials.clone());
-                    prod.call(format!("to roll the service {name} back"), rollback).await?;
+                let rolled = self
+                    .once_more_if_out_of_sequence(name, async || {
+                        let Some(service) = swarm::observe::inspect_service(prod, name).await? else {
+                            return Ok(false);
+                        };
+                        let current = service.spec.clone().unwrap_or_default();
+                        if current.labels.as_ref().and_then(|l| l.get(SPEC_LABEL)) != Some(from_spec) {
+                            return Ok(false);
+                        }
+                        let version = service.version.and_then(|v| v.index).unwrap_or_default();
+                        let version = i32::try_from(version).with_context(|| {
+                            format!("the version {version} of the service {name} is past what the API takes")
+                        })?;
+                        let options =
+                            UpdateServiceOptionsBuilder::default().version(version).rollback("previous").build();
+                        let rollback = docker.update_service(name, current, options, self.credentials.clone());
+                        prod.call(format!("to roll the service {name} back"), rollback).await?;
+                        Ok(true)
+                    })
+                    .await?;
+                if !rolled {
+                    self.reporter.line(format!(
+                        "prod: {name} does not run this deploy's spec (its update was not applied, or Swarm rolled \
+                         it back already): nothing of it to roll back"
+                    ));
                 }
                 self.await_service(name, None, *timeout_secs).await
             }
@@ -329,13 +348,31 @@ impl<'a> Executor<'a> {
         }
     }
 
+    /// Runs `call` (which reads a service's version, then updates it), and
+    /// once more if the engine refused the update as out of sequence: Swarm's
+    /// updater changed the version between the read and the update.
+    async fn once_more_if_out_of_sequence<T>(
+        &self,
+        name: &str,
+        call: impl AsyncFn() -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        match call().await {
+            Err(e) if out_of_sequence(&e) => {
+                self.reporter.line(format!("prod: {name} changed under the update (out of sequence): once more"));
+                call().await
+            }
+            other => other,
+        }
+    }
+
     /// The service's version, which an update must name.
     async fn service_version(&self, name: &str) -> anyhow::Result<i32> {
         let service = swarm::observe::inspect_service(self.prod, name)
             .await?
             .with_context(|| format!("there is no service {name} to update"))?;
         let index = service.version.and_then(|v| v.index).unwrap_or_default();
-        i32::try_from(index).context("the service's version")
+        i32::try_from(index)
+            .with_context(|| format!("the version {index} of the service {name} is past what the API takes"))
     }
 
     /// The spec with the id of each config it names (the plan knows names
@@ -353,11 +390,27 @@ impl<'a> Executor<'a> {
     }
 
     /// Until the service converges ([`swarm::observe::progress`]), within
-    /// `timeout_secs`; a rollback by Swarm or a paused update fails.
+    /// `timeout_secs`; a rollback by Swarm or a paused update fails. A
+    /// failed read of the swarm (a manager busy electing, a dropped
+    /// connection) is retried until the deadline, and quoted if it lasts.
     async fn await_service(&self, name: &str, wanted: Option<&str>, timeout_secs: u64) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(timeout_secs);
         loop {
-            match swarm::observe::progress(self.prod, name, wanted).await? {
+            let progress = match swarm::observe::progress(self.prod, name, wanted).await {
+                Ok(progress) => progress,
+                Err(e) if Instant::now() < deadline => {
+                    self.reporter.line(format!("prod: reading {name}'s progress failed, retrying: {e:#}"));
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                Err(e) => {
+                    return Err(e.context(format!(
+                        "{name} did not converge within {timeout_secs} s (swarm.converge_timeout_secs): the swarm \
+                         could not be read"
+                    )))
+                }
+            };
+            match progress {
                 Progress::Converged => return Ok(()),
                 Progress::RolledBack(message) => bail!(
                     "Swarm rolled the update of {name} back ({message}): its previous spec serves; `harness status` \
@@ -493,6 +546,18 @@ impl<'a> Executor<'a> {
 
 /// An engine answer that means "already so" (304: already started or
 /// stopped; 404: already gone) is a success.
+/// The engine refused an update because the service's version changed
+/// since it was read.
+fn out_of_sequence(error: &anyhow::Error) -> bool {
+    error.chain().any(|e| {
+        matches!(
+            e.downcast_ref::<EngineError>(),
+            Some(EngineError::Api { source: bollard::errors::Error::DockerResponseServerError { message, .. }, .. })
+                if message.contains("update out of sequence")
+        )
+    })
+}
+
 fn tolerate(result: Result<(), EngineError>, status: u16) -> Result<(), EngineError> {
     match result {
         Err(e) if e.status() == Some(status) => Ok(()),
@@ -572,5 +637,23 @@ async fn check_version(url: &str, revision: &str, preview: &Option<String>) -> a
             Err(e) if Instant::now() >= deadline => return Err(e),
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(status_code: u16, message: &str) -> anyhow::Error {
+        let source = bollard::errors::Error::DockerResponseServerError { status_code, message: message.to_owned() };
+        anyhow::Error::from(EngineError::Api { engine: "m".into(), what: "to update the service a".into(), source })
+    }
+
+    #[test]
+    fn an_update_refused_as_out_of_sequence_is_told_from_other_refusals() {
+        assert!(out_of_sequence(&refused(500, "rpc error: code = Unknown desc = update out of sequence")));
+        assert!(out_of_sequence(&refused(500, "update out of sequence").context("rolling back")));
+        assert!(!out_of_sequence(&refused(500, "no such image")));
+        assert!(!out_of_sequence(&anyhow!("update out of sequence, but not from the engine")));
     }
 }

@@ -60,9 +60,7 @@ pub async fn observe(prod: &Engine, names: &Names) -> anyhow::Result<Observed> {
         green: inspect(prod, &names.colour(Colour::Green)).await?.map(container),
         legacy,
         history: inspect(prod, &names.history).await?.is_some(),
-        lock_holder: lock.map(|c| {
-            c.config.and_then(|c| c.labels?.get(LOCK_HOLDER_LABEL).cloned()).unwrap_or_else(|| "unknown".to_owned())
-        }),
+        lock_holder: lock.map(lock_holder),
     })
 }
 
@@ -80,6 +78,11 @@ pub async fn release_of(prod: &Engine, name: &str) -> Result<Option<Release>, En
     let label = |key: &str| labels.get(key).cloned().unwrap_or_default();
     let image = label(IMAGE_LABEL);
     Ok((!image.is_empty()).then(|| Release { image, version: label(VERSION_LABEL), revision: label(REVISION_LABEL) }))
+}
+
+/// Who holds the deploy lock, from its container's label.
+pub(crate) fn lock_holder(lock: ContainerInspectResponse) -> String {
+    lock.config.and_then(|c| c.labels?.get(LOCK_HOLDER_LABEL).cloned()).unwrap_or_else(|| "unknown".to_owned())
 }
 
 pub(crate) async fn inspect(prod: &Engine, name: &str) -> Result<Option<ContainerInspectResponse>, EngineError> {

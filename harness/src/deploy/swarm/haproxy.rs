@@ -19,18 +19,21 @@ use crate::deploy::proxy::APP_PORT;
 /// The first line of the configuration, so that a reader knows its source.
 const HEADER: &str = "# Rendered by the harness for the swarm: a new text is a new config object.";
 
-/// Slots for the app's tasks: during a rolling update a node runs one new
-/// task beside the old ones, and a lost node's tasks are rescheduled
-/// before its old addresses time out.
-pub fn slots(replicas: u32) -> u32 {
-    (replicas * 2).max(4)
-}
+/// Slots for the app's tasks, fixed: a configuration that changed with
+/// `swarm.replicas` would replace the proxy, closing each node's port in
+/// turn. During a rolling update a node runs one new task beside the old
+/// ones, and a lost node's tasks are rescheduled before its old addresses
+/// time out: twice the largest `swarm.replicas` the configuration accepts.
+pub const SLOTS: u32 = 2 * MAX_REPLICAS;
+/// The most app tasks the proxy has room for (`swarm.replicas`).
+pub const MAX_REPLICAS: u32 = 16;
 
-/// HAProxy's configuration: the app's service `app` with `replicas` tasks.
-/// The timeouts, checks and retries are the ones measured on the lab's
-/// swarm to lose no request when a worker's link goes down under load.
-pub fn render(app: &str, replicas: u32) -> String {
-    let slots = slots(replicas);
+/// HAProxy's configuration: the app's service `app`, up to
+/// [`MAX_REPLICAS`] tasks. The timeouts, checks and retries are the ones
+/// measured on the lab's swarm to lose no request when a worker's link
+/// goes down under load.
+pub fn render(app: &str) -> String {
+    let slots = SLOTS;
     format!(
         "{HEADER}\n\
          global\n    \
@@ -93,9 +96,9 @@ mod tests {
 
     #[test]
     fn the_app_tasks_are_found_by_the_swarms_dns_checked_and_retried_elsewhere() {
-        let config = render("books-ms-app", 2);
+        let config = render("books-ms-app");
         assert!(config.contains("nameserver dns 127.0.0.11:53"), "{config}");
-        assert!(config.contains("server-template task 4 tasks.books-ms-app:8080\n"), "{config}");
+        assert!(config.contains("server-template task 32 tasks.books-ms-app:8080\n"), "{config}");
         assert!(config.contains("http-check send meth GET uri /health"), "{config}");
         assert!(config.contains("retry-on conn-failure empty-response response-timeout 502 503 504"), "{config}");
         assert!(config.contains("resolvers swarm init-addr none"), "{config}");
@@ -106,9 +109,9 @@ mod tests {
     }
 
     #[test]
-    fn there_are_slots_for_an_update_and_a_lost_nodes_tasks() {
-        assert_eq!(slots(2), 4);
-        assert_eq!(slots(5), 10);
-        assert!(render("x", 5).contains("server-template task 10 tasks.x:8080"));
+    fn the_slots_are_fixed_so_the_replicas_never_change_the_text() {
+        assert_eq!(SLOTS, 32);
+        assert!(render("x").contains("server-template task 32 tasks.x:8080\n"));
+        assert_eq!(render("x"), render("x"));
     }
 }

@@ -8,8 +8,8 @@
 //! history are containers on the manager's engine, as on a single host's.
 //!
 //! On the swarm, for project `P` (see [`services::SwarmNames`]): an
-//! attachable overlay network; the database one task pinned to the
-//! manager, with its named volume; the app `swarm.replicas` tasks, never
+//! attachable overlay network; the database one task pinned by node id
+//! (the manager's node, or `swarm.database_node`), with its named volume; the app `swarm.replicas` tasks, never
 //! published; a proxy on every node (a global service published with
 //! `mode: host`), its configuration ([`haproxy`]) a config object.
 
@@ -72,6 +72,9 @@ async fn run(
         let plan = plan::plan(&observed, &release, config, &holder)?;
         let previous = observe::app_release(manager, config).await?;
         planned = Some((plan.clone(), previous.clone(), observed.history));
+        for warning in &plan.warnings {
+            reporter.warn(warning.clone());
+        }
         if observed.history {
             let steps = plan.steps.iter().map(|step| crate::runner::StepRecord {
                 name: step.action.to_string(),
@@ -85,6 +88,12 @@ async fn run(
             }
         }
         executor.apply_steps(&plan.release.image, &plan.steps, None).await?;
+        // Verified: what is left is tidying, never a reason to undo.
+        for action in &plan.cleanup {
+            if let Err(e) = executor.run_all(std::slice::from_ref(action)).await {
+                reporter.warn(format!("{action} failed (the deploy stands; remove it by hand): {e:#}"));
+            }
+        }
         Ok(Deployed {
             container: swarm.app.clone(),
             image: release.image.clone(),

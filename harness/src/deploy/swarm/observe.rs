@@ -16,7 +16,7 @@ use super::services::SwarmNames;
 use crate::config::Config;
 use crate::deploy::history;
 use crate::deploy::names::*;
-use crate::deploy::observe::{found, inspect};
+use crate::deploy::observe::{found, inspect, lock_holder};
 use crate::engine::{Engine, EngineError};
 use crate::release::Release;
 
@@ -30,24 +30,59 @@ pub async fn observe(manager: &Engine, config: &Config) -> anyhow::Result<SwarmO
         manager
             .call(format!("for the network {}", swarm.network), manager.docker.inspect_network(&swarm.network, None))
             .await,
-    )?
-    .is_some();
+    )?;
+    if let Some(network) = &network {
+        overlay(&swarm.network, network.driver.as_deref(), network.scope.as_deref())?;
+    }
+    let network = network.is_some();
     let filters = HashMap::from([("label".to_owned(), vec![format!("{PROJECT_LABEL}={}", config.prod.project)])]);
     let options = ListConfigsOptionsBuilder::default().filters(&filters).build();
     let configs = manager.call("for the project's configs", manager.docker.list_configs(Some(options))).await?;
+    let info = manager.call("for the manager's swarm node", manager.docker.info()).await?;
+    let manager_node = info.swarm.and_then(|s| s.node_id).filter(|id| !id.is_empty());
+    if manager_node.is_none() && config.swarm.database_node.is_none() {
+        anyhow::bail!(
+            "{} reports no swarm node id: is it a manager of a swarm? (swarm.docker_host; `docker info` there \
+             shows its Swarm section)",
+            config.swarm.docker_host
+        );
+    }
     let configs = configs.into_iter().filter_map(|c| c.spec?.name).collect();
     let lock = inspect(manager, &names.lock).await?;
+    let history = inspect(manager, &names.history).await?.is_some();
+    // An unreadable history trusts no release: the plan runs the checks.
+    let mut last_outcomes = HashMap::new();
+    if history {
+        for entry in history::read(manager, &names.history).await.unwrap_or_default() {
+            last_outcomes.insert(entry.release.image, entry.outcome);
+        }
+    }
     Ok(SwarmObserved {
         network,
+        manager_node,
         configs,
         db: observed_service(manager, &swarm.db).await?,
         app: observed_service(manager, &swarm.app).await?,
         proxy: observed_service(manager, &swarm.proxy).await?,
-        history: inspect(manager, &names.history).await?.is_some(),
-        lock_holder: lock.map(|c| {
-            c.config.and_then(|c| c.labels?.get(LOCK_HOLDER_LABEL).cloned()).unwrap_or_else(|| "unknown".to_owned())
-        }),
+        history,
+        last_outcomes,
+        lock_holder: lock.map(lock_holder),
     })
+}
+
+/// The project's network must be the swarm's overlay: a bridge of the
+/// same name (a single-host deploy on the manager's engine) is not.
+fn overlay(name: &str, driver: Option<&str>, scope: Option<&str>) -> anyhow::Result<()> {
+    if driver == Some("overlay") && scope == Some("swarm") {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "the network {name} on the manager is a {} network of scope {}, not the swarm's overlay: a single-host \
+         deploy of the project on this engine? Deploy the swarm as another project (prod.project), or remove that \
+         deploy and its network",
+        driver.unwrap_or("(unknown)"),
+        scope.unwrap_or("(unknown)")
+    )
 }
 
 async fn observed_service(manager: &Engine, name: &str) -> anyhow::Result<Option<ObservedService>> {
@@ -55,8 +90,10 @@ async fn observed_service(manager: &Engine, name: &str) -> anyhow::Result<Option
     let spec = service.spec.as_ref();
     let label = spec.and_then(|s| s.labels.as_ref()?.get(SPEC_LABEL).cloned());
     let image = spec.and_then(|s| s.task_template.as_ref()?.container_spec.as_ref()?.image.clone()).unwrap_or_default();
+    let constraints =
+        spec.and_then(|s| s.task_template.as_ref()?.placement.as_ref()?.constraints.clone()).unwrap_or_default();
     let converged = matches!(progress(manager, name, None).await?, Progress::Converged);
-    Ok(Some(ObservedService { spec: label, image, converged }))
+    Ok(Some(ObservedService { spec: label, image, constraints, converged }))
 }
 
 pub async fn inspect_service(manager: &Engine, name: &str) -> Result<Option<Service>, EngineError> {
@@ -119,7 +156,12 @@ pub async fn progress(manager: &Engine, name: &str, wanted: Option<&str>) -> any
     let running = |task: &Task| task.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING);
     // A task on a node that is down is Swarm's to replace (a global
     // service's has nowhere else to go): it does not count.
-    let down = unavailable_nodes(manager).await?;
+    let nodes = manager.call("for the swarm's nodes", manager.docker.list_nodes(None::<ListNodesOptions>)).await?;
+    let down: Vec<String> = nodes
+        .iter()
+        .filter(|n| n.status.as_ref().and_then(|s| s.state) != Some(NodeState::READY))
+        .filter_map(|n| n.id.clone())
+        .collect();
     let live: Vec<&Task> = tasks
         .iter()
         .filter(|t| t.desired_state == Some(TaskState::RUNNING))
@@ -134,18 +176,57 @@ pub async fn progress(manager: &Engine, name: &str, wanted: Option<&str>) -> any
         Ok(Progress::Converged)
     } else {
         let of = wanted_tasks.map_or_else(|| live.len().to_string(), |r| r.to_string());
-        Ok(Progress::Waiting(format!("{ready} of {of} tasks of {name} run its spec, healthy")))
+        let names: HashMap<String, String> = nodes.iter().filter_map(|n| Some((n.id.clone()?, node_name(n)))).collect();
+        let mut what = format!("{ready} of {of} tasks of {name} run its spec, healthy");
+        for problem in task_errors(&tasks, &names) {
+            what.push_str("; ");
+            what.push_str(&problem);
+        }
+        Ok(Progress::Waiting(what))
     }
 }
 
-/// The ids of the nodes that are not ready.
-async fn unavailable_nodes(manager: &Engine) -> anyhow::Result<Vec<String>> {
-    let nodes = manager.call("for the swarm's nodes", manager.docker.list_nodes(None::<ListNodesOptions>)).await?;
-    Ok(nodes
+/// A node's lab label, else its hostname, else its id.
+fn node_name(node: &bollard::models::Node) -> String {
+    let label = node.spec.as_ref().and_then(|s| s.labels.as_ref()?.get(NODE_LABEL).cloned());
+    let hostname = node.description.as_ref().and_then(|d| d.hostname.clone());
+    label.or(hostname).or_else(|| node.id.clone()).unwrap_or_default()
+}
+
+/// What the engine said of the tasks that do not run: the latest error
+/// of each node's (`unassigned` for a task no node took), as
+/// `task on NODE: ERROR`.
+fn task_errors(tasks: &[Task], names: &HashMap<String, String>) -> Vec<String> {
+    let mut latest: std::collections::BTreeMap<String, &Task> = std::collections::BTreeMap::new();
+    for task in tasks {
+        let status = task.status.as_ref();
+        if status.and_then(|s| s.state) == Some(TaskState::RUNNING) {
+            continue;
+        }
+        if status.and_then(|s| s.err.as_deref()).is_none_or(str::is_empty) {
+            continue;
+        }
+        let node = task
+            .node_id
+            .as_ref()
+            .map_or_else(|| "unassigned".to_owned(), |id| names.get(id).cloned().unwrap_or_else(|| id.clone()));
+        let when = |t: &Task| t.status.as_ref().and_then(|s| s.timestamp);
+        match latest.get(&node) {
+            Some(other) if when(other) > when(task) => {}
+            _ => {
+                latest.insert(node, task);
+            }
+        }
+    }
+    latest
         .into_iter()
-        .filter(|n| n.status.as_ref().and_then(|s| s.state) != Some(NodeState::READY))
-        .filter_map(|n| n.id)
-        .collect())
+        .map(|(node, task)| {
+            let status = task.status.as_ref();
+            let err = status.and_then(|s| s.err.as_deref()).unwrap_or_default();
+            let state = status.and_then(|s| s.state).map(|s| s.to_string()).unwrap_or_default();
+            format!("task on {node} ({state}): {err}")
+        })
+        .collect()
 }
 
 /// A task runs the service's spec: the same image, labels, environment
@@ -225,12 +306,12 @@ pub async fn status(manager: &Engine, config: &Config) -> anyhow::Result<SwarmSt
     let nodes: Vec<NodeStatus> = nodes
         .into_iter()
         .map(|node| {
+            let name = node_name(&node);
             let spec = node.spec.unwrap_or_default();
             let status = node.status.unwrap_or_default();
-            let hostname = node.description.and_then(|d| d.hostname).unwrap_or_default();
             NodeStatus {
                 id: node.id.unwrap_or_default(),
-                name: spec.labels.as_ref().and_then(|l| l.get(NODE_LABEL).cloned()).unwrap_or(hostname),
+                name,
                 address: status.addr.unwrap_or_default(),
                 role: match spec.role {
                     Some(NodeSpecRoleEnum::MANAGER) => "manager",
@@ -294,9 +375,7 @@ pub async fn status(manager: &Engine, config: &Config) -> anyhow::Result<SwarmSt
         }
     }
     tasks.sort_by(|a, b| (&a.service, &a.node).cmp(&(&b.service, &b.node)));
-    let lock = inspect(manager, &names.lock).await?.map(|c| {
-        c.config.and_then(|c| c.labels?.get(LOCK_HOLDER_LABEL).cloned()).unwrap_or_else(|| "unknown".to_owned())
-    });
+    let lock = inspect(manager, &names.lock).await?.map(lock_holder);
     let mut entries = history::read(manager, &names.history).await?;
     entries.drain(..entries.len().saturating_sub(crate::deploy::observe::STATUS_HISTORY));
     Ok(SwarmStatus {
@@ -318,4 +397,48 @@ pub async fn app_release(manager: &Engine, config: &Config) -> anyhow::Result<Op
     let label = |key: &str| labels.get(key).cloned().unwrap_or_default();
     let image = label(IMAGE_LABEL);
     Ok((!image.is_empty()).then(|| Release { image, version: label(VERSION_LABEL), revision: label(REVISION_LABEL) }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(node: Option<&str>, state: &str, err: &str, at: &str) -> Task {
+        serde_json::from_value(serde_json::json!({
+            "NodeID": node,
+            "DesiredState": "running",
+            "Status": { "State": state, "Err": err, "Timestamp": at },
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_waits_message_quotes_each_nodes_latest_task_error() {
+        let names = HashMap::from([("n1".to_owned(), "node1".to_owned())]);
+        let tasks = [
+            task(Some("n1"), "rejected", "No such image: r/a@sha256:1", "2026-01-01T00:00:02Z"),
+            task(Some("n1"), "failed", "older", "2026-01-01T00:00:01Z"),
+            task(Some("n2"), "failed", "port 8080 is already in use", "2026-01-01T00:00:01Z"),
+            task(Some("n2"), "running", "", "2026-01-01T00:00:03Z"),
+            task(None, "pending", "no suitable node (insufficient resources)", "2026-01-01T00:00:01Z"),
+            task(Some("n1"), "running", "", "2026-01-01T00:00:04Z"),
+        ];
+        assert_eq!(
+            task_errors(&tasks, &names),
+            [
+                "task on n2 (failed): port 8080 is already in use",
+                "task on node1 (rejected): No such image: r/a@sha256:1",
+                "task on unassigned (pending): no suitable node (insufficient resources)",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_projects_network_must_be_an_overlay_of_the_swarm() {
+        assert!(overlay("books-ms", Some("overlay"), Some("swarm")).is_ok());
+        let err = overlay("books-ms", Some("bridge"), Some("local")).unwrap_err().to_string();
+        assert!(err.contains("the network books-ms") && err.contains("bridge") && err.contains("local"), "{err}");
+        assert!(overlay("books-ms", Some("overlay"), Some("local")).is_err());
+        assert!(overlay("books-ms", None, None).unwrap_err().to_string().contains("(unknown)"));
+    }
 }

@@ -5,11 +5,11 @@ use std::collections::HashMap;
 
 use bollard::models::{
     ConfigSpec, EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum, EndpointSpec,
-    EndpointSpecModeEnum, Mount, MountTypeEnum, NetworkAttachmentConfig, ServiceSpec, ServiceSpecMode,
+    EndpointSpecModeEnum, Limit, Mount, MountTypeEnum, NetworkAttachmentConfig, ServiceSpec, ServiceSpecMode,
     ServiceSpecModeReplicated, ServiceSpecRollbackConfig, ServiceSpecRollbackConfigFailureActionEnum,
     ServiceSpecRollbackConfigOrderEnum, ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
     ServiceSpecUpdateConfigOrderEnum, TaskSpec, TaskSpecContainerSpec, TaskSpecContainerSpecConfigs,
-    TaskSpecContainerSpecFile1, TaskSpecLogDriver, TaskSpecPlacement, TaskSpecRestartPolicy,
+    TaskSpecContainerSpecFile1, TaskSpecLogDriver, TaskSpecPlacement, TaskSpecResources, TaskSpecRestartPolicy,
     TaskSpecRestartPolicyConditionEnum,
 };
 
@@ -20,7 +20,7 @@ use crate::deploy::proxy::APP_PORT;
 use crate::release::Release;
 
 /// Names of everything of project `P` on the swarm: the overlay network
-/// `P`, the services `P-db` (its volume `P-db`, on the manager), `P-app`
+/// `P`, the services `P-db` (its volume `P-db`, on its pinned node), `P-app`
 /// and `P-proxy`, the proxy's configs `P-proxy-HASH`; on the manager's
 /// engine, the deploy lock `P-deploy-lock` and the history `P-history`
 /// (containers, as on a single host).
@@ -80,6 +80,7 @@ pub fn app(config: &Config, release: &Release, names: &SwarmNames) -> ServiceSpe
                 stop_grace_period: Some(STOP_GRACE_NANOS),
                 ..Default::default()
             }),
+            resources: limits(config),
             restart_policy: Some(restart_any()),
             log_driver: Some(log_driver(config)),
             networks: Some(vec![on_network(&names.network, &names.app)]),
@@ -109,9 +110,16 @@ pub fn app(config: &Config, release: &Release, names: &SwarmNames) -> ServiceSpe
     spec
 }
 
-/// The database: one task, pinned to the manager (its named volume is
-/// local to the node it runs on), reached as `db` on the overlay network.
-pub fn database(config: &Config, names: &SwarmNames) -> ServiceSpec {
+/// The placement constraint that pins a service to the node of id `node`.
+pub fn pinned_to(node: &str) -> String {
+    format!("node.id == {node}")
+}
+
+/// The database: one task, held to one node by `constraint` (see
+/// [`pinned_to`]: its named volume is local to the node it runs on; pinned
+/// by role, a lost manager would see it start again, empty, on another),
+/// reached as `db` on the overlay network.
+pub fn database(config: &Config, names: &SwarmNames, constraint: &str) -> ServiceSpec {
     let labels = role_labels(config, "db");
     let mut spec = ServiceSpec {
         name: Some(names.db.clone()),
@@ -129,10 +137,7 @@ pub fn database(config: &Config, names: &SwarmNames) -> ServiceSpec {
                 stop_grace_period: Some(STOP_GRACE_NANOS),
                 ..Default::default()
             }),
-            placement: Some(TaskSpecPlacement {
-                constraints: Some(vec!["node.role == manager".to_owned()]),
-                ..Default::default()
-            }),
+            placement: Some(TaskSpecPlacement { constraints: Some(vec![constraint.to_owned()]), ..Default::default() }),
             restart_policy: Some(restart_any()),
             log_driver: Some(log_driver(config)),
             networks: Some(vec![on_network(&names.network, "db")]),
@@ -215,8 +220,8 @@ pub fn proxy(config: &Config, names: &SwarmNames, config_name: &str) -> ServiceS
 }
 
 /// The proxy's configuration text for this configuration.
-pub fn proxy_text(config: &Config, names: &SwarmNames) -> String {
-    haproxy::render(&names.app, config.swarm.replicas)
+pub fn proxy_text(names: &SwarmNames) -> String {
+    haproxy::render(&names.app)
 }
 
 /// The spec label of a service spec.
@@ -236,12 +241,12 @@ fn with_spec_label(spec: &mut ServiceSpec) {
 }
 
 /// A fingerprint of a JSON value, its keys in order (see
-/// `containers::canonical`).
+/// `containers::canonical`): SHA-256, the same on every build of the
+/// harness (a config's name and a spec label outlive the binary).
 fn fingerprint(value: &serde_json::Value) -> String {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    crate::deploy::containers::canonical(value).hash(&mut hasher);
-    format!("{:016x}", hasher.finish())
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(crate::deploy::containers::canonical(value).as_bytes());
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
 fn role_labels(config: &Config, role: &str) -> HashMap<String, String> {
@@ -258,6 +263,20 @@ fn release_labels(config: &Config, release: &Release, role: &str) -> HashMap<Str
 
 fn replicated(replicas: i64) -> ServiceSpecMode {
     ServiceSpecMode { replicated: Some(ServiceSpecModeReplicated { replicas: Some(replicas) }), ..Default::default() }
+}
+
+/// `prod.memory_mb` and `prod.cpus` as each app task's limits, as each
+/// app container's on a single host.
+fn limits(config: &Config) -> Option<TaskSpecResources> {
+    let (memory, cpus) = (config.prod.memory_mb, config.prod.cpus);
+    (memory.is_some() || cpus.is_some()).then(|| TaskSpecResources {
+        limits: Some(Limit {
+            memory_bytes: memory.map(|mb| i64::try_from(mb.saturating_mul(1024 * 1024)).unwrap_or(i64::MAX)),
+            nano_cpus: cpus.map(|cpus| (cpus * 1e9) as i64),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
 }
 
 fn restart_any() -> TaskSpecRestartPolicy {
@@ -319,6 +338,17 @@ mod tests {
         assert!(container.health_check.is_none(), "health is the image's own healthcheck");
         assert_eq!(container.labels.as_ref().unwrap()[VERSION_LABEL], "v1", "each task carries its version");
         assert_eq!(image_of(&app), Some("r/a@sha256:1"));
+        assert!(app.task_template.as_ref().unwrap().resources.is_none(), "no limits unless set");
+    }
+
+    #[test]
+    fn the_apps_tasks_take_prods_memory_and_cpu_limits() {
+        let mut config = Config::default();
+        config.prod.memory_mb = Some(256);
+        config.prod.cpus = Some(1.5);
+        let app = app(&config, &release("r/a@sha256:1"), &SwarmNames::new("books-ms"));
+        let limits = app.task_template.unwrap().resources.unwrap().limits.unwrap();
+        assert_eq!((limits.memory_bytes, limits.nano_cpus), (Some(256 * 1024 * 1024), Some(1_500_000_000)));
     }
 
     #[test]
@@ -333,14 +363,14 @@ mod tests {
     }
 
     #[test]
-    fn the_database_is_one_task_on_the_manager_with_its_volume_the_proxy_global_on_every_nodes_port() {
+    fn the_database_is_one_task_pinned_to_its_node_with_its_volume_the_proxy_global_on_every_nodes_port() {
         let mut config = Config::default();
         config.swarm.app_port = 9090;
         let names = SwarmNames::new("books-ms");
-        let db = database(&config, &names);
+        let db = database(&config, &names, &pinned_to("n0de1d"));
         assert_eq!(db.mode.as_ref().unwrap().replicated.as_ref().unwrap().replicas, Some(1));
         let task = db.task_template.as_ref().unwrap();
-        assert_eq!(task.placement.as_ref().unwrap().constraints.as_deref(), Some(&["node.role == manager".into()][..]));
+        assert_eq!(task.placement.as_ref().unwrap().constraints.as_deref(), Some(&["node.id == n0de1d".into()][..]));
         let mount = &task.container_spec.as_ref().unwrap().mounts.as_ref().unwrap()[0];
         assert_eq!((mount.source.as_deref(), mount.typ), (Some("books-ms-db"), Some(MountTypeEnum::VOLUME)));
         assert_eq!(task.networks.as_ref().unwrap()[0].aliases.as_deref(), Some(&["db".into()][..]));
@@ -364,6 +394,8 @@ mod tests {
         assert_eq!(one, names.proxy_config("a"));
         assert_ne!(one, names.proxy_config("b"));
         assert!(one.starts_with("books-ms-proxy-") && one.len() == "books-ms-proxy-".len() + 12, "{one}");
+        // SHA-256 of the canonical JSON string "\"a\"": the same on every build.
+        assert_eq!(one, "books-ms-proxy-ac8d8342bbb2");
         use base64::Engine as _;
         let spec = proxy_config(&Config::default(), &one, "global\n");
         let data = base64::engine::general_purpose::STANDARD.decode(spec.data.unwrap()).unwrap();
