@@ -167,8 +167,8 @@ async fn await_nodes(
     }
 }
 
-/// The tests that take a node away, restart something or expect every node
-/// Ready take this lock, one at a time. tokio's mutex, held across awaits;
+/// The tests that take a node away, restart something, or need every node
+/// Ready or reachable take this lock, one at a time. tokio's mutex, held across awaits;
 /// a test that fails releases it.
 async fn swarm_lock() -> tokio::sync::MutexGuard<'static, ()> {
     static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -226,6 +226,8 @@ async fn the_swarm_has_the_configured_nodes_all_ready_with_one_manager() {
 
 #[tokio::test]
 async fn every_node_pulls_a_mirrored_image_with_the_registrys_credentials_only() {
+    // Every node must be reachable: another test takes a link down.
+    let _lock = swarm_lock().await;
     let lab = Lab::load();
     let swarm = Swarm::load();
     let env = parse_env(&std::fs::read_to_string(repo_root().join("lab/lab.env")).expect("lab/lab.env"));
@@ -285,6 +287,8 @@ fn tls_client(swarm: &Swarm, with_client_certificate: bool) -> reqwest::Client {
 
 #[tokio::test]
 async fn the_managers_api_answers_a_tls_client_with_the_labs_certificate_and_refuses_one_without() {
+    // Every node must be reachable: another test takes a link down.
+    let _lock = swarm_lock().await;
     let swarm = Swarm::load();
     let url = format!("https://{}/_ping", swarm.manager_address());
 
