@@ -23,7 +23,7 @@ if [ ! -x "$chromium" ]; then
 fi
 
 mkdir -p artifacts
-echo "client tests: running (service: ${BOOKS_MS_BIN:-target/debug/books-ms}, database image: ${BOOKS_DB_IMAGE:-books-lab/ferretdb:1.24.2})" >&2
+echo "client tests: running (service: ${BOOKS_MS_BIN:-${CARGO_TARGET_DIR:-target}/debug/books-ms}, database image: ${BOOKS_DB_IMAGE:-books-lab/ferretdb:1.24.2})" >&2
 # One file at a time: each starts its own database, service and browser, and
 # two cores are busy enough with one of each.
 if [ "$#" -eq 0 ]; then set -- ./*.test.js; fi

@@ -3,7 +3,7 @@
 // name of their own. Nothing here is shared between test files.
 //
 // Settings (environment):
-//   BOOKS_MS_BIN     the service binary        (default: <repo>/target/debug/books-ms)
+//   BOOKS_MS_BIN     the service binary        (default: $CARGO_TARGET_DIR or <repo>/target, then debug/books-ms)
 //   BOOKS_DB_IMAGE   the database image        (default: books-lab/ferretdb:1.24.2)
 //   DOCKER           the docker client to use  (default: /usr/bin/docker, Debian's)
 
@@ -24,7 +24,12 @@ export const ARTIFACTS_DIR = path.join(TESTS_DIR, 'artifacts');
 
 const DOCKER = process.env.DOCKER || '/usr/bin/docker';
 const DB_IMAGE = process.env.BOOKS_DB_IMAGE || 'books-lab/ferretdb:1.24.2';
-const SERVICE_BIN = process.env.BOOKS_MS_BIN || path.join(REPO_DIR, 'target', 'debug', 'books-ms');
+// cargo's target dir: CARGO_TARGET_DIR when set (relative to the repo, where
+// scripts/test.sh runs cargo), else <repo>/target.
+const TARGET_DIR = process.env.CARGO_TARGET_DIR
+  ? path.resolve(REPO_DIR, process.env.CARGO_TARGET_DIR)
+  : path.join(REPO_DIR, 'target');
+const SERVICE_BIN = process.env.BOOKS_MS_BIN || path.join(TARGET_DIR, 'debug', 'books-ms');
 
 // A cold container plus a service that connects lazily is up in a few
 // seconds here; 30 s leaves room for a loaded 2-core CI machine.
