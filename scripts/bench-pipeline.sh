@@ -95,7 +95,7 @@ timed() {
 say "building what both sides use (the tests, the static binary of this revision)"
 revision=$(git rev-parse --short=12 HEAD)
 [[ -z $(git status --porcelain --untracked-files=no) ]] || revision="$revision-dirty"
-{ cargo test --workspace --locked --lib --test api --no-run && BOOKS_MS_REVISION=$revision bash scripts/dist.sh; } \
+{ cargo test --locked -p books-ms --lib --test api --no-run && BOOKS_MS_REVISION=$revision bash scripts/dist.sh; } \
   >"$log_dir/prime.log" 2>&1 || { tail -n 30 "$log_dir/prime.log" >&2; say "building failed; its log: $log_dir/prime.log"; exit 1; }
 
 runs=${BENCH_PIPELINE_RUNS:-all}

@@ -11,6 +11,7 @@ pub mod config;
 pub mod context;
 pub mod deploy;
 pub mod engine;
+mod follow;
 pub mod http;
 pub mod pipeline;
 pub mod plan;

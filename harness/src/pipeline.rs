@@ -9,8 +9,9 @@ use serde::Serialize;
 
 use crate::checkout::{self, Source};
 use crate::config::Config;
+use crate::follow;
 use crate::plan::{Plan, Step};
-use crate::progress::Reporter;
+use crate::progress::{Reporter, Spinner};
 use crate::release::Release;
 use crate::runner::{self, Done, Outcome, Runner, Timed};
 use crate::{build, deploy, engine, push, registry, verify};
@@ -239,34 +240,27 @@ async fn do_step(
     match step {
         Step::Checkout => checkout::materialise(&plan.source, &plan.version),
         Step::Test => {
-            // The service's pre-deploy tests: its unit tests, the API against
-            // a real database container, and the runtime image. Selected
-            // from the whole workspace rather than with `-p books-ms`, so
-            // that features unify as in `cargo test --workspace` and the
-            // developer's build is reused instead of rebuilt.
-            // Compiled first (`--no-run`, its output in test-build.log),
-            // then run: the steps beside start in between.
-            let args = ["test", "--workspace", "--locked", "--lib", "--test", "api"];
+            // The plan's test command (plan::PRE_DEPLOY_TESTS), compiled
+            // first (`--no-run`, its output in test-build.log), then run:
+            // the steps beside start in between.
+            let Some((program, args)) = plan.test_command.split_first() else {
+                return Ok("no pre-deploy tests".to_owned());
+            };
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
             let setting = "pipeline.test_timeout_secs";
             let started = std::time::Instant::now();
-            run_logged(
-                plan,
-                "test-build",
-                "cargo",
-                &[&args[..], &["--no-run"]].concat(),
-                &[],
-                (config.pipeline.test_timeout_secs, setting),
-            )
-            .await?;
+            let build_args = [&args[..], &["--no-run"]].concat();
+            let deadline = (config.pipeline.test_timeout_secs, setting);
+            run_logged(plan, reporter, "test-build", program, &build_args, &[], deadline).await?;
             state.tests_compiled.notify_one();
             let left = config.pipeline.test_timeout_secs.saturating_sub(started.elapsed().as_secs()).max(1);
-            run_logged(plan, "test", "cargo", &args, &[], (left, setting)).await?;
-            Ok(format!("cargo {}", args.join(" ")))
+            run_logged(plan, reporter, "test", program, &args, &[], (left, setting)).await?;
+            Ok(plan.test_command.join(" "))
         }
         Step::Package => {
             let deadline = (config.pipeline.package_timeout_secs, "pipeline.package_timeout_secs");
             let revision = [("BOOKS_MS_REVISION", plan.version.revision.as_str())];
-            run_logged(plan, "package", "bash", &["scripts/dist.sh"], &revision, deadline).await?;
+            run_logged(plan, reporter, "package", "bash", &["scripts/dist.sh"], &revision, deadline).await?;
             Ok(build::DIST_BINARY.to_owned())
         }
         Step::Build => {
@@ -426,6 +420,7 @@ mod tested {
 /// else's code (`--source`).
 async fn run_logged(
     plan: &Plan,
+    reporter: &Reporter,
     name: &str,
     program: &str,
     args: &[&str],
@@ -457,11 +452,18 @@ async fn run_logged(
         .spawn()
         .with_context(|| format!("cannot run {program}"))?;
     let pid = child.id();
+    let shown = format!("{program} {}", args.join(" "));
     // Dropped with the step's future (a failure beside it stopped it), it
     // kills the whole group; disarmed once the command ended by itself.
     let mut group = KillGroupOnDrop(pid);
-    let shown = format!("{program} {}", args.join(" "));
-    let status = match tokio::time::timeout(Duration::from_secs(deadline), child.wait()).await {
+    // What the command is doing, from its log, for people watching.
+    let spinner = Spinner(reporter.spinner(format!("{name}: {shown}")));
+    let waited = tokio::select! {
+        waited = tokio::time::timeout(Duration::from_secs(deadline), child.wait()) => waited,
+        never = follow::follow(&log_path, &spinner.0, name) => match never {},
+    };
+    drop(spinner);
+    let status = match waited {
         Ok(status) => {
             group.0 = None;
             status.with_context(|| format!("waiting for `{shown}`"))?

@@ -70,6 +70,12 @@ impl fmt::Display for Step {
     }
 }
 
+/// The pre-deploy tests: the service's unit tests, its API against a real
+/// database container and its runtime image; the service's package alone
+/// (`-p books-ms`), with the features its own Cargo.toml names. The
+/// harness's own tests are not the gate of the service's release.
+pub const PRE_DEPLOY_TESTS: [&str; 8] = ["cargo", "test", "--locked", "-p", "books-ms", "--lib", "--test", "api"];
+
 /// Everything a run will do, and on what.
 #[derive(Debug, Serialize)]
 pub struct Plan {
@@ -84,6 +90,9 @@ pub struct Plan {
     pub prod: String,
     pub url: String,
     pub steps: Vec<Step>,
+    /// The test step's command (program and arguments); its build alone is
+    /// the same with `--no-run`.
+    pub test_command: Vec<String>,
     /// The test step passes at once for a committed tree that passed it
     /// before (`harness pipeline` without `--retest`).
     pub reuse_tests: bool,
@@ -109,6 +118,7 @@ impl Plan {
             repo,
             version,
             steps,
+            test_command: PRE_DEPLOY_TESTS.iter().map(|s| s.to_string()).collect(),
             reuse_tests: false,
         })
     }
@@ -128,6 +138,7 @@ impl fmt::Display for Plan {
         writeln!(f, "tests image:   {}", self.tests_image)?;
         writeln!(f, "prod:          {}", self.prod)?;
         writeln!(f, "url:           {}", self.url)?;
+        writeln!(f, "tests:         {}", self.test_command.join(" "))?;
         for (i, step) in self.steps.iter().enumerate() {
             let reuse = if *step == Step::Test && self.reuse_tests {
                 " (reused when this committed tree passed them)"

@@ -283,13 +283,16 @@ fn a_ref_of_another_repository_is_planned_with_its_commit_and_tag() {
 /// A repository whose pre-deploy test fails on purpose, with everything
 /// else a pipeline needs: a static "binary" from `scripts/dist.sh` and two
 /// images that build in a second (`FROM scratch`). Its test waits for what
-/// `PROBE_IMAGE` or `PROBE_FILE` names to exist (bounded), then fails: so
-/// the test step fails while, or after, the steps beside it ran.
+/// `PROBE_IMAGE` or `PROBE_FILE` names to exist (bounded: `PROBE_SECS`, 120
+/// by default), silently, then fails: so the test step fails while, or
+/// after, the steps beside it ran.
 fn failing_upstream() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let files = [
-        ("Cargo.toml", "[package]\nname = \"gate-probe\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n"),
-        ("Cargo.lock", "version = 4\n\n[[package]]\nname = \"gate-probe\"\nversion = \"0.1.0\"\n"),
+        // Named as the service, which the pipeline's test command selects
+        // (`cargo test -p books-ms --lib --test api`).
+        ("Cargo.toml", "[package]\nname = \"books-ms\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n"),
+        ("Cargo.lock", "version = 4\n\n[[package]]\nname = \"books-ms\"\nversion = \"0.1.0\"\n"),
         ("src/lib.rs", "//! A crate whose test fails.\n"),
         (
             "tests/api.rs",
@@ -299,7 +302,7 @@ fn ready() -> bool {
     if let Ok(file) = std::env::var("PROBE_FILE") {
         return std::path::Path::new(&file).exists();
     }
-    let image = std::env::var("PROBE_IMAGE").expect("PROBE_IMAGE or PROBE_FILE");
+    let Ok(image) = std::env::var("PROBE_IMAGE") else { return false };
     std::process::Command::new("docker")
         .args(["image", "inspect", &image])
         .stdout(std::process::Stdio::null())
@@ -310,7 +313,8 @@ fn ready() -> bool {
 
 #[test]
 fn a_planted_failure() {
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let wait = std::env::var("PROBE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(120);
+    let deadline = Instant::now() + Duration::from_secs(wait);
     while !ready() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -550,4 +554,40 @@ async fn the_registrys_password_is_in_no_output_no_record_and_no_layer_of_the_pu
     assert!(refused.stderr.contains("harness: error"), "{refused:?}");
     assert_secret_not_in("the refused push's stderr", refused.stderr.as_bytes(), &password);
     assert_secret_not_in("the refused push's stdout", refused.stdout.as_bytes(), &password);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_terminal_the_pipeline_says_what_it_does_at_least_every_ten_seconds() {
+    let lab = Lab::load();
+    let upstream = failing_upstream();
+    let name = format!("books-ms-quiet-{}", std::process::id());
+    let state = tempfile::tempdir().unwrap();
+    // A test that prints nothing for 25 s; stderr is a pipe, as in a CI log.
+    let run = common::run::harness(Duration::from_secs(300))
+        .arg("--repo")
+        .arg(state.path())
+        .args(["pipeline", "--source"])
+        .arg(upstream.path())
+        .env("HARNESS_IMAGES__SERVICE", &name)
+        .env("HARNESS_IMAGES__TESTS", format!("{name}-tests"))
+        .env("HARNESS_PROD__PROJECT", &name)
+        .env("PROBE_SECS", "25")
+        .run_async()
+        .await;
+    let shipped = shipped_then_clean_up(&lab, &name).await;
+
+    assert_eq!(run.code, Some(1), "{run:?}");
+    let stderr = &run.stderr;
+    assert!(
+        run.stderr_longest_silence < Duration::from_secs(15),
+        "silent for {:?}:\n{stderr}",
+        run.stderr_longest_silence
+    );
+    // Each step's start and end, and what the long one is doing meanwhile.
+    assert!(stderr.contains("-> test: run the pre-deployment tests"), "{stderr}");
+    assert!(stderr.contains("-> test-build: cargo test --locked -p books-ms"), "{stderr}");
+    assert!(stderr.contains("   test: tests/api.rs: 0 of 1 passed ("), "a heartbeat names the test binary: {stderr}");
+    assert!(stderr.contains("-> package: compile and package the code"), "{stderr}");
+    assert!(stderr.contains("\nFAILED  test ("), "{stderr}");
+    assert_eq!(shipped, Vec::<String>::new());
 }

@@ -33,6 +33,9 @@ pub struct Run {
     pub stderr: String,
     /// From the start to the end of the program.
     pub elapsed: Duration,
+    /// The longest time stderr stayed silent: from the start to its first
+    /// output, between two outputs, or from its last output to the end.
+    pub stderr_longest_silence: Duration,
 }
 
 impl Run {
@@ -159,8 +162,8 @@ fn run_inner(command: &mut Command, deadline: Duration, read_stdout: bool) -> Ru
         command.stdout(Stdio::null());
     }
     let (done, finished) = mpsc::channel();
-    let stdout = if read_stdout { read_all(child.stdout.take(), done.clone()) } else { Buffer::default() };
-    let stderr = read_all(child.stderr.take(), done);
+    let stdout = if read_stdout { read_all(child.stdout.take(), done.clone()).0 } else { Buffer::default() };
+    let (stderr, stderr_times) = read_all(child.stderr.take(), done);
 
     // Until the program and whatever else holds its output are done: both
     // pipes at their end, then its exit status. Until `try_wait` returns
@@ -187,13 +190,22 @@ fn run_inner(command: &mut Command, deadline: Duration, read_stdout: bool) -> Ru
             }
         }
     };
+    let stderr_longest_silence = longest_silence(started, &stderr_times.lock().unwrap_or_else(|p| p.into_inner()));
     Run {
         command: shown,
         code: status.code(),
         stdout: text(&stdout),
         stderr: text(&stderr),
         elapsed: started.elapsed(),
+        stderr_longest_silence,
     }
+}
+
+/// The longest gap between `started`, the times in `outputs` and now.
+fn longest_silence(started: Instant, outputs: &[Instant]) -> Duration {
+    let ended = Instant::now();
+    let times: Vec<Instant> = std::iter::once(started).chain(outputs.iter().copied()).chain([ended]).collect();
+    times.windows(2).map(|w| w[1].saturating_duration_since(w[0])).max().unwrap_or_default()
 }
 
 /// The program's name and arguments, as a shell would show them (roughly).
@@ -207,24 +219,29 @@ fn show(command: &Command) -> String {
 }
 
 type Buffer = Arc<Mutex<Vec<u8>>>;
+type Times = Arc<Mutex<Vec<Instant>>>;
 
 /// A thread that reads `pipe` to its end into the returned buffer (so that
-/// what came before a timeout can be shown), then says so on `done`.
-fn read_all(pipe: Option<impl Read + Send + 'static>, done: Sender<()>) -> Buffer {
-    let buffer = Buffer::default();
-    let filled = Arc::clone(&buffer);
+/// what came before a timeout can be shown), noting when each piece came,
+/// then says so on `done`.
+fn read_all(pipe: Option<impl Read + Send + 'static>, done: Sender<()>) -> (Buffer, Times) {
+    let (buffer, times) = (Buffer::default(), Times::default());
+    let (filled, noted) = (Arc::clone(&buffer), Arc::clone(&times));
     let mut pipe = pipe.expect("a piped stream");
     std::thread::spawn(move || {
         let mut chunk = [0u8; 8192];
         loop {
             match pipe.read(&mut chunk) {
                 Ok(0) | Err(_) => break,
-                Ok(n) => filled.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(&chunk[..n]),
+                Ok(n) => {
+                    filled.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(&chunk[..n]);
+                    noted.lock().unwrap_or_else(|p| p.into_inner()).push(Instant::now());
+                }
             }
         }
         let _ = done.send(());
     });
-    buffer
+    (buffer, times)
 }
 
 fn text(buffer: &Buffer) -> String {
