@@ -26,6 +26,9 @@ REPO_DIR=$(dirname -- "$LAB_DIR")
 # The swarm of prod nodes, beside prod: swarm_up.
 # shellcheck source=SCRIPTDIR/swarm.sh
 . "$LAB_DIR/swarm.sh"
+# with_heartbeat: a line every 10 s while a long, quiet step runs.
+# shellcheck source=SCRIPTDIR/../scripts/heartbeat.sh
+. "$REPO_DIR/scripts/heartbeat.sh"
 
 LOG_DIR=/var/log/books-lab
 RUN_DIR=/run/books-lab
@@ -167,7 +170,8 @@ build_ferretdb_image() {
   trap "remove_tmp_dir '$ctx'" EXIT
   # The Go build and module caches stay in their default places outside the
   # clone, so later builds are fast.
-  (cd "$FERRETDB_SRC" && CGO_ENABLED=0 "${FERRETDB_BUILD[@]}" -o "$ctx/ferretdb" .)
+  (cd "$FERRETDB_SRC" &&
+    CGO_ENABLED=0 with_heartbeat "lab/up: image $BOOKS_DB_IMAGE: go build" "${FERRETDB_BUILD[@]}" -o "$ctx/ferretdb" .)
   mkdir -p "$ctx/data/db" "$ctx/tmp"
   "$DOCKER" build -f "$FERRETDB_SRC/Dockerfile" --label "$INPUTS_LABEL=$inputs" \
     -t "$BOOKS_DB_IMAGE" "$ctx" >&2
@@ -186,7 +190,7 @@ DEBIAN_SECURITY_MIRROR=http://deb.debian.org/debian-security
 build_debian_image() {
   local inputs
   # The recipe is this function itself: editing it rebuilds the image.
-  inputs=$({ declare -f build_debian_image debian_sources
+  inputs=$({ declare -f build_debian_image debootstrap_logged debian_sources
     echo "$DEBIAN_SUITE $DEBIAN_MIRROR $DEBIAN_SECURITY_MIRROR"; } | sha256sum | cut -c1-16)
   if [[ $(image_inputs "$BOOKS_DEBIAN_IMAGE") == "$inputs" ]]; then
     say "image $BOOKS_DEBIAN_IMAGE: up to date"
@@ -199,8 +203,8 @@ build_debian_image() {
   root=$(mktemp -d /var/tmp/books-lab-debootstrap.XXXXXX)
   # shellcheck disable=SC2064
   trap "remove_tmp_dir '$root'" EXIT
-  debootstrap --variant=minbase "$DEBIAN_SUITE" "$root" "$DEBIAN_MIRROR" \
-    >"$LOG_DIR/debootstrap.log" 2>&1 ||
+  with_heartbeat "lab/up: image $BOOKS_DEBIAN_IMAGE: debootstrap (log in $LOG_DIR/debootstrap.log)" \
+    debootstrap_logged "$root" ||
     { tail -n 20 "$LOG_DIR/debootstrap.log" >&2; die "debootstrap failed (log in $LOG_DIR/debootstrap.log)"; }
   rm -f "${root:?}/etc/apt/sources.list"
   debian_sources >"${root:?}/etc/apt/sources.list.d/debian.sources"
@@ -218,6 +222,10 @@ build_debian_image() {
   trap - EXIT
   remove_replaced_image "$old" "$BOOKS_DEBIAN_IMAGE"
   say "image $BOOKS_DEBIAN_IMAGE: built ($("$DOCKER" image inspect -f '{{.Size}}' "$BOOKS_DEBIAN_IMAGE") bytes)"
+}
+
+debootstrap_logged() {
+  debootstrap --variant=minbase "$DEBIAN_SUITE" "$1" "$DEBIAN_MIRROR" >"$LOG_DIR/debootstrap.log" 2>&1
 }
 
 # The apt sources of the official image (deb822 format).
@@ -254,7 +262,7 @@ build_rust_image() {
   version=$("$sysroot/bin/rustc" -vV | sed -n 's/^release: //p')
   # The recipe (this function and the Dockerfile), the exact toolchain and
   # its programs, and the base image: a change to any of them rebuilds.
-  inputs=$({ declare -f build_rust_image; cat "$RUST_DOCKERFILE"
+  inputs=$({ declare -f build_rust_image build_rust_image_from; cat "$RUST_DOCKERFILE"
     "$sysroot/bin/rustc" -vV; "$sysroot/bin/cargo" -V; ls "$sysroot/bin"
     image_id "$BOOKS_DEBIAN_IMAGE"; } | sha256sum | cut -c1-16)
   if [[ $(image_inputs "$BOOKS_RUST_IMAGE") == "$inputs" ]]; then
@@ -266,14 +274,19 @@ build_rust_image() {
   old=$(image_id "$BOOKS_RUST_IMAGE")
   # The context: rust.Dockerfile, and the toolchain renamed to rust/ (S: a
   # symlink's target is left as it is). Bounded: apt runs in the build.
+  with_heartbeat "lab/up: image $BOOKS_RUST_IMAGE" build_rust_image_from "$sysroot" "$version" "$inputs"
+  remove_replaced_image "$old" "$BOOKS_RUST_IMAGE"
+  say "image $BOOKS_RUST_IMAGE: built ($("$DOCKER" image inspect -f '{{.Size}}' "$BOOKS_RUST_IMAGE") bytes)"
+}
+
+build_rust_image_from() {
+  local sysroot=$1 version=$2 inputs=$3
   tar -c --exclude=./share/doc --exclude=./share/man --transform='s,^\.,rust,S' \
     -C "$sysroot" . -C "$LAB_DIR" rust.Dockerfile |
     timeout 1200 "$DOCKER" build -f rust.Dockerfile \
       --build-arg "BASE_IMAGE=$BOOKS_DEBIAN_IMAGE" --build-arg "RUST_VERSION=$version" \
       --label "$INPUTS_LABEL=$inputs" --label "org.opencontainers.image.version=$version" \
-      -t "$BOOKS_RUST_IMAGE" - >&2
-  remove_replaced_image "$old" "$BOOKS_RUST_IMAGE"
-  say "image $BOOKS_RUST_IMAGE: built ($("$DOCKER" image inspect -f '{{.Size}}' "$BOOKS_RUST_IMAGE") bytes)"
+      -t "$BOOKS_RUST_IMAGE" -
 }
 
 # The stand-in for the public haproxy image, the reverse proxy of the

@@ -1,24 +1,52 @@
 #!/usr/bin/env bash
 # The README's first command: raises the lab (lab/up.sh: the cd engine, the
-# private registry, the prod host), then ships this working tree to prod with
-# `harness pipeline`: the chapter's nine steps (check out, test, package,
-# build, push, deploy, integrate, verify, push the tests image). Puts three
-# demo books in an empty collection and prints the production URL.
+# private registry, the prod host) while it builds the harness, then ships
+# this working tree to prod with `harness pipeline`: the chapter's nine steps
+# (check out, test, package, build, push, deploy, integrate, verify, push the
+# tests image). Puts three demo books in an empty collection and prints the
+# production URL.
 # Idempotent: a second run reuses every cache, and leaves prod's container
 # alone when it already runs this exact image.
+# Progress: a line at least every 10 s, also when the output is a log.
 # Arguments go to `harness pipeline` (e.g. --ref main, --source URL --ref TAG).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:/usr/local/go/bin:$PATH"
+# shellcheck source=SCRIPTDIR/heartbeat.sh
+. scripts/heartbeat.sh
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'demo: error: %s\n' "$*" >&2; exit 1; }
+started=$SECONDS
 
-say "raising the lab (lab/up.sh)"
-bash lab/up.sh
-
-say "building the harness (cargo build -p harness)"
-cargo build --locked --quiet -p harness
+# The lab is mostly downloads, debootstrap and image builds, the builds of
+# the harness and of what the pipeline compiles are mostly the processor's:
+# side by side, the first command takes little more than the longer of the
+# two. While the lab comes up: the harness, then (for this working tree, the
+# pipeline's default) the pipeline's own compiles, the pre-deploy tests and
+# the static release binary, with the exact commands and revision its test
+# and package steps use, so that those steps find them built. Nothing is
+# pushed or deployed before the pipeline's tests pass. The lab's lines
+# start with "lab/up:".
+say "raising the lab (lab/up.sh) and building the harness and the service side by side"
+bash lab/up.sh >&2 &
+lab=$!
+jobs_failed=()
+with_heartbeat "cargo build -p harness" cargo build --locked -p harness || jobs_failed+=("building the harness")
 harness="${CARGO_TARGET_DIR:-target}/debug/harness"
+((${#jobs_failed[@]} > 0)) || say "harness built in $((SECONDS - started)) s"
+if ((${#jobs_failed[@]} == 0 && $# == 0)); then
+  plan=$("$harness" --dry-run --json pipeline) || die "harness --dry-run pipeline failed"
+  revision=$(jq -r .version.revision <<<"$plan")
+  say "compiling the pre-deploy tests and the static binary of $revision while the lab comes up"
+  BOOKS_MS_REVISION=$revision with_heartbeat "scripts/dist.sh" bash scripts/dist.sh &
+  package=$!
+  mapfile -t tests < <(jq -r '.test_command[]' <<<"$plan")
+  with_heartbeat "${tests[*]} --no-run" "${tests[@]}" --no-run || jobs_failed+=("compiling the pre-deploy tests")
+  wait "$package" || jobs_failed+=("building the static binary (scripts/dist.sh)")
+fi
+wait "$lab" || jobs_failed+=("lab/up.sh")
+((${#jobs_failed[@]} == 0)) || die "failed: ${jobs_failed[*]}; the errors are above"
+say "lab up and builds done in $((SECONDS - started)) s"
 
 say "shipping to prod (harness pipeline $*)"
 "$harness" pipeline "$@"
@@ -28,7 +56,7 @@ url=$("$harness" --dry-run --json status | jq -r .url)
 bash scripts/seed-demo-books.sh "$url"
 
 cat <<MSG
-books-ms runs on prod, deployed and verified by the harness:
+books-ms runs on prod, deployed and verified by the harness (in $((SECONDS - started)) s):
   the books app      $url/
   the API            $url/api/v1/books
   OpenAPI document   $url/api/v1/openapi.json

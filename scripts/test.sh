@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command: checks formatting and lints, raises the lab
-# (packages, Docker engine, local images), then runs every test: the
+# (packages, Docker engine, local images), builds every workspace package
+# alone (so that no package leans on a feature that only another package or
+# a dev-dependency turns on), then runs every test: the
 # workspace's unit, API and image tests (cargo test), the API fuzzing from the
 # OpenAPI document (schemathesis) and the web components' browser tests
 # (headless Chromium).
@@ -8,6 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:/usr/local/go/bin:$PATH"
+# shellcheck source=SCRIPTDIR/heartbeat.sh
+. scripts/heartbeat.sh
 
 say() { printf '==> %s\n' "$*" >&2; }
 
@@ -29,6 +33,14 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 say "raising the lab (lab/up.sh)"
 bash lab/up.sh
+
+# Each with only the features its own Cargo.toml names: a workspace build
+# unifies features across packages and their dev-dependencies, which once
+# hid a missing one from every build but `cargo build -p harness`.
+for package in $(cargo metadata --no-deps --format-version 1 --locked | jq -r '.packages[].name'); do
+  say "building $package alone (cargo build -p $package)"
+  with_heartbeat "cargo build -p $package" cargo build --locked -p "$package"
+done
 
 say "unit, API and image tests (cargo test --workspace)"
 cargo test --workspace --locked
