@@ -17,8 +17,13 @@ const fail = (message) => {
   process.exitCode = 1;
 };
 
-const response = await fetch(`${url}/api/v1/books?limit=5`, { signal: AbortSignal.timeout(10_000) });
-if (!response.ok) {
+const response = await fetch(`${url}/api/v1/books?limit=5`, { signal: AbortSignal.timeout(10_000) }).catch((error) => {
+  fail(`GET /api/v1/books?limit=5 failed: ${error.cause?.message ?? error.message}`);
+  return null;
+});
+if (!response) {
+  // Said above.
+} else if (!response.ok) {
   fail(`GET /api/v1/books?limit=5 answered ${response.status}`);
 } else {
   const books = await response.json();
