@@ -150,6 +150,11 @@ pub struct ProdConfig {
     pub project: String,
     /// How long a new container may take to turn healthy.
     pub health_timeout_secs: u64,
+    /// How often Docker runs the image's healthcheck in the app's
+    /// containers (the image's own probe; only its interval is set here).
+    /// Docker's first probe comes one interval after the start, so this is
+    /// about how long a deploy waits to see a new colour healthy.
+    pub health_interval_ms: u64,
     /// The database image prod runs (`mongo:7` in a real production; the lab
     /// mirrors its local FerretDB image into its registry for prod to pull).
     pub database_image: String,
@@ -229,6 +234,7 @@ impl Default for Config {
                 kind: TargetKind::Engine,
                 project: "books-ms".to_owned(),
                 health_timeout_secs: 60,
+                health_interval_ms: 500,
                 // The lab mirrors its database image into its registry.
                 database_image: format!("{registry}/{}", lab("BOOKS_DB_IMAGE")),
                 proxy_image: format!("{registry}/{}", lab("BOOKS_PROXY_IMAGE")),
@@ -275,6 +281,14 @@ impl Config {
             if value == 0 {
                 anyhow::bail!("configuration: {setting} is 0: it must be 1 or more");
             }
+        }
+        // Docker refuses a healthcheck interval under 1 ms; an hour is a
+        // deploy that never sees its container healthy.
+        if !(1..=3_600_000).contains(&self.prod.health_interval_ms) {
+            anyhow::bail!(
+                "configuration: prod.health_interval_ms is {}: it must be 1 to 3600000 (500 probes twice a second)",
+                self.prod.health_interval_ms
+            );
         }
         if swarm.database_node.as_deref().is_some_and(|n| n.trim().is_empty()) {
             anyhow::bail!("configuration: swarm.database_node is empty: set a node id (`docker node ls`) or remove it");

@@ -148,9 +148,12 @@ pub enum Action {
         #[serde(skip)]
         preview: Option<String>,
     },
-    /// Lets the old colour finish what it holds.
+    /// Lets the old colour finish what it holds: until the proxy has no
+    /// request on it, at most `secs`.
     Drain {
         secs: u64,
+        proxy: String,
+        colour: Colour,
     },
     /// A user's hook (`hooks.pre_deploy`, `hooks.post_deploy`), run on this
     /// machine with the release in its environment.
@@ -242,7 +245,9 @@ impl fmt::Display for Action {
                 write!(f, "check that {url}{} reports revision {revision}", through(preview))
             }
             Action::Verify { url, preview, .. } => write!(f, "run the post-deploy checks on {url}{}", through(preview)),
-            Action::Drain { secs } => write!(f, "drain for {secs} s"),
+            Action::Drain { secs, colour, .. } => {
+                write!(f, "drain {colour} until the proxy has no request on it (at most {secs} s)")
+            }
             Action::Hook { name, command, .. } => write!(f, "run the {name} hook `{command}`"),
             Action::CreateOverlay { name } => write!(f, "create the overlay network {name}"),
             Action::CreateConfig { name, .. } => write!(f, "create the config {name}"),
@@ -518,8 +523,12 @@ pub fn plan(
 
     // The old colour finishes what it holds, then stops, kept for a
     // rollback; the containers of before blue-green go.
-    if let Some(old) = &old {
-        steps.push(Step::new(Action::Drain { secs: config.prod.drain_secs }));
+    if let (Some(old), Some(old_colour)) = (&old, live) {
+        steps.push(Step::new(Action::Drain {
+            secs: config.prod.drain_secs,
+            proxy: names.proxy.clone(),
+            colour: old_colour,
+        }));
         steps.push(Step::undone_by(
             Action::Stop { name: old.clone() },
             vec![
@@ -696,7 +705,7 @@ mod tests {
                 "route books-ms-proxy: live: green, applied".into(),
                 "check that http://10.200.0.2:8080/version reports revision r2".into(),
                 "run the post-deploy checks on http://10.200.0.2:8080".into(),
-                format!("drain for {} s", config.prod.drain_secs),
+                format!("drain blue until the proxy has no request on it (at most {} s)", config.prod.drain_secs),
                 "stop books-ms-blue".into(),
             ]
         );

@@ -17,7 +17,7 @@ use futures_util::StreamExt;
 
 use super::actions::{Action, DeployPlan, LockHeld, Step};
 use super::names::{Names, LOCK_HOLDER_LABEL, PROJECT_LABEL, SPEC_LABEL};
-use super::proxy::{self, Routing, PREVIEW_HEADER};
+use super::proxy::{self, Colour, Routing, PREVIEW_HEADER};
 use super::swarm::{self, observe::Progress};
 use crate::config::Config;
 use crate::engine::{Engine, EngineError};
@@ -37,6 +37,9 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 const ROUTE_SETTLE: Duration = Duration::from_secs(10);
 /// Lines of the failed container's log quoted in the error.
 const LOG_LINES: usize = 20;
+/// How often a drain asks the proxy whether the old colour still holds a
+/// request.
+const DRAIN_POLL: Duration = Duration::from_millis(200);
 
 pub struct Executor<'a> {
     prod: &'a Engine,
@@ -236,10 +239,7 @@ impl<'a> Executor<'a> {
             }
             Action::Route { proxy: name, routing, apply } => self.route(name, routing, *apply).await,
             Action::Hook { name, command, timeout_secs, env } => hook(name, command, *timeout_secs, env).await,
-            Action::Drain { secs } => {
-                tokio::time::sleep(Duration::from_secs(*secs)).await;
-                Ok(())
-            }
+            Action::Drain { secs, proxy, colour } => self.drain(proxy, *colour, *secs).await,
             Action::Verify { url, ids, preview } => {
                 let headers = preview_header(preview);
                 let report = crate::verify::verify_with(url, ids, &headers, self.reporter).await?;
@@ -452,6 +452,24 @@ impl<'a> Executor<'a> {
             Some((code, output)) => {
                 bail!("the runtime API of {name} answered `{commands}` with: {} (exit {code})", output.trim())
             }
+        }
+    }
+
+    /// Until the proxy holds no request on `colour` in the users' backend
+    /// (its current sessions and queue, from HAProxy's statistics), polled,
+    /// at most `secs`. A proxy that cannot say (not running, an answer not
+    /// understood) is given the whole `secs`.
+    async fn drain(&self, proxy: &str, colour: Colour, secs: u64) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let command = proxy::runtime_api(proxy::STAT_COMMAND);
+        loop {
+            let answer = self.prod.exec(proxy, &command).await?;
+            let held = answer.and_then(|(code, output)| (code == 0).then(|| proxy::held(&output, colour)).flatten());
+            if held == Some(0) || Instant::now() >= deadline {
+                return Ok(());
+            }
+            let pause = if held.is_some() { DRAIN_POLL } else { deadline.saturating_duration_since(Instant::now()) };
+            tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
         }
     }
 

@@ -194,6 +194,25 @@ pub fn runtime_api(commands: &str) -> Vec<&str> {
 
 const RUNTIME_API_SCRIPT: &str = "printf '%s\\n' \"$0\" | socat -t 5 stdio unix-connect:/run/haproxy/admin.sock";
 
+/// The runtime API's command whose answer [`held`] reads: the statistics
+/// of the users' backend, as CSV.
+pub const STAT_COMMAND: &str = "show stat live 4 -1";
+
+/// The requests the proxy holds on `colour` in the users' backend (its
+/// current sessions plus its queue), from the answer to [`STAT_COMMAND`];
+/// None when the answer is not what HAProxy prints.
+pub fn held(answer: &str, colour: Colour) -> Option<u64> {
+    let mut lines = answer.lines();
+    let header: Vec<&str> = lines.next()?.trim_start_matches('#').trim().split(',').collect();
+    let column = |name: &str| header.iter().position(|h| *h == name);
+    let (proxy, server, queue, sessions) = (column("pxname")?, column("svname")?, column("qcur")?, column("scur")?);
+    lines.map(|line| line.split(',').collect::<Vec<_>>()).find_map(|fields| {
+        let named = fields.get(proxy) == Some(&"live") && fields.get(server) == Some(&colour.name());
+        let count = |i: usize| fields.get(i).and_then(|f| if f.is_empty() { Some(0) } else { f.parse::<u64>().ok() });
+        named.then(|| Some(count(queue)? + count(sessions)?)).flatten()
+    })
+}
+
 /// The commands whose answers [`from_runtime`] reads.
 pub fn state_commands() -> String {
     format!("show servers state live; show map {CONFIG_DIR}/{MAP_FILE}")
@@ -241,6 +260,20 @@ mod tests {
 
     fn name(colour: Colour) -> String {
         format!("books-ms-{colour}")
+    }
+
+    #[test]
+    fn the_requests_held_on_a_colour_are_read_from_haproxys_statistics() {
+        let answer = "# pxname,svname,qcur,qmax,scur,smax,slim\n\
+                      live,blue,0,0,3,9,\n\
+                      live,green,1,1,0,4,\n";
+        assert_eq!(held(answer, Colour::Blue), Some(3));
+        assert_eq!(held(answer, Colour::Green), Some(1));
+        let idle = "# pxname,svname,qcur,qmax,scur\nlive,blue,,0,0\n";
+        assert_eq!(held(idle, Colour::Blue), Some(0), "an empty queue field is none");
+        assert_eq!(held(idle, Colour::Green), None, "a server it does not list");
+        assert_eq!(held("Unknown command.\n", Colour::Blue), None);
+        assert_eq!(held("", Colour::Blue), None);
     }
 
     fn preview(colour: Colour) -> Option<Preview> {

@@ -23,6 +23,12 @@ const DB_TIMEOUT: Duration = Duration::from_millis(1000);
 /// repository's deadline for one operation (3 × DB_TIMEOUT), plus slack for
 /// two busy cores.
 const LONGEST_ANSWER: Duration = Duration::from_millis(3 * 1000 + 2000);
+/// The load before each kill (and after the last recovery): a few hundred
+/// writes at the workers' pace.
+const LOAD_BEFORE_KILL: Duration = Duration::from_millis(800);
+/// How long the database stays dead: twice DB_TIMEOUT, so that writes sent
+/// at its start see the outage (a 503) before it ends.
+const OUTAGE: Duration = Duration::from_millis(2 * 1000);
 
 fn docker() -> bollard::Docker {
     bollard::Docker::connect_with_local_defaults().expect("the local Docker engine")
@@ -104,10 +110,10 @@ async fn every_acknowledged_put_survives_the_database_killed_three_times_under_l
     let mut windows = Vec::new(); // (killed, answering again)
     let mut recoveries = Vec::new();
     for round in 0..ROUNDS {
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        tokio::time::sleep(LOAD_BEFORE_KILL).await;
         let killed = Instant::now();
         kill(&docker, container.id()).await;
-        tokio::time::sleep(Duration::from_millis(2500)).await;
+        tokio::time::sleep(OUTAGE).await;
         docker.start_container(container.id(), None).await.expect("start the database again");
         let deadline = Instant::now() + Duration::from_secs(30);
         while ping.database("admin").run_command(doc! { "ping": 1 }).await.is_err() {
@@ -127,7 +133,7 @@ async fn every_acknowledged_put_survives_the_database_killed_three_times_under_l
         recoveries.push(answering.elapsed());
         windows.push((killed, answering));
     }
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    tokio::time::sleep(LOAD_BEFORE_KILL).await;
     stop.store(true, Ordering::Relaxed);
     let mut answers = Vec::new();
     for worker in workers {
