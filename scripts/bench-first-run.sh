@@ -3,9 +3,12 @@
 # and prints where the time goes: the lab, the harness's build, the builds
 # the demo starts beside the lab, and each step of `harness pipeline`.
 #
-#   bench-first-run.sh          warm: the first command twice, as it is now
+#   bench-first-run.sh          warm: the first command as it is now
 #   bench-first-run.sh --cold   cold first: wipes what a fresh machine has not
 #                               (see below), runs it, then runs it again warm
+# Then, in the same run, a one-line change to verified live on prod
+# (scripts/bench-pipeline.sh's change row: `harness pipeline --source COPY`
+# beside the chapter's steps by hand, each in a copy of the repository).
 #
 # --cold stops the lab (lab/down.sh) and removes the cd engine's data root
 # (every image and container), the lab's registry, prod's and the swarm
@@ -93,6 +96,15 @@ if $cold; then
   run cold
 fi
 run warm
+say "change: BENCH_PIPELINE_RUNS=change bash scripts/bench-pipeline.sh"
+BENCH_PIPELINE_RUNS=change bash scripts/bench-pipeline.sh >"$log_dir/change.out" 2>"$log_dir/change.err" ||
+  { tail -n 40 "$log_dir/change.err" >&2; die "the change run failed"; }
 $cold && report cold
 report warm
+printf '\nchange (one line of the service, committed, to verified live on prod)\n'
+grep '^| one-line change' "$log_dir/change.out" | sed 's/^/  /'
+printf '  the harness'"'"'s steps:\n'
+awk '/^step +outcome +start +time/ { on = 1; next }
+  on && $1 ~ /^(checkout|test|package|build|push|deploy|integrate|verify|push-tests)$/ { print "    " $0; next }
+  on { exit }' .harness/logs/bench-pipeline/harness-change.log
 printf '\nload average at the end: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"

@@ -37,11 +37,13 @@ harness="${CARGO_TARGET_DIR:-target}/debug/harness"
 if ((${#jobs_failed[@]} == 0 && $# == 0)); then
   plan=$("$harness" --dry-run --json pipeline) || die "harness --dry-run pipeline failed"
   revision=$(jq -r .version.revision <<<"$plan")
-  say "compiling the pre-deploy tests and the static binary of $revision while the lab comes up"
+  say "compiling the pre-deploy tests (unless reused) and the static binary of $revision while the lab comes up"
   BOOKS_MS_REVISION=$revision with_heartbeat "scripts/dist.sh" bash scripts/dist.sh &
   package=$!
   mapfile -t tests < <(jq -r '.test_command[]' <<<"$plan")
-  with_heartbeat "${tests[*]} --no-run" "${tests[@]}" --no-run || jobs_failed+=("compiling the pre-deploy tests")
+  # Not when the pipeline will reuse this committed tree's passed tests.
+  [[ $(jq -r .reused_tree <<<"$plan") != null ]] ||
+    with_heartbeat "${tests[*]} --no-run" "${tests[@]}" --no-run || jobs_failed+=("compiling the pre-deploy tests")
   wait "$package" || jobs_failed+=("building the static binary (scripts/dist.sh)")
 fi
 wait "$lab" || jobs_failed+=("lab/up.sh")

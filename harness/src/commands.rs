@@ -64,6 +64,7 @@ pub fn plan(command: &Command, repo: &Path, config: &Config) -> anyhow::Result<P
     };
     let mut plan = Plan::new(repo.to_owned(), source, version, config, steps(command))?;
     plan.reuse_tests = matches!(command, Command::Pipeline { retest: false, .. });
+    plan.reused_tree = crate::pipeline::reused_tree(&plan);
     Ok(plan)
 }
 

@@ -322,6 +322,16 @@ async fn integrate(config: &Config, revision: &str) -> anyhow::Result<String> {
     }
 }
 
+/// The committed tree whose tests the test step will reuse (it passed them
+/// before), if any: what `--dry-run` says of the working tree. A checkout
+/// (`--source`, `--ref`) is only known once the checkout step ran: None.
+pub fn reused_tree(plan: &Plan) -> Option<String> {
+    if !plan.reuse_tests || !matches!(plan.source, Source::WorkingTree { .. }) {
+        return None;
+    }
+    tested::committed_tree(plan).filter(|tree| tested::passed(&plan.repo, tree))
+}
+
 /// One pipeline at a time per repository: the runs share `.harness/`
 /// (the checkout, the logs, the push record) and `dist/`. An advisory lock
 /// on `.harness/pipeline.lock`, held while the process lives: a killed run

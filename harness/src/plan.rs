@@ -96,6 +96,9 @@ pub struct Plan {
     /// The test step passes at once for a committed tree that passed it
     /// before (`harness pipeline` without `--retest`).
     pub reuse_tests: bool,
+    /// The committed tree of the working tree, when its tests passed before
+    /// and the test step will reuse them.
+    pub reused_tree: Option<String>,
 }
 
 impl Plan {
@@ -120,6 +123,7 @@ impl Plan {
             steps,
             test_command: PRE_DEPLOY_TESTS.iter().map(|s| s.to_string()).collect(),
             reuse_tests: false,
+            reused_tree: None,
         })
     }
 }
@@ -140,10 +144,10 @@ impl fmt::Display for Plan {
         writeln!(f, "url:           {}", self.url)?;
         writeln!(f, "tests:         {}", self.test_command.join(" "))?;
         for (i, step) in self.steps.iter().enumerate() {
-            let reuse = if *step == Step::Test && self.reuse_tests {
-                " (reused when this committed tree passed them)"
-            } else {
-                ""
+            let reuse = match (&self.reused_tree, *step == Step::Test && self.reuse_tests) {
+                (Some(tree), true) => format!(" (reused: tree {} passed them before)", &tree[..tree.len().min(12)]),
+                (None, true) => " (reused when this committed tree passed them)".to_owned(),
+                (_, false) => String::new(),
             };
             writeln!(f, "{}. {step:<10} {}{reuse}", i + 1, step.describe())?;
         }
