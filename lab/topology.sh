@@ -591,10 +591,12 @@ mirror_image() {
     return
   fi
   "$DOCKER" tag "$image" "$target"
-  timeout 120 "$DOCKER" push "$target" >/dev/null ||
+  with_heartbeat "lab/up: registry: pushing $target" push_quietly "$target" ||
     die "registry: pushing $target failed (or took over 2 min)"
   say "registry: pushed $target ($what)"
 }
+
+push_quietly() { timeout 120 "$DOCKER" push "$1" >/dev/null; }
 
 # registry_image_id IMAGE: the id of the image the registry holds as
 # REGISTRY/IMAGE (IMAGE is NAME:TAG), or nothing when it holds none or does

@@ -11,6 +11,7 @@
 # Undo the running parts with lab/down.sh (it keeps packages, images, data).
 #
 # Usage: lab/up.sh        (progress on stderr; exits non-zero on the first failure)
+#        lab/up.sh packages   only install the system packages the lab needs
 #        lab/up.sh certificates   only check and repair the lab's CA and
 #                 certificates (in $BOOKS_LAB_DATA_DIR/tls when set); a run of
 #                 the whole script restarts prod's engine when its changed
@@ -344,5 +345,6 @@ main() {
 case ${1:-} in
 '') main ;;
 certificates) tls_certificates ;;
-*) die "unknown step '$1'; usage: lab/up.sh [certificates]" ;;
+packages) require_root && take_lock && install_packages ;;
+*) die "unknown step '$1'; usage: lab/up.sh [certificates|packages]" ;;
 esac

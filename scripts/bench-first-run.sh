@@ -60,10 +60,12 @@ run() {
   local name=$1 start line
   start=$EPOCHREALTIME
   say "$name: bash scripts/demo.sh (log: $log_dir/$name.log)"
-  bash scripts/demo.sh 2>&1 | while IFS= read -r line; do
+  if ! bash scripts/demo.sh 2>&1 | while IFS= read -r line; do
     printf '%7.1f %s\n' "$(awk -v s="$start" -v n="$EPOCHREALTIME" 'BEGIN { print n - s }')" "$line"
-  done >"$log_dir/$name.log"
-  [[ ${PIPESTATUS[0]} -eq 0 ]] || { tail -n 40 "$log_dir/$name.log" >&2; die "$name: the first command failed"; }
+  done >"$log_dir/$name.log"; then
+    tail -n 40 "$log_dir/$name.log" >&2
+    die "$name: the first command failed"
+  fi
 }
 
 # The seconds at which the first line matching PATTERN came, or -.

@@ -27,9 +27,23 @@ started=$SECONDS
 # and package steps use, so that those steps find them built. Nothing is
 # pushed or deployed before the pipeline's tests pass. The lab's lines
 # start with "lab/up:".
+# The system packages first (jq among them, which this script needs), then
+# the rest of the lab in the background. The background jobs run in process
+# groups of their own: a failure here or Ctrl-C stops them too (the lab is
+# idempotent; its next run repairs what a stop left half done).
+bash lab/up.sh packages
+background=()
+stop_background() {
+  local pid
+  for pid in "${background[@]}"; do
+    kill -TERM -- "-$pid" 2>/dev/null || true
+  done
+}
+trap stop_background EXIT
 say "raising the lab (lab/up.sh) and building the harness and the service side by side"
-bash lab/up.sh >&2 &
+setsid bash lab/up.sh >&2 &
 lab=$!
+background+=("$lab")
 jobs_failed=()
 with_heartbeat "cargo build -p harness" cargo build --locked -p harness || jobs_failed+=("building the harness")
 harness="${CARGO_TARGET_DIR:-target}/debug/harness"
@@ -38,8 +52,9 @@ if ((${#jobs_failed[@]} == 0 && $# == 0)); then
   plan=$("$harness" --dry-run --json pipeline) || die "harness --dry-run pipeline failed"
   revision=$(jq -r .version.revision <<<"$plan")
   say "compiling the pre-deploy tests (unless reused) and the static binary of $revision while the lab comes up"
-  BOOKS_MS_REVISION=$revision with_heartbeat "scripts/dist.sh" bash scripts/dist.sh &
+  BOOKS_MS_REVISION=$revision setsid bash -c '. scripts/heartbeat.sh && with_heartbeat scripts/dist.sh bash scripts/dist.sh' &
   package=$!
+  background+=("$package")
   mapfile -t tests < <(jq -r '.test_command[]' <<<"$plan")
   # Not when the pipeline will reuse this committed tree's passed tests.
   [[ $(jq -r .reused_tree <<<"$plan") != null ]] ||
@@ -48,6 +63,7 @@ if ((${#jobs_failed[@]} == 0 && $# == 0)); then
 fi
 wait "$lab" || jobs_failed+=("lab/up.sh")
 ((${#jobs_failed[@]} == 0)) || die "failed: ${jobs_failed[*]}; the errors are above"
+background=()
 say "lab up and builds done in $((SECONDS - started)) s"
 
 say "shipping to prod (harness pipeline $*)"

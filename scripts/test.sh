@@ -37,7 +37,9 @@ bash lab/up.sh
 # Each with only the features its own Cargo.toml names: a workspace build
 # unifies features across packages and their dev-dependencies, which once
 # hid a missing one from every build but `cargo build -p harness`.
-for package in $(cargo metadata --no-deps --format-version 1 --locked | jq -r '.packages[].name'); do
+mapfile -t packages < <(cargo metadata --no-deps --format-version 1 --locked | jq -r '.packages[].name')
+((${#packages[@]} > 0)) || { printf 'test: error: cargo metadata listed no package\n' >&2; exit 1; }
+for package in "${packages[@]}"; do
   say "building $package alone (cargo build -p $package)"
   with_heartbeat "cargo build -p $package" cargo build --locked -p "$package"
 done

@@ -17,20 +17,26 @@ const fail = (message) => {
   process.exitCode = 1;
 };
 
-const response = await fetch(`${url}/api/v1/books?limit=5`, { signal: AbortSignal.timeout(10_000) }).catch((error) => {
-  fail(`GET /api/v1/books?limit=5 failed: ${error.cause?.message ?? error.message}`);
-  return null;
-});
-if (!response) {
-  // Said above.
-} else if (!response.ok) {
-  fail(`GET /api/v1/books?limit=5 answered ${response.status}`);
-} else {
-  const books = await response.json();
+/** The titles of the first books the API lists, or null (said why). */
+async function listedTitles() {
+  const what = 'GET /api/v1/books?limit=5';
+  try {
+    const response = await fetch(`${url}/api/v1/books?limit=5`, { signal: AbortSignal.timeout(10_000) });
+    if (!response.ok) return fail(`${what} answered ${response.status}`), null;
+    const books = await response.json();
+    if (!Array.isArray(books)) return fail(`${what} is not a JSON array`), null;
+    if (books.length === 0) return fail('the API lists no book; the page has nothing to show'), null;
+    return books.map((book) => book.title);
+  } catch (error) {
+    return fail(`${what} failed: ${error.cause?.message ?? error.message}`), null;
+  }
+}
+
+/** Loads the page and checks that it shows `want`; a screenshot either way. */
+async function checkPage(want) {
   const browser = await launchBrowser();
   try {
     const { page, errors } = await openPage(browser, `${url}/`);
-    const want = books.map((book) => book.title);
     let shown = [];
     try {
       // Locators look inside the components' shadow roots.
@@ -42,11 +48,15 @@ if (!response) {
     mkdirSync(ARTIFACTS_DIR, { recursive: true });
     await page.screenshot({ path: path.join(ARTIFACTS_DIR, 'live.png'), fullPage: true });
     const missing = want.filter((title) => !shown.includes(title));
-    if (want.length === 0) fail('the API lists no book; the page has nothing to show');
-    else if (missing.length > 0) fail(`the page does not show ${JSON.stringify(missing)} (it shows ${JSON.stringify(shown)})`);
+    if (missing.length > 0) fail(`the page does not show ${JSON.stringify(missing)} (it shows ${JSON.stringify(shown)})`);
     if (errors.length > 0) fail(`the page raised ${errors.map(String).join('; ')}`);
     if (!process.exitCode) console.error(`check-live: ${url}/ shows ${shown.length} books, as the API lists them`);
   } finally {
     await browser.close();
   }
+}
+
+const want = await listedTitles();
+if (want) {
+  await checkPage(want).catch((error) => fail(`the page could not be checked: ${error.message.split('\n')[0]}`));
 }

@@ -151,10 +151,13 @@ pub struct ProdConfig {
     /// How long a new container may take to turn healthy.
     pub health_timeout_secs: u64,
     /// How often Docker runs the image's healthcheck in the app's
-    /// containers (the image's own probe; only its interval is set here).
-    /// Docker's first probe comes one interval after the start, so this is
-    /// about how long a deploy waits to see a new colour healthy.
-    pub health_interval_ms: u64,
+    /// containers, when set (the image's own probe; only its interval is
+    /// set here; unset: the image's). Docker's first probe comes one
+    /// interval after the start, so this is about how long a deploy waits
+    /// to see a new colour healthy; but it applies for the container's
+    /// whole life (Docker 20.10 has no start interval), each probe an exec.
+    #[serde(default)]
+    pub health_interval_ms: Option<u64>,
     /// The database image prod runs (`mongo:7` in a real production; the lab
     /// mirrors its local FerretDB image into its registry for prod to pull).
     pub database_image: String,
@@ -234,7 +237,7 @@ impl Default for Config {
                 kind: TargetKind::Engine,
                 project: "books-ms".to_owned(),
                 health_timeout_secs: 60,
-                health_interval_ms: 500,
+                health_interval_ms: None,
                 // The lab mirrors its database image into its registry.
                 database_image: format!("{registry}/{}", lab("BOOKS_DB_IMAGE")),
                 proxy_image: format!("{registry}/{}", lab("BOOKS_PROXY_IMAGE")),
@@ -284,10 +287,10 @@ impl Config {
         }
         // Docker refuses a healthcheck interval under 1 ms; an hour is a
         // deploy that never sees its container healthy.
-        if !(1..=3_600_000).contains(&self.prod.health_interval_ms) {
+        if let Some(ms) = self.prod.health_interval_ms.filter(|ms| !(1..=3_600_000).contains(ms)) {
             anyhow::bail!(
-                "configuration: prod.health_interval_ms is {}: it must be 1 to 3600000 (500 probes twice a second)",
-                self.prod.health_interval_ms
+                "configuration: prod.health_interval_ms is {ms}: it must be 1 to 3600000 (500 probes twice a second), \
+                 or unset for the image's own interval"
             );
         }
         if swarm.database_node.as_deref().is_some_and(|n| n.trim().is_empty()) {

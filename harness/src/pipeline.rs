@@ -244,7 +244,7 @@ async fn do_step(
             // first (`--no-run`, its output in test-build.log), then run:
             // the steps beside start in between.
             let Some((program, args)) = plan.test_command.split_first() else {
-                return Ok("no pre-deploy tests".to_owned());
+                bail!("the plan has no test command");
             };
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             let setting = "pipeline.test_timeout_secs";

@@ -19,13 +19,13 @@ pub fn app(config: &Config, release: &Release, names: &Names, colour: Colour) ->
     let mut body = ContainerCreateBody {
         image: Some(release.image.clone()),
         env: Some(vec!["DB_HOST=db".to_owned()]),
-        // The image's probe, more often than its HEALTHCHECK says: Docker
+        // The image's probe at another interval, when one is set: Docker
         // takes every field not set here (the command, its timeout, the
         // retries) from the image.
-        healthcheck: Some(HealthConfig {
-            interval: Some((config.prod.health_interval_ms * 1_000_000) as i64),
-            ..Default::default()
-        }),
+        healthcheck: config
+            .prod
+            .health_interval_ms
+            .map(|ms| HealthConfig { interval: Some((ms * 1_000_000) as i64), ..Default::default() }),
         labels: Some(HashMap::from([
             (PROJECT_LABEL.to_owned(), config.prod.project.clone()),
             (ROLE_LABEL.to_owned(), "app".to_owned()),

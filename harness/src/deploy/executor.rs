@@ -463,7 +463,15 @@ impl<'a> Executor<'a> {
         let deadline = Instant::now() + Duration::from_secs(secs);
         let command = proxy::runtime_api(proxy::STAT_COMMAND);
         loop {
-            let answer = self.prod.exec(proxy, &command).await?;
+            // Users already reach the new colour: a proxy that cannot say
+            // costs the drain's whole time, never the deploy.
+            let answer = match self.prod.exec(proxy, &command).await {
+                Ok(answer) => answer,
+                Err(e) => {
+                    self.reporter.warn(format!("draining {colour}: cannot read {proxy}'s statistics: {e:#}"));
+                    None
+                }
+            };
             let held = answer.and_then(|(code, output)| (code == 0).then(|| proxy::held(&output, colour)).flatten());
             if held == Some(0) || Instant::now() >= deadline {
                 return Ok(());
