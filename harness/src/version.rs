@@ -11,22 +11,27 @@ use serde::Serialize;
 /// The identity of a checkout.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Version {
-    /// The tag on HEAD, else the short commit; `-dirty` when tracked files
-    /// have uncommitted changes. Used as the image tag.
+    /// The tag on HEAD, else the short commit; `-dirty` when the tree
+    /// differs from the commit where a build would see it (see `dirty`).
+    /// Used as the image tag.
     pub version: String,
     /// The short commit id (with `-dirty` when the tree has changes): what
     /// the service's `/version` reports and the image's revision label.
     pub revision: String,
-    /// Uncommitted changes to tracked files.
+    /// Uncommitted changes to tracked files, or an untracked file that
+    /// enters the build context (not ignored by git, which keeps build
+    /// output and local settings out, nor by `.dockerignore`).
     pub dirty: bool,
 }
 
 impl Version {
-    /// The working tree at `repo`: HEAD, dirty when tracked files changed.
+    /// The working tree at `repo`: HEAD, dirty when tracked files changed
+    /// or an untracked file would enter the build context.
     pub fn of(repo: &Path) -> anyhow::Result<Self> {
         git(repo, &["rev-parse", "--verify", "HEAD"])
             .with_context(|| format!("{} is not a git checkout with a commit", repo.display()))?;
-        let dirty = !git(repo, &["status", "--porcelain", "--untracked-files=no"])?.is_empty();
+        let dirty = !git(repo, &["status", "--porcelain", "--untracked-files=no"])?.is_empty()
+            || !untracked_in_context(repo)?.is_empty();
         Self::at(repo, "HEAD", dirty)
     }
 
@@ -54,6 +59,15 @@ impl Version {
     pub fn unknown() -> Self {
         Version { version: "unknown".to_owned(), revision: "unknown".to_owned(), dirty: false }
     }
+}
+
+/// The untracked files of the working tree at `repo` that a build would
+/// send (git does not ignore them, nor does `.dockerignore`), as paths
+/// relative to `repo`.
+pub fn untracked_in_context(repo: &Path) -> anyhow::Result<Vec<String>> {
+    let ignore = crate::context::Ignore::read(repo)?;
+    let listed = git(repo, &["ls-files", "--others", "--exclude-standard", "-z"])?;
+    Ok(listed.split('\0').filter(|path| !path.is_empty() && !ignore.excludes(path)).map(str::to_owned).collect())
 }
 
 /// A docker tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
@@ -164,9 +178,28 @@ mod tests {
     }
 
     #[test]
-    fn an_untracked_file_does_not() {
+    fn an_untracked_file_that_a_build_would_send_makes_it_dirty() {
         let dir = repo();
-        std::fs::write(dir.path().join("new.txt"), "x").unwrap();
+        std::fs::create_dir_all(dir.path().join("src")).unwrap();
+        std::fs::write(dir.path().join("src/new.rs"), "x").unwrap();
+        let v = Version::of(dir.path()).unwrap();
+        assert!(v.dirty && v.revision.ends_with("-dirty"), "{v:?}");
+        assert_eq!(untracked_in_context(dir.path()).unwrap(), ["src/new.rs"]);
+    }
+
+    #[test]
+    fn an_untracked_file_that_git_or_dockerignore_leaves_out_does_not() {
+        let dir = repo();
+        // Committed ignore files: build output for git, notes for Docker.
+        std::fs::write(dir.path().join(".gitignore"), "/dist\n").unwrap();
+        std::fs::write(dir.path().join(".dockerignore"), "notes\n").unwrap();
+        let git = |args: &[&str]| Command::new("git").arg("-C").arg(dir.path()).args(args).status().unwrap();
+        assert!(git(&["add", ".gitignore", ".dockerignore"]).success());
+        assert!(git(&["commit", "-qm", "ignores"]).success());
+        std::fs::create_dir_all(dir.path().join("dist")).unwrap();
+        std::fs::write(dir.path().join("dist/binary"), "x").unwrap();
+        std::fs::create_dir_all(dir.path().join("notes")).unwrap();
+        std::fs::write(dir.path().join("notes/todo.txt"), "x").unwrap();
         assert!(!Version::of(dir.path()).unwrap().dirty);
     }
 
