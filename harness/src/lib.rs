@@ -5,6 +5,7 @@
 
 pub mod build;
 pub mod checkout;
+mod child;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -9,12 +9,12 @@ use serde::Serialize;
 
 use crate::checkout::{self, Source};
 use crate::config::Config;
-use crate::follow;
 use crate::plan::{Plan, Step};
 use crate::progress::{Reporter, Spinner};
 use crate::release::Release;
 use crate::runner::{self, Done, Outcome, Runner, Timed};
 use crate::{build, deploy, engine, push, registry, verify};
+use crate::{child, follow};
 
 /// Where the output of the commands a step runs goes (cargo is verbose).
 const LOG_DIR: &str = ".harness/logs";
@@ -422,9 +422,10 @@ mod tested {
 }
 
 /// Runs a command in the code's folder with its output in the repo's
-/// `.harness/logs/NAME.log`, in a process group of its own, within
-/// `deadline` (seconds, and the setting that sets them); on failure, the
-/// error carries the log's last lines. A checkout builds in the repo's own
+/// `.harness/logs/NAME.log`, bounded as [`child::run`] bounds it (its
+/// whole process group, within `deadline`: seconds, and the setting that
+/// sets them), saying what it does as its log grows; on failure, the error
+/// carries the log's last lines. A checkout builds in the repo's own
 /// target folders. The command never sees the harness's own settings
 /// (`HARNESS_*`, the registry's password among them): it may be someone
 /// else's code (`--source`).
@@ -435,12 +436,12 @@ async fn run_logged(
     program: &str,
     args: &[&str],
     env: &[(&str, &str)],
-    (deadline, setting): (u64, &str),
+    deadline: (u64, &str),
 ) -> anyhow::Result<()> {
     let dir = plan.repo.join(LOG_DIR);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let log_path = dir.join(format!("{name}.log"));
-    let log = std::fs::File::create(&log_path).with_context(|| format!("cannot write {}", log_path.display()))?;
+    std::fs::File::create(&log_path).with_context(|| format!("cannot write {}", log_path.display()))?;
     let mut command = tokio::process::Command::new(program);
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("HARNESS_") {
@@ -450,68 +451,28 @@ async fn run_logged(
     if let Source::Checkout { .. } = plan.source {
         command.envs(checkout::target_dirs(&plan.repo));
     }
-    let mut child = command
-        .args(args)
-        .envs(env.iter().copied())
-        .current_dir(plan.source.dir())
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("cannot run {program}"))?;
-    let pid = child.id();
+    command.args(args).envs(env.iter().copied()).current_dir(plan.source.dir());
     let shown = format!("{program} {}", args.join(" "));
-    // Dropped with the step's future (a failure beside it stopped it), it
-    // kills the whole group; disarmed once the command ended by itself.
-    let mut group = KillGroupOnDrop(pid);
     // What the command is doing, from its log, for people watching.
     let spinner = Spinner(reporter.spinner(format!("{name}: {shown}")));
-    let waited = tokio::select! {
-        waited = tokio::time::timeout(Duration::from_secs(deadline), child.wait()) => waited,
+    let what = format!("`{shown}`");
+    let ended = tokio::select! {
+        ended = child::run(&mut command, &what, child::Output::Log(&log_path), deadline) => ended,
         never = follow::follow(&log_path, &spinner.0, name) => match never {},
     };
     drop(spinner);
-    let status = match waited {
-        Ok(status) => {
-            group.0 = None;
-            status.with_context(|| format!("waiting for `{shown}`"))?
-        }
-        Err(_) => {
-            group.kill();
-            let _ = child.wait().await;
-            bail!(
-                "`{shown}` did not end within {deadline} s ({setting}): killed with its process group; its log is {}",
-                log_path.display()
-            );
-        }
-    };
-    if status.success() {
+    let ended = ended.with_context(|| format!("its log is {}", log_path.display()))?;
+    if ended.status.success() {
         return Ok(());
     }
     let text = std::fs::read_to_string(&log_path).unwrap_or_default();
     let tail: Vec<&str> = text.lines().rev().take(25).collect::<Vec<_>>().into_iter().rev().collect();
-    bail!("`{shown}` failed ({status}); full log in {}; its last lines:\n  {}", log_path.display(), tail.join("\n  "))
-}
-
-/// A process group (a step's command and everything it started) killed when
-/// this is dropped, unless emptied first.
-struct KillGroupOnDrop(Option<u32>);
-
-impl KillGroupOnDrop {
-    /// The whole group: cargo, the tests, the containers' clients.
-    fn kill(&mut self) {
-        if let Some(pid) = self.0.take() {
-            let _ = std::process::Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).status();
-        }
-    }
-}
-
-impl Drop for KillGroupOnDrop {
-    fn drop(&mut self) {
-        self.kill();
-    }
+    bail!(
+        "`{shown}` failed ({}); full log in {}; its last lines:\n  {}",
+        ended.status,
+        log_path.display(),
+        tail.join("\n  ")
+    )
 }
 
 #[cfg(test)]

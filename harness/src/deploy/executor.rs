@@ -591,39 +591,20 @@ fn tolerate(result: Result<(), EngineError>, status: u16) -> Result<(), EngineEr
     }
 }
 
-/// Runs a hook with `sh -c` in its own process group, its output kept for
-/// the error; past its deadline the group is killed.
+/// Runs a hook with `sh -c`, bounded as [`crate::child::run`] bounds it
+/// (its whole process group, what it started in the background too), its
+/// output kept for the error.
 async fn hook(name: &str, command: &str, timeout_secs: u64, env: &[(String, String)]) -> anyhow::Result<()> {
-    let child = tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("cannot run the {name} hook"))?;
-    let pid = child.id();
-    match tokio::time::timeout(Duration::from_secs(timeout_secs), child.wait_with_output()).await {
-        Ok(output) => {
-            let output = output.with_context(|| format!("the {name} hook"))?;
-            if output.status.success() {
-                return Ok(());
-            }
-            let text = String::from_utf8_lossy(&output.stderr).trim().to_owned();
-            let text = if text.is_empty() { String::from_utf8_lossy(&output.stdout).trim().to_owned() } else { text };
-            bail!("the {name} hook `{command}` failed ({}): {}", output.status, crate::runner::cut(&text, 500))
-        }
-        Err(_) => {
-            if let Some(pid) = pid {
-                // The whole group: what the hook started goes too.
-                let _ = std::process::Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).status();
-            }
-            bail!("the {name} hook `{command}` did not end within {timeout_secs} s (hooks.timeout_secs): killed")
-        }
+    let mut child = tokio::process::Command::new("sh");
+    child.arg("-c").arg(command).envs(env.iter().map(|(k, v)| (k, v)));
+    let what = format!("the {name} hook `{command}`");
+    let ended =
+        crate::child::run(&mut child, &what, crate::child::Output::Capture, (timeout_secs, "hooks.timeout_secs"))
+            .await?;
+    if ended.status.success() {
+        return Ok(());
     }
+    bail!("{what} failed ({}): {}", ended.status, crate::runner::cut(&ended.output, 500))
 }
 
 fn preview_header(preview: &Option<String>) -> Vec<(String, String)> {

@@ -1,0 +1,202 @@
+//! The one way the harness runs another program for a step (the test and
+//! package steps' commands, the deploy hooks): in a process group of its
+//! own, stdin closed, its output in a log file or captured, within a
+//! deadline. Whatever the program started goes with it: its whole group is
+//! killed when it ends, when the deadline passes, and when the future
+//! running it is dropped (a step beside it failed, Ctrl-C, SIGTERM).
+//!
+//! (git, which the harness runs synchronously with a deadline of its own,
+//! is `version::git`; the lab's scripts run in the foreground on the
+//! user's terminal.)
+
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tokio::io::AsyncReadExt;
+
+/// Where the program's stdout and stderr go.
+pub enum Output<'a> {
+    /// Both appended to this file, as they come.
+    Log(&'a Path),
+    /// Both kept, for the caller's message.
+    Capture,
+}
+
+/// A program that ended by itself, within its deadline.
+#[derive(Debug)]
+pub struct Ended {
+    pub status: ExitStatus,
+    /// With [`Output::Capture`], stderr, or stdout when stderr is empty;
+    /// otherwise empty.
+    pub output: String,
+}
+
+/// How long the captured output of a program that ended is waited for: a
+/// process that left its group still holds the pipes.
+const DRAIN_PIPES: Duration = Duration::from_secs(2);
+
+/// Runs `command` as the module says, within `deadline` seconds (named
+/// `setting` in the error). `what` names it in errors ("the post-deploy
+/// hook"). The command's program, arguments, environment and folder are
+/// the caller's; its stdin, stdout, stderr and process group are set here.
+pub async fn run(
+    command: &mut tokio::process::Command,
+    what: &str,
+    output: Output<'_>,
+    (deadline, setting): (u64, &str),
+) -> anyhow::Result<Ended> {
+    command.stdin(Stdio::null()).process_group(0).kill_on_drop(true);
+    match output {
+        Output::Log(path) => {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            command.stdout(log.try_clone()?).stderr(log);
+        }
+        Output::Capture => {
+            command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        }
+    }
+    let mut child = command.spawn().with_context(|| format!("cannot run {what}"))?;
+    // From here on, the group goes whatever happens to this future.
+    let mut group = Group(child.id());
+    let stdout = child.stdout.take().map(|pipe| tokio::spawn(read_all(pipe)));
+    let stderr = child.stderr.take().map(|pipe| tokio::spawn(read_all(pipe)));
+    let status = match tokio::time::timeout(Duration::from_secs(deadline), child.wait()).await {
+        Ok(status) => status.with_context(|| format!("waiting for {what}")),
+        Err(_) => {
+            group.kill();
+            let _ = child.wait().await;
+            bail!("{what} did not end within {deadline} s ({setting}): killed with its process group, everything it started")
+        }
+    };
+    // What it left running in its group goes too; then its pipes close.
+    group.kill();
+    let status = status?;
+    let mut texts = Vec::new();
+    for reader in [stderr, stdout].into_iter().flatten() {
+        let text = tokio::time::timeout(DRAIN_PIPES, reader).await.ok().and_then(Result::ok).unwrap_or_default();
+        texts.push(String::from_utf8_lossy(&text).trim().to_owned());
+    }
+    let output = texts.into_iter().find(|text| !text.is_empty()).unwrap_or_default();
+    Ok(Ended { status, output })
+}
+
+async fn read_all(mut pipe: impl tokio::io::AsyncRead + Unpin) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let _ = pipe.read_to_end(&mut bytes).await;
+    bytes
+}
+
+/// A process group, killed (SIGKILL) when this is dropped or told to.
+struct Group(Option<u32>);
+
+impl Group {
+    fn kill(&mut self) {
+        if let Some(pid) = self.0.take() {
+            // The group's id is the leader's pid, which names no other group
+            // while the leader is not reaped; a group already gone is fine.
+            if let Ok(pgid) = i32::try_from(pid) {
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{pgid}")])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new("sh");
+        command.arg("-c").arg(script);
+        command
+    }
+
+    /// Whether the process `pid` is gone (or a zombie nobody reaped yet),
+    /// within a bounded wait for the kernel.
+    async fn gone(pid: &str) -> bool {
+        for _ in 0..100 {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"));
+            if stat.map_or(true, |s| s.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z'))) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn past_its_deadline_the_program_and_what_it_started_in_the_background_are_killed() {
+        let dir = std::env::temp_dir().join(format!("harness-child-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pid_file = dir.join("background.pid");
+        let script = format!("sleep 300 & echo $! > {}; sleep 300", pid_file.display());
+
+        let started = std::time::Instant::now();
+        let error =
+            run(&mut sh(&script), "the test hook", Output::Capture, (1, "hooks.timeout_secs")).await.unwrap_err();
+
+        assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+        let message = format!("{error:#}");
+        assert!(message.contains("did not end within 1 s (hooks.timeout_secs)"), "{message}");
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        assert!(gone(pid.trim()).await, "the background sleep (pid {}) still runs", pid.trim());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_program_that_ends_takes_what_it_left_running_with_it_and_its_output_is_kept() {
+        let dir = std::env::temp_dir().join(format!("harness-child-ends-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pid_file = dir.join("background.pid");
+        // The background sleep holds the pipes: without killing the group,
+        // reading the output would wait for it.
+        let script = format!("sleep 300 & echo $! > {}; echo out; echo failed >&2; exit 3", pid_file.display());
+
+        let started = std::time::Instant::now();
+        let ended = run(&mut sh(&script), "the test hook", Output::Capture, (60, "hooks.timeout_secs")).await.unwrap();
+
+        assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+        assert_eq!(ended.status.code(), Some(3));
+        assert_eq!(ended.output, "failed", "stderr first");
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        assert!(gone(pid.trim()).await, "the background sleep (pid {}) still runs", pid.trim());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn dropped_before_it_ends_the_whole_group_is_killed() {
+        let dir = std::env::temp_dir().join(format!("harness-child-drop-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pid_file = dir.join("background.pid");
+        let log = dir.join("out.log");
+        let script = format!("sleep 300 & echo $! > {}; echo started; sleep 300", pid_file.display());
+
+        let mut command = sh(&script);
+        let running = run(&mut command, "the test step", Output::Log(&log), (60, "pipeline.test_timeout_secs"));
+        // Dropped once the program is under way, as a failure beside it or
+        // Ctrl-C drops a step.
+        let _ = tokio::time::timeout(Duration::from_secs(2), running).await;
+
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        assert!(gone(pid.trim()).await, "the background sleep (pid {}) still runs", pid.trim());
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "started\n", "the output went to the log");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
