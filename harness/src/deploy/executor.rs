@@ -238,7 +238,19 @@ impl<'a> Executor<'a> {
                 )?)
             }
             Action::Route { proxy: name, routing, apply } => self.route(name, routing, *apply).await,
-            Action::Hook { name, command, timeout_secs, env } => hook(name, command, *timeout_secs, env).await,
+            Action::Hook { name, command, timeout_secs, env } => {
+                let secrets: Vec<&str> =
+                    self.credentials.iter().filter_map(|c| c.password.as_deref()).filter(|p| !p.is_empty()).collect();
+                let failed = hook(name, command, *timeout_secs, env).await?;
+                if let Some(failed) = failed {
+                    if !failed.output.is_empty() {
+                        let output = redact(&crate::runner::cut(&failed.output, HOOK_OUTPUT_CHARS), &secrets);
+                        self.reporter.warn(format!("the {name} hook's output (not kept in the history):\n{output}"));
+                    }
+                    bail!("the {name} hook failed ({}); its output, if any, is above", failed.status);
+                }
+                Ok(())
+            }
             Action::Drain { secs, proxy, colour } => self.drain(proxy, *colour, *secs).await,
             Action::Verify { url, ids, preview } => {
                 let headers = preview_header(preview);
@@ -591,20 +603,43 @@ fn tolerate(result: Result<(), EngineError>, status: u16) -> Result<(), EngineEr
     }
 }
 
+/// The variables of the harness's own environment that a hook gets,
+/// besides the release's (`BOOKS_MS_*`): none of the harness's settings
+/// (`HARNESS_*`: the registry's password among them), nothing else the
+/// harness was started with.
+pub const HOOK_INHERITS: [&str; 9] = ["PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "TZ", "TMPDIR"];
+
+/// How much of a failed hook's output is shown.
+const HOOK_OUTPUT_CHARS: usize = 2000;
+
 /// Runs a hook with `sh -c`, bounded as [`crate::child::run`] bounds it
-/// (its whole process group, what it started in the background too), its
-/// output kept for the error.
-async fn hook(name: &str, command: &str, timeout_secs: u64, env: &[(String, String)]) -> anyhow::Result<()> {
+/// (its whole process group, what it started in the background too), in
+/// the environment [`HOOK_INHERITS`] says plus `env`. None when it passed;
+/// how it ended when it failed.
+async fn hook(
+    name: &str,
+    command: &str,
+    timeout_secs: u64,
+    env: &[(String, String)],
+) -> anyhow::Result<Option<crate::child::Ended>> {
     let mut child = tokio::process::Command::new("sh");
-    child.arg("-c").arg(command).envs(env.iter().map(|(k, v)| (k, v)));
-    let what = format!("the {name} hook `{command}`");
+    child.arg("-c").arg(command).env_clear();
+    for key in HOOK_INHERITS {
+        if let Some(value) = std::env::var_os(key) {
+            child.env(key, value);
+        }
+    }
+    child.envs(env.iter().map(|(k, v)| (k, v)));
+    let what = format!("the {name} hook");
     let ended =
         crate::child::run(&mut child, &what, crate::child::Output::Capture, (timeout_secs, "hooks.timeout_secs"))
             .await?;
-    if ended.status.success() {
-        return Ok(());
-    }
-    bail!("{what} failed ({}): {}", ended.status, crate::runner::cut(&ended.output, 500))
+    Ok((!ended.status.success()).then_some(ended))
+}
+
+/// `text` with every secret in it replaced by `***`.
+fn redact(text: &str, secrets: &[&str]) -> String {
+    secrets.iter().filter(|s| !s.is_empty()).fold(text.to_owned(), |text, secret| text.replace(secret, "***"))
 }
 
 fn preview_header(preview: &Option<String>) -> Vec<(String, String)> {
@@ -650,6 +685,37 @@ async fn check_version(url: &str, revision: &str, preview: &Option<String>) -> a
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_hook_sees_the_release_and_a_few_of_the_harness_variables_never_its_settings() {
+        // The harness's process holds a setting (as a user gives the
+        // registry's password); the hook prints its environment.
+        std::env::set_var("HARNESS_REGISTRY__PASSWORD", "s3cr3t-of-the-test");
+        let file = std::env::temp_dir().join(format!("harness-hook-env-{}", std::process::id()));
+        let env = [("BOOKS_MS_REVISION".to_owned(), "r2".to_owned())];
+
+        let failed = hook("post-deploy", &format!("env > {}", file.display()), 10, &env).await.unwrap();
+
+        assert!(failed.is_none(), "the hook passed");
+        let seen = std::fs::read_to_string(&file).unwrap();
+        std::fs::remove_file(&file).unwrap();
+        assert!(!seen.contains("s3cr3t-of-the-test"), "{seen}");
+        assert!(seen.lines().any(|l| l == "BOOKS_MS_REVISION=r2"), "{seen}");
+        for line in seen.lines() {
+            let name = line.split('=').next().unwrap_or_default();
+            let documented = HOOK_INHERITS.contains(&name) || name.starts_with("BOOKS_MS_");
+            // sh sets these itself.
+            let from_sh = matches!(name, "PWD" | "SHLVL" | "_" | "OLDPWD");
+            assert!(documented || from_sh, "the hook saw {name}: {seen}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_hooks_output_is_returned_for_the_person_and_redacted_of_the_registrys_password() {
+        let failed = hook("pre-deploy", "echo 'using pa55word here' >&2; exit 3", 10, &[]).await.unwrap().unwrap();
+        assert_eq!(failed.status.code(), Some(3));
+        assert_eq!(redact(&failed.output, &["pa55word", ""]), "using *** here");
+    }
 
     fn refused(status_code: u16, message: &str) -> anyhow::Error {
         let source = bollard::errors::Error::DockerResponseServerError { status_code, message: message.to_owned() };

@@ -560,8 +560,8 @@ mod tests {
         config.hooks.post_deploy = Some("./smoke".into());
         let plan = super::plan(&running(&config, &older()), &release(), &config, HOLDER).unwrap();
         let lines = lines(&plan.steps);
-        assert_eq!(lines.first().unwrap(), "run the pre-deploy hook `./announce`");
-        assert_eq!(lines.last().unwrap(), "run the post-deploy hook `./smoke`");
+        assert_eq!(lines.first().unwrap(), "run the pre-deploy hook");
+        assert_eq!(lines.last().unwrap(), "run the post-deploy hook");
     }
 
     #[test]
