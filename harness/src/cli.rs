@@ -91,8 +91,15 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum LockCommand {
-    /// Remove the lock a deploy that died left (says who held it).
-    Release,
+    /// Remove the lock a deploy that died left (says who held it). Only a
+    /// lock taken by this user on this machine, unless --force.
+    Release {
+        /// Remove a lock that another user or machine holds too: the
+        /// release names the holder it overrides and is recorded in prod's
+        /// history. Only when that deploy is dead.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -127,7 +134,7 @@ mod tests {
         assert!(matches!(parse("history"), Command::History));
         assert!(matches!(parse("rollback"), Command::Rollback { to: None }));
         let cli = Cli::try_parse_from(["harness", "lock", "release"]).unwrap();
-        assert!(matches!(cli.command, Command::Lock { command: LockCommand::Release }));
+        assert!(matches!(cli.command, Command::Lock { command: LockCommand::Release { force: false } }));
         let cli = Cli::try_parse_from(["harness", "rollback", "--to", "v1.2"]).unwrap();
         assert!(matches!(cli.command, Command::Rollback { to: Some(v) } if v == "v1.2"));
         assert!(matches!(parse("pipeline"), Command::Pipeline { source: None, reference: None, retest: false }));

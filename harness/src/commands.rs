@@ -167,10 +167,10 @@ pub async fn rollback(config: &Config, to: Option<&str>, reporter: &Reporter) ->
     deploy::rollback_target(config, to, credentials, reporter).await
 }
 
-/// `harness lock release`: who held the lock, if anyone.
-pub async fn release_lock(config: &Config) -> anyhow::Result<Option<String>> {
+/// `harness lock release [--force]`: who held the lock, if anyone.
+pub async fn release_lock(config: &Config, force: bool) -> anyhow::Result<Option<String>> {
     let engine = deploy::target_engine(config).await?;
-    deploy::release_lock(&engine, config).await
+    deploy::release_lock(&engine, config, force).await
 }
 
 /// `harness verify --url URL`.

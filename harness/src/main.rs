@@ -97,8 +97,8 @@ async fn execute(
             let text = format!("{what} {} as {}: {}\n", deployed.image, deployed.container, deployed.url);
             out.either(&deployed, text)?;
         }
-        Command::Lock { command: LockCommand::Release } => {
-            let holder = commands::release_lock(config).await?;
+        Command::Lock { command: LockCommand::Release { force } } => {
+            let holder = commands::release_lock(config, force).await?;
             let text = match &holder {
                 Some(holder) => format!("released the deploy lock on prod, held by {holder}\n"),
                 None => "no deploy lock on prod: nothing to release\n".to_owned(),

@@ -721,3 +721,53 @@ async fn a_release_that_cannot_reach_its_database_is_never_switched_to() {
     assert_eq!(last["outcome"], "failed", "{last:#}");
     assert_no_lock(&prod).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_users_lock_is_released_only_with_force_which_names_it_in_the_history() {
+    let _prod = common::prod_lock().await;
+    let (a, _) = releases().await;
+    // A release live first: prod has the history and the image a lock
+    // container needs.
+    make_live(&a).await;
+    let prod = Lab::load().prod_docker().await;
+    let stamp = format!("{}-{}", std::process::id(), Instant::now().elapsed().as_nanos());
+    let holder = format!("harness pid 1 as someone-else-{stamp} on another-machine since now, deploying {}", a.image);
+    let labels = std::collections::HashMap::from([
+        ("org.books-ms.project".to_owned(), "books-ms".to_owned()),
+        ("org.books-ms.role".to_owned(), "deploy-lock".to_owned()),
+        ("org.books-ms.lock.holder".to_owned(), holder.clone()),
+    ]);
+    let body = bollard::models::ContainerCreateBody {
+        image: Some(a.image.clone()),
+        labels: Some(labels),
+        ..Default::default()
+    };
+    let options = bollard::query_parameters::CreateContainerOptionsBuilder::default().name(LOCK).build();
+    prod.create_container(Some(options), body).await.expect("a lock of someone else's on prod");
+    let mut lock_guard = KilledDeploysLock { armed: true };
+
+    let refused = harness(&["lock", "release"]).await;
+
+    assert_eq!(refused.code, Some(1), "another's lock, without --force:\n{}", refused.stderr);
+    assert!(refused.stderr.contains(&holder), "the refusal names the holder:\n{}", refused.stderr);
+    assert!(refused.stderr.contains("--force"), "and what to do:\n{}", refused.stderr);
+    let names = common::prod::names(&prod).await;
+    assert!(names.iter().any(|n| n == LOCK), "the lock is still there: {names:?}");
+
+    let forced = harness(&["lock", "release", "--force"]).await;
+
+    assert_eq!(forced.code, Some(0), "--force:\n{}", forced.stderr);
+    assert!(forced.stdout.contains(&holder), "the release names whom it overrode:\n{}", forced.stdout);
+    lock_guard.armed = false;
+    assert_no_lock(&prod).await;
+    let history = harness(&["history", "--json"]).await;
+    assert_eq!(history.code, Some(0), "{}", history.stderr);
+    let entries: Value = serde_json::from_str(&history.stdout).unwrap_or_else(|e| panic!("{e}: {}", history.stdout));
+    let last = entries.as_array().and_then(|e| e.last()).cloned().unwrap_or_default();
+    assert_eq!(last["kind"], "lock-release", "{last:#}");
+    assert_eq!(last["outcome"], "forced", "{last:#}");
+    assert!(last["error"].as_str().is_some_and(|e| e.contains(&holder)), "the history names the holder: {last:#}");
+
+    // A lock of this user on this machine needs no --force: the killed
+    // deploy's test above releases one so.
+}

@@ -249,15 +249,86 @@ pub async fn rollback_target(
     }
 }
 
-/// `harness lock release`: removes the deploy lock; who held it, if any.
-pub async fn release_lock(prod: &Engine, config: &Config) -> anyhow::Result<Option<String>> {
+/// `harness lock release [--force]`: removes the deploy lock; who held
+/// it, if any. A lock that another user or machine took is refused unless
+/// `force`; forced, the release is recorded in the history, naming whom it
+/// overrode.
+pub async fn release_lock(prod: &Engine, config: &Config, force: bool) -> anyhow::Result<Option<String>> {
     let names = Names::new(&config.prod.project);
     let observed = observe::observe(prod, &names).await?;
     let Some(holder) = observed.lock_holder else { return Ok(None) };
+    let ours = taken_here(&holder, &user(), &host());
+    if !ours && !force {
+        anyhow::bail!(
+            "the deploy lock {} is held by {holder}: not by {} on {}; if that deploy is dead, `harness lock release \
+             --force` removes it, naming its holder in prod's history",
+            names.lock,
+            or_unknown(&user()),
+            or_unknown(&host())
+        );
+    }
     let reporter = Reporter::hidden();
     let executor = Executor::new(prod, config, None, &reporter);
     executor.run_all(&actions::finally(&names)).await?;
+    if !ours {
+        let release = Release {
+            image: holder.rsplit_once(", deploying ").map(|(_, image)| image.to_owned()).unwrap_or_default(),
+            version: String::new(),
+            revision: String::new(),
+        };
+        let entry = history::Entry {
+            kind: "lock-release".to_owned(),
+            by: who(),
+            started: history::now(),
+            duration_ms: 0,
+            release,
+            colour: None,
+            previous: None,
+            outcome: "forced".to_owned(),
+            error: Some(format!("--force released the deploy lock held by {holder}")),
+            steps: Vec::new(),
+        };
+        history::record(prod, &names.history, entry).await.with_context(|| {
+            format!("the lock held by {holder} is released, but recording that in the history failed")
+        })?;
+    }
     Ok(Some(holder))
+}
+
+/// Whether the lock's `holder` (as [`holder`] wrote it) names this `user`
+/// on this `host`; never when either is unknown.
+fn taken_here(holder: &str, user: &str, host: &str) -> bool {
+    !user.is_empty()
+        && !host.is_empty()
+        && holder.starts_with("harness pid ")
+        && holder.contains(&format!(" as {user} on {host} since "))
+}
+
+/// The user: `USER` or `LOGNAME`, else the real uid (`uid 0`), so that a
+/// lock's holder names one also where neither is set.
+fn user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .filter(|user| !user.is_empty())
+        .or_else(|| {
+            let status = std::fs::read_to_string("/proc/self/status").ok()?;
+            let uid = status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.to_owned();
+            Some(format!("uid {uid}"))
+        })
+        .unwrap_or_default()
+}
+
+fn host() -> String {
+    std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default()
+}
+
+fn or_unknown(text: &str) -> &str {
+    if text.is_empty() {
+        "(unknown)"
+    } else {
+        text
+    }
 }
 
 /// The release with the revision its image carries (its OCI label): the
@@ -305,8 +376,7 @@ pub(crate) fn holder(release: &Release) -> String {
 /// This process, on this machine, as this user: who deploys, in the
 /// history.
 pub(crate) fn who() -> String {
-    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
-    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_default();
+    let (host, user) = (host(), user());
     let mut who = format!("harness pid {}", std::process::id());
     if !user.is_empty() {
         who.push_str(&format!(" as {user}"));
@@ -315,4 +385,21 @@ pub(crate) fn who() -> String {
         who.push_str(&format!(" on {host}"));
     }
     who
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lock_is_ours_only_when_its_holder_names_this_user_on_this_host() {
+        let holder = "harness pid 7 as ana on cd1 since 2026-12-06T20:00:00Z, deploying reg/books-ms@sha256:1";
+        assert!(taken_here(holder, "ana", "cd1"));
+        assert!(!taken_here(holder, "bob", "cd1"), "another user");
+        assert!(!taken_here(holder, "ana", "cd2"), "another machine");
+        assert!(!taken_here(holder, "an", "cd1"), "a prefix of the user is not the user");
+        assert!(!taken_here(holder, "", ""), "unknown is never ours");
+        assert!(!taken_here("unknown", "ana", "cd1"), "a lock without a holder label");
+        assert!(!user().is_empty(), "some user is always named");
+    }
 }
