@@ -56,6 +56,27 @@ impl InvalidStoredBook {
     }
 }
 
+/// A stored document as it was read, and the book it holds.
+#[derive(Debug)]
+pub struct Stored {
+    document: Document,
+    pub book: Result<Book, InvalidStoredBook>,
+}
+
+impl Stored {
+    /// A filter matching the document only while each of its fields still
+    /// holds what was read. A field name that a filter would read as an
+    /// operator (`$…`) or a path (`a.b`) cannot be compared so and is left
+    /// out; the `_id` and the book's fields never are such names.
+    fn as_filter(&self) -> Document {
+        self.document
+            .iter()
+            .filter(|(key, _)| !key.starts_with('$') && !key.contains('.'))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect()
+    }
+}
+
 /// What DELETE found and removed.
 #[derive(Debug)]
 pub enum Removed {
@@ -378,17 +399,28 @@ impl BookRepository {
         }
     }
 
-    /// Removes the book only when the stored document is exactly `book`
-    /// (every field in the filter), in one operation: a book changed since
-    /// it was read is left alone (`Ok(None)`). Under the `_id`'s lock too:
-    /// FerretDB's find-and-delete is a find, then a delete by `_id`.
-    #[tracing::instrument(skip(self, book), fields(id = %book.id))]
-    pub async fn delete_if_unchanged(&self, book: &Book) -> Result<Option<Book>, RepositoryError> {
-        let whole = doc! {
-            "_id": book.id.get(), "title": &book.title, "author": &book.author, "description": &book.description,
-        };
-        let (_guard, until) = self.lock(book.id).await?;
-        unknown_if_sent(self.bounded_until(until, self.books.find_one_and_delete(whole)).await)
+    /// The document stored under `id`, as it is, with the book it holds
+    /// (or what is wrong with it): what a conditional write compares with.
+    #[tracing::instrument(skip(self))]
+    pub async fn get_stored(&self, id: BookId) -> Result<Option<Stored>, RepositoryError> {
+        let document = self.bounded(self.documents.find_one(doc! { "_id": id.get() })).await?;
+        Ok(document.map(|document| Stored { book: book_from_stored(document.clone()), document }))
+    }
+
+    /// Removes the document only when it is still exactly as `stored` was
+    /// read (each of its fields, as stored: an `_id` of `7.0`, a missing
+    /// `description`), in one operation: a document changed since is left
+    /// alone (`Ok(None)`). Under the `_id`'s lock too: FerretDB's
+    /// find-and-delete is a find, then a delete by `_id`.
+    #[tracing::instrument(skip(self, stored))]
+    pub async fn delete_if_unchanged(&self, id: BookId, stored: &Stored) -> Result<Option<Removed>, RepositoryError> {
+        let (_guard, until) = self.lock(id).await?;
+        let removed =
+            unknown_if_sent(self.bounded_until(until, self.documents.find_one_and_delete(stored.as_filter())).await)?;
+        Ok(removed.map(|document| match book_from_stored(document) {
+            Ok(book) => Removed::Book(book),
+            Err(invalid) => Removed::Invalid(invalid),
+        }))
     }
 
     /// The summaries of a page of books, ordered by `_id`, streamed from the

@@ -201,21 +201,26 @@ pub(crate) async fn delete_book(
         Some(wanted) => {
             let gone =
                 || ApiError::PreconditionFailed(format!("no book with _id {id}; nothing was removed (If-Match)"));
-            let stored = repo.get(id).await?.ok_or_else(gone)?;
-            let current = etag(&stored);
+            let stored = repo.get_stored(id).await?.ok_or_else(gone)?;
+            // A stored document that is not a valid book has no ETag: only
+            // `If-Match: *` removes it.
+            let current = stored.book.as_ref().ok().map(etag);
             if let header::IfMatch::Items(tags) = &wanted {
-                if !tags.iter().any(|t| t.strong_eq(&current)) {
+                if !current.as_ref().is_some_and(|current| tags.iter().any(|t| t.strong_eq(current))) {
+                    let now = current.map_or_else(
+                        || "it is not a valid book: no ETag".to_owned(),
+                        |c| format!("its ETag is now {c}"),
+                    );
                     return Err(ApiError::PreconditionFailed(format!(
-                        "book {id} is not the one If-Match names (its ETag is now {current}); nothing was removed"
+                        "book {id} is not the one If-Match names ({now}); nothing was removed"
                     )));
                 }
             }
             // Changed between the read and this delete: the filter on the
-            // whole book no longer matches, and nothing is removed.
-            let book = repo.delete_if_unchanged(&stored).await?.ok_or_else(|| {
+            // whole stored document no longer matches, and nothing is removed.
+            repo.delete_if_unchanged(id, &stored).await?.ok_or_else(|| {
                 ApiError::PreconditionFailed(format!("book {id} changed while being removed; nothing was removed"))
-            })?;
-            Removed::Book(book)
+            })?
         }
     };
     match removed {

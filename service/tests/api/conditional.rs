@@ -156,3 +156,47 @@ async fn the_openapi_document_states_the_conditional_headers_their_412s_and_the_
         assert!(operation["responses"]["200"]["headers"]["ETag"].is_object(), "{operation}");
     }
 }
+
+/// A book another program wrote in a way the service would not (an `_id`
+/// stored as a double, a missing `description`): a client that read it
+/// removes it conditionally like any other, with the answer telling the
+/// truth.
+#[tokio::test]
+async fn a_book_stored_by_another_program_is_removed_with_if_match_like_any_other() {
+    use mongodb::bson::doc;
+    let app = spawn_app().await;
+    let written = [
+        doc! { "_id": 7.0, "title": "Double id", "author": "Other program", "description": "d" },
+        doc! { "_id": 8, "title": "No description", "author": "Other program" },
+    ];
+    app.collection.insert_many(written).await.expect("the other program's documents");
+
+    for (id, title) in [(7, "Double id"), (8, "No description")] {
+        let read = app.get(&format!("/api/v1/books/_id/{id}")).await;
+        assert_eq!(read.status(), 200, "GET {id}");
+        let etag = etag_of(&read);
+
+        let response = delete_if_match(&app, id, &etag).await;
+
+        assert_eq!(response.status(), 200, "DELETE {id} with If-Match {etag}");
+        let removed: Value = response.json().await.unwrap();
+        assert_eq!(removed["_id"], id, "{removed}");
+        assert_eq!(removed["title"], title, "{removed}");
+        assert_eq!(app.stored(id).await, None, "{id} is gone");
+    }
+}
+
+/// The same with a stale tag: nothing is removed, and the answer says so.
+#[tokio::test]
+async fn a_book_stored_by_another_program_and_changed_since_is_kept_with_412() {
+    use mongodb::bson::doc;
+    let app = spawn_app().await;
+    app.collection.insert_one(doc! { "_id": 8, "title": "No description", "author": "A" }).await.unwrap();
+    let etag = etag_of(&app.get("/api/v1/books/_id/8").await);
+    app.collection.update_one(doc! { "_id": 8 }, doc! { "$set": { "title": "Changed" } }).await.unwrap();
+
+    let response = delete_if_match(&app, 8, &etag).await;
+
+    assert_error(response, 412, "precondition_failed", None).await;
+    assert!(app.stored(8).await.is_some(), "kept");
+}
