@@ -767,6 +767,8 @@ async fn another_users_lock_is_released_only_with_force_which_names_it_in_the_hi
     assert_eq!(last["kind"], "lock-release", "{last:#}");
     assert_eq!(last["outcome"], "forced", "{last:#}");
     assert!(last["error"].as_str().is_some_and(|e| e.contains(&holder)), "the history names the holder: {last:#}");
+    let steps = last["steps"].as_array().cloned().unwrap_or_default();
+    assert!(steps.iter().any(|s| s["name"].as_str().is_some_and(|n| n.contains(LOCK))), "its step: {last:#}");
 
     // A lock of this user on this machine needs no --force: the killed
     // deploy's test above releases one so.

@@ -269,6 +269,7 @@ pub async fn release_lock(prod: &Engine, config: &Config, force: bool) -> anyhow
     }
     let reporter = Reporter::hidden();
     let executor = Executor::new(prod, config, None, &reporter);
+    let started = std::time::Instant::now();
     executor.run_all(&actions::finally(&names)).await?;
     if !ours {
         let release = Release {
@@ -280,13 +281,13 @@ pub async fn release_lock(prod: &Engine, config: &Config, force: bool) -> anyhow
             kind: "lock-release".to_owned(),
             by: who(),
             started: history::now(),
-            duration_ms: 0,
+            duration_ms: crate::runner::millis(started.elapsed()),
             release,
             colour: None,
             previous: None,
             outcome: "forced".to_owned(),
             error: Some(format!("--force released the deploy lock held by {holder}")),
-            steps: Vec::new(),
+            steps: executor.records(),
         };
         history::record(prod, &names.history, entry).await.with_context(|| {
             format!("the lock held by {holder} is released, but recording that in the history failed")
