@@ -141,62 +141,77 @@ mod tests {
         false
     }
 
+    /// A folder of the test's own and a script whose first act is to start
+    /// a long sleep in the background and write its pid there; `then` is
+    /// the rest of the script.
+    struct Scene {
+        dir: std::path::PathBuf,
+        script: String,
+    }
+
+    impl Scene {
+        fn new(name: &str, then: &str) -> Scene {
+            let dir = std::env::temp_dir().join(format!("harness-child-{name}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let script = format!("sleep 300 & echo $! > {}; {then}", dir.join("background.pid").display());
+            Scene { dir, script }
+        }
+
+        /// The background sleep is gone, as the module promises.
+        async fn assert_background_gone(&self) {
+            let pid = std::fs::read_to_string(self.dir.join("background.pid")).unwrap();
+            assert!(gone(pid.trim()).await, "the background sleep (pid {}) still runs", pid.trim());
+        }
+    }
+
+    impl Drop for Scene {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
     #[tokio::test]
     async fn past_its_deadline_the_program_and_what_it_started_in_the_background_are_killed() {
-        let dir = std::env::temp_dir().join(format!("harness-child-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let pid_file = dir.join("background.pid");
-        let script = format!("sleep 300 & echo $! > {}; sleep 300", pid_file.display());
+        let scene = Scene::new("deadline", "sleep 300");
 
         let started = std::time::Instant::now();
         let error =
-            run(&mut sh(&script), "the test hook", Output::Capture, (1, "hooks.timeout_secs")).await.unwrap_err();
+            run(&mut sh(&scene.script), "the test hook", Output::Capture, (1, "hooks.timeout_secs")).await.unwrap_err();
 
         assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
         let message = format!("{error:#}");
         assert!(message.contains("did not end within 1 s (hooks.timeout_secs)"), "{message}");
-        let pid = std::fs::read_to_string(&pid_file).unwrap();
-        assert!(gone(pid.trim()).await, "the background sleep (pid {}) still runs", pid.trim());
-        std::fs::remove_dir_all(&dir).unwrap();
+        scene.assert_background_gone().await;
     }
 
     #[tokio::test]
     async fn a_program_that_ends_takes_what_it_left_running_with_it_and_its_output_is_kept() {
-        let dir = std::env::temp_dir().join(format!("harness-child-ends-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let pid_file = dir.join("background.pid");
         // The background sleep holds the pipes: without killing the group,
         // reading the output would wait for it.
-        let script = format!("sleep 300 & echo $! > {}; echo out; echo failed >&2; exit 3", pid_file.display());
+        let scene = Scene::new("ends", "echo out; echo failed >&2; exit 3");
 
         let started = std::time::Instant::now();
-        let ended = run(&mut sh(&script), "the test hook", Output::Capture, (60, "hooks.timeout_secs")).await.unwrap();
+        let ended =
+            run(&mut sh(&scene.script), "the test hook", Output::Capture, (60, "hooks.timeout_secs")).await.unwrap();
 
         assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
         assert_eq!(ended.status.code(), Some(3));
         assert_eq!(ended.output, "failed", "stderr first");
-        let pid = std::fs::read_to_string(&pid_file).unwrap();
-        assert!(gone(pid.trim()).await, "the background sleep (pid {}) still runs", pid.trim());
-        std::fs::remove_dir_all(&dir).unwrap();
+        scene.assert_background_gone().await;
     }
 
     #[tokio::test]
     async fn dropped_before_it_ends_the_whole_group_is_killed() {
-        let dir = std::env::temp_dir().join(format!("harness-child-drop-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let pid_file = dir.join("background.pid");
-        let log = dir.join("out.log");
-        let script = format!("sleep 300 & echo $! > {}; echo started; sleep 300", pid_file.display());
+        let scene = Scene::new("drop", "echo started; sleep 300");
+        let log = scene.dir.join("out.log");
 
-        let mut command = sh(&script);
+        let mut command = sh(&scene.script);
         let running = run(&mut command, "the test step", Output::Log(&log), (60, "pipeline.test_timeout_secs"));
         // Dropped once the program is under way, as a failure beside it or
         // Ctrl-C drops a step.
         let _ = tokio::time::timeout(Duration::from_secs(2), running).await;
 
-        let pid = std::fs::read_to_string(&pid_file).unwrap();
-        assert!(gone(pid.trim()).await, "the background sleep (pid {}) still runs", pid.trim());
+        scene.assert_background_gone().await;
         assert_eq!(std::fs::read_to_string(&log).unwrap(), "started\n", "the output went to the log");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
