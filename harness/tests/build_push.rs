@@ -89,8 +89,17 @@ impl Checkout {
     /// A checkout with one file: enough for the harness's version, not for
     /// an image.
     fn bare() -> Checkout {
+        Checkout::with(&[])
+    }
+
+    /// A checkout of a README and `files` (path, text), committed: an
+    /// untracked file that a build would send makes the version `-dirty`.
+    fn with(files: &[(&str, &str)]) -> Checkout {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("README.md"), "a test checkout\n").unwrap();
+        for (path, text) in files {
+            std::fs::write(dir.path().join(path), text).unwrap();
+        }
         Checkout::commit(dir)
     }
 
@@ -289,14 +298,14 @@ async fn building_without_the_release_binary_says_how_to_make_it() {
 #[tokio::test]
 async fn a_failing_dockerfile_step_is_named_with_the_image_and_its_output() {
     let lab = Lab::load();
-    let checkout = Checkout::bare();
+    // The Dockerfile committed; the binary build output that git ignores,
+    // as in the project.
+    let checkout = Checkout::with(&[
+        (".gitignore", "/dist\n"),
+        ("Dockerfile", "FROM scratch\nCOPY dist/books-ms /books-ms\nCOPY no-such-file /x\n"),
+    ]);
     std::fs::create_dir_all(checkout.path().join("dist")).unwrap();
     std::fs::write(checkout.path().join("dist/books-ms"), "not really a binary").unwrap();
-    std::fs::write(
-        checkout.path().join("Dockerfile"),
-        "FROM scratch\nCOPY dist/books-ms /books-ms\nCOPY no-such-file /x\n",
-    )
-    .unwrap();
 
     let output = checkout.harness(&["build"], &[]).await;
     remove_images(&[format!("{}/{SERVICE_NAME}:{}", lab.registry, checkout.version)]);
