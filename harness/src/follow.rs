@@ -75,7 +75,7 @@ impl Summary {
             }
             (Some("test"), Some(_)) if line.ends_with("... ok") => self.passed += 1,
             (Some("test"), Some(_)) if line.ends_with("... FAILED") => self.failed += 1,
-            (Some(_), _) => self.last = Some(cut(line)),
+            (Some(_), _) => self.last = Some(crate::runner::cut(line, LINE_CHARS)),
             (None, _) => {}
         }
     }
@@ -90,13 +90,6 @@ impl Summary {
             return Some(format!("compiling {name} ({} crates compiled)", self.compiled));
         }
         self.last.clone()
-    }
-}
-
-fn cut(line: &str) -> String {
-    match line.char_indices().nth(LINE_CHARS) {
-        Some((at, _)) => format!("{}…", &line[..at]),
-        None => line.to_owned(),
     }
 }
 

@@ -13,8 +13,7 @@ use crate::plan::{Plan, Step};
 use crate::progress::{Reporter, Spinner};
 use crate::release::Release;
 use crate::runner::{self, Done, Outcome, Runner, Timed};
-use crate::{build, deploy, engine, push, registry, verify};
-use crate::{child, follow};
+use crate::{build, child, deploy, engine, follow, push, registry, verify};
 
 /// Where the output of the commands a step runs goes (cargo is verbose).
 const LOG_DIR: &str = ".harness/logs";

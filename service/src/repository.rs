@@ -85,6 +85,16 @@ pub enum Removed {
     Invalid(InvalidStoredBook),
 }
 
+impl Removed {
+    /// What a removed document was, read like any stored one.
+    fn from_document(document: Document) -> Removed {
+        match book_from_stored(document) {
+            Ok(book) => Removed::Book(book),
+            Err(invalid) => Removed::Invalid(invalid),
+        }
+    }
+}
+
 /// Server codes meaning "this server cannot serve now": the ones the
 /// driver's retryable-write rules name (HostUnreachable, HostNotFound,
 /// NetworkTimeout, ShutdownInProgress, ReadConcernMajorityNotAvailableYet,
@@ -380,10 +390,7 @@ impl BookRepository {
         let removed = unknown_if_sent(
             self.bounded_until(until, self.documents.find_one_and_delete(doc! { "_id": id.get() })).await,
         )?;
-        Ok(removed.map(|document| match book_from_stored(document) {
-            Ok(book) => Removed::Book(book),
-            Err(invalid) => Removed::Invalid(invalid),
-        }))
+        Ok(removed.map(Removed::from_document))
     }
 
     /// Inserts the book only when no book has its `_id`: `Ok(false)` when one
@@ -417,10 +424,7 @@ impl BookRepository {
         let (_guard, until) = self.lock(id).await?;
         let removed =
             unknown_if_sent(self.bounded_until(until, self.documents.find_one_and_delete(stored.as_filter())).await)?;
-        Ok(removed.map(|document| match book_from_stored(document) {
-            Ok(book) => Removed::Book(book),
-            Err(invalid) => Removed::Invalid(invalid),
-        }))
+        Ok(removed.map(Removed::from_document))
     }
 
     /// The summaries of a page of books, ordered by `_id`, streamed from the

@@ -485,11 +485,12 @@ impl<'a> Executor<'a> {
                 }
             };
             let held = answer.and_then(|(code, output)| (code == 0).then(|| proxy::held(&output, colour)).flatten());
-            if held == Some(0) || Instant::now() >= deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if held == Some(0) || left.is_zero() {
                 return Ok(());
             }
-            let pause = if held.is_some() { DRAIN_POLL } else { deadline.saturating_duration_since(Instant::now()) };
-            tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
+            // Unknown: the rest of the time at once.
+            tokio::time::sleep(if held.is_some() { DRAIN_POLL.min(left) } else { left }).await;
         }
     }
 

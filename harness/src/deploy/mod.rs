@@ -257,14 +257,15 @@ pub async fn release_lock(prod: &Engine, config: &Config, force: bool) -> anyhow
     let names = Names::new(&config.prod.project);
     let observed = observe::observe(prod, &names).await?;
     let Some(holder) = observed.lock_holder else { return Ok(None) };
-    let ours = taken_here(&holder, &user(), &host());
+    let (user, host) = (user(), host());
+    let ours = taken_here(&holder, &user, &host);
     if !ours && !force {
         anyhow::bail!(
             "the deploy lock {} is held by {holder}: not by {} on {}; if that deploy is dead, `harness lock release \
              --force` removes it, naming its holder in prod's history",
             names.lock,
-            or_unknown(&user()),
-            or_unknown(&host())
+            or_unknown(&user),
+            or_unknown(&host)
         );
     }
     let reporter = Reporter::hidden();
