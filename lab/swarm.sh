@@ -165,6 +165,7 @@ swarm_start_node() {
     fi
   fi
   rm -f "$pidfile"
+  clear_stale_containerd "$run/exec"
   if ((i == 1)); then
     listen=(-H "tcp://$LAB_SWARM_MANAGER_ADDR:$LAB_SWARM_MANAGER_PORT"
       --tlsverify --tlscacert "$TLS_DIR/swarm-manager/ca.pem"

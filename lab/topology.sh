@@ -124,6 +124,18 @@ live_pid() {
   printf '%s\n' "$pid"
 }
 
+# Before a dockerd with exec root $1 starts: the pid file of the containerd
+# it ran last, unless that containerd still runs. dockerd takes any live
+# process of that pid for its containerd (after a reboot or a kill, the pid
+# is often another program's), then waits in vain for its socket and
+# fails to start.
+clear_stale_containerd() {
+  local pidfile="$1/containerd/containerd.pid"
+  [[ -e $pidfile ]] || return 0
+  live_pid "$pidfile" "$1/containerd/containerd.toml" >/dev/null && return 0
+  rm -f "$pidfile"
+}
+
 # Stops the process of pid file $2 (named $1, matched by $3), waiting at
 # most $4 seconds; removes a stale pid file.
 stop_pidfile() {
@@ -493,6 +505,7 @@ start_prod_dockerd() {
   fi
   # A pid file left by a crash would stop dockerd if its pid were reused.
   rm -f "$PROD_PID"
+  clear_stale_containerd "$PROD_EXEC_ROOT"
   say "prod: starting dockerd in namespace $LAB_NETNS, log in $PROD_LOG"
   # nsenter, not `ip netns exec`: that remounts /sys, hides the cgroup
   # mounts, and dockerd dies ("Devices cgroup isn't mounted").

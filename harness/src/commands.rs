@@ -9,9 +9,9 @@ use serde::Serialize;
 use crate::build::{self, Built};
 use crate::checkout::{self, Source};
 use crate::cli::{Command, LabCommand};
-use crate::config::{Config, TargetKind};
-use crate::deploy::swarm::{SwarmPlan, SwarmStatus};
-use crate::deploy::{self, history, DeployPlan, Deployed, Status};
+use crate::config::Config;
+use crate::deploy::{self, Deployed};
+pub use crate::deploy::{AnyStatus, Preview};
 use crate::engine;
 use crate::pipeline::{self, PipelineReport};
 use crate::plan::{Plan, Step};
@@ -97,7 +97,7 @@ pub fn release(plan: &Plan, image: Option<String>, revision: Option<String>) -> 
     match image {
         // The revision the image carries, unless one is given (the deploy
         // reads it from the image's labels on prod).
-        Some(image) => Ok(Release::given(image, plan.version.version.clone(), revision.unwrap_or_default())),
+        Some(image) => Ok(Release::given(image, plan.version.version.clone(), revision)),
         None => Release::last_pushed(&plan.repo),
     }
 }
@@ -105,72 +105,34 @@ pub fn release(plan: &Plan, image: Option<String>, revision: Option<String>) -> 
 /// `harness deploy`, to the configured target.
 pub async fn deploy(config: &Config, release: &Release, reporter: &Reporter) -> anyhow::Result<Deployed> {
     let credentials = registry::docker_credentials(config)?;
-    deploy::deploy_target(config, release, credentials, reporter).await
+    deploy::deploy(config, release, credentials, reporter).await
 }
 
-/// What `harness deploy --dry-run` prints: the actions a deploy would run
+/// `harness deploy --dry-run`: the operations a deploy would run on prod
 /// now.
-#[derive(Debug, Serialize)]
-#[serde(untagged)]
-pub enum Preview {
-    Engine(DeployPlan),
-    Swarm(SwarmPlan),
-}
-
-impl std::fmt::Display for Preview {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Preview::Engine(plan) => plan.fmt(f),
-            Preview::Swarm(plan) => plan.fmt(f),
-        }
-    }
-}
-
-/// `harness deploy --dry-run`: the actions a deploy would run on prod now.
 pub async fn deploy_preview(config: &Config, release: &Release) -> anyhow::Result<Preview> {
-    let engine = deploy::target_engine(config).await?;
-    Ok(match config.prod.kind {
-        TargetKind::Engine => Preview::Engine(deploy::preview(&engine, config, release).await?),
-        TargetKind::Swarm => Preview::Swarm(deploy::swarm::preview(&engine, config, release).await?),
-    })
+    deploy::preview(config, release).await
 }
 
-/// What `harness status` shows, for either kind of target.
-#[derive(Debug, Serialize)]
-#[serde(untagged)]
-pub enum AnyStatus {
-    Engine(Status),
-    Swarm(SwarmStatus),
-}
-
-/// `harness status`: on a single host, which colour is live, the
-/// project's containers; on a swarm, its nodes, services and tasks; the
-/// lock and the last deploys.
+/// `harness status`.
 pub async fn status(config: &Config) -> anyhow::Result<AnyStatus> {
-    let engine = deploy::target_engine(config).await?;
-    Ok(match config.prod.kind {
-        TargetKind::Engine => AnyStatus::Engine(deploy::status(&engine, config).await?),
-        TargetKind::Swarm => AnyStatus::Swarm(deploy::swarm::status(&engine, config).await?),
-    })
+    deploy::status(config).await
 }
 
 /// `harness history`: every deploy and rollback recorded, oldest first.
-pub async fn history(config: &Config) -> anyhow::Result<Vec<history::Entry>> {
-    let engine = deploy::target_engine(config).await?;
-    let names = deploy::names::Names::new(&config.prod.project);
-    Ok(history::read(&engine, &names.history).await?)
+pub async fn history(config: &Config) -> anyhow::Result<Vec<deploy::history::Entry>> {
+    deploy::history(config).await
 }
 
 /// `harness rollback [--to VERSION]`.
 pub async fn rollback(config: &Config, to: Option<&str>, reporter: &Reporter) -> anyhow::Result<Deployed> {
     let credentials = registry::docker_credentials(config)?;
-    deploy::rollback_target(config, to, credentials, reporter).await
+    deploy::rollback(config, to, credentials, reporter).await
 }
 
 /// `harness lock release [--force]`: who held the lock, if anyone.
 pub async fn release_lock(config: &Config, force: bool) -> anyhow::Result<Option<String>> {
-    let engine = deploy::target_engine(config).await?;
-    deploy::release_lock(&engine, config, force).await
+    deploy::release_lock(config, force).await
 }
 
 /// `harness verify --url URL`.

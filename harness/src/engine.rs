@@ -63,6 +63,34 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// A container by name; None when there is none.
+    pub async fn inspect_container(
+        &self,
+        name: &str,
+    ) -> Result<Option<bollard::models::ContainerInspectResponse>, EngineError> {
+        found(self.call(format!("for the container {name}"), self.docker.inspect_container(name, None)).await)
+    }
+}
+
+/// A 404 is "there is none".
+pub fn found<T>(result: Result<T, EngineError>) -> Result<Option<T>, EngineError> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(e) if e.status() == Some(404) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// An answer that means "already so" (304: already started or stopped;
+/// 404: already gone) is a success.
+pub fn tolerate(result: Result<(), EngineError>, status: u16) -> Result<(), EngineError> {
+    match result {
+        Err(e) if e.status() == Some(status) => Ok(()),
+        other => other,
+    }
+}
+
 /// One command run in a container.
 const EXEC_TIMEOUT: Duration = Duration::from_secs(15);
 

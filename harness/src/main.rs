@@ -237,7 +237,7 @@ fn history_text(entries: &[history::Entry]) -> String {
     }
     let mut text = String::new();
     for e in entries {
-        let colour = e.colour.as_deref().unwrap_or("-");
+        let colour = e.colour.map_or("-", |c| c.name());
         let time = harness::runner::time(e.duration_ms);
         text.push_str(&format!(
             "{}  {:<8} {:<9} {:<20} {colour:<5} {time:>8}  {}\n",

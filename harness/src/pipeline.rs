@@ -203,7 +203,7 @@ async fn run_beside_tests(runner: &mut Runner<'_>, beside: &[Step], cx: &StepCon
 
 async fn roll_back(config: &Config, reporter: &Reporter) -> anyhow::Result<deploy::Deployed> {
     let credentials = registry::docker_credentials(config)?;
-    deploy::rollback_target(config, None, credentials, reporter).await
+    deploy::rollback(config, None, credentials, reporter).await
 }
 
 async fn run_step(
@@ -272,7 +272,7 @@ async fn do_step(
         Step::Deploy => {
             let release = Release::last_pushed(&plan.repo)?;
             let credentials = registry::docker_credentials(config)?;
-            let deployed = deploy::deploy_target(config, &release, credentials, reporter).await?;
+            let deployed = deploy::deploy(config, &release, credentials, reporter).await?;
             state.replaced.set(deployed.replaced);
             let what = if deployed.replaced { "" } else { " (already running, unchanged)" };
             Ok(format!("{} on {}{what}", deployed.container, target_host(config)))

@@ -77,19 +77,40 @@ pub struct Release {
     /// `REGISTRY/NAME@sha256:...`
     pub image: String,
     pub version: String,
-    pub revision: String,
+    /// None: not known yet (the revision the image carries, read on prod).
+    /// Written as `""`, as older releases of the harness wrote and read it.
+    #[serde(default, with = "unknown_as_empty")]
+    pub revision: Option<String>,
 }
 
 impl Release {
     /// `image` (by digest), whose `/version` must report `revision`.
-    pub fn given(image: String, version: String, revision: String) -> Release {
-        Release { image, version, revision }
+    pub fn given(image: String, version: String, revision: Option<String>) -> Release {
+        Release { image, version, revision: revision.filter(|r| !r.is_empty()) }
     }
 
     /// The service image `harness push` recorded last in `repo`.
     pub fn last_pushed(repo: &Path) -> anyhow::Result<Release> {
         let record = load_last(repo)?;
-        Ok(Release { image: record.reference(), version: record.version, revision: record.revision })
+        Ok(Release::given(record.reference(), record.version, Some(record.revision)))
+    }
+
+    /// Whether `name` (a version, revision or image) names this release.
+    pub fn is_named(&self, name: &str) -> bool {
+        self.version == name || self.revision.as_deref() == Some(name) || self.image == name
+    }
+}
+
+/// An unknown revision as the empty string, and back (`null` read too).
+mod unknown_as_empty {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(revision: &Option<String>, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(revision.as_deref().unwrap_or_default())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+        Ok(Option::<String>::deserialize(deserializer)?.filter(|r| !r.is_empty()))
     }
 }
 
@@ -116,5 +137,16 @@ mod tests {
         write_record(dir.path(), |last| last.tests = Some(tests)).unwrap();
         assert_eq!(load_last(dir.path()).unwrap(), record);
         assert_eq!(record.reference(), format!("{REGISTRY}/books-ms@sha256:00"));
+    }
+
+    #[test]
+    fn an_unknown_revision_reads_and_writes_as_older_releases_did() {
+        let old = r#"{"image":"r/a@sha256:1","version":"v1","revision":""}"#;
+        let release: Release = serde_json::from_str(old).unwrap();
+        assert_eq!(release.revision, None);
+        assert_eq!(serde_json::to_string(&release).unwrap(), old);
+        let known: Release = serde_json::from_str(&old.replace(r#""revision":"""#, r#""revision":"r1""#)).unwrap();
+        assert_eq!(known.revision.as_deref(), Some("r1"));
+        assert!(known.is_named("r1") && known.is_named("v1") && !known.is_named(""));
     }
 }

@@ -1,102 +1,16 @@
-//! The containers a deploy creates, as the engine's create bodies: pure
-//! data, built from the configuration and the release.
+//! What every target keeps as a container on the engine a deploy talks
+//! to (the lock's is in [`super::lock`]), and the canonical JSON both
+//! targets' spec fingerprints are computed on.
 
 use std::collections::HashMap;
 
-use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, HostConfigLogConfig, NetworkingConfig,
-    PortBinding, RestartPolicy, RestartPolicyNameEnum,
-};
+use bollard::models::{ContainerCreateBody, HostConfig};
 
-use super::names::*;
-use super::proxy::{self, Colour};
+use super::names::{Names, PROJECT_LABEL, ROLE_LABEL};
 use crate::config::Config;
-use crate::release::Release;
 
-/// One colour of the app as a deploy creates it, its spec label included:
-/// on the project's network under its own name, never published.
-pub fn app(config: &Config, release: &Release, names: &Names, colour: Colour) -> ContainerCreateBody {
-    let mut body = ContainerCreateBody {
-        image: Some(release.image.clone()),
-        env: Some(vec!["DB_HOST=db".to_owned()]),
-        // The image's probe at another interval, when one is set: Docker
-        // takes every field not set here (the command, its timeout, the
-        // retries) from the image.
-        healthcheck: config
-            .prod
-            .health_interval_ms
-            .map(|ms| HealthConfig { interval: Some((ms * 1_000_000) as i64), ..Default::default() }),
-        labels: Some(HashMap::from([
-            (PROJECT_LABEL.to_owned(), config.prod.project.clone()),
-            (ROLE_LABEL.to_owned(), "app".to_owned()),
-            (COLOUR_LABEL.to_owned(), colour.name().to_owned()),
-            (VERSION_LABEL.to_owned(), release.version.clone()),
-            (REVISION_LABEL.to_owned(), release.revision.clone()),
-            (IMAGE_LABEL.to_owned(), release.image.clone()),
-        ])),
-        host_config: Some(HostConfig {
-            restart_policy: Some(unless_stopped()),
-            log_config: Some(log_config(config)),
-            memory: config.prod.memory_mb.map(|mb| (mb * 1024 * 1024) as i64),
-            nano_cpus: config.prod.cpus.map(|cpus| (cpus * 1e9) as i64),
-            ..Default::default()
-        }),
-        networking_config: Some(on_network(&names.network, &names.colour(colour))),
-        ..Default::default()
-    };
-    let spec = spec(&body);
-    body.labels.get_or_insert_with(HashMap::new).insert(SPEC_LABEL.to_owned(), spec);
-    body
-}
-
-/// The proxy: the only container published, on the app's port.
-pub fn proxy(config: &Config, names: &Names) -> ContainerCreateBody {
-    let port = format!("{}/tcp", proxy::APP_PORT);
-    let mut body = ContainerCreateBody {
-        image: Some(config.prod.proxy_image.clone()),
-        labels: Some(HashMap::from([
-            (PROJECT_LABEL.to_owned(), config.prod.project.clone()),
-            (ROLE_LABEL.to_owned(), "proxy".to_owned()),
-        ])),
-        exposed_ports: Some(vec![port.clone()]),
-        host_config: Some(HostConfig {
-            port_bindings: Some(HashMap::from([(
-                port,
-                Some(vec![PortBinding { host_ip: None, host_port: Some(config.prod.app_port.to_string()) }]),
-            )])),
-            restart_policy: Some(unless_stopped()),
-            log_config: Some(log_config(config)),
-            ..Default::default()
-        }),
-        networking_config: Some(on_network(&names.network, "proxy")),
-        ..Default::default()
-    };
-    let spec = spec(&body);
-    body.labels.get_or_insert_with(HashMap::new).insert(SPEC_LABEL.to_owned(), spec);
-    body
-}
-
-/// The database container, its data in the named volume.
-pub fn database(config: &Config, names: &Names) -> ContainerCreateBody {
-    ContainerCreateBody {
-        image: Some(config.prod.database_image.clone()),
-        labels: Some(HashMap::from([
-            (PROJECT_LABEL.to_owned(), config.prod.project.clone()),
-            (ROLE_LABEL.to_owned(), "db".to_owned()),
-        ])),
-        host_config: Some(HostConfig {
-            binds: Some(vec![format!("{}:/data/db", names.volume)]),
-            restart_policy: Some(unless_stopped()),
-            log_config: Some(log_config(config)),
-            ..Default::default()
-        }),
-        networking_config: Some(on_network(&names.network, "db")),
-        ..Default::default()
-    }
-}
-
-/// The history's container: never started; its volume holds the record
-/// (see `history.rs`). Any image prod has will do: the database's.
+/// The history: a container never started, its volume of the same name
+/// (see [`super::history`]). Its image is the database's, which prod has.
 pub fn history(config: &Config, names: &Names) -> ContainerCreateBody {
     ContainerCreateBody {
         image: Some(config.prod.database_image.clone()),
@@ -112,42 +26,11 @@ pub fn history(config: &Config, names: &Names) -> ContainerCreateBody {
     }
 }
 
-/// The deploy lock: a container created (never started) under a fixed
-/// name; creating it is atomic on the engine. It needs an image prod has:
-/// the release's, pulled just before.
-pub fn lock(names: &Names, image: &str, holder: &str) -> ContainerCreateBody {
-    ContainerCreateBody {
-        image: Some(image.to_owned()),
-        labels: Some(HashMap::from([
-            (PROJECT_LABEL.to_owned(), names.project.clone()),
-            (ROLE_LABEL.to_owned(), "deploy-lock".to_owned()),
-            (LOCK_HOLDER_LABEL.to_owned(), holder.to_owned()),
-        ])),
-        ..Default::default()
-    }
-}
-
-/// The spec label of a body (see SPEC_LABEL).
-pub fn spec_of(body: &ContainerCreateBody) -> Option<&str> {
-    body.labels.as_ref()?.get(SPEC_LABEL).map(String::as_str)
-}
-
-/// A fingerprint of everything a deploy sets on a container, its spec
-/// label aside. (A different harness may compute another for the same
-/// container: the cost is one needless replacement.)
-fn spec(body: &ContainerCreateBody) -> String {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    let value = serde_json::to_value(body).map(|v| canonical(&v)).unwrap_or_default();
-    value.hash(&mut hasher);
-    format!("{:016x}", hasher.finish())
-}
-
 /// JSON text with every object's keys in order. serde_json's maps are
 /// sorted only without its `preserve_order` feature, which another crate
 /// of a build can turn on (mongodb's bson does, in `cargo build
 /// --workspace`); then a HashMap's keys come in a new order in every
-/// process, and so would the fingerprint.
+/// process, and so would a fingerprint.
 pub(crate) fn canonical(value: &serde_json::Value) -> String {
     match value {
         serde_json::Value::Object(map) => {
@@ -162,53 +45,9 @@ pub(crate) fn canonical(value: &serde_json::Value) -> String {
     }
 }
 
-/// Docker's json-file driver with rotation, so that logs cannot fill
-/// prod's disk.
-fn log_config(config: &Config) -> HostConfigLogConfig {
-    HostConfigLogConfig {
-        typ: Some("json-file".to_owned()),
-        config: Some(HashMap::from([
-            ("max-size".to_owned(), config.prod.log_max_size.clone()),
-            ("max-file".to_owned(), config.prod.log_max_files.to_string()),
-        ])),
-    }
-}
-
-fn unless_stopped() -> RestartPolicy {
-    RestartPolicy { name: Some(RestartPolicyNameEnum::UNLESS_STOPPED), maximum_retry_count: None }
-}
-
-fn on_network(network: &str, alias: &str) -> NetworkingConfig {
-    NetworkingConfig {
-        endpoints_config: Some(HashMap::from([(
-            network.to_owned(),
-            EndpointSettings { aliases: Some(vec![alias.to_owned()]), ..Default::default() },
-        )])),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn release(image: &str) -> Release {
-        Release { image: image.into(), version: "v1".into(), revision: "r1".into() }
-    }
-
-    #[test]
-    fn the_spec_changes_with_the_release_and_the_configuration_only() {
-        let config = Config::default();
-        let names = Names::new("books-ms");
-        let a = app(&config, &release("r/a@sha256:1"), &names, Colour::Blue);
-        let again = app(&config, &release("r/a@sha256:1"), &names, Colour::Blue);
-        let other = app(&config, &release("r/a@sha256:2"), &names, Colour::Blue);
-        assert_eq!(spec_of(&a), spec_of(&again));
-        assert_ne!(spec_of(&a), spec_of(&other));
-        let mut moved = config.clone();
-        moved.prod.app_port += 1;
-        moved.prod.memory_mb = Some(256);
-        assert_ne!(spec_of(&a), spec_of(&app(&moved, &release("r/a@sha256:1"), &names, Colour::Blue)));
-    }
 
     #[test]
     fn the_canonical_text_of_json_does_not_depend_on_the_order_of_its_keys() {
@@ -218,27 +57,5 @@ mod tests {
             serde_json::from_str(r#"{"a": "s", "b": {"x": [2, {"p": 2, "q": 1}], "y": 1}}"#).unwrap();
         assert_eq!(canonical(&one), canonical(&other));
         assert_eq!(canonical(&one), r#"{"a":"s","b":{"x":[2,{"p":2,"q":1}],"y":1}}"#);
-    }
-
-    #[test]
-    fn colours_are_never_published_the_proxy_is_and_everything_rotates_its_logs() {
-        let mut config = Config::default();
-        config.prod.memory_mb = Some(512);
-        config.prod.cpus = Some(1.5);
-        let names = Names::new("books-ms");
-        let green = app(&config, &release("r/a@sha256:1"), &names, Colour::Green);
-        let host = green.host_config.as_ref().unwrap();
-        assert!(host.port_bindings.is_none() && green.exposed_ports.is_none());
-        assert_eq!(host.memory, Some(512 * 1024 * 1024));
-        assert_eq!(host.nano_cpus, Some(1_500_000_000));
-        let aliases = &green.networking_config.as_ref().unwrap().endpoints_config.as_ref().unwrap()["books-ms"];
-        assert_eq!(aliases.aliases.as_deref(), Some(&["books-ms-green".to_owned()][..]));
-        let proxy = proxy(&config, &names);
-        let bindings = proxy.host_config.as_ref().unwrap().port_bindings.as_ref().unwrap();
-        assert_eq!(bindings["8080/tcp"].as_ref().unwrap()[0].host_port.as_deref(), Some("8080"));
-        for body in [&green, &proxy, &database(&config, &names)] {
-            let log = body.host_config.as_ref().unwrap().log_config.as_ref().unwrap();
-            assert_eq!(log.config.as_ref().unwrap()["max-size"], "10m");
-        }
     }
 }

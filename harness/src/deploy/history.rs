@@ -8,8 +8,11 @@
 //! and is reached through prod's Docker API like everything else. Written
 //! under the deploy lock; the last [`KEEP`] entries are kept.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
+use super::names::Colour;
 use crate::engine::Engine;
 use crate::release::Release;
 use crate::runner::StepRecord;
@@ -20,23 +23,87 @@ const FILE: &str = "history.json";
 /// How many entries are kept.
 pub const KEEP: usize = 200;
 
+/// What an entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    Deploy,
+    Rollback,
+    /// `harness lock release --force` removed another's lock.
+    LockRelease,
+    /// Written by a later release of the harness: read, kept as is.
+    #[serde(other)]
+    Other,
+}
+
+/// How it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Recorded when it starts; replaced by how it ended.
+    Running,
+    Succeeded,
+    /// Prod already served the release: nothing was replaced.
+    Unchanged,
+    Failed,
+    /// Its harness ended without saying how (killed).
+    Interrupted,
+    /// A lock released with `--force`.
+    Forced,
+    /// Written by a later release of the harness.
+    #[serde(other)]
+    Other,
+}
+
+impl Outcome {
+    /// The release it ran serves (or served) as deployed: one a rollback
+    /// can go back to.
+    pub fn served(self) -> bool {
+        matches!(self, Outcome::Succeeded | Outcome::Unchanged)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(match self {
+            Kind::Deploy => "deploy",
+            Kind::Rollback => "rollback",
+            Kind::LockRelease => "lock-release",
+            Kind::Other => "other",
+        })
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(match self {
+            Outcome::Running => "running",
+            Outcome::Succeeded => "succeeded",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Failed => "failed",
+            Outcome::Interrupted => "interrupted",
+            Outcome::Forced => "forced",
+            Outcome::Other => "other",
+        })
+    }
+}
+
 /// One deploy or rollback.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
-    /// `deploy` or `rollback`.
-    pub kind: String,
+    pub kind: Kind,
     /// Who ran it: the harness's process, machine and user.
     pub by: String,
     /// RFC 3339, UTC.
     pub started: String,
     pub duration_ms: u64,
     pub release: Release,
-    /// The colour the release ran as; none when nothing was replaced.
-    pub colour: Option<String>,
+    /// The colour the release ran as; none when nothing was replaced, or
+    /// on a swarm.
+    pub colour: Option<Colour>,
     /// The release that was live before, if any.
     pub previous: Option<Release>,
-    /// `succeeded`, `unchanged` (prod already served it) or `failed`.
-    pub outcome: String,
+    pub outcome: Outcome,
     pub error: Option<String>,
     pub steps: Vec<StepRecord>,
 }
@@ -63,8 +130,8 @@ pub async fn record(prod: &Engine, container: &str, entry: Entry) -> Result<(), 
 
 fn merge(entries: &mut Vec<Entry>, entry: Entry) {
     for other in entries.iter_mut() {
-        if other.outcome == RUNNING && (other.started != entry.started || other.by != entry.by) {
-            other.outcome = "interrupted".to_owned();
+        if other.outcome == Outcome::Running && (other.started != entry.started || other.by != entry.by) {
+            other.outcome = Outcome::Interrupted;
             other.error = Some(
                 "the harness running it ended before it could say how (killed?); prod was left as the steps \
                  recorded here say, and the next deploy repaired it"
@@ -77,9 +144,6 @@ fn merge(entries: &mut Vec<Entry>, entry: Entry) {
         None => entries.push(entry),
     }
 }
-
-/// The outcome of a deploy recorded when it starts.
-pub const RUNNING: &str = "running";
 
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
@@ -101,35 +165,53 @@ pub fn now() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runner::Outcome;
+    use crate::runner::Outcome as StepOutcome;
 
     #[test]
     fn a_runs_start_is_replaced_by_its_end_and_another_running_one_is_interrupted() {
         let entry = Entry {
-            kind: "deploy".into(),
+            kind: Kind::Deploy,
             by: "harness pid 1 on cd".into(),
             started: now(),
             duration_ms: 12,
-            release: Release { image: "r/a@sha256:1".into(), version: "v1".into(), revision: "r1".into() },
-            colour: Some("blue".into()),
+            release: Release::given("r/a@sha256:1".into(), "v1".into(), Some("r1".into())),
+            colour: Some(Colour::Blue),
             previous: None,
-            outcome: "succeeded".into(),
+            outcome: Outcome::Succeeded,
             error: None,
             steps: vec![StepRecord {
                 name: "start books-ms-blue".into(),
-                outcome: Outcome::Passed,
+                outcome: StepOutcome::Passed,
                 duration_ms: 3,
                 detail: String::new(),
             }],
         };
-        let mut entries = vec![Entry { outcome: RUNNING.into(), by: "killed one".into(), ..entry.clone() }];
-        merge(&mut entries, Entry { outcome: RUNNING.into(), ..entry.clone() });
+        let mut entries = vec![Entry { outcome: Outcome::Running, by: "killed one".into(), ..entry.clone() }];
+        merge(&mut entries, Entry { outcome: Outcome::Running, ..entry.clone() });
         merge(&mut entries, entry.clone());
-        let outcomes: Vec<&str> = entries.iter().map(|e| e.outcome.as_str()).collect();
-        assert_eq!(outcomes, ["interrupted", "succeeded"], "a run's start is replaced by its end");
+        let outcomes: Vec<Outcome> = entries.iter().map(|e| e.outcome).collect();
+        assert_eq!(outcomes, [Outcome::Interrupted, Outcome::Succeeded], "a run's start is replaced by its end");
         let text = serde_json::to_string(&entries).unwrap();
         let back: Vec<Entry> = serde_json::from_str(&text).unwrap();
         assert_eq!(back, entries);
         assert!(now().ends_with('Z') && now().len() == 20, "{}", now());
+    }
+
+    #[test]
+    fn what_older_releases_wrote_is_read_and_what_later_ones_write_is_kept_readable() {
+        let old = r#"[{"kind":"deploy","by":"harness pid 1","started":"2026-12-01T00:00:00Z","duration_ms":5,
+            "release":{"image":"r/a@sha256:1","version":"v1","revision":""},"colour":"green","previous":null,
+            "outcome":"unchanged","error":null,"steps":[]},
+            {"kind":"canary","by":"harness pid 2","started":"2026-12-02T00:00:00Z","duration_ms":5,
+            "release":{"image":"r/a@sha256:1","version":"v1","revision":"r1"},"colour":null,"previous":null,
+            "outcome":"promoted","error":null,"steps":[]}]"#;
+        let entries: Vec<Entry> = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            (entries[0].kind, entries[0].outcome, entries[0].colour),
+            (Kind::Deploy, Outcome::Unchanged, Some(Colour::Green))
+        );
+        assert_eq!(entries[0].release.revision, None);
+        assert_eq!((entries[1].kind, entries[1].outcome), (Kind::Other, Outcome::Other));
+        assert!(entries[0].outcome.served() && !Outcome::Failed.served());
     }
 }

@@ -1,4 +1,4 @@
-//! Names and labels of everything a deploy owns on prod.
+//! Names and labels of everything a deploy owns on prod, and the colours.
 
 /// Every container, network and volume of the project carries it.
 pub const PROJECT_LABEL: &str = "org.books-ms.project";
@@ -18,47 +18,67 @@ pub const COLOUR_LABEL: &str = "org.books-ms.colour";
 pub const IMAGE_REVISION_LABEL: &str = "org.opencontainers.image.revision";
 pub const IMAGE_VERSION_LABEL: &str = "org.opencontainers.image.version";
 
-use super::proxy::Colour;
+use std::fmt;
 
-/// Names of everything on prod, from the project `P`: a network `P`, a
-/// database container `P-db` with its named volume `P-db`, the two colours
-/// of the app `P-blue` and `P-green`, the proxy `P-proxy` (the only thing
-/// published), the deploy lock `P-deploy-lock`, and the history `P-history`
-/// (a container never started, and its volume). `P-app` and
-/// `P-app-previous` are what deploys before blue-green left (one app
-/// container published on the port): the first blue-green deploy removes
-/// them.
+use bollard::models::ContainerInspectResponse;
+use serde::{Deserialize, Serialize};
+
+/// Who holds the deploy lock, from its container's label.
+pub(crate) fn lock_holder(lock: ContainerInspectResponse) -> String {
+    lock.config.and_then(|c| c.labels?.get(LOCK_HOLDER_LABEL).cloned()).unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// What every target keeps on the engine a deploy talks to (prod's, or the
+/// swarm manager's), for project `P`: the deploy lock `P-deploy-lock` (a
+/// container created, never started) and the history `P-history` (a
+/// container never started, and its volume). Each target names the rest
+/// (`host::HostNames`, `swarm::services::SwarmNames`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Names {
     pub project: String,
-    pub network: String,
-    pub db: String,
-    pub volume: String,
-    pub proxy: String,
     pub lock: String,
     /// The history's container (never started) and its volume.
     pub history: String,
-    pub legacy_app: String,
-    pub legacy_previous: String,
 }
 
 impl Names {
     pub fn new(project: &str) -> Self {
         Names {
             project: project.to_owned(),
-            network: project.to_owned(),
-            db: format!("{project}-db"),
-            volume: format!("{project}-db"),
-            proxy: format!("{project}-proxy"),
             lock: format!("{project}-deploy-lock"),
             history: format!("{project}-history"),
-            legacy_app: format!("{project}-app"),
-            legacy_previous: format!("{project}-app-previous"),
+        }
+    }
+}
+
+/// One of the two colours of a blue-green deploy on a single host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Colour {
+    Blue,
+    Green,
+}
+
+impl Colour {
+    pub const BOTH: [Colour; 2] = [Colour::Blue, Colour::Green];
+
+    pub fn other(self) -> Colour {
+        match self {
+            Colour::Blue => Colour::Green,
+            Colour::Green => Colour::Blue,
         }
     }
 
-    /// The container of one colour.
-    pub fn colour(&self, colour: Colour) -> String {
-        format!("{}-{colour}", self.project)
+    pub fn name(self) -> &'static str {
+        match self {
+            Colour::Blue => "blue",
+            Colour::Green => "green",
+        }
+    }
+}
+
+impl fmt::Display for Colour {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
     }
 }

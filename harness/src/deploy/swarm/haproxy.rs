@@ -10,11 +10,12 @@
 //! answering (a lost node, a task stopping) leaves the rotation within
 //! about 1.5 s. A request whose connection fails, or that gets no answer
 //! (in time) or a 502/503/504, is sent again to another task (`retry-on`,
-//! `option redispatch 1`: every retry goes elsewhere). These settings lost
-//! no request of 11,382 when a worker's link went down on the lab's swarm
-//! (lab/swarm-faults.sh).
+//! `option redispatch 1`: every retry goes elsewhere), if it is a read: a
+//! write only when its connection failed ([`haproxy::write_safety`]).
+//! These settings lost no request of 11,382 when a worker's link went down
+//! on the lab's swarm (lab/swarm-faults.sh).
 
-use crate::deploy::proxy::APP_PORT;
+use crate::deploy::haproxy::{self, APP_PORT};
 
 /// The first line of the configuration, so that a reader knows its source.
 const HEADER: &str = "# Rendered by the harness for the swarm: a new text is a new config object.";
@@ -34,35 +35,25 @@ pub const MAX_REPLICAS: u32 = 16;
 /// goes down under load.
 pub fn render(app: &str) -> String {
     let slots = SLOTS;
-    format!(
-        "{HEADER}\n\
-         global\n    \
-         stats socket /run/haproxy/admin.sock mode 600 level admin\n    \
-         hard-stop-after 30s\n    \
-         log stdout format raw local0 info\n\n\
-         defaults\n    \
-         mode http\n    \
-         log global\n    \
-         option httplog\n    \
-         option dontlog-normal\n    \
-         # A connect inside the overlay takes under a millisecond; a lost\n    \
-         # machine's never completes: the retry goes elsewhere.\n    \
-         timeout connect 500ms\n    \
-         timeout http-request 5s\n    \
-         timeout client 30s\n    \
-         # A request in flight on a machine that vanished gets no RST: after\n    \
-         # this it is retried on another task (response-timeout). It also\n    \
-         # caps every answer's time.\n    \
-         timeout server 3s\n    \
-         timeout http-keep-alive 15s\n    \
-         timeout check 500ms\n    \
-         # Every retry to another task (redispatch 1). books-ms's writes\n    \
-         # are idempotent (PUT/POST upsert by id, DELETE), so retrying one\n    \
-         # is safe; bodies past tune.bufsize are never retried.\n    \
-         retries 3\n    \
-         option redispatch 1\n    \
-         retry-on conn-failure empty-response response-timeout 502 503 504\n\n\
-         # The swarm's DNS, inside every task.\n\
+    let tuning = haproxy::Tuning {
+        why: &[
+            "A connect inside the overlay takes under a millisecond; a lost",
+            "machine's never completes: the retry goes elsewhere. A read in",
+            "flight on a machine that vanished gets no RST: after `timeout",
+            "server` it is retried on another task (response-timeout), every",
+            "retry elsewhere (redispatch 1). Writes: see the frontend.",
+        ],
+        connect: "500ms",
+        client: "30s",
+        server: "3s",
+        check: Some("500ms"),
+        retries: 3,
+        redispatch: Some(1),
+        retry_on: Some("conn-failure empty-response response-timeout 502 503 504"),
+    };
+    let mut out = haproxy::preamble(HEADER, &tuning);
+    out.push_str(
+        "# The swarm's DNS, inside every task.\n\
          resolvers swarm\n    \
          nameserver dns 127.0.0.11:53\n    \
          accepted_payload_size 8192\n    \
@@ -74,10 +65,12 @@ pub fn render(app: &str) -> String {
          hold nx 1s\n    \
          hold other 1s\n    \
          hold refused 1s\n    \
-         hold timeout 1s\n\n\
-         frontend books_ms\n    \
-         bind :{APP_PORT}\n    \
-         default_backend app\n\n\
+         hold timeout 1s\n\n",
+    );
+    out.push_str(&format!("frontend books_ms\n    bind :{APP_PORT}\n"));
+    out.push_str(&haproxy::write_safety(true));
+    out.push_str(&format!(
+        "    default_backend app\n\n\
          # The app's tasks, as many as the swarm's DNS names; a dead one is\n\
          # out within about 1.5 s (inter, fastinter, fall).\n\
          backend app\n    \
@@ -87,7 +80,8 @@ pub fn render(app: &str) -> String {
          default-server check inter 1s fastinter 250ms downinter 1s fall 2 rise 2 \
          resolvers swarm init-addr none\n    \
          server-template task {slots} tasks.{app}:{APP_PORT}\n"
-    )
+    ));
+    out
 }
 
 #[cfg(test)]
@@ -105,6 +99,8 @@ mod tests {
         assert!(config.contains("option redispatch 1"), "{config}");
         assert!(config.contains("retry-on conn-failure empty-response"), "{config}");
         assert!(config.contains("bind :8080"), "{config}");
+        assert!(config.contains("http-request disable-l7-retry if !METH_GET"), "{config}");
+        assert!(config.contains("http-request set-timeout server 10s if !METH_GET"), "{config}");
         assert!(config.starts_with(HEADER));
     }
 

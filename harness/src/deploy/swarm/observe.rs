@@ -16,15 +16,13 @@ use super::services::SwarmNames;
 use crate::config::Config;
 use crate::deploy::history;
 use crate::deploy::names::*;
-use crate::deploy::observe::{found, inspect, lock_holder};
-use crate::engine::{Engine, EngineError};
+use crate::engine::{found, Engine, EngineError};
 use crate::release::Release;
 
 /// The node label the lab sets on each node (all report one hostname).
 pub const NODE_LABEL: &str = "books-lab.node";
 
 pub async fn observe(manager: &Engine, config: &Config) -> anyhow::Result<SwarmObserved> {
-    let names = Names::new(&config.prod.project);
     let swarm = SwarmNames::new(&config.prod.project);
     let network = found(
         manager
@@ -48,15 +46,6 @@ pub async fn observe(manager: &Engine, config: &Config) -> anyhow::Result<SwarmO
         );
     }
     let configs = configs.into_iter().filter_map(|c| c.spec?.name).collect();
-    let lock = inspect(manager, &names.lock).await?;
-    let history = inspect(manager, &names.history).await?.is_some();
-    // An unreadable history trusts no release: the plan runs the checks.
-    let mut last_outcomes = HashMap::new();
-    if history {
-        for entry in history::read(manager, &names.history).await.unwrap_or_default() {
-            last_outcomes.insert(entry.release.image, entry.outcome);
-        }
-    }
     Ok(SwarmObserved {
         network,
         manager_node,
@@ -64,9 +53,6 @@ pub async fn observe(manager: &Engine, config: &Config) -> anyhow::Result<SwarmO
         db: observed_service(manager, &swarm.db).await?,
         app: observed_service(manager, &swarm.app).await?,
         proxy: observed_service(manager, &swarm.proxy).await?,
-        history,
-        last_outcomes,
-        lock_holder: lock.map(lock_holder),
     })
 }
 
@@ -300,7 +286,6 @@ pub struct SwarmStatus {
 }
 
 pub async fn status(manager: &Engine, config: &Config) -> anyhow::Result<SwarmStatus> {
-    let names = Names::new(&config.prod.project);
     let swarm = SwarmNames::new(&config.prod.project);
     let nodes = manager.call("for the swarm's nodes", manager.docker.list_nodes(None::<ListNodesOptions>)).await?;
     let nodes: Vec<NodeStatus> = nodes
@@ -375,9 +360,7 @@ pub async fn status(manager: &Engine, config: &Config) -> anyhow::Result<SwarmSt
         }
     }
     tasks.sort_by(|a, b| (&a.service, &a.node).cmp(&(&b.service, &b.node)));
-    let lock = inspect(manager, &names.lock).await?.map(lock_holder);
-    let mut entries = history::read(manager, &names.history).await?;
-    entries.drain(..entries.len().saturating_sub(crate::deploy::observe::STATUS_HISTORY));
+    let (lock, entries) = crate::deploy::core::lock_and_last_entries(manager, config).await?;
     Ok(SwarmStatus {
         manager: config.swarm.docker_host.clone(),
         url: config.swarm_url()?,
@@ -396,7 +379,8 @@ pub async fn app_release(manager: &Engine, config: &Config) -> anyhow::Result<Op
     let labels = service.spec.and_then(|s| s.labels).unwrap_or_default();
     let label = |key: &str| labels.get(key).cloned().unwrap_or_default();
     let image = label(IMAGE_LABEL);
-    Ok((!image.is_empty()).then(|| Release { image, version: label(VERSION_LABEL), revision: label(REVISION_LABEL) }))
+    let revision = Some(label(REVISION_LABEL));
+    Ok((!image.is_empty()).then(|| Release::given(image, label(VERSION_LABEL), revision)))
 }
 
 #[cfg(test)]

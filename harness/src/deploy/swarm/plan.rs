@@ -1,7 +1,8 @@
 //! A swarm deploy as data: what the swarm holds of the project
 //! ([`SwarmObserved`]) and the release go in, the [`Step`]s come out, each
-//! with its undo; pure, so each case is a unit test and `--dry-run` prints
-//! the list a deploy runs. The same executor as on a single host runs it.
+//! with its undo; pure, so each case is a unit test. The core
+//! (`deploy::core`) adds the lock and the history around them, and
+//! `--dry-run` prints the list a deploy runs.
 //!
 //! A rolling update gated by health: the app's service is updated (Swarm
 //! starts a new task, waits for the image's healthcheck, stops an old one,
@@ -10,17 +11,16 @@
 //! manager's proxy; a failed check rolls the service back (Docker's
 //! service rollback).
 
-use std::collections::HashMap;
 use std::fmt;
 
+use bollard::models::{ConfigSpec, ServiceSpec};
 use serde::Serialize;
 
 use super::services::{self, SwarmNames};
 use crate::config::Config;
-use crate::deploy::actions::{self, Action, LockHeld, Step};
-use crate::deploy::containers;
-use crate::deploy::names::Names;
-use crate::release::Release;
+use crate::deploy::core::Context;
+use crate::deploy::history::Outcome;
+use crate::deploy::plan::{HookKind, Op, Planned};
 
 /// A service of the project, as observed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -46,213 +46,136 @@ pub struct SwarmObserved {
     pub db: Option<ObservedService>,
     pub app: Option<ObservedService>,
     pub proxy: Option<ObservedService>,
-    /// The history's container on the manager's engine is there.
-    pub history: bool,
-    /// Who holds the deploy lock, when another deploy holds it.
-    pub lock_holder: Option<String>,
-    /// How the history's last entry for each release's image ended
-    /// (`succeeded`, `unchanged`, `failed`, `interrupted`, `running`).
-    pub last_outcomes: HashMap<String, String>,
 }
 
-/// What a swarm deploy will do, in order.
+/// What a deploy does on a swarm, besides what every target does.
 #[derive(Debug, Clone, Serialize)]
-pub struct SwarmPlan {
-    pub release: Release,
-    /// False when the swarm already runs this release with this
-    /// configuration, converged: no service is changed.
-    pub replaces: bool,
-    pub prelude: Vec<Action>,
-    pub steps: Vec<Step>,
-    pub finally: Vec<Action>,
-    /// Once the deploy succeeded, best-effort (a failure is a warning,
-    /// never an undo): the proxy's configs of before.
-    pub cleanup: Vec<Action>,
-    pub summary: String,
-    /// What the deploy leaves alone but a person should know.
-    pub warnings: Vec<String>,
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Action {
+    /// An attachable overlay network.
+    CreateOverlay { name: String },
+    /// A config object (immutable; named by its content).
+    CreateConfig {
+        name: String,
+        #[serde(skip)]
+        spec: Box<ConfigSpec>,
+    },
+    /// A service created with the registry's credentials, so that every
+    /// node can pull its image.
+    CreateService {
+        name: String,
+        image: String,
+        #[serde(skip)]
+        spec: Box<ServiceSpec>,
+    },
+    /// A service's spec replaced (Swarm rolls its tasks over by its
+    /// `update_config`), with the registry's credentials.
+    UpdateService {
+        name: String,
+        image: String,
+        #[serde(skip)]
+        spec: Box<ServiceSpec>,
+    },
+    /// Until the service's spec is the one labelled `spec`, its update
+    /// completed and every task runs it (healthy, by the image's
+    /// healthcheck), within `timeout_secs`; an update Swarm rolled back
+    /// fails (the previous spec serves).
+    AwaitService { name: String, image: String, spec: String, timeout_secs: u64 },
+    /// Docker's service rollback (to the spec before the last update) when
+    /// the service's spec is still the one labelled `from_spec`, then until
+    /// it converged; nothing when it has another already (Swarm rolled it
+    /// back itself).
+    RollbackService { name: String, from_image: String, from_spec: String, timeout_secs: u64 },
+    /// A service removed; nothing when there is none.
+    RemoveService { name: String },
+    /// A config object no service uses any more removed; nothing when it
+    /// is gone or still in use.
+    RemoveConfig { name: String },
 }
 
-impl fmt::Display for SwarmPlan {
+impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "deploy {} (revision {}) to the swarm: {}",
-            self.release.image, self.release.revision, self.summary
-        )?;
-        for warning in &self.warnings {
-            writeln!(f, "warning: {warning}")?;
+        match self {
+            Action::CreateOverlay { name } => write!(f, "create the overlay network {name}"),
+            Action::CreateConfig { name, .. } => write!(f, "create the config {name}"),
+            Action::CreateService { name, image, .. } => write!(f, "create the service {name} from {image}"),
+            Action::UpdateService { name, image, .. } => write!(f, "update the service {name} to {image}"),
+            Action::AwaitService { name, image, timeout_secs, .. } => {
+                write!(f, "wait until every task of {name} runs {image}, healthy (at most {timeout_secs} s)")
+            }
+            Action::RollbackService { name, from_image, .. } => {
+                write!(f, "roll the service {name} back from {from_image}")
+            }
+            Action::RemoveService { name } => write!(f, "remove the service {name}"),
+            Action::RemoveConfig { name } => write!(f, "remove the config {name}, unless in use"),
         }
-        actions::write_steps(f, &self.prelude, &self.steps, &self.finally)?;
-        for action in &self.cleanup {
-            writeln!(f, "once it succeeded, best-effort: {action}")?;
-        }
-        Ok(())
     }
 }
 
-/// The steps that take the swarm from `observed` to serving `release`
-/// through every node's proxy.
-pub fn plan(observed: &SwarmObserved, release: &Release, config: &Config, holder: &str) -> Result<SwarmPlan, LockHeld> {
-    let names = Names::new(&config.prod.project);
-    let swarm = SwarmNames::new(&config.prod.project);
-    if let Some(holder) = &observed.lock_holder {
-        return Err(LockHeld { lock: names.lock.clone(), holder: holder.clone() });
+impl From<Action> for Op<Action> {
+    fn from(action: Action) -> Self {
+        Op::Target(action)
     }
-    let prelude = actions::prelude(&names, release, holder);
-    let finally = actions::finally(&names);
-    let url = config.swarm_url().unwrap_or_default();
-    let timeout_secs = config.swarm.converge_timeout_secs;
-    let mut steps = Vec::new();
+}
 
-    // What lasts: the network, the history, the database (never made again:
-    // its data lives in its volume on its pinned node).
-    if !observed.network {
-        steps.push(Step::new(Action::CreateOverlay { name: swarm.network.clone() }));
-    }
-    if !observed.history {
-        let image = config.prod.database_image.clone();
-        steps.push(Step::new(Action::Pull { image: image.clone() }));
-        let body = Box::new(containers::history(config, &names));
-        steps.push(Step::new(Action::Create { name: names.history.clone(), image, body }));
-    }
-    let mut warnings = Vec::new();
-    if let Some(db) = &observed.db {
-        warnings.extend(database_warnings(config, &swarm, db));
-    } else {
-        // Pinned by id to one node, where its volume will be: the one set,
-        // else the manager.
-        let node = config.swarm.database_node.as_deref().or(observed.manager_node.as_deref()).unwrap_or_default();
-        let spec = services::database(config, &swarm, &services::pinned_to(node));
-        steps.push(Step::new(Action::CreateService {
-            name: swarm.db.clone(),
-            image: config.prod.database_image.clone(),
-            spec: Box::new(spec),
-        }));
-    }
+pub type Step = crate::deploy::plan::Step<Action>;
+
+/// The steps that take the swarm from `observed` to serving the release
+/// through every node's proxy.
+pub fn plan(observed: &SwarmObserved, context: &Context) -> Planned<Action> {
+    let config = context.config;
+    let release = context.release;
+    let swarm = SwarmNames::new(&config.prod.project);
+    let mut steps = infrastructure(observed, config, &swarm);
+    let warnings = observed.db.as_ref().map(|db| database_warnings(config, &swarm, db)).unwrap_or_default();
     let proxy_text = services::proxy_text(&swarm);
     let proxy_config = swarm.proxy_config(&proxy_text);
     if !observed.configs.contains(&proxy_config) {
         let spec = services::proxy_config(config, &proxy_config, &proxy_text);
         steps.push(Step::new(Action::CreateConfig { name: proxy_config.clone(), spec: Box::new(spec) }));
     }
-
     let app = services::app(config, release, &swarm);
-    let app_spec = services::spec_of(&app).unwrap_or_default().to_owned();
     let proxy = services::proxy(config, &swarm, &proxy_config);
-    let proxy_spec = services::spec_of(&proxy).unwrap_or_default().to_owned();
-    let unchanged = |service: &Option<ObservedService>, spec: &str| {
-        service.as_ref().is_some_and(|s| s.converged && s.spec.as_deref() == Some(spec))
+    let unchanged = |service: &Option<ObservedService>, spec: &ServiceSpec| {
+        let spec = services::spec_of(spec);
+        service.as_ref().is_some_and(|s| s.converged && s.spec.as_deref() == spec)
     };
     // The app's spec counts as done only when the last deploy of this
     // release said so: one killed (or failed) after it updated the service
     // never ran its checks.
-    let trusted =
-        matches!(observed.last_outcomes.get(&release.image).map(String::as_str), Some("succeeded" | "unchanged"));
-    let app_unchanged = trusted && unchanged(&observed.app, &app_spec);
-    let proxy_unchanged = unchanged(&observed.proxy, &proxy_spec);
+    let trusted = context.shared.last_outcome(&release.image).is_some_and(Outcome::served);
+    let app_unchanged = trusted && unchanged(&observed.app, &app);
+    let proxy_unchanged = unchanged(&observed.proxy, &proxy);
     if app_unchanged && proxy_unchanged {
         let summary = format!("{} runs this release on every task, converged: nothing to replace", swarm.app);
-        let cleanup = Vec::new();
-        return Ok(SwarmPlan {
-            release: release.clone(),
-            replaces: false,
-            prelude,
-            steps,
-            finally,
-            cleanup,
-            summary,
-            warnings,
-        });
+        return Planned { steps, cleanup: Vec::new(), replaces: false, colour: None, summary, warnings };
     }
 
-    let hook = |name: &str, command: &Option<String>| {
-        command.as_ref().map(|command| Action::Hook {
-            name: name.to_owned(),
-            command: command.clone(),
-            timeout_secs: config.hooks.timeout_secs.unwrap_or(60),
-            env: vec![
-                ("BOOKS_MS_IMAGE".to_owned(), release.image.clone()),
-                ("BOOKS_MS_VERSION".to_owned(), release.version.clone()),
-                ("BOOKS_MS_REVISION".to_owned(), release.revision.clone()),
-                ("BOOKS_MS_URL".to_owned(), url.clone()),
-            ],
-        })
-    };
-    if let Some(pre) = hook("pre-deploy", &config.hooks.pre_deploy) {
-        steps.push(Step::new(pre));
-    }
-
+    steps.extend(context.hook(HookKind::PreDeploy, None));
     // The app first (a first deploy's proxy then finds tasks at once), then
     // the proxy; each waited for, each undone by going back.
     let mut summary = Vec::new();
-    for (name, image, spec, body, observed, changed) in [
-        (&swarm.app, &release.image, &app_spec, app, &observed.app, !app_unchanged),
-        (&swarm.proxy, &config.prod.proxy_image, &proxy_spec, proxy, &observed.proxy, !proxy_unchanged),
-    ] {
-        if !changed {
-            continue;
-        }
-        let wait = Action::AwaitService { name: name.clone(), image: image.clone(), spec: spec.clone(), timeout_secs };
-        match observed {
-            // Its spec already, not converged or not checked (a deploy
-            // killed while it waited, a node lost): Swarm converges by
-            // itself; wait for it, then check; a failure rolls it back
-            // (the rollback's spec guard leaves any other spec alone).
-            Some(service) if service.spec.as_deref() == Some(spec.as_str()) => {
-                summary.push(format!("wait for {name} to converge"));
-                steps.push(Step::undone_by(
-                    wait,
-                    vec![Action::RollbackService {
-                        name: name.clone(),
-                        from_image: image.clone(),
-                        from_spec: spec.clone(),
-                        timeout_secs,
-                    }],
-                ));
-            }
-            None => {
-                summary.push(format!("create {name}"));
-                steps.push(Step::undone_by(
-                    Action::CreateService { name: name.clone(), image: image.clone(), spec: Box::new(body) },
-                    vec![Action::RemoveService { name: name.clone() }],
-                ));
-                steps.push(Step::new(wait));
-            }
-            Some(_) => {
-                summary.push(format!("roll {name} over to it"));
-                steps.push(Step::undone_by(
-                    Action::UpdateService { name: name.clone(), image: image.clone(), spec: Box::new(body) },
-                    vec![Action::RollbackService {
-                        name: name.clone(),
-                        from_image: image.clone(),
-                        from_spec: spec.clone(),
-                        timeout_secs,
-                    }],
-                ));
-                steps.push(Step::new(wait));
-            }
-        }
+    let timeout_secs = config.swarm.converge_timeout_secs;
+    if !app_unchanged {
+        let wanted = Wanted { name: &swarm.app, image: &release.image, spec: app, timeout_secs };
+        summary.push(roll(&mut steps, &observed.app, wanted));
     }
-
-    steps.push(Step::new(Action::CheckVersion {
-        url: format!("{url}/version"),
-        revision: release.revision.clone(),
-        preview: None,
-    }));
-    steps.push(Step::new(Action::Verify { url: url.clone(), ids: config.checks.ids.clone(), preview: None }));
-    if let Some(post) = hook("post-deploy", &config.hooks.post_deploy) {
-        steps.push(Step::new(post));
+    if !proxy_unchanged {
+        let wanted = Wanted { name: &swarm.proxy, image: &config.prod.proxy_image, spec: proxy, timeout_secs };
+        summary.push(roll(&mut steps, &observed.proxy, wanted));
     }
+    steps.extend(context.checks(None));
+    steps.extend(context.hook(HookKind::PostDeploy, None));
     // The proxy's configs of before, once the deploy succeeded: a rollback
     // before then may still need them, and failing to remove one must not
     // undo a verified deploy.
     let mut cleanup = Vec::new();
     if !proxy_unchanged {
         for old in observed.configs.iter().filter(|c| **c != proxy_config) {
-            cleanup.push(Action::RemoveConfig { name: old.clone() });
+            cleanup.push(Action::RemoveConfig { name: old.clone() }.into());
         }
     }
+    let url = &context.url;
     let mut summary = format!("{}, then check through {url}; a failure rolls back", summary.join(", "));
     if !proxy_unchanged && observed.proxy.is_some() {
         // mode host: the old task must free the node's port first.
@@ -261,7 +184,70 @@ pub fn plan(observed: &SwarmObserved, release: &Release, config: &Config, holder
             swarm.proxy, config.swarm.app_port
         ));
     }
-    Ok(SwarmPlan { release: release.clone(), replaces: true, prelude, steps, finally, cleanup, summary, warnings })
+    Planned { steps, cleanup, replaces: true, colour: None, summary, warnings }
+}
+
+/// What lasts: the network, the database (never made again: its data
+/// lives in its volume on its pinned node).
+fn infrastructure(observed: &SwarmObserved, config: &Config, swarm: &SwarmNames) -> Vec<Step> {
+    let mut steps = Vec::new();
+    if !observed.network {
+        steps.push(Step::new(Action::CreateOverlay { name: swarm.network.clone() }));
+    }
+    if observed.db.is_none() {
+        // Pinned by id to one node, where its volume will be: the one set,
+        // else the manager.
+        let node = config.swarm.database_node.as_deref().or(observed.manager_node.as_deref()).unwrap_or_default();
+        let spec = services::database(config, swarm, &services::pinned_to(node));
+        let image = config.prod.database_image.clone();
+        steps.push(Step::new(Action::CreateService { name: swarm.db.clone(), image, spec: Box::new(spec) }));
+    }
+    steps
+}
+
+/// A service a deploy wants running `spec`.
+struct Wanted<'a> {
+    name: &'a str,
+    image: &'a str,
+    spec: ServiceSpec,
+    timeout_secs: u64,
+}
+
+/// The steps that bring one service to `wanted`, each undone by going
+/// back; what they do, for the summary.
+fn roll(steps: &mut Vec<Step>, observed: &Option<ObservedService>, wanted: Wanted) -> String {
+    let (name, image) = (wanted.name.to_owned(), wanted.image.to_owned());
+    let spec = services::spec_of(&wanted.spec).unwrap_or_default().to_owned();
+    let timeout_secs = wanted.timeout_secs;
+    let wait = Action::AwaitService { name: name.clone(), image: image.clone(), spec: spec.clone(), timeout_secs };
+    let rollback = || {
+        let (name, from_image, from_spec) = (name.clone(), image.clone(), spec.clone());
+        vec![Action::RollbackService { name, from_image, from_spec, timeout_secs }.into()]
+    };
+    match observed {
+        // Its spec already, not converged or not checked (a deploy killed
+        // while it waited, a node lost): Swarm converges by itself; wait
+        // for it, then check; a failure rolls it back (the rollback's spec
+        // guard leaves any other spec alone).
+        Some(service) if service.spec.as_deref() == Some(spec.as_str()) => {
+            steps.push(Step::undone_by(wait, rollback()));
+            format!("wait for {name} to converge")
+        }
+        None => {
+            let create =
+                Action::CreateService { name: name.clone(), image: image.clone(), spec: Box::new(wanted.spec) };
+            steps.push(Step::undone_by(create, vec![Action::RemoveService { name: name.clone() }.into()]));
+            steps.push(Step::new(wait));
+            format!("create {name}")
+        }
+        Some(_) => {
+            let update =
+                Action::UpdateService { name: name.clone(), image: image.clone(), spec: Box::new(wanted.spec) };
+            steps.push(Step::undone_by(update, rollback()));
+            steps.push(Step::new(wait));
+            format!("roll {name} over to it")
+        }
+    }
 }
 
 /// The database service is never updated by a deploy (a new task could
@@ -293,11 +279,35 @@ fn database_warnings(config: &Config, swarm: &SwarmNames, db: &ObservedService) 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const HOLDER: &str = "harness pid 1 on cd";
+    use crate::deploy::core::testing;
+    use crate::deploy::core::Shared;
+    use crate::deploy::plan::Plan;
+    use crate::deploy::swarm::Swarm;
+    use crate::release::Release;
 
     fn release() -> Release {
-        Release { image: "10.200.0.1:5000/books-ms@sha256:abc".into(), version: "v2".into(), revision: "r2".into() }
+        Release::given("10.200.0.1:5000/books-ms@sha256:abc".into(), "v2".into(), Some("r2".into()))
+    }
+
+    /// The history of a swarm whose app's image was deployed and checked.
+    fn shared_of(observed: &SwarmObserved) -> Shared {
+        let mut shared = testing::shared();
+        if let Some(app) = &observed.app {
+            shared.entries.push(testing::entry(&app.image, Outcome::Succeeded));
+        }
+        shared
+    }
+
+    fn plan_with(observed: &SwarmObserved, shared: &Shared, config: &Config) -> Planned<Action> {
+        testing::planned(&Swarm { config }, observed, shared, &release())
+    }
+
+    fn plan_for(observed: &SwarmObserved, config: &Config) -> Planned<Action> {
+        plan_with(observed, &shared_of(observed), config)
+    }
+
+    fn whole_plan(observed: &SwarmObserved, config: &Config) -> Plan<Action> {
+        testing::plan(&Swarm { config }, observed, &shared_of(observed), &release()).unwrap()
     }
 
     fn lines(steps: &[Step]) -> Vec<String> {
@@ -340,20 +350,17 @@ mod tests {
             db: Some(service(&services::database(config, &names, &services::pinned_to("m4n4g3r")))),
             app: Some(service(&services::app(config, live, &names))),
             proxy: Some(service(&services::proxy(config, &names, &config_name))),
-            history: true,
-            lock_holder: None,
-            last_outcomes: HashMap::from([(live.image.clone(), "succeeded".to_owned())]),
         }
     }
 
     fn older() -> Release {
-        Release { image: "10.200.0.1:5000/books-ms@sha256:old".into(), version: "v1".into(), revision: "r1".into() }
+        Release::given("10.200.0.1:5000/books-ms@sha256:old".into(), "v1".into(), Some("r1".into()))
     }
 
     #[test]
     fn a_first_deploy_creates_the_network_the_database_the_app_then_the_proxy_and_checks() {
         let config = Config::default();
-        let plan = super::plan(&SwarmObserved::default(), &release(), &config, HOLDER).unwrap();
+        let plan = plan_for(&SwarmObserved::default(), &config);
         let db = &config.prod.database_image;
         let proxy = &config.prod.proxy_image;
         let timeout = config.swarm.converge_timeout_secs;
@@ -362,8 +369,6 @@ mod tests {
             lines(&plan.steps),
             [
                 "create the overlay network books-ms".to_owned(),
-                format!("pull {db}"),
-                format!("create books-ms-history from {db}"),
                 format!("create the service books-ms-db from {db}"),
                 format!("create the config {}", proxy_config()),
                 "create the service books-ms-app from 10.200.0.1:5000/books-ms@sha256:abc".into(),
@@ -377,18 +382,29 @@ mod tests {
                 "run the post-deploy checks on http://10.210.0.11:8080".into(),
             ]
         );
-        assert_eq!(undo_lines(&plan.steps[5]), ["remove the service books-ms-app"]);
-        assert_eq!(undo_lines(&plan.steps[7]), ["remove the service books-ms-proxy"]);
-        let prelude: Vec<String> = plan.prelude.iter().map(ToString::to_string).collect();
-        assert_eq!(prelude[0], "pull 10.200.0.1:5000/books-ms@sha256:abc", "the lock's image, on the manager");
-        assert!(prelude[1].starts_with("take the deploy lock books-ms-deploy-lock"), "{prelude:?}");
+        assert_eq!(undo_lines(&plan.steps[3]), ["remove the service books-ms-app"]);
+        assert_eq!(undo_lines(&plan.steps[5]), ["remove the service books-ms-proxy"]);
+        let whole =
+            testing::plan(&Swarm { config: &config }, &SwarmObserved::default(), &Shared::default(), &release());
+        let whole = whole.unwrap().operations();
+        assert_eq!(whole[0], "pull 10.200.0.1:5000/books-ms@sha256:abc", "the lock's image, on the manager");
+        assert_eq!(whole[1], "take the deploy lock books-ms-deploy-lock");
+        assert_eq!(
+            whole[2..5],
+            [
+                format!("pull {db}"),
+                format!("create books-ms-history from {db}"),
+                "record in books-ms-history that this deploy runs".to_owned()
+            ],
+            "the history on the manager's engine, first"
+        );
     }
 
     #[test]
     fn the_database_is_created_pinned_to_the_managers_node_or_the_one_set() {
-        let db_constraint = |plan: &SwarmPlan| {
+        let db_constraint = |plan: &Planned<Action>| {
             plan.steps.iter().find_map(|step| match &step.action {
-                Action::CreateService { name, spec, .. } if name == "books-ms-db" => {
+                Op::Target(Action::CreateService { name, spec, .. }) if name == "books-ms-db" => {
                     spec.task_template.as_ref()?.placement.as_ref()?.constraints.clone()
                 }
                 _ => None,
@@ -396,12 +412,12 @@ mod tests {
         };
         let mut config = Config::default();
         let observed = SwarmObserved { manager_node: Some("m4n4g3r".into()), ..Default::default() };
-        let plan = super::plan(&observed, &release(), &config, HOLDER).unwrap();
+        let plan = plan_for(&observed, &config);
         assert_eq!(db_constraint(&plan), Some(vec!["node.id == m4n4g3r".to_owned()]));
         config.swarm.database_node = Some("w0rk3r".into());
-        let plan = super::plan(&observed, &release(), &config, HOLDER).unwrap();
+        let plan = plan_for(&observed, &config);
         assert_eq!(db_constraint(&plan), Some(vec!["node.id == w0rk3r".to_owned()]), "the setting first");
-        let plan = super::plan(&running(&Config::default(), &older()), &release(), &config, HOLDER).unwrap();
+        let plan = plan_for(&running(&Config::default(), &older()), &config);
         assert_eq!(db_constraint(&plan), None, "an existing database keeps its node");
     }
 
@@ -409,7 +425,7 @@ mod tests {
     fn a_new_release_rolls_the_app_over_and_a_failed_check_rolls_it_back() {
         let config = Config::default();
         let observed = running(&config, &older());
-        let plan = super::plan(&observed, &release(), &config, HOLDER).unwrap();
+        let plan = plan_for(&observed, &config);
         let timeout = config.swarm.converge_timeout_secs;
         assert_eq!(
             lines(&plan.steps),
@@ -427,7 +443,7 @@ mod tests {
         let undo: Vec<String> = plan.steps.iter().rev().flat_map(undo_lines).collect();
         assert_eq!(undo, ["roll the service books-ms-app back from 10.200.0.1:5000/books-ms@sha256:abc"]);
         match &plan.steps[0].undo[0] {
-            Action::RollbackService { from_spec, .. } => {
+            Op::Target(Action::RollbackService { from_spec, .. }) => {
                 let spec = services::app(&config, &release(), &swarm_names());
                 assert_eq!(Some(from_spec.as_str()), services::spec_of(&spec), "only undoes its own update");
             }
@@ -440,41 +456,43 @@ mod tests {
     fn the_same_release_converged_is_left_alone_and_an_unconverged_one_waited_for() {
         let config = Config::default();
         let observed = running(&config, &release());
-        let plan = super::plan(&observed, &release(), &config, HOLDER).unwrap();
-        assert!(!plan.replaces, "{plan}");
-        assert!(plan.steps.is_empty(), "{plan}");
+        let plan = plan_for(&observed, &config);
+        assert!(!plan.replaces, "{:#?}", lines(&plan.steps));
+        assert!(plan.steps.is_empty(), "{:#?}", lines(&plan.steps));
         let mut stuck = observed.clone();
         stuck.app.as_mut().unwrap().converged = false;
-        let plan = super::plan(&stuck, &release(), &config, HOLDER).unwrap();
+        let plan = plan_for(&stuck, &config);
         assert!(plan.replaces);
-        assert!(lines(&plan.steps)[0].starts_with("wait until every task of books-ms-app runs"), "{plan}");
+        assert!(
+            lines(&plan.steps)[0].starts_with("wait until every task of books-ms-app runs"),
+            "{:#?}",
+            lines(&plan.steps)
+        );
         assert_eq!(
             undo_lines(&plan.steps[0]),
             ["roll the service books-ms-app back from 10.200.0.1:5000/books-ms@sha256:abc"],
-            "a failed check undoes the update the killed deploy made: {plan}"
+            "a failed check undoes the update the killed deploy made"
         );
-        assert!(lines(&plan.steps)[1].starts_with("check that"), "{plan}");
+        assert!(lines(&plan.steps)[1].starts_with("check that"), "{:#?}", lines(&plan.steps));
     }
 
     #[test]
     fn the_same_release_converged_is_checked_unless_its_last_deploy_ended_well() {
         let config = Config::default();
-        for outcome in [None, Some("interrupted"), Some("running"), Some("failed")] {
-            let mut observed = running(&config, &release());
-            observed.last_outcomes.clear();
-            if let Some(outcome) = outcome {
-                observed.last_outcomes.insert(release().image, outcome.to_owned());
-            }
-            let plan = super::plan(&observed, &release(), &config, HOLDER).unwrap();
-            assert!(plan.replaces, "{outcome:?}: {plan}");
+        let observed = running(&config, &release());
+        for outcome in [None, Some(Outcome::Interrupted), Some(Outcome::Running), Some(Outcome::Failed)] {
+            let mut shared = testing::shared();
+            shared.entries.extend(outcome.map(|outcome| testing::entry(&release().image, outcome)));
+            let plan = plan_with(&observed, &shared, &config);
+            assert!(plan.replaces, "{outcome:?}: {}", plan.summary);
             let lines = lines(&plan.steps);
-            assert!(lines[0].starts_with("wait until every task of books-ms-app runs"), "{outcome:?}: {plan}");
-            assert_eq!(plan.steps[0].undo.len(), 1, "{outcome:?}: a failed check rolls it back: {plan}");
-            assert!(lines[1].starts_with("check that") && lines[2].starts_with("run the post-deploy"), "{plan}");
+            assert!(lines[0].starts_with("wait until every task of books-ms-app runs"), "{outcome:?}: {lines:#?}");
+            assert_eq!(plan.steps[0].undo.len(), 1, "{outcome:?}: a failed check rolls it back");
+            assert!(lines[1].starts_with("check that") && lines[2].starts_with("run the post-deploy"), "{lines:#?}");
         }
-        let mut observed = running(&config, &release());
-        observed.last_outcomes.insert(release().image, "unchanged".to_owned());
-        assert!(!super::plan(&observed, &release(), &config, HOLDER).unwrap().replaces);
+        let mut shared = testing::shared();
+        shared.entries.push(testing::entry(&release().image, Outcome::Unchanged));
+        assert!(!plan_with(&observed, &shared, &config).replaces);
     }
 
     #[test]
@@ -484,7 +502,7 @@ mod tests {
         // A proxy rendered by an older harness, from another text.
         observed.configs = vec!["books-ms-proxy-000000000000".into()];
         observed.proxy.as_mut().unwrap().spec = Some("older".into());
-        let plan = super::plan(&observed, &release(), &config, HOLDER).unwrap();
+        let plan = plan_for(&observed, &config);
         let lines = lines(&plan.steps);
         let new_config = proxy_config();
         assert_eq!(lines[0], format!("create the config {new_config}"));
@@ -493,14 +511,15 @@ mod tests {
         assert_eq!(undo.len(), 1, "{undo:?}");
         assert!(undo[0].starts_with("roll the service books-ms-proxy back"), "{undo:?}");
         assert!(plan.summary.contains("closes each node's port 8080 in turn"), "{}", plan.summary);
-        assert!(lines.iter().all(|l| !l.starts_with("remove the config")), "never a step, so never undone: {plan}");
+        assert!(lines.iter().all(|l| !l.starts_with("remove the config")), "never a step, so never undone");
         let cleanup: Vec<String> = plan.cleanup.iter().map(ToString::to_string).collect();
         assert_eq!(cleanup, ["remove the config books-ms-proxy-000000000000, unless in use"]);
+        let text = whole_plan(&observed, &config).to_string();
         assert!(
-            plan.to_string().ends_with(
-                "once it succeeded, best-effort: remove the config books-ms-proxy-000000000000, unless in use\n"
+            text.contains(
+                "remove the config books-ms-proxy-000000000000, unless in use (once it succeeded, best-effort)\n"
             ),
-            "{plan}"
+            "{text}"
         );
     }
 
@@ -511,10 +530,10 @@ mod tests {
         let mut more = config.clone();
         more.swarm.replicas = 3;
 
-        let plan = super::plan(&observed, &release(), &more, HOLDER).unwrap();
+        let plan = plan_for(&observed, &more);
         let lines = lines(&plan.steps);
         assert_eq!(lines[0], "update the service books-ms-app to 10.200.0.1:5000/books-ms@sha256:abc");
-        assert!(lines.iter().all(|l| !l.contains("books-ms-proxy")), "{plan}");
+        assert!(lines.iter().all(|l| !l.contains("books-ms-proxy")), "{lines:#?}");
         assert!(!plan.summary.contains("port"), "{}", plan.summary);
     }
 
@@ -526,7 +545,7 @@ mod tests {
         let db = observed.db.as_mut().unwrap();
         db.spec = Some("another".into());
         db.converged = false;
-        let plan = super::plan(&observed, &release(), &config, HOLDER).unwrap();
+        let plan = plan_for(&observed, &config);
         assert_eq!(lines(&plan.steps), ["create the overlay network books-ms"]);
         assert!(!plan.replaces);
     }
@@ -535,20 +554,22 @@ mod tests {
     fn a_database_unlike_this_configurations_or_pinned_by_role_is_warned_of_never_changed() {
         let config = Config::default();
         let observed = running(&config, &release());
-        assert!(super::plan(&observed, &release(), &config, HOLDER).unwrap().warnings.is_empty());
+        assert!(plan_for(&observed, &config).warnings.is_empty());
 
         let mut other = config.clone();
         other.prod.database_image = "10.200.0.1:5000/mongo:8".into();
-        let plan = super::plan(&observed, &release(), &other, HOLDER).unwrap();
-        assert!(plan.steps.is_empty() && !plan.replaces, "never updated: {plan}");
+        let plan = plan_for(&observed, &other);
+        assert!(plan.steps.is_empty() && !plan.replaces, "never updated");
         assert_eq!(plan.warnings.len(), 1, "{:?}", plan.warnings);
         assert!(plan.warnings[0].starts_with("books-ms-db runs") && plan.warnings[0].contains("by hand"));
-        assert!(plan.to_string().contains("warning: books-ms-db runs"), "{plan}");
+        let text =
+            testing::plan(&Swarm { config: &other }, &observed, &shared_of(&observed), &release()).unwrap().to_string();
+        assert!(text.contains("warning: books-ms-db runs"), "{text}");
 
         let mut by_role = observed.clone();
         let spec = services::database(&config, &swarm_names(), "node.role == manager");
         by_role.db = Some(service(&spec));
-        let warnings = super::plan(&by_role, &release(), &config, HOLDER).unwrap().warnings;
+        let warnings = plan_for(&by_role, &config).warnings;
         assert_eq!(warnings.len(), 1, "same spec, but not pinned by id: {warnings:?}");
         assert!(warnings[0].contains("not pinned to one node by id"), "{warnings:?}");
     }
@@ -558,7 +579,7 @@ mod tests {
         let mut config = Config::default();
         config.hooks.pre_deploy = Some("./announce".into());
         config.hooks.post_deploy = Some("./smoke".into());
-        let plan = super::plan(&running(&config, &older()), &release(), &config, HOLDER).unwrap();
+        let plan = plan_for(&running(&config, &older()), &config);
         let lines = lines(&plan.steps);
         assert_eq!(lines.first().unwrap(), "run the pre-deploy hook");
         assert_eq!(lines.last().unwrap(), "run the post-deploy hook");
@@ -567,19 +588,20 @@ mod tests {
     #[test]
     fn a_lock_held_by_another_deploy_refuses_naming_the_holder() {
         let config = Config::default();
-        let observed = SwarmObserved { lock_holder: Some("harness pid 42 on cd".into()), ..Default::default() };
-        let error = super::plan(&observed, &release(), &config, HOLDER).unwrap_err().to_string();
+        let shared = Shared { lock_holder: Some("harness pid 42 on cd".into()), ..testing::shared() };
+        let target = Swarm { config: &config };
+        let error = testing::plan(&target, &SwarmObserved::default(), &shared, &release()).unwrap_err().to_string();
         assert!(error.contains("harness pid 42 on cd") && error.contains("harness lock release"), "{error}");
     }
 
     #[test]
     fn the_dry_run_text_names_the_swarm_and_numbers_every_action_with_its_undo() {
         let config = Config::default();
-        let text = super::plan(&running(&config, &older()), &release(), &config, HOLDER).unwrap().to_string();
+        let text = whole_plan(&running(&config, &older()), &config).to_string();
         assert!(text.starts_with("deploy 10.200.0.1:5000/books-ms@sha256:abc (revision r2) to the swarm"), "{text}");
         assert!(
             text.contains(
-                "  3. update the service books-ms-app to 10.200.0.1:5000/books-ms@sha256:abc\n       undo: roll the \
+                "  4. update the service books-ms-app to 10.200.0.1:5000/books-ms@sha256:abc\n       undo: roll the \
                  service books-ms-app back"
             ),
             "{text}"

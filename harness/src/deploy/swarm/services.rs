@@ -15,8 +15,8 @@ use bollard::models::{
 
 use super::haproxy;
 use crate::config::Config;
+use crate::deploy::haproxy::APP_PORT;
 use crate::deploy::names::*;
-use crate::deploy::proxy::APP_PORT;
 use crate::release::Release;
 
 /// Names of everything of project `P` on the swarm: the overlay network
@@ -256,7 +256,7 @@ fn role_labels(config: &Config, role: &str) -> HashMap<String, String> {
 fn release_labels(config: &Config, release: &Release, role: &str) -> HashMap<String, String> {
     let mut labels = role_labels(config, role);
     labels.insert(VERSION_LABEL.to_owned(), release.version.clone());
-    labels.insert(REVISION_LABEL.to_owned(), release.revision.clone());
+    labels.insert(REVISION_LABEL.to_owned(), release.revision.clone().unwrap_or_default());
     labels.insert(IMAGE_LABEL.to_owned(), release.image.clone());
     labels
 }
@@ -315,7 +315,7 @@ mod tests {
     use super::*;
 
     fn release(image: &str) -> Release {
-        Release { image: image.into(), version: "v1".into(), revision: "r1".into() }
+        Release::given(image.into(), "v1".into(), Some("r1".into()))
     }
 
     #[test]

@@ -24,51 +24,19 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::deploy::haproxy::{self, APP_PORT};
+pub use crate::deploy::names::Colour;
+
 /// Where the configuration lives in the proxy container.
 pub const CONFIG_DIR: &str = "/etc/haproxy";
 pub const CONFIG_FILE: &str = "haproxy.cfg";
 /// The preview map: `TOKEN COLOUR` lines.
 pub const MAP_FILE: &str = "preview.map";
-/// The runtime API's socket in the proxy container.
-pub const SOCKET: &str = "/run/haproxy/admin.sock";
 /// The header that routes a request to the colour being checked.
 pub const PREVIEW_HEADER: &str = "X-Books-Ms-Preview";
 /// The first line of the configuration: the state it was rendered from, so
 /// that the harness reads the live colour back from prod itself.
 const STATE_PREFIX: &str = "# books-ms harness state: ";
-/// The service's own port inside its container, and the proxy's.
-pub const APP_PORT: u16 = 8080;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Colour {
-    Blue,
-    Green,
-}
-
-impl Colour {
-    pub const BOTH: [Colour; 2] = [Colour::Blue, Colour::Green];
-
-    pub fn other(self) -> Colour {
-        match self {
-            Colour::Blue => Colour::Green,
-            Colour::Green => Colour::Blue,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Colour::Blue => "blue",
-            Colour::Green => "green",
-        }
-    }
-}
-
-impl fmt::Display for Colour {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.name())
-    }
-}
 
 /// What the proxy routes where.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,30 +70,23 @@ impl fmt::Display for Routing {
 /// `container(colour)` on the project's network.
 pub fn render(routing: &Routing, container: impl Fn(Colour) -> String) -> String {
     let state = serde_json::to_string(routing).expect("a routing serialises");
-    let mut out = format!(
-        "{STATE_PREFIX}{state}\n\
-         # Rendered by the harness on every deploy: edits here are lost.\n\
-         global\n    \
-         stats socket {SOCKET} mode 600 level admin\n    \
-         hard-stop-after 30s\n    \
-         log stdout format raw local0 info\n\n\
-         defaults\n    \
-         mode http\n    \
-         log global\n    \
-         option httplog\n    \
-         option dontlog-normal\n    \
-         timeout connect 3s\n    \
-         # A request's headers must arrive within 5 s (slowloris, also on a\n    \
-         # kept-alive connection, which books-ms itself cannot bound).\n    \
-         timeout http-request 5s\n    \
-         timeout client 60s\n    \
-         timeout server 60s\n    \
-         timeout http-keep-alive 15s\n    \
-         # A request whose connection to a colour failed is sent again, to\n    \
-         # the same colour (the only one enabled).\n    \
-         retries 2\n    \
-         option redispatch\n\n\
-         resolvers docker\n    \
+    let header = format!("{STATE_PREFIX}{state}\n# Rendered by the harness on every deploy: edits here are lost.");
+    let tuning = haproxy::Tuning {
+        why: &[
+            "A request whose connection to a colour failed is sent again, to",
+            "the same colour (the only one enabled).",
+        ],
+        connect: "3s",
+        client: "60s",
+        server: "60s",
+        check: None,
+        retries: 2,
+        redispatch: None,
+        retry_on: None,
+    };
+    let mut out = haproxy::preamble(&header, &tuning);
+    out.push_str(&format!(
+        "resolvers docker\n    \
          nameserver dns 127.0.0.11:53\n    \
          hold valid 1s\n    \
          hold nx 1s\n    \
@@ -134,10 +95,11 @@ pub fn render(routing: &Routing, container: impl Fn(Colour) -> String) -> String
          bind :{APP_PORT}\n    \
          http-request set-var(txn.preview) req.hdr({header}),map({CONFIG_DIR}/{MAP_FILE})\n    \
          http-request del-header {header}\n    \
-         use_backend %[var(txn.preview)] if {{ var(txn.preview) -m found }}\n    \
-         default_backend live\n\n",
+         use_backend %[var(txn.preview)] if {{ var(txn.preview) -m found }}\n",
         header = PREVIEW_HEADER.to_lowercase(),
-    );
+    ));
+    out.push_str(&haproxy::write_safety(false));
+    out.push_str("    default_backend live\n\n");
     let server = |colour: Colour, enabled: bool| {
         let disabled = if enabled { "" } else { " disabled" };
         format!("    server {colour} {}:{APP_PORT} resolvers docker init-addr last,none{disabled}\n", container(colour))

@@ -8,15 +8,16 @@ use bollard::models::{ContainerInspectResponse, ContainerSummary, HealthStatusEn
 use bollard::query_parameters::ListContainersOptionsBuilder;
 use serde::Serialize;
 
-use super::actions::{Container, Observed, ProxyState};
-use super::names::*;
-use super::proxy::{self, Colour, Routing};
-use crate::engine::{Engine, EngineError};
+use super::plan::{Container, Observed, ProxyState};
+use super::proxy::{self, Routing};
+use super::HostNames;
+use crate::deploy::names::*;
+use crate::engine::{found, Engine, EngineError};
 use crate::release::Release;
 
 /// The network, the volume, and each container of the deploy by its name;
 /// the proxy's routing read back from its configuration.
-pub async fn observe(prod: &Engine, names: &Names) -> anyhow::Result<Observed> {
+pub async fn observe(prod: &Engine, names: &HostNames) -> anyhow::Result<Observed> {
     let network = found(
         prod.call(format!("for the network {}", names.network), prod.docker.inspect_network(&names.network, None))
             .await,
@@ -25,7 +26,6 @@ pub async fn observe(prod: &Engine, names: &Names) -> anyhow::Result<Observed> {
     let volume =
         found(prod.call(format!("for the volume {}", names.volume), prod.docker.inspect_volume(&names.volume)).await)?
             .is_some();
-    let lock = inspect(prod, &names.lock).await?;
     let proxy = match inspect(prod, &names.proxy).await?.map(container) {
         // A running proxy routes as its runtime says (a deploy killed between
         // writing the file and applying it leaves them apart); a stopped one
@@ -59,8 +59,6 @@ pub async fn observe(prod: &Engine, names: &Names) -> anyhow::Result<Observed> {
         blue: inspect(prod, &names.colour(Colour::Blue)).await?.map(container),
         green: inspect(prod, &names.colour(Colour::Green)).await?.map(container),
         legacy,
-        history: inspect(prod, &names.history).await?.is_some(),
-        lock_holder: lock.map(lock_holder),
     })
 }
 
@@ -77,25 +75,12 @@ pub async fn release_of(prod: &Engine, name: &str) -> Result<Option<Release>, En
     let labels = container.config.and_then(|c| c.labels).unwrap_or_default();
     let label = |key: &str| labels.get(key).cloned().unwrap_or_default();
     let image = label(IMAGE_LABEL);
-    Ok((!image.is_empty()).then(|| Release { image, version: label(VERSION_LABEL), revision: label(REVISION_LABEL) }))
+    let revision = Some(label(REVISION_LABEL));
+    Ok((!image.is_empty()).then(|| Release::given(image, label(VERSION_LABEL), revision)))
 }
 
-/// Who holds the deploy lock, from its container's label.
-pub(crate) fn lock_holder(lock: ContainerInspectResponse) -> String {
-    lock.config.and_then(|c| c.labels?.get(LOCK_HOLDER_LABEL).cloned()).unwrap_or_else(|| "unknown".to_owned())
-}
-
-pub(crate) async fn inspect(prod: &Engine, name: &str) -> Result<Option<ContainerInspectResponse>, EngineError> {
-    found(prod.call(format!("for the container {name}"), prod.docker.inspect_container(name, None)).await)
-}
-
-/// A 404 is "there is none".
-pub(crate) fn found<T>(result: Result<T, EngineError>) -> Result<Option<T>, EngineError> {
-    match result {
-        Ok(value) => Ok(Some(value)),
-        Err(e) if e.status() == Some(404) => Ok(None),
-        Err(e) => Err(e),
-    }
+async fn inspect(prod: &Engine, name: &str) -> Result<Option<ContainerInspectResponse>, EngineError> {
+    prod.inspect_container(name).await
 }
 
 fn container(inspected: ContainerInspectResponse) -> Container {
@@ -131,17 +116,13 @@ pub struct Status {
     /// Who holds the deploy lock.
     pub lock: Option<String>,
     /// The last deploys and rollbacks, oldest first.
-    pub history: Vec<super::history::Entry>,
+    pub history: Vec<crate::deploy::history::Entry>,
 }
 
-/// How many of the last deploys `harness status` shows.
-pub const STATUS_HISTORY: usize = 5;
-
 pub async fn status(prod: &Engine, config: &crate::config::Config) -> anyhow::Result<Status> {
-    let names = Names::new(&config.prod.project);
+    let names = HostNames::new(&config.prod.project);
     let observed = observe(prod, &names).await?;
-    let mut history = super::history::read(prod, &names.history).await?;
-    history.drain(..history.len().saturating_sub(STATUS_HISTORY));
+    let (lock, history) = crate::deploy::core::lock_and_last_entries(prod, config).await?;
     let routing = observed.proxy.as_ref().and_then(|p| p.routing.clone());
     Ok(Status {
         prod: config.prod.docker_host.clone(),
@@ -149,7 +130,7 @@ pub async fn status(prod: &Engine, config: &crate::config::Config) -> anyhow::Re
         live: observed.live(),
         preview: routing.and_then(|r| r.preview).map(|p| p.colour),
         containers: containers(prod, &config.prod.project).await?,
-        lock: observed.lock_holder,
+        lock,
         history,
     })
 }

@@ -1,0 +1,435 @@
+//! The one deploy, whatever the target: what a target supplies
+//! ([`Target`]: how it observes prod, which actions it plans, how it
+//! carries them out) and everything else, written once: the lock, the
+//! revision the image carries, the history, hooks and checks in the plan,
+//! running the plan with its undo, the outcome, rollback's choice of a
+//! release, and `harness lock release`.
+//!
+//! A run: the prelude (pull the release, take the lock) → the shared
+//! observation (the lock, the history) and the target's → the plan → its
+//! steps, undone on a failure or an interrupt → the tidying → whatever
+//! happened, the end recorded and the lock released. `--dry-run` prints
+//! the same plan from the same functions, so it is exactly what runs.
+
+use std::fmt;
+
+use anyhow::Context as _;
+use bollard::auth::DockerCredentials;
+use serde::Serialize;
+
+use super::executor::{Executor, Journal};
+use super::history::{self, Entry, Kind, Outcome};
+use super::names::{Colour, Names, IMAGE_REVISION_LABEL, IMAGE_VERSION_LABEL};
+use super::plan::{Core, HookKind, LockHeld, Op, Plan, Planned, Step};
+use super::{hooks, lock};
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::progress::Reporter;
+use crate::release::Release;
+
+/// What differs between targets. A new target (another orchestrator, a
+/// host reached another way) is a new module implementing this. (Its
+/// futures are awaited on the caller's task, never sent to another
+/// thread: no `Send` bound is needed.)
+#[allow(async_fn_in_trait)]
+pub trait Target: Sized {
+    /// What the target reads of prod before a deploy.
+    type Observed;
+    /// The target's own actions, each run by [`Target::act`].
+    type Action: Clone + fmt::Debug + fmt::Display + Serialize;
+
+    /// Where it deploys, in plans and messages: `prod`, `the swarm`.
+    const PLACE: &'static str;
+
+    fn config(&self) -> &Config;
+
+    /// The URL users reach.
+    fn url(&self) -> anyhow::Result<String>;
+
+    async fn observe(&self, engine: &Engine, shared: &Shared) -> anyhow::Result<Self::Observed>;
+
+    /// The release users reach now, if any.
+    async fn live(&self, engine: &Engine, observed: &Self::Observed) -> anyhow::Result<Option<Release>>;
+
+    /// The steps that take prod from `observed` to serving `context.release`.
+    fn plan(&self, observed: &Self::Observed, context: &Context) -> Planned<Self::Action>;
+
+    async fn act(&self, executor: &Executor<'_, Self>, action: &Self::Action) -> anyhow::Result<()>;
+
+    /// What a failure at step `failed` of `plan` should quote (the new
+    /// container's last log lines), if anything.
+    async fn explain(&self, _executor: &Executor<'_, Self>, _plan: &Plan<Self::Action>, _failed: usize) -> String {
+        String::new()
+    }
+
+    /// The name of what `undo` rolls back, when it is a rollback that the
+    /// failure's message should name.
+    fn rolls_back(_undo: &Self::Action) -> Option<&str> {
+        None
+    }
+
+    /// The release a rollback without `--to` goes back to: the one before
+    /// the live one.
+    async fn before_live(&self, engine: &Engine, history: &[Entry]) -> anyhow::Result<Release>;
+
+    /// What a successful run of `plan` reports.
+    fn deployed(&self, plan: &Plan<Self::Action>, observed: &Self::Observed, before: Option<Release>) -> Deployed;
+}
+
+/// What every target observes the same way, on the engine a deploy talks
+/// to.
+#[derive(Debug, Clone, Default)]
+pub struct Shared {
+    /// Who holds the deploy lock, when another deploy holds it.
+    pub lock_holder: Option<String>,
+    /// The history's container is there.
+    pub history: bool,
+    /// The history's entries, oldest first (none when it cannot be read: a
+    /// target then trusts nothing it says).
+    pub entries: Vec<Entry>,
+}
+
+impl Shared {
+    /// How the history's last entry for `image` ended.
+    pub fn last_outcome(&self, image: &str) -> Option<Outcome> {
+        self.entries.iter().rev().find(|e| e.release.image == image).map(|e| e.outcome)
+    }
+}
+
+/// What a target's plan is given besides what it observed.
+pub struct Context<'a> {
+    pub config: &'a Config,
+    pub release: &'a Release,
+    /// This deploy's preview token (a single host's proxy).
+    pub token: &'a str,
+    pub shared: &'a Shared,
+    /// The URL users reach.
+    pub url: String,
+    /// Images the shared steps pull before the target's.
+    pub pulled: Vec<String>,
+}
+
+impl Context<'_> {
+    /// The hook `kind`, when configured.
+    pub fn hook<A>(&self, kind: HookKind, colour: Option<Colour>) -> Option<Step<A>> {
+        hooks::planned(self.config, kind, self.release, &self.url, colour).map(Step::new)
+    }
+
+    /// The revision check and the post-deploy checks, through the proxy
+    /// with `preview` (the token that reaches the release before users do)
+    /// or as users reach it.
+    pub fn checks<A>(&self, preview: Option<&str>) -> [Step<A>; 2] {
+        let preview = preview.map(str::to_owned);
+        let url = &self.url;
+        [
+            Step::new(Core::CheckVersion {
+                url: format!("{url}/version"),
+                revision: self.release.revision.clone(),
+                preview: preview.clone(),
+            }),
+            Step::new(Core::Verify { url: url.clone(), ids: self.config.checks.ids.clone(), preview }),
+        ]
+    }
+}
+
+/// What a deploy did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Deployed {
+    /// What serves the release: a colour's container, or a service.
+    pub container: String,
+    pub image: String,
+    pub url: String,
+    /// What served before: the old colour's container, or the image of
+    /// the release the swarm ran.
+    pub previous: Option<String>,
+    /// False when prod already ran this release as planned: nothing was
+    /// stopped or started.
+    pub replaced: bool,
+}
+
+/// What a deploy of `release` would do now (`--dry-run`): reads prod,
+/// changes nothing.
+pub async fn preview<T: Target>(target: &T, engine: &Engine, release: &Release) -> anyhow::Result<Plan<T::Action>> {
+    let names = Names::new(&target.config().prod.project);
+    // The revision the image carries, when prod has the image already.
+    let release = expected_revision(engine, release).await.unwrap_or_else(|_| release.clone());
+    let shared = observe_shared(engine, &names).await?;
+    let observed = target.observe(engine, &shared).await?;
+    Ok(assemble(target, &observed, &shared, &release, &lock::holder(&release), "dry-run")?)
+}
+
+/// A deploy of `release`, recorded in the history as `kind`.
+pub async fn run<T: Target>(
+    target: &T,
+    engine: &Engine,
+    release: &Release,
+    credentials: Option<DockerCredentials>,
+    reporter: &Reporter,
+    kind: Kind,
+) -> anyhow::Result<Deployed> {
+    let names = Names::new(&target.config().prod.project);
+    let holder = lock::holder(release);
+    let executor = Executor::new(target, engine, credentials, reporter);
+    let started = std::time::Instant::now();
+    let started_at = history::now();
+    executor.run_all(&prelude::<T::Action>(&names, release, &holder)).await?;
+    let mut finally = vec![Op::Core(Core::ReleaseLock { name: names.lock.clone() })];
+    let result = async {
+        let release = expected_revision(engine, release).await?;
+        let mut shared = observe_shared(engine, &names).await?;
+        shared.lock_holder = None; // ours
+        let observed = target.observe(engine, &shared).await?;
+        let before = target.live(engine, &observed).await?;
+        let plan = assemble(target, &observed, &shared, &release, &holder, &token()?)?;
+        finally = plan.finally.clone();
+        executor.begin(Journal::new(kind, started_at, &plan, before.clone()));
+        for warning in &plan.warnings {
+            reporter.warn(warning.clone());
+        }
+        executor.apply(&plan).await?;
+        executor.tidy(&plan.cleanup).await;
+        Ok(target.deployed(&plan, &observed, before))
+    }
+    .await;
+    let outcome = match &result {
+        Err(_) => Outcome::Failed,
+        Ok(deployed) if deployed.replaced => Outcome::Succeeded,
+        Ok(_) => Outcome::Unchanged,
+    };
+    executor.conclude(outcome, result.as_ref().err().map(|e| format!("{e:#}")), started.elapsed());
+    // Whatever happened: each on its own, so that a failed record never
+    // keeps the lock.
+    for op in &finally {
+        if let Err(e) = executor.run_all(std::slice::from_ref(op)).await {
+            reporter.warn(format!("{op} failed: {e:#}"));
+        }
+    }
+    result
+}
+
+/// `harness rollback`: back to the release before the live one, or to
+/// `to` (a version, revision or image of the history's served releases),
+/// as a deploy, with the same checks and undo.
+pub async fn rollback<T: Target>(
+    target: &T,
+    engine: &Engine,
+    to: Option<&str>,
+    credentials: Option<DockerCredentials>,
+    reporter: &Reporter,
+) -> anyhow::Result<Deployed> {
+    let names = Names::new(&target.config().prod.project);
+    let entries = history::read(engine, &names.history).await?;
+    let release = match to {
+        Some(to) => entries
+            .iter()
+            .rev()
+            .filter(|e| e.outcome.served())
+            .map(|e| &e.release)
+            .find(|r| r.is_named(to))
+            .cloned()
+            .with_context(|| {
+                format!("no release {to} in {}'s history of succeeded deploys: `harness history` lists them", T::PLACE)
+            })?,
+        None => target.before_live(engine, &entries).await?,
+    };
+    run(target, engine, &release, credentials, reporter, Kind::Rollback).await
+}
+
+/// `harness lock release [--force]`: removes the deploy lock; who held it,
+/// if any. A lock that another user or machine took is refused unless
+/// `force`; forced, the release is recorded in the history, naming whom it
+/// overrode.
+pub async fn release_lock<T: Target>(target: &T, engine: &Engine, force: bool) -> anyhow::Result<Option<String>> {
+    let names = Names::new(&target.config().prod.project);
+    let Some(holder) = observe_shared(engine, &names).await?.lock_holder else { return Ok(None) };
+    let ours = lock::taken_here(&holder);
+    if !ours && !force {
+        anyhow::bail!(lock::refusal(&names.lock, &holder));
+    }
+    let reporter = Reporter::hidden();
+    let executor = Executor::new(target, engine, None, &reporter);
+    let started = std::time::Instant::now();
+    let release = Op::<T::Action>::Core(Core::ReleaseLock { name: names.lock.clone() });
+    executor.run_all(std::slice::from_ref(&release)).await?;
+    if !ours {
+        let image = lock::image_of(&holder);
+        let error = format!("--force released the deploy lock held by {holder}");
+        executor.begin(Journal::lock_release(image, error));
+        executor.conclude(Outcome::Forced, None, started.elapsed());
+        let record = Op::<T::Action>::Core(Core::RecordEnd { history: names.history.clone() });
+        executor.run_all(std::slice::from_ref(&record)).await.with_context(|| {
+            format!("the lock held by {holder} is released, but recording that in the history failed")
+        })?;
+    }
+    Ok(Some(holder))
+}
+
+/// The plan of a deploy of `release` from what was observed: the
+/// prelude, the history's container when missing, the record of the
+/// start, the target's steps, and what runs whatever happens.
+fn assemble<T: Target>(
+    target: &T,
+    observed: &T::Observed,
+    shared: &Shared,
+    release: &Release,
+    holder: &str,
+    token: &str,
+) -> Result<Plan<T::Action>, LockHeld> {
+    let config = target.config();
+    let names = Names::new(&config.prod.project);
+    if let Some(holder) = &shared.lock_holder {
+        return Err(LockHeld { lock: names.lock.clone(), holder: holder.clone() });
+    }
+    let mut steps = Vec::new();
+    let mut pulled = Vec::new();
+    if !shared.history {
+        // Its image may be on no node yet (a swarm's manager runs none).
+        let image = config.prod.database_image.clone();
+        steps.push(Step::new(Core::Pull { image: image.clone() }));
+        let body = Box::new(super::containers::history(config, &names));
+        steps.push(Step::new(Core::CreateHistory { name: names.history.clone(), image: image.clone(), body }));
+        pulled.push(image);
+    }
+    steps.push(Step::new(Core::RecordStart { history: names.history.clone() }));
+    let url = target.url().unwrap_or_default();
+    let context = Context { config, release, token, shared, url, pulled };
+    let planned = target.plan(observed, &context);
+    steps.extend(planned.steps);
+    Ok(Plan {
+        place: T::PLACE,
+        release: release.clone(),
+        replaces: planned.replaces,
+        colour: planned.colour,
+        prelude: prelude(&names, release, holder),
+        steps,
+        cleanup: planned.cleanup,
+        finally: vec![
+            Op::Core(Core::RecordEnd { history: names.history.clone() }),
+            Op::Core(Core::ReleaseLock { name: names.lock.clone() }),
+        ],
+        summary: planned.summary,
+        warnings: planned.warnings,
+    })
+}
+
+/// Before prod is observed: the release pulled, the lock taken (a lock
+/// container needs an image prod has).
+fn prelude<A>(names: &Names, release: &Release, holder: &str) -> Vec<Op<A>> {
+    vec![
+        Op::Core(Core::Pull { image: release.image.clone() }),
+        Op::Core(Core::TakeLock {
+            name: names.lock.clone(),
+            holder: holder.to_owned(),
+            body: Box::new(lock::body(names, &release.image, holder)),
+        }),
+    ]
+}
+
+/// How many of the last deploys `harness status` shows.
+pub const STATUS_HISTORY: usize = 5;
+
+/// For `harness status`: who holds the deploy lock, and the last
+/// [`STATUS_HISTORY`] entries of the history, oldest first.
+pub async fn lock_and_last_entries(engine: &Engine, config: &Config) -> anyhow::Result<(Option<String>, Vec<Entry>)> {
+    let names = Names::new(&config.prod.project);
+    let lock = engine.inspect_container(&names.lock).await?.map(super::names::lock_holder);
+    let mut entries = history::read(engine, &names.history).await?;
+    entries.drain(..entries.len().saturating_sub(STATUS_HISTORY));
+    Ok((lock, entries))
+}
+
+/// The lock and the history, on the engine a deploy talks to.
+async fn observe_shared(engine: &Engine, names: &Names) -> anyhow::Result<Shared> {
+    let lock = engine.inspect_container(&names.lock).await?;
+    let history = engine.inspect_container(&names.history).await?.is_some();
+    // An unreadable history trusts no release: the plan runs the checks.
+    let entries = if history { history::read(engine, &names.history).await.unwrap_or_default() } else { Vec::new() };
+    Ok(Shared { lock_holder: lock.map(super::names::lock_holder), history, entries })
+}
+
+/// The release with the revision its image carries (its OCI label): the
+/// one a deploy given only `--image` expects, and one a given revision must
+/// match, so that a container's labels tell the truth about what it runs.
+pub(crate) async fn expected_revision(engine: &Engine, release: &Release) -> anyhow::Result<Release> {
+    let what = format!("for the image {}", release.image);
+    let image = engine.call(what, engine.docker.inspect_image(&release.image)).await?;
+    let labels = image.config.and_then(|c| c.labels).unwrap_or_default();
+    let version = labels.get(IMAGE_VERSION_LABEL).cloned().unwrap_or_else(|| release.version.clone());
+    let expected = release.revision.as_deref();
+    match (labels.get(IMAGE_REVISION_LABEL).cloned(), expected) {
+        (Some(carried), None) => Ok(Release::given(release.image.clone(), version, Some(carried))),
+        (Some(carried), Some(expected)) if carried == expected => Ok(Release { version, ..release.clone() }),
+        (Some(carried), Some(expected)) => anyhow::bail!(
+            "{} carries revision {carried} ({IMAGE_REVISION_LABEL}), not the expected {expected}: is it the image you \
+             meant? (`harness deploy --image` alone expects the revision the image carries)",
+            release.image
+        ),
+        (None, Some(_)) => Ok(release.clone()),
+        (None, None) => anyhow::bail!(
+            "{} carries no {IMAGE_REVISION_LABEL} label: give the revision its /version reports with --revision",
+            release.image
+        ),
+    }
+}
+
+/// A preview token nobody can guess: 128 bits from the kernel.
+fn token() -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| anyhow::anyhow!("cannot read /dev/urandom for the preview token: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// What the targets' tests plan with.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    pub const HOLDER: &str = "harness pid 1 on cd since unix time 1";
+    pub const TOKEN: &str = "t0k3n";
+
+    /// A target that had deployed before: its history is there.
+    pub fn shared() -> Shared {
+        Shared { history: true, ..Shared::default() }
+    }
+
+    /// An entry of the history: a deploy of `image` that ended `outcome`.
+    pub fn entry(image: &str, outcome: Outcome) -> Entry {
+        Entry {
+            kind: Kind::Deploy,
+            by: HOLDER.to_owned(),
+            started: "2026-12-06T00:00:00Z".to_owned(),
+            duration_ms: 1,
+            release: Release::given(image.to_owned(), "v".to_owned(), None),
+            colour: None,
+            previous: None,
+            outcome,
+            error: None,
+            steps: Vec::new(),
+        }
+    }
+
+    /// The target's own steps for `observed`.
+    pub fn planned<T: Target>(
+        target: &T,
+        observed: &T::Observed,
+        shared: &Shared,
+        release: &Release,
+    ) -> Planned<T::Action> {
+        let url = target.url().unwrap_or_default();
+        let context = Context { config: target.config(), release, token: TOKEN, shared, url, pulled: Vec::new() };
+        target.plan(observed, &context)
+    }
+
+    /// The whole plan, as a deploy runs it.
+    pub fn plan<T: Target>(
+        target: &T,
+        observed: &T::Observed,
+        shared: &Shared,
+        release: &Release,
+    ) -> Result<Plan<T::Action>, LockHeld> {
+        assemble(target, observed, shared, release, HOLDER, TOKEN)
+    }
+}

@@ -1,0 +1,165 @@
+//! How the single-host target carries out its [`Action`]s on prod's engine
+//! (the executor calls [`act`]; only it does).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bollard::models::{HealthStatusEnum, NetworkCreateRequest, VolumeCreateRequest};
+use bollard::query_parameters::{LogsOptionsBuilder, StopContainerOptionsBuilder};
+use futures_util::StreamExt;
+
+use super::plan::Action;
+use super::proxy::{self, Routing};
+use super::{Host, HostNames};
+use crate::deploy::executor::Executor;
+use crate::deploy::names::{Colour, PROJECT_LABEL};
+use crate::engine::{tolerate, Engine};
+use crate::progress::Spinner;
+
+/// How long a stopped container gets to finish its requests in flight (the
+/// service takes up to 10 s on SIGTERM).
+const STOP_GRACE_SECS: i32 = 15;
+/// Lines of the failed container's log quoted in the error.
+const LOG_LINES: usize = 20;
+/// How often a drain asks the proxy whether the old colour still holds a
+/// request.
+const DRAIN_POLL: Duration = Duration::from_millis(200);
+
+pub async fn act(executor: &Executor<'_, Host<'_>>, names: &HostNames, action: &Action) -> anyhow::Result<()> {
+    let prod = executor.engine();
+    let docker = &prod.docker;
+    match action {
+        Action::CreateNetwork { name } => {
+            let labels = HashMap::from([(PROJECT_LABEL.to_owned(), name.clone())]);
+            let request = NetworkCreateRequest { name: name.clone(), labels: Some(labels), ..Default::default() };
+            prod.call(format!("to create the network {name}"), docker.create_network(request)).await?;
+            Ok(())
+        }
+        Action::CreateVolume { name } => {
+            let request = VolumeCreateRequest { name: Some(name.clone()), ..Default::default() };
+            prod.call(format!("to create the volume {name}"), docker.create_volume(request)).await?;
+            Ok(())
+        }
+        Action::Create { name, body, .. } => executor.create_container(name, body).await,
+        Action::Start { name } => {
+            Ok(tolerate(prod.call(format!("to start {name}"), docker.start_container(name, None)).await, 304)?)
+        }
+        Action::Stop { name } => {
+            let options = StopContainerOptionsBuilder::default().t(STOP_GRACE_SECS).build();
+            let stopped = prod.call(format!("to stop {name}"), docker.stop_container(name, Some(options)));
+            Ok(tolerate(stopped.await, 304)?)
+        }
+        Action::Remove { name } => executor.remove_container(name).await,
+        Action::WaitHealthy { name, timeout_secs, setting, no_healthcheck_ok } => {
+            let _spinner = Spinner(executor.reporter().spinner(format!("waiting for {name} to turn healthy")));
+            wait_healthy(prod, name, *timeout_secs, setting, *no_healthcheck_ok).await
+        }
+        Action::Route { proxy: name, routing, apply } => route(prod, names, name, routing, *apply).await,
+        Action::Drain { secs, proxy, colour } => drain(executor, proxy, *colour, *secs).await,
+    }
+}
+
+/// Writes the proxy's configuration and preview map for `routing` into its
+/// container and, with `apply`, checks the file with HAProxy and gives the
+/// running proxy the same state through its runtime API (no reload: no
+/// connection is closed). A proxy that does not run takes the file when it
+/// starts.
+async fn route(prod: &Engine, names: &HostNames, name: &str, routing: &Routing, apply: bool) -> anyhow::Result<()> {
+    let config = proxy::render(routing, |colour| names.colour(colour));
+    let files = [(proxy::CONFIG_FILE, config.as_str()), (proxy::MAP_FILE, &proxy::map(routing))];
+    prod.write_files(name, proxy::CONFIG_DIR, &files).await?;
+    if !apply {
+        return Ok(());
+    }
+    let path = format!("{}/{}", proxy::CONFIG_DIR, proxy::CONFIG_FILE);
+    match prod.exec(name, &["haproxy", "-c", "-q", "-f", &path]).await? {
+        Some((0, _)) => {}
+        None => return Ok(()), // not running: the file is what it starts with
+        Some((code, output)) => bail!("HAProxy refuses the configuration it was given (exit {code}): {output}"),
+    }
+    let commands = proxy::commands(routing).join("; ");
+    match prod.exec(name, &proxy::runtime_api(&commands)).await? {
+        None => Ok(()),
+        Some((0, output)) if output.trim().is_empty() => Ok(()),
+        Some((code, output)) => {
+            bail!("the runtime API of {name} answered `{commands}` with: {} (exit {code})", output.trim())
+        }
+    }
+}
+
+/// Until the proxy holds no request on `colour` in the users' backend (its
+/// current sessions and queue, from HAProxy's statistics), polled, at most
+/// `secs`. A proxy that cannot say (not running, an answer not understood)
+/// is given the whole `secs`.
+async fn drain(executor: &Executor<'_, Host<'_>>, proxy: &str, colour: Colour, secs: u64) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let command = proxy::runtime_api(proxy::STAT_COMMAND);
+    loop {
+        // Users already reach the new colour: a proxy that cannot say costs
+        // the drain's whole time, never the deploy.
+        let answer = match executor.engine().exec(proxy, &command).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                executor.reporter().warn(format!("draining {colour}: cannot read {proxy}'s statistics: {e:#}"));
+                None
+            }
+        };
+        let held = answer.and_then(|(code, output)| (code == 0).then(|| proxy::held(&output, colour)).flatten());
+        let left = deadline.saturating_duration_since(Instant::now());
+        if held == Some(0) || left.is_zero() {
+            return Ok(());
+        }
+        // Unknown: the rest of the time at once.
+        tokio::time::sleep(if held.is_some() { DRAIN_POLL.min(left) } else { left }).await;
+    }
+}
+
+/// Until Docker's healthcheck reports the container healthy, within
+/// `timeout_secs` (named `setting` in the error). A container whose image
+/// has no healthcheck passes once it runs when `no_healthcheck_ok`.
+async fn wait_healthy(
+    prod: &Engine,
+    name: &str,
+    timeout_secs: u64,
+    setting: &str,
+    no_healthcheck_ok: bool,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(timeout_secs);
+    loop {
+        let inspected = prod.inspect_container(name).await?;
+        let state = inspected.with_context(|| format!("there is no container {name}"))?.state.unwrap_or_default();
+        if state.running == Some(false) {
+            bail!("it stopped (exit code {})", state.exit_code.unwrap_or_default());
+        }
+        match state.health.and_then(|h| h.status) {
+            Some(HealthStatusEnum::HEALTHY) => return Ok(()),
+            Some(HealthStatusEnum::UNHEALTHY) => bail!("Docker's healthcheck reports it unhealthy"),
+            None | Some(HealthStatusEnum::NONE | HealthStatusEnum::EMPTY)
+                if no_healthcheck_ok && state.running == Some(true) =>
+            {
+                return Ok(())
+            }
+            _ if Instant::now() > deadline => bail!("not healthy within {timeout_secs} s ({setting})"),
+            _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
+/// The last [`LOG_LINES`] of a container's log, indented; bounded in time.
+pub async fn last_logs(prod: &Engine, name: &str) -> String {
+    let options = LogsOptionsBuilder::default().stdout(true).stderr(true).tail(&LOG_LINES.to_string()).build();
+    let mut stream = prod.docker.logs(name, Some(options));
+    let mut out = String::new();
+    let collect = async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            out.push_str(&chunk.to_string());
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), collect).await;
+    if out.trim().is_empty() {
+        "(no output)".to_owned()
+    } else {
+        out.lines().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
+    }
+}
