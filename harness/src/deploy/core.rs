@@ -11,141 +11,21 @@
 //! happened, the end recorded and the lock released. `--dry-run` prints
 //! the same plan from the same functions, so it is exactly what runs.
 
-use std::fmt;
-
 use anyhow::Context as _;
 use bollard::auth::DockerCredentials;
-use serde::Serialize;
 
 use super::executor::{Executor, Journal};
 use super::history::{self, Entry, Kind, Outcome};
-use super::names::{Colour, Names, IMAGE_REVISION_LABEL, IMAGE_VERSION_LABEL};
-use super::plan::{Core, HookKind, LockHeld, Op, Plan, Planned, Step};
-use super::{hooks, lock};
+use super::lock;
+use super::names::{Names, IMAGE_REVISION_LABEL, IMAGE_VERSION_LABEL};
+#[cfg(test)]
+use super::plan::Planned;
+use super::plan::{Core, LockHeld, Op, Plan, Step};
+pub use super::target::{Context, Deployed, Shared, Target};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::progress::Reporter;
 use crate::release::Release;
-
-/// What differs between targets. A new target (another orchestrator, a
-/// host reached another way) is a new module implementing this. (Its
-/// futures are awaited on the caller's task, never sent to another
-/// thread: no `Send` bound is needed.)
-#[allow(async_fn_in_trait)]
-pub trait Target: Sized {
-    /// What the target reads of prod before a deploy.
-    type Observed;
-    /// The target's own actions, each run by [`Target::act`].
-    type Action: Clone + fmt::Debug + fmt::Display + Serialize;
-
-    /// Where it deploys, in plans and messages: `prod`, `the swarm`.
-    const PLACE: &'static str;
-
-    fn config(&self) -> &Config;
-
-    /// The URL users reach.
-    fn url(&self) -> anyhow::Result<String>;
-
-    async fn observe(&self, engine: &Engine, shared: &Shared) -> anyhow::Result<Self::Observed>;
-
-    /// The release users reach now, if any.
-    async fn live(&self, engine: &Engine, observed: &Self::Observed) -> anyhow::Result<Option<Release>>;
-
-    /// The steps that take prod from `observed` to serving `context.release`.
-    fn plan(&self, observed: &Self::Observed, context: &Context) -> Planned<Self::Action>;
-
-    async fn act(&self, executor: &Executor<'_, Self>, action: &Self::Action) -> anyhow::Result<()>;
-
-    /// What a failure at step `failed` of `plan` should quote (the new
-    /// container's last log lines), if anything.
-    async fn explain(&self, _executor: &Executor<'_, Self>, _plan: &Plan<Self::Action>, _failed: usize) -> String {
-        String::new()
-    }
-
-    /// The name of what `undo` rolls back, when it is a rollback that the
-    /// failure's message should name.
-    fn rolls_back(_undo: &Self::Action) -> Option<&str> {
-        None
-    }
-
-    /// The release a rollback without `--to` goes back to: the one before
-    /// the live one.
-    async fn before_live(&self, engine: &Engine, history: &[Entry]) -> anyhow::Result<Release>;
-
-    /// What a successful run of `plan` reports.
-    fn deployed(&self, plan: &Plan<Self::Action>, observed: &Self::Observed, before: Option<Release>) -> Deployed;
-}
-
-/// What every target observes the same way, on the engine a deploy talks
-/// to.
-#[derive(Debug, Clone, Default)]
-pub struct Shared {
-    /// Who holds the deploy lock, when another deploy holds it.
-    pub lock_holder: Option<String>,
-    /// The history's container is there.
-    pub history: bool,
-    /// The history's entries, oldest first (none when it cannot be read: a
-    /// target then trusts nothing it says).
-    pub entries: Vec<Entry>,
-}
-
-impl Shared {
-    /// How the history's last entry for `image` ended.
-    pub fn last_outcome(&self, image: &str) -> Option<Outcome> {
-        self.entries.iter().rev().find(|e| e.release.image == image).map(|e| e.outcome)
-    }
-}
-
-/// What a target's plan is given besides what it observed.
-pub struct Context<'a> {
-    pub config: &'a Config,
-    pub release: &'a Release,
-    /// This deploy's preview token (a single host's proxy).
-    pub token: &'a str,
-    pub shared: &'a Shared,
-    /// The URL users reach.
-    pub url: String,
-    /// Images the shared steps pull before the target's.
-    pub pulled: Vec<String>,
-}
-
-impl Context<'_> {
-    /// The hook `kind`, when configured.
-    pub fn hook<A>(&self, kind: HookKind, colour: Option<Colour>) -> Option<Step<A>> {
-        hooks::planned(self.config, kind, self.release, &self.url, colour).map(Step::new)
-    }
-
-    /// The revision check and the post-deploy checks, through the proxy
-    /// with `preview` (the token that reaches the release before users do)
-    /// or as users reach it.
-    pub fn checks<A>(&self, preview: Option<&str>) -> [Step<A>; 2] {
-        let preview = preview.map(str::to_owned);
-        let url = &self.url;
-        [
-            Step::new(Core::CheckVersion {
-                url: format!("{url}/version"),
-                revision: self.release.revision.clone(),
-                preview: preview.clone(),
-            }),
-            Step::new(Core::Verify { url: url.clone(), ids: self.config.checks.ids.clone(), preview }),
-        ]
-    }
-}
-
-/// What a deploy did.
-#[derive(Debug, Clone, Serialize)]
-pub struct Deployed {
-    /// What serves the release: a colour's container, or a service.
-    pub container: String,
-    pub image: String,
-    pub url: String,
-    /// What served before: the old colour's container, or the image of
-    /// the release the swarm ran.
-    pub previous: Option<String>,
-    /// False when prod already ran this release as planned: nothing was
-    /// stopped or started.
-    pub replaced: bool,
-}
 
 /// What a deploy of `release` would do now (`--dry-run`): reads prod,
 /// changes nothing.

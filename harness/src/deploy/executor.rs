@@ -11,18 +11,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use bollard::auth::DockerCredentials;
-use bollard::models::ContainerCreateBody;
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, RemoveContainerOptionsBuilder,
-};
+use bollard::query_parameters::CreateImageOptionsBuilder;
 use futures_util::StreamExt;
 
-use super::core::Target;
+use super::haproxy::PREVIEW_HEADER;
 use super::history::{self, Entry, Kind, Outcome as HistoryOutcome};
-use super::host::proxy::PREVIEW_HEADER;
 use super::plan::{Core, LockHeld, Op, Plan};
+use super::target::{On, Target};
 use super::{hooks, lock};
-use crate::engine::{tolerate, Engine};
+use crate::engine::Engine;
 use crate::progress::Reporter;
 use crate::release::Release;
 use crate::runner::{millis, Outcome, StepRecord};
@@ -127,16 +124,9 @@ impl<'a, T: Target> Executor<'a, T> {
         }
     }
 
-    pub fn engine(&self) -> &Engine {
-        self.engine
-    }
-
-    pub fn reporter(&self) -> &Reporter {
-        self.reporter
-    }
-
-    pub fn credentials(&self) -> Option<DockerCredentials> {
-        self.credentials.clone()
+    /// What the target's actions are carried out with.
+    fn on(&self) -> On<'_> {
+        On { engine: self.engine, reporter: self.reporter, credentials: self.credentials.clone() }
     }
 
     /// What this run will record in the history.
@@ -189,7 +179,7 @@ impl<'a, T: Target> Executor<'a, T> {
                 },
                 signal = self.interrupted() => anyhow!("interrupted by {signal}"),
             };
-            let quoted = self.target.explain(self, plan, i).await;
+            let quoted = self.target.explain(&self.on(), plan, i).await;
             let recovery = self.undo(&plan.steps[..=i]).await;
             bail!(
                 "{}: deploying {} failed at `{}`: {failure:#}{recovery}{quoted}",
@@ -244,7 +234,7 @@ impl<'a, T: Target> Executor<'a, T> {
         self.reporter.line(format!("prod: {op}"));
         let result = match op {
             Op::Core(core) => self.core(core).await,
-            Op::Target(action) => self.target.act(self, action).await,
+            Op::Target(action) => self.target.act(&self.on(), action).await,
         };
         let (outcome, detail) = match &result {
             Ok(()) => (Outcome::Passed, String::new()),
@@ -263,7 +253,7 @@ impl<'a, T: Target> Executor<'a, T> {
     async fn core(&self, core: &Core) -> anyhow::Result<()> {
         match core {
             Core::Pull { image } => self.pull(image).await,
-            Core::TakeLock { name, body, .. } => match self.create_container(name, body).await {
+            Core::TakeLock { name, body, .. } => match self.on().create_container(name, body).await {
                 Err(e) if e.downcast_ref::<crate::engine::EngineError>().and_then(|e| e.status()) == Some(409) => {
                     let holder = self.engine.inspect_container(name).await.ok().flatten();
                     let holder = holder.map_or_else(|| "unknown".to_owned(), super::names::lock_holder);
@@ -271,8 +261,8 @@ impl<'a, T: Target> Executor<'a, T> {
                 }
                 other => other,
             },
-            Core::ReleaseLock { name } => self.remove_container(name).await,
-            Core::CreateHistory { name, body, .. } => self.create_container(name, body).await,
+            Core::ReleaseLock { name } => self.on().remove_container(name).await,
+            Core::CreateHistory { name, body, .. } => self.on().create_container(name, body).await,
             Core::RecordStart { history } => self.record(history, false).await,
             Core::RecordEnd { history } => self.record(history, true).await,
             Core::Hook { name, command, timeout_secs, env } => {
@@ -314,21 +304,6 @@ impl<'a, T: Target> Executor<'a, T> {
             entry
         };
         Ok(history::record(self.engine, history, entry).await?)
-    }
-
-    pub(crate) async fn create_container(&self, name: &str, body: &ContainerCreateBody) -> anyhow::Result<()> {
-        let options = CreateContainerOptionsBuilder::default().name(name).build();
-        let create = self.engine.docker.create_container(Some(options), body.clone());
-        self.engine.call(format!("to create {name}"), create).await?;
-        Ok(())
-    }
-
-    /// Removes a container whatever its state; nothing when there is none.
-    pub(crate) async fn remove_container(&self, name: &str) -> anyhow::Result<()> {
-        let options = RemoveContainerOptionsBuilder::default().force(true).build();
-        let removed =
-            self.engine.call(format!("to remove {name}"), self.engine.docker.remove_container(name, Some(options)));
-        Ok(tolerate(removed.await, 404)?)
     }
 
     /// Pulls an image on the engine, bounded in time, with a bar per layer

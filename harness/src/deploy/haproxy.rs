@@ -1,7 +1,7 @@
 //! What both targets' HAProxy configurations share: the runtime API's
 //! socket, the logs, the request deadlines, and which requests may be sent
 //! twice. Each target renders its own frontends and backends after this
-//! ([`super::host::proxy`], [`super::swarm::haproxy`]).
+//! (`host::proxy`, `swarm::haproxy`).
 //!
 //! Only reads are retried once something was sent: a write that reached the
 //! app and got no answer in time may have been applied, and sending it
@@ -14,6 +14,10 @@
 
 /// The service's own port inside its container, and the proxy's.
 pub const APP_PORT: u16 = 8080;
+
+/// The header that routes a request to the release being checked before
+/// users reach it (a single host's preview): the checks send it.
+pub const PREVIEW_HEADER: &str = "X-Books-Ms-Preview";
 
 /// The runtime API's socket in the proxy's container.
 pub const SOCKET: &str = "/run/haproxy/admin.sock";

@@ -30,15 +30,16 @@ pub mod lock;
 pub mod names;
 pub mod plan;
 pub mod swarm;
+pub mod target;
 
 use bollard::auth::DockerCredentials;
 use serde::Serialize;
 
-pub use self::core::Deployed;
 pub use self::host::observe::{ContainerStatus, Status};
 use self::host::Host;
 pub use self::plan::{LockHeld, Plan};
 use self::swarm::{Swarm, SwarmStatus};
+pub use self::target::Deployed;
 use crate::config::{Config, TargetKind};
 use crate::engine::Engine;
 use crate::progress::Reporter;

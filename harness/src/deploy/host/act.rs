@@ -11,9 +11,9 @@ use futures_util::StreamExt;
 
 use super::plan::Action;
 use super::proxy::{self, Routing};
-use super::{Host, HostNames};
-use crate::deploy::executor::Executor;
+use super::HostNames;
 use crate::deploy::names::{Colour, PROJECT_LABEL};
+use crate::deploy::target::On;
 use crate::engine::{tolerate, Engine};
 use crate::progress::Spinner;
 
@@ -26,8 +26,8 @@ const LOG_LINES: usize = 20;
 /// request.
 const DRAIN_POLL: Duration = Duration::from_millis(200);
 
-pub async fn act(executor: &Executor<'_, Host<'_>>, names: &HostNames, action: &Action) -> anyhow::Result<()> {
-    let prod = executor.engine();
+pub async fn act(on: &On<'_>, names: &HostNames, action: &Action) -> anyhow::Result<()> {
+    let prod = on.engine;
     let docker = &prod.docker;
     match action {
         Action::CreateNetwork { name } => {
@@ -41,7 +41,7 @@ pub async fn act(executor: &Executor<'_, Host<'_>>, names: &HostNames, action: &
             prod.call(format!("to create the volume {name}"), docker.create_volume(request)).await?;
             Ok(())
         }
-        Action::Create { name, body, .. } => executor.create_container(name, body).await,
+        Action::Create { name, body, .. } => on.create_container(name, body).await,
         Action::Start { name } => {
             Ok(tolerate(prod.call(format!("to start {name}"), docker.start_container(name, None)).await, 304)?)
         }
@@ -50,13 +50,13 @@ pub async fn act(executor: &Executor<'_, Host<'_>>, names: &HostNames, action: &
             let stopped = prod.call(format!("to stop {name}"), docker.stop_container(name, Some(options)));
             Ok(tolerate(stopped.await, 304)?)
         }
-        Action::Remove { name } => executor.remove_container(name).await,
+        Action::Remove { name } => on.remove_container(name).await,
         Action::WaitHealthy { name, timeout_secs, setting, no_healthcheck_ok } => {
-            let _spinner = Spinner(executor.reporter().spinner(format!("waiting for {name} to turn healthy")));
+            let _spinner = Spinner(on.reporter.spinner(format!("waiting for {name} to turn healthy")));
             wait_healthy(prod, name, *timeout_secs, setting, *no_healthcheck_ok).await
         }
         Action::Route { proxy: name, routing, apply } => route(prod, names, name, routing, *apply).await,
-        Action::Drain { secs, proxy, colour } => drain(executor, proxy, *colour, *secs).await,
+        Action::Drain { secs, proxy, colour } => drain(on, proxy, *colour, *secs).await,
     }
 }
 
@@ -92,16 +92,16 @@ async fn route(prod: &Engine, names: &HostNames, name: &str, routing: &Routing, 
 /// current sessions and queue, from HAProxy's statistics), polled, at most
 /// `secs`. A proxy that cannot say (not running, an answer not understood)
 /// is given the whole `secs`.
-async fn drain(executor: &Executor<'_, Host<'_>>, proxy: &str, colour: Colour, secs: u64) -> anyhow::Result<()> {
+async fn drain(on: &On<'_>, proxy: &str, colour: Colour, secs: u64) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(secs);
     let command = proxy::runtime_api(proxy::STAT_COMMAND);
     loop {
         // Users already reach the new colour: a proxy that cannot say costs
         // the drain's whole time, never the deploy.
-        let answer = match executor.engine().exec(proxy, &command).await {
+        let answer = match on.engine.exec(proxy, &command).await {
             Ok(answer) => answer,
             Err(e) => {
-                executor.reporter().warn(format!("draining {colour}: cannot read {proxy}'s statistics: {e:#}"));
+                on.reporter.warn(format!("draining {colour}: cannot read {proxy}'s statistics: {e:#}"));
                 None
             }
         };

@@ -16,11 +16,10 @@ pub mod proxy;
 use anyhow::Context as _;
 
 use self::plan::{Action, Observed};
-use super::core::{Context, Deployed, Shared, Target};
-use super::executor::Executor;
 use super::history::Entry;
 use super::names::Colour;
 use super::plan::{Plan, Planned};
+use super::target::{Context, Deployed, On, Shared, Target};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::release::Release;
@@ -102,12 +101,12 @@ impl Target for Host<'_> {
         plan::plan(observed, context)
     }
 
-    async fn act(&self, executor: &Executor<'_, Self>, action: &Action) -> anyhow::Result<()> {
-        act::act(executor, &self.names, action).await
+    async fn act(&self, on: &On<'_>, action: &Action) -> anyhow::Result<()> {
+        act::act(on, &self.names, action).await
     }
 
     /// The new colour's last log lines, once it was created.
-    async fn explain(&self, executor: &Executor<'_, Self>, plan: &Plan<Action>, failed: usize) -> String {
+    async fn explain(&self, on: &On<'_>, plan: &Plan<Action>, failed: usize) -> String {
         let Some(new) = plan.colour.map(|colour| self.names.colour(colour)) else { return String::new() };
         let created = plan.steps[..failed]
             .iter()
@@ -115,7 +114,7 @@ impl Target for Host<'_> {
         if !created {
             return String::new();
         }
-        format!("\nthe last log lines of {new}:\n{}", act::last_logs(executor.engine(), &new).await)
+        format!("\nthe last log lines of {new}:\n{}", act::last_logs(on.engine, &new).await)
     }
 
     /// The stopped colour the last deploy kept.

@@ -18,9 +18,9 @@ use serde::Serialize;
 use super::proxy::{Preview, Routing};
 use super::{containers, HostNames};
 use crate::config::Config;
-use crate::deploy::core::Context;
 use crate::deploy::names::Colour;
 use crate::deploy::plan::{Core, HookKind, Op, Planned};
+use crate::deploy::target::Context;
 
 /// The least time a container put back by an undo gets to turn healthy.
 pub const RESTORE_TIMEOUT_SECS: u64 = 60;

@@ -24,6 +24,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::deploy::haproxy::PREVIEW_HEADER;
 use crate::deploy::haproxy::{self, APP_PORT};
 pub use crate::deploy::names::Colour;
 
@@ -32,8 +33,6 @@ pub const CONFIG_DIR: &str = "/etc/haproxy";
 pub const CONFIG_FILE: &str = "haproxy.cfg";
 /// The preview map: `TOKEN COLOUR` lines.
 pub const MAP_FILE: &str = "preview.map";
-/// The header that routes a request to the colour being checked.
-pub const PREVIEW_HEADER: &str = "X-Books-Ms-Preview";
 /// The first line of the configuration: the state it was rendered from, so
 /// that the harness reads the live colour back from prod itself.
 const STATE_PREFIX: &str = "# books-ms harness state: ";

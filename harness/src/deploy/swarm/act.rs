@@ -11,14 +11,13 @@ use bollard::query_parameters::UpdateServiceOptionsBuilder;
 
 use super::observe::{self, Progress};
 use super::plan::Action;
-use super::Swarm;
-use crate::deploy::executor::Executor;
 use crate::deploy::names::{PROJECT_LABEL, SPEC_LABEL};
+use crate::deploy::target::On;
 use crate::engine::{tolerate, Engine, EngineError};
 use crate::progress::{Reporter, Spinner};
 
-pub async fn act(executor: &Executor<'_, Swarm<'_>>, project: &str, action: &Action) -> anyhow::Result<()> {
-    let on = On { manager: executor.engine(), reporter: executor.reporter(), credentials: executor.credentials() };
+pub async fn act(on: &On<'_>, project: &str, action: &Action) -> anyhow::Result<()> {
+    let on = Manager { manager: on.engine, reporter: on.reporter, credentials: on.credentials.clone() };
     let (manager, docker) = (on.manager, &on.manager.docker);
     match action {
         Action::CreateOverlay { name } => {
@@ -68,14 +67,14 @@ pub async fn act(executor: &Executor<'_, Swarm<'_>>, project: &str, action: &Act
     }
 }
 
-/// What an action is carried out with.
-struct On<'a> {
+/// The swarm's manager, and what an action is carried out with.
+struct Manager<'a> {
     manager: &'a Engine,
     reporter: &'a Reporter,
     credentials: Option<DockerCredentials>,
 }
 
-impl On<'_> {
+impl Manager<'_> {
     /// The service's spec replaced by `spec`.
     async fn update(&self, name: &str, spec: &ServiceSpec) -> anyhow::Result<()> {
         let spec = self.with_config_ids(spec.clone()).await?;

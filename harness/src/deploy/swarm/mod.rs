@@ -20,10 +20,9 @@ use anyhow::Context as _;
 
 pub use self::observe::SwarmStatus;
 use self::plan::{Action, SwarmObserved};
-use super::core::{Context, Deployed, Shared, Target};
-use super::executor::Executor;
 use super::history::Entry;
 use super::plan::{Plan, Planned};
+use super::target::{Context, Deployed, On, Shared, Target};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::release::Release;
@@ -59,8 +58,8 @@ impl Target for Swarm<'_> {
         plan::plan(observed, context)
     }
 
-    async fn act(&self, executor: &Executor<'_, Self>, action: &Action) -> anyhow::Result<()> {
-        act::act(executor, &self.config.prod.project, action).await
+    async fn act(&self, on: &On<'_>, action: &Action) -> anyhow::Result<()> {
+        act::act(on, &self.config.prod.project, action).await
     }
 
     fn rolls_back(undo: &Action) -> Option<&str> {

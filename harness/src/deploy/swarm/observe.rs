@@ -288,35 +288,7 @@ pub struct SwarmStatus {
 pub async fn status(manager: &Engine, config: &Config) -> anyhow::Result<SwarmStatus> {
     let swarm = SwarmNames::new(&config.prod.project);
     let nodes = manager.call("for the swarm's nodes", manager.docker.list_nodes(None::<ListNodesOptions>)).await?;
-    let nodes: Vec<NodeStatus> = nodes
-        .into_iter()
-        .map(|node| {
-            let name = node_name(&node);
-            let spec = node.spec.unwrap_or_default();
-            let status = node.status.unwrap_or_default();
-            NodeStatus {
-                id: node.id.unwrap_or_default(),
-                name,
-                address: status.addr.unwrap_or_default(),
-                role: match spec.role {
-                    Some(NodeSpecRoleEnum::MANAGER) => "manager",
-                    Some(NodeSpecRoleEnum::WORKER) => "worker",
-                    _ => "-",
-                }
-                .to_owned(),
-                state: status.state.unwrap_or(NodeState::UNKNOWN).to_string(),
-                availability: match spec.availability {
-                    Some(NodeSpecAvailabilityEnum::ACTIVE) => "active",
-                    Some(NodeSpecAvailabilityEnum::PAUSE) => "pause",
-                    Some(NodeSpecAvailabilityEnum::DRAIN) => "drain",
-                    _ => "-",
-                }
-                .to_owned(),
-                leader: node.manager_status.and_then(|m| m.leader).unwrap_or(false),
-            }
-        })
-        .collect();
-    let mut nodes = nodes;
+    let mut nodes: Vec<NodeStatus> = nodes.into_iter().map(node_status).collect();
     nodes.sort_by(|a, b| a.name.cmp(&b.name));
     let node_names: HashMap<&str, &str> = nodes.iter().map(|n| (n.id.as_str(), n.name.as_str())).collect();
     let mut services = Vec::new();
@@ -370,6 +342,33 @@ pub async fn status(manager: &Engine, config: &Config) -> anyhow::Result<SwarmSt
         lock,
         history: entries,
     })
+}
+
+/// One node, as `harness status` shows it.
+fn node_status(node: bollard::models::Node) -> NodeStatus {
+    let name = node_name(&node);
+    let spec = node.spec.unwrap_or_default();
+    let status = node.status.unwrap_or_default();
+    NodeStatus {
+        id: node.id.unwrap_or_default(),
+        name,
+        address: status.addr.unwrap_or_default(),
+        role: match spec.role {
+            Some(NodeSpecRoleEnum::MANAGER) => "manager",
+            Some(NodeSpecRoleEnum::WORKER) => "worker",
+            _ => "-",
+        }
+        .to_owned(),
+        state: status.state.unwrap_or(NodeState::UNKNOWN).to_string(),
+        availability: match spec.availability {
+            Some(NodeSpecAvailabilityEnum::ACTIVE) => "active",
+            Some(NodeSpecAvailabilityEnum::PAUSE) => "pause",
+            Some(NodeSpecAvailabilityEnum::DRAIN) => "drain",
+            _ => "-",
+        }
+        .to_owned(),
+        leader: node.manager_status.and_then(|m| m.leader).unwrap_or(false),
+    }
 }
 
 /// The release the app's service runs, from its labels.

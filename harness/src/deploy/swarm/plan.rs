@@ -18,9 +18,9 @@ use serde::Serialize;
 
 use super::services::{self, SwarmNames};
 use crate::config::Config;
-use crate::deploy::core::Context;
 use crate::deploy::history::Outcome;
 use crate::deploy::plan::{HookKind, Op, Planned};
+use crate::deploy::target::Context;
 
 /// A service of the project, as observed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -280,9 +280,9 @@ fn database_warnings(config: &Config, swarm: &SwarmNames, db: &ObservedService) 
 mod tests {
     use super::*;
     use crate::deploy::core::testing;
-    use crate::deploy::core::Shared;
     use crate::deploy::plan::Plan;
     use crate::deploy::swarm::Swarm;
+    use crate::deploy::target::Shared;
     use crate::release::Release;
 
     fn release() -> Release {
