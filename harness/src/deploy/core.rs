@@ -15,14 +15,13 @@ use anyhow::Context as _;
 use bollard::auth::DockerCredentials;
 
 use super::executor::{Executor, Journal};
-use super::history::{self, Entry, Kind, Outcome};
+use super::history::{self, Kind, Outcome};
 use super::lock;
 use super::names::{Names, IMAGE_REVISION_LABEL, IMAGE_VERSION_LABEL};
 #[cfg(test)]
 use super::plan::Planned;
 use super::plan::{Core, LockHeld, Op, Plan, Step};
 pub use super::target::{Context, Deployed, Shared, Target};
-use crate::config::Config;
 use crate::engine::Engine;
 use crate::progress::Reporter;
 use crate::release::Release;
@@ -205,19 +204,6 @@ fn prelude<A>(names: &Names, release: &Release, holder: &str) -> Vec<Op<A>> {
     ]
 }
 
-/// How many of the last deploys `harness status` shows.
-pub const STATUS_HISTORY: usize = 5;
-
-/// For `harness status`: who holds the deploy lock, and the last
-/// [`STATUS_HISTORY`] entries of the history, oldest first.
-pub async fn lock_and_last_entries(engine: &Engine, config: &Config) -> anyhow::Result<(Option<String>, Vec<Entry>)> {
-    let names = Names::new(&config.prod.project);
-    let lock = engine.inspect_container(&names.lock).await?.map(super::names::lock_holder);
-    let mut entries = history::read(engine, &names.history).await?;
-    entries.drain(..entries.len().saturating_sub(STATUS_HISTORY));
-    Ok((lock, entries))
-}
-
 /// The lock and the history, on the engine a deploy talks to.
 async fn observe_shared(engine: &Engine, names: &Names) -> anyhow::Result<Shared> {
     let lock = engine.inspect_container(&names.lock).await?;
@@ -266,6 +252,7 @@ fn token() -> anyhow::Result<String> {
 #[cfg(test)]
 pub(crate) mod testing {
     use super::*;
+    use crate::deploy::history::Entry;
 
     pub const HOLDER: &str = "harness pid 1 on cd since unix time 1";
     pub const TOKEN: &str = "t0k3n";

@@ -85,7 +85,7 @@ pub fn preamble(header: &str, tuning: &Tuning) -> String {
     out
 }
 
-/// The lines of a frontend that keep writes from being sent twice (see the
+/// The lines of a backend that keep writes from being sent twice (see the
 /// module's text): no retry of a write but on a failed connection; with
 /// `short_server` (a `timeout server` below the app's deadline for a
 /// write), [`WRITE_TIMEOUT`] for a write's answer.

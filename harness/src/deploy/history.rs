@@ -12,7 +12,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::names::Colour;
+use super::names::{Colour, Names};
+use crate::config::Config;
 use crate::engine::Engine;
 use crate::release::Release;
 use crate::runner::StepRecord;
@@ -112,6 +113,19 @@ pub struct Entry {
 pub async fn read(prod: &Engine, container: &str) -> Result<Vec<Entry>, HistoryError> {
     let Some(text) = prod.read_file(container, DIR, FILE).await? else { return Ok(Vec::new()) };
     serde_json::from_str(&text).map_err(|e| HistoryError::Unreadable(format!("{DIR}/{FILE} is not a history: {e}")))
+}
+
+/// How many of the last deploys `harness status` shows.
+pub const STATUS_HISTORY: usize = 5;
+
+/// For `harness status`: who holds the deploy lock, and the last
+/// [`STATUS_HISTORY`] entries of the history, oldest first.
+pub async fn lock_and_last_entries(engine: &Engine, config: &Config) -> anyhow::Result<(Option<String>, Vec<Entry>)> {
+    let names = Names::new(&config.prod.project);
+    let lock = engine.inspect_container(&names.lock).await?.map(super::names::lock_holder);
+    let mut entries = read(engine, &names.history).await?;
+    entries.drain(..entries.len().saturating_sub(STATUS_HISTORY));
+    Ok((lock, entries))
 }
 
 /// Adds `entry`, or replaces the one of the same run (same `started` and

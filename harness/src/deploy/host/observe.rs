@@ -122,7 +122,7 @@ pub struct Status {
 pub async fn status(prod: &Engine, config: &crate::config::Config) -> anyhow::Result<Status> {
     let names = HostNames::new(&config.prod.project);
     let observed = observe(prod, &names).await?;
-    let (lock, history) = crate::deploy::core::lock_and_last_entries(prod, config).await?;
+    let (lock, history) = crate::deploy::history::lock_and_last_entries(prod, config).await?;
     let routing = observed.proxy.as_ref().and_then(|p| p.routing.clone());
     Ok(Status {
         prod: config.prod.docker_host.clone(),

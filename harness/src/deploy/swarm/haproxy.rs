@@ -67,14 +67,17 @@ pub fn render(app: &str) -> String {
          hold refused 1s\n    \
          hold timeout 1s\n\n",
     );
-    out.push_str(&format!("frontend books_ms\n    bind :{APP_PORT}\n"));
-    out.push_str(&haproxy::write_safety(true));
     out.push_str(&format!(
-        "    default_backend app\n\n\
+        "frontend books_ms\n    \
+         bind :{APP_PORT}\n    \
+         default_backend app\n\n\
          # The app's tasks, as many as the swarm's DNS names; a dead one is\n\
          # out within about 1.5 s (inter, fastinter, fall).\n\
-         backend app\n    \
-         balance roundrobin\n    \
+         backend app\n"
+    ));
+    out.push_str(&haproxy::write_safety(true));
+    out.push_str(&format!(
+        "    balance roundrobin\n    \
          option httpchk\n    \
          http-check send meth GET uri /health\n    \
          default-server check inter 1s fastinter 250ms downinter 1s fall 2 rise 2 \

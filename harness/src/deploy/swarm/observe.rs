@@ -332,7 +332,7 @@ pub async fn status(manager: &Engine, config: &Config) -> anyhow::Result<SwarmSt
         }
     }
     tasks.sort_by(|a, b| (&a.service, &a.node).cmp(&(&b.service, &b.node)));
-    let (lock, entries) = crate::deploy::core::lock_and_last_entries(manager, config).await?;
+    let (lock, entries) = crate::deploy::history::lock_and_last_entries(manager, config).await?;
     Ok(SwarmStatus {
         manager: config.swarm.docker_host.clone(),
         url: config.swarm_url()?,
