@@ -12,6 +12,7 @@
 use std::fmt::Display;
 use std::io::{self, Write};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -22,10 +23,13 @@ use harness::commands::{self, AnyStatus};
 use harness::config::Config;
 use harness::deploy::swarm::SwarmStatus;
 use harness::deploy::{history, Status};
+use harness::interrupt;
 use harness::plan::Plan;
 use harness::progress::Reporter;
 
 const EXIT_FAILED: u8 = 1;
+/// 128 + SIGINT, as a shell reports a program Ctrl-C ended.
+const EXIT_INTERRUPTED: u8 = 130;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -71,7 +75,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let reporter = if cli.json { Reporter::hidden() } else { Reporter::new() };
-    runtime.block_on(execute(cli.command, &out, &config, &plan, &reporter))
+    runtime.block_on(async {
+        match interrupt::until_interrupted(execute(cli.command, &out, &config, &plan, &reporter)).await {
+            Ok(done) => done,
+            Err(interrupted) => Ok(stopped(interrupted).await),
+        }
+    })
+}
+
+/// After an interrupt outside a deploy's lock: what the run had started
+/// is gone (each step's programs with their process groups, as the run was
+/// dropped); the containers its tests left are removed. Says so.
+async fn stopped(interrupted: interrupt::Interrupted) -> ExitCode {
+    // The test process was killed with its step a moment ago.
+    let reaped = match harness::pipeline::reap_test_containers(Duration::from_secs(3)).await {
+        Ok(names) if names.is_empty() => String::new(),
+        Ok(names) => format!("; removed the containers its tests left: {}", names.join(", ")),
+        Err(e) => format!("; the containers its tests left could not be removed: {e:#}"),
+    };
+    let _ = writeln!(
+        io::stderr(),
+        "harness: {interrupted}: stopped every program this run had started (each with its process group){reaped}; \
+         prod was not being changed (a deploy that holds the lock undoes itself before it ends)"
+    );
+    ExitCode::from(EXIT_INTERRUPTED)
 }
 
 /// Runs one command and prints what it did.

@@ -253,7 +253,13 @@ async fn do_step(
             run_logged(plan, reporter, "test-build", program, &build_args, &[], deadline).await?;
             state.tests_compiled.notify_one();
             let left = config.pipeline.test_timeout_secs.saturating_sub(started.elapsed().as_secs()).max(1);
-            run_logged(plan, reporter, "test", program, &args, &[], (left, setting)).await?;
+            let tested = run_logged(plan, reporter, "test", program, &args, &[], (left, setting)).await;
+            // What the tests started and left (a test binary keeps its
+            // database container for its life), whether they passed or not.
+            if let Err(e) = reap_test_containers(std::time::Duration::ZERO).await {
+                reporter.warn(format!("the tests' leftover containers could not be removed: {e:#}"));
+            }
+            tested?;
             Ok(plan.test_command.join(" "))
         }
         Step::Package => {
@@ -428,6 +434,46 @@ mod tested {
 /// target folders. The command never sees the harness's own settings
 /// (`HARNESS_*`, the registry's password among them): it may be someone
 /// else's code (`--source`).
+/// The label the service's tests put on the containers they start: the
+/// test process's pid.
+pub const TESTS_PID_LABEL: &str = "books-ms.tests.pid";
+
+/// Removes the containers on this machine's engine that tests started and
+/// whose test process no longer runs (ended, failed, or stopped with its
+/// step: a process killed a moment ago gets `grace` to be gone); their
+/// names. Another run's, still running, are left alone.
+pub async fn reap_test_containers(grace: std::time::Duration) -> anyhow::Result<Vec<String>> {
+    use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
+    let cd = crate::engine::cd().await?;
+    let filters = std::collections::HashMap::from([("label".to_owned(), vec![TESTS_PID_LABEL.to_owned()])]);
+    let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+    let containers = cd.call("for the tests' containers", cd.docker.list_containers(Some(options))).await?;
+    let mut removed = Vec::new();
+    for container in containers {
+        let pid = container.labels.as_ref().and_then(|l| l.get(TESTS_PID_LABEL)).cloned().unwrap_or_default();
+        let until = std::time::Instant::now() + grace;
+        while runs(&pid) && std::time::Instant::now() < until {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let Some(id) = container.id.filter(|_| !runs(&pid)) else { continue };
+        let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+        let name = container.names.and_then(|n| n.first().cloned()).unwrap_or_else(|| id.clone());
+        crate::engine::tolerate(
+            cd.call(format!("to remove {name}"), cd.docker.remove_container(&id, Some(options))).await,
+            404,
+        )?;
+        removed.push(name.trim_start_matches('/').to_owned());
+    }
+    Ok(removed)
+}
+
+/// Whether process `pid` runs (a zombie does not).
+fn runs(pid: &str) -> bool {
+    pid.parse::<u32>().is_ok()
+        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| !stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
+}
+
 async fn run_logged(
     plan: &Plan,
     reporter: &Reporter,

@@ -51,7 +51,14 @@ pub async fn run<T: Target>(
     let executor = Executor::new(target, engine, credentials, reporter);
     let started = std::time::Instant::now();
     let started_at = history::now();
-    executor.run_all(&prelude::<T::Action>(&names, release, &holder)).await?;
+    let prelude = prelude::<T::Action>(&names, release, &holder);
+    let (pull, take_lock) = prelude.split_at(1);
+    // Interrupted during the pull, the run just ends: nothing is taken yet.
+    // From the lock on, the executor answers an interrupt (undo, record,
+    // release), never the run-wide handler.
+    executor.run_all(pull).await?;
+    let _shield = crate::interrupt::shield();
+    executor.run_all(take_lock).await?;
     let mut finally = vec![Op::Core(Core::ReleaseLock { name: names.lock.clone() })];
     let result = async {
         let release = expected_revision(engine, release).await?;
@@ -127,6 +134,7 @@ pub async fn release_lock<T: Target>(target: &T, engine: &Engine, force: bool) -
     }
     let reporter = Reporter::hidden();
     let executor = Executor::new(target, engine, None, &reporter);
+    let _shield = crate::interrupt::shield();
     let started = std::time::Instant::now();
     let release = Op::<T::Action>::Core(Core::ReleaseLock { name: names.lock.clone() });
     executor.run_all(std::slice::from_ref(&release)).await?;

@@ -1,0 +1,147 @@
+//! Ctrl-C in the middle of `harness pipeline`: everything the run started
+//! ends with it, and it says so. The upstream here is a small crate named
+//! as the service: its package script leaves a sleep in the background,
+//! and its test starts a container labelled as the service's tests label
+//! theirs, then waits; Ctrl-C comes once all three run. (A SIGTERM in the
+//! middle of a deploy, which undoes it, is in tests/deploy.rs.) Needs the
+//! lab's engine and images (`lab/up.sh`); never skips.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::run::{run_bounded, Run};
+use common::without_cargo_env;
+
+/// The whole pipeline, should it not stop.
+const RUN_DEADLINE: Duration = Duration::from_secs(300);
+/// Until the package and test steps run what the test waits for.
+const START_DEADLINE: Duration = Duration::from_secs(240);
+/// From Ctrl-C to the harness's end.
+const STOP_DEADLINE: Duration = Duration::from_secs(20);
+/// The label the service's tests put on their containers (the pipeline
+/// removes those whose test process is gone).
+const TESTS_LABEL: &str = "books-ms.tests.pid";
+
+/// An upstream whose steps wait: the package script's background sleep
+/// writes its pid to `$PROBE_DIR/package.pid`; the test writes its own pid
+/// to `$PROBE_DIR/test.pid` after starting a container of that label named
+/// in `$PROBE_DIR/container`.
+fn waiting_upstream() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let test = format!(
+        r#"#[test]
+fn waits() {{
+    let dir = std::path::PathBuf::from(std::env::var("PROBE_DIR").unwrap());
+    let pid = std::process::id().to_string();
+    let name = format!("harness-interrupt-test-{{pid}}");
+    let started = std::process::Command::new("docker")
+        .args(["run", "-d", "--name", &name, "--label", &format!("{TESTS_LABEL}={{pid}}")])
+        .args([&std::env::var("PROBE_IMAGE").unwrap(), "sleep", "300"])
+        .status()
+        .unwrap();
+    assert!(started.success());
+    std::fs::write(dir.join("container"), &name).unwrap();
+    std::fs::write(dir.join("test.pid.tmp"), &pid).unwrap();
+    std::fs::rename(dir.join("test.pid.tmp"), dir.join("test.pid")).unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(200));
+}}
+"#
+    );
+    let files = [
+        ("Cargo.toml", "[package]\nname = \"books-ms\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n".to_owned()),
+        ("Cargo.lock", "version = 4\n\n[[package]]\nname = \"books-ms\"\nversion = \"0.1.0\"\n".to_owned()),
+        ("src/lib.rs", "//! A crate whose test waits.\n".to_owned()),
+        ("tests/api.rs", test),
+        (
+            "scripts/dist.sh",
+            "set -eu\nmkdir -p dist\nprintf '#!/bin/sh\\n' > dist/books-ms\nsleep 300 &\n\
+             echo $! > \"$PROBE_DIR/package.pid.tmp\"\nmv \"$PROBE_DIR/package.pid.tmp\" \"$PROBE_DIR/package.pid\"\nwait\n"
+                .to_owned(),
+        ),
+        ("Dockerfile", "FROM scratch\nCOPY dist/books-ms /books-ms\n".to_owned()),
+        ("Dockerfile.test", "FROM scratch\nCOPY Cargo.toml /Cargo.toml\n".to_owned()),
+    ];
+    for (path, text) in files {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    common::git(dir.path(), &["init", "-q"]);
+    common::git(dir.path(), &["add", "-A"]);
+    common::git(dir.path(), &["commit", "-qm", "a test that waits"]);
+    dir
+}
+
+/// Whether process `pid` is gone (or a zombie nobody reaped yet).
+fn gone(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
+        .unwrap_or(true)
+}
+
+fn docker(args: &[&str]) -> Run {
+    run_bounded(Command::new("/usr/bin/docker").args(args), Duration::from_secs(60))
+}
+
+/// Until `path` exists, or the deadline (false).
+fn wait_for(path: &Path, until: Instant) -> bool {
+    while !path.exists() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    path.exists()
+}
+
+#[test]
+fn ctrl_c_during_the_test_and_package_steps_ends_their_processes_and_the_containers_the_tests_left() {
+    let upstream = waiting_upstream();
+    let probe = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let name = format!("books-ms-interrupt-{}", std::process::id());
+    let image = common::parse_env(&std::fs::read_to_string(common::repo_root().join("lab/lab.env")).unwrap())
+        ["BOOKS_DEBIAN_IMAGE"]
+        .clone();
+    let pid_file: PathBuf = probe.path().join("harness.pid");
+    let mut command = Command::new("bash");
+    without_cargo_env(&mut command)
+        .args(["-c", r#"echo $$ > "$0.tmp" && mv "$0.tmp" "$0" && exec "$@""#])
+        .arg(&pid_file)
+        .arg(env!("CARGO_BIN_EXE_harness"))
+        .arg("--repo")
+        .arg(state.path())
+        .args(["pipeline", "--source"])
+        .arg(upstream.path())
+        .env("HARNESS_IMAGES__SERVICE", &name)
+        .env("HARNESS_IMAGES__TESTS", format!("{name}-tests"))
+        .env("HARNESS_PROD__PROJECT", &name)
+        .env("PROBE_DIR", probe.path())
+        .env("PROBE_IMAGE", &image);
+    let run = std::thread::spawn(move || run_bounded(&mut command, RUN_DEADLINE));
+
+    let until = Instant::now() + START_DEADLINE;
+    let started = ["harness.pid", "package.pid", "test.pid"].iter().all(|f| wait_for(&probe.path().join(f), until));
+    assert!(started && !run.is_finished(), "the steps did not start: {:?}", run.is_finished().then(|| run.join()));
+    let read = |file: &str| std::fs::read_to_string(probe.path().join(file)).unwrap().trim().to_owned();
+    let (harness, package, test, container) =
+        (read("harness.pid"), read("package.pid"), read("test.pid"), read("container"));
+    let signalled = Instant::now();
+    assert!(Command::new("kill").args(["-INT", &harness]).status().unwrap().success());
+    let run = run.join().unwrap();
+    let took = signalled.elapsed();
+
+    assert_eq!(run.code, Some(130), "{}", run.stderr);
+    assert!(took < STOP_DEADLINE, "the harness took {took:?} to stop after Ctrl-C:\n{}", run.stderr);
+    assert!(run.stderr.contains("interrupted by Ctrl-C (SIGINT)"), "{}", run.stderr);
+    assert!(run.stderr.contains(&container), "it names the container it removed:\n{}", run.stderr);
+    let until = Instant::now() + Duration::from_secs(10);
+    while !(gone(&package) && gone(&test)) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(gone(&package), "the package step's background sleep (pid {package}) still runs");
+    assert!(gone(&test), "the test process (pid {test}) still runs");
+    let left = docker(&["ps", "-aq", "--filter", &format!("name=^{container}$")]);
+    assert!(left.success() && left.stdout.trim().is_empty(), "the tests' container is still there: {left:?}");
+    assert!(!state.path().join(".harness/last-push.json").exists(), "nothing was pushed");
+}
