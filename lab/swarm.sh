@@ -231,8 +231,13 @@ swarm_worker() {
     node_docker "$i" swarm leave --force >/dev/null 2>&1 || true
   fi
   token=$(manager_docker swarm join-token -q worker) || die "swarm-1: no worker join token"
-  node_docker "$i" swarm join --token "$token" --advertise-addr "$(swarm_addr "$i")" \
-    --listen-addr "$(swarm_addr "$i"):2377" "$LAB_SWARM_MANAGER_ADDR:2377" >/dev/null ||
+  # The token travels on stdin into the engine's API (`docker swarm join
+  # --token` would show it to every user in `ps`).
+  printf '%s' "$token" |
+    jq -Rc --arg addr "$(swarm_addr "$i")" --arg manager "$LAB_SWARM_MANAGER_ADDR:2377" \
+      '{JoinToken: ., ListenAddr: ($addr + ":2377"), AdvertiseAddr: $addr, RemoteAddrs: [$manager]}' |
+    timeout 60 curl -fsS --unix-socket "$(swarm_socket "$i")" -H 'Content-Type: application/json' \
+      --data-binary @- -o /dev/null http://localhost/swarm/join ||
     die "swarm-$i: could not join the swarm at $LAB_SWARM_MANAGER_ADDR:2377; see $(swarm_log "$i")"
   say "swarm-$i: joined the swarm as a worker"
 }

@@ -354,9 +354,10 @@ registry_credentials() {
     htpasswd -v -i "$REGISTRY_HTPASSWD" "$REGISTRY_USER" >/dev/null 2>&1; then
     return
   fi
-  # A lone user: the file is made anew (-c).
+  # A lone user: the file is made anew (-c), readable by no other user
+  # from its first byte (umask), then given to the registry's group.
   printf '%s\n' "$REGISTRY_PASSWORD" |
-    htpasswd -c -i -B "$REGISTRY_HTPASSWD" "$REGISTRY_USER" 2>/dev/null
+    (umask 077 && htpasswd -c -i -B "$REGISTRY_HTPASSWD" "$REGISTRY_USER" 2>/dev/null)
   chown "root:$REGISTRY_OS_USER" "$REGISTRY_HTPASSWD"
   chmod 640 "$REGISTRY_HTPASSWD"
   REGISTRY_CHANGED=1
