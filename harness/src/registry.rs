@@ -288,6 +288,47 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// The labels of the image `name@reference` (its config's), as the
+    /// registry serves them: what an image carries before any engine pulled
+    /// it.
+    pub async fn labels(
+        &self,
+        name: &str,
+        reference: &str,
+    ) -> Result<std::collections::HashMap<String, String>, RegistryError> {
+        let manifest: serde_json::Value = self.json(&format!("manifests/{reference}"), name, MANIFEST_ACCEPT).await?;
+        let Some(config) = manifest["config"]["digest"].as_str() else {
+            let what = format!("GET /v2/{name}/manifests/{reference}");
+            let status = "a manifest without a config (an index?)".to_owned();
+            return Err(RegistryError::Answered { registry: self.address.clone(), what, status });
+        };
+        let blob: serde_json::Value = self.json(&format!("blobs/{config}"), name, "*/*").await?;
+        let labels = blob["config"]["Labels"].as_object().cloned().unwrap_or_default();
+        Ok(labels.into_iter().filter_map(|(k, v)| Some((k, v.as_str()?.to_owned()))).collect())
+    }
+
+    /// `GET /v2/NAME/PATH` as JSON.
+    async fn json(&self, path: &str, name: &str, accept: &str) -> Result<serde_json::Value, RegistryError> {
+        let what = format!("GET /v2/{name}/{path}");
+        let request = self.http.get(format!("{}/v2/{name}/{path}", self.base)).header(reqwest::header::ACCEPT, accept);
+        let response = self.send(request).await?;
+        match response.status() {
+            reqwest::StatusCode::UNAUTHORIZED => Err(self.refused(&format!("{what}: {}", response.status()))),
+            status if status.is_success() => response.json().await.map_err(|e| RegistryError::Answered {
+                registry: self.address.clone(),
+                what,
+                status: format!("{status} with a body that is not JSON: {e}"),
+            }),
+            status => Err(RegistryError::Answered { registry: self.address.clone(), what, status: status.to_string() }),
+        }
+    }
+}
+
+/// The manifests [`Registry::labels`] reads: Docker's and OCI's.
+const MANIFEST_ACCEPT: &str =
+    "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json";
+
 /// Whether the engine talks to `address` over plain HTTP: the registry is
 /// listed insecure by the engine (`insecure-registries` in daemon.json, or
 /// an address in its insecure ranges, 127.0.0.0/8 by default).

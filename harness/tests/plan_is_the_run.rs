@@ -47,10 +47,12 @@ async fn harness(target: &str, args: &[&str]) -> Run {
         .await
 }
 
-/// The operations of a dry run's text: its numbered lines, without the
-/// note of when they run.
+/// The operations of a dry run's text: the numbered lines of the deploy's
+/// plan (after the pipeline's own plan), without the note of when they run.
 fn operations(text: &str) -> Vec<String> {
-    text.lines()
+    let deploy = text.find("\ndeploy ").map_or("", |at| &text[at..]);
+    deploy
+        .lines()
         .filter_map(|line| {
             let (number, rest) = line.trim_start().split_once(". ")?;
             number.parse::<u32>().ok()?;

@@ -30,8 +30,12 @@ use crate::release::Release;
 /// changes nothing.
 pub async fn preview<T: Target>(target: &T, engine: &Engine, release: &Release) -> anyhow::Result<Plan<T::Action>> {
     let names = Names::new(&target.config().prod.project);
-    // The revision the image carries, when prod has the image already.
-    let release = expected_revision(engine, release).await.unwrap_or_else(|_| release.clone());
+    // The revision the image carries: prod's copy, else the registry's
+    // (a deploy reads it once it pulled the image).
+    let release = match expected_revision(engine, release).await {
+        Ok(release) => release,
+        Err(_) => carried_by_registry(target.config(), release).await.unwrap_or_else(|| release.clone()),
+    };
     let shared = observe_shared(engine, &names).await?;
     let observed = target.observe(engine, &shared).await?;
     Ok(assemble(target, &observed, &shared, &release, &lock::holder(&release), "dry-run")?)
@@ -244,6 +248,25 @@ pub(crate) async fn expected_revision(engine: &Engine, release: &Release) -> any
             release.image
         ),
     }
+}
+
+/// `release` with the revision its image carries as the configured
+/// registry serves it, when the image is the registry's and names a
+/// revision; None otherwise (the dry run then says "the revision its image
+/// carries").
+async fn carried_by_registry(config: &crate::config::Config, release: &Release) -> Option<Release> {
+    let rest = release.image.strip_prefix(&format!("{}/", config.registry.address))?;
+    let (name, digest) = rest.split_once('@')?;
+    let credentials = crate::registry::credentials(config).ok()?;
+    let cd = crate::engine::cd().await.ok()?;
+    let registry = crate::registry::Registry::open(&cd, config, credentials).await.ok()?;
+    let labels = registry.labels(name, digest).await.ok()?;
+    let carried = labels.get(IMAGE_REVISION_LABEL)?.clone();
+    if release.revision.as_ref().is_some_and(|expected| *expected != carried) {
+        return None; // the run refuses it: the dry run shows the expected one
+    }
+    let version = labels.get(IMAGE_VERSION_LABEL).cloned().unwrap_or_else(|| release.version.clone());
+    Some(Release::given(release.image.clone(), version, Some(carried)))
 }
 
 /// A preview token nobody can guess: 128 bits from the kernel.
