@@ -86,6 +86,12 @@ pub enum Command {
         /// Run the pre-deploy tests even when this committed tree passed them before.
         #[arg(long)]
         retest: bool,
+        /// Run the tests and package script of a --source tree on this
+        /// machine: they run as this user, where they can read what the
+        /// harness can (the registry's password, prod's client key). Without
+        /// it, --source is refused (a --ref of this repository is not).
+        #[arg(long)]
+        trust_source: bool,
     },
 }
 
@@ -137,7 +143,10 @@ mod tests {
         assert!(matches!(cli.command, Command::Lock { command: LockCommand::Release { force: false } }));
         let cli = Cli::try_parse_from(["harness", "rollback", "--to", "v1.2"]).unwrap();
         assert!(matches!(cli.command, Command::Rollback { to: Some(v) } if v == "v1.2"));
-        assert!(matches!(parse("pipeline"), Command::Pipeline { source: None, reference: None, retest: false }));
+        assert!(matches!(
+            parse("pipeline"),
+            Command::Pipeline { source: None, reference: None, retest: false, trust_source: false }
+        ));
     }
 
     #[test]
@@ -160,10 +169,13 @@ mod tests {
             Cli::try_parse_from(["harness", "pipeline", "--source", "https://example.invalid/b.git", "--ref", "v1"])
                 .unwrap();
         assert!(
-            matches!(cli.command, Command::Pipeline { source: Some(s), reference: Some(r), retest: false } if s == "https://example.invalid/b.git" && r == "v1")
+            matches!(cli.command, Command::Pipeline { source: Some(s), reference: Some(r), retest: false, trust_source: false } if s == "https://example.invalid/b.git" && r == "v1")
         );
         let cli = Cli::try_parse_from(["harness", "pipeline"]).unwrap();
-        assert!(matches!(cli.command, Command::Pipeline { source: None, reference: None, retest: false }));
+        assert!(matches!(
+            cli.command,
+            Command::Pipeline { source: None, reference: None, retest: false, trust_source: false }
+        ));
     }
 
     #[test]

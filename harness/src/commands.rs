@@ -64,6 +64,7 @@ pub fn plan(command: &Command, repo: &Path, config: &Config) -> anyhow::Result<P
     };
     let mut plan = Plan::new(repo.to_owned(), source, version, config, steps(command))?;
     plan.reuse_tests = matches!(command, Command::Pipeline { retest: false, .. });
+    plan.untrusted_source = matches!(command, Command::Pipeline { source: Some(_), trust_source: false, .. });
     plan.reused_tree = crate::pipeline::reused_tree(&plan);
     Ok(plan)
 }
@@ -143,6 +144,15 @@ pub async fn verify(config: &Config, url: &str, reporter: &Reporter) -> Result<V
 /// `harness pipeline` and `harness test`: the plan's steps in order, one
 /// run at a time per repository.
 pub async fn pipeline(config: &Config, plan: &Plan, reporter: &Reporter) -> anyhow::Result<PipelineReport> {
+    if plan.untrusted_source {
+        anyhow::bail!(
+            "--source {} would run that tree's tests and package script on this machine as this user, where they \
+             can read what the harness can: the registry's password (its environment, harness.toml, the docker \
+             config file), the lab's credentials and prod's client key. If you trust that code with those, pass \
+             --trust-source; otherwise ship it from a checkout you reviewed",
+            plan.source
+        );
+    }
     let _lock = pipeline::RepoLock::take(&plan.repo)?;
     Ok(pipeline::run(config, plan, reporter).await)
 }

@@ -99,6 +99,9 @@ pub struct Plan {
     /// The committed tree of the working tree, when its tests passed before
     /// and the test step will reuse them.
     pub reused_tree: Option<String>,
+    /// A `--source` tree not declared trusted (`--trust-source`): the
+    /// pipeline refuses to run its code.
+    pub untrusted_source: bool,
 }
 
 impl Plan {
@@ -124,6 +127,7 @@ impl Plan {
             test_command: PRE_DEPLOY_TESTS.iter().map(|s| s.to_string()).collect(),
             reuse_tests: false,
             reused_tree: None,
+            untrusted_source: false,
         })
     }
 }

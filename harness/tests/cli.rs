@@ -54,3 +54,45 @@ fn a_step_past_its_deadline_is_killed_with_its_process_group_and_named() {
     assert!(run.stderr.contains("killed with its process group"), "{run:?}");
     assert!(run.elapsed < Duration::from_secs(60), "took {:?}", run.elapsed);
 }
+
+#[test]
+fn a_source_tree_runs_no_code_here_unless_trusted_and_the_refusal_says_why() {
+    // A tree whose test and package script would each leave a mark.
+    let upstream = tempfile::tempdir().unwrap();
+    let marks = tempfile::tempdir().unwrap();
+    let mark = |name: &str| marks.path().join(name).display().to_string();
+    let files = [
+        (
+            "Cargo.toml",
+            "[package]\nname = \"books-ms\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n".to_owned(),
+        ),
+        ("src/lib.rs", "//! An upstream.\n".to_owned()),
+        ("tests/api.rs", format!("#[test]\nfn marks() {{ std::fs::write({:?}, \"ran\").unwrap(); }}\n", mark("test"))),
+        ("scripts/dist.sh", format!("touch {:?}\n", mark("package"))),
+    ];
+    for (path, text) in files {
+        let path = upstream.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    common::git(upstream.path(), &["init", "-q"]);
+    common::git(upstream.path(), &["add", "-A"]);
+    common::git(upstream.path(), &["commit", "-qm", "an upstream"]);
+    let state = tempfile::tempdir().unwrap();
+
+    let run = harness(DEADLINE)
+        .arg("--repo")
+        .arg(state.path())
+        .args(["pipeline", "--source"])
+        .arg(upstream.path())
+        .env("HARNESS_PROD__PROJECT", format!("books-ms-untrusted-{}", std::process::id()))
+        .run();
+
+    assert_eq!(run.code, Some(1), "{run:?}");
+    for words in ["--trust-source", "registry's password", "prod's client key"] {
+        assert!(run.stderr.contains(words), "the refusal names {words}: {run:?}");
+    }
+    assert!(!marks.path().join("test").exists() && !marks.path().join("package").exists(), "its code ran");
+    let report = state.path().join(".harness/logs");
+    assert!(!report.join("test.log").exists() && !report.join("package.log").exists(), "a step ran: {run:?}");
+}

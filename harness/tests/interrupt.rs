@@ -111,7 +111,7 @@ fn ctrl_c_during_the_test_and_package_steps_ends_their_processes_and_the_contain
         .arg(env!("CARGO_BIN_EXE_harness"))
         .arg("--repo")
         .arg(state.path())
-        .args(["pipeline", "--source"])
+        .args(["pipeline", "--trust-source", "--source"])
         .arg(upstream.path())
         .env("HARNESS_IMAGES__SERVICE", &name)
         .env("HARNESS_IMAGES__TESTS", format!("{name}-tests"))
