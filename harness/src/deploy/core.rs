@@ -15,7 +15,7 @@ use anyhow::Context as _;
 use bollard::auth::DockerCredentials;
 
 use super::executor::{Executor, Journal};
-use super::history::{self, Kind, Outcome};
+use super::history::{self, Entry, Kind, Outcome};
 use super::lock;
 use super::names::{Names, IMAGE_REVISION_LABEL, IMAGE_VERSION_LABEL};
 #[cfg(test)]
@@ -120,9 +120,30 @@ pub async fn rollback<T: Target>(
             .with_context(|| {
                 format!("no release {to} in {}'s history of succeeded deploys: `harness history` lists them", T::PLACE)
             })?,
-        None => target.before_live(engine, &entries).await?,
+        None => before_live(target, engine, &entries).await?,
     };
     run(target, engine, &release, credentials, reporter, Kind::Rollback).await
+}
+
+/// The release that was live before the live one: what the history's
+/// last served deploy of the live release replaced, whatever was attempted
+/// since (a refused deploy may have taken the stopped colour: its digest is
+/// deployed again); else what the target kept (a history that does not
+/// say).
+async fn before_live<T: Target>(target: &T, engine: &Engine, entries: &[Entry]) -> anyhow::Result<Release> {
+    let observed = target.observe(engine, &Shared::default()).await?;
+    let Some(live) = target.live(engine, &observed).await? else {
+        anyhow::bail!("nothing is live on {}, so there is nothing to roll back from: deploy a release first", T::PLACE);
+    };
+    let replaced = entries
+        .iter()
+        .rev()
+        .filter(|e| e.outcome.served() && e.release.image == live.image)
+        .find_map(|e| e.previous.clone().filter(|p| p.image != live.image));
+    match replaced {
+        Some(release) => Ok(release),
+        None => target.kept_before(engine, &observed, &live).await,
+    }
 }
 
 /// `harness lock release [--force]`: removes the deploy lock; who held it,
@@ -283,7 +304,6 @@ fn token() -> anyhow::Result<String> {
 #[cfg(test)]
 pub(crate) mod testing {
     use super::*;
-    use crate::deploy::history::Entry;
 
     pub const HOLDER: &str = "harness pid 1 on cd since unix time 1";
     pub const TOKEN: &str = "t0k3n";

@@ -62,9 +62,9 @@ pub trait Target: Sized {
         None
     }
 
-    /// The release a rollback without `--to` goes back to: the one before
-    /// the live one.
-    async fn before_live(&self, engine: &Engine, history: &[Entry]) -> anyhow::Result<Release>;
+    /// The release a rollback without `--to` goes back to when the history
+    /// names none before `live`: what the target kept of it, if anything.
+    async fn kept_before(&self, engine: &Engine, observed: &Self::Observed, live: &Release) -> anyhow::Result<Release>;
 
     /// What a successful run of `plan` reports.
     fn deployed(&self, plan: &Plan<Self::Action>, observed: &Self::Observed, before: Option<Release>) -> Deployed;

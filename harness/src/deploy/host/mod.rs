@@ -16,7 +16,6 @@ pub mod proxy;
 use anyhow::Context as _;
 
 use self::plan::{Action, Observed};
-use super::history::Entry;
 use super::names::Colour;
 use super::plan::{Plan, Planned};
 use super::target::{Context, Deployed, On, Shared, Target};
@@ -118,16 +117,13 @@ impl Target for Host<'_> {
     }
 
     /// The stopped colour the last deploy kept.
-    async fn before_live(&self, engine: &Engine, _history: &[Entry]) -> anyhow::Result<Release> {
-        let observed = observe::observe(engine, &self.names).await?;
-        let Some(live) = observed.live() else {
-            anyhow::bail!("nothing is live on prod, so there is nothing to roll back from: deploy a release first");
-        };
+    async fn kept_before(&self, engine: &Engine, observed: &Observed, _live: &Release) -> anyhow::Result<Release> {
+        let live = observed.live().context("nothing is live on prod")?;
         let kept = self.names.colour(live.other());
         observe::release_of(engine, &kept).await?.with_context(|| {
             format!(
-                "no release before the live one is kept on prod ({kept} is not there): roll back to a release of the \
-                 history with `harness rollback --to VERSION` (`harness history` lists them)"
+                "no release before the live one is in prod's history or kept on prod ({kept} is not there): roll \
+                 back to a release of the history with `harness rollback --to VERSION` (`harness history` lists them)"
             )
         })
     }

@@ -16,11 +16,9 @@ pub mod observe;
 pub mod plan;
 pub mod services;
 
-use anyhow::Context as _;
 
 pub use self::observe::SwarmStatus;
 use self::plan::{Action, SwarmObserved};
-use super::history::Entry;
 use super::plan::{Plan, Planned};
 use super::target::{Context, Deployed, On, Shared, Target};
 use crate::config::Config;
@@ -69,23 +67,18 @@ impl Target for Swarm<'_> {
         }
     }
 
-    /// The release the last served deploy of the live one replaced.
-    async fn before_live(&self, engine: &Engine, history: &[Entry]) -> anyhow::Result<Release> {
-        let live = observe::app_release(engine, self.config)
-            .await?
-            .context("the swarm runs no app service, so there is nothing to roll back from: deploy a release first")?;
-        history
-            .iter()
-            .rev()
-            .filter(|e| e.outcome.served() && e.release.image == live.image)
-            .find_map(|e| e.previous.clone().filter(|p| p.image != live.image))
-            .with_context(|| {
-                format!(
-                    "the swarm's history names no release before the live one ({}): roll back to one with `harness \
-                     rollback --to VERSION` (`harness history` lists them)",
-                    live.version
-                )
-            })
+    /// Nothing: the swarm keeps no release beside the live one.
+    async fn kept_before(
+        &self,
+        _engine: &Engine,
+        _observed: &SwarmObserved,
+        live: &Release,
+    ) -> anyhow::Result<Release> {
+        anyhow::bail!(
+            "the swarm's history names no release before the live one ({}): roll back to one with `harness rollback \
+             --to VERSION` (`harness history` lists them)",
+            live.version
+        )
     }
 
     fn deployed(&self, plan: &Plan<Action>, _observed: &SwarmObserved, before: Option<Release>) -> Deployed {
