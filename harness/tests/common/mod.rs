@@ -8,8 +8,10 @@
 //!
 //! For the lab and deploy tests: [`engines`] (TLS clients, pulls, a lab
 //! dockerd's command line), [`swarm`] (the nodes, `lab/swarm.sh`, a node
-//! lost), [`release`] (the releases deploy tests ship), [`load`] (a
-//! steady load) and [`prod`] (what prod runs).
+//! lost), [`target`] (prod or the swarm as a deploy target, and the scene
+//! its tests start from), [`release`] (releases A and B), [`load`] (a
+//! steady load during an action), [`books`] (users' books a deploy must
+//! keep) and [`prod`] (what prod runs, the deploy lock).
 //!
 //! These tests need the lab up (`lab/up.sh`, which `scripts/test.sh` runs
 //! first) and root (the registry's credentials file is mode 600). They
@@ -19,6 +21,7 @@
 // this module and of its submodules, which this attribute covers too.
 #![allow(dead_code)]
 
+pub mod books;
 pub mod database;
 pub mod engines;
 pub mod load;
@@ -26,6 +29,7 @@ pub mod prod;
 pub mod release;
 pub mod run;
 pub mod swarm;
+pub mod target;
 
 use std::collections::HashMap;
 use std::fmt;
