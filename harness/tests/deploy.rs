@@ -2,12 +2,13 @@
 //! steady stream of requests, a release that never turns healthy, two
 //! deploys at once, and SIGTERM in the middle of one. What the harness did
 //! is judged by independent clients: the stream of requests on prod's
-//! address (common::load), prod's engine (common::prod) and the API.
+//! address (common::load), prod's engine (common::prod), users' books
+//! (common::books) and the API.
 //!
 //! The fixture is two releases of this working tree whose `/version` reports
 //! revisions of this run only (`deploy-test-a-PID`, `deploy-test-b-PID`),
 //! so that a deploy is never a no-op by accident (common::release), deployed
-//! by digest.
+//! by digest; most tests start from A live (common::target's `Scene`).
 //!
 //! The tests share prod: one at a time (a lock), each for its whole body.
 //! They need the lab up (`lab/up.sh`) and root. They never skip.
@@ -16,74 +17,36 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use serde_json::Value;
 
-use common::release::{build_release, Release};
+use common::books::{not_read_back, put_books, remove_all, run_book_id, PlantedBook};
+use common::prod::{assert_no_lock, LOCK};
+use common::release::Release;
 use common::run::{run_bounded, Run};
-use common::{http_client, repo_root, without_cargo_env, Lab};
+use common::target::{revision, Target, OBSERVE_DEADLINE};
+use common::{repo_root, without_cargo_env, Lab};
 
-/// Where the harness publishes the service on prod (its default).
-const APP_PORT: u16 = 8080;
-/// One deploy: pulls, a health wait, the checks twice, the drain.
-const DEPLOY_DEADLINE: Duration = Duration::from_secs(300);
-/// How long a test waits for something a deploy does on prod to show.
-const OBSERVE_DEADLINE: Duration = Duration::from_secs(120);
 /// The containers a deploy owns on prod (project `books-ms`).
 const BLUE: &str = "books-ms-blue";
 const GREEN: &str = "books-ms-green";
-const LOCK: &str = "books-ms-deploy-lock";
+const PROD: Target = Target::Prod;
 
-/// Release A and release B of this run, each built at most once per test
-/// binary (a failed build fails every test that needs it, once).
-async fn releases() -> (Release, Release) {
-    tokio::task::spawn_blocking(|| (release(&RELEASE_A, "a"), release(&RELEASE_B, "b"))).await.unwrap()
+/// `harness --repo ROOT deploy --image IMAGE` with `env`, bounded.
+async fn deploy(image: &str, env: &[(&str, &str)]) -> Run {
+    PROD.deploy(image, env).await
 }
 
-static RELEASE_A: OnceLock<Result<Release, String>> = OnceLock::new();
-static RELEASE_B: OnceLock<Result<Release, String>> = OnceLock::new();
-
-fn release(cell: &'static OnceLock<Result<Release, String>>, which: &str) -> Release {
-    let built = cell.get_or_init(|| build_release(&format!("deploy-test-{which}-{}", std::process::id())));
-    built.clone().unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// `harness --repo ROOT deploy --image IMAGE ARGS...` with `env`, bounded,
-/// off the async runtime.
-async fn deploy(image: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    common::run::harness(DEPLOY_DEADLINE)
-        .arg("--repo")
-        .arg(repo_root())
-        .args(["deploy", "--image", image])
-        .args(args)
-        .envs(env)
-        .run_async()
-        .await
-}
-
-/// prod serves `release` through the proxy: deployed now, or already live.
-async fn make_live(release: &Release) {
-    let run = deploy(&release.image, &[], &[]).await;
-    assert!(run.success(), "deploying {} to start from failed ({:?}):\n{}", release.revision, run.code, run.stderr);
-    assert_eq!(prod_revision().await, release.revision, "after deploying it:\n{}", run.stderr);
-}
-
-fn prod_url() -> String {
-    Lab::load().prod_url(APP_PORT)
+/// `harness --repo ROOT ARGS...`, bounded, off the async runtime.
+async fn harness(args: &[&str]) -> Run {
+    PROD.harness(args, &[]).await
 }
 
 /// The revision prod's `/version` reports, through the proxy.
 async fn prod_revision() -> String {
-    let url = format!("{}/version", prod_url());
-    let response = common::bounded("GET /version", http_client().get(&url).send()).await.expect("prod answers");
-    assert_eq!(response.status(), 200, "GET {url}");
-    let version: Value = response.json().await.expect("a JSON /version");
-    version["revision"].as_str().expect("a revision").to_owned()
+    revision(&PROD.url()).await
 }
 
 /// The colour users reach now (the one that runs), and the idle one.
@@ -93,9 +56,19 @@ async fn colours(prod: &Docker) -> (String, String) {
     (live, idle.to_owned())
 }
 
-async fn assert_no_lock(prod: &Docker) {
-    let names = common::prod::names(prod).await;
-    assert!(!names.iter().any(|n| n == LOCK), "the deploy lock was left on prod: {names:?}");
+/// The colours now (live, idle), and the id of the idle colour's container
+/// (what the deploy before left there, kept for a rollback), if any.
+async fn colours_and_idle_id(prod: &Docker) -> (String, String, Option<String>) {
+    let (live, idle) = colours(prod).await;
+    let idle_id = common::prod::inspect(prod, &idle).await.and_then(|c| c.id);
+    (live, idle, idle_id)
+}
+
+/// The idle colour `idle` was made anew from `image`: a container of its
+/// name, from that image, other than `before` (the one there before).
+async fn new_colour_created(prod: &Docker, idle: &str, image: &str, before: Option<&str>) -> bool {
+    let Some(container) = common::prod::inspect(prod, idle).await else { return false };
+    container.id.as_deref() != before && container.config.and_then(|c| c.image).as_deref() == Some(image)
 }
 
 /// Polls `ready` every 100 ms until it holds, at most [`OBSERVE_DEADLINE`];
@@ -139,7 +112,7 @@ impl SignalledDeploy {
             .arg(repo_root())
             .args(["deploy", "--image", image])
             .envs(env.iter().copied());
-        let run = tokio::task::spawn_blocking(move || run_bounded(&mut command, DEPLOY_DEADLINE));
+        let run = tokio::task::spawn_blocking(move || run_bounded(&mut command, PROD.deadline()));
         SignalledDeploy { run, pid_file, _pid_dir: pid_dir }
     }
 
@@ -167,86 +140,18 @@ impl SignalledDeploy {
     }
 }
 
-/// A user's book on prod, removed when it goes (also when a test fails).
-struct PlantedBook {
-    id: i64,
-    book: Value,
-    removed: bool,
-}
-
-impl PlantedBook {
-    async fn put(id: i64) -> PlantedBook {
-        let book = serde_json::json!({
-            "_id": id, "title": "A user's book", "author": "Reader", "description": "must survive a deploy"
-        });
-        PlantedBook::put_book(id, book).await
-    }
-
-    /// Puts `book`, whose `_id` is `id`.
-    async fn put_book(id: i64, book: Value) -> PlantedBook {
-        let response =
-            common::bounded("PUT a book", http_client().put(format!("{}/api/v1/books", prod_url())).json(&book).send())
-                .await
-                .unwrap();
-        assert_eq!(response.status(), 200, "putting the user's book");
-        PlantedBook { id, book, removed: false }
-    }
-
-    /// The book as prod serves it now, None when it is not there.
-    async fn fetch(&self) -> Option<Value> {
-        let url = format!("{}/api/v1/books/_id/{}", prod_url(), self.id);
-        let response = common::bounded("GET a book", http_client().get(&url).send()).await.unwrap();
-        if response.status() == 200 {
-            Some(response.json().await.unwrap())
-        } else {
-            None
-        }
-    }
-
-    /// Removes it; the status prod answered.
-    async fn remove(&mut self) -> reqwest::StatusCode {
-        let url = format!("{}/api/v1/books/_id/{}", prod_url(), self.id);
-        let status = common::bounded("DELETE a book", http_client().delete(&url).send()).await.unwrap().status();
-        self.removed = true;
-        status
-    }
-}
-
-impl Drop for PlantedBook {
-    fn drop(&mut self) {
-        if self.removed {
-            return;
-        }
-        // No await in a drop: a thread with a runtime of its own, bounded.
-        let url = format!("{}/api/v1/books/_id/{}", prod_url(), self.id);
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
-            runtime.block_on(tokio::time::timeout(Duration::from_secs(20), http_client().delete(&url).send())).ok()
-        })
-        .join();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deploy_under_steady_load_drops_no_request_and_switches_the_answers() {
-    let _prod = common::prod_lock().await;
-    let (a, b) = releases().await;
-    make_live(&a).await;
-    let mut book = PlantedBook::put(424_301).await;
+    let scene = PROD.scene().await;
+    let (a, b, prod) = (&scene.a, &scene.b, &scene.docker);
+    let mut book = PlantedBook::put(&PROD.url(), 424_301).await;
 
-    let load = common::load::start(&format!("{}/version", prod_url()), 2, Duration::from_millis(5));
-    let run = deploy(&b.image, &[], &[]).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let load = load.stop().await;
-    println!(
-        "the load during the deploy of {}: {} requests, {} failed, longest gap {:?}, revisions {:?}",
-        b.revision, load.requests, load.failed, load.longest_gap, load.revisions
-    );
+    let what = format!("the deploy of {}", b.revision);
+    let (run, load) = common::load::during(&what, &PROD.url(), deploy(&b.image, &[])).await;
 
     // Observe, remove the planted book, then judge.
     let kept = book.fetch().await;
     let removed = book.remove().await;
-    let prod = Lab::load().prod_docker().await;
 
     assert_eq!(run.code, Some(0), "deploying {}:\n{}", b.revision, run.stderr);
     assert_eq!(load.failed, 0, "requests failed during the deploy: {load:?}");
@@ -254,31 +159,23 @@ async fn a_deploy_under_steady_load_drops_no_request_and_switches_the_answers() 
     assert_eq!(load.revisions.last(), Some(&b.revision), "{load:?}");
     assert_eq!(kept.as_ref(), Some(&book.book), "the user's book after the deploy");
     assert_eq!(removed, 200, "removing the user's book");
-    let live = common::prod::live_colour(&prod).await;
+    let live = common::prod::live_colour(prod).await;
     assert_eq!(live.config.and_then(|c| c.image).as_deref(), Some(b.image.as_str()), "the live colour's image");
-    common::prod::assert_only_the_proxy_is_published(&prod).await;
-    assert_no_lock(&prod).await;
+    common::prod::assert_only_the_proxy_is_published(prod).await;
+    assert_no_lock(prod).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_release_that_never_turns_healthy_is_never_switched_to() {
-    let _prod = common::prod_lock().await;
-    let (a, _) = releases().await;
-    make_live(&a).await;
-    let lab = Lab::load();
-    let prod = lab.prod_docker().await;
-    let (live, idle) = colours(&prod).await;
+    let scene = PROD.scene().await;
+    let (a, prod) = (&scene.a, &scene.docker);
+    let (live, idle) = colours(prod).await;
 
     // The database image: no HTTP, no healthcheck of the app's: never healthy.
-    let never_healthy = format!("{}/books-lab/ferretdb:1.24.2", lab.registry);
-    let load = common::load::start(&format!("{}/version", prod_url()), 2, Duration::from_millis(5));
-    let run = deploy(&never_healthy, &["--revision", "never"], &[("HARNESS_PROD__HEALTH_TIMEOUT_SECS", "5")]).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let load = load.stop().await;
-    println!(
-        "the load during the failed deploy: {} requests, {} failed, longest gap {:?}, revisions {:?}",
-        load.requests, load.failed, load.longest_gap, load.revisions
-    );
+    let never_healthy = format!("{}/books-lab/ferretdb:1.24.2", Lab::load().registry);
+    let args = ["deploy", "--image", &never_healthy, "--revision", "never"];
+    let deploying = PROD.harness(&args, &[("HARNESS_PROD__HEALTH_TIMEOUT_SECS", "5")]);
+    let (run, load) = common::load::during("the failed deploy", &PROD.url(), deploying).await;
 
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert!(run.stderr.contains(&idle), "the error names the new colour {idle}:\n{}", run.stderr);
@@ -286,26 +183,21 @@ async fn a_release_that_never_turns_healthy_is_never_switched_to() {
     assert_eq!(load.failed, 0, "requests failed during the deploy: {load:?}");
     assert_eq!(load.revisions, std::slice::from_ref(&a.revision), "{load:?}");
     assert_eq!(prod_revision().await, a.revision);
-    assert_eq!(colours(&prod).await.0, live, "the live colour");
-    assert_no_lock(&prod).await;
+    assert_eq!(colours(prod).await.0, live, "the live colour");
+    assert_no_lock(prod).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_deploys_at_once_one_is_refused_naming_the_holder() {
-    let _prod = common::prod_lock().await;
-    let (a, b) = releases().await;
-    make_live(&a).await;
-    let prod = Lab::load().prod_docker().await;
-    assert_no_lock(&prod).await;
+    let scene = PROD.scene().await;
+    let (a, b, prod) = (&scene.a, &scene.b, &scene.docker);
+    assert_no_lock(prod).await;
 
     let image = b.image.clone();
-    let first = tokio::task::spawn_blocking(move || {
-        common::run::harness(DEPLOY_DEADLINE).arg("--repo").arg(repo_root()).args(["deploy", "--image", &image]).run()
-    });
-    let prod_ref = &prod;
-    let has_lock = move || async move { common::prod::names(prod_ref).await.iter().any(|n| n == LOCK) };
+    let first = tokio::spawn(async move { deploy(&image, &[]).await });
+    let has_lock = move || async move { common::prod::names(prod).await.iter().any(|n| n == LOCK) };
     wait_until("the first deploy's lock on prod", has_lock, || first.is_finished()).await;
-    let second = deploy(&a.image, &[], &[]).await;
+    let second = deploy(&a.image, &[]).await;
     let first = first.await.unwrap();
 
     assert_eq!(second.code, Some(1), "the second deploy:\n{}", second.stderr);
@@ -314,29 +206,22 @@ async fn two_deploys_at_once_one_is_refused_naming_the_holder() {
     assert!(second.stderr.contains(&b.image), "the holder's release is named:\n{}", second.stderr);
     assert_eq!(first.code, Some(0), "the first deploy:\n{}", first.stderr);
     assert_eq!(prod_revision().await, b.revision);
-    assert_no_lock(&prod).await;
+    assert_no_lock(prod).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_during_a_deploy_undoes_it() {
-    let _prod = common::prod_lock().await;
-    let (a, b) = releases().await;
-    make_live(&a).await;
-    let prod = Lab::load().prod_docker().await;
-    let (live, idle) = colours(&prod).await;
-    // What the deploy before left on the idle colour (kept for a rollback):
-    // the deploy removes it first, so it may carry B already.
-    let before = common::prod::inspect(&prod, &idle).await.and_then(|c| c.id);
+    let scene = PROD.scene().await;
+    let (a, b, prod) = (&scene.a, &scene.b, &scene.docker);
+    // What the deploy before left on the idle colour may carry B already:
+    // the deploy removes it first.
+    let (live, idle, before) = colours_and_idle_id(prod).await;
 
     let run = SignalledDeploy::start(&b.image, &[]);
 
     // The new colour is created from B: a container of the idle colour's
     // name, from B's image, other than the one there before.
-    let (prod_ref, new, image, before) = (&prod, idle.as_str(), b.image.as_str(), before.as_deref());
-    let created = move || async move {
-        let Some(container) = common::prod::inspect(prod_ref, new).await else { return false };
-        container.id.as_deref() != before && container.config.and_then(|c| c.image).as_deref() == Some(image)
-    };
+    let created = || new_colour_created(prod, &idle, &b.image, before.as_deref());
     wait_until(&format!("{idle} from {}", b.image), created, || run.is_finished()).await;
     run.signal("TERM");
     let run = run.finish().await;
@@ -344,44 +229,26 @@ async fn sigterm_during_a_deploy_undoes_it() {
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert!(run.stderr.contains("interrupted by SIGTERM"), "{}", run.stderr);
     assert_eq!(prod_revision().await, a.revision, "prod after the interrupted deploy");
-    let left = common::prod::inspect(&prod, &idle).await.map(|c| (c.config.and_then(|c| c.image), c.state));
+    let left = common::prod::inspect(prod, &idle).await.map(|c| (c.config.and_then(|c| c.image), c.state));
     assert!(left.is_none(), "{idle} is still on prod: {left:?}\n{}", run.stderr);
-    assert_eq!(colours(&prod).await.0, live, "the live colour");
-    assert_no_lock(&prod).await;
-}
-
-/// `harness --repo ROOT ARGS...`, bounded, off the async runtime.
-async fn harness(args: &[&str]) -> Run {
-    common::run::harness(DEPLOY_DEADLINE).arg("--repo").arg(repo_root()).args(args).run_async().await
-}
-
-/// A book id of this run only, `n` < 100: never a check's reserved id
-/// (2147483101..103), never another run's.
-fn run_book_id(n: i64) -> i64 {
-    assert!((0..100).contains(&n), "{n}");
-    1_000_000_000 + i64::from(std::process::id() % 10_000_000) * 100 + n
+    assert_eq!(colours(prod).await.0, live, "the live colour");
+    assert_no_lock(prod).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rollback_returns_to_the_previous_release_and_loses_no_book() {
-    let _prod = common::prod_lock().await;
-    let (a, b) = releases().await;
-    make_live(&a).await;
-    make_live(&b).await;
-    let mut book = PlantedBook::put(run_book_id(0)).await;
+    let scene = PROD.scene().await;
+    let (a, b) = (&scene.a, &scene.b);
+    PROD.make_live(b).await;
+    let mut book = PlantedBook::put(&PROD.url(), run_book_id(0)).await;
     let after_deploy = book.fetch().await;
 
-    let load = common::load::start(&format!("{}/version", prod_url()), 2, Duration::from_millis(5));
-    let rollback = harness(&["rollback"]).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let load = load.stop().await;
-    println!(
-        "the load during the rollback to {} ({:?}): {} requests, {} failed, longest gap {:?}, revisions {:?}",
-        a.revision, rollback.elapsed, load.requests, load.failed, load.longest_gap, load.revisions
-    );
+    let what = format!("the rollback to {}", a.revision);
+    let (rollback, load) = common::load::during(&what, &PROD.url(), harness(&["rollback"])).await;
+    println!("the rollback to {} took {:?}", a.revision, rollback.elapsed);
     let revision_after_rollback = prod_revision().await;
     let after_rollback = book.fetch().await;
-    let history = harness(&["history", "--json"]).await;
+    let entries = PROD.history().await;
 
     let forward = harness(&["rollback", "--to", &b.revision]).await;
     println!("the rollback to {} took {:?}", b.revision, forward.elapsed);
@@ -397,9 +264,6 @@ async fn rollback_returns_to_the_previous_release_and_loses_no_book() {
     assert_eq!(load.revisions.last(), Some(&a.revision), "{load:?}");
     assert_eq!(after_rollback.as_ref(), Some(&book.book), "the user's book after the rollback");
 
-    assert_eq!(history.code, Some(0), "harness history --json:\n{}", history.stderr);
-    let entries: Vec<Value> = serde_json::from_str(&history.stdout)
-        .unwrap_or_else(|e| panic!("harness history --json is not a list of entries ({e}):\n{}", history.stdout));
     let last = entries.last().expect("the history has entries");
     assert_eq!(last["kind"], "rollback", "the last entry: {last:#}");
     assert_eq!(last["outcome"], "succeeded", "the last entry: {last:#}");
@@ -413,7 +277,7 @@ async fn rollback_returns_to_the_previous_release_and_loses_no_book() {
     assert_eq!(revision_after_forward, b.revision, "prod after the rollback to {}", b.revision);
     assert_eq!(after_forward.as_ref(), Some(&book.book), "the user's book after the rollback to {}", b.revision);
     assert_eq!(removed, 200, "removing the user's book");
-    assert_no_lock(&Lab::load().prod_docker().await).await;
+    assert_no_lock(&scene.docker).await;
 }
 
 /// Where a deploy is killed outright.
@@ -430,7 +294,7 @@ enum KillPoint {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deploy_killed_outright_leaves_prod_serving_and_its_lock_reported() {
     let _prod = common::prod_lock().await;
-    let (a, b) = releases().await;
+    let (a, b) = PROD.releases().await;
     for point in [KillPoint::Pulled, KillPoint::NewColourStarted, KillPoint::Switched] {
         let started = Instant::now();
         kill_a_deploy_at(point, &a, &b).await;
@@ -442,12 +306,11 @@ async fn a_deploy_killed_outright_leaves_prod_serving_and_its_lock_reported() {
 /// the lock stays and is named, refuses the next deploy, is released, and
 /// the deploy after that puts B live.
 async fn kill_a_deploy_at(point: KillPoint, a: &Release, b: &Release) {
-    make_live(a).await;
-    let prod = Lab::load().prod_docker().await;
-    let (_, idle) = colours(&prod).await;
-    let before = common::prod::inspect(&prod, &idle).await.and_then(|c| c.id);
+    PROD.make_live(a).await;
+    let prod = &PROD.docker().await;
+    let (_, idle, before) = colours_and_idle_id(prod).await;
 
-    let load = common::load::start(&format!("{}/version", prod_url()), 2, Duration::from_millis(5));
+    let load = common::load::start(&format!("{}/version", PROD.url()), 2, Duration::from_millis(5));
     // After the switch, the harness checks, then drains: a longer drain
     // makes that window easy to hit.
     let env: &[(&str, &str)] =
@@ -455,14 +318,10 @@ async fn kill_a_deploy_at(point: KillPoint, a: &Release, b: &Release) {
     let run = SignalledDeploy::start(&b.image, env);
     let started = Instant::now();
 
-    let (prod_ref, new, image, before_ref) = (&prod, idle.as_str(), b.image.as_str(), before.as_deref());
-    let created = move || async move {
-        let Some(container) = common::prod::inspect(prod_ref, new).await else { return false };
-        container.id.as_deref() != before_ref && container.config.and_then(|c| c.image).as_deref() == Some(image)
-    };
+    let created = || new_colour_created(prod, &idle, &b.image, before.as_deref());
     match point {
         KillPoint::Pulled => {
-            let locked = move || async move { common::prod::inspect(prod_ref, LOCK).await.is_some() };
+            let locked = move || async move { common::prod::inspect(prod, LOCK).await.is_some() };
             wait_until("the deploy's lock on prod", locked, || run.is_finished()).await;
         }
         KillPoint::NewColourStarted => {
@@ -481,15 +340,14 @@ async fn kill_a_deploy_at(point: KillPoint, a: &Release, b: &Release) {
     let mut lock_guard = KilledDeploysLock { armed: true };
     let killed = run.finish().await;
     // What the killed deploy left, before anything else touches prod.
-    let names = common::prod::names(&prod).await;
+    let names = common::prod::names(prod).await;
     let new_colour_created = created().await;
     let serving = prod_revision().await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let load = load.stop().await;
     println!(
         "{point:?}: SIGKILL {killed_at:?} after the start of the deploy; prod then held {names:?} and served {serving}; \
-         the load through the kill: {} requests, {} failed, longest gap {:?}, revisions {:?}",
-        load.requests, load.failed, load.longest_gap, load.revisions
+         the load through the kill: {load}"
     );
 
     assert_eq!(killed.code, None, "{point:?}: the deploy was not killed by the signal:\n{}", killed.stderr);
@@ -521,7 +379,7 @@ async fn kill_a_deploy_at(point: KillPoint, a: &Release, b: &Release) {
     assert!(lock.contains(&holder), "{point:?}: the lock's holder {lock:?} is not {holder}");
 
     // It refuses the next deploy, until it is released.
-    let refused = deploy(&b.image, &[], &[]).await;
+    let refused = deploy(&b.image, &[]).await;
     assert_eq!(refused.code, Some(1), "{point:?}: a deploy while the lock is held:\n{}", refused.stderr);
     assert!(refused.stderr.contains("holds the lock"), "{point:?}:\n{}", refused.stderr);
     assert!(refused.stderr.contains("harness lock release"), "{point:?}:\n{}", refused.stderr);
@@ -531,16 +389,16 @@ async fn kill_a_deploy_at(point: KillPoint, a: &Release, b: &Release) {
     assert!(released.stdout.contains("released"), "{point:?}: harness lock release:\n{}", released.stdout);
     assert!(released.stdout.contains(&holder), "{point:?}: the release names {holder}:\n{}", released.stdout);
     lock_guard.armed = false;
-    assert_no_lock(&prod).await;
+    assert_no_lock(prod).await;
 
     // The next deploy repairs what was left half done.
-    let repaired = deploy(&b.image, &[], &[]).await;
+    let repaired = deploy(&b.image, &[]).await;
     assert_eq!(repaired.code, Some(0), "{point:?}: the deploy after the lock's release:\n{}", repaired.stderr);
     assert_eq!(prod_revision().await, b.revision, "{point:?}: after the deploy:\n{}", repaired.stderr);
-    assert_no_lock(&prod).await;
+    assert_no_lock(prod).await;
     // Repaired: B runs as the one colour, the other one stopped (kept for a
     // rollback), as after any deploy.
-    let running = common::prod::running_colours(&prod).await;
+    let running = common::prod::running_colours(prod).await;
     assert_eq!(
         running.len(),
         1,
@@ -549,7 +407,7 @@ async fn kill_a_deploy_at(point: KillPoint, a: &Release, b: &Release) {
         repaired.stdout,
         repaired.stderr
     );
-    let live = common::prod::live_colour(&prod).await;
+    let live = common::prod::live_colour(prod).await;
     assert_eq!(live.config.and_then(|c| c.image).as_deref(), Some(b.image.as_str()), "{point:?}: the live colour");
 }
 
@@ -564,7 +422,7 @@ impl Drop for KilledDeploysLock {
         if !self.armed {
             return;
         }
-        let release = || common::run::harness(DEPLOY_DEADLINE).arg("--repo").arg(repo_root()).args(["lock", "release"]);
+        let release = || common::run::harness(PROD.deadline()).arg("--repo").arg(repo_root()).args(["lock", "release"]);
         // Off the async runtime's thread; bounded by the runner.
         let released = std::thread::spawn(move || release().run()).join();
         eprintln!("the killed deploy's lock, released after the test failed: {released:?}");
@@ -573,35 +431,14 @@ impl Drop for KilledDeploysLock {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn books_written_before_a_deploy_are_all_there_after_it() {
-    let _prod = common::prod_lock().await;
-    let (a, b) = releases().await;
-    make_live(&a).await;
-    let mut books = Vec::new();
-    for n in 1..=50 {
-        let id = run_book_id(n);
-        let book = serde_json::json!({
-            "_id": id, "title": format!("Book {n} of a deploy"), "author": format!("Author {n}"),
-            "description": format!("written before the deploy of {}", b.revision)
-        });
-        books.push(PlantedBook::put_book(id, book).await);
-    }
+    let scene = PROD.scene().await;
+    let b = &scene.b;
+    let mut books = put_books(&PROD.url(), 50, &format!("the deploy of {}", b.revision)).await;
 
-    let run = deploy(&b.image, &[], &[]).await;
+    let run = deploy(&b.image, &[]).await;
     let revision = prod_revision().await;
-    let mut missing = Vec::new();
-    for book in &books {
-        let back = book.fetch().await;
-        if back.as_ref() != Some(&book.book) {
-            missing.push((book.id, back));
-        }
-    }
-    let mut not_removed = Vec::new();
-    for book in &mut books {
-        let status = book.remove().await;
-        if status != 200 {
-            not_removed.push((book.id, status));
-        }
-    }
+    let missing = not_read_back(&books, &PROD.url()).await;
+    let not_removed = remove_all(&mut books).await;
 
     assert_eq!(run.code, Some(0), "deploying {}:\n{}", b.revision, run.stderr);
     assert_eq!(revision, b.revision, "prod after the deploy");
@@ -609,33 +446,20 @@ async fn books_written_before_a_deploy_are_all_there_after_it() {
     assert!(not_removed.is_empty(), "books not removed: {not_removed:?}");
 }
 
-/// The last entry of prod's history, as `harness history --json` gives it.
-async fn last_history_entry() -> Value {
-    let history = harness(&["history", "--json"]).await;
-    assert_eq!(history.code, Some(0), "harness history --json:\n{}", history.stderr);
-    let entries: Vec<Value> = serde_json::from_str(&history.stdout)
-        .unwrap_or_else(|e| panic!("harness history --json is not a list of entries ({e}):\n{}", history.stdout));
-    entries.last().cloned().expect("the history has entries")
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_release_that_fails_its_checks_before_the_switch_is_never_switched_to() {
-    let _prod = common::prod_lock().await;
-    let (a, b) = releases().await;
-    make_live(&a).await;
-    let prod = Lab::load().prod_docker().await;
-    let (live, _) = colours(&prod).await;
+    let scene = PROD.scene().await;
+    let (a, b, prod) = (&scene.a, &scene.b, &scene.docker);
+    let (live, _) = colours(prod).await;
     // A user's book on one of the checks' reserved ids: the checks refuse
     // to write over it, so the new colour's checks fail before the switch.
-    let mut book = PlantedBook::put(2_147_483_102).await;
+    let mut book = PlantedBook::put(&PROD.url(), 2_147_483_102).await;
 
-    let load = common::load::start(&format!("{}/version", prod_url()), 2, Duration::from_millis(5));
-    let run = deploy(&b.image, &[], &[]).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let load = load.stop().await;
+    let what = format!("the deploy of {}", b.revision);
+    let (run, load) = common::load::during(&what, &PROD.url(), deploy(&b.image, &[])).await;
     let kept = book.fetch().await;
     let removed = book.remove().await;
-    let last = last_history_entry().await;
+    let last = PROD.last_history_entry().await;
 
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert!(run.stderr.contains("with the preview header"), "it failed before the switch:\n{}", run.stderr);
@@ -644,27 +468,24 @@ async fn a_release_that_fails_its_checks_before_the_switch_is_never_switched_to(
     assert_eq!(removed, 200);
     assert_eq!(load.failed, 0, "requests failed during the deploy: {load:?}");
     assert_eq!(load.revisions, std::slice::from_ref(&a.revision), "users only ever saw A: {load:?}");
-    assert_eq!(colours(&prod).await.0, live, "the live colour");
+    assert_eq!(colours(prod).await.0, live, "the live colour");
     assert_eq!(last["outcome"], "failed", "the history says how it ended: {last:#}");
     assert!(last["error"].as_str().unwrap_or_default().contains("reserved-ids"), "and why: {last:#}");
-    assert_no_lock(&prod).await;
+    assert_no_lock(prod).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_post_deploy_hook_switches_users_back() {
-    let _prod = common::prod_lock().await;
-    let (a, b) = releases().await;
-    make_live(&a).await;
-    let prod = Lab::load().prod_docker().await;
-    let (live, idle) = colours(&prod).await;
+    let scene = PROD.scene().await;
+    let (a, b, prod) = (&scene.a, &scene.b, &scene.docker);
+    let (live, idle) = colours(prod).await;
 
     // Users already reach B when the hook runs; it refuses the release.
     let hook = r#"echo "$BOOKS_MS_REVISION on $BOOKS_MS_COLOUR is not wanted" >&2; exit 3"#;
-    let load = common::load::start(&format!("{}/version", prod_url()), 2, Duration::from_millis(5));
-    let run = deploy(&b.image, &[], &[("HARNESS_HOOKS__POST_DEPLOY", hook)]).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let load = load.stop().await;
-    let last = last_history_entry().await;
+    let env = [("HARNESS_HOOKS__POST_DEPLOY", hook)];
+    let deploying = deploy(&b.image, &env);
+    let (run, load) = common::load::during("a deploy whose post-deploy hook fails", &PROD.url(), deploying).await;
+    let last = PROD.last_history_entry().await;
 
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert!(run.stderr.contains("post-deploy hook"), "{}", run.stderr);
@@ -673,63 +494,56 @@ async fn a_failing_post_deploy_hook_switches_users_back() {
     assert_eq!(load.failed, 0, "requests failed while switching and back: {load:?}");
     assert_eq!(load.revisions.last(), Some(&a.revision), "users are back on A: {load:?}");
     assert_eq!(prod_revision().await, a.revision);
-    assert_eq!(common::prod::running_colours(&prod).await, [live], "the new colour is gone");
+    assert_eq!(common::prod::running_colours(prod).await, [live], "the new colour is gone");
     assert_eq!(last["outcome"], "failed", "{last:#}");
-    assert_no_lock(&prod).await;
+    assert_no_lock(prod).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_pre_deploy_hook_stops_the_deploy_before_prod_changes() {
-    let _prod = common::prod_lock().await;
-    let (a, b) = releases().await;
-    make_live(&a).await;
-    let prod = Lab::load().prod_docker().await;
-    let (_, idle) = colours(&prod).await;
-    let before = common::prod::inspect(&prod, &idle).await.and_then(|c| c.id);
+    let scene = PROD.scene().await;
+    let (a, b, prod) = (&scene.a, &scene.b, &scene.docker);
+    let (_, idle, before) = colours_and_idle_id(prod).await;
 
-    let run = deploy(&b.image, &[], &[("HARNESS_HOOKS__PRE_DEPLOY", "echo not now >&2; exit 1")]).await;
+    let run = deploy(&b.image, &[("HARNESS_HOOKS__PRE_DEPLOY", "echo not now >&2; exit 1")]).await;
 
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert!(run.stderr.contains("pre-deploy hook") && run.stderr.contains("not now"), "{}", run.stderr);
     assert_eq!(prod_revision().await, a.revision);
-    let after = common::prod::inspect(&prod, &idle).await.and_then(|c| c.id);
+    let after = common::prod::inspect(prod, &idle).await.and_then(|c| c.id);
     assert_eq!(after, before, "the idle colour {idle} was not touched");
-    assert_no_lock(&prod).await;
+    assert_no_lock(prod).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_release_that_cannot_reach_its_database_is_never_switched_to() {
-    let _prod = common::prod_lock().await;
-    let (a, b) = releases().await;
-    make_live(&a).await;
-    let prod = Lab::load().prod_docker().await;
-    let (live, _) = colours(&prod).await;
+    let scene = PROD.scene().await;
+    let (a, b, prod) = (&scene.a, &scene.b, &scene.docker);
+    let (live, _) = colours(prod).await;
 
     // The database frozen: the new colour turns healthy (its /health does
     // not ask the database), and its checks through the preview find /ready
     // answering 503.
     common::bounded("pausing the database", prod.pause_container("books-ms-db")).await.expect("pause books-ms-db");
-    let run = deploy(&b.image, &[], &[]).await;
+    let run = deploy(&b.image, &[]).await;
     common::bounded("unpausing the database", prod.unpause_container("books-ms-db")).await.expect("unpause");
-    let last = last_history_entry().await;
+    let last = PROD.last_history_entry().await;
 
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert!(run.stderr.contains("with the preview header"), "it failed before the switch:\n{}", run.stderr);
     assert!(run.stderr.contains("check `ready` failed") && run.stderr.contains("503"), "{}", run.stderr);
     assert_eq!(prod_revision().await, a.revision, "users still reach A");
-    assert_eq!(colours(&prod).await.0, live, "the live colour");
+    assert_eq!(colours(prod).await.0, live, "the live colour");
     assert_eq!(last["outcome"], "failed", "{last:#}");
-    assert_no_lock(&prod).await;
+    assert_no_lock(prod).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn another_users_lock_is_released_only_with_force_which_names_it_in_the_history() {
-    let _prod = common::prod_lock().await;
-    let (a, _) = releases().await;
     // A release live first: prod has the history and the image a lock
     // container needs.
-    make_live(&a).await;
-    let prod = Lab::load().prod_docker().await;
+    let scene = PROD.scene().await;
+    let (a, prod) = (&scene.a, &scene.docker);
     let stamp = format!("{}-{}", std::process::id(), Instant::now().elapsed().as_nanos());
     let holder = format!("harness pid 1 as someone-else-{stamp} on another-machine since now, deploying {}", a.image);
     let labels = std::collections::HashMap::from([
@@ -751,7 +565,7 @@ async fn another_users_lock_is_released_only_with_force_which_names_it_in_the_hi
     assert_eq!(refused.code, Some(1), "another's lock, without --force:\n{}", refused.stderr);
     assert!(refused.stderr.contains(&holder), "the refusal names the holder:\n{}", refused.stderr);
     assert!(refused.stderr.contains("--force"), "and what to do:\n{}", refused.stderr);
-    let names = common::prod::names(&prod).await;
+    let names = common::prod::names(prod).await;
     assert!(names.iter().any(|n| n == LOCK), "the lock is still there: {names:?}");
 
     let forced = harness(&["lock", "release", "--force"]).await;
@@ -759,11 +573,8 @@ async fn another_users_lock_is_released_only_with_force_which_names_it_in_the_hi
     assert_eq!(forced.code, Some(0), "--force:\n{}", forced.stderr);
     assert!(forced.stdout.contains(&holder), "the release names whom it overrode:\n{}", forced.stdout);
     lock_guard.armed = false;
-    assert_no_lock(&prod).await;
-    let history = harness(&["history", "--json"]).await;
-    assert_eq!(history.code, Some(0), "{}", history.stderr);
-    let entries: Value = serde_json::from_str(&history.stdout).unwrap_or_else(|e| panic!("{e}: {}", history.stdout));
-    let last = entries.as_array().and_then(|e| e.last()).cloned().unwrap_or_default();
+    assert_no_lock(prod).await;
+    let last = PROD.last_history_entry().await;
     assert_eq!(last["kind"], "lock-release", "{last:#}");
     assert_eq!(last["outcome"], "forced", "{last:#}");
     assert!(last["error"].as_str().is_some_and(|e| e.contains(&holder)), "the history names the holder: {last:#}");

@@ -21,6 +21,7 @@ use bollard::query_parameters::{CreateImageOptionsBuilder, PushImageOptionsBuild
 use bollard::{Docker, API_DEFAULT_VERSION};
 use futures_util::StreamExt;
 
+use common::engines::{first_error, pull, tls_client, Dockerd};
 use common::{bounded, http_client, negotiate, Lab, DEADLINE};
 
 // ------------------------------------------------------------------ the lab
@@ -29,34 +30,6 @@ use common::{bounded, http_client, negotiate, Lab, DEADLINE};
 async fn cd_docker() -> Docker {
     let docker = Docker::connect_with_local_defaults().expect("a client for the cd engine");
     negotiate(docker, "the cd engine").await
-}
-
-/// A TLS client that trusts the lab's CA, with the client certificate or
-/// without one.
-fn tls_client(lab: &Lab, with_client_certificate: bool) -> reqwest::Client {
-    let read = |name: &str| {
-        let path = lab.prod_cert(name);
-        std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
-    };
-    let ca = reqwest::Certificate::from_pem(&read("ca.pem")).expect("the lab's CA");
-    let mut builder = reqwest::Client::builder()
-        .use_rustls_tls()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(ca);
-    if with_client_certificate {
-        let mut pem = read("cert.pem");
-        pem.extend(read("key.pem"));
-        builder = builder.identity(reqwest::Identity::from_pem(&pem).expect("the client certificate"));
-    }
-    builder.build().expect("a TLS client")
-}
-
-fn install_crypto_provider() {
-    // bollard's TLS client takes rustls's process-wide provider, which is
-    // ambiguous should another crate ever enable a second one.
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 // ------------------------------------------------------------------ images
@@ -104,26 +77,6 @@ async fn push(
 ) -> Result<(), bollard::errors::Error> {
     let options = PushImageOptionsBuilder::new().tag(tag).build();
     first_error("a push", docker.push_image(repository, Some(options), credentials)).await
-}
-
-/// Pulls, returning the stream's first error.
-async fn pull(
-    docker: &Docker,
-    repository: &str,
-    tag: &str,
-    credentials: Option<DockerCredentials>,
-) -> Result<(), bollard::errors::Error> {
-    let options = CreateImageOptionsBuilder::new().from_image(repository).tag(tag).build();
-    first_error("a pull", docker.create_image(Some(options), None, credentials)).await
-}
-
-/// Drains an engine's progress stream, bounded in time; its first error.
-async fn first_error<T>(
-    what: &str,
-    stream: impl futures_util::Stream<Item = Result<T, bollard::errors::Error>>,
-) -> Result<(), bollard::errors::Error> {
-    let results: Vec<_> = bounded(what, stream.collect()).await;
-    results.into_iter().find_map(Result::err).map_or(Ok(()), Err)
 }
 
 // ------------------------------------------------------------------ registry
@@ -187,7 +140,6 @@ async fn a_push_without_credentials_is_refused() {
 
 #[tokio::test]
 async fn an_image_pushed_with_the_labs_credentials_is_pulled_on_prod_with_them_only() {
-    install_crypto_provider();
     let lab = Lab::load();
     let cd = cd_docker().await;
     let prod = lab.prod_docker().await;
@@ -220,7 +172,6 @@ async fn an_image_pushed_with_the_labs_credentials_is_pulled_on_prod_with_them_o
 
 #[tokio::test]
 async fn prods_engine_answers_over_tls_with_the_client_certificate() {
-    install_crypto_provider();
     let lab = Lab::load();
     let prod = lab.prod_docker().await;
     let cd = cd_docker().await;
@@ -239,8 +190,9 @@ async fn prods_engine_refuses_a_tls_client_without_a_certificate() {
     let lab = Lab::load();
     let url = format!("https://{}/_ping", lab.prod_address());
 
-    let with_certificate = bounded("ping with a certificate", tls_client(&lab, true).get(&url).send()).await;
-    let without = bounded("ping without a certificate", tls_client(&lab, false).get(&url).send()).await;
+    let with_certificate =
+        bounded("ping with a certificate", tls_client(&lab.prod_cert_path, true).get(&url).send()).await;
+    let without = bounded("ping without a certificate", tls_client(&lab.prod_cert_path, false).get(&url).send()).await;
 
     // The same client with the certificate gets in: what refuses the other
     // is the missing certificate, not the CA or the address.
@@ -472,18 +424,20 @@ fn assert_certificates_sound(tls: &Path) {
     }
 }
 
+/// The lab's keys and certificates, as paths in its `tls/` folder.
+const TLS_FILES: [&str; 8] = [
+    "ca.pem",
+    "ca-key.pem",
+    "server/cert.pem",
+    "server/key.pem",
+    "swarm-manager/cert.pem",
+    "swarm-manager/key.pem",
+    "client/cert.pem",
+    "client/key.pem",
+];
+
 fn read_all(tls: &Path) -> Vec<(String, Vec<u8>)> {
-    let files = [
-        "ca.pem",
-        "ca-key.pem",
-        "server/cert.pem",
-        "server/key.pem",
-        "swarm-manager/cert.pem",
-        "swarm-manager/key.pem",
-        "client/cert.pem",
-        "client/key.pem",
-    ];
-    files.iter().map(|f| (f.to_string(), std::fs::read(tls.join(f)).unwrap_or_default())).collect()
+    TLS_FILES.iter().map(|f| (f.to_string(), std::fs::read(tls.join(f)).unwrap_or_default())).collect()
 }
 
 /// A copy of the lab's state folder with its certificates (`tls/`).
@@ -513,20 +467,7 @@ async fn a_certificate_step_interrupted_between_a_key_and_its_certificate_is_rep
             |tls| std::fs::write(tls.join("client/cert.pem"), "-----BEGIN").unwrap(),
             &["client/cert.pem", "client/key.pem"],
         ),
-        (
-            "the CA's new key written, not the CA",
-            |tls| new_key_at(&tls.join("ca-key.pem")),
-            &[
-                "ca.pem",
-                "ca-key.pem",
-                "server/cert.pem",
-                "server/key.pem",
-                "swarm-manager/cert.pem",
-                "swarm-manager/key.pem",
-                "client/cert.pem",
-                "client/key.pem",
-            ],
-        ),
+        ("the CA's new key written, not the CA", |tls| new_key_at(&tls.join("ca-key.pem")), &TLS_FILES),
         (
             "the swarm manager's certificate missing",
             |tls| std::fs::remove_file(tls.join("swarm-manager/cert.pem")).unwrap(),
@@ -589,23 +530,15 @@ fn expire_server_certificate(tls: &Path) {
     );
 }
 
-/// prod's dockerd, from the pid file lab/topology.sh gives it.
-fn prod_dockerd_pid() -> u32 {
-    let file = "/run/books-lab/prod/dockerd.pid";
-    let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{file}: {e}; is the lab up?"));
-    text.trim().parse().unwrap_or_else(|_| panic!("{file} holds {text:?}"))
-}
-
 #[tokio::test]
 async fn prods_engine_listens_on_no_unix_socket_only_on_tls() {
-    let pid = prod_dockerd_pid();
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("prod's dockerd runs");
-    let args: Vec<String> = cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+    // prod's dockerd, from the pid file lab/topology.sh gives it.
+    let dockerd = Dockerd::from_pid_file("/run/books-lab/prod/dockerd.pid");
+    let (pid, args, hosts) = (dockerd.pid, &dockerd.args, &dockerd.hosts);
 
     // Its hosts are TCP only, with client certificates required.
-    let hosts: Vec<&String> = args.windows(2).filter(|w| w[0] == "-H" || w[0] == "--host").map(|w| &w[1]).collect();
     assert!(!hosts.is_empty() && hosts.iter().all(|h| h.starts_with("tcp://")), "prod's dockerd listens on {hosts:?}");
-    assert!(args.iter().any(|a| a == "--tlsverify"), "prod's dockerd runs without --tlsverify: {args:?}");
+    assert!(dockerd.verifies_clients(), "prod's dockerd runs without --tlsverify: {args:?}");
 
     // No unix socket it listens on answers Docker's API (it has others of
     // its own, e.g. libnetwork's, which speak something else).

@@ -6,6 +6,8 @@
 //! browser or an API client does; a request that fails is counted, never
 //! retried by the load itself. Bounded in time and in requests.
 
+use std::fmt;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,6 +24,37 @@ pub struct Load {
     /// The revisions `/version` reported, in order, each run of equal ones
     /// once (A, B; or A, B, A, B while two routes overlap).
     pub revisions: Vec<String>,
+}
+
+/// "N requests, F failed, longest gap G, revisions [...]"; a long list of
+/// revisions (two releases alternating while tasks roll over) as its
+/// length, first and last.
+impl fmt::Display for Load {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} requests, {} failed, longest gap {:?}, ", self.requests, self.failed, self.longest_gap)?;
+        match self.revisions.as_slice() {
+            [first, _, _, _, _, ..] => write!(
+                f,
+                "{} runs of one revision, from {first:?} to {:?}",
+                self.revisions.len(),
+                self.revisions.last().unwrap_or(first)
+            ),
+            revisions => write!(f, "revisions {revisions:?}"),
+        }
+    }
+}
+
+/// Runs `action` under a steady load on `base_url`'s `/version` (two
+/// connections, 5 ms between requests), kept on for a second after it
+/// ends so that what users reach right after is seen too; prints what the
+/// load saw, as `the load during WHAT: ...`.
+pub async fn during<T>(what: &str, base_url: &str, action: impl Future<Output = T>) -> (T, Load) {
+    let stream = start(&format!("{base_url}/version"), 2, Duration::from_millis(5));
+    let done = action.await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let load = stream.stop().await;
+    println!("the load during {what}: {load}");
+    (done, load)
 }
 
 /// The stream, running until [`Stream::stop`].

@@ -1,10 +1,17 @@
 //! What the harness's tests share: the lab's values (`lab/topology.env`,
 //! each overridable by an environment variable of the same name), the
-//! registry's HTTP API and prod's engine as independent clients, the
+//! registry's HTTP API and the lab's engines as independent clients, the
 //! environment for a nested cargo, git for test checkouts; in [`run`] the
 //! one bounded runner of the harness binary (and of any other program), and
 //! in [`database`] a database container of a test's own, of the one image
 //! the harness's and the service's tests use.
+//!
+//! For the lab and deploy tests: [`engines`] (TLS clients, pulls, a lab
+//! dockerd's command line), [`swarm`] (the nodes, `lab/swarm.sh`, a node
+//! lost), [`target`] (prod or the swarm as a deploy target, and the scene
+//! its tests start from), [`release`] (releases A and B), [`load`] (a
+//! steady load during an action), [`books`] (users' books a deploy must
+//! keep) and [`prod`] (what prod runs, the deploy lock).
 //!
 //! These tests need the lab up (`lab/up.sh`, which `scripts/test.sh` runs
 //! first) and root (the registry's credentials file is mode 600). They
@@ -14,11 +21,15 @@
 // this module and of its submodules, which this attribute covers too.
 #![allow(dead_code)]
 
+pub mod books;
 pub mod database;
+pub mod engines;
 pub mod load;
 pub mod prod;
 pub mod release;
 pub mod run;
+pub mod swarm;
+pub mod target;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -27,7 +38,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bollard::auth::DockerCredentials;
-use bollard::{Docker, API_DEFAULT_VERSION};
+use bollard::Docker;
 
 /// Longest any single Docker or HTTP operation may take: everything is
 /// local, so this only turns a hang into a failure.
@@ -103,6 +114,8 @@ pub struct Lab {
     /// certificates.
     pub swarm_docker_host: String,
     pub swarm_cert_path: PathBuf,
+    /// How many nodes lab/swarm.sh raises (`swarm-1` to `swarm-N`).
+    pub swarm_nodes: usize,
 }
 
 pub struct Credentials {
@@ -135,6 +148,10 @@ impl Lab {
             prod_cert_path: get("BOOKS_LAB_PROD_CERT_PATH").into(),
             swarm_docker_host: get("BOOKS_LAB_SWARM_DOCKER_HOST"),
             swarm_cert_path: get("BOOKS_LAB_SWARM_CERT_PATH").into(),
+            swarm_nodes: {
+                let nodes = get("BOOKS_LAB_SWARM_NODES");
+                nodes.parse().unwrap_or_else(|_| panic!("BOOKS_LAB_SWARM_NODES={nodes} is not a number"))
+            },
         }
     }
 
@@ -256,31 +273,26 @@ impl Lab {
 
     /// prod's engine, reached as the harness reaches it.
     pub async fn prod_docker(&self) -> Docker {
-        let docker = Docker::connect_with_ssl(
-            self.prod_address(),
-            &self.prod_cert("key.pem"),
-            &self.prod_cert("cert.pem"),
-            &self.prod_cert("ca.pem"),
-            DEADLINE.as_secs(),
-            API_DEFAULT_VERSION,
-        )
-        .expect("a TLS client for prod's engine");
-        negotiate(docker, "prod's engine").await
+        engines::tls_docker(self.prod_address(), &self.prod_cert_path, "prod's engine").await
+    }
+
+    /// The swarm manager's API address without the scheme, e.g.
+    /// `10.210.0.11:2376`.
+    pub fn swarm_manager_address(&self) -> &str {
+        self.swarm_docker_host.trim_start_matches("tcp://")
+    }
+
+    /// Node i's address (1-based; node 1 is the manager): the manager's
+    /// network, host 10 + i, as lab/swarm.sh lays them out.
+    pub fn swarm_node_address(&self, i: usize) -> String {
+        let host = self.swarm_manager_address().rsplit_once(':').expect("HOST:PORT").0;
+        let network = host.rsplit_once('.').expect("an IPv4 address").0;
+        format!("{network}.{}", 10 + i)
     }
 
     /// The swarm manager's engine, reached as the harness reaches it.
     pub async fn swarm_docker(&self) -> Docker {
-        let cert = |name: &str| self.swarm_cert_path.join(name);
-        let docker = Docker::connect_with_ssl(
-            self.swarm_docker_host.trim_start_matches("tcp://"),
-            &cert("key.pem"),
-            &cert("cert.pem"),
-            &cert("ca.pem"),
-            DEADLINE.as_secs(),
-            API_DEFAULT_VERSION,
-        )
-        .expect("a TLS client for the swarm manager's engine");
-        negotiate(docker, "the swarm manager's engine").await
+        engines::tls_docker(self.swarm_manager_address(), &self.swarm_cert_path, "the swarm manager's engine").await
     }
 
     /// The service on prod's address, published on `port`.

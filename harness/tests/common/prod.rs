@@ -1,6 +1,7 @@
 //! What prod runs, read with prod's engine as an independent client (not
 //! through the harness): the colours of the app, the proxy, what is
-//! published.
+//! published, the deploy lock (which the swarm manager's engine holds
+//! alike).
 
 use bollard::models::{ContainerInspectResponse, ContainerSummary};
 use bollard::query_parameters::ListContainersOptionsBuilder;
@@ -67,4 +68,14 @@ pub async fn containers_named(prod: &Docker, project: &str) -> Vec<ContainerSumm
     let all = super::bounded("listing prod's containers", prod.list_containers(Some(options))).await.unwrap();
     let prefix = format!("{project}-");
     all.into_iter().filter(|c| name(c).starts_with(&prefix)).collect()
+}
+
+/// The deploy lock's container (project `books-ms`), on prod's engine or
+/// on the swarm manager's.
+pub const LOCK: &str = "books-ms-deploy-lock";
+
+/// No deploy lock on `engine` (prod's, or the swarm manager's).
+pub async fn assert_no_lock(engine: &Docker) {
+    let names = names(engine).await;
+    assert!(!names.iter().any(|n| n == LOCK), "the deploy lock was left: {names:?}");
 }

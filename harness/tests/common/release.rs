@@ -7,6 +7,7 @@
 //! `books-lab-tests/books-ms`, and named by digest. Also the cd engine's
 //! docker CLI the fixtures use.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -67,24 +68,61 @@ pub fn build_release(revision: &str) -> Result<Release, String> {
     std::fs::create_dir(context.path().join("dist")).map_err(|e| format!("the context's dist/: {e}"))?;
     copy(&binary, &context.path().join("dist/books-ms"))?;
 
+    let build_arg = |key: &str| format!("{key}={revision}");
+    let image = build_and_push(
+        context.path(),
+        revision,
+        &["--build-arg", &build_arg("REVISION"), "--build-arg", &build_arg("VERSION")],
+    )?;
+    eprintln!("release {revision}: {image} (built in {:?})", started.elapsed());
+    Ok(Release { revision: revision.to_owned(), image })
+}
+
+/// A release made from `base` by the Dockerfile `instructions` after its
+/// `FROM` (e.g. a healthcheck that always fails), with its own revision
+/// label. Blocks.
+pub fn derived_release(base: &Release, revision: &str, instructions: &str) -> Result<Release, String> {
+    let context = tempfile::tempdir().map_err(|e| format!("a build context: {e}"))?;
+    let dockerfile =
+        format!("FROM {}\nLABEL org.opencontainers.image.revision=\"{revision}\"\n{instructions}", base.image);
+    std::fs::write(context.path().join("Dockerfile"), dockerfile).map_err(|e| format!("Dockerfile: {e}"))?;
+    let image = build_and_push(context.path(), revision, &[])?;
+    Ok(Release { revision: revision.to_owned(), image })
+}
+
+/// The release `revision`, made by `make` at most once per test binary (a
+/// failed one fails every test that needs it, once). Blocks.
+pub fn built_once(revision: &str, make: impl FnOnce(&str) -> Result<Release, String>) -> Release {
+    static BUILT: std::sync::Mutex<BTreeMap<String, Result<Release, String>>> = std::sync::Mutex::new(BTreeMap::new());
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    let release = built.entry(revision.to_owned()).or_insert_with(|| make(revision));
+    release.clone().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Releases A and B of this run, `PREFIX-a-PID` and `PREFIX-b-PID`, each
+/// built at most once per test binary, off the async runtime.
+pub async fn releases(prefix: &str) -> (Release, Release) {
+    let revision = |which: &str| format!("{prefix}-{which}-{}", std::process::id());
+    let (a, b) = (revision("a"), revision("b"));
+    tokio::task::spawn_blocking(move || (built_once(&a, build_release), built_once(&b, build_release))).await.unwrap()
+}
+
+/// Builds `context` (with `docker build` options `options`) as
+/// `REGISTRY/books-lab-tests/books-ms:REVISION`, pushes it, and returns
+/// its name by digest, `REGISTRY/books-lab-tests/books-ms@sha256:...`.
+fn build_and_push(context: &Path, revision: &str, options: &[&str]) -> Result<String, String> {
     let lab = Lab::load();
     let repository = format!("{}/{TEST_REPOSITORY}", lab.registry);
     let tag = format!("{repository}:{revision}");
-    let build_arg = |key: &str| format!("{key}={revision}");
-    let context_path = context.path().to_string_lossy().into_owned();
-    docker(&["build", "-q", "--build-arg", &build_arg("REVISION"), "--build-arg", &build_arg("VERSION"), "-t", &tag])
-        .arg(&context_path)
-        .succeeds()?;
+    docker(&["build", "-q"]).args(options).args(&["-t", &tag]).arg(&context.to_string_lossy()).succeeds()?;
     docker(&["push", &tag]).succeeds()?;
     let digests = docker(&["inspect", "-f", "{{json .RepoDigests}}", &tag]).succeeds()?;
     let digests: Vec<String> =
         serde_json::from_str(digests.stdout.trim()).map_err(|e| format!("RepoDigests of {tag}: {e}"))?;
-    let image = digests
+    digests
         .into_iter()
         .find(|d| d.starts_with(&format!("{repository}@sha256:")))
-        .ok_or_else(|| format!("{tag} has no digest in {repository} after its push"))?;
-    eprintln!("release {revision}: {image} (built in {:?})", started.elapsed());
-    Ok(Release { revision: revision.to_owned(), image })
+        .ok_or_else(|| format!("{tag} has no digest in {repository} after its push"))
 }
 
 /// scripts/dist.sh's target dir: `BOOKS_DIST_TARGET_DIR`, else `dist` in
@@ -129,6 +167,11 @@ pub fn docker(args: &[&str]) -> DockerCli {
 impl DockerCli {
     pub fn arg(mut self, arg: &str) -> DockerCli {
         self.0.arg(arg);
+        self
+    }
+
+    pub fn args(mut self, args: &[&str]) -> DockerCli {
+        self.0.args(args);
         self
     }
 
