@@ -6,46 +6,15 @@
 //! it ran before it records how it ended (that record and the lock's
 //! release are the last two operations, run after it).
 //!
-//! Each test deploys a release of its own (a revision of this run), so
-//! that the deploy replaces what prod serves. They need the lab up
+//! Each test starts from release A live and deploys release B (revisions
+//! of this run), so that the deploy replaces what prod serves. They need the lab up
 //! (`lab/up.sh`: prod and the swarm) and never skip.
 
 mod common;
 
-use std::sync::OnceLock;
-use std::time::Duration;
-
 use serde_json::Value;
 
-use common::release::{build_release, Release};
-use common::repo_root;
-use common::run::Run;
-
-/// One deploy, on a single host or the swarm (pulls, health, checks).
-const DEPLOY_DEADLINE: Duration = Duration::from_secs(400);
-
-static RELEASE: OnceLock<Result<Release, String>> = OnceLock::new();
-
-/// This run's release, built once for both tests.
-async fn release() -> Release {
-    tokio::task::spawn_blocking(|| {
-        let built = RELEASE.get_or_init(|| build_release(&format!("plan-run-{}", std::process::id())));
-        built.clone().unwrap_or_else(|e| panic!("{e}"))
-    })
-    .await
-    .unwrap()
-}
-
-/// `harness --repo ROOT --target TARGET ARGS...`, bounded.
-async fn harness(target: &str, args: &[&str]) -> Run {
-    common::run::harness(DEPLOY_DEADLINE)
-        .arg("--repo")
-        .arg(repo_root())
-        .args(["--target", target])
-        .args(args)
-        .run_async()
-        .await
-}
+use common::target::Target;
 
 /// The operations of a dry run's text: the numbered lines of the deploy's
 /// plan (after the pipeline's own plan), without the note of when they run.
@@ -64,22 +33,19 @@ fn operations(text: &str) -> Vec<String> {
 }
 
 /// Dry run, deploy, and the history's record of the deploy, compared.
-async fn the_dry_run_is_what_the_deploy_runs(target: &str) {
-    let _prod = common::prod_lock().await;
-    let release = release().await;
+async fn the_dry_run_is_what_the_deploy_runs(target: Target) {
+    let scene = target.scene().await;
+    let release = &scene.b; // A is live: B replaces it
 
-    let dry = harness(target, &["--dry-run", "deploy", "--image", &release.image]).await;
-    assert!(dry.success(), "the dry run on {target} failed:\n{}", dry.stderr);
+    let dry = target.harness(&["--dry-run", "deploy", "--image", &release.image], &[]).await;
+    assert!(dry.success(), "the dry run on {target:?} failed:\n{}", dry.stderr);
     let planned = operations(&dry.stdout);
     assert!(planned.len() > 6, "a dry run lists its operations:\n{}", dry.stdout);
 
-    let run = harness(target, &["deploy", "--image", &release.image]).await;
-    assert!(run.success(), "the deploy on {target} failed:\n{}", run.stderr);
+    let run = target.deploy(&release.image, &[]).await;
+    assert!(run.success(), "the deploy on {target:?} failed:\n{}", run.stderr);
 
-    let history = harness(target, &["history", "--json"]).await;
-    assert!(history.success(), "{}", history.stderr);
-    let entries: Value = serde_json::from_str(&history.stdout).expect("the history is JSON");
-    let last = entries.as_array().and_then(|e| e.last()).cloned().unwrap_or_default();
+    let last: Value = target.last_history_entry().await;
     assert_eq!(last["release"]["revision"], release.revision.as_str(), "the last entry is this deploy: {last:#}");
     assert_eq!(last["outcome"], "succeeded", "{last:#}");
     let steps = last["steps"].as_array().cloned().unwrap_or_default();
@@ -87,17 +53,17 @@ async fn the_dry_run_is_what_the_deploy_runs(target: &str) {
     assert!(steps.iter().all(|s| s["outcome"] == "passed"), "every operation passed: {last:#}");
 
     let (before_the_end, closing) = planned.split_at(planned.len() - 2);
-    assert_eq!(ran, before_the_end, "on {target}, what ran (left) is what the dry run listed (right)");
+    assert_eq!(ran, before_the_end, "on {target:?}, what ran (left) is what the dry run listed (right)");
     assert!(closing[0].starts_with("record in ") && closing[0].ends_with(" how this deploy ended"), "{closing:?}");
     assert!(closing[1].starts_with("release the deploy lock"), "{closing:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn on_a_single_host_the_dry_run_lists_every_operation_the_deploy_runs_in_order() {
-    the_dry_run_is_what_the_deploy_runs("engine").await;
+    the_dry_run_is_what_the_deploy_runs(Target::Prod).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn on_the_swarm_the_dry_run_lists_every_operation_the_deploy_runs_in_order() {
-    the_dry_run_is_what_the_deploy_runs("swarm").await;
+    the_dry_run_is_what_the_deploy_runs(Target::Swarm).await;
 }

@@ -25,7 +25,7 @@ use serde_json::Value;
 
 use common::books::{not_read_back, put_books, remove_all};
 use common::prod::assert_no_lock;
-use common::release::{built_once, derived_release, Release};
+
 use common::run::Run;
 use common::swarm::{nodes, LostNode};
 use common::target::{node_url, revision_at, Target, OBSERVE_DEADLINE};
@@ -33,17 +33,6 @@ use common::target::{node_url, revision_at, Target, OBSERVE_DEADLINE};
 /// The project's app service (project `books-ms`, the default).
 const APP: &str = "books-ms-app";
 const SWARM: Target = Target::Swarm;
-
-/// Release A with a healthcheck that always fails: its tasks start, and
-/// never turn healthy. Built at most once per test binary.
-async fn never_healthy(a: &Release) -> Release {
-    let a = a.clone();
-    let revision = format!("swarm-test-never-{}", std::process::id());
-    let healthcheck = "HEALTHCHECK --interval=1s --timeout=1s --retries=2 CMD [\"/no-such-check\"]\n";
-    tokio::task::spawn_blocking(move || built_once(&revision, |revision| derived_release(&a, revision, healthcheck)))
-        .await
-        .unwrap()
-}
 
 /// `harness --repo ROOT --target swarm ARGS...`, bounded, off the async
 /// runtime.
@@ -109,7 +98,7 @@ async fn a_rolling_update_under_steady_load_drops_no_request_and_switches_the_an
 async fn a_release_that_never_turns_healthy_is_rolled_back_and_the_previous_keeps_answering() {
     let scene = SWARM.scene().await;
     let (a, swarm) = (&scene.a, &scene.docker);
-    let never = never_healthy(a).await;
+    let never = common::release::never_healthy(a).await;
 
     let (run, load) = common::load::during("the failed update", &node_url(1), deploy(&never.image, &[])).await;
 

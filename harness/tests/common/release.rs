@@ -99,6 +99,17 @@ pub fn built_once(revision: &str, make: impl FnOnce(&str) -> Result<Release, Str
     release.clone().unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// `base` with a healthcheck that always fails: its containers or tasks
+/// start and never turn healthy. Built at most once per test binary, off
+/// the async runtime.
+pub async fn never_healthy(base: &Release) -> Release {
+    let base = base.clone();
+    let revision = format!("never-healthy-{}", std::process::id());
+    let healthcheck = "HEALTHCHECK --interval=1s --timeout=1s --retries=2 CMD [\"/no-such-check\"]\n";
+    let make = move || built_once(&revision, |revision| derived_release(&base, revision, healthcheck));
+    tokio::task::spawn_blocking(make).await.unwrap()
+}
+
 /// Releases A and B of this run, `PREFIX-a-PID` and `PREFIX-b-PID`, each
 /// built at most once per test binary, off the async runtime.
 pub async fn releases(prefix: &str) -> (Release, Release) {

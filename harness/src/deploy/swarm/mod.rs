@@ -16,7 +16,6 @@ pub mod observe;
 pub mod plan;
 pub mod services;
 
-
 pub use self::observe::SwarmStatus;
 use self::plan::{Action, SwarmObserved};
 use super::plan::{Plan, Planned};
