@@ -583,12 +583,14 @@ async fn prods_engine_listens_on_no_unix_socket_only_on_tls() {
 #[test]
 fn no_lab_or_project_script_puts_a_password_on_a_command_line() {
     // What another user of the machine would read in `ps`: curl's -u/--user,
-    // docker login's -p/--password (not --password-stdin), htpasswd's -b.
-    // (command, options that take a password there)
-    let forbidden: [(&str, &[&str]); 3] = [
+    // docker login's -p/--password (not --password-stdin), htpasswd's -b,
+    // a swarm's join token (`docker swarm join --token`).
+    // (command, options that take a secret there)
+    let forbidden: [(&str, &[&str]); 4] = [
         ("curl", &[" -u ", " --user ", " --user=", " -u\"", " -u$"]),
         (" login", &[" -p ", " --password ", " --password="]),
         ("htpasswd", &[" -b", " -nb"]),
+        ("swarm join", &[" --token"]),
     ];
     let mut scripts = Vec::new();
     for dir in ["lab", "scripts", "bench/pipeline", ".ci"] {
@@ -606,6 +608,16 @@ fn no_lab_or_project_script_puts_a_password_on_a_command_line() {
             let code = line.split(" #").next().unwrap_or(line);
             if code.trim_start().starts_with('#') {
                 continue;
+            }
+            // A password file is created readable by no other user from its
+            // first byte, not chmod-ed after it was written.
+            if code.contains("htpasswd -c") {
+                assert!(
+                    code.contains("umask 077"),
+                    "{}:{}: htpasswd -c without umask 077: {line}",
+                    path.display(),
+                    n + 1
+                );
             }
             for (command, options) in forbidden {
                 for option in options.iter().filter(|_| code.contains(command)) {
