@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use harness::progress::Reporter;
-use harness::verify::{self, Outcome, Problem, VerifyError, CHECKS, MARKER};
+use harness::verify::{self, Check, Outcome, Problem, VerifyError, CHECKS, MARKER};
 
 use common::database::Database;
 use common::run::Run;
@@ -54,7 +54,7 @@ async fn verify_passes_and_leaves_no_reserved_book_while_users_books_are_untouch
     // Assert
     assert!(report.passed);
     let names: Vec<_> = report.checks.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(names, CHECKS);
+    assert_eq!(names, CHECKS.map(Check::name));
     assert!(report.checks.iter().all(|c| c.outcome == Outcome::Passed), "{report}");
     assert!(report.check("list").unwrap().detail.contains("1 page"), "{report}");
     let version = report.version.as_ref().expect("/version was read");
@@ -74,7 +74,7 @@ async fn a_users_book_on_a_reserved_id_makes_verify_refuse_without_changing_anyt
 
     let error = verify::verify(&service.url, &IDS, &Reporter::hidden()).await.expect_err("verify must refuse");
 
-    assert_eq!(error.check, "reserved-ids");
+    assert_eq!(error.check, Check::ReservedIds);
     assert!(matches!(error.problem, Problem::IdInUse { id, .. } if id == IDS[1]), "{error}");
     let message = error.to_string();
     for needle in [&IDS[1].to_string(), "checks.ids", "HARNESS_CHECKS__IDS"] {
@@ -109,7 +109,7 @@ async fn a_check_failing_after_the_writes_names_the_check_and_still_removes_them
 
     let error = verify::verify(&proxy.url, &IDS, &Reporter::hidden()).await.expect_err("get-by-id must fail");
 
-    assert_eq!(error.check, "get-by-id", "{error}");
+    assert_eq!(error.check, Check::GetById, "{error}");
     let message = error.to_string();
     assert!(message.contains(&format!("GET {}/api/v1/books/_id/{}", proxy.url, IDS[0])), "{message}");
     assert!(message.contains("(tampered)"), "what came back is quoted: {message}");
@@ -133,7 +133,7 @@ async fn a_user_racing_the_checks_on_the_reserved_ids_keeps_their_books_and_veri
     assert_eq!(get(&service.url, IDS[1]).await, Some(user_book(IDS[1])), "the user's book was overwritten");
     assert_eq!(get(&service.url, IDS[0]).await, Some(user_book(IDS[0])), "the user's book was removed");
     assert_eq!(get(&service.url, IDS[2]).await, None, "nothing is written past the taken id");
-    assert_eq!(error.check, "put", "{error}");
+    assert_eq!(error.check, Check::Put, "{error}");
     assert!(matches!(error.problem, Problem::Taken { id, .. } if id == IDS[1]), "{error}");
     let message = error.to_string();
     for needle in [&format!("reserved id {} was taken by someone else", IDS[1]), "left as it is", "checks.ids"] {
@@ -204,7 +204,7 @@ async fn with_the_database_down_verify_fails_at_ready_with_the_503_and_leaves_no
     let error = verify::verify(&service.url, &IDS, &Reporter::hidden()).await.expect_err("verify must fail");
 
     assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
-    assert_eq!(error.check, "ready", "{error}");
+    assert_eq!(error.check, Check::Ready, "{error}");
     let message = error.to_string();
     let ready = format!("GET {}/ready", service.url);
     for needle in [ready.as_str(), "503", "database_unavailable", "is the database running"] {
@@ -278,7 +278,7 @@ async fn the_binary_fails_fast_naming_the_url_where_nothing_listens() {
 async fn bad_input_is_refused_before_any_request() {
     let reporter = Reporter::hidden();
     let error: VerifyError = verify::verify("localhost:8080", &IDS, &reporter).await.unwrap_err();
-    assert_eq!(error.check, "input");
+    assert_eq!(error.check, Check::Input);
     assert!(error.to_string().contains("`localhost:8080`"), "{error}");
     let error = verify::verify("http://127.0.0.1:9", &[], &reporter).await.unwrap_err();
     assert!(matches!(error.problem, Problem::BadIds { .. }), "{error}");

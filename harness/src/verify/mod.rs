@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub use self::report::{Problem, ServiceVersion, VerifyError, VerifyReport};
+pub use self::report::{Check, Problem, ServiceVersion, VerifyError, VerifyReport};
 use crate::progress::Reporter;
 pub use crate::runner::Outcome;
 use crate::runner::{millis, Done, Runner};
@@ -38,7 +38,7 @@ use http::Http;
 pub const MARKER: &str = "written by harness verify; safe to delete";
 
 /// The checks, in the order they run.
-pub const CHECKS: [&str; 8] = ["ready", "version", "integ-list", "reserved-ids", "put", "list", "get-by-id", "cleanup"];
+pub const CHECKS: [Check; 8] = Check::ALL;
 
 /// A refused connection fails at once; this only bounds a host that drops
 /// packets.
@@ -74,29 +74,19 @@ pub async fn verify_with(
     reporter: &Reporter,
 ) -> Result<VerifyReport, VerifyError> {
     let started = Instant::now();
-    let mut run = Recorder {
-        report: VerifyReport {
-            url: url.to_owned(),
-            ids: ids.to_vec(),
-            passed: false,
-            version: None,
-            checks: Vec::new(),
-            duration_ms: 0,
-            error: None,
-        },
-        runner: Runner::new(reporter, "verify: "),
+    let report = VerifyReport {
+        url: url.to_owned(),
+        ids: ids.to_vec(),
+        passed: false,
+        version: None,
+        checks: Vec::new(),
+        duration_ms: 0,
+        error: None,
     };
-    let prepared = parse_base(url).and_then(|base| Ok((base, validate_ids(ids)?))).and_then(|(base, ids)| {
-        let http = Http::new(base, headers)?;
-        Ok((http, ids))
-    });
-    let (http, ids) = match prepared {
+    let mut run = Recorder { report, runner: Runner::new(reporter, "verify: ") };
+    let (http, ids, run_id) = match prepare(url, ids, headers) {
         Ok(ready) => ready,
-        Err(problem) => return Err(run.finish(started, ("input", problem), None)),
-    };
-    let run_id = match run_id() {
-        Ok(run_id) => run_id,
-        Err(problem) => return Err(run.finish(started, ("input", problem), None)),
+        Err(problem) => return Err(run.finish(started, (Check::Input, problem), None)),
     };
     let books: Vec<Value> = ids.iter().enumerate().map(|(i, &id)| check_book(id, i + 1, ids.len(), &run_id)).collect();
 
@@ -111,37 +101,14 @@ pub async fn verify_with(
         Ok(Ok(())) => None,
         Ok(Err(failure)) => Some(failure),
         Err(_) => {
-            let check = run.runner.current().and_then(|c| CHECKS.into_iter().find(|n| *n == c)).unwrap_or("ready");
+            let check = run.runner.current().and_then(|c| CHECKS.into_iter().find(|n| n.name() == c));
+            let check = check.unwrap_or(Check::Ready);
             let problem = Problem::Deadline { url: http.base.clone(), check, secs: CHECKS_DEADLINE.as_secs() };
             run.interrupted(problem.to_string());
             Some((check, problem))
         }
     };
-
-    let cleanup = if wrote {
-        let cleaning =
-            tokio::time::timeout(CLEANUP_DEADLINE, run.check("cleanup", cleanup(&http, &books, &created))).await;
-        match cleaning {
-            Ok(Ok(())) => None,
-            Ok(Err(problem)) => Some(problem),
-            Err(_) => {
-                let problem = Problem::Cleanup {
-                    first: Box::new(Problem::Deadline {
-                        url: http.base.clone(),
-                        check: "cleanup",
-                        secs: CLEANUP_DEADLINE.as_secs(),
-                    }),
-                    left: ids.clone(),
-                    base: http.base.clone(),
-                };
-                run.interrupted(problem.to_string());
-                Some(problem)
-            }
-        }
-    } else {
-        None
-    };
-
+    let cleanup = if wrote { clean_up(&mut run, &http, &ids, &books, &created).await } else { None };
     match (failure, cleanup) {
         (None, None) => {
             run.report.passed = true;
@@ -149,8 +116,38 @@ pub async fn verify_with(
             run.report.duration_ms = millis(started.elapsed());
             Ok(run.report)
         }
-        (None, Some(problem)) => Err(run.finish(started, ("cleanup", problem), None)),
+        (None, Some(problem)) => Err(run.finish(started, (Check::Cleanup, problem), None)),
         (Some(failure), cleanup) => Err(run.finish(started, failure, cleanup)),
+    }
+}
+
+/// The client, the ids and this run's token, from the input.
+fn prepare(url: &str, ids: &[i32], headers: &[(String, String)]) -> Result<(Http, Vec<i32>, String), Problem> {
+    let base = parse_base(url)?;
+    let ids = validate_ids(ids)?;
+    Ok((Http::new(base, headers)?, ids, run_id()?))
+}
+
+/// Removes what the run wrote, within its own deadline; the problem, if
+/// the cleanup failed.
+async fn clean_up(
+    run: &mut Recorder<'_>,
+    http: &Http,
+    ids: &[i32],
+    books: &[Value],
+    created: &[(i32, String)],
+) -> Option<Problem> {
+    let cleaning = tokio::time::timeout(CLEANUP_DEADLINE, run.check(Check::Cleanup, cleanup(http, books, created)));
+    match cleaning.await {
+        Ok(Ok(())) => None,
+        Ok(Err(problem)) => Some(problem),
+        Err(_) => {
+            let deadline =
+                Problem::Deadline { url: http.base.clone(), check: Check::Cleanup, secs: CLEANUP_DEADLINE.as_secs() };
+            let problem = Problem::Cleanup { first: Box::new(deadline), left: ids.to_vec(), base: http.base.clone() };
+            run.interrupted(problem.to_string());
+            Some(problem)
+        }
     }
 }
 
@@ -162,21 +159,21 @@ async fn run_checks(
     books: &[Value],
     wrote: &mut bool,
     created: &mut Vec<(i32, String)>,
-) -> Result<(), (&'static str, Problem)> {
-    run.check("ready", check_ready(http)).await.map_err(at("ready"))?;
-    let version = run.check("version", check_version(http)).await.map_err(at("version"))?;
+) -> Result<(), (Check, Problem)> {
+    run.check(Check::Ready, check_ready(http)).await.map_err(at(Check::Ready))?;
+    let version = run.check(Check::Version, check_version(http)).await.map_err(at(Check::Version))?;
     run.report.version = Some(version);
-    run.check("integ-list", check_integ_list(http)).await.map_err(at("integ-list"))?;
-    run.check("reserved-ids", check_reserved_ids(http, ids)).await.map_err(at("reserved-ids"))?;
+    run.check(Check::IntegList, check_integ_list(http)).await.map_err(at(Check::IntegList))?;
+    run.check(Check::ReservedIds, check_reserved_ids(http, ids)).await.map_err(at(Check::ReservedIds))?;
     *wrote = true;
-    run.check("put", check_put(http, books, created)).await.map_err(at("put"))?;
-    run.check("list", check_list(http, books)).await.map_err(at("list"))?;
-    run.check("get-by-id", check_get_by_id(http, books)).await.map_err(at("get-by-id"))?;
+    run.check(Check::Put, check_put(http, books, created)).await.map_err(at(Check::Put))?;
+    run.check(Check::List, check_list(http, books)).await.map_err(at(Check::List))?;
+    run.check(Check::GetById, check_get_by_id(http, books)).await.map_err(at(Check::GetById))?;
     Ok(())
 }
 
 /// Names the check a problem came from.
-fn at(check: &'static str) -> impl FnOnce(Problem) -> (&'static str, Problem) {
+fn at(check: Check) -> impl FnOnce(Problem) -> (Check, Problem) {
     move |problem| (check, problem)
 }
 
@@ -188,12 +185,12 @@ struct Recorder<'r> {
 
 impl Recorder<'_> {
     /// Runs one check and records its outcome, duration and detail.
-    async fn check<T, F>(&mut self, name: &'static str, check: F) -> Result<T, Problem>
+    async fn check<T, F>(&mut self, name: Check, check: F) -> Result<T, Problem>
     where
         F: std::future::Future<Output = Result<(T, String), Problem>>,
     {
         let work = async { check.await.map(|(value, detail)| Done::passed(value, detail)) };
-        self.runner.step(name, "running", work).await
+        self.runner.step(name.name(), "running", work).await
     }
 
     /// Records the check a deadline interrupted as failed.
@@ -203,16 +200,11 @@ impl Recorder<'_> {
 
     /// The failed run's error, with the checks that did not run marked as
     /// skipped.
-    fn finish(
-        mut self,
-        started: Instant,
-        (check, problem): (&'static str, Problem),
-        cleanup: Option<Problem>,
-    ) -> VerifyError {
-        for name in CHECKS {
-            if !self.runner.has(name) {
-                let detail = if name == "cleanup" { "nothing was written" } else { "an earlier check failed" };
-                self.runner.skip(name, detail);
+    fn finish(mut self, started: Instant, (check, problem): (Check, Problem), cleanup: Option<Problem>) -> VerifyError {
+        for check in CHECKS {
+            if !self.runner.has(check.name()) {
+                let detail = if check == Check::Cleanup { "nothing was written" } else { "an earlier check failed" };
+                self.runner.skip(check.name(), detail);
             }
         }
         self.report.checks = self.runner.into_records();

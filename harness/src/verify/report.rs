@@ -46,12 +46,62 @@ impl fmt::Display for VerifyReport {
     }
 }
 
+/// One check of a verify run (`input`: the URL and ids, before any).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Check {
+    Input,
+    Ready,
+    Version,
+    IntegList,
+    ReservedIds,
+    Put,
+    List,
+    GetById,
+    Cleanup,
+}
+
+impl Check {
+    /// The checks, in the order they run.
+    pub const ALL: [Check; 8] = [
+        Check::Ready,
+        Check::Version,
+        Check::IntegList,
+        Check::ReservedIds,
+        Check::Put,
+        Check::List,
+        Check::GetById,
+        Check::Cleanup,
+    ];
+
+    /// Its name in reports and errors.
+    pub fn name(self) -> &'static str {
+        match self {
+            Check::Input => "input",
+            Check::Ready => "ready",
+            Check::Version => "version",
+            Check::IntegList => "integ-list",
+            Check::ReservedIds => "reserved-ids",
+            Check::Put => "put",
+            Check::List => "list",
+            Check::GetById => "get-by-id",
+            Check::Cleanup => "cleanup",
+        }
+    }
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
+    }
+}
+
 /// A failed run: which check, what went wrong, whether the cleanup failed
 /// too, and the report up to there.
 #[derive(Debug)]
 pub struct VerifyError {
     /// The check that failed (`input` for a bad URL or bad ids).
-    pub check: &'static str,
+    pub check: Check,
     pub problem: Problem,
     /// Set when the cleanup failed as well (after `problem`).
     pub cleanup: Option<Problem>,
@@ -91,7 +141,7 @@ pub enum Problem {
     #[error("book {id} exists on {url} (title {title:?}, author {author:?}) and was not written by the checks; verify writes nothing rather than overwrite a user's book: give the checks other ids with `checks.ids` in harness.toml or HARNESS_CHECKS__IDS")]
     IdInUse { id: i32, url: String, title: String, author: String },
     #[error("the checks did not finish within {secs} s (during `{check}`): the service at {url} answers too slowly")]
-    Deadline { url: String, check: &'static str, secs: u64 },
+    Deadline { url: String, check: Check, secs: u64 },
     #[error("book {id} at {url} is no longer the one the checks wrote, so someone replaced it during the checks: left as it is")]
     Replaced { id: i32, url: String },
     #[error("reserved id {id} was taken by someone else {when}: their book at {url} is left as it is and verify wrote nothing there; give the checks ids no one uses with `checks.ids` in harness.toml or HARNESS_CHECKS__IDS")]
