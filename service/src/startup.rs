@@ -60,6 +60,7 @@ impl Application {
                 .app_data(repo)
                 .app_data(static_root.clone())
                 .app_data(body_timeout.clone())
+                .app_data(web::QueryConfig::default().error_handler(routes::query_error))
                 .service(resource("/health", "GET, OPTIONS").route(web::get().to(routes::health)))
                 .service(resource("/ready", "GET, OPTIONS").route(web::get().to(routes::ready)))
                 .service(resource("/version", "GET, OPTIONS").route(web::get().to(routes::version)))

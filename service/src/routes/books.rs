@@ -1,14 +1,13 @@
 //! The books API: `/api/v1/books`.
 
-use std::collections::HashMap;
-
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{stream, StreamExt};
+use serde::Deserialize;
 use utoipa::IntoParams;
 
-use crate::domain::{Book, BookId, BookSummary, Page};
+use crate::domain::{Book, BookError, BookId, BookSummary, Page};
 use crate::error::{ApiError, ErrorBody};
 use crate::repository::{BookRepository, Removed};
 
@@ -16,17 +15,35 @@ use crate::repository::{BookRepository, Removed};
 /// a client from making the service buffer megabytes.
 pub const BODY_LIMIT: usize = 256 * 1024;
 
-/// Optional paging of the list.
-#[derive(IntoParams)]
+/// The list's query, `?limit=N&after=ID`, both optional: the one parser of
+/// the list's parameters (`web::Query<ListQuery>`), and what the OpenAPI
+/// document says of them. The values are taken as text and checked by
+/// `Page::try_from`, so that an error names the parameter and the value sent
+/// (serde's own errors name neither); the document states their real type.
+#[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)] // documents the query for OpenAPI; parsed by `Page::parse`
 pub(crate) struct ListQuery {
     /// At most this many books (1 to 1000). Without it, every book.
-    #[param(minimum = 1, maximum = 1000)]
-    limit: Option<i32>,
+    #[param(value_type = Option<i32>, minimum = 1, maximum = 1000)]
+    limit: Option<String>,
     /// Only books whose `_id` is greater than this (the last `_id` of the previous page).
-    #[param(minimum = -2147483648, maximum = 2147483647)]
-    after: Option<i32>,
+    #[param(value_type = Option<i32>, minimum = -2147483648, maximum = 2147483647)]
+    after: Option<String>,
+}
+
+impl TryFrom<ListQuery> for Page {
+    type Error = BookError;
+
+    fn try_from(query: ListQuery) -> Result<Self, Self::Error> {
+        Page::parse(query.limit.as_deref(), query.after.as_deref())
+    }
+}
+
+/// A query string that does not fit `ListQuery` (a parameter given twice):
+/// 400 with the JSON error body, like every other refusal. Registered for
+/// the whole app in `startup.rs`.
+pub(crate) fn query_error(error: actix_web::error::QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
+    ApiError::BadBody(format!("the query string is not valid: {error}")).into()
 }
 
 /// List the summaries of the books, ordered by `_id`.
@@ -39,10 +56,11 @@ pub(crate) struct ListQuery {
     )
 )]
 #[tracing::instrument(skip_all)]
-pub(crate) async fn list_books(req: HttpRequest, repo: web::Data<BookRepository>) -> Result<HttpResponse, ApiError> {
-    let query = web::Query::<HashMap<String, String>>::from_query(req.query_string())
-        .map_err(|e| ApiError::BadBody(format!("the query string is not valid: {e}")))?;
-    let page = Page::parse(query.get("limit").map(String::as_str), query.get("after").map(String::as_str))?;
+pub(crate) async fn list_books(
+    query: web::Query<ListQuery>,
+    repo: web::Data<BookRepository>,
+) -> Result<HttpResponse, ApiError> {
+    let page = Page::try_from(query.into_inner())?;
     let summaries = repo.list(page).await?;
 
     // `[`, then each batch the cursor has ready as one chunk, then `]`.

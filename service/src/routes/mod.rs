@@ -5,7 +5,7 @@ mod health;
 mod openapi;
 mod static_files;
 
-pub(crate) use books::{delete_book, get_book, list_books, put_book, BodyTimeout};
+pub(crate) use books::{delete_book, get_book, list_books, put_book, query_error, BodyTimeout};
 pub(crate) use health::{health, ready, version};
 pub(crate) use openapi::{document as openapi_document, openapi_json};
 pub(crate) use static_files::{static_file, StaticRoot};

@@ -133,6 +133,15 @@ async fn bad_paging_parameters_are_400_naming_them() {
     assert_error(app.get("/api/v1/books?limit=abc").await, 400, "invalid_field", Some("limit")).await;
     assert_error(app.get("/api/v1/books?limit=5000").await, 400, "invalid_field", Some("limit")).await;
     assert_error(app.get("/api/v1/books?after=x").await, 400, "invalid_field", Some("after")).await;
+    // Unknown parameters are ignored, as before.
+    assert_eq!(app.get("/api/v1/books?limit=2&other=x").await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_paging_parameter_given_twice_is_400_naming_it() {
+    let app = spawn_app().await;
+    let body = assert_error(app.get("/api/v1/books?limit=2&limit=3").await, 400, "bad_body", None).await;
+    assert!(body["message"].as_str().unwrap().contains("duplicate field `limit`"), "{body}");
 }
 
 #[tokio::test]
