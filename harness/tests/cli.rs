@@ -58,7 +58,6 @@ fn a_step_past_its_deadline_is_killed_with_its_process_group_and_named() {
 #[test]
 fn a_source_tree_runs_no_code_here_unless_trusted_and_the_refusal_says_why() {
     // A tree whose test and package script would each leave a mark.
-    let upstream = tempfile::tempdir().unwrap();
     let marks = tempfile::tempdir().unwrap();
     let mark = |name: &str| marks.path().join(name).display().to_string();
     let files = [
@@ -70,14 +69,7 @@ fn a_source_tree_runs_no_code_here_unless_trusted_and_the_refusal_says_why() {
         ("tests/api.rs", format!("#[test]\nfn marks() {{ std::fs::write({:?}, \"ran\").unwrap(); }}\n", mark("test"))),
         ("scripts/dist.sh", format!("touch {:?}\n", mark("package"))),
     ];
-    for (path, text) in files {
-        let path = upstream.path().join(path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    }
-    common::git(upstream.path(), &["init", "-q"]);
-    common::git(upstream.path(), &["add", "-A"]);
-    common::git(upstream.path(), &["commit", "-qm", "an upstream"]);
+    let upstream = common::committed_tree(&files, "an upstream");
     let state = tempfile::tempdir().unwrap();
 
     let run = harness(DEADLINE)

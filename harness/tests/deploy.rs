@@ -27,7 +27,7 @@ use common::prod::{assert_no_lock, LOCK};
 use common::release::Release;
 use common::run::{run_bounded, Run};
 use common::target::{revision, Target, OBSERVE_DEADLINE};
-use common::{repo_root, without_cargo_env, Lab};
+use common::{repo_root, Lab};
 
 /// The containers a deploy owns on prod (project `books-ms`).
 const BLUE: &str = "books-ms-blue";
@@ -103,15 +103,8 @@ impl SignalledDeploy {
     fn start(image: &str, env: &[(&str, &str)]) -> SignalledDeploy {
         let pid_dir = tempfile::tempdir().unwrap();
         let pid_file = pid_dir.path().join("harness.pid");
-        let mut command = Command::new("bash");
-        without_cargo_env(&mut command)
-            .args(["-c", r#"echo $$ > "$0.tmp" && mv "$0.tmp" "$0" && exec "$@""#])
-            .arg(&pid_file)
-            .arg(env!("CARGO_BIN_EXE_harness"))
-            .arg("--repo")
-            .arg(repo_root())
-            .args(["deploy", "--image", image])
-            .envs(env.iter().copied());
+        let mut command = common::run::harness_writing_its_pid(&pid_file);
+        command.arg("--repo").arg(repo_root()).args(["deploy", "--image", image]).envs(env.iter().copied());
         let run = tokio::task::spawn_blocking(move || run_bounded(&mut command, PROD.deadline()));
         SignalledDeploy { run, pid_file, _pid_dir: pid_dir }
     }

@@ -13,7 +13,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::run::{run_bounded, Run};
-use common::without_cargo_env;
 
 /// The whole pipeline, should it not stop.
 const RUN_DEADLINE: Duration = Duration::from_secs(300);
@@ -30,7 +29,6 @@ const TESTS_LABEL: &str = "books-ms.tests.pid";
 /// to `$PROBE_DIR/test.pid` after starting a container of that label named
 /// in `$PROBE_DIR/container`.
 fn waiting_upstream() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
     let test = format!(
         r#"#[test]
 fn waits() {{
@@ -64,15 +62,7 @@ fn waits() {{
         ("Dockerfile", "FROM scratch\nCOPY dist/books-ms /books-ms\n".to_owned()),
         ("Dockerfile.test", "FROM scratch\nCOPY Cargo.toml /Cargo.toml\n".to_owned()),
     ];
-    for (path, text) in files {
-        let path = dir.path().join(path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    }
-    common::git(dir.path(), &["init", "-q"]);
-    common::git(dir.path(), &["add", "-A"]);
-    common::git(dir.path(), &["commit", "-qm", "a test that waits"]);
-    dir
+    common::committed_tree(&files, "a test that waits")
 }
 
 /// Whether process `pid` is gone (or a zombie nobody reaped yet).
@@ -104,18 +94,13 @@ fn ctrl_c_during_the_test_and_package_steps_ends_their_processes_and_the_contain
         ["BOOKS_DEBIAN_IMAGE"]
         .clone();
     let pid_file: PathBuf = probe.path().join("harness.pid");
-    let mut command = Command::new("bash");
-    without_cargo_env(&mut command)
-        .args(["-c", r#"echo $$ > "$0.tmp" && mv "$0.tmp" "$0" && exec "$@""#])
-        .arg(&pid_file)
-        .arg(env!("CARGO_BIN_EXE_harness"))
+    let mut command = common::run::harness_writing_its_pid(&pid_file);
+    command
         .arg("--repo")
         .arg(state.path())
         .args(["pipeline", "--trust-source", "--source"])
         .arg(upstream.path())
-        .env("HARNESS_IMAGES__SERVICE", &name)
-        .env("HARNESS_IMAGES__TESTS", format!("{name}-tests"))
-        .env("HARNESS_PROD__PROJECT", &name)
+        .envs(common::named(&name))
         .env("PROBE_DIR", probe.path())
         .env("PROBE_IMAGE", &image);
     let run = std::thread::spawn(move || run_bounded(&mut command, RUN_DEADLINE));

@@ -287,7 +287,6 @@ fn a_ref_of_another_repository_is_planned_with_its_commit_and_tag() {
 /// by default), silently, then fails: so the test step fails while, or
 /// after, the steps beside it ran.
 fn failing_upstream() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
     let files = [
         // Named as the service, which the pipeline's test command selects
         // (`cargo test -p books-ms --lib --test api`).
@@ -331,15 +330,7 @@ fn a_planted_failure() {
         ("Dockerfile", "FROM scratch\nCOPY dist/books-ms /books-ms\n"),
         ("Dockerfile.test", "FROM scratch\nCOPY Cargo.toml /Cargo.toml\n"),
     ];
-    for (path, text) in files {
-        let path = dir.path().join(path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    }
-    common::git(dir.path(), &["init", "-q"]);
-    common::git(dir.path(), &["add", "-A"]);
-    common::git(dir.path(), &["commit", "-qm", "a failing test"]);
-    dir
+    common::committed_tree(&files, "a failing test")
 }
 
 /// `harness --json pipeline --source UPSTREAM` with a state folder of its
@@ -351,9 +342,7 @@ fn pipeline_of(upstream: &std::path::Path, name: &str, env: &[(&str, &str)]) -> 
         .arg(state.path())
         .args(["--json", "pipeline", "--trust-source", "--source"])
         .arg(upstream)
-        .env("HARNESS_IMAGES__SERVICE", name)
-        .env("HARNESS_IMAGES__TESTS", format!("{name}-tests"))
-        .env("HARNESS_PROD__PROJECT", name)
+        .envs(common::named(name))
         .envs(env.iter().copied())
         .run();
     let report = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("no JSON report ({e}): {run:?}"));
@@ -568,9 +557,7 @@ async fn without_a_terminal_the_pipeline_says_what_it_does_at_least_every_ten_se
         .arg(state.path())
         .args(["pipeline", "--trust-source", "--source"])
         .arg(upstream.path())
-        .env("HARNESS_IMAGES__SERVICE", &name)
-        .env("HARNESS_IMAGES__TESTS", format!("{name}-tests"))
-        .env("HARNESS_PROD__PROJECT", &name)
+        .envs(common::named(&name))
         .env("PROBE_SECS", "25")
         .run_async()
         .await;

@@ -93,6 +93,30 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
 /// A nested cargo (a script or the harness's test step) must not see the
 /// variables cargo sets for this test: build scripts that watch them (ring's
 /// among them) would think their inputs changed and rebuild.
+/// The settings that give a pipeline run images and a prod project named
+/// `name` of its own (for `Harness::envs` or `Command::envs`).
+pub fn named(name: &str) -> [(&'static str, String); 3] {
+    [
+        ("HARNESS_IMAGES__SERVICE", name.to_owned()),
+        ("HARNESS_IMAGES__TESTS", format!("{name}-tests")),
+        ("HARNESS_PROD__PROJECT", name.to_owned()),
+    ]
+}
+
+/// A git repository of `files` (path, text), committed with `message`.
+pub fn committed_tree<T: AsRef<str>>(files: &[(&str, T)], message: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, text) in files {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text.as_ref()).unwrap();
+    }
+    git(dir.path(), &["init", "-q"]);
+    git(dir.path(), &["add", "-A"]);
+    git(dir.path(), &["commit", "-qm", message]);
+    dir
+}
+
 pub fn without_cargo_env(command: &mut std::process::Command) -> &mut std::process::Command {
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy().into_owned();

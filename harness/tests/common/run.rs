@@ -47,6 +47,19 @@ impl Run {
 
 /// `harness` (the binary cargo built for these tests), to be given its
 /// arguments and environment, then run within `deadline`.
+/// The harness binary run through a shell that first writes its pid (the
+/// harness's, as it `exec`s) to `pid_file`, for a test that signals it;
+/// the caller adds the harness's arguments. Without this test's cargo
+/// variables.
+pub fn harness_writing_its_pid(pid_file: &std::path::Path) -> Command {
+    let mut command = Command::new("bash");
+    without_cargo_env(&mut command)
+        .args(["-c", r#"echo $$ > "$0.tmp" && mv "$0.tmp" "$0" && exec "$@""#])
+        .arg(pid_file)
+        .arg(env!("CARGO_BIN_EXE_harness"));
+    command
+}
+
 pub fn harness(deadline: Duration) -> Harness {
     let mut command = Command::new(env!("CARGO_BIN_EXE_harness"));
     // Its test step runs a nested cargo, which must not see this test's
