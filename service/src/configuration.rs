@@ -42,6 +42,10 @@ pub struct HttpSettings {
     pub max_connections: usize,
     /// Connections the kernel queues before the service accepts them (`HTTP_BACKLOG`).
     pub backlog: u32,
+    /// How long a response may wait for a client that takes nothing of it
+    /// (`HTTP_SEND_TIMEOUT_MS`): past it the connection is cut, so that
+    /// stalled readers cannot pile up to `max_connections`.
+    pub send_timeout: Duration,
 }
 
 impl Default for HttpSettings {
@@ -63,6 +67,10 @@ impl Default for HttpSettings {
             max_connections: 4096,
             // actix-web's default (std's bind would give 128).
             backlog: 1024,
+            // A client that takes not one byte of its response for 30 s has
+            // stalled (a slow phone still takes some every few seconds); at
+            // most this long does it hold a connection and a cursor's batch.
+            send_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -192,6 +200,7 @@ fn parse_http(get: &impl Fn(&str) -> Option<String>) -> Result<HttpSettings, Con
         keep_alive,
         max_connections: count("HTTP_MAX_CONNECTIONS", defaults.max_connections as u64, 1_000_000)? as usize,
         backlog: count("HTTP_BACKLOG", u64::from(defaults.backlog), 65_535)? as u32,
+        send_timeout: millis("HTTP_SEND_TIMEOUT_MS", defaults.send_timeout)?,
     })
 }
 
@@ -331,6 +340,7 @@ mod tests {
             ("HTTP_KEEP_ALIVE_SECS", "0"),
             ("HTTP_MAX_CONNECTIONS", "100"),
             ("HTTP_BACKLOG", "64"),
+            ("HTTP_SEND_TIMEOUT_MS", "4000"),
         ])
         .unwrap();
         assert_eq!(
@@ -341,6 +351,7 @@ mod tests {
                 keep_alive: Duration::ZERO,
                 max_connections: 100,
                 backlog: 64,
+                send_timeout: Duration::from_secs(4),
             }
         );
     }
@@ -397,6 +408,7 @@ mod tests {
             ("HTTP_KEEP_ALIVE_SECS", "-1"),
             ("HTTP_MAX_CONNECTIONS", "0"),
             ("HTTP_BACKLOG", "70000"),
+            ("HTTP_SEND_TIMEOUT_MS", "0"),
             ("MONGODB_URI", "http://db"),
         ];
         for (variable, value) in cases {

@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::http::{KeepAlive, Method};
@@ -32,7 +33,7 @@ impl Application {
         // refuses stop the start; a worker uses it only if its own client
         // cannot be made (the same options, so not expected).
         let fallback = web::Data::new(shared.client()?);
-        let listener = listen(settings.listen_addr, settings.http.backlog)
+        let listener = listen(settings.listen_addr, settings.http.backlog, settings.http.send_timeout)
             .with_context(|| format!("LISTEN_ADDR: cannot listen on {}", settings.listen_addr))?;
         let local = listener.local_addr()?;
         let static_root = web::Data::new(StaticRoot::new(&settings.static_dir));
@@ -123,15 +124,39 @@ impl Application {
 }
 
 /// A listener with our backlog: std's `TcpListener::bind` fixes it at 128, and
-/// actix's `backlog` applies only to the addresses it binds itself.
-fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+/// actix's `backlog` applies only to the addresses it binds itself. Its
+/// connections have the send deadline (see [`set_send_timeout`]).
+fn listen(addr: SocketAddr, backlog: u32, send_timeout: Duration) -> std::io::Result<TcpListener> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     // As std does: a restarted service may bind while old connections linger in TIME_WAIT.
     socket.set_reuse_address(true)?;
+    set_send_timeout(&socket, send_timeout)?;
     socket.bind(&addr.into())?;
     socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
     Ok(socket.into())
+}
+
+/// The deadline for a response the client takes nothing of
+/// (`HTTP_SEND_TIMEOUT_MS`), as the kernel's `TCP_USER_TIMEOUT`: once data
+/// sent waits that long unacknowledged, or the client's receive window stays
+/// shut that long (it reads nothing), the kernel drops the connection, actix
+/// sees the error on its next write and drops the response, and with it the
+/// list's cursor. actix-web has no such deadline (its timers are the
+/// request's head, keep-alive and the disconnect), and a wrapper around the
+/// body stream cannot make one: actix stops polling the body while its write
+/// buffer is full, which is exactly when the client stalls. Set on the
+/// listener, it is inherited by every connection accepted from it.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn set_send_timeout(socket: &socket2::Socket, timeout: Duration) -> std::io::Result<()> {
+    socket.set_tcp_user_timeout(Some(timeout))
+}
+
+/// Elsewhere the kernel offers no such deadline: the image runs on Linux.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn set_send_timeout(_: &socket2::Socket, timeout: Duration) -> std::io::Result<()> {
+    tracing::warn!(?timeout, "HTTP_SEND_TIMEOUT_MS is not applied on this system (Linux only)");
+    Ok(())
 }
 
 /// A resource that answers `OPTIONS` with its methods (204 and `Allow`) and

@@ -49,6 +49,8 @@ const RESERVED_GROWTH_BOUND_KIB: u64 = 48 * 1024;
 struct Service {
     child: Child,
     port: u16,
+    /// Its database (fresh for each service), for a test to fill.
+    db_name: String,
 }
 
 impl Service {
@@ -59,14 +61,14 @@ impl Service {
             .env_clear()
             .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
             .env("MONGODB_URI", shared_db_uri().await)
-            .env("DB_DBNAME", db_name)
+            .env("DB_DBNAME", &db_name)
             .env("RUST_LOG", "error")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start books-ms");
-        let mut service = Service { child, port };
+        let mut service = Service { child, port, db_name };
         wait_listening(&mut service.child, port);
         service
     }
@@ -79,6 +81,17 @@ impl Service {
     /// `VmPeak` (peak virtual memory: what was reserved, touched or not) in KiB.
     fn peak_virtual_kib(&self) -> u64 {
         self.status_kib("VmPeak:")
+    }
+
+    /// The sockets the process holds (its clients' connections, its
+    /// listener and its database connections), from `/proc/<pid>/fd`.
+    fn sockets(&self) -> usize {
+        let fds = std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).expect("/proc fd");
+        fds.filter_map(Result::ok)
+            .filter(|fd| {
+                std::fs::read_link(fd.path()).is_ok_and(|target| target.to_string_lossy().starts_with("socket:"))
+            })
+            .count()
     }
 
     fn status_kib(&self, key: &str) -> u64 {
@@ -306,4 +319,166 @@ async fn with_keep_alive_off_a_connection_serves_one_request_so_no_second_header
     // Assert: the service closed the connection after its first answer.
     assert!(ended.closed, "the connection stayed open {:?}", ended.after);
     assert!(ended.after < Duration::from_secs(2), "closed only after {:?}", ended.after);
+}
+
+/// The send deadline (`HTTP_SEND_TIMEOUT_MS`) for the stalled-readers test.
+const SEND_TIMEOUT: Duration = Duration::from_secs(3);
+/// Connections that ask for the whole list and read nothing. Few: more at
+/// once make the lab's database (FerretDB on SQLite reads and sorts the
+/// whole collection for each list) the bottleneck of the test (measured: at
+/// 50 and 100, GETs by id of the other client waited over 5 s for it).
+const STALLED_READERS: usize = 10;
+/// The list they ask for: 3,000 books with 2 KB titles, about 6.2 MB,
+/// more than the sockets between the service and a client that reads
+/// nothing hold (about 4 MB on loopback), so the service is left with a
+/// response its client does not take. (A 20,000-book list of short titles,
+/// 1.2 MB, fits in those buffers whole: its readers never stall the service.)
+const LIST_BOOKS: i32 = 3_000;
+const TITLE_BYTES: usize = 2_000;
+/// Each stalled reader's whole list and its memory: the cursor's batch
+/// (256 summaries of 2 KB) and actix's write buffer, a few hundred KiB.
+const STALLED_MEMORY_BOUND_KIB: u64 = 96 * 1024;
+
+/// How a stalled reader's response ended once it read again.
+#[derive(Debug)]
+struct Stalled {
+    /// Bytes received in all (headers and body).
+    bytes: usize,
+    /// The chunked body ended with its terminator: the whole list arrived.
+    complete: bool,
+}
+
+/// Asks for the whole list, reads nothing for `stall`, then reads what is
+/// there until the connection ends (bounded: 10 s).
+async fn stalled_reader(port: u16, stall: Duration) -> Stalled {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    stream.write_all(b"GET /api/v1/books HTTP/1.1\r\nHost: t\r\n\r\n").await.expect("request sent");
+    tokio::time::sleep(stall).await;
+    let mut received = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    // Ends at the end of the stream, at a reset (the service cut it), or
+    // at the body's terminator on a connection kept alive.
+    while let Ok(Ok(n)) = tokio::time::timeout_at(until, stream.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+        received.extend_from_slice(&buf[..n]);
+        if received.ends_with(b"\r\n0\r\n\r\n") {
+            break;
+        }
+    }
+    Stalled { bytes: received.len(), complete: received.ends_with(b"\r\n0\r\n\r\n") }
+}
+
+/// A well-behaved client while the readers stall: GET by id, `rounds`
+/// times; the latency of each.
+async fn get_by_id_latencies(port: u16, rounds: usize) -> (Vec<Duration>, Vec<String>) {
+    let http = reqwest::Client::builder().timeout(CLIENT_TIMEOUT).build().unwrap();
+    let (mut took, mut failed) = (Vec::new(), Vec::new());
+    for i in 0..rounds {
+        let started = Instant::now();
+        let id = (i as i32 * 7) % LIST_BOOKS;
+        match http.get(format!("http://127.0.0.1:{port}/api/v1/books/_id/{id}")).send().await {
+            Ok(response) if response.status().is_success() => took.push(started.elapsed()),
+            Ok(response) => failed.push(format!("status {}", response.status())),
+            Err(e) => failed.push(e.to_string()),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    took.sort();
+    (took, failed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_readers_of_a_large_list_are_cut_after_the_send_deadline_while_others_are_served() {
+    // Arrange: the binary with a short send deadline, and a large list.
+    raise_descriptor_limit(4096);
+    let service = Service::start(&[("HTTP_SEND_TIMEOUT_MS", SEND_TIMEOUT.as_millis().to_string())]).await;
+    let port = service.port;
+    let collection = mongodb::Client::with_uri_str(shared_db_uri().await)
+        .await
+        .unwrap()
+        .database(&service.db_name)
+        .collection::<mongodb::bson::Document>("books");
+    let title = "t".repeat(TITLE_BYTES);
+    for chunk in 0..LIST_BOOKS / 500 {
+        let books: Vec<_> =
+            (0..500).map(|i| mongodb::bson::doc! { "_id": chunk * 500 + i, "title": &title, "author": "A" }).collect();
+        collection.insert_many(books).await.expect("books inserted");
+    }
+    // One whole list read first: the baseline of memory includes serving it.
+    let whole = stalled_reader(port, Duration::ZERO).await;
+    assert!(whole.complete, "a reader that reads got {} bytes and no end", whole.bytes);
+    let (baseline, failed) = get_by_id_latencies(port, 20).await;
+    assert!(failed.is_empty(), "without stalled readers: {failed:?}");
+    let (baseline_peak, baseline_sockets) = (service.peak_rss_kib(), service.sockets());
+
+    // Act: the stalled readers hold still for five times the deadline, while
+    // the other client reads by id; the service's sockets are counted while
+    // they stall, then until the readers' are gone (before the readers read
+    // again, so only the service can have cut them).
+    let stall = SEND_TIMEOUT * 5;
+    let started = Instant::now();
+    let readers: Vec<_> = (0..STALLED_READERS).map(|_| tokio::spawn(stalled_reader(port, stall))).collect();
+    let others = tokio::spawn(get_by_id_latencies(port, 120));
+    tokio::time::sleep(SEND_TIMEOUT / 3).await;
+    let held = service.sockets();
+    let mut after_deadline = held;
+    while held - after_deadline.min(held) < STALLED_READERS && started.elapsed() < stall - Duration::from_secs(1) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        after_deadline = service.sockets();
+    }
+    let cut_after = started.elapsed();
+    let (during, failed) = others.await.expect("the other client");
+    let mut ended = Vec::new();
+    for reader in readers {
+        ended.push(reader.await.expect("a stalled reader"));
+    }
+    let peak = service.peak_rss_kib();
+
+    // Figures, for scripts/reliability-clients.sh.
+    let percentile = |took: &[Duration], p: usize| took.get(took.len() * p / 100).map_or(0, |d| d.as_millis());
+    let most = ended.iter().map(|e| e.bytes).max().unwrap_or(0);
+    eprintln!(
+        "stalled-readers: readers={STALLED_READERS} list={} KiB deadline={} ms; sockets of the service before={} \
+         stalled={} after the deadline={} (at {} ms); complete lists among them={}; most received={} KiB; others' GET by id \
+         sent={} failed={} p50={} ms worst={} ms (baseline p50={} ms worst={} ms); peak RSS baseline={} KiB \
+         with stalled readers={} KiB",
+        whole.bytes / 1024,
+        SEND_TIMEOUT.as_millis(),
+        baseline_sockets,
+        held,
+        after_deadline,
+        cut_after.as_millis(),
+        ended.iter().filter(|e| e.complete).count(),
+        most / 1024,
+        during.len() + failed.len(),
+        failed.len(),
+        percentile(&during, 50),
+        during.last().map_or(0, |d| d.as_millis()),
+        percentile(&baseline, 50),
+        baseline.last().map_or(0, |d| d.as_millis()),
+        baseline_peak,
+        peak,
+    );
+
+    // Assert: the readers were held while they stalled, and cut by the
+    // service after the deadline: none got the whole list.
+    // (The database connections the lists opened stay in the driver's pool:
+    // the stalled readers' own sockets are what must be gone.)
+    assert!(held >= baseline_sockets + STALLED_READERS, "only {held} sockets while the readers stalled");
+    assert!(
+        held - after_deadline.min(held) >= STALLED_READERS,
+        "{after_deadline} sockets {} ms after the readers stalled, {held} while they did",
+        cut_after.as_millis()
+    );
+    assert!(ended.iter().all(|e| !e.complete), "a stalled reader got the whole list");
+    // The others were served throughout, each request within the bound.
+    assert!(failed.is_empty(), "the other client failed beside stalled readers: {failed:?}");
+    // Memory: bounded growth over the same process's baseline.
+    assert!(
+        peak < baseline_peak + STALLED_MEMORY_BOUND_KIB,
+        "peak RSS grew from {baseline_peak} KiB to {peak} KiB with {STALLED_READERS} stalled readers"
+    );
 }
