@@ -105,7 +105,7 @@ async fn with_the_database_paused_each_write_reaches_the_service_once_and_answer
         let put =
             write(reqwest::Method::PUT, &format!("{base}/api/v1/books"), &agent, &[("If-None-Match", "*")], Some(book))
                 .await;
-        let delete = write(reqwest::Method::DELETE, &format!("{base}/api/v1/books/{id}"), &agent, &[], None).await;
+        let delete = write(reqwest::Method::DELETE, &format!("{base}/api/v1/books/_id/{id}"), &agent, &[], None).await;
         (put, delete, started.elapsed())
     };
     // The tasks flush their logs within a moment.
@@ -124,5 +124,5 @@ async fn with_the_database_paused_each_write_reaches_the_service_once_and_answer
     }
     assert_eq!((puts, deletes), (1, 1), "each write reached the service once (PUT: {put}; DELETE: {delete})");
     // Whatever became of the book, remove it.
-    let _ = write(reqwest::Method::DELETE, &format!("{base}/api/v1/books/{id}"), &agent, &[], None).await;
+    let _ = write(reqwest::Method::DELETE, &format!("{base}/api/v1/books/_id/{id}"), &agent, &[], None).await;
 }
