@@ -2,9 +2,10 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::config::TargetKind;
+use crate::deploy::logs::{Grep, Since};
 
 #[derive(Debug, Parser)]
 #[command(name = "harness", version, about = "Test, build, push, deploy and verify books-ms")]
@@ -18,7 +19,7 @@ pub struct Cli {
     /// The books-ms checkout to work on (default: the one around the current folder).
     #[arg(long, global = true, env = "HARNESS_REPO")]
     pub repo: Option<PathBuf>,
-    /// Where deploy, status, rollback, history, lock and pipeline work: one
+    /// Where deploy, status, details, logs, rollback, history, lock and pipeline work: one
     /// Docker engine or a swarm (default: `prod.kind`, else `engine`).
     #[arg(long, global = true, value_enum, value_name = "KIND")]
     pub target: Option<TargetKind>,
@@ -58,6 +59,34 @@ pub enum Command {
     /// Show what runs on prod: the live colour, the containers, the deploy
     /// lock and the last deploys.
     Status,
+    /// Everything that runs on prod, in full: each container or task (image
+    /// digest, revision, colour, node, state, health, started, restarts), the
+    /// proxy and the colour it serves, the database, the deploy lock and the
+    /// last deploys. Reads only.
+    Details,
+    /// The live release's logs on prod, each line marked with its colour
+    /// (single host: every colour that runs) or its node (swarm: every task).
+    /// Reads only; without --follow it ends within seconds.
+    Logs {
+        /// Only lines from this time (RFC 3339) or this long ago (`90s`,
+        /// `10m`, `2h`, `1d`, `1h30m`).
+        #[arg(long, value_name = "WHEN")]
+        since: Option<Since>,
+        /// The last N lines of each container or task (default 100, or
+        /// every line with --since or --grep).
+        #[arg(long, short = 'n', value_name = "N")]
+        lines: Option<u64>,
+        /// Keep printing lines as they come, until Ctrl-C.
+        #[arg(long, short)]
+        follow: bool,
+        /// Only the lines holding PATTERN, as plain text or as a regular
+        /// expression.
+        #[arg(long, value_name = "PATTERN")]
+        grep: Option<Grep>,
+        /// An accessory's logs instead of the app's.
+        #[arg(long, value_enum, value_name = "NAME")]
+        accessory: Option<Accessory>,
+    },
     /// Every deploy and rollback prod recorded: who, when, what, how it ended.
     History,
     /// Go back to the release before the live one (or `--to` one from the
@@ -93,6 +122,34 @@ pub enum Command {
         #[arg(long)]
         trust_source: bool,
     },
+    /// Print a completion script for SHELL (see the README to install it).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print harness's man page (roff; `harness man | man -l -` shows it).
+    Man,
+}
+
+/// The project's accessories (`harness logs --accessory`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Accessory {
+    /// The database (`P-db`: a container, or a service on the swarm).
+    Db,
+}
+
+/// The completion script of `shell` for this command line.
+pub fn completions(shell: clap_complete::Shell) -> Vec<u8> {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "harness", &mut script);
+    script
+}
+
+/// The man page of this command line (roff).
+pub fn man() -> std::io::Result<Vec<u8>> {
+    let mut page = Vec::new();
+    clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+    Ok(page)
 }
 
 #[derive(Debug, Subcommand)]
@@ -122,7 +179,6 @@ pub enum LabCommand {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn the_cli_definition_is_consistent() {
@@ -186,6 +242,47 @@ mod tests {
         assert_eq!(cli.target, Some(TargetKind::Engine));
         assert_eq!(Cli::try_parse_from(["harness", "rollback"]).unwrap().target, None);
         assert!(Cli::try_parse_from(["harness", "status", "--target", "cluster"]).is_err());
+    }
+
+    #[test]
+    fn logs_takes_its_filters_and_refuses_bad_ones() {
+        let cli = Cli::try_parse_from([
+            "harness",
+            "logs",
+            "--since",
+            "10m",
+            "--lines",
+            "20",
+            "--follow",
+            "--grep",
+            "GET",
+            "--accessory",
+            "db",
+        ])
+        .unwrap();
+        let Command::Logs { since, lines, follow, grep, accessory } = cli.command else { panic!("logs") };
+        assert_eq!(
+            (since, lines, follow, accessory),
+            (Some("10m".parse().unwrap()), Some(20), true, Some(Accessory::Db))
+        );
+        assert!(grep.unwrap().matches("GET /health"));
+        assert!(Cli::try_parse_from(["harness", "logs", "--since", "yesterday"]).is_err());
+        assert!(Cli::try_parse_from(["harness", "logs", "--accessory", "cache"]).is_err());
+        assert!(Cli::try_parse_from(["harness", "logs", "--lines", "-1"]).is_err());
+        assert!(matches!(Cli::try_parse_from(["harness", "details"]).unwrap().command, Command::Details));
+    }
+
+    #[test]
+    fn completions_and_the_man_page_come_from_the_definition() {
+        let bash = String::from_utf8(completions(clap_complete::Shell::Bash)).unwrap();
+        assert!(bash.contains("harness") && bash.contains("deploy") && bash.contains("--accessory"), "{bash}");
+        for shell in [clap_complete::Shell::Zsh, clap_complete::Shell::Fish] {
+            assert!(String::from_utf8(completions(shell)).unwrap().contains("rollback"));
+        }
+        let page = String::from_utf8(man().unwrap()).unwrap();
+        assert!(page.starts_with(".ie") || page.contains(".TH harness"), "{page}");
+        assert!(page.contains("logs") && page.contains("details"), "{page}");
+        assert!(Cli::try_parse_from(["harness", "completions", "tcsh"]).is_err());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::build::{self, Built};
 use crate::checkout::{self, Source};
-use crate::cli::{Command, LabCommand};
+use crate::cli::{Accessory, Command, LabCommand};
 use crate::config::Config;
 use crate::deploy::{self, Deployed};
 pub use crate::deploy::{AnyStatus, Preview};
@@ -32,7 +32,14 @@ pub fn steps(command: &Command) -> Vec<Step> {
         Command::Deploy { .. } => vec![Step::Deploy, Step::Integrate],
         Command::Verify { .. } => vec![Step::Verify],
         Command::Rollback { .. } => vec![Step::Deploy],
-        Command::Status | Command::History | Command::Lock { .. } | Command::Lab { .. } => vec![],
+        Command::Status
+        | Command::Details
+        | Command::Logs { .. }
+        | Command::History
+        | Command::Lock { .. }
+        | Command::Lab { .. }
+        | Command::Completions { .. }
+        | Command::Man => vec![],
     }
 }
 
@@ -118,6 +125,36 @@ pub async fn deploy_preview(config: &Config, release: &Release) -> anyhow::Resul
 /// `harness status`.
 pub async fn status(config: &Config) -> anyhow::Result<AnyStatus> {
     deploy::status(config).await
+}
+
+/// `harness details`: everything that runs on prod.
+pub async fn details(config: &Config) -> anyhow::Result<deploy::details::Details> {
+    deploy::details(config).await
+}
+
+/// What `harness logs` was asked for, from its flags.
+pub fn log_request(
+    since: Option<deploy::logs::Since>,
+    lines: Option<u64>,
+    follow: bool,
+    grep: Option<deploy::logs::Grep>,
+    accessory: Option<Accessory>,
+) -> deploy::logs::LogRequest {
+    let of = match accessory {
+        None => deploy::logs::Of::App,
+        Some(Accessory::Db) => deploy::logs::Of::Db,
+    };
+    deploy::logs::LogRequest { of, since, lines, follow, grep }
+}
+
+/// `harness logs`: each line (that `--grep` keeps) handed to `sink`.
+pub async fn logs(
+    config: &Config,
+    request: &deploy::logs::LogRequest,
+    reporter: &Reporter,
+    sink: &mut dyn FnMut(&deploy::logs::LogLine) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    deploy::logs(config, request, reporter, sink).await
 }
 
 /// `harness history`: every deploy and rollback recorded, oldest first.

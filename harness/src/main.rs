@@ -21,6 +21,7 @@ use serde::Serialize;
 use harness::cli::{Cli, Command, LockCommand};
 use harness::commands::{self, AnyStatus};
 use harness::config::Config;
+use harness::deploy::logs::LogLine;
 use harness::deploy::swarm::SwarmStatus;
 use harness::deploy::{history, Status};
 use harness::interrupt;
@@ -49,6 +50,13 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Made from the command line's definition alone: no checkout, no
+    // configuration needed.
+    match cli.command {
+        Command::Completions { shell } => return Out::bytes(&harness::cli::completions(shell)),
+        Command::Man => return Out::bytes(&harness::cli::man()?),
+        _ => {}
+    }
     let repo = cli.repo.clone().map(Ok).unwrap_or_else(commands::repo_root)?;
     let out = Out { json: cli.json };
     if let Command::Lab { command } = &cli.command {
@@ -75,9 +83,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let reporter = if cli.json { Reporter::hidden() } else { Reporter::new() };
+    // `logs --follow` ends with Ctrl-C: nothing to stop or tidy, nothing to say.
+    let reading = matches!(cli.command, Command::Logs { .. });
     runtime.block_on(async {
         match interrupt::until_interrupted(execute(cli.command, &out, &config, &plan, &reporter)).await {
             Ok(done) => done,
+            Err(_) if reading => Ok(ExitCode::from(EXIT_INTERRUPTED)),
             Err(interrupted) => Ok(stopped(interrupted).await),
         }
     })
@@ -114,6 +125,20 @@ async fn execute(
             AnyStatus::Engine(status) => out.either(&status, status_text(&status, config))?,
             AnyStatus::Swarm(status) => out.either(&status, swarm_status_text(&status, config))?,
         },
+        Command::Details => {
+            let details = commands::details(config).await?;
+            out.either(&details, &details)?;
+        }
+        Command::Logs { since, lines, follow, grep, accessory } => {
+            let request = commands::log_request(since, lines, follow, grep, accessory);
+            // Each line as it comes: people's marked, programs' one JSON
+            // object a line.
+            let mut sink = |line: &LogLine| match out.json {
+                true => out.text(format_args!("{}\n", serde_json::to_string(line)?)),
+                false => out.text(format_args!("{}\n", line.marked())),
+            };
+            commands::logs(config, &request, reporter, &mut sink).await?;
+        }
         Command::History => {
             let entries = commands::history(config).await?;
             out.either(&entries, history_text(&entries))?;
@@ -176,6 +201,8 @@ async fn execute(
             out.either(&pushed, text)?;
         }
         Command::Lab { command } => return Ok(exit(commands::lab(&command, &plan.repo)?)),
+        Command::Completions { shell } => return Out::bytes(&harness::cli::completions(shell)),
+        Command::Man => return Out::bytes(&harness::cli::man()?),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -301,6 +328,14 @@ impl Out {
 
     fn json(&self, value: &impl Serialize) -> anyhow::Result<()> {
         self.text(format_args!("{}\n", serde_json::to_string_pretty(value)?))
+    }
+
+    /// Bytes as they are (a script, a man page), then success.
+    fn bytes(bytes: &[u8]) -> anyhow::Result<ExitCode> {
+        let mut stdout = io::stdout().lock();
+        stdout.write_all(bytes)?;
+        stdout.flush()?;
+        Ok(ExitCode::SUCCESS)
     }
 
     /// `value` as JSON with `--json`, else `text`.

@@ -1,5 +1,5 @@
-//! `harness deploy`, `rollback`, `status`, `history` and `lock release`:
-//! the service on prod, through prod's Docker API only, on the configured
+//! `harness deploy`, `rollback`, `status`, `details`, `logs`, `history` and
+//! `lock release`: the service on prod, through prod's Docker API only, on the configured
 //! target (`prod.kind`).
 //!
 //! A deploy is data run by one executor, as Kamal splits the commands it
@@ -17,16 +17,21 @@
 //! (the only code that changes prod), [`lock`], [`history`], [`hooks`],
 //! [`haproxy`] (what both proxies' configurations share), [`names`] and
 //! [`containers`] (the lock's and the history's containers). A failed
-//! deploy leaves prod serving what it served before.
+//! deploy leaves prod serving what it served before. The reading
+//! commands `details` and `logs` share [`details`] (what is shown) and
+//! [`logs`] (reading and marking the lines); each target reads its own
+//! (`host::details`, `swarm::logs`, ...). They take no lock.
 
 mod containers;
 pub mod core;
+pub mod details;
 pub mod executor;
 pub mod haproxy;
 pub mod history;
 pub mod hooks;
 pub mod host;
 pub mod lock;
+pub mod logs;
 pub mod names;
 pub mod plan;
 pub mod swarm;
@@ -144,4 +149,33 @@ pub async fn release_lock(config: &Config, force: bool) -> anyhow::Result<Option
         TargetKind::Engine => core::release_lock(&Host::new(config), &engine, force).await,
         TargetKind::Swarm => core::release_lock(&Swarm { config }, &engine, force).await,
     }
+}
+
+/// `harness details`: everything that runs on the configured target, read
+/// only (no lock).
+pub async fn details(config: &Config) -> anyhow::Result<details::Details> {
+    let engine = target_engine(config).await?;
+    match config.prod.kind {
+        TargetKind::Engine => host::details::details(&engine, config).await,
+        TargetKind::Swarm => swarm::details::details(&engine, config).await,
+    }
+}
+
+/// `harness logs`: the live release's logs (or the accessory's) on the
+/// configured target, each line handed to `sink`; with `--follow`, until
+/// every source ends or this is dropped. Reads only (no lock).
+pub async fn logs(
+    config: &Config,
+    request: &logs::LogRequest,
+    reporter: &Reporter,
+    sink: &mut dyn FnMut(&logs::LogLine) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let engine = target_engine(config).await?;
+    let sources = match config.prod.kind {
+        TargetKind::Engine => {
+            host::logs::sources(&engine, &host::HostNames::new(&config.prod.project), request).await?
+        }
+        TargetKind::Swarm => swarm::logs::sources(&engine, &config.prod.project, request).await?,
+    };
+    logs::read(sources, request, reporter, sink).await
 }

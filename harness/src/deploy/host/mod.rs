@@ -5,10 +5,13 @@
 //! volume, the two colours of the app, and the proxy (the only thing
 //! published), on the project's network. [`observe`] reads them,
 //! [`plan::plan`] plans a deploy from them (pure), [`act`] carries out the
-//! plan's actions; [`proxy`] renders HAProxy's configuration.
+//! plan's actions; [`proxy`] renders HAProxy's configuration. [`details`]
+//! and [`logs`] read what runs for `harness details` and `harness logs`.
 
 pub mod act;
 pub mod containers;
+pub mod details;
+pub mod logs;
 pub mod observe;
 pub mod plan;
 pub mod proxy;

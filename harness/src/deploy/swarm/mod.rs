@@ -9,9 +9,13 @@
 //! ([`haproxy`]) a config object. [`observe`] reads them, [`plan::plan`]
 //! plans a rolling update (pure), [`act`] carries it out. The lock and the
 //! history are containers on the manager's engine, as on a single host's.
+//! [`details`] and [`logs`] read the tasks for `harness details` and
+//! `harness logs`.
 
 pub mod act;
+pub mod details;
 pub mod haproxy;
+pub mod logs;
 pub mod observe;
 pub mod plan;
 pub mod services;

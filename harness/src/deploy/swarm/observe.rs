@@ -173,7 +173,7 @@ pub async fn progress(manager: &Engine, name: &str, wanted: Option<&str>) -> any
 }
 
 /// A node's lab label, else its hostname, else its id.
-fn node_name(node: &bollard::models::Node) -> String {
+pub(crate) fn node_name(node: &bollard::models::Node) -> String {
     let label = node.spec.as_ref().and_then(|s| s.labels.as_ref()?.get(NODE_LABEL).cloned());
     let hostname = node.description.as_ref().and_then(|d| d.hostname.clone());
     label.or(hostname).or_else(|| node.id.clone()).unwrap_or_default()
@@ -228,7 +228,7 @@ fn same_container(task: Option<&TaskSpecContainerSpec>, service: Option<&TaskSpe
     key(task).is_some() && key(task) == key(service)
 }
 
-async fn tasks_of(manager: &Engine, service: &str) -> anyhow::Result<Vec<Task>> {
+pub(crate) async fn tasks_of(manager: &Engine, service: &str) -> anyhow::Result<Vec<Task>> {
     let filters = HashMap::from([("service".to_owned(), vec![service.to_owned()])]);
     let options = ListTasksOptionsBuilder::default().filters(&filters).build();
     Ok(manager.call(format!("for the tasks of {service}"), manager.docker.list_tasks(Some(options))).await?)
