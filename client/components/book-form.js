@@ -12,6 +12,9 @@
 //   book-cancel                              editing was given up
 // Methods: edit(id, {focus}) loads a book, create({focus}) starts a new one.
 // The `api` attribute is the service's base URL; empty means the page's origin.
+// The `token` attribute (or property, which stays out of the DOM) is the
+// service's write token (its WRITE_TOKEN), when it has one: sent with saves
+// and deletes only, as `Authorization: Bearer`.
 
 import { ApiError, INT32_MAX, INT32_MIN, booksApi } from './books-api.js';
 
@@ -176,6 +179,7 @@ export class BookForm extends HTMLElement {
   #generation = 0; // bumped whenever what the form shows changes hands
   #controller = null;
   #started = false;
+  #token = null; // set through the `token` property, never reflected to the DOM
 
   constructor() {
     super();
@@ -245,6 +249,13 @@ export class BookForm extends HTMLElement {
   get api() { return this.getAttribute('api') ?? ''; }
   set api(value) { this.setAttribute('api', value ?? ''); }
 
+  /** The write token: the property if set, else the `token` attribute. */
+  get token() { return this.#token ?? this.getAttribute('token') ?? ''; }
+  set token(value) { this.#token = value ?? null; }
+
+  /** The API client, with the write token for saves and deletes. */
+  #api() { return booksApi(this.api, { token: this.token }); }
+
   /** The stored book being edited (a copy), or null for a new book. */
   get book() { return this.#book ? { ...this.#book } : null; }
 
@@ -269,7 +280,7 @@ export class BookForm extends HTMLElement {
     this.#setStatus(`Loading book ${id}…`);
     this.#setBusy(true);
     try {
-      const book = await booksApi(this.api).get(id, { signal });
+      const book = await this.#api().get(id, { signal });
       if (generation !== this.#generation) return false;
       this.#book = normalise(book);
       this.#fill(this.#book);
@@ -299,7 +310,7 @@ export class BookForm extends HTMLElement {
     }
     const creating = this.#book === null;
     const { signal, generation } = this.#takeOver();
-    const api = booksApi(this.api);
+    const api = this.#api();
     this.#setBusy(true);
     this.#setStatus('Saving…');
     try {
@@ -345,7 +356,7 @@ export class BookForm extends HTMLElement {
     this.#setBusy(true);
     this.#setStatus(`Deleting “${book.title}”…`);
     try {
-      const removed = normalise(await booksApi(this.api).remove(book._id, { signal }));
+      const removed = normalise(await this.#api().remove(book._id, { signal }));
       if (generation !== this.#generation) return false;
       this.create();
       this.#setStatus(`Deleted “${removed.title || book.title}”.`);

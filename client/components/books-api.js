@@ -34,9 +34,13 @@ export function apiBase(value) {
 
 /**
  * @param {string} base '' for the page's own origin, else e.g. "http://localhost:8080"
+ * @param {{timeoutMs?: number, token?: string}} options `token`: the service's
+ *   write token (its WRITE_TOKEN), sent as `Authorization: Bearer` on writes
+ *   (save and remove) only; reads never need it.
  */
-export function booksApi(base, { timeoutMs = DEFAULT_TIMEOUT_MS } = {}) {
+export function booksApi(base, { timeoutMs = DEFAULT_TIMEOUT_MS, token = '' } = {}) {
   const root = apiBase(base) + BOOKS_PATH;
+  const writeToken = (token ?? '').trim();
 
   async function call(method, url, { body, signal, what } = {}) {
     const controller = new AbortController();
@@ -44,13 +48,14 @@ export function booksApi(base, { timeoutMs = DEFAULT_TIMEOUT_MS } = {}) {
     const timer = setTimeout(() => { timedOut = true; controller.abort(); }, timeoutMs);
     const onAbort = () => controller.abort();
     signal?.addEventListener('abort', onAbort, { once: true });
+    const headers = { Accept: 'application/json' };
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    if (writeToken && method !== 'GET') headers.Authorization = `Bearer ${writeToken}`;
     let response;
     try {
       response = await fetch(url, {
         method,
-        headers: body === undefined
-          ? { Accept: 'application/json' }
-          : { Accept: 'application/json', 'Content-Type': 'application/json' },
+        headers,
         body: body === undefined ? undefined : JSON.stringify(body),
         signal: controller.signal,
         cache: 'no-store',
@@ -76,7 +81,7 @@ export function booksApi(base, { timeoutMs = DEFAULT_TIMEOUT_MS } = {}) {
       try { payload = JSON.parse(text); } catch { payload = null; }
     }
     if (response.ok) return payload;
-    throw errorFromResponse(response.status, payload, what);
+    throw errorFromResponse(response.status, payload, { ...what, tokenSent: Boolean(headers.Authorization) });
   }
 
   return {
@@ -116,6 +121,14 @@ function errorFromResponse(status, payload, what = {}) {
       const about = field && FIELD_NAMES[field] ? `${FIELD_NAMES[field]}: ` : '';
       return new ApiError(
         `The books service did not accept this. ${about}${detail ?? 'The request was not valid.'}`, info);
+    }
+    case 401: {
+      const consequence = { save: ' The book was not saved.', remove: ' The book was not deleted.' }[what.kind] ?? '';
+      return new ApiError(
+        what.tokenSent
+          ? `The books service did not accept the write token.${consequence} Check that it is the service's write token.`
+          : `The books service needs its write token to change books.${consequence} Set the form's token to it.`,
+        info);
     }
     case 404:
       if (what.kind === 'get' || what.kind === 'remove') {

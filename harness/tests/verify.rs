@@ -285,6 +285,41 @@ async fn bad_input_is_refused_before_any_request() {
     assert!(error.report.checks.iter().all(|c| c.outcome == Outcome::Skipped));
 }
 
+#[tokio::test]
+async fn with_a_write_token_verify_fails_at_put_without_it_and_passes_with_it() {
+    // Arrange: a service whose writes need a token.
+    const TOKEN: &str = "verify-token-7c41";
+    let db = Database::start().await;
+    let service = Service::start_with(&db, &[("WRITE_TOKEN", TOKEN)]).await;
+
+    // Act and assert: without the token, the reads pass and the first write is refused.
+    let error = verify::verify_with_token(&service.url, &IDS, &[], None, &Reporter::hidden())
+        .await
+        .expect_err("verify without the token must fail");
+    assert_eq!(error.check, Check::Put, "{error}");
+    assert!(matches!(&error.problem, Problem::Status { status, .. } if status.as_u16() == 401), "{error}");
+    let message = error.to_string();
+    assert!(message.contains("401") && message.contains("WRITE_TOKEN"), "{message}");
+    assert_no_reserved_book(&service.url).await;
+
+    // A wrong token is named as such.
+    let error = verify::verify_with_token(&service.url, &IDS, &[], Some("not-it"), &Reporter::hidden())
+        .await
+        .expect_err("verify with a wrong token must fail");
+    assert_eq!(error.check, Check::Put, "{error}");
+    assert!(error.to_string().contains("refused the write token"), "{error}");
+    assert!(!error.to_string().contains("not-it"), "{error}");
+
+    // With it, every check passes and the cleanup removes what the checks wrote.
+    let report = verify::verify_with_token(&service.url, &IDS, &[], Some(TOKEN), &Reporter::hidden())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(report.passed, "{report}");
+    assert!(report.checks.iter().all(|c| c.outcome == Outcome::Passed), "{report}");
+    assert_no_reserved_book(&service.url).await;
+    assert!(!serde_json::to_string(&report).unwrap().contains(TOKEN));
+}
+
 // ------------------------------------------------------------------ the service and its database
 
 async fn start() -> (Database, Service) {
@@ -303,6 +338,11 @@ struct Service {
 
 impl Service {
     async fn start(db: &Database) -> Service {
+        Service::start_with(db, &[]).await
+    }
+
+    /// [`Service::start`], with `env` added to the service's environment.
+    async fn start_with(db: &Database, env: &[(&str, &str)]) -> Service {
         static DATABASES: AtomicUsize = AtomicUsize::new(0);
         let binary = service_binary();
         let port = free_port();
@@ -315,6 +355,7 @@ impl Service {
             // A database outage becomes a 503 within about 3 s.
             .env("DB_TIMEOUT_MS", "1000")
             .env("STATIC_DIR", common::repo_root().join("client"))
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.reopen().expect("the log file"))
             .stderr(log.reopen().expect("the log file"))

@@ -22,6 +22,29 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     /// Deadlines and limits against slow and hostile clients.
     pub http: HttpSettings,
+    /// Who may write, and which pages may call the API.
+    pub access: AccessSettings,
+}
+
+/// Who may write (`WRITE_TOKEN`, `WRITE_TOKEN_FILE`) and which origins CORS
+/// allows (`CORS_ORIGINS`). The default is the original's: anyone who
+/// reaches the port writes, and pages on any origin may call the API.
+#[derive(Debug, Clone, Default)]
+pub struct AccessSettings {
+    /// The token PUT, POST and DELETE must carry as `Authorization: Bearer`;
+    /// `None`: writes are open.
+    pub write_token: Option<SecretString>,
+    pub cors_origins: CorsOrigins,
+}
+
+/// The origins whose pages may read the API's answers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum CorsOrigins {
+    /// `*`: any origin (the original's behaviour).
+    #[default]
+    Any,
+    /// Only these, as `scheme://host[:port]`, lower case.
+    Listed(Vec<String>),
 }
 
 /// How long a client may take to send a request, and how many connections
@@ -150,6 +173,10 @@ impl Settings {
         };
 
         let http = parse_http(&get)?;
+        let access = AccessSettings {
+            write_token: write_token(&lookup, |path| std::fs::read_to_string(path))?,
+            cors_origins: get("CORS_ORIGINS").map(|v| parse_origins(&v)).transpose()?.unwrap_or_default(),
+        };
 
         Ok(Settings {
             listen_addr,
@@ -157,6 +184,7 @@ impl Settings {
             static_dir,
             shutdown_timeout,
             http,
+            access,
         })
     }
 }
@@ -202,6 +230,75 @@ fn parse_http(get: &impl Fn(&str) -> Option<String>) -> Result<HttpSettings, Con
         backlog: count("HTTP_BACKLOG", u64::from(defaults.backlog), 65_535)? as u32,
         send_timeout: millis("HTTP_SEND_TIMEOUT_MS", defaults.send_timeout)?,
     })
+}
+
+/// `WRITE_TOKEN`, or the contents of the file `WRITE_TOKEN_FILE` names (a
+/// secret mounted as a file stays out of `docker inspect`). Unlike other
+/// variables, a set but empty one is an error, not "unset": a deployment that
+/// meant to close writes and passed an empty value must not run open.
+fn write_token(
+    lookup: &impl Fn(&str) -> Option<String>,
+    read: impl Fn(&str) -> std::io::Result<String>,
+) -> Result<Option<SecretString>, ConfigError> {
+    let token = match (lookup("WRITE_TOKEN"), lookup("WRITE_TOKEN_FILE")) {
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                "WRITE_TOKEN",
+                "WRITE_TOKEN and WRITE_TOKEN_FILE are both set; set one of them",
+            ))
+        }
+        (Some(token), None) => check_token("WRITE_TOKEN", token.trim())?,
+        (None, Some(path)) => {
+            let path = path.trim();
+            if path.is_empty() {
+                return Err(ConfigError::new("WRITE_TOKEN_FILE", "is empty; set it to the path of the token's file"));
+            }
+            let contents =
+                read(path).map_err(|e| ConfigError::new("WRITE_TOKEN_FILE", format!("cannot read `{path}`: {e}")))?;
+            // A file written by `echo` ends with a newline, not part of the token.
+            check_token("WRITE_TOKEN_FILE", contents.trim())
+                .map_err(|e| ConfigError::new(e.variable, format!("`{path}`: {}", e.problem)))?
+        }
+    };
+    Ok(Some(token))
+}
+
+/// A token a client can send in a header: visible ASCII, no spaces (RFC 6750's
+/// `b64token` and more). Never echoed.
+fn check_token(variable: &'static str, token: &str) -> Result<SecretString, ConfigError> {
+    if token.is_empty() {
+        return Err(ConfigError::new(variable, "the write token is empty"));
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ConfigError::new(variable, "the write token must be visible ASCII characters, without spaces"));
+    }
+    Ok(SecretString::from(token.to_owned()))
+}
+
+/// `*`, or a comma-separated list of origins (`https://books.example.com,
+/// http://localhost:8080`): scheme, host and port, no path.
+fn parse_origins(value: &str) -> Result<CorsOrigins, ConfigError> {
+    if value == "*" {
+        return Ok(CorsOrigins::Any);
+    }
+    let mut origins = Vec::new();
+    for origin in value.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        let bad = |why: &str| ConfigError::new("CORS_ORIGINS", format!("`{origin}` {why}"));
+        if origin == "*" {
+            return Err(bad("cannot be mixed with listed origins: set `*` alone, or only origins"));
+        }
+        let (scheme, host) =
+            origin.split_once("://").ok_or_else(|| bad("is not an origin such as https://host:port"))?;
+        if !matches!(scheme, "http" | "https") || host.is_empty() || host.contains(['/', '?', '#', '@', ' ']) {
+            return Err(bad("is not an origin such as https://host:port (http or https, no path, no trailing /)"));
+        }
+        origins.push(origin.to_ascii_lowercase());
+    }
+    if origins.is_empty() {
+        return Err(ConfigError::new("CORS_ORIGINS", "lists no origin; set `*` or origins separated by commas"));
+    }
+    Ok(CorsOrigins::Listed(origins))
 }
 
 fn parse_listen_addr(value: &str) -> Result<SocketAddr, ConfigError> {
@@ -430,6 +527,56 @@ mod tests {
         assert_eq!(s.database.journal, Some(false));
         assert_eq!(s.database.w, Some(WriteAck::Nodes(1)));
         assert_eq!(settings(&[("DB_W", "Majority")]).unwrap().database.w, Some(WriteAck::Majority));
+    }
+
+    #[test]
+    fn writes_and_origins_are_open_by_default() {
+        let s = settings(&[]).unwrap();
+        assert!(s.access.write_token.is_none());
+        assert_eq!(s.access.cors_origins, CorsOrigins::Any);
+    }
+
+    #[test]
+    fn the_write_token_comes_from_the_variable_or_the_file() {
+        let s = settings(&[("WRITE_TOKEN", " s3cret ")]).unwrap();
+        assert_eq!(s.access.write_token.unwrap().expose_secret(), "s3cret");
+        let lookup = |k: &str| (k == "WRITE_TOKEN_FILE").then(|| "/run/secrets/token".to_owned());
+        let read = |path: &str| {
+            assert_eq!(path, "/run/secrets/token");
+            Ok("from-file\n".to_owned())
+        };
+        assert_eq!(write_token(&lookup, read).unwrap().unwrap().expose_secret(), "from-file");
+    }
+
+    #[test]
+    fn a_bad_write_token_is_refused_naming_its_variable() {
+        let err = settings(&[("WRITE_TOKEN", "a"), ("WRITE_TOKEN_FILE", "/x")]).unwrap_err();
+        assert!(err.to_string().contains("WRITE_TOKEN and WRITE_TOKEN_FILE"), "{err}");
+        assert_eq!(settings(&[("WRITE_TOKEN", " ")]).unwrap_err().variable, "WRITE_TOKEN");
+        let err = settings(&[("WRITE_TOKEN", "two words")]).unwrap_err();
+        assert_eq!(err.variable, "WRITE_TOKEN");
+        assert!(!err.to_string().contains("words"), "{err}");
+        assert_eq!(settings(&[("WRITE_TOKEN_FILE", "")]).unwrap_err().variable, "WRITE_TOKEN_FILE");
+        let lookup = |k: &str| (k == "WRITE_TOKEN_FILE").then(|| "/t".to_owned());
+        let err = write_token(&lookup, |_| Ok("\n".to_owned())).unwrap_err();
+        assert_eq!(err.variable, "WRITE_TOKEN_FILE");
+        assert!(err.to_string().contains("empty"), "{err}");
+        let err = write_token(&lookup, |_| Err(std::io::ErrorKind::NotFound.into())).unwrap_err();
+        assert_eq!(err.variable, "WRITE_TOKEN_FILE");
+        assert!(err.to_string().contains("/t"), "{err}");
+    }
+
+    #[test]
+    fn cors_origins_parse() {
+        let origins = |v: &str| settings(&[("CORS_ORIGINS", v)]).map(|s| s.access.cors_origins);
+        assert_eq!(origins("*").unwrap(), CorsOrigins::Any);
+        assert_eq!(
+            origins("https://Books.example.com, http://localhost:8080,").unwrap(),
+            CorsOrigins::Listed(vec!["https://books.example.com".to_owned(), "http://localhost:8080".to_owned()])
+        );
+        for bad in ["books.example.com", "https://a.com/", "ftp://a.com", "*, https://a.com", ","] {
+            assert_eq!(origins(bad).unwrap_err().variable, "CORS_ORIGINS", "{bad}");
+        }
     }
 
     #[test]

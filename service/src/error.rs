@@ -33,6 +33,13 @@ pub enum ApiError {
     BadBody(String),
     #[error("the body did not arrive within {} ms of the request's headers; send it at once", .limit.as_millis())]
     BodyTimeout { limit: std::time::Duration },
+    /// A write without the write token (`presented: false`) or with another.
+    #[error("{}", if *presented {
+        "the bearer token is not this service's write token; nothing was written"
+    } else {
+        "writes need `Authorization: Bearer <token>` with this service's write token; nothing was written"
+    })]
+    Unauthorized { presented: bool },
     #[error("no book with _id {0}")]
     BookNotFound(BookId),
     #[error("no such file: {0}")]
@@ -67,6 +74,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::BadBody(_) => "bad_body",
             ApiError::BodyTimeout { .. } => "request_timeout",
+            ApiError::Unauthorized { .. } => "unauthorized",
             ApiError::BookNotFound(_) => "book_not_found",
             ApiError::FileNotFound(_) => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
@@ -89,6 +97,7 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::BookNotFound(_) | ApiError::FileNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             // The request was fine and the data is at fault: a server error,
@@ -132,6 +141,11 @@ impl ResponseError for ApiError {
             // The rest of the body may still be on its way: this connection
             // cannot carry another request.
             response.force_close();
+        }
+        if let ApiError::Unauthorized { presented } = self {
+            // RFC 6750: a request with no credentials gets the bare challenge.
+            let challenge = if *presented { r#"Bearer error="invalid_token""# } else { "Bearer" };
+            response.insert_header((actix_web::http::header::WWW_AUTHENTICATE, challenge));
         }
         if let ApiError::MethodNotAllowed { allow } = self {
             response.insert_header(("Allow", *allow));

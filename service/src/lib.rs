@@ -5,9 +5,11 @@
 //! - [`domain`]: `Book`, `BookId`, `Page`: valid by construction, no I/O;
 //! - `repository`: the MongoDB collection, the only module that talks to it;
 //! - `routes`: HTTP handlers (books, health, OpenAPI, static files);
+//! - `auth`: who may write (the write token);
 //! - `error`: every error a client can get, mapped to a status in one place;
 //! - [`startup`]: builds the app, binds the listener, runs until stopped;
 //! - [`telemetry`]: tracing set-up; [`healthcheck`]: the image's probe.
+mod auth;
 pub mod configuration;
 pub mod domain;
 mod error;

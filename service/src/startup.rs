@@ -11,6 +11,7 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use tracing_actix_web::TracingLogger;
 
+use crate::auth::WriteAccess;
 use crate::configuration::Settings;
 use crate::error::ApiError;
 use crate::middleware::common_headers;
@@ -39,12 +40,16 @@ impl Application {
         let static_root = web::Data::new(StaticRoot::new(&settings.static_dir));
         let http = settings.http.clone();
         let body_timeout = web::Data::new(BodyTimeout(http.body_timeout));
+        let write_access = web::Data::new(WriteAccess::new(settings.access.write_token.as_ref()));
+        let cors_origins = web::Data::new(settings.access.cors_origins.clone());
         tracing::info!(
             addr = %local,
             database = %settings.database.redacted_uri(),
             db = %settings.database.database_name,
             collection = %settings.database.collection,
             static_dir = %settings.static_dir.display(),
+            writes = if settings.access.write_token.is_some() { "need the write token" } else { "open" },
+            cors_origins = ?settings.access.cors_origins,
             "listening"
         );
 
@@ -61,6 +66,8 @@ impl Application {
                 .app_data(repo)
                 .app_data(static_root.clone())
                 .app_data(body_timeout.clone())
+                .app_data(write_access.clone())
+                .app_data(cors_origins.clone())
                 .app_data(web::QueryConfig::default().error_handler(routes::query_error))
                 .service(resource("/health", "GET, OPTIONS").route(web::get().to(routes::health)))
                 .service(resource("/ready", "GET, OPTIONS").route(web::get().to(routes::ready)))

@@ -77,10 +77,11 @@ function tail(file, lines = 30) {
 }
 
 /**
- * Starts a database container and the service. `name` labels the logs.
+ * Starts a database container and the service. `name` labels the logs;
+ * `env` is added to the service's environment (e.g. WRITE_TOKEN).
  * Returns { baseUrl, dbName, stopDatabase(), stop() }.
  */
-export async function startStack(name) {
+export async function startStack(name, { env = {} } = {}) {
   requireExecutable(SERVICE_BIN, 'build the service first (cargo build), or set BOOKS_MS_BIN');
   requireExecutable(DOCKER, 'install a docker client, or set DOCKER');
   mkdirSync(ARTIFACTS_DIR, { recursive: true });
@@ -111,6 +112,7 @@ export async function startStack(name) {
         MONGODB_URI: `mongodb://127.0.0.1:${dbPort}`,
         DB_DBNAME: stack.dbName,
         STATIC_DIR: CLIENT_DIR,
+        ...env,
       },
       stdio: ['ignore', log, log],
     });

@@ -12,6 +12,9 @@ pub(super) struct Http {
     pub(super) client: reqwest::Client,
     /// Without a trailing slash.
     pub(super) base: String,
+    /// `Authorization: Bearer TOKEN`, sent on writes only; marked sensitive,
+    /// so that reqwest and its logs never print it.
+    authorization: Option<reqwest::header::HeaderValue>,
 }
 
 /// A response read whole (up to `MAX_BODY`).
@@ -29,7 +32,7 @@ impl Http {
     /// A client for the service at `base`, sending `headers` with every
     /// request (a deploy's preview header, to reach a colour before the
     /// switch).
-    pub(super) fn new(base: String, headers: &[(String, String)]) -> Result<Self, Problem> {
+    pub(super) fn new(base: String, headers: &[(String, String)], token: Option<&str>) -> Result<Self, Problem> {
         let mut map = reqwest::header::HeaderMap::new();
         for (name, value) in headers {
             let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
@@ -42,7 +45,16 @@ impl Http {
             .default_headers(map)
             .build()
             .map_err(|e| Problem::Client(causes(&e)))?;
-        Ok(Http { client, base })
+        let authorization = token
+            .map(|token| {
+                // The error names the problem, never the token.
+                let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+                    .map_err(|_| Problem::Client("the write token is not a valid header value".to_owned()))?;
+                value.set_sensitive(true);
+                Ok(value)
+            })
+            .transpose()?;
+        Ok(Http { client, base, authorization })
     }
 
     pub(super) fn url(&self, path: &str) -> String {
@@ -64,7 +76,11 @@ impl Http {
     ) -> Result<Answer, Problem> {
         let url = self.url(path);
         let name = method_name(&method);
+        let write = matches!(method, Method::PUT | Method::POST | Method::DELETE);
         let mut request = self.client.request(method, &url);
+        if let Some(authorization) = self.authorization.as_ref().filter(|_| write) {
+            request = request.header(reqwest::header::AUTHORIZATION, authorization.clone());
+        }
         if let Some((header, value)) = condition {
             request = request.header(header, value);
         }
@@ -106,6 +122,10 @@ impl Answer {
                 Some(id) => format!("the service failed; its log has the cause (request id {id})"),
                 None => "the service failed; its log has the cause".to_owned(),
             },
+            401 if http.authorization.is_some() => {
+                "the service refused the write token: is it the one the service's WRITE_TOKEN holds?".to_owned()
+            }
+            401 => "the service needs a write token for writes (its WRITE_TOKEN): give verify that token".to_owned(),
             404 | 405 => format!("is {} the base URL of a books-ms?", http.base),
             _ => format!("is {} a books-ms, of this API version?", http.base),
         };
@@ -170,6 +190,47 @@ pub(super) fn compact(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A loopback server answering 200 to each request, sending back the
+    /// request's head (lower case) for the test to read.
+    async fn echo_server() -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                let answer =
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{head}", head.len());
+                let _ = stream.write_all(answer.as_bytes()).await;
+            }
+        });
+        base
+    }
+
+    #[tokio::test]
+    async fn the_write_token_goes_on_writes_only() {
+        let http = Http::new(echo_server().await, &[], Some("tok-1")).unwrap();
+        let sent = |answer: Answer| String::from_utf8(answer.body).unwrap();
+        let get = sent(http.call(Method::GET, "/api/v1/books", None).await.unwrap());
+        assert!(!get.contains("authorization"), "{get}");
+        for method in [Method::PUT, Method::DELETE] {
+            let write =
+                sent(http.call_if(method.clone(), "/api/v1/books", None, Some(("If-Match", "*"))).await.unwrap());
+            assert!(write.contains("authorization: bearer tok-1\r\n"), "{method}: {write}");
+        }
+        let open = Http::new(http.base.clone(), &[], None).unwrap();
+        let put = sent(open.call(Method::PUT, "/api/v1/books", None).await.unwrap());
+        assert!(!put.contains("authorization"), "{put}");
+    }
 
     #[test]
     fn excerpts_are_one_short_line() {

@@ -7,6 +7,7 @@ use futures_util::{stream, StreamExt};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use crate::auth::Writer;
 use crate::domain::{Book, BookError, BookId, BookSummary, Page};
 use crate::error::{ApiError, ErrorBody};
 use crate::repository::{BookRepository, Removed};
@@ -121,6 +122,7 @@ pub(crate) async fn get_book(
 /// taken, and nothing is written.
 #[utoipa::path(
     method(put, post), path = "/api/v1/books", tag = "books",
+    security((), ("bearer" = [])),
     params(("If-None-Match" = Option<String>, Header, nullable = false,
         description = "`*`: create only; 412 `book_exists` when a book has this `_id` (no other value is taken: 400)")),
     request_body(
@@ -132,6 +134,8 @@ pub(crate) async fn get_book(
             headers(("ETag" = String, description = "The stored book's version, for `If-Match` on DELETE"))),
         (status = 400, description = "Malformed JSON, an invalid field (named in `field`), or an `If-None-Match` \
             other than `*`", body = ErrorBody),
+        (status = 401, description = "The service has a write token (`WRITE_TOKEN`) and the request did not carry it as `Authorization: Bearer <token>`: nothing was written", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer`, or `Bearer error=\"invalid_token\"`"))),
         (status = 408, description = "The body did not arrive within the body deadline (`HTTP_BODY_TIMEOUT_MS`)", body = ErrorBody),
         (status = 412, description = "`If-None-Match: *` and a book has this `_id`: nothing was written", body = ErrorBody),
         (status = 413, description = "The body is larger than 256 KiB", body = ErrorBody),
@@ -141,6 +145,7 @@ pub(crate) async fn get_book(
 )]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn put_book(
+    _: Writer,
     req: HttpRequest,
     payload: web::Payload,
     repo: web::Data<BookRepository>,
@@ -193,6 +198,7 @@ fn etag(book: &Book) -> header::EntityTag {
 /// is removed.
 #[utoipa::path(
     delete, path = "/api/v1/books/_id/{id}", tag = "books",
+    security((), ("bearer" = [])),
     params(("id" = i32, Path, description = "The book's _id", minimum = -2147483648, maximum = 2147483647),
         ("If-Match" = Option<String>, Header, nullable = false,
             description = "One or more `ETag`s (or `*`): remove only if the stored book has one of them (or exists); \
@@ -201,6 +207,8 @@ fn etag(book: &Book) -> header::EntityTag {
         (status = 200, description = "The removed book", body = Book),
         (status = 204, description = "Removed a stored document that was not a valid book (nothing to echo)"),
         (status = 400, description = "The id is not an integer in the 32-bit signed range", body = ErrorBody),
+        (status = 401, description = "The service has a write token (`WRITE_TOKEN`) and the request did not carry it as `Authorization: Bearer <token>`: nothing was written", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer`, or `Bearer error=\"invalid_token\"`"))),
         (status = 404, description = "No book has this id (without `If-Match`)", body = ErrorBody),
         (status = 412, description = "`If-Match` and the book changed or is gone, or `If-Match` is not entity tags: \
             nothing was removed", body = ErrorBody),
@@ -209,6 +217,7 @@ fn etag(book: &Book) -> header::EntityTag {
 )]
 #[tracing::instrument(skip(req, repo))]
 pub(crate) async fn delete_book(
+    _: Writer,
     req: HttpRequest,
     path: web::Path<String>,
     repo: web::Data<BookRepository>,

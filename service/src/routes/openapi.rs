@@ -5,13 +5,16 @@
 //! what `GET`, `PUT` and `DELETE` take, which clients and schemathesis's
 //! stateful phase follow).
 
-use actix_web::HttpResponse;
-use serde_json::json;
+use actix_web::{web, HttpResponse};
+use serde_json::{json, Value};
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::schema::{AdditionalProperties, Schema, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{HttpMethod, ObjectBuilder, RefOr};
 use utoipa::{Modify, OpenApi};
+
+use crate::auth::WriteAccess;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -30,14 +33,24 @@ use utoipa::{Modify, OpenApi};
 )]
 pub(crate) struct ApiDoc;
 
-/// `GET /api/v1/openapi.json`
-pub(crate) async fn openapi_json() -> HttpResponse {
-    HttpResponse::Ok().json(document())
+/// `GET /api/v1/openapi.json`: the document, saying whether this service's
+/// writes need the write token.
+pub(crate) async fn openapi_json(access: Option<web::Data<WriteAccess>>) -> HttpResponse {
+    let writes_need_token = access.is_some_and(|a| a.required());
+    HttpResponse::Ok().json(document_for(writes_need_token))
 }
 
-/// The document as served. Links are added as JSON: utoipa 5 serializes its
-/// `Link` with snake_case keys (`operation_id`), which no reader understands.
+/// The document of a service whose writes are open (the default).
 pub(crate) fn document() -> serde_json::Value {
+    document_for(false)
+}
+
+/// The document as served. The writes name the `bearer` scheme; where the
+/// service has no write token they also take no credentials (`{}` in their
+/// `security`), which is what a client or a fuzzer must be told, since it
+/// then gets no 401. Links are added as JSON: utoipa 5 serializes its
+/// `Link` with snake_case keys (`operation_id`), which no reader understands.
+pub(crate) fn document_for(writes_need_token: bool) -> serde_json::Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI document serializes");
     let by_id = |target: &str| json!({ "operationId": target, "parameters": { "id": "$response.body#/_id" } });
     let get = ("GetBook", by_id("get_book"));
@@ -54,6 +67,14 @@ pub(crate) fn document() -> serde_json::Value {
     for (path, method, links) in links {
         if let Some(ok) = doc.pointer_mut(&format!("/paths/{}/{method}/responses/200", escape(path))) {
             ok["links"] = links.into_iter().map(|(name, link)| (name.to_owned(), link)).collect();
+        }
+    }
+    if writes_need_token {
+        for (path, method) in [(BOOKS, "put"), (BOOKS, "post"), (BOOK, "delete")] {
+            if let Some(Value::Array(security)) = doc.pointer_mut(&format!("/paths/{}/{method}/security", escape(path)))
+            {
+                security.retain(|requirement| requirement.as_object().is_some_and(|r| !r.is_empty()));
+            }
         }
     }
     // `If-None-Match` on a write takes `*` only: an enum, which readers (and
@@ -83,6 +104,14 @@ struct Constraints;
 
 impl Modify for Constraints {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        // The write token (`WRITE_TOKEN`), which PUT, POST and DELETE name.
+        if let Some(components) = doc.components.as_mut() {
+            let bearer = HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some("The service's write token (`WRITE_TOKEN`), when it has one; reads never need it"))
+                .build();
+            components.add_security_scheme("bearer", SecurityScheme::Http(bearer));
+        }
         // Unknown fields are refused (400 naming the field), not dropped.
         if let Some(components) = doc.components.as_mut() {
             for name in ["Book", "BookSummary"] {
@@ -178,6 +207,21 @@ mod tests {
                 let in_class = ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&c));
                 assert_eq!(in_class, c.is_whitespace(), "{field}: U+{:04X}", c as u32);
             }
+        }
+    }
+
+    #[test]
+    fn the_writes_name_the_bearer_scheme_and_need_it_only_when_a_token_is_set() {
+        for (writes_need_token, security) in [(false, json!([{}, {"bearer": []}])), (true, json!([{"bearer": []}]))] {
+            let doc = document_for(writes_need_token);
+            assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+            for (path, method) in [(BOOKS, "put"), (BOOKS, "post"), (BOOK, "delete")] {
+                let operation = &doc["paths"][path][method];
+                assert_eq!(operation["security"], security, "{method} {path}");
+                assert!(operation["responses"]["401"]["headers"]["WWW-Authenticate"].is_object(), "{method}");
+            }
+            assert!(doc["paths"][BOOKS]["get"].get("security").is_none());
+            assert!(doc["paths"][BOOK]["get"].get("security").is_none());
         }
     }
 

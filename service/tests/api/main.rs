@@ -1,4 +1,5 @@
 //! API tests: the real app on port 0 against a real database container.
+mod auth;
 mod bad_documents;
 mod books;
 mod concurrency;
