@@ -82,7 +82,9 @@ async fn write(
 /// `agent`.
 fn reached(agent: &str, method: &str) -> usize {
     let logs = manager(&["service", "logs", "--raw", "--since", "5m", "books-ms-app"]);
-    assert!(logs.success(), "{logs:?}");
+    // A task of a node that left the swarm since (its logs are gone) makes
+    // the command fail after printing every other task's.
+    assert!(logs.success() || logs.stderr.contains("incomplete log stream"), "{logs:?}");
     let text = format!("{}{}", logs.stdout, logs.stderr);
     text.lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
