@@ -21,7 +21,7 @@ use serde::Serialize;
 use harness::cli::{Cli, Command, LockCommand};
 use harness::commands::{self, AnyStatus};
 use harness::config::Config;
-use harness::deploy::logs::LogLine;
+use harness::deploy::logs::{LogLine, LogRequest};
 use harness::deploy::swarm::SwarmStatus;
 use harness::deploy::{history, Status};
 use harness::interrupt;
@@ -131,13 +131,7 @@ async fn execute(
         }
         Command::Logs { since, lines, follow, grep, accessory } => {
             let request = commands::log_request(since, lines, follow, grep, accessory);
-            // Each line as it comes: people's marked, programs' one JSON
-            // object a line.
-            let mut sink = |line: &LogLine| match out.json {
-                true => out.text(format_args!("{}\n", serde_json::to_string(line)?)),
-                false => out.text(format_args!("{}\n", line.marked())),
-            };
-            commands::logs(config, &request, reporter, &mut sink).await?;
+            print_logs(out, config, &request, reporter).await?;
         }
         Command::History => {
             let entries = commands::history(config).await?;
@@ -164,17 +158,7 @@ async fn execute(
             let text = format!("{what} {} as {}: {}\n", deployed.image, deployed.container, deployed.url);
             out.either(&deployed, text)?;
         }
-        Command::Test | Command::Pipeline { .. } => {
-            let report = commands::pipeline(config, plan, reporter).await?;
-            let mut text = report.table();
-            if let Some(url) = &report.url {
-                text.push_str(&format!("books-ms {} is live: {url}/\n", report.version));
-            }
-            out.either(&report, text)?;
-            if let Some(error) = report.error {
-                anyhow::bail!(error);
-            }
-        }
+        Command::Test | Command::Pipeline { .. } => print_pipeline(out, config, plan, reporter).await?,
         Command::Verify { url } => {
             // The table (or the JSON report) also when a check failed; the
             // failure is the error, on stderr.
@@ -205,6 +189,31 @@ async fn execute(
         Command::Man => return Out::bytes(&harness::cli::man()?),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `harness pipeline` and `harness test`: the closing table (or the JSON
+/// report), also when a step failed; the failure is the error.
+async fn print_pipeline(out: &Out, config: &Config, plan: &Plan, reporter: &Reporter) -> anyhow::Result<()> {
+    let report = commands::pipeline(config, plan, reporter).await?;
+    let mut text = report.table();
+    if let Some(url) = &report.url {
+        text.push_str(&format!("books-ms {} is live: {url}/\n", report.version));
+    }
+    out.either(&report, text)?;
+    match report.error {
+        Some(error) => anyhow::bail!(error),
+        None => Ok(()),
+    }
+}
+
+/// `harness logs`: each line as it comes: people's marked, programs' one
+/// JSON object a line.
+async fn print_logs(out: &Out, config: &Config, request: &LogRequest, reporter: &Reporter) -> anyhow::Result<()> {
+    let mut sink = |line: &LogLine| match out.json {
+        true => out.text(format_args!("{}\n", serde_json::to_string(line)?)),
+        false => out.text(format_args!("{}\n", line.marked())),
+    };
+    commands::logs(config, request, reporter, &mut sink).await
 }
 
 /// `harness status` for people.
