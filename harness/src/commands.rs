@@ -175,7 +175,7 @@ pub async fn release_lock(config: &Config, force: bool) -> anyhow::Result<Option
 
 /// `harness verify --url URL`.
 pub async fn verify(config: &Config, url: &str, reporter: &Reporter) -> Result<VerifyReport, VerifyError> {
-    verify::verify(url, &config.checks.ids, reporter).await
+    verify::verify_configured(config, url, reporter).await
 }
 
 /// `harness pipeline` and `harness test`: the plan's steps in order, one

@@ -184,6 +184,11 @@ pub struct ChecksConfig {
     /// Ids the post-deploy checks may write; no user's book is ever
     /// touched. The defaults sit at the top of the 32-bit id range.
     pub ids: Vec<i32>,
+    /// The service's write token (`HARNESS_CHECKS__WRITE_TOKEN`), when its
+    /// writes are not open: a deploy gives it to the app (`WRITE_TOKEN`),
+    /// and the checks send it on their writes. Never printed.
+    #[serde(default, skip_serializing)]
+    pub write_token: Option<SecretString>,
 }
 
 /// Commands a deploy runs on this machine (`sh -c`), with the release and
@@ -247,7 +252,7 @@ impl Default for Config {
                 log_max_size: "10m".to_owned(),
                 log_max_files: 3,
             },
-            checks: ChecksConfig { ids: vec![2_147_483_101, 2_147_483_102, 2_147_483_103] },
+            checks: ChecksConfig { ids: vec![2_147_483_101, 2_147_483_102, 2_147_483_103], write_token: None },
             hooks: HooksConfig::default(),
             pipeline: PipelineConfig::default(),
             swarm: SwarmConfig::default(),
@@ -256,6 +261,17 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The app's environment on prod, either target: its database by name,
+    /// and the write token when one is set.
+    pub fn app_env(&self) -> Vec<String> {
+        use secrecy::ExposeSecret;
+        let mut env = vec!["DB_HOST=db".to_owned()];
+        if let Some(token) = &self.checks.write_token {
+            env.push(format!("WRITE_TOKEN={}", token.expose_secret()));
+        }
+        env
+    }
+
     /// Defaults, then `REPO/harness.toml` (if present), then `HARNESS_*`.
     pub fn load(repo: &Path) -> anyhow::Result<Self> {
         let config: Config = Self::figment(repo).extract().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
@@ -469,6 +485,16 @@ mod tests {
             assert!(err.contains("app_prot"), "{err}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn the_write_token_reaches_the_apps_environment_only_when_set_and_never_prints() {
+        let mut config = Config::default();
+        assert_eq!(config.app_env(), ["DB_HOST=db"], "unset: the app's environment of before, so its spec too");
+        config.checks.write_token = Some(SecretString::from("t0k3n-of-the-test"));
+        assert_eq!(config.app_env(), ["DB_HOST=db", "WRITE_TOKEN=t0k3n-of-the-test"]);
+        let shown = format!("{config:?} {}", serde_json::to_string(&config).unwrap());
+        assert!(!shown.contains("t0k3n-of-the-test"), "{shown}");
     }
 
     #[test]

@@ -278,9 +278,11 @@ impl<'a, T: Target> Executor<'a, T> {
                 let revision = revision.as_deref().context("the revision to check is not known")?;
                 check_version(url, revision, preview).await
             }
-            Core::Verify { url, ids, preview } => {
+            Core::Verify { url, ids, preview, token } => {
+                use secrecy::ExposeSecret;
                 let headers = preview_header(preview);
-                let report = crate::verify::verify_with(url, ids, &headers, self.reporter).await?;
+                let token = token.as_ref().map(|t| t.expose_secret());
+                let report = crate::verify::verify_with_token(url, ids, &headers, token, self.reporter).await?;
                 self.reporter.line(format!("prod: {} checks passed", report.checks.len()));
                 Ok(())
             }

@@ -115,6 +115,9 @@ pub enum Core {
         ids: Vec<i32>,
         #[serde(skip)]
         preview: Option<String>,
+        /// The service's write token, sent on the checks' writes.
+        #[serde(skip)]
+        token: Option<secrecy::SecretString>,
     },
 }
 

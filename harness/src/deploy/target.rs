@@ -121,7 +121,12 @@ impl Context<'_> {
                 revision: self.release.revision.clone(),
                 preview: preview.clone(),
             }),
-            Step::new(Core::Verify { url: url.clone(), ids: self.config.checks.ids.clone(), preview }),
+            Step::new(Core::Verify {
+                url: url.clone(),
+                ids: self.config.checks.ids.clone(),
+                preview,
+                token: self.config.checks.write_token.clone(),
+            }),
         ]
     }
 }

@@ -66,6 +66,18 @@ pub async fn verify(url: &str, ids: &[i32], reporter: &Reporter) -> Result<Verif
     verify_with(url, ids, &[], reporter).await
 }
 
+/// [`verify`] with the configured ids (`checks.ids`) and write token
+/// (`checks.write_token`, sent on the checks' writes).
+pub async fn verify_configured(
+    config: &crate::config::Config,
+    url: &str,
+    reporter: &Reporter,
+) -> Result<VerifyReport, VerifyError> {
+    use secrecy::ExposeSecret;
+    let token = config.checks.write_token.as_ref().map(|t| t.expose_secret());
+    verify_with_token(url, &config.checks.ids, &[], token, reporter).await
+}
+
 /// [`verify`], sending `headers` with every request.
 pub async fn verify_with(
     url: &str,

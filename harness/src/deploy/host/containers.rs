@@ -21,7 +21,7 @@ use crate::release::Release;
 pub fn app(config: &Config, release: &Release, names: &Names, colour: Colour) -> ContainerCreateBody {
     let mut body = ContainerCreateBody {
         image: Some(release.image.clone()),
-        env: Some(vec!["DB_HOST=db".to_owned()]),
+        env: Some(config.app_env()),
         // The image's probe at another interval, when one is set: Docker
         // takes every field not set here (the command, its timeout, the
         // retries) from the image.

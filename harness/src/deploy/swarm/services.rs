@@ -76,7 +76,7 @@ pub fn app(config: &Config, release: &Release, names: &SwarmNames) -> ServiceSpe
             container_spec: Some(TaskSpecContainerSpec {
                 image: Some(release.image.clone()),
                 labels: Some(labels),
-                env: Some(vec!["DB_HOST=db".to_owned()]),
+                env: Some(config.app_env()),
                 stop_grace_period: Some(STOP_GRACE_NANOS),
                 ..Default::default()
             }),
