@@ -488,6 +488,30 @@ mod tests {
     }
 
     #[test]
+    fn every_key_is_in_docs_config_md() {
+        // Every key of every section, as the defaults serialise (the
+        // secrets, never serialised, named by hand), is in the reference.
+        let doc = include_str!("../../docs/config.md");
+        let defaults = serde_json::to_value(Config::default()).unwrap();
+        let mut missing = Vec::new();
+        for (section, keys) in defaults.as_object().unwrap() {
+            assert!(doc.contains(&format!("## `[{section}]`")), "docs/config.md has no section [{section}]");
+            let keys = keys.as_object().unwrap().keys().map(String::as_str);
+            let secrets = match section.as_str() {
+                "registry" => &["password"][..],
+                "checks" => &["write_token"][..],
+                _ => &[][..],
+            };
+            for key in keys.chain(secrets.iter().copied()) {
+                if !doc.contains(&format!("`{key}`")) {
+                    missing.push(format!("{section}.{key}"));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "not in docs/config.md: {missing:?}");
+    }
+
+    #[test]
     fn the_write_token_reaches_the_apps_environment_only_when_set_and_never_prints() {
         let mut config = Config::default();
         assert_eq!(config.app_env(), ["DB_HOST=db"], "unset: the app's environment of before, so its spec too");
