@@ -6,6 +6,7 @@
 //! - `repository`: the MongoDB collection, the only module that talks to it;
 //! - `routes`: HTTP handlers (books, health, OpenAPI, static files);
 //! - `auth`: who may write (the write token);
+//! - `metrics`: what `/metrics` exposes and the middleware that counts requests;
 //! - `error`: every error a client can get, mapped to a status in one place;
 //! - [`startup`]: builds the app, binds the listener, runs until stopped;
 //! - [`telemetry`]: tracing set-up; [`healthcheck`]: the image's probe.
@@ -14,6 +15,7 @@ pub mod configuration;
 pub mod domain;
 mod error;
 pub mod healthcheck;
+mod metrics;
 mod middleware;
 mod repository;
 mod routes;

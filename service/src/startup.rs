@@ -14,6 +14,7 @@ use tracing_actix_web::TracingLogger;
 use crate::auth::WriteAccess;
 use crate::configuration::Settings;
 use crate::error::ApiError;
+use crate::metrics::{self, Metrics};
 use crate::middleware::common_headers;
 use crate::repository::SharedRepository;
 use crate::routes::{self, BodyTimeout, StaticRoot};
@@ -29,7 +30,8 @@ impl Application {
     /// The database is not contacted: the service starts when it is down.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let workers = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get).min(512);
-        let shared = SharedRepository::new(&settings.database, workers).await?;
+        let metrics = web::Data::new(Metrics::for_this_build());
+        let shared = SharedRepository::new(&settings.database, workers, metrics.db()).await?;
         // Made here, on the calling runtime, so that options the driver
         // refuses stop the start; a worker uses it only if its own client
         // cannot be made (the same options, so not expected).
@@ -60,10 +62,13 @@ impl Application {
                 fallback.clone()
             });
             App::new()
-                // Registered last, so outermost: every response passes through both.
+                // Registered later, so outside: every response passes through these.
                 .wrap(from_fn(common_headers))
                 .wrap(TracingLogger::default())
+                // Outermost: counts every answer, the middleware's own included.
+                .wrap(from_fn(metrics::track))
                 .app_data(repo)
+                .app_data(metrics.clone())
                 .app_data(static_root.clone())
                 .app_data(body_timeout.clone())
                 .app_data(write_access.clone())
@@ -72,6 +77,7 @@ impl Application {
                 .service(resource("/health", "GET, OPTIONS").route(web::get().to(routes::health)))
                 .service(resource("/ready", "GET, OPTIONS").route(web::get().to(routes::ready)))
                 .service(resource("/version", "GET, OPTIONS").route(web::get().to(routes::version)))
+                .service(resource("/metrics", "GET, OPTIONS").route(web::get().to(routes::metrics)))
                 .service(resource("/api/v1/openapi.json", "GET, OPTIONS").route(web::get().to(routes::openapi_json)))
                 .service(
                     resource("/api/v1/books", "GET, PUT, POST, OPTIONS")

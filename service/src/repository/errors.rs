@@ -32,6 +32,20 @@ pub enum RepositoryError {
     Other(#[source] MongoError),
 }
 
+impl RepositoryError {
+    /// The `kind` label of `books_ms_db_errors_total`: one per variant.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            RepositoryError::Unavailable(_) => "unavailable",
+            RepositoryError::TimedOut(_) => "timeout",
+            RepositoryError::Busy(_) => "busy",
+            RepositoryError::OutcomeUnknown(_) => "outcome_unknown",
+            RepositoryError::InvalidStored(_) => "invalid_stored",
+            RepositoryError::Other(_) => "other",
+        }
+    }
+}
+
 /// Server codes meaning "this server cannot serve now": the ones the
 /// driver's retryable-write rules name (HostUnreachable, HostNotFound,
 /// NetworkTimeout, ShutdownInProgress, ReadConcernMajorityNotAvailableYet,
@@ -124,5 +138,14 @@ mod tests {
         }
         // BadValue: the request was wrong, a retry will not help.
         assert!(matches!(RepositoryError::from(command_error(2)), RepositoryError::Other(_)));
+    }
+
+    /// What `/metrics` counts: a timeout is told apart from an outage.
+    #[test]
+    fn each_failure_has_its_own_kind() {
+        assert_eq!(RepositoryError::from(command_error(91)).kind(), "unavailable");
+        assert_eq!(RepositoryError::from(command_error(2)).kind(), "other");
+        assert_eq!(RepositoryError::TimedOut(Duration::from_secs(1)).kind(), "timeout");
+        assert_eq!(RepositoryError::Busy(Duration::from_secs(1)).kind(), "busy");
     }
 }

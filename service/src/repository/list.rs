@@ -1,7 +1,7 @@
 //! The list: summaries streamed from the cursor, never the whole collection
 //! in memory.
 
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use mongodb::bson::{doc, Document, RawDocument};
 
 use super::documents::book_from_stored;
@@ -53,6 +53,7 @@ impl BookRepository {
         }
         let cursor = self.bounded(find).await?;
         let deadline = self.deadline;
+        let metrics = self.metrics.clone();
         // Each further batch is a round trip too: bound the wait for every item.
         Ok(futures_util::stream::unfold(Some(cursor), move |cursor| async move {
             let mut cursor = cursor?;
@@ -84,6 +85,11 @@ impl BookRepository {
                     Ok(Ok(false)) => return None,
                     Err(_) => return Some((Err(RepositoryError::TimedOut(deadline)), None)),
                 }
+            }
+        })
+        .inspect(move |item| {
+            if let Err(e) = item {
+                metrics.error(e);
             }
         }))
     }

@@ -37,9 +37,11 @@ impl BookRepository {
     /// the operation's deadline, returned for the write itself.
     pub(super) async fn lock(&self, id: BookId) -> Result<(MutexGuard<'_, ()>, Instant), RepositoryError> {
         let until = Instant::now() + self.deadline;
-        let guard = tokio::time::timeout_at(until, self.locks.get(id).lock())
-            .await
-            .map_err(|_| RepositoryError::Busy(self.deadline))?;
+        let guard = self.counted(
+            tokio::time::timeout_at(until, self.locks.get(id).lock())
+                .await
+                .map_err(|_| RepositoryError::Busy(self.deadline)),
+        )?;
         Ok((guard, until))
     }
 }

@@ -31,6 +31,7 @@ use locks::IdLocks;
 
 use crate::configuration::{DatabaseSettings, WriteAck};
 use crate::domain::{Book, BookId};
+use crate::metrics::DbMetrics;
 
 /// The write concern: `DB_W` and `DB_JOURNAL` win, then the URI's, then the
 /// default, `w: majority, j: true`. Each part is decided on its own, so a URI
@@ -59,6 +60,7 @@ pub struct BookRepository {
     /// connection but never answers (server selection alone does not bound it).
     deadline: Duration,
     locks: Arc<IdLocks>,
+    metrics: Arc<DbMetrics>,
 }
 
 /// The driver's default `maxPoolSize`.
@@ -77,13 +79,19 @@ pub struct SharedRepository {
     collection: String,
     deadline: Duration,
     locks: Arc<IdLocks>,
+    metrics: Arc<DbMetrics>,
 }
 
 impl SharedRepository {
     /// Parses and checks the settings for `clients` clients: the pool size
     /// (`maxPoolSize`, else the driver's 10) is divided between them, so the
     /// process holds as many database connections as one client would.
-    pub async fn new(settings: &DatabaseSettings, clients: usize) -> anyhow::Result<Self> {
+    /// Every client reports its pool's events and its failures to `metrics`.
+    pub(crate) async fn new(
+        settings: &DatabaseSettings,
+        clients: usize,
+        metrics: Arc<DbMetrics>,
+    ) -> anyhow::Result<Self> {
         let mut options = ClientOptions::parse(settings.uri.expose_secret())
             .await
             .map_err(|e| anyhow::anyhow!("MONGODB_URI: the URI is not valid: {e}"))?;
@@ -100,12 +108,15 @@ impl SharedRepository {
             options.max_pool_size = Some(total.div_ceil(clients));
         }
         options.min_pool_size = options.min_pool_size.map(|min| min.div_ceil(clients));
+        metrics.set_max_connections(options.max_pool_size.map_or(0, |per| u64::from(per) * u64::from(clients)));
+        options.cmap_event_handler = Some(metrics.cmap_handler());
         Ok(SharedRepository {
             options,
             database_name: settings.database_name.clone(),
             collection: settings.collection.clone(),
             deadline: settings.timeout * 3,
             locks: Arc::new(IdLocks::new()),
+            metrics,
         })
     }
 
@@ -122,6 +133,7 @@ impl SharedRepository {
             database,
             deadline: self.deadline,
             locks: self.locks.clone(),
+            metrics: self.metrics.clone(),
         })
     }
 }
@@ -139,10 +151,19 @@ impl BookRepository {
         until: Instant,
         op: impl std::future::IntoFuture<Output = Result<T, MongoError>>,
     ) -> Result<T, RepositoryError> {
-        match tokio::time::timeout_at(until, op.into_future()).await {
+        let result = match tokio::time::timeout_at(until, op.into_future()).await {
             Ok(result) => result.map_err(RepositoryError::from),
             Err(_) => Err(RepositoryError::TimedOut(self.deadline)),
+        };
+        self.counted(result)
+    }
+
+    /// Counts a failure in `books_ms_db_errors_total` on its way up.
+    fn counted<T>(&self, result: Result<T, RepositoryError>) -> Result<T, RepositoryError> {
+        if let Err(e) = &result {
+            self.metrics.error(e);
         }
+        result
     }
 
     /// Is the database answering?

@@ -27,6 +27,7 @@ use crate::auth::WriteAccess;
         super::health::health,
         super::health::ready,
         super::health::version,
+        super::metrics::metrics,
     ),
     modifiers(&Constraints),
     tags((name = "books"), (name = "operations"))

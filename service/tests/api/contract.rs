@@ -18,6 +18,7 @@ async fn options_lists_the_methods_of_each_resource() {
         ("/health", "GET, OPTIONS"),
         ("/ready", "GET, OPTIONS"),
         ("/version", "GET, OPTIONS"),
+        ("/metrics", "GET, OPTIONS"),
         ("/api/v1/openapi.json", "GET, OPTIONS"),
     ] {
         let response = app.http.request(reqwest::Method::OPTIONS, app.url(path)).send().await.unwrap();
@@ -29,7 +30,7 @@ async fn options_lists_the_methods_of_each_resource() {
 #[tokio::test]
 async fn an_unsupported_method_on_an_operations_endpoint_is_405_with_allow() {
     let app = spawn_app().await;
-    for path in ["/health", "/ready", "/version", "/api/v1/openapi.json"] {
+    for path in ["/health", "/ready", "/version", "/metrics", "/api/v1/openapi.json"] {
         let response = app.http.post(app.url(path)).send().await.unwrap();
         assert_eq!(response.headers()["allow"], "GET, OPTIONS", "{path}");
         assert_error(response, 405, "method_not_allowed", None).await;

@@ -9,6 +9,7 @@ mod errors;
 mod faults;
 mod helpers;
 mod image;
+mod metrics;
 mod operations;
 mod shutdown;
 mod slow_clients;
