@@ -99,32 +99,6 @@ pub struct Server {
     pub total: Option<u64>,
 }
 
-/// The servers of backend `backend` in the answer to HAProxy's `show
-/// stat` (CSV, its header line first); empty when the answer is not that.
-pub fn servers_from_stat(answer: &str, backend: &str) -> Vec<Server> {
-    let mut lines = answer.lines().skip_while(|l| !l.starts_with("# pxname,"));
-    let Some(header) = lines.next() else { return Vec::new() };
-    let header: Vec<&str> = header.trim_start_matches('#').trim().split(',').collect();
-    let column = |name: &str| header.iter().position(|h| *h == name);
-    let (Some(proxy), Some(server), Some(status)) = (column("pxname"), column("svname"), column("status")) else {
-        return Vec::new();
-    };
-    let (sessions, total) = (column("scur"), column("stot"));
-    lines
-        .map(|line| line.split(',').collect::<Vec<_>>())
-        .filter(|f| f.get(proxy) == Some(&backend) && !matches!(f.get(server), Some(&"BACKEND" | &"FRONTEND") | None))
-        .map(|f| {
-            let number = |i: Option<usize>| i.and_then(|i| f.get(i)?.parse().ok());
-            Server {
-                name: f[server].to_owned(),
-                status: f.get(status).copied().unwrap_or_default().to_owned(),
-                sessions: number(sessions),
-                total: number(total),
-            }
-        })
-        .collect()
-}
-
 /// A digest in an image reference (`NAME@sha256:...`).
 pub fn digest_in(reference: &str) -> Option<String> {
     reference.split_once('@').map(|(_, digest)| digest.to_owned())
@@ -228,26 +202,6 @@ fn section(title: &str, units: &[Unit]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_users_backends_servers_are_read_from_haproxys_statistics() {
-        let answer =
-            "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status\n\
-                      books_ms,FRONTEND,,,1,3,,40,,,,,,,,,,OPEN\n\
-                      live,blue,0,0,1,2,,37,,,,,,,,,,UP\n\
-                      live,green,0,0,0,1,,3,,,,,,,,,,MAINT\n\
-                      live,BACKEND,0,0,1,2,,40,,,,,,,,,,UP\n\
-                      blue,blue,0,0,0,1,,0,,,,,,,,,,UP\n";
-        assert_eq!(
-            servers_from_stat(answer, "live"),
-            [
-                Server { name: "blue".into(), status: "UP".into(), sessions: Some(1), total: Some(37) },
-                Server { name: "green".into(), status: "MAINT".into(), sessions: Some(0), total: Some(3) },
-            ]
-        );
-        assert!(servers_from_stat("Unknown command.\n", "live").is_empty());
-        assert!(servers_from_stat("", "live").is_empty());
-    }
 
     #[test]
     fn a_digest_is_read_from_a_reference_by_digest_only() {

@@ -9,7 +9,7 @@ use super::observe;
 use super::proxy;
 use super::HostNames;
 use crate::config::Config;
-use crate::deploy::details::{digest_in, servers_from_stat, Details, Live, Proxy, Unit};
+use crate::deploy::details::{digest_in, Details, Live, Proxy, Server, Unit};
 use crate::deploy::names::*;
 use crate::engine::Engine;
 
@@ -93,9 +93,46 @@ fn from_inspect(name: &str, inspected: ContainerInspectResponse) -> Unit {
     }
 }
 
+/// The servers of backend `backend` in the answer to HAProxy's `show
+/// stat`; empty when the answer is not that.
+fn servers_from_stat(answer: &str, backend: &str) -> Vec<Server> {
+    let rows = proxy::stat_rows(answer, backend).unwrap_or_default();
+    let rows = rows.iter().filter(|row| row.contains_key("status"));
+    rows.map(|row| {
+        let number = |column: &str| row.get(column)?.parse().ok();
+        Server {
+            name: row["svname"].to_owned(),
+            status: row["status"].to_owned(),
+            sessions: number("scur"),
+            total: number("stot"),
+        }
+    })
+    .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_users_backends_servers_are_read_from_haproxys_statistics() {
+        let answer =
+            "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status\n\
+                      books_ms,FRONTEND,,,1,3,,40,,,,,,,,,,OPEN\n\
+                      live,blue,0,0,1,2,,37,,,,,,,,,,UP\n\
+                      live,green,0,0,0,1,,3,,,,,,,,,,MAINT\n\
+                      live,BACKEND,0,0,1,2,,40,,,,,,,,,,UP\n\
+                      blue,blue,0,0,0,1,,0,,,,,,,,,,UP\n";
+        assert_eq!(
+            servers_from_stat(answer, "live"),
+            [
+                Server { name: "blue".into(), status: "UP".into(), sessions: Some(1), total: Some(37) },
+                Server { name: "green".into(), status: "MAINT".into(), sessions: Some(0), total: Some(3) },
+            ]
+        );
+        assert!(servers_from_stat("Unknown command.\n", "live").is_empty());
+        assert!(servers_from_stat("", "live").is_empty());
+    }
 
     #[test]
     fn a_colours_container_shows_its_release_colour_state_and_health() {

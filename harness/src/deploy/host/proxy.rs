@@ -20,6 +20,7 @@
 //! races a reload (nginx's reload closes idle ones, and a request sent at
 //! that instant fails).
 
+use std::collections::HashMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -163,15 +164,28 @@ pub const STAT_COMMAND: &str = "show stat live 4 -1";
 /// current sessions plus its queue), from the answer to [`STAT_COMMAND`];
 /// None when the answer is not what HAProxy prints.
 pub fn held(answer: &str, colour: Colour) -> Option<u64> {
+    let rows = stat_rows(answer, "live")?;
+    let row = rows.iter().find(|row| row.get("svname") == Some(&colour.name()))?;
+    let count = |column: &str| match *row.get(column)? {
+        "" => Some(0),
+        field => field.parse::<u64>().ok(),
+    };
+    Some(count("qcur")? + count("scur")?)
+}
+
+/// The servers' rows of `backend` in the answer to [`STAT_COMMAND`] (CSV,
+/// its `# pxname,...` header first), each field by its column's name; the
+/// backend's and frontends' own rows left out. None when the answer is not
+/// that.
+pub fn stat_rows<'a>(answer: &'a str, backend: &str) -> Option<Vec<HashMap<&'a str, &'a str>>> {
     let mut lines = answer.lines();
-    let header: Vec<&str> = lines.next()?.trim_start_matches('#').trim().split(',').collect();
-    let column = |name: &str| header.iter().position(|h| *h == name);
-    let (proxy, server, queue, sessions) = (column("pxname")?, column("svname")?, column("qcur")?, column("scur")?);
-    lines.map(|line| line.split(',').collect::<Vec<_>>()).find_map(|fields| {
-        let named = fields.get(proxy) == Some(&"live") && fields.get(server) == Some(&colour.name());
-        let count = |i: usize| fields.get(i).and_then(|f| if f.is_empty() { Some(0) } else { f.parse::<u64>().ok() });
-        named.then(|| Some(count(queue)? + count(sessions)?)).flatten()
-    })
+    let header: Vec<&str> = lines.next()?.strip_prefix("# pxname,").map(|rest| rest.split(','))?.collect();
+    let header: Vec<&str> = std::iter::once("pxname").chain(header).collect();
+    let rows = lines.map(|line| header.iter().copied().zip(line.split(',')).collect::<HashMap<_, _>>());
+    let servers = rows.filter(|row| {
+        row.get("pxname") == Some(&backend) && !matches!(row.get("svname"), Some(&"BACKEND" | &"FRONTEND") | None)
+    });
+    Some(servers.collect())
 }
 
 /// The commands whose answers [`from_runtime`] reads.
