@@ -63,7 +63,7 @@ const EXCERPT_CHARS: usize = 200;
 
 /// Runs every check against the books-ms at `url`, writing only on `ids`.
 pub async fn verify(url: &str, ids: &[i32], reporter: &Reporter) -> Result<VerifyReport, VerifyError> {
-    verify_with(url, ids, &[], reporter).await
+    verify_with_token(url, ids, &[], None, reporter).await
 }
 
 /// [`verify`] with the configured ids (`checks.ids`) and write token
@@ -78,17 +78,8 @@ pub async fn verify_configured(
     verify_with_token(url, &config.checks.ids, &[], token, reporter).await
 }
 
-/// [`verify`], sending `headers` with every request.
-pub async fn verify_with(
-    url: &str,
-    ids: &[i32],
-    headers: &[(String, String)],
-    reporter: &Reporter,
-) -> Result<VerifyReport, VerifyError> {
-    verify_with_token(url, ids, headers, None, reporter).await
-}
-
-/// [`verify_with`], sending `token` (a books-ms's `WRITE_TOKEN`) as
+/// [`verify`], sending `headers` with every request (a preview header),
+/// and `token` (a books-ms's `WRITE_TOKEN`) as
 /// `Authorization: Bearer` on the checks' writes (their PUTs and DELETEs)
 /// and on nothing else: reads are open, and a token sent where none is
 /// needed is one more place it could leak from.
