@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use bollard::auth::DockerCredentials;
 use bollard::models::{NetworkCreateRequest, ServiceSpec};
 use bollard::query_parameters::UpdateServiceOptionsBuilder;
 
@@ -13,12 +12,11 @@ use super::observe::{self, Progress};
 use super::plan::Action;
 use crate::deploy::names::{PROJECT_LABEL, SPEC_LABEL};
 use crate::deploy::target::On;
-use crate::engine::{tolerate, Engine, EngineError};
-use crate::progress::{Reporter, Spinner};
+use crate::engine::{tolerate, EngineError};
+use crate::progress::Spinner;
 
 pub async fn act(on: &On<'_>, project: &str, action: &Action) -> anyhow::Result<()> {
-    let on = Manager { manager: on.engine, reporter: on.reporter, credentials: on.credentials.clone() };
-    let (manager, docker) = (on.manager, &on.manager.docker);
+    let (manager, docker, swarm) = (on.engine, &on.engine.docker, Manager(on));
     match action {
         Action::CreateOverlay { name } => {
             let labels = HashMap::from([(PROJECT_LABEL.to_owned(), project.to_owned())]);
@@ -40,19 +38,19 @@ pub async fn act(on: &On<'_>, project: &str, action: &Action) -> anyhow::Result<
             }
         }
         Action::CreateService { name, spec, .. } => {
-            let spec = on.with_config_ids((**spec).clone()).await?;
+            let spec = swarm.with_config_ids((**spec).clone()).await?;
             let create = docker.create_service(spec, on.credentials.clone());
             manager.call(format!("to create the service {name}"), create).await?;
             Ok(())
         }
-        Action::UpdateService { name, spec, .. } => on.update(name, spec).await,
+        Action::UpdateService { name, spec, .. } => swarm.update(name, spec).await,
         Action::AwaitService { name, spec, timeout_secs, .. } => {
             let _spinner = Spinner(on.reporter.spinner(format!("waiting for {name} to converge")));
-            on.await_service(name, Some(spec), *timeout_secs).await
+            swarm.await_service(name, Some(spec), *timeout_secs).await
         }
         Action::RollbackService { name, from_spec, timeout_secs, .. } => {
-            on.roll_back(name, from_spec).await?;
-            on.await_service(name, None, *timeout_secs).await
+            swarm.roll_back(name, from_spec).await?;
+            swarm.await_service(name, None, *timeout_secs).await
         }
         Action::RemoveService { name } => {
             Ok(tolerate(manager.call(format!("to remove the service {name}"), docker.delete_service(name)).await, 404)?)
@@ -67,12 +65,9 @@ pub async fn act(on: &On<'_>, project: &str, action: &Action) -> anyhow::Result<
     }
 }
 
-/// The swarm's manager, and what an action is carried out with.
-struct Manager<'a> {
-    manager: &'a Engine,
-    reporter: &'a Reporter,
-    credentials: Option<DockerCredentials>,
-}
+/// The manager's engine, reached through what the action is carried out
+/// with.
+struct Manager<'a>(&'a On<'a>);
 
 impl Manager<'_> {
     /// The service's spec replaced by `spec`.
@@ -82,12 +77,13 @@ impl Manager<'_> {
             .once_more_if_out_of_sequence(name, async || {
                 let version = self.service_version(name).await?;
                 let options = UpdateServiceOptionsBuilder::default().version(version).build();
-                let update = self.manager.docker.update_service(name, spec.clone(), options, self.credentials.clone());
-                Ok(self.manager.call(format!("to update the service {name}"), update).await?)
+                let update =
+                    self.0.engine.docker.update_service(name, spec.clone(), options, self.0.credentials.clone());
+                Ok(self.0.engine.call(format!("to update the service {name}"), update).await?)
             })
             .await?;
         for warning in answer.warnings.unwrap_or_default() {
-            self.reporter.warn(format!("{name}: {warning}"));
+            self.0.reporter.warn(format!("{name}: {warning}"));
         }
         Ok(())
     }
@@ -97,7 +93,7 @@ impl Manager<'_> {
     async fn roll_back(&self, name: &str, from_spec: &str) -> anyhow::Result<()> {
         let rolled = self
             .once_more_if_out_of_sequence(name, async || {
-                let Some(service) = observe::inspect_service(self.manager, name).await? else {
+                let Some(service) = observe::inspect_service(self.0.engine, name).await? else {
                     return Ok(false);
                 };
                 let current = service.spec.clone().unwrap_or_default();
@@ -106,13 +102,13 @@ impl Manager<'_> {
                 }
                 let version = version_of(name, service.version.and_then(|v| v.index))?;
                 let options = UpdateServiceOptionsBuilder::default().version(version).rollback("previous").build();
-                let rollback = self.manager.docker.update_service(name, current, options, self.credentials.clone());
-                self.manager.call(format!("to roll the service {name} back"), rollback).await?;
+                let rollback = self.0.engine.docker.update_service(name, current, options, self.0.credentials.clone());
+                self.0.engine.call(format!("to roll the service {name} back"), rollback).await?;
                 Ok(true)
             })
             .await?;
         if !rolled {
-            self.reporter.line(format!(
+            self.0.reporter.line(format!(
                 "prod: {name} does not run this deploy's spec (its update was not applied, or Swarm rolled it back \
                  already): nothing of it to roll back"
             ));
@@ -130,7 +126,7 @@ impl Manager<'_> {
     ) -> anyhow::Result<T> {
         match call().await {
             Err(e) if out_of_sequence(&e) => {
-                self.reporter.line(format!("prod: {name} changed under the update (out of sequence): once more"));
+                self.0.reporter.line(format!("prod: {name} changed under the update (out of sequence): once more"));
                 call().await
             }
             other => other,
@@ -139,7 +135,7 @@ impl Manager<'_> {
 
     /// The service's version, which an update must name.
     async fn service_version(&self, name: &str) -> anyhow::Result<i32> {
-        let service = observe::inspect_service(self.manager, name)
+        let service = observe::inspect_service(self.0.engine, name)
             .await?
             .with_context(|| format!("there is no service {name} to update"))?;
         version_of(name, service.version.and_then(|v| v.index))
@@ -151,8 +147,8 @@ impl Manager<'_> {
         let configs = spec.task_template.as_mut().and_then(|t| t.container_spec.as_mut()?.configs.as_mut());
         for config in configs.into_iter().flatten() {
             if let (None, Some(name)) = (&config.config_id, &config.config_name) {
-                let inspect = self.manager.docker.inspect_config(name);
-                config.config_id = self.manager.call(format!("for the config {name}"), inspect).await?.id;
+                let inspect = self.0.engine.docker.inspect_config(name);
+                config.config_id = self.0.engine.call(format!("for the config {name}"), inspect).await?.id;
             }
         }
         Ok(spec)
@@ -166,10 +162,10 @@ impl Manager<'_> {
         let deadline = Instant::now() + Duration::from_secs(timeout_secs);
         let within = || format!("{name} did not converge within {timeout_secs} s (swarm.converge_timeout_secs)");
         loop {
-            let progress = match observe::progress(self.manager, name, wanted).await {
+            let progress = match observe::progress(self.0.engine, name, wanted).await {
                 Ok(progress) => progress,
                 Err(e) if Instant::now() < deadline => {
-                    self.reporter.line(format!("prod: reading {name}'s progress failed, retrying: {e:#}"));
+                    self.0.reporter.line(format!("prod: reading {name}'s progress failed, retrying: {e:#}"));
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
