@@ -30,8 +30,11 @@ pub(crate) async fn common_headers(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     let request_id = req.extensions().get::<RequestId>().map(|id| id.to_string());
-    let origins = req.app_data::<web::Data<CorsOrigins>>().map(|o| o.get_ref().clone()).unwrap_or_default();
-    let allow_origin = allowed_origin(&origins, req.headers().get(header::ORIGIN));
+    // The shared setting (an `Arc`), not a copy of its list per request.
+    let configured = req.app_data::<web::Data<CorsOrigins>>().cloned();
+    let any = CorsOrigins::Any;
+    let origins = configured.as_ref().map_or(&any, |o| o.get_ref());
+    let allow_origin = allowed_origin(origins, req.headers().get(header::ORIGIN));
     let mut res =
         if req.method() == Method::OPTIONS && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
             let mut preflight = HttpResponse::NoContent();
