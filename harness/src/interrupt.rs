@@ -5,7 +5,10 @@
 //! deploy from the moment it takes the lock until it released it), the
 //! deploy holds a [`Shield`]: the run-wide handler then leaves the signal
 //! to the deploy's executor, which undoes what it did, records it and
-//! releases the lock, and the run ends with that error.
+//! releases the lock, and the run ends with that error. Other shielded
+//! work (the checks, which remove what they wrote; the pipeline after the
+//! switch, which rolls back) learns of the signal from [`requested`] and
+//! ends itself; [`pending`] then tells the caller the run was interrupted.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,6 +34,55 @@ pub fn shield() -> Shield {
 
 fn shielded() -> bool {
     SHIELDS.load(Ordering::SeqCst) > 0
+}
+
+/// Signals that arrived under a shield, for the shielded work to see.
+struct Requests {
+    /// The first one.
+    first: std::sync::OnceLock<&'static str>,
+    /// Wakes [`Requests::requested`]'s waiters when `first` is set.
+    woken: tokio::sync::Notify,
+}
+
+impl Requests {
+    const fn new() -> Requests {
+        Requests { first: std::sync::OnceLock::new(), woken: tokio::sync::Notify::const_new() }
+    }
+
+    fn request(&self, name: &'static str) {
+        let _ = self.first.set(name);
+        self.woken.notify_waiters();
+    }
+
+    fn pending(&self) -> Option<Interrupted> {
+        self.first.get().map(|name| Interrupted(name))
+    }
+
+    async fn requested(&self) -> Interrupted {
+        loop {
+            let mut woken = std::pin::pin!(self.woken.notified());
+            woken.as_mut().enable();
+            if let Some(interrupted) = self.pending() {
+                return interrupted;
+            }
+            woken.await;
+        }
+    }
+}
+
+/// This process's.
+static REQUESTS: Requests = Requests::new();
+
+/// The signal that arrived while a shield was up, if one did: shielded
+/// work ended early because of it, and the run was interrupted.
+pub fn pending() -> Option<Interrupted> {
+    REQUESTS.pending()
+}
+
+/// Resolves once a signal arrives under a shield (at once if one already
+/// did). Shielded work that can end early races its work against it.
+pub async fn requested() -> Interrupted {
+    REQUESTS.requested().await
 }
 
 /// The run was interrupted: by which signal.
@@ -59,6 +111,7 @@ pub async fn until_interrupted<T>(work: impl Future<Output = T>) -> Result<T, In
         if !shielded() {
             return Err(Interrupted(name));
         }
+        REQUESTS.request(name);
     }
 }
 
@@ -75,5 +128,21 @@ mod tests {
         assert!(shielded());
         drop(shield);
         assert_eq!(shielded(), before);
+    }
+
+    #[tokio::test]
+    async fn a_request_wakes_the_waiters_and_stays_pending() {
+        // Its own: the process's would interrupt the other tests' checks.
+        static REQUESTS: Requests = Requests::new();
+        let waiter = tokio::spawn(REQUESTS.requested());
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        assert_eq!(REQUESTS.pending(), None);
+        REQUESTS.request("Ctrl-C (SIGINT)");
+        REQUESTS.request("SIGTERM");
+        let woken = tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await;
+        assert_eq!(woken.expect("woken").unwrap(), Interrupted("Ctrl-C (SIGINT)"));
+        assert_eq!(REQUESTS.pending(), Some(Interrupted("Ctrl-C (SIGINT)")), "the first one");
+        assert_eq!(REQUESTS.requested().await, Interrupted("Ctrl-C (SIGINT)"));
     }
 }

@@ -6,7 +6,7 @@
 //! results: tables for people, `--json` for programs. Progress goes to
 //! stderr through the library's `Reporter`. Exit codes: 0 success, 1 a step
 //! failed (for `lab status`: a part of the lab is down), 2 usage error
-//! (clap's). A reader that goes away (`harness status --json | head -3`)
+//! (clap's), 130 interrupted (Ctrl-C or SIGTERM). A reader that goes away (`harness status --json | head -3`)
 //! ends the run quietly.
 
 use std::fmt::Display;
@@ -87,6 +87,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let reading = matches!(cli.command, Command::Logs { .. });
     runtime.block_on(async {
         match interrupt::until_interrupted(execute(cli.command, &out, &config, &plan, &reporter)).await {
+            // Shielded work (a deploy, the checks, the pipeline after the
+            // switch) answered the signal itself and ended: say how.
+            Ok(done) if interrupt::pending().is_some() => {
+                if let Err(e) = done {
+                    let _ = writeln!(io::stderr(), "harness: error: {e:#}");
+                }
+                Ok(ExitCode::from(EXIT_INTERRUPTED))
+            }
             Ok(done) => done,
             Err(_) if reading => Ok(ExitCode::from(EXIT_INTERRUPTED)),
             Err(interrupted) => Ok(stopped(interrupted).await),
@@ -107,7 +115,8 @@ async fn stopped(interrupted: interrupt::Interrupted) -> ExitCode {
     let _ = writeln!(
         io::stderr(),
         "harness: {interrupted}: stopped every program this run had started (each with its process group){reaped}; \
-         prod was not being changed (a deploy that holds the lock undoes itself before it ends)"
+         no deploy was under way (one undoes itself before it ends), and no release was left live unchecked \
+         (one is rolled back); `harness status` shows what prod runs"
     );
     ExitCode::from(EXIT_INTERRUPTED)
 }

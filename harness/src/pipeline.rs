@@ -56,9 +56,18 @@ pub async fn run(config: &Config, plan: &Plan, reporter: &Reporter) -> PipelineR
     let mut error = None;
     let mut url = None;
     let state = RunState::default();
+    // Up from the switch until the checks passed: a Ctrl-C or SIGTERM then
+    // lets the step end (the checks remove what they wrote) and takes prod
+    // back to the release before, as a failure would.
+    let mut unverified: Option<crate::interrupt::Shield> = None;
     let mut rest = plan.steps.as_slice();
     while let Some((&step, after)) = rest.split_first() {
         rest = after;
+        if error.is_none() && unverified.is_some() {
+            if let Some(interrupted) = crate::interrupt::pending() {
+                error = Some(format!("{interrupted} before step {step}{}", rolled_back(config, reporter).await));
+            }
+        }
         if error.is_some() {
             runner.skip(&step.to_string(), "");
             continue;
@@ -70,21 +79,31 @@ pub async fn run(config: &Config, plan: &Plan, reporter: &Reporter) -> PipelineR
             error = run_beside_tests(&mut runner, &after[..beside], &context).await.err();
             continue;
         }
-        match runner.step(&step.to_string(), step.describe(), run_step(step, config, plan, reporter, &state)).await {
-            Ok(()) if step == Step::Verify => url = config.target_url().ok(),
+        let result =
+            runner.step(&step.to_string(), step.describe(), run_step(step, config, plan, reporter, &state)).await;
+        if step == Step::Deploy && state.replaced.get() {
+            unverified = Some(crate::interrupt::shield());
+        }
+        match result {
+            Ok(()) if step == Step::Verify => {
+                url = config.target_url().ok();
+                unverified = None;
+            }
             Ok(()) => {}
             Err(e) => {
                 let mut message = format!("step {step} failed: {e:#}");
                 // After the switch, anything that fails takes prod back to
                 // the release before (the deploy undid its own failures).
                 if state.replaced.get() && matches!(step, Step::Integrate | Step::Verify) {
-                    message.push_str(&match roll_back(config, reporter).await {
-                        Ok(back) => format!("; rolled back: {} serves {} again", back.container, back.image),
-                        Err(e) => format!("; rolling back failed too: {e:#}; see `harness status`"),
-                    });
+                    message.push_str(&rolled_back(config, reporter).await);
                 }
                 error = Some(message);
             }
+        }
+    }
+    if error.is_none() && unverified.is_some() {
+        if let Some(interrupted) = crate::interrupt::pending() {
+            error = Some(format!("{interrupted} before the checks passed{}", rolled_back(config, reporter).await));
         }
     }
     PipelineReport {
@@ -201,9 +220,17 @@ async fn run_beside_tests(runner: &mut Runner<'_>, beside: &[Step], cx: &StepCon
     }
 }
 
-async fn roll_back(config: &Config, reporter: &Reporter) -> anyhow::Result<deploy::Deployed> {
-    let credentials = registry::docker_credentials(config)?;
-    deploy::rollback(config, None, credentials, reporter).await
+/// Takes prod back to the release before this run's, and says how that
+/// went (appended to the error that made it).
+async fn rolled_back(config: &Config, reporter: &Reporter) -> String {
+    let rollback = async {
+        let credentials = registry::docker_credentials(config)?;
+        deploy::rollback(config, None, credentials, reporter).await
+    };
+    match rollback.await {
+        Ok(back) => format!("; rolled back: {} serves {} again", back.container, back.image),
+        Err(e) => format!("; rolling back failed too: {e:#}; see `harness status`"),
+    }
 }
 
 async fn run_step(

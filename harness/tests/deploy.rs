@@ -219,7 +219,7 @@ async fn sigterm_during_a_deploy_undoes_it() {
     run.signal("TERM");
     let run = run.finish().await;
 
-    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert_eq!(run.code, Some(130), "{}", run.stderr);
     assert!(run.stderr.contains("interrupted by SIGTERM"), "{}", run.stderr);
     assert_eq!(prod_revision().await, a.revision, "prod after the interrupted deploy");
     let left = common::prod::inspect(prod, &idle).await.map(|c| (c.config.and_then(|c| c.image), c.state));

@@ -119,6 +119,34 @@ async fn a_check_failing_after_the_writes_names_the_check_and_still_removes_them
 }
 
 #[tokio::test]
+async fn ctrl_c_after_the_checks_wrote_stops_them_removes_their_books_and_exits_130() {
+    // Arrange: a service that stalls once the checks wrote (issue 23:
+    // every interrupt ends what the run started and says what it undid).
+    let (_db, service) = start().await;
+    let proxy = TamperingProxy::start(&service.url, Fault::Stall).await;
+    let probe = tempfile::tempdir().unwrap();
+    let pid_file = probe.path().join("harness.pid");
+    let ids = format!("[{}]", IDS.map(|id| id.to_string()).join(","));
+    let mut command = common::run::harness_writing_its_pid(&pid_file);
+    command.args(["verify", "--url", &proxy.url, "--repo"]).arg(common::repo_root()).env("HARNESS_CHECKS__IDS", ids);
+    let run = tokio::task::spawn_blocking(move || common::run::run_bounded(&mut command, HARNESS_DEADLINE));
+
+    // Act: Ctrl-C while a check waits on the stalled service.
+    tokio::time::timeout(HARNESS_DEADLINE, STALLED.notified()).await.expect("the checks reached the stall");
+    let pid = std::fs::read_to_string(&pid_file).expect("the harness's pid");
+    let signalled = Instant::now();
+    assert!(Command::new("kill").args(["-INT", pid.trim()]).status().unwrap().success());
+    let run = run.await.unwrap();
+    let took = signalled.elapsed();
+
+    // Assert: it stopped there, removed what it wrote, said so, exit 130.
+    assert_eq!(run.code, Some(130), "{}", run.stderr);
+    assert!(took < HTTP_TIMEOUT, "it waited {took:?} after Ctrl-C, as long as the stalled request:\n{}", run.stderr);
+    assert!(run.stderr.contains("interrupted by Ctrl-C (SIGINT) during `list`"), "{}", run.stderr);
+    assert_no_reserved_book(&service.url).await;
+}
+
+#[tokio::test]
 async fn a_user_racing_the_checks_on_the_reserved_ids_keeps_their_books_and_verify_says_the_id_was_taken() {
     // Arrange: a proxy that lets a user write at the worst moments: a book
     // on IDS[1] just before the checks' PUT there arrives (after
@@ -491,7 +519,16 @@ enum Fault {
     /// A books-ms from before conditional requests: the `If-*` headers
     /// are not passed on, and no `ETag` comes back.
     Old,
+    /// A service that stops answering after the checks wrote: every GET
+    /// after the first PUT is held (until the relay's deadline), and
+    /// [`STALLED`] told. Writes pass, so the cleanup can run.
+    Stall,
 }
+
+/// Told when a [`Fault::Stall`] proxy holds its first request.
+static STALLED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+/// Set once a [`Fault::Stall`] proxy relayed a PUT.
+static STALL_PUT_SEEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// A one-request-per-connection HTTP proxy to `upstream` with a [`Fault`].
 /// Stops on drop.
@@ -562,6 +599,15 @@ async fn relay(
         }
         if method == "DELETE" && path == format!("/api/v1/books/_id/{}", IDS[0]) {
             put(upstream, &user_book(IDS[0])).await;
+        }
+    }
+    if let Fault::Stall = fault {
+        if method == "PUT" {
+            STALL_PUT_SEEN.store(true, Ordering::SeqCst);
+        } else if method == "GET" && STALL_PUT_SEEN.load(Ordering::SeqCst) {
+            STALLED.notify_one();
+            tokio::time::sleep(HTTP_TIMEOUT).await;
+            return None;
         }
     }
     let mut request = client.request(method.parse().ok()?, format!("{upstream}{path}")).body(body);

@@ -111,16 +111,32 @@ pub async fn verify_with_token(
     let mut wrote = false;
     // The ids this run's create-only PUTs wrote, and the ETag of each.
     let mut created = Vec::new();
-    let checks =
-        tokio::time::timeout(CHECKS_DEADLINE, run_checks(&mut run, &http, &ids, &books, &mut wrote, &mut created))
-            .await;
-    let failure = match checks {
-        Ok(Ok(())) => None,
-        Ok(Err(failure)) => Some(failure),
-        Err(_) => {
-            let check = run.runner.current().and_then(|c| CHECKS.into_iter().find(|n| n.name() == c));
-            let check = check.unwrap_or(Check::Ready);
+    // Ctrl-C or SIGTERM ends the checks, never the cleanup: the signal is
+    // theirs to answer while it is up.
+    let _shield = crate::interrupt::shield();
+    let ended = tokio::select! {
+        checks = tokio::time::timeout(
+            CHECKS_DEADLINE,
+            run_checks(&mut run, &http, &ids, &books, &mut wrote, &mut created),
+        ) => Ok(checks),
+        signal = crate::interrupt::requested() => Err(signal),
+    };
+    let current = |run: &Recorder| {
+        let check = run.runner.current().and_then(|c| CHECKS.into_iter().find(|n| n.name() == c));
+        check.unwrap_or(Check::Ready)
+    };
+    let failure = match ended {
+        Ok(Ok(Ok(()))) => None,
+        Ok(Ok(Err(failure))) => Some(failure),
+        Ok(Err(_)) => {
+            let check = current(&run);
             let problem = Problem::Deadline { url: http.base.clone(), check, secs: CHECKS_DEADLINE.as_secs() };
+            run.interrupted(problem.to_string());
+            Some((check, problem))
+        }
+        Err(signal) => {
+            let check = current(&run);
+            let problem = Problem::Interrupted { signal, check };
             run.interrupted(problem.to_string());
             Some((check, problem))
         }

@@ -142,6 +142,8 @@ pub enum Problem {
     IdInUse { id: i32, url: String, title: String, author: String },
     #[error("the checks did not finish within {secs} s (during `{check}`): the service at {url} answers too slowly")]
     Deadline { url: String, check: Check, secs: u64 },
+    #[error("{signal} during `{check}`: the checks stopped there")]
+    Interrupted { signal: crate::interrupt::Interrupted, check: Check },
     #[error("book {id} at {url} is no longer the one the checks wrote, so someone replaced it during the checks: left as it is")]
     Replaced { id: i32, url: String },
     #[error("reserved id {id} was taken by someone else {when}: their book at {url} is left as it is and verify wrote nothing there; give the checks ids no one uses with `checks.ids` in harness.toml or HARNESS_CHECKS__IDS")]
