@@ -234,3 +234,53 @@ async fn a_worker_lost_under_load_loses_no_request_its_replicas_move_and_status_
 async fn node_state(swarm: &Docker, id: &str) -> Option<NodeState> {
     nodes(swarm).await.into_values().find(|node| node.id == id).and_then(|node| node.state)
 }
+
+/// Issue 23: on a swarm whose worker was lost and then repaired, a release
+/// that never turns healthy failed users' requests (503 for about 33 s)
+/// while the swarm tried it and rolled it back. The old tasks must keep
+/// serving throughout, on a calm swarm (above) and on one that lost a node.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_release_that_never_turns_healthy_after_a_node_was_lost_and_repaired_costs_no_request() {
+    let scene = SWARM.scene().await;
+    let (a, swarm) = (&scene.a, &scene.docker);
+    let never = common::release::never_healthy(a).await;
+    let nodes = nodes(swarm).await;
+    let tasks = running_app_tasks(swarm).await;
+    let (lost_id, lost_label) = nodes
+        .values()
+        .filter(|node| node.label != "swarm-1")
+        .find(|node| tasks.iter().any(|(_, on)| *on == node.id))
+        .map(|node| (node.id.clone(), node.label.clone()))
+        .expect("a worker running a replica");
+    let lost: usize = lost_label.trim_start_matches("swarm-").parse().expect("a node label swarm-<i>");
+
+    // Lost until the manager says so and both replicas run elsewhere.
+    let link = LostNode::take_down(lost);
+    let deadline = Instant::now() + OBSERVE_DEADLINE;
+    loop {
+        let down = node_state(swarm, &lost_id).await == Some(NodeState::DOWN);
+        let running = running_app_tasks(swarm).await;
+        if down && running.len() == 2 && running.iter().all(|(_, node)| *node != lost_id) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "swarm-{lost} not seen down with its replicas moved in {OBSERVE_DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Repaired (lab/swarm.sh up): the update starts right away, as the
+    // node rejoins.
+    drop(link);
+    println!("swarm-{lost} repaired; the manager says it is {:?}", node_state(swarm, &lost_id).await);
+
+    let (run, load) = common::load::during("the failed update", &node_url(1), deploy(&never.image, &[])).await;
+
+    println!("the never-healthy update after swarm-{lost} was lost and repaired: {load:?}");
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(run.stderr.contains("rolled the update of books-ms-app back"), "{}", run.stderr);
+    assert_eq!(load.failed, 0, "requests failed during the failed update: {load:?}");
+    assert_eq!(load.revisions, std::slice::from_ref(&a.revision), "{load:?}");
+    assert_eq!(app_image(swarm).await, a.image, "the service runs the previous release");
+    assert_no_lock(swarm).await;
+}
