@@ -22,5 +22,6 @@ pub mod push;
 pub mod registry;
 pub mod release;
 pub mod runner;
+pub mod traffic;
 pub mod verify;
 pub mod version;

@@ -123,7 +123,22 @@ async fn deployed(target: &str, release: &Release) -> Value {
     assert!(details["lock"].is_null(), "no lock after the deploy: {details:#}");
     let db = &details["accessories"][0];
     assert_eq!((db["role"].as_str(), db["state"].as_str()), (Some("db"), Some("running")), "{details:#}");
+    the_traffic_is_measured(target, &details).await;
     details
+}
+
+/// Under a steady stream of requests, `details` reports a request rate
+/// above zero, no errors, from every instance it reached in both rounds.
+async fn the_traffic_is_measured(target: &str, details: &Value) {
+    let url = details["url"].as_str().expect("details names the url").trim_end_matches('/').to_owned();
+    let (under_load, load) = common::load::during("harness details", &url, self::details(target)).await;
+    let traffic = &under_load["traffic"];
+    assert_eq!(load.failed, 0, "{load:?}");
+    let rate = traffic["requests_per_sec"].as_f64().unwrap_or_else(|| panic!("no rate: {under_load:#}"));
+    assert!(rate > 1.0, "requests/s under load: {traffic:#}");
+    assert_eq!(traffic["errors_per_sec"].as_f64(), Some(0.0), "{traffic:#}");
+    assert!(traffic["instances"].as_u64().is_some_and(|n| n >= 1), "{traffic:#}");
+    assert!(traffic["window_secs"].as_f64().is_some_and(|s| s >= 1.5), "{traffic:#}");
 }
 
 /// The app's containers or tasks that run this run's release.

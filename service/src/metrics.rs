@@ -1,6 +1,7 @@
 //! What `/metrics` exposes, in the Prometheus text format: HTTP requests by
 //! route template and status, their latency, the requests in flight, the
-//! database pool (from the driver's CMAP events) and errors, and the build.
+//! database pool (from the driver's CMAP events) and errors, the build, and
+//! the process (`process_*`: memory, CPU, open files, start time).
 //!
 //! Each [`Application`](crate::Application) has its own registry, not the
 //! crate's global one, so that two apps in one process (the API tests) count
@@ -87,6 +88,12 @@ impl Metrics {
         {
             registry.register(collector).expect("metric names are unique");
         }
+        // The process's memory, CPU, open files and start time (which also
+        // tells one task's counters from another's behind a proxy).
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+            .expect("metric names are unique");
         Metrics { registry, requests, duration, in_flight, db }
     }
 

@@ -33,6 +33,17 @@ pub struct Details {
     pub lock: Option<String>,
     /// The last deploys and rollbacks, oldest first.
     pub history: Vec<Entry>,
+    /// The live release's request and error rates, from its `/metrics`
+    /// (filled in by `deploy::details`, for both targets).
+    pub traffic: Option<Traffic>,
+}
+
+/// The live release's rates, or why they could not be read.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Traffic {
+    Measured(crate::traffic::Traffic),
+    Unknown { unknown: String },
 }
 
 /// The live release.
@@ -136,6 +147,19 @@ impl fmt::Display for Details {
             let count = |n: Option<u64>| n.map_or_else(|| "-".to_owned(), |n| n.to_string());
             let (now, total) = (count(s.sessions), count(s.total));
             writeln!(f, "  server {:<6} {:<width$}  now {now:<4} served {total}", s.name, s.status)?;
+        }
+        match &self.traffic {
+            Some(Traffic::Measured(t)) => writeln!(
+                f,
+                "traffic: {:.1} requests/s, {:.1} errors/s (5xx), over {:.1} s, {} instance{}",
+                t.requests_per_sec,
+                t.errors_per_sec,
+                t.window_secs,
+                t.instances,
+                if t.instances == 1 { "" } else { "s" }
+            )?,
+            Some(Traffic::Unknown { unknown }) => writeln!(f, "traffic: unknown: {unknown}")?,
+            None => {}
         }
         f.write_str(&section("accessories", &self.accessories))?;
         match &self.lock {
@@ -249,6 +273,12 @@ mod tests {
             accessories: vec![],
             lock: None,
             history: vec![],
+            traffic: Some(Traffic::Measured(crate::traffic::Traffic {
+                requests_per_sec: 12.25,
+                errors_per_sec: 0.5,
+                window_secs: 2.0,
+                instances: 1,
+            })),
         };
         let text = details.to_string();
         assert!(text.starts_with("prod tcp://10.200.0.2:2376: blue live at http://10.200.0.2:8080\n"), "{text}");
@@ -259,6 +289,7 @@ mod tests {
         assert!(rows[0].ends_with("v1       abc1234   sha256:0123456789ab"), "{text}");
         assert!(text.contains("proxy (serves blue):\n  NAME "), "{text}");
         assert!(text.contains("  server blue   UP  now 2    served -\n"), "{text}");
+        assert!(text.contains("traffic: 12.2 requests/s, 0.5 errors/s (5xx), over 2.0 s, 1 instance\n"), "{text}");
         assert!(text.contains("accessories:\n  none\n") && text.ends_with("deploy lock: free\n"), "{text}");
     }
 }

@@ -155,10 +155,18 @@ pub async fn release_lock(config: &Config, force: bool) -> anyhow::Result<Option
 /// only (no lock).
 pub async fn details(config: &Config) -> anyhow::Result<details::Details> {
     let engine = target_engine(config).await?;
-    match config.prod.kind {
-        TargetKind::Engine => host::details::details(&engine, config).await,
-        TargetKind::Swarm => swarm::details::details(&engine, config).await,
+    let (mut details, scrapes) = match config.prod.kind {
+        TargetKind::Engine => (host::details::details(&engine, config).await?, 1),
+        // Round-robin over the tasks: twice as many scrapes reach each.
+        TargetKind::Swarm => (swarm::details::details(&engine, config).await?, 2 * config.swarm.replicas as usize),
+    };
+    if details.live.is_some() {
+        details.traffic = Some(match crate::traffic::sample(&details.url, scrapes).await {
+            Ok(traffic) => details::Traffic::Measured(traffic),
+            Err(e) => details::Traffic::Unknown { unknown: format!("{e:#}") },
+        });
     }
+    Ok(details)
 }
 
 /// `harness logs`: the live release's logs (or the accessory's) on the

@@ -57,6 +57,20 @@ async fn metrics_are_served_in_the_prometheus_text_format() {
 }
 
 #[tokio::test]
+async fn the_process_is_measured_and_its_start_time_tells_instances_apart() {
+    let app = spawn_app().await;
+
+    let text = scrape(&app).await;
+
+    let started = samples(&text, "process_start_time_seconds");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    assert!(matches!(started[..], [(_, s)] if s > now - 24.0 * 3600.0 && s <= now + 1.0), "{started:?}");
+    let resident = samples(&text, "process_resident_memory_bytes");
+    assert!(matches!(resident[..], [(_, bytes)] if bytes > 1e6), "{resident:?}");
+    assert_eq!(samples(&text, "process_open_fds").len(), 1, "{text}");
+}
+
+#[tokio::test]
 async fn requests_to_books_are_counted_by_route_template_never_by_id() {
     let app = spawn_app().await;
     let ids = [918_273_641, 918_273_642, 918_273_643];

@@ -52,6 +52,7 @@ pub async fn details(prod: &Engine, config: &Config) -> anyhow::Result<Details> 
         accessories: unit(prod, &names.db).await?.into_iter().collect(),
         lock,
         history,
+        traffic: None,
     })
 }
 

@@ -31,6 +31,7 @@ pub async fn details(manager: &Engine, config: &Config) -> anyhow::Result<Detail
         accessories: service_units(manager, &names.db, &nodes).await?,
         lock,
         history,
+        traffic: None,
     })
 }
 
