@@ -27,7 +27,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Raise, remove or report the lab (engine, registry, prod host).
     Lab {
@@ -152,7 +152,7 @@ pub fn man() -> std::io::Result<Vec<u8>> {
     Ok(page)
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum LockCommand {
     /// Remove the lock a deploy that died left (says who held it). Only a
     /// lock taken by this user on this machine, unless --force.
@@ -165,7 +165,7 @@ pub enum LockCommand {
     },
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum LabCommand {
     /// Raise the lab, idempotently: packages, the cd engine, the registry,
     /// the prod host, the local images.

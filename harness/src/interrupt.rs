@@ -36,7 +36,7 @@ fn shielded() -> bool {
     SHIELDS.load(Ordering::SeqCst) > 0
 }
 
-/// Signals that arrived under a shield, for the shielded work to see.
+/// The signals the run received, for shielded and blocking work to see.
 struct Requests {
     /// The first one.
     first: std::sync::OnceLock<&'static str>,
@@ -73,8 +73,9 @@ impl Requests {
 /// This process's.
 static REQUESTS: Requests = Requests::new();
 
-/// The signal that arrived while a shield was up, if one did: shielded
-/// work ended early because of it, and the run was interrupted.
+/// The first signal the run received, if one came: shielded work ended
+/// early because of it, and blocking work (a git fetch on a thread of its
+/// own) checks it to end its program.
 pub fn pending() -> Option<Interrupted> {
     REQUESTS.pending()
 }
@@ -108,10 +109,10 @@ pub async fn until_interrupted<T>(work: impl Future<Output = T>) -> Result<T, In
             _ = interrupt.recv() => "Ctrl-C (SIGINT)",
             _ = terminate.recv() => "SIGTERM",
         };
+        REQUESTS.request(name);
         if !shielded() {
             return Err(Interrupted(name));
         }
-        REQUESTS.request(name);
     }
 }
 

@@ -71,8 +71,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Some(target) = cli.target {
         config.prod.kind = target;
     }
-    let plan = commands::plan(&cli.command, &repo, &config)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let plan = match plan_interruptibly(&runtime, &cli.command, &repo, &config)? {
+        Ok(plan) => plan,
+        Err(code) => return Ok(code),
+    };
     if cli.dry_run {
         out.either(&plan, &plan)?;
         if let Command::Deploy { image, revision } = cli.command {
@@ -100,6 +103,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Err(interrupted) => Ok(stopped(interrupted).await),
         }
     })
+}
+
+/// The run's plan, made on a thread of its own so that Ctrl-C is answered
+/// meanwhile: planning a `--source` fetches it, which may take long. On an
+/// interrupt, the fetch (which sees the signal) ends its git, and the exit
+/// code is the `Err`.
+fn plan_interruptibly(
+    runtime: &tokio::runtime::Runtime,
+    command: &Command,
+    repo: &std::path::Path,
+    config: &Config,
+) -> anyhow::Result<Result<Plan, ExitCode>> {
+    let (command, repo, config) = (command.clone(), repo.to_owned(), config.clone());
+    let mut planning = runtime.spawn_blocking(move || commands::plan(&command, &repo, &config));
+    match runtime.block_on(interrupt::until_interrupted(&mut planning)) {
+        Ok(planned) => Ok(Ok(planned.context("planning the run")??)),
+        Err(interrupted) => {
+            // git checks for the signal every 20 ms.
+            let ended = runtime.block_on(async { tokio::time::timeout(Duration::from_secs(5), planning).await });
+            let what = if ended.is_ok() { "stopped the fetch of the source" } else { "the fetch did not stop in 5 s" };
+            let _ = writeln!(io::stderr(), "harness: {interrupted} while planning: {what}; nothing else had started");
+            Ok(Err(ExitCode::from(EXIT_INTERRUPTED)))
+        }
+    }
 }
 
 /// After an interrupt outside a deploy's lock: what the run had started

@@ -122,6 +122,12 @@ pub(crate) fn git_with_env(repo: &Path, args: &[&str], env: &[(String, String)])
         if let Some(status) = child.try_wait().context("waiting for git")? {
             break status;
         }
+        // Ctrl-C or SIGTERM: the run ends, and git with it.
+        if let Some(interrupted) = crate::interrupt::pending() {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("git {}: stopped, {interrupted}", args.join(" "));
+        }
         if started.elapsed() > GIT_DEADLINE {
             let _ = child.kill();
             let _ = child.wait();

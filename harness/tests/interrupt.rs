@@ -2,9 +2,12 @@
 //! ends with it, and it says so. The upstream here is a small crate named
 //! as the service: its package script leaves a sleep in the background,
 //! and its test starts a container labelled as the service's tests label
-//! theirs, then waits; Ctrl-C comes once all three run. (A SIGTERM in the
-//! middle of a deploy, which undoes it, is in tests/deploy.rs.) Needs the
-//! lab's engine and images (`lab/up.sh`); never skips.
+//! theirs, then waits; Ctrl-C comes once all three run. A second upstream
+//! passes its tests at once and waits in its image's build; a third is a
+//! git server that never answers, so the checkout waits. (A SIGTERM in
+//! the middle of a deploy, which undoes it, is in tests/deploy.rs; Ctrl-C
+//! during the checks, in tests/verify.rs.) Needs the lab's engine and
+//! images (`lab/up.sh`); never skips.
 
 mod common;
 
@@ -129,4 +132,150 @@ fn ctrl_c_during_the_test_and_package_steps_ends_their_processes_and_the_contain
     let left = docker(&["ps", "-aq", "--filter", &format!("name=^{container}$")]);
     assert!(left.success() && left.stdout.trim().is_empty(), "the tests' container is still there: {left:?}");
     assert!(!state.path().join(".harness/last-push.json").exists(), "nothing was pushed");
+}
+
+/// An upstream whose test passes at once and whose image's build waits:
+/// its Dockerfile runs `sleep SECS` on the lab's Debian image (`image`),
+/// SECS unique to this run so that the build's container can be found.
+fn building_upstream(image: &str, secs: u32) -> tempfile::TempDir {
+    let files = [
+        (
+            "Cargo.toml",
+            "[package]\nname = \"books-ms\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n".to_owned(),
+        ),
+        ("Cargo.lock", "version = 4\n\n[[package]]\nname = \"books-ms\"\nversion = \"0.1.0\"\n".to_owned()),
+        ("src/lib.rs", "//! A crate whose image's build waits.\n".to_owned()),
+        ("tests/api.rs", "#[test]\nfn passes() {}\n".to_owned()),
+        ("scripts/dist.sh", "set -eu\nmkdir -p dist\nprintf '#!/bin/sh\\n' > dist/books-ms\n".to_owned()),
+        ("Dockerfile", format!("FROM {image}\nRUN sleep {secs}\n")),
+        ("Dockerfile.test", "FROM scratch\nCOPY Cargo.toml /Cargo.toml\n".to_owned()),
+    ];
+    common::committed_tree(&files, "a build that waits")
+}
+
+/// The running containers whose command is `sleep SECS`.
+fn sleeping(secs: u32) -> Vec<String> {
+    let listed = docker(&["ps", "-q", "--no-trunc", "--filter", "status=running"]);
+    listed
+        .stdout
+        .split_whitespace()
+        .filter(|id| {
+            let command = docker(&["inspect", "-f", "{{json .Config.Cmd}}", id]);
+            command.stdout.contains(&format!("sleep {secs}"))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn ctrl_c_during_the_build_step_ends_the_build_and_pushes_nothing() {
+    let image = common::parse_env(&std::fs::read_to_string(common::repo_root().join("lab/lab.env")).unwrap())
+        ["BOOKS_DEBIAN_IMAGE"]
+        .clone();
+    let secs = 1000 + std::process::id() % 1000;
+    let upstream = building_upstream(&image, secs);
+    let probe = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let name = format!("books-ms-interrupt-build-{}", std::process::id());
+    let pid_file: PathBuf = probe.path().join("harness.pid");
+    let mut command = common::run::harness_writing_its_pid(&pid_file);
+    command
+        .arg("--repo")
+        .arg(state.path())
+        .args(["pipeline", "--trust-source", "--source"])
+        .arg(upstream.path())
+        .envs(common::named(&name));
+    let run = std::thread::spawn(move || run_bounded(&mut command, RUN_DEADLINE));
+
+    // The build's `RUN sleep` container runs.
+    let until = Instant::now() + START_DEADLINE;
+    let mut building = Vec::new();
+    while building.is_empty() && Instant::now() < until && !run.is_finished() {
+        std::thread::sleep(Duration::from_millis(250));
+        building = sleeping(secs);
+    }
+    assert!(!building.is_empty(), "the build never ran its RUN step: {:?}", run.is_finished().then(|| run.join()));
+    let harness = std::fs::read_to_string(&pid_file).unwrap();
+    let signalled = Instant::now();
+    assert!(Command::new("kill").args(["-INT", harness.trim()]).status().unwrap().success());
+    let run = run.join().unwrap();
+    let took = signalled.elapsed();
+
+    assert_eq!(run.code, Some(130), "{}", run.stderr);
+    assert!(took < STOP_DEADLINE, "the harness took {took:?} to stop after Ctrl-C:\n{}", run.stderr);
+    assert!(run.stderr.contains("interrupted by Ctrl-C (SIGINT)"), "{}", run.stderr);
+    // The engine ends a build whose client went away.
+    let until = Instant::now() + Duration::from_secs(20);
+    while !sleeping(secs).is_empty() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(sleeping(secs), Vec::<String>::new(), "the build's container still runs");
+    assert!(!state.path().join(".harness/last-push.json").exists(), "nothing was pushed");
+}
+
+/// The pids of the processes whose command line holds `needle`.
+fn processes_with(needle: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != std::process::id())
+        .filter(|pid| {
+            let line = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            String::from_utf8_lossy(&line).replace('\0', " ").contains(needle)
+        })
+        .filter(|pid| !gone(&pid.to_string()))
+        .collect()
+}
+
+#[test]
+fn ctrl_c_during_the_checkout_ends_the_fetch() {
+    // A git server that takes every connection and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let source = format!("http://{}/upstream.git", listener.local_addr().unwrap());
+    listener.set_nonblocking(true).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
+    let held = std::thread::spawn(move || {
+        let (mut held, until) = (Vec::new(), Instant::now() + RUN_DEADLINE);
+        while !stopped.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < until {
+            match listener.accept() {
+                Ok((stream, _)) => held.push(stream),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+        held
+    });
+    let probe = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let pid_file: PathBuf = probe.path().join("harness.pid");
+    let mut command = common::run::harness_writing_its_pid(&pid_file);
+    command.arg("--repo").arg(state.path()).args(["pipeline", "--trust-source", "--source", &source]);
+    let run = std::thread::spawn(move || run_bounded(&mut command, RUN_DEADLINE));
+
+    // git is fetching from it.
+    let until = Instant::now() + START_DEADLINE;
+    let mut fetching = Vec::new();
+    while fetching.is_empty() && Instant::now() < until && !run.is_finished() {
+        std::thread::sleep(Duration::from_millis(100));
+        fetching = processes_with(&source);
+    }
+    assert!(!fetching.is_empty(), "git never fetched {source}: {:?}", run.is_finished().then(|| run.join()));
+    std::thread::sleep(Duration::from_millis(500));
+    let harness = std::fs::read_to_string(&pid_file).unwrap();
+    let signalled = Instant::now();
+    assert!(Command::new("kill").args(["-INT", harness.trim()]).status().unwrap().success());
+    let run = run.join().unwrap();
+    let took = signalled.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let connections = held.join().unwrap().len();
+
+    assert_eq!(run.code, Some(130), "{}", run.stderr);
+    assert!(took < STOP_DEADLINE, "the harness took {took:?} to stop after Ctrl-C:\n{}", run.stderr);
+    assert!(run.stderr.contains("interrupted by Ctrl-C (SIGINT)"), "{}", run.stderr);
+    let until = Instant::now() + Duration::from_secs(10);
+    while !processes_with(&source).is_empty() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(processes_with(&source), Vec::<u32>::new(), "git still fetches {source}");
+    assert!(connections >= 1, "git never connected");
 }
