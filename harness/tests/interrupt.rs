@@ -68,6 +68,26 @@ fn waits() {{
     common::committed_tree(&files, "a test that waits")
 }
 
+/// `harness --repo STATE pipeline --trust-source --source UPSTREAM`, run
+/// through a shell that writes the harness's pid to `pid_file`, with the
+/// project named `name`; the caller adds what else it needs.
+fn pipeline_of(upstream: &Path, state: &Path, pid_file: &Path, name: &str) -> Command {
+    let mut command = common::run::harness_writing_its_pid(pid_file);
+    command
+        .arg("--repo")
+        .arg(state)
+        .args(["pipeline", "--trust-source", "--source"])
+        .arg(upstream)
+        .envs(common::named(name));
+    command
+}
+
+/// The lab's Debian image (lab/lab.env).
+fn debian_image() -> String {
+    common::parse_env(&std::fs::read_to_string(common::repo_root().join("lab/lab.env")).unwrap())["BOOKS_DEBIAN_IMAGE"]
+        .clone()
+}
+
 /// Whether process `pid` is gone (or a zombie nobody reaped yet).
 fn gone(pid: &str) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -93,19 +113,9 @@ fn ctrl_c_during_the_test_and_package_steps_ends_their_processes_and_the_contain
     let probe = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
     let name = format!("books-ms-interrupt-{}", std::process::id());
-    let image = common::parse_env(&std::fs::read_to_string(common::repo_root().join("lab/lab.env")).unwrap())
-        ["BOOKS_DEBIAN_IMAGE"]
-        .clone();
     let pid_file: PathBuf = probe.path().join("harness.pid");
-    let mut command = common::run::harness_writing_its_pid(&pid_file);
-    command
-        .arg("--repo")
-        .arg(state.path())
-        .args(["pipeline", "--trust-source", "--source"])
-        .arg(upstream.path())
-        .envs(common::named(&name))
-        .env("PROBE_DIR", probe.path())
-        .env("PROBE_IMAGE", &image);
+    let mut command = pipeline_of(upstream.path(), state.path(), &pid_file, &name);
+    command.env("PROBE_DIR", probe.path()).env("PROBE_IMAGE", debian_image());
     let run = std::thread::spawn(move || run_bounded(&mut command, RUN_DEADLINE));
 
     let until = Instant::now() + START_DEADLINE;
@@ -169,22 +179,13 @@ fn sleeping(secs: u32) -> Vec<String> {
 
 #[test]
 fn ctrl_c_during_the_build_step_ends_the_build_and_pushes_nothing() {
-    let image = common::parse_env(&std::fs::read_to_string(common::repo_root().join("lab/lab.env")).unwrap())
-        ["BOOKS_DEBIAN_IMAGE"]
-        .clone();
     let secs = 1000 + std::process::id() % 1000;
-    let upstream = building_upstream(&image, secs);
+    let upstream = building_upstream(&debian_image(), secs);
     let probe = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
     let name = format!("books-ms-interrupt-build-{}", std::process::id());
     let pid_file: PathBuf = probe.path().join("harness.pid");
-    let mut command = common::run::harness_writing_its_pid(&pid_file);
-    command
-        .arg("--repo")
-        .arg(state.path())
-        .args(["pipeline", "--trust-source", "--source"])
-        .arg(upstream.path())
-        .envs(common::named(&name));
+    let mut command = pipeline_of(upstream.path(), state.path(), &pid_file, &name);
     let run = std::thread::spawn(move || run_bounded(&mut command, RUN_DEADLINE));
 
     // The build's `RUN sleep` container runs.

@@ -157,17 +157,7 @@ async fn books_written_before_an_update_are_all_there_after_it() {
 async fn a_worker_lost_under_load_loses_no_request_its_replicas_move_and_status_shows_it_down() {
     let scene = SWARM.scene().await;
     let (a, swarm) = (&scene.a, &scene.docker);
-    let nodes = nodes(swarm).await;
-    let tasks = running_app_tasks(swarm).await;
-    assert_eq!(tasks.len(), 2, "two replicas before the loss");
-    // A worker that runs a replica.
-    let (lost_id, lost_label) = nodes
-        .values()
-        .filter(|node| node.label != "swarm-1")
-        .find(|node| tasks.iter().any(|(_, on)| *on == node.id))
-        .map(|node| (node.id.clone(), node.label.clone()))
-        .expect("a worker running a replica");
-    let lost: usize = lost_label.trim_start_matches("swarm-").parse().expect("a node label swarm-<i>");
+    let (lost_id, lost_label, lost) = a_worker_running_a_replica(swarm).await;
     let others: Vec<usize> = (1..=3).filter(|i| *i != lost).collect();
 
     let streams: Vec<_> = others
@@ -230,6 +220,22 @@ async fn a_worker_lost_under_load_loses_no_request_its_replicas_move_and_status_
     assert!(running.iter().all(|t| t["version"] == a.revision.as_str()), "each task's version: {status}");
 }
 
+/// A worker that runs one of the app's two replicas: its node id, its
+/// label (`swarm-<i>`) and i.
+async fn a_worker_running_a_replica(swarm: &Docker) -> (String, String, usize) {
+    let nodes = nodes(swarm).await;
+    let tasks = running_app_tasks(swarm).await;
+    assert_eq!(tasks.len(), 2, "two replicas before the loss");
+    let (id, label) = nodes
+        .values()
+        .filter(|node| node.label != "swarm-1")
+        .find(|node| tasks.iter().any(|(_, on)| *on == node.id))
+        .map(|node| (node.id.clone(), node.label.clone()))
+        .expect("a worker running a replica");
+    let i = label.trim_start_matches("swarm-").parse().expect("a node label swarm-<i>");
+    (id, label, i)
+}
+
 /// What the manager says of the state of node `id`.
 async fn node_state(swarm: &Docker, id: &str) -> Option<NodeState> {
     nodes(swarm).await.into_values().find(|node| node.id == id).and_then(|node| node.state)
@@ -244,15 +250,7 @@ async fn a_release_that_never_turns_healthy_after_a_node_was_lost_and_repaired_c
     let scene = SWARM.scene().await;
     let (a, swarm) = (&scene.a, &scene.docker);
     let never = common::release::never_healthy(a).await;
-    let nodes = nodes(swarm).await;
-    let tasks = running_app_tasks(swarm).await;
-    let (lost_id, lost_label) = nodes
-        .values()
-        .filter(|node| node.label != "swarm-1")
-        .find(|node| tasks.iter().any(|(_, on)| *on == node.id))
-        .map(|node| (node.id.clone(), node.label.clone()))
-        .expect("a worker running a replica");
-    let lost: usize = lost_label.trim_start_matches("swarm-").parse().expect("a node label swarm-<i>");
+    let (lost_id, _, lost) = a_worker_running_a_replica(swarm).await;
 
     // Lost until the manager says so and both replicas run elsewhere.
     let link = LostNode::take_down(lost);
