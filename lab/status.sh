@@ -45,7 +45,7 @@ engine_status() {
   if engine_trusts_registry timeout 10 "$DOCKER"; then
     report engine up "Docker $version ($note), trusts $BOOKS_LAB_REGISTRY"
   else
-    report engine down "Docker $version ($note) does not list $BOOKS_LAB_REGISTRY in insecure-registries"
+    report engine down "Docker $version ($note) does not verify $BOOKS_LAB_REGISTRY with the lab's CA ($REGISTRY_ENGINE_CA), or lists it insecure"
   fi
 }
 
@@ -62,10 +62,9 @@ registry_report() {
   fi
   # The password goes to curl on stdin, never on a command line.
   with=$(printf 'user = "%s:%s"\n' "$REGISTRY_USER" "$REGISTRY_PASSWORD" |
-    curl -K - -s -o /dev/null -w '%{http_code}' --noproxy '*' --max-time 3 \
-      "http://$BOOKS_LAB_REGISTRY/v2/" 2>/dev/null || true)
+    registry_curl -K - -o /dev/null -w '%{http_code}' "https://$BOOKS_LAB_REGISTRY/v2/" 2>/dev/null || true)
   if [[ $plain == 401 && $with == 200 ]]; then
-    report registry up "$BOOKS_LAB_REGISTRY (pid $pid): /v2/ 401 without credentials, 200 with the lab's"
+    report registry up "https://$BOOKS_LAB_REGISTRY (pid $pid): /v2/ 401 without credentials, 200 with the lab's"
   else
     report registry down "$BOOKS_LAB_REGISTRY (pid $pid): /v2/ $plain without credentials, $with with the lab's (want 401, 200)"
   fi
@@ -100,7 +99,7 @@ prod_status() {
   if engine_trusts_registry prod_docker; then
     report prod up "$BOOKS_LAB_PROD_DOCKER_HOST over TLS: Docker $version ($note), $running container(s) running"
   else
-    report prod down "$BOOKS_LAB_PROD_DOCKER_HOST: Docker $version ($note) does not list $BOOKS_LAB_REGISTRY in insecure-registries"
+    report prod down "$BOOKS_LAB_PROD_DOCKER_HOST: Docker $version ($note) does not verify $BOOKS_LAB_REGISTRY with the lab's CA, or lists it insecure"
   fi
 }
 

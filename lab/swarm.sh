@@ -150,9 +150,10 @@ swarm_start_node() {
   dir=$(swarm_node_dir "$i") run=$(swarm_run_dir "$i") pidfile=$(swarm_pidfile "$i") log=$(swarm_log "$i")
   ns=$(swarm_netns "$i")
   mkdir -p "$dir/docker" "$run" "$LAB_LOG_DIR"
-  config=$(jq -n --arg r "$BOOKS_LAB_REGISTRY" --arg key "$dir/key.json" --arg pool "$(swarm_pool "$i")" \
-    '{"insecure-registries": [$r], "deprecated-key-path": $key,
-      "default-address-pools": [{"base": $pool, "size": 24}]}')
+  # No insecure-registries: the node verifies the registry with the lab's
+  # CA (lab/topology.sh's REGISTRY_ENGINE_CA, shared by every engine here).
+  config=$(jq -n --arg key "$dir/key.json" --arg pool "$(swarm_pool "$i")" \
+    '{"deprecated-key-path": $key, "default-address-pools": [{"base": $pool, "size": 24}]}')
   write_file "$dir/daemon.json" 644 <<<"$config"
   if pid=$(live_pid "$pidfile" "--pidfile $pidfile"); then
     if ((FILE_CHANGED || (i == 1 && SWARM_TLS_CHANGED))); then
@@ -394,6 +395,7 @@ swarm_main() {
   case ${1:-} in
   up)
     swarm_check_count
+    close_inherited_fds
     # One lab/up.sh or lab/swarm.sh at a time.
     mkdir -p "$LAB_RUN_DIR"
     exec 9>"$LAB_RUN_DIR/up.lock"

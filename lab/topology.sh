@@ -5,15 +5,18 @@
 #
 #   cd: this host, its Docker engine        prod: network namespace "prod"
 #   (lab/up.sh), and the registry           with its own dockerd, API only on
-#   on 10.200.0.1:5000 (htpasswd)  <-veth->  tcp://10.200.0.2:2376 (TLS, client
-#                                           certificate required)
+#   on 10.200.0.1:5000 (HTTPS with  <-veth->  tcp://10.200.0.2:2376 (TLS, client
+#   the lab's CA, htpasswd)                 certificate required)
 #
 # Addresses and the paths that the harness reads are in lab/topology.env.
 # Everything here is idempotent: a network namespace, a veth pair, a data
 # root or a certificate may already exist (they outlive the processes that
 # made them) and are reused. State lives outside the repository:
 #   /var/lib/books-lab/registry  config, htpasswd, credentials (root only), data
-#   /var/lib/books-lab/tls       lab CA, prod's server certificate, the client's
+#   /var/lib/books-lab/tls       lab CA, the servers' certificates (prod, swarm
+#                                manager, registry), the client's
+#   /etc/docker/certs.d/REGISTRY/ca.crt  the lab's CA, which every engine on
+#                                this host trusts for the registry
 #   /var/lib/books-lab/prod      prod's daemon.json and Docker data root
 #   /run/books-lab               pid files, prod's exec root
 #   /var/log/books-lab           registry.log, prod-dockerd.log
@@ -66,10 +69,19 @@ REGISTRY_STORAGE=$REGISTRY_DIR/data
 REGISTRY_PID=$LAB_RUN_DIR/registry.pid
 REGISTRY_LOG=$LAB_LOG_DIR/registry.log
 REGISTRY_BIN=/usr/bin/docker-registry
+# The registry's certificate and key as its user reads them (copies of
+# $TLS_DIR/registry's, which only root reads).
+REGISTRY_TLS=$REGISTRY_DIR/tls
 # The package's system user: the registry needs no root.
 REGISTRY_OS_USER=docker-registry
 
 TLS_DIR=$LAB_DATA_DIR/tls
+# Where every dockerd of this host looks for the CA of a registry it talks
+# to over HTTPS: Docker 20.10's certificates folder is fixed
+# (/etc/docker/certs.d), and the namespaced engines (prod, the swarm's
+# nodes) share this host's files, so one copy serves them all. It is read at
+# each pull and push: no engine needs a restart to take it.
+REGISTRY_ENGINE_CA=/etc/docker/certs.d/$BOOKS_LAB_REGISTRY/ca.crt
 
 # Where `docker login` keeps credentials, as the docker client finds it.
 DOCKER_CONFIG_FILE=${DOCKER_CONFIG:-${HOME:-/root}/.docker}/config.json
@@ -89,6 +101,7 @@ PROD_LOG=$LAB_LOG_DIR/prod-dockerd.log
 PROD_TLS_CHANGED=0
 # shellcheck disable=SC2034 # lab/swarm.sh reads it
 SWARM_TLS_CHANGED=0
+REGISTRY_TLS_CHANGED=0
 REGISTRY_CHANGED=0
 
 # ---------------------------------------------------------------- helpers
@@ -162,6 +175,19 @@ stop_pidfile() {
   die "$name (pid $pid) still running after $secs s"
 }
 
+# Closes every descriptor above 2 this script inherited (bash's own, 255,
+# aside): the daemons it starts would inherit them too and hold them for
+# their lives. A caller's lock, e.g. `flock FILE lab/up.sh` (without -o),
+# would then never be released: the registry held such a lock once.
+close_inherited_fds() {
+  local fd
+  for fd in /proc/$$/fd/*; do
+    fd=${fd##*/}
+    [[ $fd =~ ^[0-9]+$ ]] && ((fd > 2 && fd != 255)) || continue
+    eval "exec $fd>&-"
+  done
+}
+
 # Reads the credentials file into REGISTRY_USER and REGISTRY_PASSWORD.
 read_registry_credentials() {
   local line
@@ -176,11 +202,16 @@ read_registry_credentials() {
   [[ -n $REGISTRY_USER && -n $REGISTRY_PASSWORD ]]
 }
 
-# HTTP status of the registry's /v2/ without credentials (000: no answer).
+# curl against the registry over HTTPS, trusting the lab's CA alone.
 # Bounded; never through a proxy (the address is this host's).
+registry_curl() {
+  curl -s --noproxy '*' --max-time 5 --cacert "$TLS_DIR/ca.pem" "$@"
+}
+
+# HTTP status of the registry's /v2/ without credentials (000: no answer,
+# or not over HTTPS with a certificate of the lab's CA).
 registry_status() {
-  curl -s -o /dev/null -w '%{http_code}' --noproxy '*' --max-time 3 \
-    "http://$BOOKS_LAB_REGISTRY/v2/" 2>/dev/null || true
+  registry_curl -o /dev/null -w '%{http_code}' "https://$BOOKS_LAB_REGISTRY/v2/" 2>/dev/null || true
 }
 
 # The docker client against prod's engine, as the harness reaches it: over
@@ -191,12 +222,15 @@ prod_docker() {
 }
 
 # Succeeds when the engine reached by the docker command "$@" (bounded by
-# the caller) treats the registry as insecure (plain HTTP), i.e. it can push
-# to or pull from it.
+# the caller) talks to the registry over HTTPS only, verifying it with the
+# lab's CA: the registry is not in its insecure list (from which it would
+# also fall back to plain HTTP), and the CA is where every engine here
+# reads it.
 engine_trusts_registry() {
   local configs
+  cmp -s "$TLS_DIR/ca.pem" "$REGISTRY_ENGINE_CA" || return 1
   configs=$("$@" info --format '{{json .RegistryConfig.IndexConfigs}}' 2>/dev/null) || return 1
-  jq -e --arg r "$BOOKS_LAB_REGISTRY" '.[$r].Secure == false' <<<"$configs" >/dev/null 2>&1
+  jq -e --arg r "$BOOKS_LAB_REGISTRY" '.[$r].Secure != false' <<<"$configs" >/dev/null 2>&1
 }
 
 # ---------------------------------------------------------------- network
@@ -233,15 +267,15 @@ prod_network() {
 
 # ---------------------------------------------------------------- TLS
 
-# A lab CA, prod's and the swarm manager's server certificates and the
-# client's, P-256 keys. Made when missing, invalid, about to expire (30
+# A lab CA, prod's, the swarm manager's and the registry's server
+# certificates and the client's, P-256 keys. Made when missing, invalid, about to expire (30
 # days), not matching their key (a run interrupted between writing a key and
 # its certificate) or, for a server's, not naming its address; a new CA
 # re-issues them all. The client's folder is laid out as docker expects
 # (prod and the swarm take the same client certificate).
 tls_certificates() {
   local ca=$TLS_DIR/ca.pem ca_key=$TLS_DIR/ca-key.pem made=() name
-  mkdir -p "$TLS_DIR/server" "$TLS_DIR/swarm-manager" "$TLS_DIR/client"
+  mkdir -p "$TLS_DIR/server" "$TLS_DIR/swarm-manager" "$TLS_DIR/registry" "$TLS_DIR/client"
   chmod 700 "$TLS_DIR"
   if ! key_matches "$ca" "$ca_key" || ! cert_ok "$ca" "$ca"; then
     new_key "$ca_key"
@@ -260,13 +294,18 @@ tls_certificates() {
     made+=(swarm-manager)
     SWARM_TLS_CHANGED=1
   fi
+  if ! server_cert_ok registry "$LAB_CD_ADDR"; then
+    new_cert registry "registry" "extendedKeyUsage=serverAuth" "subjectAltName=IP:$LAB_CD_ADDR"
+    made+=(registry)
+    REGISTRY_TLS_CHANGED=1
+  fi
   if ! cert_ok "$TLS_DIR/client/cert.pem" "$ca" ||
     ! key_matches "$TLS_DIR/client/cert.pem" "$TLS_DIR/client/key.pem"; then
     new_cert client "books-lab client" "extendedKeyUsage=clientAuth"
     made+=(client)
   fi
   # Each folder's copy of the CA (a run may stop before the copy).
-  for name in server swarm-manager client; do
+  for name in server swarm-manager registry client; do
     if ! cmp -s "$ca" "$TLS_DIR/$name/ca.pem"; then
       cp "$ca" "$TLS_DIR/$name/ca.pem"
       made+=("$name's copy of the CA")
@@ -274,13 +313,14 @@ tls_certificates() {
       case $name in
       server) PROD_TLS_CHANGED=1 ;;
       swarm-manager) SWARM_TLS_CHANGED=1 ;;
+      registry) REGISTRY_TLS_CHANGED=1 ;;
       esac
     fi
   done
   if ((${#made[@]})); then
     say "tls: made ${made[*]} in $TLS_DIR"
   else
-    say "tls: CA, servers' (prod, swarm manager) and client certificates valid, each with its key ($TLS_DIR)"
+    say "tls: CA, servers' (prod, swarm manager, registry) and client certificates valid, each with its key ($TLS_DIR)"
   fi
 }
 
@@ -364,9 +404,31 @@ registry_credentials() {
   say "registry: htpasswd written for $REGISTRY_USER"
 }
 
-# The registry's own config (the package's listens on every address).
+# The registry's certificate and key, copied where its user reads them
+# (the key: root and the registry's group only).
+registry_tls_files() {
+  local file mode
+  mkdir -p "$REGISTRY_TLS"
+  for file in cert.pem key.pem; do
+    mode=644
+    [[ $file == key.pem ]] && mode=640
+    if ! cmp -s "$TLS_DIR/registry/$file" "$REGISTRY_TLS/$file"; then
+      install -o root -g "$REGISTRY_OS_USER" -m "$mode" "$TLS_DIR/registry/$file" "$REGISTRY_TLS/$file"
+      REGISTRY_CHANGED=1
+    fi
+  done
+  ((REGISTRY_TLS_CHANGED == 0)) || REGISTRY_CHANGED=1
+}
+
+# The registry's own config (the package's listens on every address);
+# `registry_config readonly` writes the read-only maintenance mode that
+# garbage collection runs under (lab/registry-gc.sh): pulls are served,
+# pushes and deletes refused. HTTPS only, with the lab's CA: its clients
+# send the lab's password with every request.
 # Without an http secret it makes one at start: fine for a single instance.
 registry_config() {
+  local readonly=false
+  [[ ${1:-} == readonly ]] && readonly=true
   write_file "$REGISTRY_CONFIG" 644 <<EOF
 # Written by lab/topology.sh; edits are overwritten.
 version: 0.1
@@ -379,10 +441,16 @@ storage:
     rootdirectory: $REGISTRY_STORAGE
   delete:
     enabled: true
+  maintenance:
+    readonly:
+      enabled: $readonly
   cache:
     blobdescriptor: inmemory
 http:
   addr: $BOOKS_LAB_REGISTRY
+  tls:
+    certificate: $REGISTRY_TLS/cert.pem
+    key: $REGISTRY_TLS/key.pem
   headers:
     X-Content-Type-Options: [nosniff]
 auth:
@@ -404,6 +472,7 @@ start_registry() {
   chown "$REGISTRY_OS_USER:$REGISTRY_OS_USER" "$REGISTRY_STORAGE"
   chmod 750 "$REGISTRY_STORAGE"
   registry_credentials
+  registry_tls_files
   registry_config
   if pid=$(live_pid "$REGISTRY_PID" "$REGISTRY_CONFIG"); then
     if ((REGISTRY_CHANGED)); then
@@ -417,7 +486,13 @@ start_registry() {
       stop_pidfile registry "$REGISTRY_PID" "$REGISTRY_CONFIG" 10
     fi
   fi
-  say "registry: starting on $BOOKS_LAB_REGISTRY, log in $REGISTRY_LOG"
+  launch_registry
+}
+
+# Starts the registry with $REGISTRY_CONFIG and waits until it answers.
+launch_registry() {
+  local pid i
+  say "registry: starting on https://$BOOKS_LAB_REGISTRY, log in $REGISTRY_LOG"
   # Its own session so it outlives this script; fd 9 (lab/up.sh's lock)
   # closed, or it would hold the lock. setpriv execs, so $! is the registry.
   setsid nohup setpriv --reuid="$REGISTRY_OS_USER" --regid="$REGISTRY_OS_USER" --clear-groups \
@@ -441,21 +516,29 @@ start_registry() {
   die "registry did not answer on $BOOKS_LAB_REGISTRY within 10 s (pid $pid; lab/down.sh stops it)"
 }
 
-# The cd engine pushes over plain HTTP to the registry: list it in
-# insecure-registries of /etc/docker/daemon.json (merged into what is
-# there), then have the running dockerd reload the file (SIGHUP).
+# Every engine of this host verifies the registry with the lab's CA: its
+# copy in Docker's certificates folder. Then the cd engine: an earlier lab
+# listed the registry in insecure-registries of /etc/docker/daemon.json
+# (plain HTTP); that entry is removed (the rest of the file kept) and the
+# running dockerd reloads the file (SIGHUP).
 cd_engine_trusts_registry() {
   local file=/etc/docker/daemon.json tmp pid i
-  if ! jq -e --arg r "$BOOKS_LAB_REGISTRY" '(.["insecure-registries"] // []) | index($r)' \
-    "$file" >/dev/null 2>&1; then
-    mkdir -p "$(dirname -- "$file")"
+  mkdir -p "$(dirname -- "$REGISTRY_ENGINE_CA")"
+  if ! cmp -s "$TLS_DIR/ca.pem" "$REGISTRY_ENGINE_CA"; then
+    install -m 644 "$TLS_DIR/ca.pem" "$REGISTRY_ENGINE_CA"
+    say "engines: the lab's CA in $REGISTRY_ENGINE_CA, for the registry"
+  fi
+  if jq -e --arg r "$BOOKS_LAB_REGISTRY" '(.["insecure-registries"] // []) | index($r)' \
+    "$file" >/dev/null 2>&1 || ! jq -e 'has("insecure-registries")' "$file" >/dev/null 2>&1; then
+    [[ -s $file ]] || echo '{}' >"$file"
     tmp=$(mktemp "$file.XXXXXX")
-    { [[ -s $file ]] && cat "$file" || echo '{}'; } |
-      jq --arg r "$BOOKS_LAB_REGISTRY" '.["insecure-registries"] = ((.["insecure-registries"] // []) + [$r])' \
-        >"$tmp" || { rm -f "$tmp"; die "$file is not valid JSON: fix it, then run lab/up.sh again"; }
+    # The key stays, even empty: a reload leaves a setting alone when the
+    # file no longer names it.
+    jq --arg r "$BOOKS_LAB_REGISTRY" '.["insecure-registries"] = ((.["insecure-registries"] // []) - [$r])' "$file" \
+      >"$tmp" || { rm -f "$tmp"; die "$file is not valid JSON: fix it, then run lab/up.sh again"; }
     chmod 644 "$tmp"
     mv -f "$tmp" "$file"
-    say "cd engine: added $BOOKS_LAB_REGISTRY to insecure-registries in $file"
+    say "cd engine: removed $BOOKS_LAB_REGISTRY from insecure-registries in $file (the registry speaks HTTPS)"
   fi
   if engine_trusts_registry timeout 10 "$DOCKER"; then
     say "cd engine: trusts $BOOKS_LAB_REGISTRY"
@@ -471,7 +554,7 @@ cd_engine_trusts_registry() {
     fi
     sleep 0.25
   done
-  die "cd engine (pid $pid) does not list $BOOKS_LAB_REGISTRY after a reload; see /var/log/books-lab/dockerd.log"
+  die "cd engine (pid $pid) still lists $BOOKS_LAB_REGISTRY as insecure after a reload; see /var/log/books-lab/dockerd.log"
 }
 
 # ---------------------------------------------------------------- prod
@@ -484,8 +567,10 @@ cd_engine_trusts_registry() {
 start_prod_dockerd() {
   local pid config
   mkdir -p "$PROD_DIR" "$PROD_DATA_ROOT" "$PROD_RUN_DIR" "$LAB_LOG_DIR"
-  config=$(jq -n --arg r "$BOOKS_LAB_REGISTRY" --arg key "$PROD_KEY" \
-    '{"insecure-registries": [$r], "deprecated-key-path": $key}')
+  # No insecure-registries: it verifies the registry with the lab's CA
+  # ($REGISTRY_ENGINE_CA). An earlier lab's entry changes the file, and so
+  # restarts the engine.
+  config=$(jq -n --arg key "$PROD_KEY" '{"deprecated-key-path": $key}')
   write_file "$PROD_CONFIG" 644 <<<"$config"
   if pid=$(live_pid "$PROD_PID" "--pidfile $PROD_PID"); then
     if ((PROD_TLS_CHANGED || FILE_CHANGED)); then
@@ -557,7 +642,7 @@ prod_trusts_registry() {
     engine_trusts_registry prod_docker && return
     sleep 0.25
   done
-  die "prod: engine (pid $1) does not list $BOOKS_LAB_REGISTRY in insecure-registries; see $PROD_CONFIG"
+  die "prod: engine (pid $1) does not verify $BOOKS_LAB_REGISTRY with the lab's CA ($REGISTRY_ENGINE_CA); see $PROD_CONFIG"
 }
 
 # ---------------------------------------------------------------- logins
@@ -621,9 +706,8 @@ registry_image_id() {
   local repo=${1%:*} tag=${1##*:}
   read_registry_credentials || return 1
   printf 'user = "%s:%s"\n' "$REGISTRY_USER" "$REGISTRY_PASSWORD" |
-    curl -K - -s --noproxy '*' --max-time 5 \
-      -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
-      "http://$BOOKS_LAB_REGISTRY/v2/$repo/manifests/$tag" 2>/dev/null |
+    registry_curl -K - -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+      "https://$BOOKS_LAB_REGISTRY/v2/$repo/manifests/$tag" 2>/dev/null |
     jq -r '.config.digest // empty' 2>/dev/null || true
 }
 

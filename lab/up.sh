@@ -325,6 +325,7 @@ build_proxy_image() {
 main() {
   local start=$SECONDS
   require_root
+  close_inherited_fds
   take_lock
   install_packages
   start_dockerd

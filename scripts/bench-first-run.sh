@@ -49,9 +49,10 @@ wipe() {
     fi
     rm -rf --one-file-system -- "$dir"
   done
-  # The engine's reload of insecure registries comes from the file that
-  # lab/up.sh writes; a fresh machine has none.
+  # The engine's daemon.json and the registry's CA in its certificates
+  # folder come from lab/up.sh; a fresh machine has neither.
   rm -f /etc/docker/daemon.json
+  rm -rf /etc/docker/certs.d/10.200.0.1:5000
 }
 
 # run NAME: the first command, each output line stamped with the seconds

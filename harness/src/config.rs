@@ -120,6 +120,28 @@ pub struct RegistryConfig {
     /// The docker config file (default `$DOCKER_CONFIG/config.json`, else
     /// `~/.docker/config.json`).
     pub docker_config: Option<PathBuf>,
+    /// The CA (PEM) the harness's own HTTPS client trusts for the registry,
+    /// and no other; unset or empty: the system's roots (the engines have
+    /// their own: `/etc/docker/certs.d/HOST:PORT/ca.crt`).
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
+    /// The command (`sh -c`, in the repository's root, as this user) that
+    /// garbage-collects the registry after `harness prune` removed tags;
+    /// unset or empty: none (the space comes back at the registry's own).
+    #[serde(default)]
+    pub gc_command: Option<String>,
+}
+
+impl RegistryConfig {
+    /// `ca_cert`, unless unset or empty.
+    pub fn ca_cert(&self) -> Option<&Path> {
+        self.ca_cert.as_deref().filter(|p| !p.as_os_str().is_empty())
+    }
+
+    /// `gc_command`, unless unset or blank.
+    pub fn gc_command(&self) -> Option<&str> {
+        self.gc_command.as_deref().filter(|c| !c.trim().is_empty())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -228,7 +250,15 @@ impl Default for Config {
     fn default() -> Self {
         let registry = lab("BOOKS_LAB_REGISTRY");
         Config {
-            registry: RegistryConfig { address: registry.clone(), username: None, password: None, docker_config: None },
+            registry: RegistryConfig {
+                address: registry.clone(),
+                username: None,
+                password: None,
+                docker_config: None,
+                ca_cert: Some(PathBuf::from(lab("BOOKS_LAB_REGISTRY_CA"))),
+                // The lab's registry runs on this machine (lab/registry-gc.sh).
+                gc_command: Some("bash lab/registry-gc.sh".to_owned()),
+            },
             images: ImagesConfig {
                 service: "books-ms".to_owned(),
                 tests: "books-ms-tests".to_owned(),
@@ -374,6 +404,7 @@ mod tests {
     fn the_lab_files_hold_every_default_the_harness_takes_from_them() {
         for key in [
             "BOOKS_LAB_REGISTRY",
+            "BOOKS_LAB_REGISTRY_CA",
             "BOOKS_LAB_PROD_DOCKER_HOST",
             "BOOKS_LAB_PROD_CERT_PATH",
             "BOOKS_RUST_IMAGE",

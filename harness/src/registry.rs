@@ -8,12 +8,14 @@
 //!
 //! [`Registry::open`] asks `GET /v2/` with the credentials, so that a
 //! registry that is down, or that refuses them, fails a step in seconds,
-//! before the engine starts (and retries) uploads.
+//! before the engine starts (and retries) uploads. Over HTTPS it trusts
+//! `registry.ca_cert` alone when set (the lab's CA), as the engines trust
+//! their copy of it: the password goes with every request.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -195,6 +197,11 @@ pub enum RegistryError {
     NoCredentials { registry: String, looked_in: String },
     #[error("the registry {registry} answered {what} with {status}")]
     Answered { registry: String, what: String, status: String },
+    #[error(
+        "cannot use {path} as the registry's CA (registry.ca_cert): {detail}; point HARNESS_REGISTRY__CA_CERT at \
+         the CA's PEM file (the lab's: lab/up.sh makes it), or set it empty to trust the system's roots"
+    )]
+    Ca { path: String, detail: String },
     #[error(transparent)]
     Engine(#[from] EngineError),
 }
@@ -222,8 +229,10 @@ impl Registry {
         credentials: Option<Credentials>,
     ) -> Result<Self, RegistryError> {
         let address = config.registry.address.clone();
-        let scheme = if engine_pushes_in_plain_http(engine, &address).await? { "http" } else { "https" };
-        let http = crate::http::client(CONNECT_TIMEOUT, HTTP_TIMEOUT)
+        let plain = engine_pushes_in_plain_http(engine, &address).await?;
+        let scheme = if plain { "http" } else { "https" };
+        let http = client(config.registry.ca_cert().filter(|_| !plain))?
+            .build()
             .map_err(|e| RegistryError::Unreachable { registry: address.clone(), detail: error_chain(&e) })?;
         let looked_in = docker_config_path(config)
             .map_or_else(|| "the docker config file ($HOME is not set)".to_owned(), |p| p.display().to_string());
@@ -323,6 +332,19 @@ impl Registry {
             status => Err(RegistryError::Answered { registry: self.address.clone(), what, status: status.to_string() }),
         }
     }
+}
+
+/// The registry's HTTP client: with `ca`, trusting that CA alone.
+fn client(ca: Option<&Path>) -> Result<reqwest::ClientBuilder, RegistryError> {
+    let builder = crate::http::builder(CONNECT_TIMEOUT, HTTP_TIMEOUT);
+    let Some(ca) = ca else { return Ok(builder) };
+    let error = |detail: String| RegistryError::Ca { path: ca.display().to_string(), detail };
+    let pem = std::fs::read(ca).map_err(|e| error(e.to_string()))?;
+    let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| error(error_chain(&e)))?;
+    if certificates.is_empty() {
+        return Err(error("no PEM certificate in it".to_owned()));
+    }
+    Ok(certificates.into_iter().fold(builder.tls_built_in_root_certs(false), |b, c| b.add_root_certificate(c)))
 }
 
 /// The manifests [`Registry::labels`] reads: Docker's and OCI's.
@@ -469,6 +491,19 @@ mod tests {
             assert!(credentials(&config).unwrap_err().to_string().contains("go together"));
             Ok(())
         });
+    }
+
+    #[test]
+    fn a_ca_that_cannot_be_read_or_holds_no_certificate_is_named_with_its_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        for path in [&missing, &empty] {
+            let text = client(Some(path)).expect_err("refused").to_string();
+            assert!(text.contains(&path.display().to_string()) && text.contains("registry.ca_cert"), "{text}");
+        }
+        assert!(client(None).is_ok());
     }
 
     #[test]

@@ -85,7 +85,7 @@ async fn push(
 async fn the_registry_refuses_requests_without_the_labs_credentials() {
     let lab = Lab::load();
     let credentials = lab.credentials();
-    let client = http_client();
+    let client = lab.registry_client();
 
     let anonymous =
         bounded("GET /v2/", client.get(lab.registry_url("/v2/")).send()).await.expect("the registry answers");
@@ -109,12 +109,86 @@ async fn the_registry_lets_the_lab_user_in() {
 
     let response = bounded(
         "GET /v2/ with the lab's credentials",
-        http_client().get(lab.registry_url("/v2/")).basic_auth(&credentials.user, Some(&credentials.password)).send(),
+        lab.registry_client()
+            .get(lab.registry_url("/v2/"))
+            .basic_auth(&credentials.user, Some(&credentials.password))
+            .send(),
     )
     .await
     .expect("the registry answers");
 
     assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn the_registry_refuses_plain_http_and_a_client_that_does_not_trust_the_labs_ca() {
+    let lab = Lab::load();
+    let credentials = lab.credentials();
+
+    // Plain HTTP, with the lab's password as a client on the wire would
+    // send it: Go's TLS server answers 400 and never reads it as a request.
+    let plain = bounded(
+        "GET http:// /v2/",
+        http_client()
+            .get(format!("http://{}/v2/", lab.registry))
+            .basic_auth(&credentials.user, Some(&credentials.password))
+            .send(),
+    )
+    .await
+    .expect("the registry answers plain HTTP with an error");
+    let plain_status = plain.status();
+    let plain_body = plain.text().await.unwrap_or_default();
+    // HTTPS trusting the system's roots (never the lab's CA): refused in the
+    // handshake.
+    let untrusted =
+        bounded("GET https:// /v2/ without the lab's CA", http_client().get(lab.registry_url("/v2/")).send()).await;
+    // HTTPS trusting the lab's CA alone: the registry, asking for credentials.
+    let trusted = bounded("GET https:// /v2/", lab.registry_client().get(lab.registry_url("/v2/")).send())
+        .await
+        .expect("the registry answers HTTPS with a certificate of the lab's CA for its address");
+
+    assert_eq!(plain_status, 400, "plain HTTP must be refused: {plain_body}");
+    assert!(plain_body.contains("HTTP request to an HTTPS server"), "{plain_body}");
+    let error = untrusted.expect_err("a client that does not trust the lab's CA must be refused");
+    assert!(
+        format!("{error:?}").to_lowercase().contains("certificate"),
+        "refused, but not for its certificate: {error:?}"
+    );
+    assert_eq!(trusted.status(), 401);
+}
+
+/// Every engine of the lab (cd, prod, each swarm node) verifies the
+/// registry with the lab's CA: none lists it insecure (from which it would
+/// fall back to plain HTTP), and the CA is where Docker reads it.
+#[tokio::test]
+async fn every_engine_verifies_the_registry_with_the_labs_ca_and_none_lists_it_insecure() {
+    let lab = Lab::load();
+    let certs_d = Path::new("/etc/docker/certs.d").join(&lab.registry).join("ca.crt");
+    let engine_ca = std::fs::read(&certs_d).unwrap_or_else(|e| panic!("{}: {e}", certs_d.display()));
+    assert_eq!(engine_ca, std::fs::read(&lab.registry_ca).unwrap(), "{} is not the lab's CA", certs_d.display());
+
+    let mut engines = vec![("cd".to_owned(), cd_docker().await), ("prod".to_owned(), lab.prod_docker().await)];
+    engines.push(("swarm-1".to_owned(), lab.swarm_docker().await));
+    for i in 2..=lab.swarm_nodes {
+        let socket = format!("/run/books-lab/swarm-{i}/docker.sock");
+        let docker = Docker::connect_with_unix(&socket, DEADLINE.as_secs(), API_DEFAULT_VERSION)
+            .unwrap_or_else(|e| panic!("a client for swarm-{i} on {socket}: {e}"));
+        engines.push((format!("swarm-{i}"), negotiate(docker, &format!("swarm-{i}")).await));
+    }
+    for (name, docker) in engines {
+        let info = bounded("docker info", docker.info()).await.unwrap_or_else(|e| panic!("{name}: info: {e}"));
+        let registries = info.registry_config.unwrap_or_default();
+        let listed = registries.index_configs.unwrap_or_default().get(&lab.registry).and_then(|c| c.secure);
+        assert_ne!(listed, Some(false), "{name} lists {} in insecure-registries", lab.registry);
+    }
+    // And no lab script lists it so again.
+    for script in ["lab/topology.sh", "lab/swarm.sh"] {
+        let text = std::fs::read_to_string(common::repo_root().join(script)).unwrap();
+        assert!(
+            !text.contains("\"insecure-registries\": ["),
+            "{script} writes an insecure-registries list into a daemon.json"
+        );
+    }
 }
 
 #[tokio::test]
@@ -414,7 +488,7 @@ fn public_key(dir: &Path, file: &Path, is_certificate: bool) -> String {
 fn assert_certificates_sound(tls: &Path) {
     let ca = tls.join("ca.pem");
     assert_eq!(public_key(tls, &ca, true), public_key(tls, &tls.join("ca-key.pem"), false), "the CA and its key");
-    for name in ["server", "swarm-manager", "client"] {
+    for name in ["server", "swarm-manager", "registry", "client"] {
         let dir = tls.join(name);
         let cert = dir.join("cert.pem");
         assert_eq!(public_key(tls, &cert, true), public_key(tls, &dir.join("key.pem"), false), "{name}'s key");
@@ -425,13 +499,15 @@ fn assert_certificates_sound(tls: &Path) {
 }
 
 /// The lab's keys and certificates, as paths in its `tls/` folder.
-const TLS_FILES: [&str; 8] = [
+const TLS_FILES: [&str; 10] = [
     "ca.pem",
     "ca-key.pem",
     "server/cert.pem",
     "server/key.pem",
     "swarm-manager/cert.pem",
     "swarm-manager/key.pem",
+    "registry/cert.pem",
+    "registry/key.pem",
     "client/cert.pem",
     "client/key.pem",
 ];

@@ -131,6 +131,8 @@ pub fn without_cargo_env(command: &mut std::process::Command) -> &mut std::proce
 /// The values of `lab/topology.env`.
 pub struct Lab {
     pub registry: String,
+    /// The CA the registry's certificate is issued by (it speaks HTTPS only).
+    pub registry_ca: PathBuf,
     pub credentials_file: PathBuf,
     pub prod_docker_host: String,
     pub prod_cert_path: PathBuf,
@@ -167,6 +169,7 @@ impl Lab {
         };
         Lab {
             registry: get("BOOKS_LAB_REGISTRY"),
+            registry_ca: get("BOOKS_LAB_REGISTRY_CA").into(),
             credentials_file: get("BOOKS_LAB_REGISTRY_CREDENTIALS").into(),
             prod_docker_host: get("BOOKS_LAB_PROD_DOCKER_HOST"),
             prod_cert_path: get("BOOKS_LAB_PROD_CERT_PATH").into(),
@@ -210,7 +213,23 @@ impl Lab {
     }
 
     pub fn registry_url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.registry)
+        format!("https://{}{path}", self.registry)
+    }
+
+    /// An HTTPS client of the registry trusting the lab's CA alone, never
+    /// through a proxy.
+    pub fn registry_client(&self) -> reqwest::Client {
+        let pem = std::fs::read(&self.registry_ca)
+            .unwrap_or_else(|e| panic!("cannot read the registry's CA {}: {e}", self.registry_ca.display()));
+        let ca = reqwest::Certificate::from_pem(&pem).expect("the registry's CA is PEM");
+        engines::install_crypto_provider();
+        reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(15))
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(ca)
+            .build()
+            .expect("an HTTPS client")
     }
 
     /// A repository's name in the registry: `REGISTRY/` left out if there.
@@ -225,7 +244,7 @@ impl Lab {
         let name = self.name(repository);
         let response = bounded(
             "reading a manifest",
-            http_client()
+            self.registry_client()
                 .head(self.registry_url(&format!("/v2/{name}/manifests/{reference}")))
                 .header(reqwest::header::ACCEPT, MANIFEST_V2)
                 .basic_auth(&credentials.user, Some(&credentials.password))
@@ -246,7 +265,7 @@ impl Lab {
         let credentials = self.credentials();
         let name = self.name(repository);
         let get = |path: String, accept: &'static str| {
-            http_client()
+            self.registry_client()
                 .get(self.registry_url(&format!("/v2/{name}/{path}")))
                 .header(reqwest::header::ACCEPT, accept)
                 .basic_auth(&credentials.user, Some(&credentials.password))
@@ -276,7 +295,7 @@ impl Lab {
         let name = self.name(repository);
         bounded(
             "deleting a manifest",
-            http_client()
+            self.registry_client()
                 .delete(self.registry_url(&format!("/v2/{name}/manifests/{digest}")))
                 .basic_auth(&credentials.user, Some(&credentials.password))
                 .send(),
