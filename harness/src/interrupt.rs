@@ -40,17 +40,24 @@ fn shielded() -> bool {
 struct Requests {
     /// The first one.
     first: std::sync::OnceLock<&'static str>,
-    /// Wakes [`Requests::requested`]'s waiters when `first` is set.
+    /// How many.
+    count: AtomicUsize,
+    /// Wakes [`Requests::requested_after`]'s waiters on each.
     woken: tokio::sync::Notify,
 }
 
 impl Requests {
     const fn new() -> Requests {
-        Requests { first: std::sync::OnceLock::new(), woken: tokio::sync::Notify::const_new() }
+        Requests {
+            first: std::sync::OnceLock::new(),
+            count: AtomicUsize::new(0),
+            woken: tokio::sync::Notify::const_new(),
+        }
     }
 
     fn request(&self, name: &'static str) {
         let _ = self.first.set(name);
+        self.count.fetch_add(1, Ordering::SeqCst);
         self.woken.notify_waiters();
     }
 
@@ -58,12 +65,16 @@ impl Requests {
         self.first.get().map(|name| Interrupted(name))
     }
 
-    async fn requested(&self) -> Interrupted {
+    fn received(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    async fn requested_after(&self, seen: usize) -> Interrupted {
         loop {
             let mut woken = std::pin::pin!(self.woken.notified());
             woken.as_mut().enable();
-            if let Some(interrupted) = self.pending() {
-                return interrupted;
+            if self.received() > seen {
+                return self.pending().unwrap_or(Interrupted("a signal"));
             }
             woken.await;
         }
@@ -80,10 +91,18 @@ pub fn pending() -> Option<Interrupted> {
     REQUESTS.pending()
 }
 
-/// Resolves once a signal arrives under a shield (at once if one already
-/// did). Shielded work that can end early races its work against it.
-pub async fn requested() -> Interrupted {
-    REQUESTS.requested().await
+/// How many signals the run received so far: what shielded work that
+/// starts notes, to answer only those that come after (a rollback's checks
+/// run after the signal that caused the rollback).
+pub fn received() -> usize {
+    REQUESTS.received()
+}
+
+/// Resolves once the run has received more than `seen` signals (see
+/// [`received`]). Shielded work that can end early races its work
+/// against it.
+pub async fn requested_after(seen: usize) -> Interrupted {
+    REQUESTS.requested_after(seen).await
 }
 
 /// The run was interrupted: by which signal.
@@ -135,15 +154,24 @@ mod tests {
     async fn a_request_wakes_the_waiters_and_stays_pending() {
         // Its own: the process's would interrupt the other tests' checks.
         static REQUESTS: Requests = Requests::new();
-        let waiter = tokio::spawn(REQUESTS.requested());
+        let seen = REQUESTS.received();
+        let waiter = tokio::spawn(REQUESTS.requested_after(seen));
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished());
         assert_eq!(REQUESTS.pending(), None);
         REQUESTS.request("Ctrl-C (SIGINT)");
-        REQUESTS.request("SIGTERM");
         let woken = tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await;
         assert_eq!(woken.expect("woken").unwrap(), Interrupted("Ctrl-C (SIGINT)"));
+        assert_eq!(REQUESTS.pending(), Some(Interrupted("Ctrl-C (SIGINT)")));
+
+        // Work that starts after it (a rollback's checks) waits for the next.
+        let seen = REQUESTS.received();
+        let later = tokio::spawn(REQUESTS.requested_after(seen));
+        tokio::task::yield_now().await;
+        assert!(!later.is_finished(), "woken by the signal before it started");
+        REQUESTS.request("SIGTERM");
+        let woken = tokio::time::timeout(std::time::Duration::from_secs(5), later).await;
+        assert!(woken.is_ok(), "the second signal wakes it");
         assert_eq!(REQUESTS.pending(), Some(Interrupted("Ctrl-C (SIGINT)")), "the first one");
-        assert_eq!(REQUESTS.requested().await, Interrupted("Ctrl-C (SIGINT)"));
     }
 }

@@ -4,7 +4,9 @@
 //! and its test starts a container labelled as the service's tests label
 //! theirs, then waits; Ctrl-C comes once all three run. A second upstream
 //! passes its tests at once and waits in its image's build; a third is a
-//! git server that never answers, so the checkout waits. (A SIGTERM in
+//! git server that never answers, so the checkout waits; a fourth ships
+//! a real books-ms to prod and is interrupted while its checks run, after
+//! the switch: it is rolled back. (A SIGTERM in
 //! the middle of a deploy, which undoes it, is in tests/deploy.rs; Ctrl-C
 //! during the checks, in tests/verify.rs.) Needs the lab's engine and
 //! images (`lab/up.sh`); never skips.
@@ -279,4 +281,101 @@ fn ctrl_c_during_the_checkout_ends_the_fetch() {
     }
     assert_eq!(processes_with(&source), Vec::<u32>::new(), "git still fetches {source}");
     assert!(connections >= 1, "git never connected");
+}
+
+/// An upstream that ships a real books-ms: its test passes at once, and
+/// its package script copies `$PROBE_BINARY` (built by the test for the
+/// upstream's own revision) where the Dockerfile, this repository's, takes
+/// it; the web components are this repository's. Its revision, as the
+/// harness computes it.
+fn shipping_upstream() -> (tempfile::TempDir, String) {
+    let root = common::repo_root();
+    let read = |path: &str| std::fs::read_to_string(root.join(path)).unwrap();
+    let files = [
+        (
+            "Cargo.toml",
+            "[package]\nname = \"books-ms\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n".to_owned(),
+        ),
+        ("Cargo.lock", "version = 4\n\n[[package]]\nname = \"books-ms\"\nversion = \"0.1.0\"\n".to_owned()),
+        ("src/lib.rs", "//! A crate that ships a prebuilt books-ms.\n".to_owned()),
+        ("tests/api.rs", "#[test]\nfn passes() {}\n".to_owned()),
+        ("scripts/dist.sh", "set -eu\nmkdir -p dist\ncp \"$PROBE_BINARY\" dist/books-ms\n".to_owned()),
+        ("Dockerfile", read("Dockerfile")),
+        (".dockerignore", read(".dockerignore")),
+        ("Dockerfile.test", "FROM scratch\nCOPY Cargo.toml /Cargo.toml\n".to_owned()),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (path, text) in &files {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    common::release::copy_tree(&root.join("client"), &dir.path().join("client")).unwrap();
+    common::git(dir.path(), &["init", "-q"]);
+    common::git(dir.path(), &["add", "-A"]);
+    common::git(dir.path(), &["commit", "-qm", "a books-ms built elsewhere"]);
+    let revision = common::git(dir.path(), &["rev-parse", "--short=12", "HEAD"]).trim().to_owned();
+    (dir, revision)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_while_the_checks_run_after_the_switch_rolls_the_release_back() {
+    use common::target::{revision, revision_at, Target};
+    let scene = Target::Prod.scene().await;
+    let (a, prod) = (&scene.a, &scene.docker);
+    let (upstream, shipped) = shipping_upstream();
+    let binary = tempfile::tempdir().unwrap();
+    let binary_path = binary.path().join("books-ms");
+    let (built, to) = (shipped.clone(), binary_path.clone());
+    tokio::task::spawn_blocking(move || common::release::release_binary(&built, &to)).await.unwrap().unwrap();
+    // Many ids: the checks write for a while, and the first is there early.
+    let ids: Vec<i32> = (0..100).map(|i| 2_147_482_000 + i).collect();
+    let ids_setting = format!("[{}]", ids.iter().map(i32::to_string).collect::<Vec<_>>().join(","));
+    let name = format!("books-ms-interrupt-ship-{}", std::process::id());
+    let probe = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let pid_file: PathBuf = probe.path().join("harness.pid");
+    // Prod's own project (A is live there); images of its own.
+    let mut command = pipeline_of(upstream.path(), state.path(), &pid_file, &name);
+    command
+        .env_remove("HARNESS_PROD__PROJECT")
+        .env("PROBE_BINARY", &binary_path)
+        .env("HARNESS_CHECKS__IDS", &ids_setting);
+    let run = tokio::task::spawn_blocking(move || run_bounded(&mut command, RUN_DEADLINE));
+
+    // The pipeline's own checks run: the deploy is over (its lock gone;
+    // it checked the new colour through the preview before the switch),
+    // the upstream's release answers users, and the checks wrote on prod.
+    let url = Target::Prod.url();
+    let first = format!("{url}/api/v1/books/_id/{}", ids[0]);
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+    let until = Instant::now() + START_DEADLINE;
+    let mut checking = false;
+    while !checking && Instant::now() < until && !run.is_finished() {
+        checking = http.get(&first).send().await.is_ok_and(|r| r.status() == 200)
+            && revision_at(&url).await.as_deref() == Some(shipped.as_str())
+            && !common::prod::names(prod).await.iter().any(|n| n == common::prod::LOCK);
+        if !checking {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
+    assert!(checking, "the pipeline's checks never ran on {url} with {shipped} live: {:?}", run.is_finished());
+    let live = revision(&url).await;
+    let signalled = Instant::now();
+    assert!(Command::new("kill").args(["-INT", pid.trim()]).status().unwrap().success());
+    let run = run.await.unwrap();
+    let took = signalled.elapsed();
+
+    assert_eq!(live, shipped, "the upstream's release was live when the checks wrote");
+    assert_eq!(run.code, Some(130), "{}", run.stderr);
+    assert!(took < Duration::from_secs(60), "the harness took {took:?} to stop after Ctrl-C:\n{}", run.stderr);
+    assert!(run.stderr.contains("interrupted by Ctrl-C (SIGINT)"), "{}", run.stderr);
+    assert!(run.stderr.contains("rolled back"), "{}", run.stderr);
+    assert_eq!(revision(&url).await, a.revision, "prod after the interrupted checks:\n{}", run.stderr);
+    for id in &ids {
+        let left = http.get(format!("{url}/api/v1/books/_id/{id}")).send().await.map(|r| r.status().as_u16());
+        assert_eq!(left.ok(), Some(404), "the checks' book {id} was left on prod:\n{}", run.stderr);
+    }
+    common::prod::assert_no_lock(prod).await;
 }

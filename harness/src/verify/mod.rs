@@ -112,14 +112,16 @@ pub async fn verify_with_token(
     // The ids this run's create-only PUTs wrote, and the ETag of each.
     let mut created = Vec::new();
     // Ctrl-C or SIGTERM ends the checks, never the cleanup: the signal is
-    // theirs to answer while it is up.
+    // theirs to answer while it is up. Only one that comes from now on: a
+    // rollback's checks run after the signal that caused the rollback.
     let _shield = crate::interrupt::shield();
+    let seen = crate::interrupt::received();
     let ended = tokio::select! {
         checks = tokio::time::timeout(
             CHECKS_DEADLINE,
             run_checks(&mut run, &http, &ids, &books, &mut wrote, &mut created),
         ) => Ok(checks),
-        signal = crate::interrupt::requested() => Err(signal),
+        signal = crate::interrupt::requested_after(seen) => Err(signal),
     };
     let current = |run: &Recorder| {
         let check = run.runner.current().and_then(|c| CHECKS.into_iter().find(|n| n.name() == c));

@@ -37,13 +37,37 @@ pub struct Release {
 /// Builds, pushes and returns the release whose `/version` reports
 /// `revision`. Blocks (minutes at worst).
 pub fn build_release(revision: &str) -> Result<Release, String> {
+    let root = repo_root();
+    let started = Instant::now();
+
+    // A build context of its own: the Dockerfile, its .dockerignore, the
+    // web components and the binary (the repo's dist/ is left alone).
+    let context = tempfile::tempdir().map_err(|e| format!("a temporary build context: {e}"))?;
+    let copy = |from: &Path, to: &Path| std::fs::copy(from, to).map_err(|e| format!("copying {}: {e}", from.display()));
+    copy(&root.join("Dockerfile"), &context.path().join("Dockerfile"))?;
+    copy(&root.join(".dockerignore"), &context.path().join(".dockerignore"))?;
+    copy_tree(&root.join("client"), &context.path().join("client"))?;
+    std::fs::create_dir(context.path().join("dist")).map_err(|e| format!("the context's dist/: {e}"))?;
+    release_binary(revision, &context.path().join("dist/books-ms"))?;
+
+    let build_arg = |key: &str| format!("{key}={revision}");
+    let image = build_and_push(
+        context.path(),
+        revision,
+        &["--build-arg", &build_arg("REVISION"), "--build-arg", &build_arg("VERSION")],
+    )?;
+    eprintln!("release {revision}: {image} (built in {:?})", started.elapsed());
+    Ok(Release { revision: revision.to_owned(), image })
+}
+
+/// The static release binary of this working tree whose `/version`
+/// reports `revision`, built as scripts/dist.sh builds it, copied to `to`.
+/// Blocks.
+pub fn release_binary(revision: &str, to: &Path) -> Result<(), String> {
     // One build at a time: they share the binary's path in the target dir.
     static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _building = BUILDING.lock().unwrap_or_else(|p| p.into_inner());
     let root = repo_root();
-    let started = Instant::now();
-
-    // The binary, as scripts/dist.sh builds it.
     let target_dir = dist_target_dir(&root);
     let mut cargo = Command::new("cargo");
     without_cargo_env(&mut cargo)
@@ -57,25 +81,8 @@ pub fn build_release(revision: &str) -> Result<Release, String> {
         return Err(format!("building the release binary of {revision} failed:\n{}", built.stderr));
     }
     let binary = target_dir.join(TARGET).join("release/books-ms");
-
-    // A build context of its own: the Dockerfile, its .dockerignore, the
-    // web components and the binary (the repo's dist/ is left alone).
-    let context = tempfile::tempdir().map_err(|e| format!("a temporary build context: {e}"))?;
-    let copy = |from: &Path, to: &Path| std::fs::copy(from, to).map_err(|e| format!("copying {}: {e}", from.display()));
-    copy(&root.join("Dockerfile"), &context.path().join("Dockerfile"))?;
-    copy(&root.join(".dockerignore"), &context.path().join(".dockerignore"))?;
-    copy_tree(&root.join("client"), &context.path().join("client"))?;
-    std::fs::create_dir(context.path().join("dist")).map_err(|e| format!("the context's dist/: {e}"))?;
-    copy(&binary, &context.path().join("dist/books-ms"))?;
-
-    let build_arg = |key: &str| format!("{key}={revision}");
-    let image = build_and_push(
-        context.path(),
-        revision,
-        &["--build-arg", &build_arg("REVISION"), "--build-arg", &build_arg("VERSION")],
-    )?;
-    eprintln!("release {revision}: {image} (built in {:?})", started.elapsed());
-    Ok(Release { revision: revision.to_owned(), image })
+    std::fs::copy(&binary, to).map_err(|e| format!("copying {} to {}: {e}", binary.display(), to.display()))?;
+    Ok(())
 }
 
 /// A release made from `base` by the Dockerfile `instructions` after its
@@ -147,7 +154,7 @@ fn dist_target_dir(root: &Path) -> PathBuf {
 }
 
 /// Copies a folder (files and folders only; no node_modules).
-fn copy_tree(from: &Path, to: &Path) -> Result<(), String> {
+pub fn copy_tree(from: &Path, to: &Path) -> Result<(), String> {
     std::fs::create_dir_all(to).map_err(|e| format!("creating {}: {e}", to.display()))?;
     for entry in std::fs::read_dir(from).map_err(|e| format!("reading {}: {e}", from.display()))? {
         let entry = entry.map_err(|e| format!("reading {}: {e}", from.display()))?;
