@@ -331,13 +331,16 @@ impl Registry {
         }
     }
 
-    /// When the image `name@reference` was made: its config's
+    /// When the image `name@reference` was made, RFC 3339 in UTC to the
+    /// second (so that times compare as text): its config's
     /// `org.opencontainers.image.created` label (the commit's time, which
-    /// the build sets), else the config's `created`.
+    /// the build sets) when it is a time (a build without it says
+    /// `unknown`), else the config's `created`; "" when neither is.
     pub async fn created(&self, name: &str, reference: &str) -> Result<String, RegistryError> {
         let config = self.image_config(name, reference).await?;
         let label = config["config"]["Labels"]["org.opencontainers.image.created"].as_str();
-        Ok(label.or(config["created"].as_str()).unwrap_or_default().to_owned())
+        let created = [label, config["created"].as_str()].into_iter().flatten().find_map(utc_second);
+        Ok(created.unwrap_or_default())
     }
 
     /// Removes the manifest `name@digest`, and with it every tag that
@@ -398,6 +401,14 @@ fn client(ca: Option<&Path>) -> Result<reqwest::ClientBuilder, RegistryError> {
         return Err(error("no PEM certificate in it".to_owned()));
     }
     Ok(certificates.into_iter().fold(builder.tls_built_in_root_certs(false), |b, c| b.add_root_certificate(c)))
+}
+
+/// An RFC 3339 time as RFC 3339 in UTC, to the second; None when `text`
+/// is not one.
+fn utc_second(text: &str) -> Option<String> {
+    use time::format_description::well_known::Rfc3339;
+    let time = time::OffsetDateTime::parse(text, &Rfc3339).ok()?.to_offset(time::UtcOffset::UTC);
+    time.replace_nanosecond(0).ok()?.format(&Rfc3339).ok()
 }
 
 #[derive(Deserialize)]
@@ -562,6 +573,13 @@ mod tests {
             assert!(text.contains(&path.display().to_string()) && text.contains("registry.ca_cert"), "{text}");
         }
         assert!(client(None).is_ok());
+    }
+
+    #[test]
+    fn created_times_compare_as_text_and_unknown_is_none() {
+        assert_eq!(utc_second("2026-12-07T03:24:34.94729168Z").as_deref(), Some("2026-12-07T03:24:34Z"));
+        assert_eq!(utc_second("2026-12-07T04:24:34+01:00").as_deref(), Some("2026-12-07T03:24:34Z"));
+        assert_eq!(utc_second("unknown"), None);
     }
 
     #[test]
