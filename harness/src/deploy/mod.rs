@@ -308,7 +308,7 @@ async fn prune_on(
         // A task's container is the swarm's to remove (its task history).
         on_engine.containers.clear();
         warnings.push(
-            "on the swarm, only the manager's images were pruned: the harness reaches the manager's engine \
+            "on the swarm, only the manager's images are pruned: the harness reaches the manager's engine \
              alone, not the workers'"
                 .to_owned(),
         );
