@@ -19,7 +19,7 @@ pub struct Cli {
     /// The books-ms checkout to work on (default: the one around the current folder).
     #[arg(long, global = true, env = "HARNESS_REPO")]
     pub repo: Option<PathBuf>,
-    /// Where deploy, status, details, logs, rollback, history, lock and pipeline work: one
+    /// Where deploy, status, details, logs, rollback, history, lock, prune and pipeline work: one
     /// Docker engine or a swarm (default: `prod.kind`, else `engine`).
     #[arg(long, global = true, value_enum, value_name = "KIND")]
     pub target: Option<TargetKind>,
@@ -96,6 +96,17 @@ pub enum Command {
         /// release the last deploy replaced, kept stopped on prod).
         #[arg(long, value_name = "VERSION")]
         to: Option<String>,
+    },
+    /// Remove what no rollback needs: in the registry the service and
+    /// tests images beyond the last --keep releases (then its garbage
+    /// collection), on prod the stopped containers and unused images of
+    /// those releases. Keeps every release a history can roll back to.
+    /// Under the deploy lock; --dry-run lists what would go.
+    Prune {
+        /// How many of the last releases to keep, besides those a history
+        /// can still roll back to.
+        #[arg(long, value_name = "N", default_value_t = crate::deploy::prune::DEFAULT_KEEP)]
+        keep: usize,
     },
     /// The deploy lock on prod.
     Lock {
@@ -195,6 +206,9 @@ mod tests {
         assert!(matches!(parse("status"), Command::Status));
         assert!(matches!(parse("history"), Command::History));
         assert!(matches!(parse("rollback"), Command::Rollback { to: None }));
+        assert!(matches!(parse("prune"), Command::Prune { keep: 5 }));
+        let cli = Cli::try_parse_from(["harness", "prune", "--keep", "2", "--dry-run"]).unwrap();
+        assert!(matches!(cli.command, Command::Prune { keep: 2 }) && cli.dry_run);
         let cli = Cli::try_parse_from(["harness", "lock", "release"]).unwrap();
         assert!(matches!(cli.command, Command::Lock { command: LockCommand::Release { force: false } }));
         let cli = Cli::try_parse_from(["harness", "rollback", "--to", "v1.2"]).unwrap();

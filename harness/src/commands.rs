@@ -36,6 +36,7 @@ pub fn steps(command: &Command) -> Vec<Step> {
         | Command::Details
         | Command::Logs { .. }
         | Command::History
+        | Command::Prune { .. }
         | Command::Lock { .. }
         | Command::Lab { .. }
         | Command::Completions { .. }
@@ -158,6 +159,18 @@ pub async fn logs(
 }
 
 /// `harness history`: every deploy and rollback recorded, oldest first.
+/// `harness prune [--keep N] [--dry-run]`.
+pub async fn prune(
+    config: &Config,
+    keep: usize,
+    dry_run: bool,
+    repo: &std::path::Path,
+    reporter: &Reporter,
+) -> anyhow::Result<deploy::PruneReport> {
+    let request = deploy::PruneRequest { keep, dry_run, repo: repo.to_owned() };
+    deploy::prune(config, &request, reporter).await
+}
+
 pub async fn history(config: &Config) -> anyhow::Result<Vec<deploy::history::Entry>> {
     deploy::history(config).await
 }

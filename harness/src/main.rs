@@ -76,6 +76,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Ok(plan) => plan,
         Err(code) => return Ok(code),
     };
+    if let (true, Command::Prune { keep }) = (cli.dry_run, &cli.command) {
+        // The dry run reads prod and the registry: what would go.
+        let report = runtime.block_on(commands::prune(&config, *keep, true, &repo, &Reporter::hidden()))?;
+        out.either(&report, &report)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if cli.dry_run {
         out.either(&plan, &plan)?;
         if let Command::Deploy { image, revision } = cli.command {
@@ -168,6 +174,10 @@ async fn execute(
         Command::Logs { since, lines, follow, grep, accessory } => {
             let request = commands::log_request(since, lines, follow, grep, accessory);
             print_logs(out, config, &request, reporter).await?;
+        }
+        Command::Prune { keep } => {
+            let report = commands::prune(config, keep, false, &plan.repo, reporter).await?;
+            out.either(&report, &report)?;
         }
         Command::History => {
             let entries = commands::history(config).await?;

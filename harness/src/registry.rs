@@ -306,15 +306,71 @@ impl Registry {
         name: &str,
         reference: &str,
     ) -> Result<std::collections::HashMap<String, String>, RegistryError> {
+        let blob = self.image_config(name, reference).await?;
+        let labels = blob["config"]["Labels"].as_object().cloned().unwrap_or_default();
+        Ok(labels.into_iter().filter_map(|(k, v)| Some((k, v.as_str()?.to_owned()))).collect())
+    }
+
+    /// The tags of repository `name` (none when the registry has no such
+    /// repository).
+    pub async fn tags(&self, name: &str) -> Result<Vec<String>, RegistryError> {
+        let what = format!("GET /v2/{name}/tags/list");
+        let response = self.send(self.http.get(format!("{}/v2/{name}/tags/list", self.base))).await?;
+        match response.status() {
+            reqwest::StatusCode::NOT_FOUND => Ok(Vec::new()),
+            reqwest::StatusCode::UNAUTHORIZED => Err(self.refused(&format!("{what}: {}", response.status()))),
+            status if status.is_success() => {
+                let list: TagList = response.json().await.map_err(|e| RegistryError::Answered {
+                    registry: self.address.clone(),
+                    what,
+                    status: format!("{status} with a body that is not a tag list: {e}"),
+                })?;
+                Ok(list.tags.unwrap_or_default())
+            }
+            status => Err(RegistryError::Answered { registry: self.address.clone(), what, status: status.to_string() }),
+        }
+    }
+
+    /// When the image `name@reference` was made, RFC 3339 in UTC to the
+    /// second (so that times compare as text): its config's
+    /// `org.opencontainers.image.created` label (the commit's time, which
+    /// the build sets) when it is a time (a build without it says
+    /// `unknown`), else the config's `created`; "" when neither is.
+    pub async fn created(&self, name: &str, reference: &str) -> Result<String, RegistryError> {
+        let config = self.image_config(name, reference).await?;
+        let label = config["config"]["Labels"]["org.opencontainers.image.created"].as_str();
+        let created = [label, config["created"].as_str()].into_iter().flatten().find_map(utc_second);
+        Ok(created.unwrap_or_default())
+    }
+
+    /// Removes the manifest `name@digest`, and with it every tag that
+    /// points to it (the registry's `delete: enabled`); its blobs stay
+    /// until the registry's garbage collection. A manifest already gone is
+    /// fine.
+    pub async fn delete(&self, name: &str, digest: &str) -> Result<(), RegistryError> {
+        let what = format!("DELETE /v2/{name}/manifests/{digest}");
+        let response = self.send(self.http.delete(format!("{}/v2/{name}/manifests/{digest}", self.base))).await?;
+        match response.status() {
+            reqwest::StatusCode::NOT_FOUND => Ok(()),
+            reqwest::StatusCode::UNAUTHORIZED => Err(self.refused(&format!("{what}: {}", response.status()))),
+            status if status.is_success() => Ok(()),
+            status => Err(RegistryError::Answered {
+                registry: self.address.clone(),
+                what,
+                status: format!("{status} (405: deletes are off, or the registry is read-only for a collection)"),
+            }),
+        }
+    }
+
+    /// The config blob of the image `name@reference`.
+    async fn image_config(&self, name: &str, reference: &str) -> Result<serde_json::Value, RegistryError> {
         let manifest: serde_json::Value = self.json(&format!("manifests/{reference}"), name, MANIFEST_ACCEPT).await?;
         let Some(config) = manifest["config"]["digest"].as_str() else {
             let what = format!("GET /v2/{name}/manifests/{reference}");
             let status = "a manifest without a config (an index?)".to_owned();
             return Err(RegistryError::Answered { registry: self.address.clone(), what, status });
         };
-        let blob: serde_json::Value = self.json(&format!("blobs/{config}"), name, "*/*").await?;
-        let labels = blob["config"]["Labels"].as_object().cloned().unwrap_or_default();
-        Ok(labels.into_iter().filter_map(|(k, v)| Some((k, v.as_str()?.to_owned()))).collect())
+        self.json(&format!("blobs/{config}"), name, "*/*").await
     }
 
     /// `GET /v2/NAME/PATH` as JSON.
@@ -345,6 +401,19 @@ fn client(ca: Option<&Path>) -> Result<reqwest::ClientBuilder, RegistryError> {
         return Err(error("no PEM certificate in it".to_owned()));
     }
     Ok(certificates.into_iter().fold(builder.tls_built_in_root_certs(false), |b, c| b.add_root_certificate(c)))
+}
+
+/// An RFC 3339 time as RFC 3339 in UTC, to the second; None when `text`
+/// is not one.
+fn utc_second(text: &str) -> Option<String> {
+    use time::format_description::well_known::Rfc3339;
+    let time = time::OffsetDateTime::parse(text, &Rfc3339).ok()?.to_offset(time::UtcOffset::UTC);
+    time.replace_nanosecond(0).ok()?.format(&Rfc3339).ok()
+}
+
+#[derive(Deserialize)]
+struct TagList {
+    tags: Option<Vec<String>>,
 }
 
 /// The manifests [`Registry::labels`] reads: Docker's and OCI's.
@@ -504,6 +573,13 @@ mod tests {
             assert!(text.contains(&path.display().to_string()) && text.contains("registry.ca_cert"), "{text}");
         }
         assert!(client(None).is_ok());
+    }
+
+    #[test]
+    fn created_times_compare_as_text_and_unknown_is_none() {
+        assert_eq!(utc_second("2026-12-07T03:24:34.94729168Z").as_deref(), Some("2026-12-07T03:24:34Z"));
+        assert_eq!(utc_second("2026-12-07T04:24:34+01:00").as_deref(), Some("2026-12-07T03:24:34Z"));
+        assert_eq!(utc_second("unknown"), None);
     }
 
     #[test]

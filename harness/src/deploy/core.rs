@@ -176,6 +176,36 @@ pub async fn release_lock<T: Target>(target: &T, engine: &Engine, force: bool) -
     Ok(Some(holder))
 }
 
+/// Runs `work` under the deploy lock of the target (`harness prune`):
+/// the lock taken as a deploy takes it (its container made of `image`,
+/// pulled first), so no deploy or rollback runs meanwhile, and released
+/// whatever `work` returned. Interrupted meanwhile, `work` is left to
+/// finish its current call (the shield) and the lock is released.
+pub async fn under_lock<T: Target, R>(
+    target: &T,
+    engine: &Engine,
+    image: &str,
+    credentials: Option<DockerCredentials>,
+    reporter: &Reporter,
+    work: impl std::future::Future<Output = anyhow::Result<R>>,
+) -> anyhow::Result<R> {
+    let names = Names::new(&target.config().prod.project);
+    let holder = format!("{} since {}, pruning", lock::who(), history::now());
+    let executor = Executor::new(target, engine, credentials, reporter);
+    let pull = Op::<T::Action>::Core(Core::Pull { image: image.to_owned() });
+    executor.run_all(std::slice::from_ref(&pull)).await?;
+    let _shield = crate::interrupt::shield();
+    let body = Box::new(lock::body(&names, image, &holder));
+    let take = Op::<T::Action>::Core(Core::TakeLock { name: names.lock.clone(), holder: holder.clone(), body });
+    executor.run_all(std::slice::from_ref(&take)).await?;
+    let result = work.await;
+    let release = Op::<T::Action>::Core(Core::ReleaseLock { name: names.lock.clone() });
+    if let Err(e) = executor.run_all(std::slice::from_ref(&release)).await {
+        reporter.warn(format!("{release} failed: {e:#}; `harness lock release` removes it"));
+    }
+    result
+}
+
 /// The plan of a deploy of `release` from what was observed: the
 /// prelude, the history's container when missing, the record of the
 /// start, the target's steps, and what runs whatever happens.

@@ -21,6 +21,8 @@
 //! commands `details` and `logs` share [`details`] (what is shown) and
 //! [`logs`] (reading and marking the lines); each target reads its own
 //! (`host::details`, `swarm::logs`, ...). They take no lock.
+//! `prune` (what is kept and what goes: [`prune`]) runs under the
+//! deploy lock, taken and released by [`core::under_lock`].
 
 mod containers;
 pub mod core;
@@ -34,6 +36,7 @@ pub mod lock;
 pub mod logs;
 pub mod names;
 pub mod plan;
+pub mod prune;
 pub mod swarm;
 pub mod target;
 
@@ -186,4 +189,253 @@ pub async fn logs(
         TargetKind::Swarm => swarm::logs::sources(&engine, &config.prod.project, request).await?,
     };
     logs::read(sources, request, reporter, sink).await
+}
+
+/// What `harness prune` was asked for.
+#[derive(Debug, Clone)]
+pub struct PruneRequest {
+    /// How many of the last releases are kept (besides what a history can
+    /// roll back to).
+    pub keep: usize,
+    /// List what would go; remove nothing, take no lock.
+    pub dry_run: bool,
+    /// The repository's root: `registry.gc_command` runs there.
+    pub repo: std::path::PathBuf,
+}
+
+/// What `harness prune` removed (or, with `--dry-run`, would remove).
+#[derive(Debug, Serialize)]
+pub struct PruneReport {
+    pub dry_run: bool,
+    pub keep: usize,
+    /// Where the engine's part ran: prod, or the swarm's manager.
+    pub target: &'static str,
+    pub registry: prune::RegistryChoice,
+    pub engine: prune::EngineChoice,
+    /// What the engine's part did (none with `--dry-run`).
+    pub removed: Option<prune::EngineRemoved>,
+    /// The registry's storage before and after its collection, when one ran.
+    pub registry_bytes: Option<(i64, i64)>,
+    pub warnings: Vec<String>,
+}
+
+/// `harness prune`: on the configured target, under its deploy lock
+/// (none with `--dry-run`).
+pub async fn prune(config: &Config, request: &PruneRequest, reporter: &Reporter) -> anyhow::Result<PruneReport> {
+    let engine = target_engine(config).await?;
+    let credentials = crate::registry::credentials(config)?;
+    let docker_credentials = credentials.as_ref().map(|c| c.to_docker(&config.registry.address));
+    let work = prune_on(config, &engine, request, credentials, reporter);
+    if request.dry_run {
+        return work.await;
+    }
+    // The lock's container is made of the image the history's is: every
+    // target that was ever deployed to has it.
+    let image = &config.prod.database_image;
+    match config.prod.kind {
+        TargetKind::Engine => {
+            core::under_lock(&Host::new(config), &engine, image, docker_credentials, reporter, work).await
+        }
+        TargetKind::Swarm => {
+            core::under_lock(&Swarm { config }, &engine, image, docker_credentials, reporter, work).await
+        }
+    }
+}
+
+async fn prune_on(
+    config: &Config,
+    engine: &Engine,
+    request: &PruneRequest,
+    credentials: Option<crate::registry::Credentials>,
+    reporter: &Reporter,
+) -> anyhow::Result<PruneReport> {
+    use anyhow::Context as _;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    let service_repository = config.service_repository();
+    let names = names::Names::new(&config.prod.project);
+    // Both targets pull from the one registry: a release either can roll
+    // back to stays. The other target must answer, or nothing is removed.
+    let (other, other_name) = match config.prod.kind {
+        TargetKind::Engine => (crate::engine::swarm_manager(config).await, "the swarm (swarm.docker_host)"),
+        TargetKind::Swarm => (crate::engine::prod(config).await, "prod (prod.docker_host)"),
+    };
+    let other = other.with_context(|| {
+        format!(
+            "prune reads the deploy history of both targets, which pull from the same registry, and {other_name} \
+             does not answer: nothing was removed; raise it (`harness lab up`) and prune again"
+        )
+    })?;
+    let mut histories = Vec::new();
+    for (target, name) in [(engine, "the target"), (&other, other_name)] {
+        histories.push(
+            history::read(target, &names.history).await.with_context(|| format!("reading the history of {name}"))?,
+        );
+    }
+    let mut protected: BTreeMap<String, &'static str> = BTreeMap::new();
+    for image in prune::rollback_targets(&histories) {
+        if let Some(digest) = prune::digest_in(&image, &service_repository) {
+            protected.insert(digest, "history");
+        }
+    }
+    let containers = prune::engine_containers(engine).await?;
+    let images = prune::engine_images(engine).await?;
+    let used: BTreeSet<&str> = containers.iter().map(|c| c.image_id.as_str()).collect();
+    for image in images.iter().filter(|i| used.contains(i.id.as_str())) {
+        for reference in &image.references {
+            if let Some(digest) = prune::digest_in(reference, &service_repository) {
+                protected.entry(digest).or_insert("in-use");
+            }
+        }
+    }
+
+    let cd = crate::engine::cd().await?;
+    let registry = crate::registry::Registry::open(&cd, config, credentials).await?;
+    reporter.line(format!("prune: reading the tags of {} and {}", config.images.service, config.images.tests));
+    let service = prune::manifests(&registry, &config.images.service).await?;
+    let tests = prune::manifests(&registry, &config.images.tests).await?;
+    let choice = prune::choose_in_registry(&service, &tests, &protected, request.keep);
+    let kept: BTreeSet<String> = choice
+        .kept
+        .iter()
+        .filter(|k| k.manifest.repository == config.images.service)
+        .map(|k| k.manifest.digest.clone())
+        .chain(protected.keys().cloned())
+        .collect();
+    let mut on_engine = prune::choose_on_engine(&containers, &images, &config.prod.project, &service_repository, &kept);
+    let mut warnings = Vec::new();
+    if config.prod.kind == TargetKind::Swarm {
+        // A task's container is the swarm's to remove (its task history).
+        on_engine.containers.clear();
+        warnings.push(
+            "on the swarm, only the manager's images are pruned: the harness reaches the manager's engine \
+             alone, not the workers'"
+                .to_owned(),
+        );
+    }
+    let mut report = PruneReport {
+        dry_run: request.dry_run,
+        keep: request.keep,
+        target: match config.prod.kind {
+            TargetKind::Engine => <Host as target::Target>::PLACE,
+            TargetKind::Swarm => <Swarm as target::Target>::PLACE,
+        },
+        registry: choice,
+        engine: on_engine,
+        removed: None,
+        registry_bytes: None,
+        warnings,
+    };
+    if request.dry_run {
+        return Ok(report);
+    }
+    reporter.line(format!(
+        "prune: removing {} container(s) and {} image(s) on {}",
+        report.engine.containers.len(),
+        report.engine.images.len(),
+        report.target
+    ));
+    let removed = prune::act(engine, &report.engine).await?;
+    report.warnings.extend(removed.skipped.iter().map(|s| format!("not removed: {s}")));
+    report.removed = Some(removed);
+    reporter.line(format!("prune: removing {} manifest(s) from the registry", report.registry.removed.len()));
+    for manifest in &report.registry.removed {
+        registry.delete(&manifest.repository, &manifest.digest).await?;
+    }
+    if !report.registry.removed.is_empty() {
+        match config.registry.gc_command() {
+            Some(command) => report.registry_bytes = Some(collect_garbage(command, &request.repo, reporter).await?),
+            None => report.warnings.push(
+                "registry.gc_command is not set: the removed manifests' blobs stay until the registry's own \
+                 garbage collection"
+                    .to_owned(),
+            ),
+        }
+    }
+    Ok(report)
+}
+
+/// Runs `registry.gc_command` in `repo` (its progress appended to
+/// `.harness/logs/registry-gc.log`); the storage's bytes before and after,
+/// from its last line (`before N after M ...`).
+async fn collect_garbage(command: &str, repo: &std::path::Path, reporter: &Reporter) -> anyhow::Result<(i64, i64)> {
+    use anyhow::Context as _;
+    let logs = repo.join(".harness/logs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
+    reporter
+        .line(format!("prune: the registry's garbage collection ({command}; log in .harness/logs/registry-gc.log)"));
+    let mut child = tokio::process::Command::new("sh");
+    child.arg("-c").arg(format!("{command} 2>>.harness/logs/registry-gc.log")).current_dir(repo);
+    // Seconds when little is left; minutes for a registry of many GB.
+    let what = "the registry's garbage collection (registry.gc_command)";
+    let ended = crate::child::run(&mut child, what, crate::child::Output::Capture, (1800, "a 30 min bound")).await?;
+    if !ended.status.success() {
+        anyhow::bail!(
+            "{what} failed ({}): {}; see .harness/logs/registry-gc.log; the manifests are removed, their space comes \
+             back at the next collection",
+            ended.status,
+            ended.output.trim()
+        );
+    }
+    let words: Vec<&str> = ended.output.split_whitespace().collect();
+    let field = |name: &str| words.windows(2).find(|w| w[0] == name).and_then(|w| w[1].parse::<i64>().ok());
+    match (field("before"), field("after")) {
+        (Some(before), Some(after)) => Ok((before, after)),
+        _ => anyhow::bail!("{what} ended without saying `before N after M` on its last line: {}", ended.output.trim()),
+    }
+}
+
+impl std::fmt::Display for PruneReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (keep, drop) = if self.dry_run { ("would keep", "would remove") } else { ("kept", "removed") };
+        writeln!(
+            f,
+            "registry: {keep} {}, {drop} {} manifest(s)",
+            self.registry.kept.len(),
+            self.registry.removed.len()
+        )?;
+        for kept in &self.registry.kept {
+            let m = &kept.manifest;
+            writeln!(f, "  keep    {}@{} {} ({})", m.repository, m.digest, m.tags.join(","), kept.why.join(", "))?;
+        }
+        for m in &self.registry.removed {
+            writeln!(f, "  remove  {}@{} {}", m.repository, m.digest, m.tags.join(","))?;
+        }
+        let engine = &self.engine;
+        writeln!(
+            f,
+            "{}: {drop} {} container(s), {} image(s)",
+            self.target,
+            engine.containers.len(),
+            engine.images.len()
+        )?;
+        for c in &engine.containers {
+            writeln!(f, "  remove  container {} ({})", c.name, c.state)?;
+        }
+        for i in &engine.images {
+            let name = i.references.first().cloned().unwrap_or_else(|| i.id.clone());
+            writeln!(f, "  remove  image {name} ({} MB)", i.size / 1_000_000)?;
+        }
+        if let Some(removed) = &self.removed {
+            writeln!(
+                f,
+                "freed on {}: at most {} MB (the removed images' sizes)",
+                self.target,
+                removed.freed_bytes_at_most / 1_000_000
+            )?;
+        }
+        if let Some((before, after)) = self.registry_bytes {
+            writeln!(
+                f,
+                "freed in the registry: {} MB ({} MB before, {} MB after its garbage collection)",
+                (before - after) / 1_000_000,
+                before / 1_000_000,
+                after / 1_000_000
+            )?;
+        }
+        for warning in &self.warnings {
+            writeln!(f, "warning: {warning}")?;
+        }
+        Ok(())
+    }
 }

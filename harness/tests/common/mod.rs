@@ -288,6 +288,28 @@ impl Lab {
         serde_json::from_value(config["config"]["Labels"].clone()).expect("labels")
     }
 
+    /// The tags the registry lists for `repository` (none when it has no
+    /// such repository).
+    pub async fn tags(&self, repository: &str) -> std::collections::BTreeSet<String> {
+        let credentials = self.credentials();
+        let name = self.name(repository);
+        let response = bounded(
+            "listing tags",
+            self.registry_client()
+                .get(self.registry_url(&format!("/v2/{name}/tags/list")))
+                .basic_auth(&credentials.user, Some(&credentials.password))
+                .send(),
+        )
+        .await
+        .expect("the registry answers");
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Default::default();
+        }
+        assert_eq!(response.status(), 200, "GET /v2/{name}/tags/list");
+        let list: serde_json::Value = response.json().await.expect("a tag list");
+        list["tags"].as_array().into_iter().flatten().filter_map(|t| Some(t.as_str()?.to_owned())).collect()
+    }
+
     /// Removes a manifest from the registry (its `delete: enabled` allows
     /// it); the registry's answer, 202 when it was there.
     pub async fn delete_manifest(&self, repository: &str, digest: &str) -> reqwest::StatusCode {

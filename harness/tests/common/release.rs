@@ -117,9 +117,33 @@ pub async fn never_healthy(base: &Release) -> Release {
     tokio::task::spawn_blocking(make).await.unwrap()
 }
 
+/// Removes from the registry the releases that earlier test runs pushed
+/// to [`TEST_REPOSITORY`] and left: a tag ending in `-PID` of a process
+/// that is gone on this machine (every release these fixtures make is
+/// named so). Its blobs go at the next `harness prune`'s collection. Once
+/// per test binary.
+pub async fn remove_finished_runs_releases() {
+    static DONE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    DONE.get_or_init(|| async {
+        let lab = Lab::load();
+        for tag in lab.tags(TEST_REPOSITORY).await {
+            let Some(pid) = tag.rsplit_once('-').and_then(|(_, pid)| pid.parse::<u32>().ok()) else { continue };
+            if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+                continue;
+            }
+            if let Some(digest) = lab.manifest_digest(TEST_REPOSITORY, &tag).await {
+                lab.delete_manifest(TEST_REPOSITORY, &digest).await;
+            }
+        }
+    })
+    .await;
+}
+
 /// Releases A and B of this run, `PREFIX-a-PID` and `PREFIX-b-PID`, each
-/// built at most once per test binary, off the async runtime.
+/// built at most once per test binary, off the async runtime (what
+/// finished runs left is removed first).
 pub async fn releases(prefix: &str) -> (Release, Release) {
+    remove_finished_runs_releases().await;
     let revision = |which: &str| format!("{prefix}-{which}-{}", std::process::id());
     let (a, b) = (revision("a"), revision("b"));
     tokio::task::spawn_blocking(move || (built_once(&a, build_release), built_once(&b, build_release))).await.unwrap()

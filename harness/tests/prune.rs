@@ -1,0 +1,147 @@
+//! `harness prune` on the lab's single host: with releases A and B deployed
+//! (A what B replaced) and five more pushed beside them, two older and
+//! three newer than both, `prune --keep 2` leaves exactly the two newest,
+//! A and B (what a rollback can go back to) and their tests images in the
+//! registry, and on prod removes the images of the releases it dropped and
+//! keeps the others'; the registry's garbage collection ran (read-only
+//! window included) and it answers again; a rollback to A still works.
+//! The test's releases live in repositories of its own, emptied at its
+//! start and end. Needs the lab up and root; never skips.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::engines::pull;
+use common::prod::assert_no_lock;
+use common::release::docker;
+use common::target::{revision, Target};
+use common::{prod_lock, Lab};
+
+/// A tiny image with a created label, built on the cd engine and pushed as
+/// `repository:tag`; its digest there.
+fn push_tiny(repository: &str, tag: &str, created: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("release"), format!("{repository}:{tag}\n")).unwrap();
+    let dockerfile = format!("FROM scratch\nCOPY release /release\nLABEL org.opencontainers.image.created={created}\n");
+    std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
+    let image = format!("{repository}:{tag}");
+    docker(&["build", "-q", "-t", &image]).arg(&dir.path().to_string_lossy()).succeeds().unwrap();
+    push(&image)
+}
+
+/// Pushes `image` (`REPOSITORY:TAG`, on the cd engine); its digest.
+fn push(image: &str) -> String {
+    docker(&["push", image]).succeeds().unwrap();
+    let repository = image.rsplit_once(':').unwrap().0;
+    let digests = docker(&["inspect", "-f", "{{json .RepoDigests}}", image]).succeeds().unwrap();
+    let digests: Vec<String> = serde_json::from_str(digests.stdout.trim()).unwrap();
+    let digest = digests.iter().find_map(|d| d.strip_prefix(&format!("{repository}@"))).expect("a digest");
+    digest.to_owned()
+}
+
+/// The digests prod holds images of in `repository` (`REGISTRY/NAME`).
+async fn on_prod(prod: &bollard::Docker, repository: &str) -> BTreeSet<String> {
+    let images = common::bounded(
+        "listing prod's images",
+        prod.list_images(None::<bollard::query_parameters::ListImagesOptions>),
+    )
+    .await
+    .unwrap();
+    let prefix = format!("{repository}@");
+    images.iter().flat_map(|i| &i.repo_digests).filter_map(|d| d.strip_prefix(&prefix)).map(str::to_owned).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prune_keeps_the_last_releases_and_what_history_can_roll_back_to_and_a_rollback_still_works() {
+    let _lock = prod_lock().await;
+    let lab = Lab::load();
+    let target = Target::Prod;
+    // Repositories of this test alone (it holds the lab): emptied first of
+    // what a failed run left, and at the end.
+    let (service_name, tests_name) = ("books-lab-tests/prune".to_owned(), "books-lab-tests/prune-tests".to_owned());
+    empty(&lab, &[&service_name, &tests_name]).await;
+    let service = format!("{}/{service_name}", lab.registry);
+    let tests = format!("{}/{tests_name}", lab.registry);
+    let env = [("HARNESS_IMAGES__SERVICE", service_name.as_str()), ("HARNESS_IMAGES__TESTS", tests_name.as_str())];
+
+    // A and B of this run, copied into the test's repository by tag (the
+    // same manifests, so the same digests).
+    let (a, b) = target.releases().await;
+    let mut release_digest = Vec::new();
+    for (release, tag) in [(&a, "a"), (&b, "b")] {
+        docker(&["pull", &release.image]).succeeds().unwrap();
+        let image = format!("{service}:{tag}");
+        docker(&["tag", &release.image, &image]).succeeds().unwrap();
+        release_digest.push(push(&image));
+        push_tiny(&tests, tag, "2026-01-01T00:00:00Z");
+    }
+    // Two releases older than A and B, three newer.
+    let fakes = [
+        ("old1", "2001-01-01T00:00:00Z"),
+        ("old2", "2001-01-02T00:00:00Z"),
+        ("new1", "2100-01-01T00:00:00Z"),
+        ("new2", "2100-01-02T00:00:00Z"),
+        ("new3", "2100-01-03T00:00:00Z"),
+    ];
+    let mut fake_digest = std::collections::BTreeMap::new();
+    for (tag, created) in fakes {
+        fake_digest.insert(tag, push_tiny(&service, tag, created));
+        push_tiny(&tests, tag, created);
+    }
+    let prod = target.docker().await;
+    for tag in ["old1", "new1", "new3"] {
+        pull(&prod, &service, tag, Some(lab.docker_credentials()))
+            .await
+            .unwrap_or_else(|e| panic!("pulling {tag} on prod: {e}"));
+    }
+    let by_digest = |digest: &str| format!("{service}@{digest}");
+    for digest in &release_digest {
+        let run = target.deploy(&by_digest(digest), &env).await;
+        assert!(run.success(), "deploying {digest} failed:\n{}", run.stderr);
+    }
+    assert_eq!(revision(&target.url()).await, b.revision);
+
+    let dry = target.harness(&["--dry-run", "--json", "prune", "--keep", "2"], &env).await;
+    let tags_before = lab.tags(&service_name).await;
+    let run = target.harness(&["--json", "prune", "--keep", "2"], &env).await;
+
+    assert!(dry.success(), "prune --dry-run:\n{}", dry.stderr);
+    assert_eq!(tags_before.len(), 7, "the dry run removed nothing: {tags_before:?}");
+    assert!(run.success(), "prune --keep 2:\n{}", run.stderr);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("a JSON report");
+    let dry: serde_json::Value = serde_json::from_str(&dry.stdout).expect("a JSON dry run");
+    assert_eq!(dry["registry"], report["registry"], "the dry run lists what the run removed");
+    let expected: BTreeSet<String> = ["a", "b", "new2", "new3"].iter().map(|t| t.to_string()).collect();
+    assert_eq!(lab.tags(&service_name).await, expected, "the service's tags after the prune");
+    assert_eq!(lab.tags(&tests_name).await, expected, "the tests image's tags after the prune");
+    let held = on_prod(&prod, &service).await;
+    assert!(
+        !held.contains(&fake_digest["old1"]) && !held.contains(&fake_digest["new1"]),
+        "dropped releases' images stay on prod: {held:?}"
+    );
+    assert!(held.contains(&fake_digest["new3"]), "a kept release's image was removed from prod: {held:?}");
+    assert!(release_digest.iter().all(|d| held.contains(d)), "A's or B's image was removed from prod: {held:?}");
+    let (before, after) = (report["registry_bytes"][0].as_i64(), report["registry_bytes"][1].as_i64());
+    assert!(matches!((before, after), (Some(b), Some(a)) if a <= b), "the registry's collection ran: {report}");
+    assert_no_lock(&prod).await;
+
+    // The registry is read-write again, and a rollback to A still works.
+    let rolled = target.harness(&["rollback"], &env).await;
+    assert!(rolled.success(), "rollback after the prune:\n{}", rolled.stderr);
+    assert_eq!(revision(&target.url()).await, a.revision, "A serves after the rollback");
+
+    // What this run pushed goes.
+    empty(&lab, &[&service_name, &tests_name]).await;
+}
+
+/// Removes every manifest of these repositories from the registry.
+async fn empty(lab: &Lab, names: &[&str]) {
+    for name in names {
+        for tag in lab.tags(name).await {
+            if let Some(digest) = lab.manifest_digest(name, &tag).await {
+                lab.delete_manifest(name, &digest).await;
+            }
+        }
+    }
+}
