@@ -107,6 +107,11 @@ pub enum Command {
         /// can still roll back to.
         #[arg(long, value_name = "N", default_value_t = crate::deploy::prune::DEFAULT_KEEP)]
         keep: usize,
+        /// Read only this target's history, for a registry no other target
+        /// pulls from (no swarm beside prod, or no prod beside the swarm):
+        /// a release only the other could roll back to may go.
+        #[arg(long)]
+        this_target_only: bool,
     },
     /// The deploy lock on prod.
     Lock {
@@ -206,9 +211,10 @@ mod tests {
         assert!(matches!(parse("status"), Command::Status));
         assert!(matches!(parse("history"), Command::History));
         assert!(matches!(parse("rollback"), Command::Rollback { to: None }));
-        assert!(matches!(parse("prune"), Command::Prune { keep: 5 }));
+        assert!(matches!(parse("prune"), Command::Prune { keep: 5, this_target_only: false }));
         let cli = Cli::try_parse_from(["harness", "prune", "--keep", "2", "--dry-run"]).unwrap();
-        assert!(matches!(cli.command, Command::Prune { keep: 2 }) && cli.dry_run);
+        assert!(matches!(cli.command, Command::Prune { keep: 2, .. }) && cli.dry_run);
+        assert!(matches!(parse("prune --this-target-only"), Command::Prune { this_target_only: true, .. }));
         let cli = Cli::try_parse_from(["harness", "lock", "release"]).unwrap();
         assert!(matches!(cli.command, Command::Lock { command: LockCommand::Release { force: false } }));
         let cli = Cli::try_parse_from(["harness", "rollback", "--to", "v1.2"]).unwrap();

@@ -162,13 +162,20 @@ pub async fn logs(
 /// `harness prune [--keep N] [--dry-run]`.
 pub async fn prune(
     config: &Config,
-    keep: usize,
-    dry_run: bool,
-    repo: &std::path::Path,
+    request: &deploy::PruneRequest,
     reporter: &Reporter,
 ) -> anyhow::Result<deploy::PruneReport> {
-    let request = deploy::PruneRequest { keep, dry_run, repo: repo.to_owned() };
-    deploy::prune(config, &request, reporter).await
+    deploy::prune(config, request, reporter).await
+}
+
+/// What `harness prune` was asked.
+pub fn prune_request(
+    keep: usize,
+    dry_run: bool,
+    this_target_only: bool,
+    repo: &std::path::Path,
+) -> deploy::PruneRequest {
+    deploy::PruneRequest { keep, dry_run, this_target_only, repo: repo.to_owned() }
 }
 
 pub async fn history(config: &Config) -> anyhow::Result<Vec<deploy::history::Entry>> {

@@ -76,9 +76,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Ok(plan) => plan,
         Err(code) => return Ok(code),
     };
-    if let (true, Command::Prune { keep }) = (cli.dry_run, &cli.command) {
+    if let (true, Command::Prune { keep, this_target_only }) = (cli.dry_run, &cli.command) {
         // The dry run reads prod and the registry: what would go.
-        let report = runtime.block_on(commands::prune(&config, *keep, true, &repo, &Reporter::hidden()))?;
+        let request = commands::prune_request(*keep, true, *this_target_only, &repo);
+        let report = runtime.block_on(commands::prune(&config, &request, &Reporter::hidden()))?;
         out.either(&report, &report)?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -175,8 +176,9 @@ async fn execute(
             let request = commands::log_request(since, lines, follow, grep, accessory);
             print_logs(out, config, &request, reporter).await?;
         }
-        Command::Prune { keep } => {
-            let report = commands::prune(config, keep, false, &plan.repo, reporter).await?;
+        Command::Prune { keep, this_target_only } => {
+            let request = commands::prune_request(keep, false, this_target_only, &plan.repo);
+            let report = commands::prune(config, &request, reporter).await?;
             out.either(&report, &report)?;
         }
         Command::History => {

@@ -145,3 +145,22 @@ async fn empty(lab: &Lab, names: &[&str]) {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_other_target_unreachable_prune_removes_nothing_and_says_how_to_prune_this_target_alone() {
+    let _lock = prod_lock().await;
+    // A swarm that does not answer: nothing listens on the discard port.
+    let away = [("HARNESS_SWARM__DOCKER_HOST", "tcp://127.0.0.1:9")];
+
+    let refused = Target::Prod.harness(&["prune"], &away).await;
+    let alone = Target::Prod.harness(&["--dry-run", "--json", "prune", "--this-target-only"], &away).await;
+
+    assert_eq!(refused.code, Some(1), "{}", refused.stderr);
+    for needle in ["nothing was removed", "the swarm (swarm.docker_host) does not answer", "--this-target-only"] {
+        assert!(refused.stderr.contains(needle), "`{needle}` not in: {}", refused.stderr);
+    }
+    assert!(alone.success(), "{}", alone.stderr);
+    let report: serde_json::Value = serde_json::from_str(&alone.stdout).expect("the dry run's report as JSON");
+    assert!(report.is_object(), "{report}");
+    assert_no_lock(&Target::Prod.docker().await).await;
+}

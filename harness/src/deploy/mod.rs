@@ -199,6 +199,8 @@ pub struct PruneRequest {
     pub keep: usize,
     /// List what would go; remove nothing, take no lock.
     pub dry_run: bool,
+    /// Read only the target's history, not the other target's.
+    pub this_target_only: bool,
     /// The repository's root: `registry.gc_command` runs there.
     pub repo: std::path::PathBuf,
 }
@@ -255,21 +257,26 @@ async fn prune_on(
     let service_repository = config.service_repository();
     let names = names::Names::new(&config.prod.project);
     // Both targets pull from the one registry: a release either can roll
-    // back to stays. The other target must answer, or nothing is removed.
-    let (other, other_name) = match config.prod.kind {
-        TargetKind::Engine => (crate::engine::swarm_manager(config).await, "the swarm (swarm.docker_host)"),
-        TargetKind::Swarm => (crate::engine::prod(config).await, "prod (prod.docker_host)"),
-    };
-    let other = other.with_context(|| {
-        format!(
-            "prune reads the deploy history of both targets, which pull from the same registry, and {other_name} \
-             does not answer: nothing was removed; raise it (`harness lab up`) and prune again"
-        )
-    })?;
-    let mut histories = Vec::new();
-    for (target, name) in [(engine, "the target"), (&other, other_name)] {
+    // back to stays. The other target must answer, or nothing is removed
+    // (unless the user says there is no other).
+    let mut histories =
+        vec![history::read(engine, &names.history).await.context("reading the history of the target")?];
+    if !request.this_target_only {
+        let (other, other_name) = match config.prod.kind {
+            TargetKind::Engine => (crate::engine::swarm_manager(config).await, "the swarm (swarm.docker_host)"),
+            TargetKind::Swarm => (crate::engine::prod(config).await, "prod (prod.docker_host)"),
+        };
+        let other = other.with_context(|| {
+            format!(
+                "prune reads the deploy history of both targets, which pull from the same registry, and \
+                 {other_name} does not answer: nothing was removed; raise it (`harness lab up`) and prune again, \
+                 or, when no such target pulls from this registry, prune with --this-target-only"
+            )
+        })?;
         histories.push(
-            history::read(target, &names.history).await.with_context(|| format!("reading the history of {name}"))?,
+            history::read(&other, &names.history)
+                .await
+                .with_context(|| format!("reading the history of {other_name}"))?,
         );
     }
     let mut protected: BTreeMap<String, &'static str> = BTreeMap::new();
