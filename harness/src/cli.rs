@@ -214,7 +214,8 @@ mod tests {
         assert!(matches!(parse("prune"), Command::Prune { keep: 5, this_target_only: false }));
         let cli = Cli::try_parse_from(["harness", "prune", "--keep", "2", "--dry-run"]).unwrap();
         assert!(matches!(cli.command, Command::Prune { keep: 2, .. }) && cli.dry_run);
-        assert!(matches!(parse("prune --this-target-only"), Command::Prune { this_target_only: true, .. }));
+        let cli = Cli::try_parse_from(["harness", "prune", "--this-target-only"]).unwrap();
+        assert!(matches!(cli.command, Command::Prune { this_target_only: true, .. }));
         let cli = Cli::try_parse_from(["harness", "lock", "release"]).unwrap();
         assert!(matches!(cli.command, Command::Lock { command: LockCommand::Release { force: false } }));
         let cli = Cli::try_parse_from(["harness", "rollback", "--to", "v1.2"]).unwrap();
