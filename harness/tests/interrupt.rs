@@ -3,7 +3,8 @@
 //! as the service: its package script leaves a sleep in the background,
 //! and its test starts a container labelled as the service's tests label
 //! theirs, then waits; Ctrl-C comes once all three run. A second upstream
-//! passes its tests at once and waits in its image's build; a third is a
+//! passes its tests at once and waits in its image's build (or makes a
+//! large one, whose push takes seconds); a third is a
 //! git server that never answers, so the checkout waits; a fourth ships
 //! a real books-ms to prod and is interrupted while its checks run, after
 //! the switch: it is rolled back. (A SIGTERM in
@@ -378,4 +379,67 @@ async fn ctrl_c_while_the_checks_run_after_the_switch_rolls_the_release_back() {
         assert_eq!(left.ok(), Some(404), "the checks' book {id} was left on prod:\n{}", run.stderr);
     }
     common::prod::assert_no_lock(prod).await;
+    // What this test pushed.
+    let lab = common::Lab::load();
+    for repository in [name.clone(), format!("{name}-tests")] {
+        lab.empty_repository(&repository).await;
+    }
+}
+
+#[test]
+fn ctrl_c_during_the_push_ends_it_and_no_manifest_reaches_the_registry() {
+    // A layer of 300 MB that does not compress: its push takes seconds.
+    let files = [
+        (
+            "Cargo.toml",
+            "[package]\nname = \"books-ms\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n".to_owned(),
+        ),
+        ("Cargo.lock", "version = 4\n\n[[package]]\nname = \"books-ms\"\nversion = \"0.1.0\"\n".to_owned()),
+        ("src/lib.rs", "//! A crate whose image is large.\n".to_owned()),
+        ("tests/api.rs", "#[test]\nfn passes() {}\n".to_owned()),
+        ("scripts/dist.sh", "set -eu\nmkdir -p dist\nprintf '#!/bin/sh\\n' > dist/books-ms\n".to_owned()),
+        ("Dockerfile", format!("FROM {}\nRUN head -c 300000000 /dev/urandom > /blob\n", debian_image())),
+        ("Dockerfile.test", "FROM scratch\nCOPY Cargo.toml /Cargo.toml\n".to_owned()),
+    ];
+    let upstream = common::committed_tree(&files, "a large image");
+    let revision = common::git(upstream.path(), &["rev-parse", "--short=12", "HEAD"]).trim().to_owned();
+    let probe = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let name = format!("books-ms-interrupt-push-{}", std::process::id());
+    let lab = common::Lab::load();
+    let (service, tests) =
+        (format!("{}/{name}:{revision}", lab.registry), format!("{}/{name}-tests:{revision}", lab.registry));
+    let pid_file: PathBuf = probe.path().join("harness.pid");
+    let mut command = pipeline_of(upstream.path(), state.path(), &pid_file, &name);
+    let run = std::thread::spawn(move || run_bounded(&mut command, RUN_DEADLINE));
+
+    // Both images are built: the push step runs.
+    let built = |image: &str| docker(&["image", "inspect", image]).success();
+    let until = Instant::now() + START_DEADLINE;
+    while !(built(&service) && built(&tests)) && Instant::now() < until && !run.is_finished() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        built(&service) && built(&tests),
+        "the images were never built: {:?}",
+        run.is_finished().then(|| run.join())
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let harness = std::fs::read_to_string(&pid_file).unwrap();
+    let signalled = Instant::now();
+    assert!(Command::new("kill").args(["-INT", harness.trim()]).status().unwrap().success());
+    let run = run.join().unwrap();
+    let took = signalled.elapsed();
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let pushed = runtime.block_on(lab.manifest_digest(&name, &revision));
+    for image in [&service, &tests] {
+        docker(&["image", "rm", "-f", image]);
+    }
+    assert_eq!(run.code, Some(130), "{}", run.stderr);
+    assert!(took < STOP_DEADLINE, "the harness took {took:?} to stop after Ctrl-C:\n{}", run.stderr);
+    assert!(run.stderr.contains("-> push"), "the push had started:\n{}", run.stderr);
+    assert!(!run.stderr.contains("passed  push"), "the push had ended before Ctrl-C:\n{}", run.stderr);
+    assert_eq!(pushed, None, "{name}:{revision} reached the registry");
+    assert!(!state.path().join(".harness/last-push.json").exists(), "a push was recorded");
 }

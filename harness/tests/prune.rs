@@ -138,11 +138,7 @@ async fn prune_keeps_the_last_releases_and_what_history_can_roll_back_to_and_a_r
 /// Removes every manifest of these repositories from the registry.
 async fn empty(lab: &Lab, names: &[&str]) {
     for name in names {
-        for tag in lab.tags(name).await {
-            if let Some(digest) = lab.manifest_digest(name, &tag).await {
-                lab.delete_manifest(name, &digest).await;
-            }
-        }
+        lab.empty_repository(name).await;
     }
 }
 

@@ -327,6 +327,16 @@ impl Lab {
         .status()
     }
 
+    /// Removes every tagged manifest of `repository` (what a test pushed
+    /// there; the registry's garbage collection frees the space).
+    pub async fn empty_repository(&self, repository: &str) {
+        for tag in self.tags(repository).await {
+            if let Some(digest) = self.manifest_digest(repository, &tag).await {
+                self.delete_manifest(repository, &digest).await;
+            }
+        }
+    }
+
     /// prod's API address without the scheme, e.g. `10.200.0.2:2376`.
     pub fn prod_address(&self) -> &str {
         self.prod_docker_host.trim_start_matches("tcp://")
