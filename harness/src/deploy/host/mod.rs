@@ -11,6 +11,8 @@
 pub mod act;
 pub mod containers;
 pub mod details;
+#[cfg(test)]
+mod golden;
 pub mod logs;
 pub mod observe;
 pub mod plan;
