@@ -272,7 +272,7 @@ fn status_text(status: &Status, config: &Config) -> String {
         text.push_str(&format!("{preview} is in preview (a deploy runs, or one died mid-way)\n"));
     }
     if status.containers.is_empty() {
-        text.push_str(&format!("nothing of {} runs on prod\n", config.prod.project));
+        text.push_str(&format!("nothing of {} runs on prod\n", config.project()));
     }
     for c in &status.containers {
         let version = c.version.as_deref().unwrap_or("-");
@@ -303,7 +303,7 @@ fn swarm_status_text(status: &SwarmStatus, config: &Config) -> String {
         ));
     }
     if status.services.is_empty() {
-        text.push_str(&format!("no service of {} runs on the swarm\n", config.prod.project));
+        text.push_str(&format!("no service of {} runs on the swarm\n", config.project()));
     } else {
         text.push_str("services:\n");
     }

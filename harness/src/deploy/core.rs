@@ -29,7 +29,7 @@ use crate::release::Release;
 /// What a deploy of `release` would do now (`--dry-run`): reads prod,
 /// changes nothing.
 pub async fn preview<T: Target>(target: &T, engine: &Engine, release: &Release) -> anyhow::Result<Plan<T::Action>> {
-    let names = Names::new(&target.config().prod.project);
+    let names = Names::new(target.config().project());
     // The revision the image carries: prod's copy, else the registry's
     // (a deploy reads it once it pulled the image).
     let release = match expected_revision(engine, release).await {
@@ -50,7 +50,7 @@ pub async fn run<T: Target>(
     reporter: &Reporter,
     kind: Kind,
 ) -> anyhow::Result<Deployed> {
-    let names = Names::new(&target.config().prod.project);
+    let names = Names::new(target.config().project());
     let holder = lock::holder(release);
     let executor = Executor::new(target, engine, credentials, reporter);
     let started = std::time::Instant::now();
@@ -107,7 +107,7 @@ pub async fn rollback<T: Target>(
     credentials: Option<DockerCredentials>,
     reporter: &Reporter,
 ) -> anyhow::Result<Deployed> {
-    let names = Names::new(&target.config().prod.project);
+    let names = Names::new(target.config().project());
     let entries = history::read(engine, &names.history).await?;
     let release = match to {
         Some(to) => entries
@@ -151,7 +151,7 @@ async fn before_live<T: Target>(target: &T, engine: &Engine, entries: &[Entry]) 
 /// `force`; forced, the release is recorded in the history, naming whom it
 /// overrode.
 pub async fn release_lock<T: Target>(target: &T, engine: &Engine, force: bool) -> anyhow::Result<Option<String>> {
-    let names = Names::new(&target.config().prod.project);
+    let names = Names::new(target.config().project());
     let Some(holder) = observe_shared(engine, &names).await?.lock_holder else { return Ok(None) };
     let ours = lock::taken_here(&holder);
     if !ours && !force {
@@ -189,7 +189,7 @@ pub async fn under_lock<T: Target, R>(
     reporter: &Reporter,
     work: impl std::future::Future<Output = anyhow::Result<R>>,
 ) -> anyhow::Result<R> {
-    let names = Names::new(&target.config().prod.project);
+    let names = Names::new(target.config().project());
     let holder = format!("{} since {}, pruning", lock::who(), history::now());
     let executor = Executor::new(target, engine, credentials, reporter);
     let pull = Op::<T::Action>::Core(Core::Pull { image: image.to_owned() });
@@ -218,7 +218,7 @@ fn assemble<T: Target>(
     token: &str,
 ) -> Result<Plan<T::Action>, LockHeld> {
     let config = target.config();
-    let names = Names::new(&config.prod.project);
+    let names = Names::new(config.project());
     if let Some(holder) = &shared.lock_holder {
         return Err(LockHeld { lock: names.lock.clone(), holder: holder.clone() });
     }

@@ -121,7 +121,7 @@ pub const STATUS_HISTORY: usize = 5;
 /// For `harness status`: who holds the deploy lock, and the last
 /// [`STATUS_HISTORY`] entries of the history, oldest first.
 pub async fn lock_and_last_entries(engine: &Engine, config: &Config) -> anyhow::Result<(Option<String>, Vec<Entry>)> {
-    let names = Names::new(&config.prod.project);
+    let names = Names::new(config.project());
     let lock = engine.inspect_container(&names.lock).await?.map(super::names::lock_holder);
     let mut entries = read(engine, &names.history).await?;
     entries.drain(..entries.len().saturating_sub(STATUS_HISTORY));

@@ -123,9 +123,9 @@ impl Context<'_> {
             }),
             Step::new(Core::Verify {
                 url: url.clone(),
-                ids: self.config.checks.ids.clone(),
+                ids: self.config.verify.ids.clone(),
                 preview,
-                token: self.config.checks.write_token.clone(),
+                token: self.config.verify.write_token.clone(),
             }),
         ]
     }

@@ -30,7 +30,7 @@ pub fn app(config: &Config, release: &Release, names: &Names, colour: Colour) ->
             .health_interval_ms
             .map(|ms| HealthConfig { interval: Some((ms * 1_000_000) as i64), ..Default::default() }),
         labels: Some(HashMap::from([
-            (PROJECT_LABEL.to_owned(), config.prod.project.clone()),
+            (PROJECT_LABEL.to_owned(), config.project().to_owned()),
             (ROLE_LABEL.to_owned(), "app".to_owned()),
             (COLOUR_LABEL.to_owned(), colour.name().to_owned()),
             (VERSION_LABEL.to_owned(), release.version.clone()),
@@ -58,7 +58,7 @@ pub fn proxy(config: &Config, names: &Names) -> ContainerCreateBody {
     let mut body = ContainerCreateBody {
         image: Some(config.prod.proxy_image.clone()),
         labels: Some(HashMap::from([
-            (PROJECT_LABEL.to_owned(), config.prod.project.clone()),
+            (PROJECT_LABEL.to_owned(), config.project().to_owned()),
             (ROLE_LABEL.to_owned(), "proxy".to_owned()),
         ])),
         exposed_ports: Some(vec![port.clone()]),
@@ -84,7 +84,7 @@ pub fn database(config: &Config, names: &Names) -> ContainerCreateBody {
     ContainerCreateBody {
         image: Some(config.prod.database_image.clone()),
         labels: Some(HashMap::from([
-            (PROJECT_LABEL.to_owned(), config.prod.project.clone()),
+            (PROJECT_LABEL.to_owned(), config.project().to_owned()),
             (ROLE_LABEL.to_owned(), "db".to_owned()),
         ])),
         host_config: Some(HostConfig {
@@ -149,7 +149,7 @@ mod tests {
 
     #[test]
     fn the_spec_changes_with_the_release_and_the_configuration_only() {
-        let config = Config::default();
+        let config = crate::config::books_ms();
         let names = Names::new("books-ms");
         let a = app(&config, &release("r/a@sha256:1"), &names, Colour::Blue);
         let again = app(&config, &release("r/a@sha256:1"), &names, Colour::Blue);
@@ -164,7 +164,7 @@ mod tests {
 
     #[test]
     fn colours_are_never_published_the_proxy_is_and_everything_rotates_its_logs() {
-        let mut config = Config::default();
+        let mut config = crate::config::books_ms();
         config.prod.memory_mb = Some(512);
         config.prod.cpus = Some(1.5);
         let names = Names::new("books-ms");

@@ -14,7 +14,7 @@ use crate::deploy::names::*;
 use crate::engine::Engine;
 
 pub async fn details(prod: &Engine, config: &Config) -> anyhow::Result<Details> {
-    let names = HostNames::new(&config.prod.project);
+    let names = HostNames::new(config.project());
     let observed = observe::observe(prod, &names).await?;
     let routing = observed.proxy.as_ref().and_then(|p| p.routing.clone());
     let live = match observed.live() {

@@ -47,7 +47,7 @@ pub(crate) fn with_settings(mut config: Config) -> Config {
     config.prod.health_interval_ms = Some(500);
     config.prod.memory_mb = Some(256);
     config.prod.cpus = Some(1.5);
-    config.checks.write_token = Some("t0k3n-of-the-test".to_owned().into());
+    config.verify.write_token = Some("t0k3n-of-the-test".to_owned().into());
     config
 }
 
@@ -57,9 +57,9 @@ mod tests {
 
     const GOLDEN: &str = include_str!("testdata/books-ms-specs.txt");
 
-    /// books-ms's configuration as of today.
+    /// books-ms's configuration: its committed harness.toml.
     fn books_ms() -> Config {
-        Config::default()
+        crate::config::books_ms()
     }
 
     #[test]

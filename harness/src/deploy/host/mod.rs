@@ -72,7 +72,7 @@ pub struct Host<'a> {
 
 impl<'a> Host<'a> {
     pub fn new(config: &'a Config) -> Self {
-        Host { config, names: HostNames::new(&config.prod.project) }
+        Host { config, names: HostNames::new(config.project()) }
     }
 }
 

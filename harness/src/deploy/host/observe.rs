@@ -120,7 +120,7 @@ pub struct Status {
 }
 
 pub async fn status(prod: &Engine, config: &crate::config::Config) -> anyhow::Result<Status> {
-    let names = HostNames::new(&config.prod.project);
+    let names = HostNames::new(config.project());
     let observed = observe(prod, &names).await?;
     let (lock, history) = crate::deploy::history::lock_and_last_entries(prod, config).await?;
     let routing = observed.proxy.as_ref().and_then(|p| p.routing.clone());
@@ -129,7 +129,7 @@ pub async fn status(prod: &Engine, config: &crate::config::Config) -> anyhow::Re
         url: config.prod_url()?,
         live: observed.live(),
         preview: routing.and_then(|r| r.preview).map(|p| p.colour),
-        containers: containers(prod, &config.prod.project).await?,
+        containers: containers(prod, config.project()).await?,
         lock,
         history,
     })

@@ -160,7 +160,7 @@ pub type Step = crate::deploy::plan::Step<Action>;
 /// the proxy, blue-green.
 pub fn plan(observed: &Observed, context: &Context) -> Planned<Action> {
     let config = context.config;
-    let names = HostNames::new(&config.prod.project);
+    let names = HostNames::new(config.project());
     let mut steps: Vec<Step> = infrastructure(observed, context, &names);
     if let Some(unchanged) = unchanged(observed, context, &names, &mut steps) {
         return unchanged;
@@ -394,11 +394,11 @@ mod tests {
     }
 
     fn proxy_spec(config: &Config) -> Option<String> {
-        containers::spec_of(&containers::proxy(config, &Names::new(&config.prod.project))).map(str::to_owned)
+        containers::spec_of(&containers::proxy(config, &Names::new(config.project()))).map(str::to_owned)
     }
 
     fn app_spec(config: &Config, colour: Colour) -> Option<String> {
-        let body = containers::app(config, &release(), &Names::new(&config.prod.project), colour);
+        let body = containers::app(config, &release(), &Names::new(config.project()), colour);
         containers::spec_of(&body).map(str::to_owned)
     }
 
@@ -432,7 +432,7 @@ mod tests {
 
     #[test]
     fn a_first_deploy_creates_everything_checks_through_the_preview_then_switches() {
-        let config = Config::default();
+        let config = crate::config::books_ms();
         let plan = plan_for(&Observed::default(), &config);
         let db = &config.prod.database_image;
         let proxy = &config.prod.proxy_image;
@@ -468,7 +468,7 @@ mod tests {
 
     #[test]
     fn a_deploy_onto_blue_starts_green_and_stops_blue_only_after_the_checks_through_the_switch() {
-        let config = Config::default();
+        let config = crate::config::books_ms();
         let observed = Observed { blue: Some(running(Some("older".into()))), ..prod(&config, Some(Colour::Blue)) };
         let plan = plan_for(&observed, &config);
         assert_eq!(plan.colour, Some(Colour::Green));
@@ -502,7 +502,7 @@ mod tests {
     fn a_failure_after_the_switch_undoes_back_to_the_old_colour_latest_first() {
         // What the executor runs when the post-switch checks fail: the undo
         // of every step up to the failed one, latest first.
-        let config = Config::default();
+        let config = crate::config::books_ms();
         let observed = Observed { blue: Some(running(None)), ..prod(&config, Some(Colour::Blue)) };
         let plan = plan_for(&observed, &config);
         let failed = position(&plan, "run the post-deploy checks on http://10.200.0.2:8080");
@@ -520,7 +520,7 @@ mod tests {
 
     #[test]
     fn a_failed_health_check_never_touches_the_proxy() {
-        let config = Config::default();
+        let config = crate::config::books_ms();
         let observed = Observed { green: Some(running(None)), ..prod(&config, Some(Colour::Green)) };
         let plan = plan_for(&observed, &config);
         let failed = position(
@@ -533,7 +533,7 @@ mod tests {
 
     #[test]
     fn the_same_release_live_and_healthy_is_left_alone() {
-        let config = Config::default();
+        let config = crate::config::books_ms();
         let observed =
             Observed { green: Some(running(app_spec(&config, Colour::Green))), ..prod(&config, Some(Colour::Green)) };
         let plan = plan_for(&observed, &config);
@@ -544,7 +544,7 @@ mod tests {
 
     #[test]
     fn the_old_colour_a_killed_deploy_left_running_is_stopped() {
-        let config = Config::default();
+        let config = crate::config::books_ms();
         let observed = Observed {
             green: Some(running(app_spec(&config, Colour::Green))),
             blue: Some(running(None)),
@@ -558,7 +558,7 @@ mod tests {
 
     #[test]
     fn the_same_release_unhealthy_or_with_a_preview_left_is_deployed_again() {
-        let config = Config::default();
+        let config = crate::config::books_ms();
         let unhealthy = Container { running: true, healthy: false, spec: app_spec(&config, Colour::Blue) };
         let observed = Observed { blue: Some(unhealthy), ..prod(&config, Some(Colour::Blue)) };
         assert_eq!(plan_for(&observed, &config).colour, Some(Colour::Green));
@@ -571,7 +571,7 @@ mod tests {
 
     #[test]
     fn what_a_killed_deploy_left_on_the_idle_colour_is_removed_first() {
-        let config = Config::default();
+        let config = crate::config::books_ms();
         let observed = Observed {
             blue: Some(running(None)),
             green: Some(Container { running: true, healthy: false, spec: None }),
@@ -586,7 +586,7 @@ mod tests {
 
     #[test]
     fn a_live_colour_whose_container_is_gone_is_not_live() {
-        let config = Config::default();
+        let config = crate::config::books_ms();
         let observed = prod(&config, Some(Colour::Green));
         assert_eq!(observed.live(), None);
         assert_eq!(plan_for(&observed, &config).colour, Some(Colour::Blue));
@@ -594,7 +594,7 @@ mod tests {
 
     #[test]
     fn the_deploys_before_blue_green_stop_just_before_the_proxy_starts_and_go_at_the_end() {
-        let config = Config::default();
+        let config = crate::config::books_ms();
         let observed = Observed {
             network: true,
             volume: true,
@@ -619,7 +619,7 @@ mod tests {
 
     #[test]
     fn a_stopped_proxy_or_one_of_another_configuration_is_made_again() {
-        let mut config = Config::default();
+        let mut config = crate::config::books_ms();
         let mut observed = Observed { blue: Some(running(None)), ..prod(&config, Some(Colour::Blue)) };
         config.prod.app_port = 9090;
         let plan = plan_for(&observed, &config);
@@ -632,7 +632,7 @@ mod tests {
 
     #[test]
     fn hooks_run_before_prod_changes_and_once_users_reach_the_release_with_the_release_in_their_environment() {
-        let mut config = Config::default();
+        let mut config = crate::config::books_ms();
         config.hooks.pre_deploy = Some("./announce".into());
         config.hooks.post_deploy = Some("./smoke".into());
         let observed = Observed { blue: Some(running(None)), ..prod(&config, Some(Colour::Blue)) };
@@ -656,7 +656,7 @@ mod tests {
 
     #[test]
     fn a_lock_held_by_another_deploy_refuses_naming_the_holder_and_the_way_out() {
-        let config = Config::default();
+        let config = crate::config::books_ms();
         let shared =
             crate::deploy::core::Shared { lock_holder: Some("harness pid 42 on cd".into()), ..testing::shared() };
         let error = testing::plan(&Host::new(&config), &prod(&config, None), &shared, &release()).unwrap_err();
@@ -666,7 +666,7 @@ mod tests {
 
     #[test]
     fn a_stopped_database_is_started_and_a_missing_network_created_never_the_volume_recreated() {
-        let config = Config::default();
+        let config = crate::config::books_ms();
         let mut observed =
             Observed { green: Some(running(app_spec(&config, Colour::Green))), ..prod(&config, Some(Colour::Green)) };
         observed.network = false;
@@ -678,7 +678,7 @@ mod tests {
 
     #[test]
     fn the_dry_run_text_numbers_every_action_with_its_undo() {
-        let config = Config::default();
+        let config = crate::config::books_ms();
         let observed = Observed { blue: Some(running(None)), ..prod(&config, Some(Colour::Blue)) };
         let text = whole_plan(&observed, &config).to_string();
         assert!(
