@@ -186,9 +186,19 @@ pub async fn release_lock(config: &Config, force: bool) -> anyhow::Result<Option
     deploy::release_lock(config, force).await
 }
 
-/// `harness verify --url URL`.
-pub async fn verify(config: &Config, url: &str, reporter: &Reporter) -> Result<VerifyReport, VerifyError> {
-    verify::verify_configured(config, url, reporter).await
+/// `harness verify --url URL [--header 'NAME: VALUE']`.
+pub async fn verify(
+    config: &Config,
+    url: &str,
+    header: Option<&str>,
+    reporter: &Reporter,
+) -> Result<VerifyReport, VerifyError> {
+    let headers: Vec<(String, String)> = header
+        .and_then(|h| h.split_once(':'))
+        .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
+        .into_iter()
+        .collect();
+    verify::verify_configured(config, url, &headers, reporter).await
 }
 
 /// `harness pipeline` and `harness test`: the plan's steps in order, one
@@ -228,12 +238,15 @@ pub fn lab(command: &LabCommand, repo: &Path) -> anyhow::Result<bool> {
     Ok(status.success())
 }
 
-/// The repository root: the nearest folder above the current one holding
-/// `harness/` and `service/`.
+/// The repository root: the nearest folder, from the current one up, that
+/// holds a service's `harness.toml`.
 pub fn repo_root() -> anyhow::Result<PathBuf> {
     let cwd = std::env::current_dir()?;
-    cwd.ancestors()
-        .find(|dir| dir.join("harness").is_dir() && dir.join("service").is_dir())
-        .map(PathBuf::from)
-        .context("not inside a books-ms checkout (no folder above holds harness/ and service/); pass --repo DIR")
+    cwd.ancestors().find(|dir| dir.join(crate::config::SERVICE_FILE).is_file()).map(PathBuf::from).with_context(|| {
+        format!(
+            "not inside a service's repository (no folder from {} up holds a harness.toml); pass --repo DIR, or \
+             describe the service in DIR/harness.toml (docs/config.md)",
+            cwd.display()
+        )
+    })
 }

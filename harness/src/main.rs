@@ -205,10 +205,10 @@ async fn execute(
             out.either(&deployed, text)?;
         }
         Command::Test | Command::Pipeline { .. } => print_pipeline(out, config, plan, reporter).await?,
-        Command::Verify { url } => {
+        Command::Verify { url, header } => {
             // The table (or the JSON report) also when a check failed; the
             // failure is the error, on stderr.
-            let result = commands::verify(config, &url, reporter).await;
+            let result = commands::verify(config, &url, header.as_deref(), reporter).await;
             let report = match &result {
                 Ok(report) => report,
                 Err(error) => &error.report,

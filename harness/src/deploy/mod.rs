@@ -24,6 +24,7 @@
 //! `prune` (what is kept and what goes: [`prune`]) runs under the
 //! deploy lock, taken and released by [`core::under_lock`].
 
+pub mod checks;
 mod containers;
 pub mod core;
 pub mod details;
@@ -69,6 +70,7 @@ pub async fn deploy(
     credentials: Option<DockerCredentials>,
     reporter: &Reporter,
 ) -> anyhow::Result<Deployed> {
+    config.secrets_are_set()?;
     let engine = target_engine(config).await?;
     let kind = history::Kind::Deploy;
     match config.prod.kind {
@@ -85,6 +87,7 @@ pub async fn rollback(
     credentials: Option<DockerCredentials>,
     reporter: &Reporter,
 ) -> anyhow::Result<Deployed> {
+    config.secrets_are_set()?;
     let engine = target_engine(config).await?;
     match config.prod.kind {
         TargetKind::Engine => core::rollback(&Host::new(config), &engine, to, credentials, reporter).await,

@@ -109,25 +109,36 @@ impl Context<'_> {
         hooks::planned(self.config, kind, self.release, &self.url, colour).map(Step::new)
     }
 
-    /// The revision check and the post-deploy checks, through the proxy
-    /// with `preview` (the token that reaches the release before users do)
-    /// or as users reach it.
-    pub fn checks<A>(&self, preview: Option<&str>) -> [Step<A>; 2] {
+    /// The revision check (`[version]`, when set) and the post-deploy
+    /// checks (`[[checks]]`, when any), through the proxy with `preview`
+    /// (the token that reaches the release before users do) or as users
+    /// reach it.
+    pub fn checks<A>(&self, preview: Option<&str>) -> Vec<Step<A>> {
         let preview = preview.map(str::to_owned);
         let url = &self.url;
-        [
-            Step::new(Core::CheckVersion {
-                url: format!("{url}/version"),
+        let mut steps = Vec::new();
+        if let Some(version) = &self.config.version {
+            steps.push(Step::new(Core::CheckVersion {
+                url: format!("{url}{}", version.path),
+                field: version.field.clone(),
                 revision: self.release.revision.clone(),
                 preview: preview.clone(),
-            }),
-            Step::new(Core::Verify {
+            }));
+        }
+        // Validated when the configuration was loaded.
+        let checks = self.config.checks().unwrap_or_default();
+        if !checks.is_empty() {
+            steps.push(Step::new(Core::Checks {
                 url: url.clone(),
-                ids: self.config.verify.ids.clone(),
+                names: checks.iter().map(|c| c.name().to_owned()).collect(),
+                checks,
+                revision: self.release.revision.clone(),
                 preview,
-                token: self.config.verify.write_token.clone(),
-            }),
-        ]
+                secrets: self.config.app_secrets(),
+                repo: self.config.repo.clone(),
+            }));
+        }
+        steps
     }
 }
 

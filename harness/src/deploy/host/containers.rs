@@ -9,7 +9,7 @@ use bollard::models::{
 };
 
 use super::HostNames as Names;
-use crate::config::Config;
+use crate::config::{AccessoryConfig, Config};
 use crate::deploy::containers::canonical;
 use crate::deploy::haproxy::APP_PORT;
 use crate::deploy::names::Colour;
@@ -79,21 +79,25 @@ pub fn proxy(config: &Config, names: &Names) -> ContainerCreateBody {
     body
 }
 
-/// The database container, its data in the named volume.
-pub fn database(config: &Config, names: &Names) -> ContainerCreateBody {
+/// The accessory `name` (its role label is its name), its data in its
+/// named volume when it has one, reached by its name on the project's
+/// network.
+pub fn accessory(config: &Config, names: &Names, name: &str, spec: &AccessoryConfig) -> ContainerCreateBody {
+    let env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     ContainerCreateBody {
-        image: Some(config.prod.database_image.clone()),
+        image: Some(spec.image.clone()),
+        env: (!env.is_empty()).then_some(env),
         labels: Some(HashMap::from([
             (PROJECT_LABEL.to_owned(), config.project().to_owned()),
-            (ROLE_LABEL.to_owned(), "db".to_owned()),
+            (ROLE_LABEL.to_owned(), name.to_owned()),
         ])),
         host_config: Some(HostConfig {
-            binds: Some(vec![format!("{}:/data/db", names.volume)]),
+            binds: spec.volume.as_ref().map(|path| vec![format!("{}:{path}", names.accessory(name))]),
             restart_policy: Some(unless_stopped()),
             log_config: Some(log_config(config)),
             ..Default::default()
         }),
-        networking_config: Some(on_network(&names.network, "db")),
+        networking_config: Some(on_network(&names.network, name)),
         ..Default::default()
     }
 }
@@ -178,7 +182,8 @@ mod tests {
         let proxy = proxy(&config, &names);
         let bindings = proxy.host_config.as_ref().unwrap().port_bindings.as_ref().unwrap();
         assert_eq!(bindings["8080/tcp"].as_ref().unwrap()[0].host_port.as_deref(), Some("8080"));
-        for body in [&green, &proxy, &database(&config, &names)] {
+        let db = accessory(&config, &names, "db", &config.accessories["db"]);
+        for body in [&green, &proxy, &db] {
             let log = body.host_config.as_ref().unwrap().log_config.as_ref().unwrap();
             assert_eq!(log.config.as_ref().unwrap()["max-size"], "10m");
         }

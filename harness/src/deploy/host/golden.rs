@@ -26,7 +26,8 @@ pub(crate) fn specs(config: &Config) -> String {
         out.push_str(&format!("== app {colour}\n{}\n", json(&containers::app(config, &release, &names, colour))));
     }
     out.push_str(&format!("== proxy\n{}\n", json(&containers::proxy(config, &names))));
-    out.push_str(&format!("== database\n{}\n", json(&containers::database(config, &names))));
+    let db = config.accessories.get("db").expect("books-ms's accessory db");
+    out.push_str(&format!("== database\n{}\n", json(&containers::accessory(config, &names, "db", db))));
     let preview = |colour| Some(Preview { colour, token: "t0k3n".into() });
     for routing in [
         Routing { live: None, preview: preview(Colour::Blue) },
@@ -35,7 +36,7 @@ pub(crate) fn specs(config: &Config) -> String {
         Routing { live: Some(Colour::Green), preview: None },
     ] {
         out.push_str(&format!("== proxy configuration, {routing}\n"));
-        out.push_str(&proxy::render(&routing, |colour| names.colour(colour)));
+        out.push_str(&proxy::render(&routing, &proxy::Backends::of(config), |colour| names.colour(colour)));
         out.push_str(&format!("== preview map, {routing}\n{}", proxy::map(&routing)));
     }
     out
