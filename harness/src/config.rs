@@ -685,14 +685,16 @@ impl Config {
     }
 
     fn figment(repo: &Path) -> Figment {
-        // `[checks]` was `harness verify`'s section before checks were a
-        // list: its variables still reach it.
-        let env = Env::prefixed("HARNESS_").split("__").ignore(&["repo"]).map(|key| {
-            match key.as_str().to_ascii_lowercase().as_str() {
-                "checks.ids" => "verify.ids".into(),
-                "checks.write_token" => "verify.write_token".into(),
-                _ => key.into(),
-            }
+        // A setting is `HARNESS_SECTION__KEY`: a `HARNESS_` variable without
+        // `__` is not one (`HARNESS_REPO`, and `HARNESS_URL`,
+        // `HARNESS_VERSION`... that a deploy gives its hooks and checks,
+        // which may run the harness). `[checks]` was `harness verify`'s
+        // section before checks were a list: its variables still reach it.
+        let settings = Env::prefixed("HARNESS_").filter(|key| key.as_str().contains("__"));
+        let env = settings.split("__").map(|key| match key.as_str().to_ascii_lowercase().as_str() {
+            "checks.ids" => "verify.ids".into(),
+            "checks.write_token" => "verify.write_token".into(),
+            _ => key.into(),
         });
         Figment::from(Serialized::defaults(Config::default()))
             .merge(Toml::file(repo.join(SERVICE_FILE)))
@@ -1095,6 +1097,27 @@ command = "./check.sh"
             assert_eq!(config.prod.app_port, 9001);
             assert_eq!(config.verify.ids, [1, 2, 3]);
             assert_eq!(config.app_env(), ["WRITE_TOKEN=t0k3n"]);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_variables_a_deploy_gives_its_hooks_and_checks_are_not_settings() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.create_file("harness.toml", NAMED)?;
+            for (key, value) in [
+                ("HARNESS_URL", "http://h:1"),
+                ("HARNESS_PREVIEW_HEADER", "X-Books-Ms-Preview: t"),
+                ("HARNESS_REVISION", "r2"),
+                ("HARNESS_VERSION", "v2"),
+                ("HARNESS_SERVICE", "hello"),
+                ("HARNESS_REPO", "/elsewhere"),
+            ] {
+                jail.set_env(key, value);
+            }
+            let config = Config::load(jail.directory()).unwrap();
+            assert!(config.version.is_none(), "HARNESS_VERSION is not [version]");
             Ok(())
         });
     }
