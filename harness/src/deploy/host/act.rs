@@ -20,9 +20,11 @@ use crate::progress::Spinner;
 /// How long a stopped container gets to finish its requests in flight (the
 /// service takes up to 10 s on SIGTERM).
 const STOP_GRACE_SECS: i32 = 15;
-/// How often readiness is asked, and how long one answer may take.
+/// How often readiness is asked, and how long one answer may take (above
+/// books-ms's own deadline for asking its database, so that its 503 is
+/// seen rather than a timeout).
 const READY_POLL: Duration = Duration::from_millis(250);
-const READY_REQUEST: Duration = Duration::from_secs(2);
+const READY_REQUEST: Duration = Duration::from_secs(5);
 /// Lines of the failed container's log quoted in the error.
 const LOG_LINES: usize = 20;
 /// How often a drain asks the proxy whether the old colour still holds a
