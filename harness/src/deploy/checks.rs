@@ -162,6 +162,48 @@ mod tests {
         run(&check, &on("http://h:1", None, &[])).await.unwrap();
     }
 
+    /// A server on a free local port that answers every request with
+    /// `status` and `body` (closing each connection), in a thread; its URL.
+    fn answering(status: &str, body: &'static str) -> String {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let status = status.to_owned();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(10) {
+                let Ok(mut stream) = stream else { continue };
+                let mut buffer = [0u8; 4096];
+                let _ = stream.read(&mut buffer);
+                let answer =
+                    format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+                let _ = stream.write_all(answer.as_bytes());
+            }
+        });
+        url
+    }
+
+    fn request(status: u16, body_contains: Option<&str>) -> Check {
+        Check::Request {
+            name: "hello".into(),
+            method: "GET".into(),
+            path: "/hello".into(),
+            status,
+            body_contains: body_contains.map(str::to_owned),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_check_passes_on_the_status_and_text_it_expects_and_names_what_it_got_otherwise() {
+        let url = answering("200 OK", "hi from r2");
+        run(&request(200, Some("hi from")), &on(&url, None, &[])).await.unwrap();
+        let err = format!("{:#}", run(&request(200, Some("bye")), &on(&url, None, &[])).await.unwrap_err());
+        assert!(err.contains("without \"bye\" in its body: hi from r2"), "{err}");
+        let err = format!("{:#}", run(&request(201, None), &on(&url, Some("t"), &[])).await.unwrap_err());
+        assert!(err.contains("/hello with the preview header answered 200 OK, expected 201: hi from r2"), "{err}");
+        let missing = answering("404 Not Found", "no");
+        run(&request(404, None), &on(&missing, None, &[])).await.unwrap();
+    }
+
     #[tokio::test]
     async fn a_request_check_with_nothing_listening_names_the_request() {
         let check = Check::Request {
