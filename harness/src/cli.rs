@@ -139,6 +139,19 @@ pub enum Command {
         #[arg(long)]
         trust_source: bool,
     },
+    /// Take the service off prod, under the deploy lock, recorded in the
+    /// history: its containers (colours, proxy, accessories) and network;
+    /// its volumes (the accessories' data) only with --volumes. The lock
+    /// and the history stay. The single host only, so far.
+    Remove {
+        /// Remove the accessories' volumes too: their data is lost.
+        #[arg(long)]
+        volumes: bool,
+    },
+    /// Write a starting harness.toml for the repository (--repo, else the
+    /// current folder) from its Dockerfile: the name from the folder, the
+    /// port from EXPOSE, every other key commented.
+    Init,
     /// Print a completion script for SHELL (see the README to install it).
     Completions {
         #[arg(value_enum)]

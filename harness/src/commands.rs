@@ -32,6 +32,7 @@ pub fn steps(command: &Command) -> Vec<Step> {
         Command::Deploy { .. } => vec![Step::Deploy, Step::Integrate],
         Command::Verify { .. } => vec![Step::Verify],
         Command::Rollback { .. } => vec![Step::Deploy],
+        Command::Remove { .. } => vec![],
         Command::Status
         | Command::Details
         | Command::Logs { .. }
@@ -40,6 +41,7 @@ pub fn steps(command: &Command) -> Vec<Step> {
         | Command::Lock { .. }
         | Command::Lab { .. }
         | Command::Completions { .. }
+        | Command::Init
         | Command::Man => vec![],
     }
 }
@@ -179,6 +181,13 @@ pub async fn history(config: &Config) -> anyhow::Result<Vec<deploy::history::Ent
 pub async fn rollback(config: &Config, to: Option<&str>, reporter: &Reporter) -> anyhow::Result<Deployed> {
     let credentials = registry::docker_credentials(config)?;
     deploy::rollback(config, to, credentials, reporter).await
+}
+
+/// `harness remove [--volumes]`: the service off prod; the plan it ran (or,
+/// with `dry_run`, would run).
+pub async fn remove(config: &Config, volumes: bool, reporter: &Reporter, dry_run: bool) -> anyhow::Result<Preview> {
+    let credentials = registry::docker_credentials(config)?;
+    deploy::remove(config, volumes, credentials, reporter, dry_run).await
 }
 
 /// `harness lock release [--force]`: who held the lock, if anyone.

@@ -4,7 +4,8 @@
 //! its own harness.toml, to the lab's prod beside books-ms. Its first
 //! release, a second one under load (blue-green: no failed request), and
 //! one whose readiness never passes (refused: users keep the second),
-//! while books-ms, live on the same prod, is left exactly as it was.
+//! then `harness remove` (and `--volumes`), while books-ms, live on the
+//! same prod, is left exactly as it was.
 //!
 //! Judged by independent clients: prod's engine (containers, volumes) and
 //! HTTP on both services' ports. Needs the lab up and root; never skips.
@@ -173,6 +174,23 @@ async fn another_service_ships_beside_books_ms_blue_green_and_a_never_ready_rele
     let entries: Vec<serde_json::Value> = serde_json::from_str(&history.stdout).expect("hello's history");
     let outcomes: Vec<&str> = entries.iter().rev().take(3).filter_map(|e| e["outcome"].as_str()).collect();
     assert_eq!(outcomes, ["failed", "succeeded", "succeeded"], "hello's own history: {}", history.stdout);
+
+    // Taken off prod: its containers and network, its volume kept unless
+    // asked; its history stays, with the removal in it.
+    let removed = harness(&["remove"], &[]).await;
+    assert!(removed.success(), "harness remove failed ({:?}):\n{}", removed.code, removed.stderr);
+    let left: Vec<String> = snapshot(prod, SERVICE).await.into_keys().collect();
+    assert_eq!(left, ["hello-history"], "only the history stays:\n{}", removed.stderr);
+    let volume = bounded("the volume hello-store", prod.inspect_volume("hello-store")).await;
+    assert!(volume.is_ok(), "without --volumes the accessory's data stays");
+    assert!(bounded("the network hello", prod.inspect_network("hello", None)).await.is_err(), "its network went");
+    let volumes = harness(&["remove", "--volumes"], &[]).await;
+    assert!(volumes.success(), "harness remove --volumes ({:?}):\n{}", volumes.code, volumes.stderr);
+    assert!(bounded("the volume hello-store", prod.inspect_volume("hello-store")).await.is_err(), "--volumes");
+    let history = harness(&["history", "--json"], &[]).await;
+    let entries: Vec<serde_json::Value> = serde_json::from_str(&history.stdout).expect("hello's history");
+    let last = entries.last().expect("an entry");
+    assert_eq!((last["kind"].as_str(), last["outcome"].as_str()), (Some("remove"), Some("succeeded")), "{last}");
 
     // books-ms was never touched: the same containers, never restarted,
     // the same release served.

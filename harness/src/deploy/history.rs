@@ -32,6 +32,8 @@ pub enum Kind {
     Rollback,
     /// `harness lock release --force` removed another's lock.
     LockRelease,
+    /// `harness remove` took the service off prod.
+    Remove,
     /// Written by a later release of the harness: read, kept as is.
     #[serde(other)]
     Other,
@@ -70,6 +72,7 @@ impl fmt::Display for Kind {
             Kind::Deploy => "deploy",
             Kind::Rollback => "rollback",
             Kind::LockRelease => "lock-release",
+            Kind::Remove => "remove",
             Kind::Other => "other",
         })
     }

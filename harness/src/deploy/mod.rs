@@ -148,6 +148,26 @@ pub async fn history(config: &Config) -> anyhow::Result<Vec<history::Entry>> {
     Ok(history::read(&engine, &names.history).await?)
 }
 
+/// `harness remove [--volumes]` on the configured target (the single host
+/// only, so far): the plan it ran, or with `dry_run` would run.
+pub async fn remove(
+    config: &Config,
+    volumes: bool,
+    credentials: Option<DockerCredentials>,
+    reporter: &Reporter,
+    dry_run: bool,
+) -> anyhow::Result<Preview> {
+    let engine = target_engine(config).await?;
+    Ok(match config.prod.kind {
+        TargetKind::Engine => {
+            Preview::Engine(core::remove(&Host::new(config), &engine, volumes, credentials, reporter, dry_run).await?)
+        }
+        TargetKind::Swarm => {
+            Preview::Swarm(core::remove(&Swarm { config }, &engine, volumes, credentials, reporter, dry_run).await?)
+        }
+    })
+}
+
 /// `harness lock release [--force]`: who held the lock, if anyone.
 pub async fn release_lock(config: &Config, force: bool) -> anyhow::Result<Option<String>> {
     let engine = target_engine(config).await?;

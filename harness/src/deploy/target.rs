@@ -66,6 +66,13 @@ pub trait Target: Sized {
     /// names none before `live`: what the target kept of it, if anything.
     async fn kept_before(&self, engine: &Engine, observed: &Self::Observed, live: &Release) -> anyhow::Result<Release>;
 
+    /// The steps that take the service off prod (`harness remove`): its
+    /// containers and network, its volumes with `volumes`; the lock and
+    /// the history stay. None: the target cannot do it yet.
+    fn removal(&self, _observed: &Self::Observed, _volumes: bool) -> Option<Planned<Self::Action>> {
+        None
+    }
+
     /// What a successful run of `plan` reports.
     fn deployed(&self, plan: &Plan<Self::Action>, observed: &Self::Observed, before: Option<Release>) -> Deployed;
 }
@@ -84,9 +91,11 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// How the history's last entry for `image` ended.
+    /// How the history's last deploy or rollback of `image` ended (a
+    /// removal of it is no deploy).
     pub fn last_outcome(&self, image: &str) -> Option<Outcome> {
-        self.entries.iter().rev().find(|e| e.release.image == image).map(|e| e.outcome)
+        let deploys = self.entries.iter().rev().filter(|e| !matches!(e.kind, super::history::Kind::Remove));
+        deploys.filter(|e| e.release.image == image).map(|e| e.outcome).next()
     }
 }
 

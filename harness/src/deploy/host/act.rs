@@ -46,6 +46,13 @@ pub async fn act(on: &On<'_>, names: &HostNames, backends: &proxy::Backends, act
             prod.call(format!("to create the volume {name}"), docker.create_volume(request)).await?;
             Ok(())
         }
+        Action::RemoveNetwork { name } => {
+            Ok(tolerate(prod.call(format!("to remove the network {name}"), docker.remove_network(name)).await, 404)?)
+        }
+        Action::RemoveVolume { name } => {
+            let removed = docker.remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>);
+            Ok(tolerate(prod.call(format!("to remove the volume {name}"), removed).await, 404)?)
+        }
         Action::Create { name, body, .. } => on.create_container(name, body).await,
         Action::Start { name } => {
             Ok(tolerate(prod.call(format!("to start {name}"), docker.start_container(name, None)).await, 304)?)

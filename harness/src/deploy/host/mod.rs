@@ -127,6 +127,10 @@ impl Target for Host<'_> {
         format!("\nthe last log lines of {new}:\n{}", act::last_logs(on.engine, &new).await)
     }
 
+    fn removal(&self, observed: &Observed, volumes: bool) -> Option<Planned<Action>> {
+        Some(plan::removal(observed, self.config, volumes))
+    }
+
     /// The stopped colour the last deploy kept.
     async fn kept_before(&self, engine: &Engine, observed: &Observed, _live: &Release) -> anyhow::Result<Release> {
         let live = observed.live().context("nothing is live on prod")?;

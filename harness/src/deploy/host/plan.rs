@@ -91,6 +91,14 @@ pub enum Action {
     CreateVolume {
         name: String,
     },
+    /// Removes the network (`harness remove`).
+    RemoveNetwork {
+        name: String,
+    },
+    /// Removes a volume and its data (`harness remove --volumes`).
+    RemoveVolume {
+        name: String,
+    },
     Create {
         name: String,
         image: String,
@@ -147,6 +155,8 @@ impl fmt::Display for Action {
         match self {
             Action::CreateNetwork { name } => write!(f, "create the network {name}"),
             Action::CreateVolume { name } => write!(f, "create the volume {name}"),
+            Action::RemoveNetwork { name } => write!(f, "remove the network {name}"),
+            Action::RemoveVolume { name } => write!(f, "remove the volume {name} and its data"),
             Action::Create { name, image, .. } => write!(f, "create {name} from {image}"),
             Action::Start { name } => write!(f, "start {name}"),
             Action::Stop { name } => write!(f, "stop {name}"),
@@ -366,6 +376,48 @@ fn retire(observed: &Observed, config: &Config, names: &HostNames, live: Option<
         steps.push(Step::new(Action::Remove { name: name.clone() }));
     }
     steps
+}
+
+/// `harness remove`: the colours first (users get the proxy's 503, then
+/// nothing), the proxy, the accessories, the containers of before
+/// blue-green, the network; with `volumes`, the accessories' volumes.
+/// Nothing undoes it. None of it is there: no steps.
+pub fn removal(observed: &Observed, config: &Config, volumes: bool) -> Planned<Action> {
+    let names = HostNames::new(config.project());
+    let mut steps: Vec<Step> = Vec::new();
+    for colour in Colour::BOTH {
+        if observed.colour(colour).is_some() {
+            steps.push(Step::new(Action::Remove { name: names.colour(colour) }));
+        }
+    }
+    if observed.proxy.is_some() {
+        steps.push(Step::new(Action::Remove { name: names.proxy.clone() }));
+    }
+    let mut kept = Vec::new();
+    for (accessory, seen) in &observed.accessories {
+        let name = names.accessory(accessory);
+        if seen.container.is_some() {
+            steps.push(Step::new(Action::Remove { name: name.clone() }));
+        }
+        match (seen.volume, volumes) {
+            (true, true) => steps.push(Step::new(Action::RemoveVolume { name })),
+            (true, false) => kept.push(name),
+            (false, _) => {}
+        }
+    }
+    steps.extend(observed.legacy.iter().map(|name| Step::new(Action::Remove { name: name.clone() })));
+    if observed.network {
+        steps.push(Step::new(Action::RemoveNetwork { name: names.network.clone() }));
+    }
+    let mut summary = if steps.is_empty() {
+        format!("nothing of {} runs on prod", names.project)
+    } else {
+        format!("take {} off prod (the lock and the history stay)", names.project)
+    };
+    if !kept.is_empty() {
+        summary.push_str(&format!("; the volumes {} are kept (--volumes removes them)", kept.join(", ")));
+    }
+    Planned { steps, cleanup: Vec::new(), replaces: false, colour: None, summary, warnings: Vec::new() }
 }
 
 /// The network and each accessory (its volume, its container): created
@@ -832,5 +884,29 @@ mod tests {
         observed.accessories.get_mut("cache").unwrap().container.as_mut().unwrap().running = true;
         let plan = testing::planned(&Host::new(&config), &observed, &testing::shared(), &release);
         assert_eq!(lines(&plan.steps)[0], "create hello-blue from 10.200.0.1:5000/hello@sha256:abc");
+    }
+
+    #[test]
+    fn removal_takes_the_containers_and_network_and_the_volumes_only_when_asked() {
+        let config = crate::config::books_ms();
+        let observed =
+            Observed { blue: Some(running(None)), green: Some(running(None)), ..prod(&config, Some(Colour::Blue)) };
+        let plan = removal(&observed, &config, false);
+        assert_eq!(
+            lines(&plan.steps),
+            [
+                "remove books-ms-blue",
+                "remove books-ms-green",
+                "remove books-ms-proxy",
+                "remove books-ms-db",
+                "remove the network books-ms"
+            ]
+        );
+        assert!(plan.summary.contains("books-ms-db are kept"), "{}", plan.summary);
+        assert!(plan.steps.iter().all(|s| s.undo.is_empty()));
+        let plan = removal(&observed, &config, true);
+        assert_eq!(lines(&plan.steps)[4], "remove the volume books-ms-db and its data");
+        let nothing = removal(&Observed::default(), &config, true);
+        assert!(nothing.steps.is_empty() && nothing.summary.starts_with("nothing of books-ms"), "{}", nothing.summary);
     }
 }
