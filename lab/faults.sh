@@ -136,7 +136,7 @@ PIDS+=("$writer")
 runs=0 passed=0
 : >"$WORK/refusals"
 while kill -0 "$writer" 2>/dev/null && ((runs < 40)); do
-  if HARNESS_CHECKS__IDS="[${ids[0]},${ids[1]},${ids[2]}]" timeout 60 "$HARNESS" --repo "$REPO_DIR" \
+  if HARNESS_VERIFY__IDS="[${ids[0]},${ids[1]},${ids[2]}]" timeout 60 "$HARNESS" --repo "$REPO_DIR" \
     verify --url "$url" >/dev/null 2>"$WORK/verify.err"; then
     passed=$((passed + 1))
   else

@@ -50,11 +50,17 @@ pub enum Command {
         #[arg(long, requires = "image")]
         revision: Option<String>,
     },
-    /// Run the post-deploy checks against a deployed books-ms.
+    /// Run the post-deploy checks against a deployed books-ms (as a
+    /// command check of a deploy, it takes HARNESS_URL and
+    /// HARNESS_PREVIEW_HEADER from its environment).
     Verify {
         /// The deployed service's base URL.
-        #[arg(long)]
+        #[arg(long, env = "HARNESS_URL")]
         url: String,
+        /// A header sent with every request, `NAME: VALUE` (a deploy's
+        /// preview header).
+        #[arg(long, env = "HARNESS_PREVIEW_HEADER")]
+        header: Option<String>,
     },
     /// Show what runs on prod: the live colour, the containers, the deploy
     /// lock and the last deploys.
@@ -138,6 +144,19 @@ pub enum Command {
         #[arg(long)]
         trust_source: bool,
     },
+    /// Take the service off prod, under the deploy lock, recorded in the
+    /// history: its containers (colours, proxy, accessories) and network;
+    /// its volumes (the accessories' data) only with --volumes. The lock
+    /// and the history stay. The single host only, so far.
+    Remove {
+        /// Remove the accessories' volumes too: their data is lost.
+        #[arg(long)]
+        volumes: bool,
+    },
+    /// Write a starting harness.toml for the repository (--repo, else the
+    /// current folder) from its Dockerfile: the name from the folder, the
+    /// port from EXPOSE, every other key commented.
+    Init,
     /// Print a completion script for SHELL (see the README to install it).
     Completions {
         #[arg(value_enum)]
@@ -230,7 +249,9 @@ mod tests {
     fn verify_needs_a_url() {
         assert!(Cli::try_parse_from(["harness", "verify"]).is_err());
         let cli = Cli::try_parse_from(["harness", "verify", "--url", "http://10.0.0.2:8080"]).unwrap();
-        assert!(matches!(cli.command, Command::Verify { url } if url == "http://10.0.0.2:8080"));
+        assert!(matches!(cli.command, Command::Verify { url, header: None } if url == "http://10.0.0.2:8080"));
+        let cli = Cli::try_parse_from(["harness", "verify", "--url", "http://h:1", "--header", "X-A: b"]).unwrap();
+        assert!(matches!(cli.command, Command::Verify { header: Some(h), .. } if h == "X-A: b"));
     }
 
     #[test]

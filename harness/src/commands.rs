@@ -32,6 +32,7 @@ pub fn steps(command: &Command) -> Vec<Step> {
         Command::Deploy { .. } => vec![Step::Deploy, Step::Integrate],
         Command::Verify { .. } => vec![Step::Verify],
         Command::Rollback { .. } => vec![Step::Deploy],
+        Command::Remove { .. } => vec![],
         Command::Status
         | Command::Details
         | Command::Logs { .. }
@@ -40,6 +41,7 @@ pub fn steps(command: &Command) -> Vec<Step> {
         | Command::Lock { .. }
         | Command::Lab { .. }
         | Command::Completions { .. }
+        | Command::Init
         | Command::Man => vec![],
     }
 }
@@ -188,14 +190,31 @@ pub async fn rollback(config: &Config, to: Option<&str>, reporter: &Reporter) ->
     deploy::rollback(config, to, credentials, reporter).await
 }
 
+/// `harness remove [--volumes]`: the service off prod; the plan it ran (or,
+/// with `dry_run`, would run).
+pub async fn remove(config: &Config, volumes: bool, reporter: &Reporter, dry_run: bool) -> anyhow::Result<Preview> {
+    let credentials = registry::docker_credentials(config)?;
+    deploy::remove(config, volumes, credentials, reporter, dry_run).await
+}
+
 /// `harness lock release [--force]`: who held the lock, if anyone.
 pub async fn release_lock(config: &Config, force: bool) -> anyhow::Result<Option<String>> {
     deploy::release_lock(config, force).await
 }
 
-/// `harness verify --url URL`.
-pub async fn verify(config: &Config, url: &str, reporter: &Reporter) -> Result<VerifyReport, VerifyError> {
-    verify::verify_configured(config, url, reporter).await
+/// `harness verify --url URL [--header 'NAME: VALUE']`.
+pub async fn verify(
+    config: &Config,
+    url: &str,
+    header: Option<&str>,
+    reporter: &Reporter,
+) -> Result<VerifyReport, VerifyError> {
+    let headers: Vec<(String, String)> = header
+        .and_then(|h| h.split_once(':'))
+        .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
+        .into_iter()
+        .collect();
+    verify::verify_configured(config, url, &headers, reporter).await
 }
 
 /// `harness pipeline` and `harness test`: the plan's steps in order, one
@@ -235,12 +254,15 @@ pub fn lab(command: &LabCommand, repo: &Path) -> anyhow::Result<bool> {
     Ok(status.success())
 }
 
-/// The repository root: the nearest folder above the current one holding
-/// `harness/` and `service/`.
+/// The repository root: the nearest folder, from the current one up, that
+/// holds a service's `harness.toml`.
 pub fn repo_root() -> anyhow::Result<PathBuf> {
     let cwd = std::env::current_dir()?;
-    cwd.ancestors()
-        .find(|dir| dir.join("harness").is_dir() && dir.join("service").is_dir())
-        .map(PathBuf::from)
-        .context("not inside a books-ms checkout (no folder above holds harness/ and service/); pass --repo DIR")
+    cwd.ancestors().find(|dir| dir.join(crate::config::SERVICE_FILE).is_file()).map(PathBuf::from).with_context(|| {
+        format!(
+            "not inside a service's repository (no folder from {} up holds a harness.toml); pass --repo DIR, or \
+             describe the service in DIR/harness.toml (docs/config.md)",
+            cwd.display()
+        )
+    })
 }

@@ -1,8 +1,12 @@
-//! One configuration for every command: defaults that work against the lab,
-//! then `harness.toml` at the repo root, then `HARNESS_*` environment
-//! variables (`HARNESS_PROD__APP_PORT=9090`: `__` separates sections), then
-//! flags. Layered with figment.
+//! One configuration for every command: defaults (what a generic service
+//! expects, and the lab's topology), then the service's own `harness.toml`
+//! at the repo root (committed: what the service is), then
+//! `harness.local.toml` (not committed: this machine's settings and
+//! secrets), then `HARNESS_*` environment variables
+//! (`HARNESS_PROD__APP_PORT=9090`: `__` separates sections), then flags.
+//! Layered with figment. Every key is in docs/config.md.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -10,13 +14,41 @@ use figment::Figment;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
+/// The file a service describes itself in, at its repository's root.
+pub const SERVICE_FILE: &str = "harness.toml";
+/// This machine's settings over it, never committed (it may hold secrets).
+pub const LOCAL_FILE: &str = "harness.local.toml";
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// The repository the configuration was loaded for: relative paths in
+    /// it are relative to this folder.
+    #[serde(skip)]
+    pub repo: PathBuf,
+    pub service: ServiceConfig,
+    #[serde(default)]
+    pub build: BuildConfig,
+    #[serde(default)]
+    pub test: TestConfig,
+    #[serde(default)]
+    pub app: AppConfig,
+    #[serde(default)]
+    pub healthcheck: HealthcheckConfig,
+    /// The revision gate, when the service reports its revision.
+    #[serde(default)]
+    pub version: Option<VersionConfig>,
+    /// Containers the app needs, kept across deploys, by name.
+    #[serde(default)]
+    pub accessories: BTreeMap<String, AccessoryConfig>,
+    /// The post-deploy checks, run before and after the switch.
+    #[serde(default)]
+    pub checks: Vec<CheckConfig>,
     pub registry: RegistryConfig,
     pub images: ImagesConfig,
     pub prod: ProdConfig,
-    pub checks: ChecksConfig,
+    /// `harness verify`'s own settings (books-ms's checks in code).
+    pub verify: VerifyConfig,
     #[serde(default)]
     pub hooks: HooksConfig,
     #[serde(default)]
@@ -24,6 +56,184 @@ pub struct Config {
     /// The swarm target (`prod.kind = "swarm"`).
     #[serde(default)]
     pub swarm: SwarmConfig,
+}
+
+/// What the service is called: its containers, network, volumes and image
+/// repository carry the name.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceConfig {
+    /// Required: lowercase letters, digits and `-` (a Docker name and an
+    /// image repository alike).
+    pub name: String,
+}
+
+/// How the service's image is built: the context is the repository's
+/// root; the harness passes the build args `REVISION` and `VERSION` and
+/// sets the label `org.opencontainers.image.revision` itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BuildConfig {
+    /// The Dockerfile, relative to the repository.
+    pub dockerfile: PathBuf,
+    /// A command (`sh -c`, in the repository) run on the checkout before
+    /// the build; empty: none.
+    pub package: String,
+}
+
+impl Default for BuildConfig {
+    fn default() -> Self {
+        BuildConfig { dockerfile: PathBuf::from("Dockerfile"), package: String::new() }
+    }
+}
+
+/// The pre-deploy tests.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TestConfig {
+    /// A command (`sh -c`, in the repository) whose failure stops the
+    /// pipeline before anything is pushed; empty: none.
+    pub command: String,
+}
+
+/// The app's container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppConfig {
+    /// The port the app listens on inside its container (the proxy's
+    /// backends; users reach `prod.app_port`).
+    pub port: u16,
+    /// Plain settings, given as they are.
+    pub env: BTreeMap<String, String>,
+    /// Names of variables whose values come from the harness's own
+    /// environment at deploy time (never from a file, never printed).
+    pub secrets: Vec<String>,
+}
+
+impl Default for AppConfig {
+    /// 8080: the usual port of an HTTP app that does not run as root (a
+    /// port under 1024 needs privileges).
+    fn default() -> Self {
+        AppConfig { port: 8080, env: BTreeMap::new(), secrets: Vec::new() }
+    }
+}
+
+/// Readiness: polled through the proxy's preview before any user is
+/// switched; any 2xx answer means ready. An image's own Docker
+/// `HEALTHCHECK`, when it has one, must pass first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthcheckConfig {
+    pub path: String,
+}
+
+impl Default for HealthcheckConfig {
+    fn default() -> Self {
+        HealthcheckConfig { path: "/".to_owned() }
+    }
+}
+
+/// The revision gate: `GET path` answers JSON whose value at the pointer
+/// `field` is the revision the release carries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionConfig {
+    pub path: String,
+    /// A JSON pointer (RFC 6901), e.g. `/revision`.
+    pub field: String,
+}
+
+/// A container the app needs (a database, a cache), created on the first
+/// deploy and kept across deploys; the app reaches it by its name.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessoryConfig {
+    pub image: String,
+    /// A path in the container kept in a named volume across deploys.
+    #[serde(default)]
+    pub volume: Option<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+/// One post-deploy check: a request and what its answer must be, or a
+/// command (`sh -c`, in the repository) given `HARNESS_URL`,
+/// `HARNESS_REVISION` and, before the switch, `HARNESS_PREVIEW_HEADER`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckConfig {
+    pub name: String,
+    #[serde(default)]
+    pub command: Option<String>,
+    #[serde(default)]
+    pub method: Option<String>,
+    #[serde(default)]
+    pub path: Option<String>,
+    /// The status the answer must have (default 200).
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// Text the answer's body must hold.
+    #[serde(default)]
+    pub body_contains: Option<String>,
+}
+
+/// What a check is, once validated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Check {
+    Request { name: String, method: String, path: String, status: u16, body_contains: Option<String> },
+    Command { name: String, command: String },
+}
+
+impl Check {
+    pub fn name(&self) -> &str {
+        match self {
+            Check::Request { name, .. } | Check::Command { name, .. } => name,
+        }
+    }
+}
+
+impl CheckConfig {
+    /// The check, or what is wrong with it (`checks[i]`).
+    pub fn check(&self, i: usize) -> anyhow::Result<Check> {
+        let at = format!("checks[{i}] (`{}`)", self.name);
+        if self.name.trim().is_empty() {
+            anyhow::bail!("configuration: checks[{i}] has no name: give every check a `name`");
+        }
+        match (&self.command, &self.path) {
+            (Some(command), None) => {
+                if self.method.is_some() || self.status.is_some() || self.body_contains.is_some() {
+                    anyhow::bail!(
+                        "configuration: {at} has a `command` and request keys (method, status, body_contains): a \
+                         check is one or the other"
+                    );
+                }
+                if command.trim().is_empty() {
+                    anyhow::bail!("configuration: {at} has an empty `command`");
+                }
+                Ok(Check::Command { name: self.name.clone(), command: command.clone() })
+            }
+            (None, Some(path)) => {
+                if !path.starts_with('/') {
+                    anyhow::bail!("configuration: {at}: `path` `{path}` must start with /");
+                }
+                let method = self.method.clone().unwrap_or_else(|| "GET".to_owned()).to_uppercase();
+                if reqwest::Method::from_bytes(method.as_bytes()).is_err() {
+                    anyhow::bail!("configuration: {at}: `method` `{method}` is not an HTTP method");
+                }
+                let status = self.status.unwrap_or(200);
+                if !(100..=599).contains(&status) {
+                    anyhow::bail!("configuration: {at}: `status` {status} is not an HTTP status");
+                }
+                let (name, path, body_contains) = (self.name.clone(), path.clone(), self.body_contains.clone());
+                Ok(Check::Request { name, method, path, status, body_contains })
+            }
+            (Some(_), Some(_)) => {
+                anyhow::bail!("configuration: {at} has both `command` and `path`: a check is one or the other")
+            }
+            (None, None) => anyhow::bail!("configuration: {at} needs a `path` (a request) or a `command`"),
+        }
+    }
 }
 
 /// Which kind of prod a deploy, `status` and `rollback` work on.
@@ -147,9 +357,12 @@ impl RegistryConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImagesConfig {
-    /// Repository names under the registry.
-    pub service: String,
-    pub tests: String,
+    /// Repository names under the registry: by default the service's name,
+    /// and `NAME-tests`.
+    #[serde(default)]
+    pub service: Option<String>,
+    #[serde(default)]
+    pub tests: Option<String>,
     /// Base images, public names by default in production; the lab's local
     /// equivalents here, since nothing can be pulled.
     pub rust: String,
@@ -168,8 +381,10 @@ pub struct ProdConfig {
     /// A single engine (the default) or a swarm (`[swarm]`).
     #[serde(default)]
     pub kind: TargetKind,
-    /// Prefix of the containers, network and volume on prod.
-    pub project: String,
+    /// Prefix of the containers, network and volumes on prod (by default
+    /// the service's name).
+    #[serde(default)]
+    pub project: Option<String>,
     /// How long a new container may take to turn healthy.
     pub health_timeout_secs: u64,
     /// How often Docker runs the image's healthcheck in the app's
@@ -202,20 +417,21 @@ pub struct ProdConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ChecksConfig {
+pub struct VerifyConfig {
     /// Ids the post-deploy checks may write; no user's book is ever
     /// touched. The defaults sit at the top of the 32-bit id range.
     pub ids: Vec<i32>,
-    /// The service's write token (`HARNESS_CHECKS__WRITE_TOKEN`), when its
+    /// The service's write token (`HARNESS_VERIFY__WRITE_TOKEN`), when its
     /// writes are not open: a deploy gives it to the app (`WRITE_TOKEN`),
-    /// and the checks send it on their writes. Never printed.
+    /// and `harness verify` sends it on its writes. Never printed.
     #[serde(default, skip_serializing)]
     pub write_token: Option<SecretString>,
 }
 
 /// Commands a deploy runs on this machine (`sh -c`), with the release and
-/// prod's URL in their environment (`BOOKS_MS_IMAGE`, `BOOKS_MS_VERSION`,
-/// `BOOKS_MS_REVISION`, `BOOKS_MS_URL`, `BOOKS_MS_COLOUR`). A failing
+/// prod's URL in their environment (`HARNESS_SERVICE`, `HARNESS_IMAGE`,
+/// `HARNESS_VERSION`, `HARNESS_REVISION`, `HARNESS_URL`, `HARNESS_COLOUR`,
+/// and the same as `BOOKS_MS_*` for the hooks written before). A failing
 /// `pre_deploy` stops the deploy before prod is changed; a failing
 /// `post_deploy` (run once users reach the release, before the old colour
 /// stops) switches them back, as a failed check does.
@@ -250,6 +466,15 @@ impl Default for Config {
     fn default() -> Self {
         let registry = lab("BOOKS_LAB_REGISTRY");
         Config {
+            repo: PathBuf::new(),
+            service: ServiceConfig::default(),
+            build: BuildConfig::default(),
+            test: TestConfig::default(),
+            app: AppConfig::default(),
+            healthcheck: HealthcheckConfig::default(),
+            version: None,
+            accessories: BTreeMap::new(),
+            checks: Vec::new(),
             registry: RegistryConfig {
                 address: registry.clone(),
                 username: None,
@@ -260,8 +485,8 @@ impl Default for Config {
                 gc_command: Some("bash lab/registry-gc.sh".to_owned()),
             },
             images: ImagesConfig {
-                service: "books-ms".to_owned(),
-                tests: "books-ms-tests".to_owned(),
+                service: None,
+                tests: None,
                 rust: lab("BOOKS_RUST_IMAGE"),
                 database: lab("BOOKS_DB_IMAGE"),
             },
@@ -270,7 +495,7 @@ impl Default for Config {
                 cert_path: PathBuf::from(lab("BOOKS_LAB_PROD_CERT_PATH")),
                 app_port: 8080,
                 kind: TargetKind::Engine,
-                project: "books-ms".to_owned(),
+                project: None,
                 health_timeout_secs: 60,
                 health_interval_ms: None,
                 // The lab mirrors its database image into its registry.
@@ -282,7 +507,7 @@ impl Default for Config {
                 log_max_size: "10m".to_owned(),
                 log_max_files: 3,
             },
-            checks: ChecksConfig { ids: vec![2_147_483_101, 2_147_483_102, 2_147_483_103], write_token: None },
+            verify: VerifyConfig { ids: vec![2_147_483_101, 2_147_483_102, 2_147_483_103], write_token: None },
             hooks: HooksConfig::default(),
             pipeline: PipelineConfig::default(),
             swarm: SwarmConfig::default(),
@@ -291,26 +516,76 @@ impl Default for Config {
 }
 
 impl Config {
-    /// The app's environment on prod, either target: its database by name,
-    /// and the write token when one is set.
+    /// The app's environment on prod, either target: `app.env` (by name),
+    /// then the secrets (see [`Config::app_secrets`]). A secret that is not
+    /// set is left out: a deploy refuses to start without it first
+    /// ([`Config::secrets_are_set`]).
     pub fn app_env(&self) -> Vec<String> {
         use secrecy::ExposeSecret;
-        let mut env = vec!["DB_HOST=db".to_owned()];
-        if let Some(token) = &self.checks.write_token {
-            env.push(format!("WRITE_TOKEN={}", token.expose_secret()));
-        }
+        let mut env: Vec<String> = self.app.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        env.extend(self.app_secrets().into_iter().map(|(name, value)| format!("{name}={}", value.expose_secret())));
         env
     }
 
-    /// Defaults, then `REPO/harness.toml` (if present), then `HARNESS_*`.
+    /// The secrets the app is given, by name: those `app.secrets` names
+    /// that the harness's environment sets, then `WRITE_TOKEN` when
+    /// `verify.write_token` is set. Command checks get them too.
+    pub fn app_secrets(&self) -> Vec<(String, SecretString)> {
+        let mut secrets: Vec<(String, SecretString)> = self
+            .app
+            .secrets
+            .iter()
+            .filter_map(|name| Some((name.clone(), SecretString::from(std::env::var(name).ok()?))))
+            .collect();
+        if let Some(token) = &self.verify.write_token {
+            if !self.app.secrets.iter().any(|name| name == "WRITE_TOKEN") {
+                secrets.push(("WRITE_TOKEN".to_owned(), token.clone()));
+            }
+        }
+        secrets
+    }
+
+    /// Every secret `app.secrets` names is set in the harness's
+    /// environment; the first that is not, named.
+    pub fn secrets_are_set(&self) -> anyhow::Result<()> {
+        match self.app.secrets.iter().find(|name| std::env::var_os(name).is_none()) {
+            None => Ok(()),
+            Some(name) => anyhow::bail!(
+                "app.secrets names {name}, which is not set in the harness's environment: export {name} before the \
+                 deploy, or remove it from app.secrets"
+            ),
+        }
+    }
+
+    /// The prefix of everything the service owns on prod: `prod.project`,
+    /// else the service's name.
+    pub fn project(&self) -> &str {
+        self.prod.project.as_deref().unwrap_or(&self.service.name)
+    }
+
+    /// The checks, validated.
+    pub fn checks(&self) -> anyhow::Result<Vec<Check>> {
+        self.checks.iter().enumerate().map(|(i, check)| check.check(i)).collect()
+    }
+
+    /// A path of the configuration (`build.dockerfile`), relative to the
+    /// repository unless absolute.
+    pub fn path(&self, path: &Path) -> PathBuf {
+        self.repo.join(path)
+    }
+
+    /// Defaults, then `REPO/harness.toml` and `REPO/harness.local.toml` (if
+    /// present), then `HARNESS_*`.
     pub fn load(repo: &Path) -> anyhow::Result<Self> {
-        let config: Config = Self::figment(repo).extract().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        let mut config: Config = Self::figment(repo).extract().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        config.repo = repo.to_owned();
         config.validate()?;
         Ok(config)
     }
 
     /// Settings that parse but cannot work: named, with what would.
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.validate_service()?;
         let swarm = &self.swarm;
         let max = crate::deploy::swarm::haproxy::MAX_REPLICAS;
         if !(2..=max).contains(&swarm.replicas) {
@@ -345,19 +620,106 @@ impl Config {
         Ok(())
     }
 
+    /// What describes the service: its name, its app, its accessories and
+    /// checks.
+    fn validate_service(&self) -> anyhow::Result<()> {
+        let name = &self.service.name;
+        if name.is_empty() {
+            anyhow::bail!(
+                "configuration: service.name is not set: name the service in {} at the repository's root \
+                 ([service] name = \"hello\"); it names its containers, network, volumes and image",
+                self.repo.join(SERVICE_FILE).display()
+            );
+        }
+        let docker_name = |name: &str| {
+            name.len() <= 63
+                && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        };
+        if !docker_name(name) {
+            anyhow::bail!(
+                "configuration: service.name `{name}` must be lowercase letters, digits and -, starting with a \
+                 letter or digit (at most 63): it names containers and an image repository"
+            );
+        }
+        if self.app.port == 0 {
+            anyhow::bail!("configuration: app.port is 0: set the port the app listens on inside its container");
+        }
+        if !self.healthcheck.path.starts_with('/') {
+            anyhow::bail!("configuration: healthcheck.path `{}` must start with /", self.healthcheck.path);
+        }
+        if let Some(version) = &self.version {
+            if !version.path.starts_with('/') {
+                anyhow::bail!("configuration: version.path `{}` must start with /", version.path);
+            }
+            if !version.field.starts_with('/') {
+                anyhow::bail!(
+                    "configuration: version.field `{}` must be a JSON pointer, e.g. \"/revision\"",
+                    version.field
+                );
+            }
+        }
+        for (accessory, spec) in &self.accessories {
+            if !docker_name(accessory) || accessory == "app" || accessory == "proxy" {
+                anyhow::bail!(
+                    "configuration: accessories.{accessory}: an accessory's name must be lowercase letters, digits \
+                     and - (and neither app nor proxy): the app reaches it by that name"
+                );
+            }
+            if spec.image.trim().is_empty() {
+                anyhow::bail!("configuration: accessories.{accessory}.image is empty");
+            }
+            if spec.volume.as_deref().is_some_and(|v| !v.starts_with('/')) {
+                anyhow::bail!(
+                    "configuration: accessories.{accessory}.volume must be an absolute path in its container"
+                );
+            }
+        }
+        let checks = self.checks()?;
+        for (i, check) in checks.iter().enumerate() {
+            if checks[..i].iter().any(|c| c.name() == check.name()) {
+                anyhow::bail!("configuration: two checks are named `{}`: give each its own name", check.name());
+            }
+        }
+        Ok(())
+    }
+
     fn figment(repo: &Path) -> Figment {
+        // A setting is `HARNESS_SECTION__KEY`: a `HARNESS_` variable without
+        // `__` is not one (`HARNESS_REPO`, and `HARNESS_URL`,
+        // `HARNESS_VERSION`... that a deploy gives its hooks and checks,
+        // which may run the harness). `[checks]` was `harness verify`'s
+        // section before checks were a list: its variables still reach it.
+        let settings = Env::prefixed("HARNESS_").filter(|key| key.as_str().contains("__"));
+        let env = settings.split("__").map(|key| match key.as_str().to_ascii_lowercase().as_str() {
+            "checks.ids" => "verify.ids".into(),
+            "checks.write_token" => "verify.write_token".into(),
+            _ => key.into(),
+        });
         Figment::from(Serialized::defaults(Config::default()))
-            .merge(Toml::file(repo.join("harness.toml")))
-            .merge(Env::prefixed("HARNESS_").split("__").ignore(&["repo"]))
+            .merge(Toml::file(repo.join(SERVICE_FILE)))
+            .merge(Toml::file(repo.join(LOCAL_FILE)))
+            .merge(env)
+    }
+
+    /// The service image's repository under the registry: `images.service`,
+    /// else the service's name.
+    pub fn service_image_name(&self) -> String {
+        self.images.service.clone().unwrap_or_else(|| self.service.name.clone())
+    }
+
+    /// The tests image's: `images.tests`, else `NAME-tests`.
+    pub fn tests_image_name(&self) -> String {
+        self.images.tests.clone().unwrap_or_else(|| format!("{}-tests", self.service.name))
     }
 
     /// `REGISTRY/NAME` of the service image.
     pub fn service_repository(&self) -> String {
-        format!("{}/{}", self.registry.address, self.images.service)
+        format!("{}/{}", self.registry.address, self.service_image_name())
     }
 
     pub fn tests_repository(&self) -> String {
-        format!("{}/{}", self.registry.address, self.images.tests)
+        format!("{}/{}", self.registry.address, self.tests_image_name())
     }
 
     /// The production URL: prod's address (from its Docker host) and the app port.
@@ -382,6 +744,20 @@ impl Config {
             TargetKind::Swarm => self.swarm_url(),
         }
     }
+}
+
+/// books-ms as its committed `harness.toml` describes it, over the
+/// defaults (without the environment): what the targets' unit tests plan
+/// for.
+#[cfg(test)]
+pub(crate) fn books_ms() -> Config {
+    let mut config: Config = Figment::from(Serialized::defaults(Config::default()))
+        .merge(Toml::string(include_str!("../../harness.toml")))
+        .extract()
+        .expect("the committed harness.toml is a configuration");
+    config.validate().expect("the committed harness.toml is valid");
+    config.repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    config
 }
 
 /// HOST of `tcp://HOST:PORT` (the setting named `setting`).
@@ -419,14 +795,24 @@ mod tests {
     }
     use figment::Jail;
 
+    /// The least a service's file says.
+    const NAMED: &str = "[service]\nname = \"hello\"\n";
+
     #[test]
     fn with_no_configuration_the_defaults_are_the_labs() {
         Jail::expect_with(|jail| {
             // The user's HARNESS_* variables are not the test's.
             jail.clear_env();
+            jail.create_file("harness.toml", NAMED)?;
             let config = Config::load(jail.directory()).unwrap();
-            assert_eq!(config.service_repository(), "10.200.0.1:5000/books-ms");
+            assert_eq!(config.service_repository(), "10.200.0.1:5000/hello");
+            assert_eq!(config.tests_repository(), "10.200.0.1:5000/hello-tests");
+            assert_eq!(config.project(), "hello");
             assert_eq!(config.prod_url().unwrap(), "http://10.200.0.2:8080");
+            assert_eq!(config.app.port, 8080);
+            assert_eq!(config.healthcheck.path, "/");
+            assert!(config.version.is_none() && config.accessories.is_empty() && config.checks.is_empty());
+            assert!(config.app_env().is_empty(), "a generic service gets no settings it did not ask for");
             Ok(())
         });
     }
@@ -436,7 +822,10 @@ mod tests {
         Jail::expect_with(|jail| {
             // The user's HARNESS_* variables are not the test's.
             jail.clear_env();
-            jail.create_file("harness.toml", "[prod]\napp_port = 9000\n[registry]\naddress = \"reg.example:5000\"\n")?;
+            jail.create_file(
+                "harness.toml",
+                &format!("{NAMED}[prod]\napp_port = 9000\n[registry]\naddress = \"reg.example:5000\"\n"),
+            )?;
             jail.set_env("HARNESS_PROD__APP_PORT", "9100");
             let config = Config::load(jail.directory()).unwrap();
             assert_eq!(config.prod.app_port, 9100);
@@ -461,7 +850,7 @@ mod tests {
     fn swarm_settings_that_cannot_work_are_refused_naming_the_setting() {
         let refused = |toml: &str, setting: &str| {
             figment::Jail::expect_with(|jail| {
-                jail.create_file("harness.toml", toml)?;
+                jail.create_file("harness.toml", &format!("{NAMED}{toml}"))?;
                 let err = Config::load(jail.directory()).unwrap_err().to_string();
                 assert!(err.contains(setting), "{toml}: {err}");
                 Ok(())
@@ -475,7 +864,7 @@ mod tests {
         refused("[swarm]\nupdate_monitor_secs = 0\n", "swarm.update_monitor_secs is 0");
         refused("[swarm]\ndatabase_node = \" \"\n", "swarm.database_node is empty");
         figment::Jail::expect_with(|jail| {
-            jail.create_file("harness.toml", "[swarm]\nreplicas = 16\ndatabase_node = \"abc\"\n")?;
+            jail.create_file("harness.toml", &format!("{NAMED}[swarm]\nreplicas = 16\ndatabase_node = \"abc\"\n"))?;
             assert_eq!(Config::load(jail.directory()).unwrap().swarm.replicas, 16);
             Ok(())
         });
@@ -485,12 +874,16 @@ mod tests {
     fn the_swarm_target_defaults_to_the_labs_swarm_and_layers_like_prod() {
         Jail::expect_with(|jail| {
             jail.clear_env();
+            jail.create_file("harness.toml", NAMED)?;
             let config = Config::load(jail.directory()).unwrap();
             assert_eq!(config.prod.kind, TargetKind::Engine, "a single engine unless told");
             assert_eq!(config.swarm.replicas, 2);
             assert_eq!(config.swarm_url().unwrap(), "http://10.210.0.11:8080");
             assert_eq!(config.target_url().unwrap(), "http://10.200.0.2:8080");
-            jail.create_file("harness.toml", "[prod]\nkind = \"swarm\"\n[swarm]\nreplicas = 3\napp_port = 9000\n")?;
+            jail.create_file(
+                "harness.toml",
+                &format!("{NAMED}[prod]\nkind = \"swarm\"\n[swarm]\nreplicas = 3\napp_port = 9000\n"),
+            )?;
             jail.set_env("HARNESS_SWARM__REPLICAS", "4");
             let config = Config::load(jail.directory()).unwrap();
             assert_eq!(config.prod.kind, TargetKind::Swarm);
@@ -511,9 +904,20 @@ mod tests {
         Jail::expect_with(|jail| {
             // The user's HARNESS_* variables are not the test's.
             jail.clear_env();
-            jail.create_file("harness.toml", "[prod]\napp_prot = 9000\n")?;
+            jail.create_file("harness.toml", &format!("{NAMED}[prod]\napp_prot = 9000\n"))?;
             let err = Config::load(jail.directory()).unwrap_err().to_string();
             assert!(err.contains("app_prot"), "{err}");
+            for (toml, key) in [
+                ("[[checks]]\nname = \"a\"\npath = \"/\"\nbody_contain = \"x\"\n", "body_contain"),
+                ("[accessories.db]\nimage = \"i\"\nvolumes = \"/d\"\n", "volumes"),
+                ("[app]\nports = 1\n", "ports"),
+                ("[healthcheck]\npaht = \"/\"\n", "paht"),
+                ("[version]\npath = \"/v\"\nfield = \"/r\"\npointer = \"/r\"\n", "pointer"),
+            ] {
+                jail.create_file("harness.toml", &format!("{NAMED}{toml}"))?;
+                let err = Config::load(jail.directory()).unwrap_err().to_string();
+                assert!(err.contains(key), "{toml}: {err}");
+            }
             Ok(())
         });
     }
@@ -521,19 +925,28 @@ mod tests {
     #[test]
     fn every_key_is_in_docs_config_md() {
         // Every key of every section, as the defaults serialise (the
-        // secrets, never serialised, named by hand), is in the reference.
+        // secrets, never serialised, and the keys of the sections that are
+        // empty by default, named by hand), is in the reference.
         let doc = include_str!("../../docs/config.md");
         let defaults = serde_json::to_value(Config::default()).unwrap();
+        let by_hand: [(&str, &str, &[&str]); 3] = [
+            ("version", "[version]", &["path", "field"]),
+            ("accessories", "[accessories.NAME]", &["image", "volume", "env"]),
+            ("checks", "[[checks]]", &["name", "command", "method", "path", "status", "body_contains"]),
+        ];
         let mut missing = Vec::new();
         for (section, keys) in defaults.as_object().unwrap() {
-            assert!(doc.contains(&format!("## `[{section}]`")), "docs/config.md has no section [{section}]");
-            let keys = keys.as_object().unwrap().keys().map(String::as_str);
+            let (heading, keys): (String, Vec<&str>) = match by_hand.iter().find(|(s, _, _)| s == section) {
+                Some((_, heading, keys)) => (heading.to_string(), keys.to_vec()),
+                None => (format!("[{section}]"), keys.as_object().unwrap().keys().map(String::as_str).collect()),
+            };
+            assert!(doc.contains(&format!("## `{heading}`")), "docs/config.md has no section {heading}");
             let secrets = match section.as_str() {
                 "registry" => &["password"][..],
-                "checks" => &["write_token"][..],
+                "verify" => &["write_token"][..],
                 _ => &[][..],
             };
-            for key in keys.chain(secrets.iter().copied()) {
+            for key in keys.into_iter().chain(secrets.iter().copied()) {
                 if !doc.contains(&format!("`{key}`")) {
                     missing.push(format!("{section}.{key}"));
                 }
@@ -545,8 +958,9 @@ mod tests {
     #[test]
     fn the_write_token_reaches_the_apps_environment_only_when_set_and_never_prints() {
         let mut config = Config::default();
+        config.app.env = BTreeMap::from([("DB_HOST".to_owned(), "db".to_owned())]);
         assert_eq!(config.app_env(), ["DB_HOST=db"], "unset: the app's environment of before, so its spec too");
-        config.checks.write_token = Some(SecretString::from("t0k3n-of-the-test"));
+        config.verify.write_token = Some(SecretString::from("t0k3n-of-the-test"));
         assert_eq!(config.app_env(), ["DB_HOST=db", "WRITE_TOKEN=t0k3n-of-the-test"]);
         let shown = format!("{config:?} {}", serde_json::to_string(&config).unwrap());
         assert!(!shown.contains("t0k3n-of-the-test"), "{shown}");
@@ -557,11 +971,174 @@ mod tests {
         Jail::expect_with(|jail| {
             // The user's HARNESS_* variables are not the test's.
             jail.clear_env();
+            jail.create_file("harness.toml", NAMED)?;
             jail.set_env("HARNESS_REGISTRY__PASSWORD", "hunter2");
             let config = Config::load(jail.directory()).unwrap();
             assert!(config.registry.password.is_some());
             assert!(!format!("{config:?}").contains("hunter2"));
             assert!(!serde_json::to_string(&config).unwrap().contains("hunter2"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_service_is_described_by_its_file_with_the_keys_of_the_issue() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.create_file(
+                "harness.toml",
+                r#"
+[service]
+name = "hello"
+[build]
+dockerfile = "docker/Dockerfile"
+package = "make dist"
+[test]
+command = "make test"
+[app]
+port = 5000
+env = { GREETING = "hi" }
+secrets = ["API_KEY"]
+[prod]
+app_port = 8091
+[healthcheck]
+path = "/ready"
+[version]
+path = "/version"
+field = "/build/revision"
+[accessories.db]
+image = "reg/db:1"
+volume = "/data/db"
+env = { MODE = "fast" }
+[[checks]]
+name = "hello"
+method = "get"
+path = "/hello"
+status = 200
+body_contains = "hi"
+[[checks]]
+name = "books"
+command = "./check.sh"
+"#,
+            )?;
+            let config = Config::load(jail.directory()).unwrap();
+            assert_eq!(config.project(), "hello");
+            assert_eq!(config.path(&config.build.dockerfile), jail.directory().join("docker/Dockerfile"));
+            assert_eq!((config.build.package.as_str(), config.test.command.as_str()), ("make dist", "make test"));
+            assert_eq!((config.app.port, config.prod.app_port), (5000, 8091));
+            assert_eq!(config.healthcheck.path, "/ready");
+            assert_eq!(config.version.as_ref().map(|v| v.field.as_str()), Some("/build/revision"));
+            assert_eq!(config.accessories["db"].volume.as_deref(), Some("/data/db"));
+            assert_eq!(config.accessories["db"].env["MODE"], "fast");
+            assert_eq!(
+                config.checks().unwrap(),
+                [
+                    Check::Request {
+                        name: "hello".into(),
+                        method: "GET".into(),
+                        path: "/hello".into(),
+                        status: 200,
+                        body_contains: Some("hi".into())
+                    },
+                    Check::Command { name: "books".into(), command: "./check.sh".into() },
+                ]
+            );
+            // The secret comes from the harness's environment, when set.
+            assert_eq!(config.app_env(), ["GREETING=hi"]);
+            let err = config.secrets_are_set().unwrap_err().to_string();
+            assert!(err.contains("API_KEY") && err.contains("app.secrets"), "{err}");
+            jail.set_env("API_KEY", "k3y");
+            assert_eq!(config.app_env(), ["GREETING=hi", "API_KEY=k3y"]);
+            assert!(!format!("{config:?}").contains("k3y"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_service_without_a_name_or_with_checks_that_cannot_work_is_refused_naming_the_key() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            let err = Config::load(jail.directory()).unwrap_err().to_string();
+            assert!(err.contains("service.name") && err.contains("harness.toml"), "{err}");
+            for (toml, expected) in [
+                ("[service]\nname = \"Hello World\"\n", "service.name `Hello World`"),
+                (&format!("{NAMED}[[checks]]\nname = \"a\"\n"), "checks[0] (`a`) needs a `path`"),
+                (&format!("{NAMED}[[checks]]\nname = \"a\"\npath = \"/\"\ncommand = \"x\"\n"), "both `command` and"),
+                (&format!("{NAMED}[[checks]]\nname = \"a\"\ncommand = \"x\"\nstatus = 201\n"), "one or the other"),
+                (&format!("{NAMED}[[checks]]\nname = \"a\"\npath = \"x\"\n"), "must start with /"),
+                (
+                    &format!(
+                        "{NAMED}[[checks]]\nname = \"a\"\npath = \"/\"\n[[checks]]\nname = \"a\"\npath = \"/b\"\n"
+                    ),
+                    "two checks are named `a`",
+                ),
+                (&format!("{NAMED}[version]\npath = \"/v\"\nfield = \"revision\"\n"), "version.field `revision`"),
+                (&format!("{NAMED}[accessories.Db]\nimage = \"i\"\n"), "accessories.Db"),
+                (&format!("{NAMED}[accessories.proxy]\nimage = \"i\"\n"), "accessories.proxy"),
+                (&format!("{NAMED}[healthcheck]\npath = \"ready\"\n"), "healthcheck.path"),
+            ] {
+                jail.create_file("harness.toml", toml)?;
+                let err = Config::load(jail.directory()).unwrap_err().to_string();
+                assert!(err.contains(expected), "{toml}: {err}");
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_local_file_and_the_environment_go_over_the_services_file_and_the_old_checks_variables_reach_verify() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.create_file("harness.toml", &format!("{NAMED}[prod]\napp_port = 9000\n"))?;
+            jail.create_file("harness.local.toml", "[prod]\napp_port = 9001\n")?;
+            jail.set_env("HARNESS_CHECKS__WRITE_TOKEN", "t0k3n");
+            jail.set_env("HARNESS_CHECKS__IDS", "[1,2,3]");
+            let config = Config::load(jail.directory()).unwrap();
+            assert_eq!(config.prod.app_port, 9001);
+            assert_eq!(config.verify.ids, [1, 2, 3]);
+            assert_eq!(config.app_env(), ["WRITE_TOKEN=t0k3n"]);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_variables_a_deploy_gives_its_hooks_and_checks_are_not_settings() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.create_file("harness.toml", NAMED)?;
+            for (key, value) in [
+                ("HARNESS_URL", "http://h:1"),
+                ("HARNESS_PREVIEW_HEADER", "X-Books-Ms-Preview: t"),
+                ("HARNESS_REVISION", "r2"),
+                ("HARNESS_VERSION", "v2"),
+                ("HARNESS_SERVICE", "hello"),
+                ("HARNESS_REPO", "/elsewhere"),
+            ] {
+                jail.set_env(key, value);
+            }
+            let config = Config::load(jail.directory()).unwrap();
+            assert!(config.version.is_none(), "HARNESS_VERSION is not [version]");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn books_ms_is_described_by_its_committed_file() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+            jail.create_file("harness.toml", &std::fs::read_to_string(repo.join("harness.toml")).unwrap())?;
+            let config = Config::load(jail.directory()).unwrap();
+            assert_eq!(config.project(), "books-ms");
+            assert_eq!(config.service_repository(), "10.200.0.1:5000/books-ms");
+            assert_eq!(config.tests_repository(), "10.200.0.1:5000/books-ms-tests");
+            assert_eq!(config.app_env(), ["DB_HOST=db"]);
+            assert_eq!(config.accessories["db"].image, Config::default().prod.database_image, "the lab's mirror");
+            assert!(config
+                .checks()
+                .unwrap()
+                .iter()
+                .any(|c| matches!(c, Check::Command { command, .. } if command == "harness verify")));
             Ok(())
         });
     }

@@ -14,6 +14,7 @@ pub mod deploy;
 pub mod engine;
 mod follow;
 pub mod http;
+pub mod init;
 pub mod interrupt;
 pub mod pipeline;
 pub mod plan;

@@ -55,6 +55,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Completions { shell } => return Out::bytes(&harness::cli::completions(shell)),
         Command::Man => return Out::bytes(&harness::cli::man()?),
+        // For a repository with no harness.toml yet: --repo, else here.
+        Command::Init => {
+            let dir = match cli.repo.clone() {
+                Some(dir) => dir,
+                None => std::env::current_dir().context("the current folder")?,
+            };
+            let out = Out { json: cli.json };
+            if cli.dry_run {
+                out.text(format_args!("would write {}\n", dir.join(harness::config::SERVICE_FILE).display()))?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let written = harness::init::init(&dir)?;
+            let text = format!(
+                "wrote {} (service {}, app port {}): check it, then commit it\n",
+                written.path.display(),
+                written.name,
+                written.port
+            );
+            out.either(&written, text)?;
+            return Ok(ExitCode::SUCCESS);
+        }
         _ => {}
     }
     let repo = cli.repo.clone().map(Ok).unwrap_or_else(commands::repo_root)?;
@@ -88,6 +109,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         if let Command::Deploy { image, revision } = cli.command {
             let release = commands::release(&plan, image, revision)?;
             let actions = runtime.block_on(commands::deploy_preview(&config, &release))?;
+            out.either(&actions, &actions)?;
+        } else if let Command::Remove { volumes } = cli.command {
+            let actions = runtime.block_on(commands::remove(&config, volumes, &Reporter::hidden(), true))?;
             out.either(&actions, &actions)?;
         }
         return Ok(ExitCode::SUCCESS);
@@ -207,10 +231,10 @@ async fn execute(
             out.either(&deployed, text)?;
         }
         Command::Test | Command::Pipeline { .. } => print_pipeline(out, config, plan, reporter).await?,
-        Command::Verify { url } => {
+        Command::Verify { url, header } => {
             // The table (or the JSON report) also when a check failed; the
             // failure is the error, on stderr.
-            let result = commands::verify(config, &url, reporter).await;
+            let result = commands::verify(config, &url, header.as_deref(), reporter).await;
             let report = match &result {
                 Ok(report) => report,
                 Err(error) => &error.report,
@@ -235,6 +259,15 @@ async fn execute(
         Command::Lab { command } => return Ok(exit(commands::lab(&command, &plan.repo)?)),
         Command::Completions { shell } => return Out::bytes(&harness::cli::completions(shell)),
         Command::Man => return Out::bytes(&harness::cli::man()?),
+        Command::Init => anyhow::bail!("harness init runs before any configuration is read"),
+        Command::Remove { volumes } => {
+            let plan = commands::remove(config, volumes, reporter, false).await?;
+            let summary = match &plan {
+                harness::deploy::Preview::Engine(plan) => plan.summary.clone(),
+                harness::deploy::Preview::Swarm(plan) => plan.summary.clone(),
+            };
+            out.either(&plan, format!("{summary}\n"))?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -274,7 +307,7 @@ fn status_text(status: &Status, config: &Config) -> String {
         text.push_str(&format!("{preview} is in preview (a deploy runs, or one died mid-way)\n"));
     }
     if status.containers.is_empty() {
-        text.push_str(&format!("nothing of {} runs on prod\n", config.prod.project));
+        text.push_str(&format!("nothing of {} runs on prod\n", config.project()));
     }
     for c in &status.containers {
         let version = c.version.as_deref().unwrap_or("-");
@@ -305,7 +338,7 @@ fn swarm_status_text(status: &SwarmStatus, config: &Config) -> String {
         ));
     }
     if status.services.is_empty() {
-        text.push_str(&format!("no service of {} runs on the swarm\n", config.prod.project));
+        text.push_str(&format!("no service of {} runs on the swarm\n", config.project()));
     } else {
         text.push_str("services:\n");
     }

@@ -313,7 +313,8 @@ async fn do_step(
         Step::Integrate => integrate(config, &plan.version.revision).await,
         Step::Verify => {
             let url = config.target_url()?;
-            let report = verify::verify_configured(config, &url, reporter).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let report =
+                verify::verify_configured(config, &url, &[], reporter).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             let revision = report.version.as_ref().map(|v| v.revision.clone()).unwrap_or_default();
             if revision != plan.version.revision {
                 bail!("{url}/version reports revision {revision}, but {} was deployed", plan.version.revision);

@@ -170,7 +170,7 @@ mod tests {
             PathBuf::from("/src"),
             Source::WorkingTree { dir: "/src".into() },
             version,
-            &Config::default(),
+            &crate::config::books_ms(),
             Step::ALL.to_vec(),
         )
         .unwrap();
@@ -196,7 +196,7 @@ mod tests {
             PathBuf::from("/src"),
             Source::WorkingTree { dir: "/src".into() },
             version,
-            &Config::default(),
+            &crate::config::books_ms(),
             vec![Step::Build],
         )
         .unwrap();
@@ -212,7 +212,8 @@ mod tests {
             commit: "0123456789abcdef".into(),
             dir: "/src/.harness/checkout".into(),
         };
-        let plan = Plan::new(PathBuf::from("/src"), source, version, &Config::default(), Step::ALL.to_vec()).unwrap();
+        let plan =
+            Plan::new(PathBuf::from("/src"), source, version, &crate::config::books_ms(), Step::ALL.to_vec()).unwrap();
         let text = plan.to_string();
         assert!(
             text.contains("source:        v2.0.0 of https://example.invalid/books-ms.git (commit 0123456789abcdef)"),

@@ -535,6 +535,7 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             // The user's HARNESS_* variables are not the test's.
             jail.clear_env();
+            jail.create_file("harness.toml", "[service]\nname = \"hello\"\n")?;
             let file = jail.directory().join("docker.json");
             std::fs::write(&file, format!(r#"{{"auths": {{"{REGISTRY}": {{"auth": "{}"}}}}}}"#, auth("file:pw")))
                 .unwrap();
@@ -555,6 +556,7 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             // The user's HARNESS_* variables are not the test's.
             jail.clear_env();
+            jail.create_file("harness.toml", "[service]\nname = \"hello\"\n")?;
             jail.set_env("HARNESS_REGISTRY__USERNAME", "only-me");
             let config = Config::load(jail.directory()).unwrap();
             assert!(credentials(&config).unwrap_err().to_string().contains("go together"));

@@ -125,6 +125,8 @@ impl Checkout {
             .arg(self.path())
             .args(args)
             .without_harness_env()
+            // A checkout of its own, without books-ms's harness.toml.
+            .env("HARNESS_SERVICE__NAME", "books-ms")
             .env("HARNESS_IMAGES__SERVICE", SERVICE_NAME)
             .env("HARNESS_IMAGES__TESTS", TESTS_NAME)
             .envs(env.iter().copied())

@@ -77,6 +77,7 @@ fn a_source_tree_runs_no_code_here_unless_trusted_and_the_refusal_says_why() {
         .arg(state.path())
         .args(["pipeline", "--source"])
         .arg(upstream.path())
+        .env("HARNESS_SERVICE__NAME", "books-ms")
         .env("HARNESS_PROD__PROJECT", format!("books-ms-untrusted-{}", std::process::id()))
         .run();
 

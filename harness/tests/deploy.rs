@@ -515,16 +515,17 @@ async fn a_release_that_cannot_reach_its_database_is_never_switched_to() {
     let (live, _) = colours(prod).await;
 
     // The database frozen: the new colour turns healthy (its /health does
-    // not ask the database), and its checks through the preview find /ready
-    // answering 503.
+    // not ask the database), and its readiness through the preview
+    // (healthcheck.path, books-ms's /ready) finds it answering 503.
     common::bounded("pausing the database", prod.pause_container("books-ms-db")).await.expect("pause books-ms-db");
-    let run = deploy(&b.image, &[]).await;
+    let run = deploy(&b.image, &[("HARNESS_PROD__HEALTH_TIMEOUT_SECS", "15")]).await;
     common::bounded("unpausing the database", prod.unpause_container("books-ms-db")).await.expect("unpause");
     let last = PROD.last_history_entry().await;
 
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert!(run.stderr.contains("with the preview header"), "it failed before the switch:\n{}", run.stderr);
-    assert!(run.stderr.contains("check `ready` failed") && run.stderr.contains("503"), "{}", run.stderr);
+    assert!(run.stderr.contains("not healthy within 15 s"), "{}", run.stderr);
+    assert!(run.stderr.contains("/ready with the preview header") && run.stderr.contains("503"), "{}", run.stderr);
     assert_eq!(prod_revision().await, a.revision, "users still reach A");
     assert_eq!(colours(prod).await.0, live, "the live colour");
     assert_eq!(last["outcome"], "failed", "{last:#}");

@@ -233,7 +233,7 @@ async fn a_failing_post_deploy_check_names_the_check_and_overwrites_nothing() {
 
     assert_eq!(output.code, Some(1));
     let stderr = &output.stderr;
-    assert!(stderr.contains("2147483102") && stderr.contains("checks.ids"), "{stderr}");
+    assert!(stderr.contains("2147483102") && stderr.contains("verify.ids"), "{stderr}");
     assert!(took < FAST, "took {took:?}");
     after.assert_serves(&book);
 }

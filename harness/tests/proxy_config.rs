@@ -39,9 +39,12 @@ fn check(name: &str, config: &str) -> (bool, String) {
 fn the_lab_haproxy_accepts_the_configurations_of_both_targets() {
     let preview =
         Routing { live: Some(Colour::Blue), preview: Some(Preview { colour: Colour::Green, token: "t".into() }) };
+    // Another service than books-ms: its app on another port.
+    let backends = proxy::Backends { frontend: "p".into(), app_port: 5000 };
+    let first = Routing { live: None, preview: None };
     let configs = [
-        ("single host, first deploy", proxy::render(&Routing { live: None, preview: None }, |c| format!("p-{c}"))),
-        ("single host, preview", proxy::render(&preview, |c| format!("p-{c}"))),
+        ("single host, first deploy", proxy::render(&first, &backends, |c| format!("p-{c}"))),
+        ("single host, preview", proxy::render(&preview, &backends, |c| format!("p-{c}"))),
         ("swarm", haproxy::render("p-app")),
     ];
     for (name, config) in configs {

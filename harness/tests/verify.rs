@@ -77,7 +77,7 @@ async fn a_users_book_on_a_reserved_id_makes_verify_refuse_without_changing_anyt
     assert_eq!(error.check, Check::ReservedIds);
     assert!(matches!(error.problem, Problem::IdInUse { id, .. } if id == IDS[1]), "{error}");
     let message = error.to_string();
-    for needle in [&IDS[1].to_string(), "checks.ids", "HARNESS_CHECKS__IDS"] {
+    for needle in [&IDS[1].to_string(), "verify.ids", "HARNESS_VERIFY__IDS"] {
         assert!(message.contains(needle), "`{needle}` not in: {message}");
     }
     assert_eq!(error.report.check("put").unwrap().outcome, Outcome::Skipped);
@@ -164,7 +164,7 @@ async fn a_user_racing_the_checks_on_the_reserved_ids_keeps_their_books_and_veri
     assert_eq!(error.check, Check::Put, "{error}");
     assert!(matches!(error.problem, Problem::Taken { id, .. } if id == IDS[1]), "{error}");
     let message = error.to_string();
-    for needle in [&format!("reserved id {} was taken by someone else", IDS[1]), "left as it is", "checks.ids"] {
+    for needle in [&format!("reserved id {} was taken by someone else", IDS[1]), "left as it is", "verify.ids"] {
         assert!(message.contains(needle), "`{needle}` not in: {message}");
     }
     let cleanup = error.cleanup.as_ref().expect("the replaced book is reported by the cleanup");
@@ -272,7 +272,7 @@ async fn the_binary_refuses_a_users_book_on_a_reserved_id_with_exit_1_and_a_json
 
     assert_eq!(run.code, Some(1), "{run:?}");
     assert!(run.stderr.starts_with("harness: error: verify: check `reserved-ids` failed"), "{run:?}");
-    assert!(run.stderr.contains(&IDS[2].to_string()) && run.stderr.contains("checks.ids"), "{run:?}");
+    assert!(run.stderr.contains(&IDS[2].to_string()) && run.stderr.contains("verify.ids"), "{run:?}");
     let report: Value =
         serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("stdout is not the JSON report ({e}): {run:?}"));
     assert_eq!(report["passed"], false);
@@ -499,7 +499,7 @@ async fn harness(args: &[&str]) -> Run {
         .args(args)
         .arg("--repo")
         .arg(common::repo_root())
-        .env("HARNESS_CHECKS__IDS", ids)
+        .env("HARNESS_VERIFY__IDS", ids)
         .run_async()
         .await
 }

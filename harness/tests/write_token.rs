@@ -10,7 +10,7 @@ mod common;
 use common::http_client;
 use common::target::Target;
 
-const TOKEN_SETTING: &str = "HARNESS_CHECKS__WRITE_TOKEN";
+const TOKEN_SETTING: &str = "HARNESS_VERIFY__WRITE_TOKEN";
 
 /// The status of a create-only PUT of book `id` at `base`, with `token`.
 async fn put(base: &str, id: i64, token: Option<&str>) -> u16 {

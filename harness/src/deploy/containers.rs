@@ -15,7 +15,7 @@ pub fn history(config: &Config, names: &Names) -> ContainerCreateBody {
     ContainerCreateBody {
         image: Some(config.prod.database_image.clone()),
         labels: Some(HashMap::from([
-            (PROJECT_LABEL.to_owned(), config.prod.project.clone()),
+            (PROJECT_LABEL.to_owned(), config.project().to_owned()),
             (ROLE_LABEL.to_owned(), "history".to_owned()),
         ])),
         host_config: Some(HostConfig {

@@ -29,7 +29,7 @@ use crate::release::Release;
 /// What a deploy of `release` would do now (`--dry-run`): reads prod,
 /// changes nothing.
 pub async fn preview<T: Target>(target: &T, engine: &Engine, release: &Release) -> anyhow::Result<Plan<T::Action>> {
-    let names = Names::new(&target.config().prod.project);
+    let names = Names::new(target.config().project());
     // The revision the image carries: prod's copy, else the registry's
     // (a deploy reads it once it pulled the image).
     let release = match expected_revision(engine, release).await {
@@ -50,7 +50,7 @@ pub async fn run<T: Target>(
     reporter: &Reporter,
     kind: Kind,
 ) -> anyhow::Result<Deployed> {
-    let names = Names::new(&target.config().prod.project);
+    let names = Names::new(target.config().project());
     let holder = lock::holder(release);
     let executor = Executor::new(target, engine, credentials, reporter);
     let started = std::time::Instant::now();
@@ -107,7 +107,7 @@ pub async fn rollback<T: Target>(
     credentials: Option<DockerCredentials>,
     reporter: &Reporter,
 ) -> anyhow::Result<Deployed> {
-    let names = Names::new(&target.config().prod.project);
+    let names = Names::new(target.config().project());
     let entries = history::read(engine, &names.history).await?;
     let release = match to {
         Some(to) => entries
@@ -146,12 +146,103 @@ async fn before_live<T: Target>(target: &T, engine: &Engine, entries: &[Entry]) 
     }
 }
 
+/// `harness remove [--volumes]`: the target's removal of the service
+/// (`Target::removal`), planned from what prod holds, then, unless
+/// `dry_run`, run under the lock and recorded in the history (kind
+/// `remove`). Nothing undoes it. The plan it ran (or would run).
+pub async fn remove<T: Target>(
+    target: &T,
+    engine: &Engine,
+    volumes: bool,
+    credentials: Option<DockerCredentials>,
+    reporter: &Reporter,
+    dry_run: bool,
+) -> anyhow::Result<Plan<T::Action>> {
+    let config = target.config();
+    let names = Names::new(config.project());
+    let removal = |shared: &Shared, observed: &T::Observed, release: &Release, holder: &str| {
+        let planned = target.removal(observed, volumes).with_context(|| {
+            format!(
+                "harness remove does not work on {} yet: remove the service's services and configs by hand",
+                T::PLACE
+            )
+        })?;
+        if let Some(holder) = &shared.lock_holder {
+            return Err(LockHeld { lock: names.lock.clone(), holder: holder.clone() }.into());
+        }
+        let mut steps = Vec::new();
+        if !shared.history {
+            let image = config.prod.database_image.clone();
+            steps.push(Step::new(Core::Pull { image: image.clone() }));
+            let body = Box::new(super::containers::history(config, &names));
+            steps.push(Step::new(Core::CreateHistory { name: names.history.clone(), image, body }));
+        }
+        steps.push(Step::new(Core::RecordStart { history: names.history.clone() }));
+        let empty = planned.steps.is_empty();
+        steps.extend(planned.steps);
+        let plan = Plan {
+            place: T::PLACE,
+            release: release.clone(),
+            replaces: false,
+            colour: None,
+            prelude: prelude(&names, release, holder),
+            steps,
+            cleanup: Vec::new(),
+            finally: vec![
+                Op::Core(Core::RecordEnd { history: names.history.clone() }),
+                Op::Core(Core::ReleaseLock { name: names.lock.clone() }),
+            ],
+            summary: planned.summary,
+            warnings: planned.warnings,
+        };
+        anyhow::Ok((plan, empty))
+    };
+    // What is removed is named by the release users reach, if any (the
+    // lock's container needs an image prod has: the prelude pulls it).
+    let shared = observe_shared(engine, &names).await?;
+    let observed = target.observe(engine, &shared).await?;
+    let release = match target.live(engine, &observed).await? {
+        Some(live) => live,
+        None => Release::given(config.prod.database_image.clone(), String::new(), None),
+    };
+    let holder = lock::holder(&release);
+    let (plan, empty) = removal(&shared, &observed, &release, &holder)?;
+    if dry_run || empty {
+        return Ok(plan);
+    }
+    let executor = Executor::new(target, engine, credentials, reporter);
+    let started = std::time::Instant::now();
+    let (pull, take_lock) = plan.prelude.split_at(1);
+    executor.run_all(pull).await?;
+    let _shield = crate::interrupt::shield();
+    executor.run_all(take_lock).await?;
+    let result = async {
+        // Under the lock, from what prod holds now.
+        let mut shared = observe_shared(engine, &names).await?;
+        shared.lock_holder = None; // ours
+        let observed = target.observe(engine, &shared).await?;
+        let (plan, _) = removal(&shared, &observed, &release, &holder)?;
+        executor.begin(Journal::new(Kind::Remove, history::now(), &plan, Some(release.clone())));
+        executor.apply(&plan).await?;
+        anyhow::Ok(plan)
+    }
+    .await;
+    let outcome = if result.is_ok() { Outcome::Succeeded } else { Outcome::Failed };
+    executor.conclude(outcome, result.as_ref().err().map(|e| format!("{e:#}")), started.elapsed());
+    for op in &plan.finally {
+        if let Err(e) = executor.run_all(std::slice::from_ref(op)).await {
+            reporter.warn(format!("{op} failed: {e:#}"));
+        }
+    }
+    result
+}
+
 /// `harness lock release [--force]`: removes the deploy lock; who held it,
 /// if any. A lock that another user or machine took is refused unless
 /// `force`; forced, the release is recorded in the history, naming whom it
 /// overrode.
 pub async fn release_lock<T: Target>(target: &T, engine: &Engine, force: bool) -> anyhow::Result<Option<String>> {
-    let names = Names::new(&target.config().prod.project);
+    let names = Names::new(target.config().project());
     let Some(holder) = observe_shared(engine, &names).await?.lock_holder else { return Ok(None) };
     let ours = lock::taken_here(&holder);
     if !ours && !force {
@@ -189,7 +280,7 @@ pub async fn under_lock<T: Target, R>(
     reporter: &Reporter,
     work: impl std::future::Future<Output = anyhow::Result<R>>,
 ) -> anyhow::Result<R> {
-    let names = Names::new(&target.config().prod.project);
+    let names = Names::new(target.config().project());
     let holder = format!("{} since {}, pruning", lock::who(), history::now());
     let executor = Executor::new(target, engine, credentials, reporter);
     let pull = Op::<T::Action>::Core(Core::Pull { image: image.to_owned() });
@@ -218,7 +309,7 @@ fn assemble<T: Target>(
     token: &str,
 ) -> Result<Plan<T::Action>, LockHeld> {
     let config = target.config();
-    let names = Names::new(&config.prod.project);
+    let names = Names::new(config.project());
     if let Some(holder) = &shared.lock_holder {
         return Err(LockHeld { lock: names.lock.clone(), holder: holder.clone() });
     }

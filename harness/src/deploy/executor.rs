@@ -23,7 +23,6 @@ use crate::engine::Engine;
 use crate::progress::Reporter;
 use crate::release::Release;
 use crate::runner::{millis, Outcome, StepRecord};
-use crate::verify::ServiceVersion;
 
 /// One pull on prod: the image comes from the lab's registry, on the same
 /// host's network.
@@ -274,16 +273,23 @@ impl<'a, T: Target> Executor<'a, T> {
                 }
                 bail!("the {name} hook failed ({}); its output, if any, is above", failed.status)
             }
-            Core::CheckVersion { url, revision, preview } => {
+            Core::CheckVersion { url, field, revision, preview } => {
                 let revision = revision.as_deref().context("the revision to check is not known")?;
-                check_version(url, revision, preview).await
+                check_version(url, field, revision, preview).await
             }
-            Core::Verify { url, ids, preview, token } => {
-                use secrecy::ExposeSecret;
-                let headers = preview_header(preview);
-                let token = token.as_ref().map(|t| t.expose_secret());
-                let report = crate::verify::verify_with_token(url, ids, &headers, token, self.reporter).await?;
-                self.reporter.line(format!("prod: {} checks passed", report.checks.len()));
+            Core::Checks { url, checks, revision, preview, secrets, repo, .. } => {
+                let on = super::checks::Run {
+                    url,
+                    revision: revision.as_deref(),
+                    preview: preview.as_deref(),
+                    secrets,
+                    repo,
+                };
+                for check in checks {
+                    let _spinner = crate::progress::Spinner(self.reporter.spinner(format!("check {}", check.name())));
+                    super::checks::run(check, &on).await?;
+                }
+                self.reporter.line(format!("prod: {} checks passed", checks.len()));
                 Ok(())
             }
         }
@@ -348,14 +354,10 @@ impl<'a, T: Target> Executor<'a, T> {
     }
 }
 
-fn preview_header(preview: &Option<String>) -> Vec<(String, String)> {
-    preview.iter().map(|token| (PREVIEW_HEADER.to_owned(), token.clone())).collect()
-}
-
-/// `GET url` (prod's `/version`) reports `revision`, within
-/// [`ROUTE_SETTLE`]: a colour the proxy was just told of answers once its
-/// name resolves there.
-async fn check_version(url: &str, revision: &str, preview: &Option<String>) -> anyhow::Result<()> {
+/// `GET url` (the service's `[version]` path) reports `revision` at the
+/// JSON pointer `field`, within [`ROUTE_SETTLE`]: a colour the proxy was
+/// just told of answers once its name resolves there.
+async fn check_version(url: &str, field: &str, revision: &str, preview: &Option<String>) -> anyhow::Result<()> {
     let mut request = crate::http::builder(HTTP_TIMEOUT, HTTP_TIMEOUT);
     if let Some(token) = preview {
         let mut headers = reqwest::header::HeaderMap::new();
@@ -372,12 +374,15 @@ async fn check_version(url: &str, revision: &str, preview: &Option<String>) -> a
             if !status.is_success() {
                 bail!("GET {url} answered {status}: {}", crate::runner::cut(body.trim(), 200));
             }
-            let version: ServiceVersion = serde_json::from_str(&body).with_context(|| {
-                format!("GET {url}: not the JSON of a /version: {}", crate::runner::cut(body.trim(), 200))
-            })?;
-            match version.revision.as_str() {
-                reported if reported == revision => Ok(()),
-                other => bail!("{url} reports revision {other}, expected {revision}"),
+            let version: serde_json::Value = serde_json::from_str(&body)
+                .with_context(|| format!("GET {url}: not JSON: {}", crate::runner::cut(body.trim(), 200)))?;
+            match version.pointer(field).and_then(serde_json::Value::as_str) {
+                Some(reported) if reported == revision => Ok(()),
+                Some(other) => bail!("{url} reports revision {other}, expected {revision}"),
+                None => bail!(
+                    "GET {url}: no text at {field} (version.field) in its answer: {}",
+                    crate::runner::cut(body.trim(), 200)
+                ),
             }
         };
         match answer.await {

@@ -32,6 +32,8 @@ pub enum Kind {
     Rollback,
     /// `harness lock release --force` removed another's lock.
     LockRelease,
+    /// `harness remove` took the service off prod.
+    Remove,
     /// Written by a later release of the harness: read, kept as is.
     #[serde(other)]
     Other,
@@ -70,6 +72,7 @@ impl fmt::Display for Kind {
             Kind::Deploy => "deploy",
             Kind::Rollback => "rollback",
             Kind::LockRelease => "lock-release",
+            Kind::Remove => "remove",
             Kind::Other => "other",
         })
     }
@@ -121,7 +124,7 @@ pub const STATUS_HISTORY: usize = 5;
 /// For `harness status`: who holds the deploy lock, and the last
 /// [`STATUS_HISTORY`] entries of the history, oldest first.
 pub async fn lock_and_last_entries(engine: &Engine, config: &Config) -> anyhow::Result<(Option<String>, Vec<Entry>)> {
-    let names = Names::new(&config.prod.project);
+    let names = Names::new(config.project());
     let lock = engine.inspect_container(&names.lock).await?.map(super::names::lock_holder);
     let mut entries = read(engine, &names.history).await?;
     entries.drain(..entries.len().saturating_sub(STATUS_HISTORY));

@@ -9,10 +9,16 @@ use crate::config::Config;
 use crate::release::Release;
 
 /// The variables of the harness's own environment that a hook gets,
-/// besides the release's (`BOOKS_MS_*`): none of the harness's settings
-/// (`HARNESS_*`: the registry's password among them), nothing else the
-/// harness was started with.
+/// besides the release's ([`RELEASE_VARIABLES`]): none of the harness's
+/// settings (`HARNESS_*` of its own: the registry's password among them),
+/// nothing else the harness was started with.
 pub const HOOK_INHERITS: [&str; 9] = ["PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "TZ", "TMPDIR"];
+
+/// The release's variables a hook gets (`HARNESS_COLOUR` on a single host
+/// only), each also as `BOOKS_MS_*` (`BOOKS_MS_IMAGE`...) for the hooks
+/// written before services were configured (deprecated).
+pub const RELEASE_VARIABLES: [&str; 6] =
+    ["HARNESS_SERVICE", "HARNESS_IMAGE", "HARNESS_VERSION", "HARNESS_REVISION", "HARNESS_URL", "HARNESS_COLOUR"];
 
 /// How much of a failed hook's output is shown.
 pub(crate) const OUTPUT_CHARS: usize = 2000;
@@ -25,15 +31,19 @@ pub fn planned(config: &Config, kind: HookKind, release: &Release, url: &str, co
         HookKind::PreDeploy => config.hooks.pre_deploy.as_ref(),
         HookKind::PostDeploy => config.hooks.post_deploy.as_ref(),
     }?;
-    let mut env = vec![
-        ("BOOKS_MS_IMAGE".to_owned(), release.image.clone()),
-        ("BOOKS_MS_VERSION".to_owned(), release.version.clone()),
-        ("BOOKS_MS_REVISION".to_owned(), release.revision.clone().unwrap_or_default()),
-        ("BOOKS_MS_URL".to_owned(), url.to_owned()),
+    let mut values = vec![
+        ("SERVICE", config.service.name.clone()),
+        ("IMAGE", release.image.clone()),
+        ("VERSION", release.version.clone()),
+        ("REVISION", release.revision.clone().unwrap_or_default()),
+        ("URL", url.to_owned()),
     ];
     if let Some(colour) = colour {
-        env.push(("BOOKS_MS_COLOUR".to_owned(), colour.name().to_owned()));
+        values.push(("COLOUR", colour.name().to_owned()));
     }
+    let mut env: Vec<(String, String)> = values.iter().map(|(k, v)| (format!("HARNESS_{k}"), v.clone())).collect();
+    // BOOKS_MS_SERVICE never was one.
+    env.extend(values.iter().filter(|(k, _)| *k != "SERVICE").map(|(k, v)| (format!("BOOKS_MS_{k}"), v.clone())));
     Some(Core::Hook {
         name: kind,
         command: command.clone(),
@@ -91,7 +101,8 @@ mod tests {
         assert!(seen.lines().any(|l| l == "BOOKS_MS_REVISION=r2"), "{seen}");
         for line in seen.lines() {
             let name = line.split('=').next().unwrap_or_default();
-            let documented = HOOK_INHERITS.contains(&name) || name.starts_with("BOOKS_MS_");
+            let documented =
+                HOOK_INHERITS.contains(&name) || RELEASE_VARIABLES.contains(&name) || name.starts_with("BOOKS_MS_");
             // sh sets these itself.
             let from_sh = matches!(name, "PWD" | "SHLVL" | "_" | "OLDPWD");
             assert!(documented || from_sh, "the hook saw {name}: {seen}");

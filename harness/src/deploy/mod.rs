@@ -24,6 +24,7 @@
 //! `prune` (what is kept and what goes: [`prune`]) runs under the
 //! deploy lock, taken and released by [`core::under_lock`].
 
+pub mod checks;
 mod containers;
 pub mod core;
 pub mod details;
@@ -69,6 +70,7 @@ pub async fn deploy(
     credentials: Option<DockerCredentials>,
     reporter: &Reporter,
 ) -> anyhow::Result<Deployed> {
+    config.secrets_are_set()?;
     let engine = target_engine(config).await?;
     let kind = history::Kind::Deploy;
     match config.prod.kind {
@@ -85,6 +87,7 @@ pub async fn rollback(
     credentials: Option<DockerCredentials>,
     reporter: &Reporter,
 ) -> anyhow::Result<Deployed> {
+    config.secrets_are_set()?;
     let engine = target_engine(config).await?;
     match config.prod.kind {
         TargetKind::Engine => core::rollback(&Host::new(config), &engine, to, credentials, reporter).await,
@@ -141,8 +144,28 @@ pub async fn status(config: &Config) -> anyhow::Result<AnyStatus> {
 /// `harness history`: every deploy and rollback recorded, oldest first.
 pub async fn history(config: &Config) -> anyhow::Result<Vec<history::Entry>> {
     let engine = target_engine(config).await?;
-    let names = names::Names::new(&config.prod.project);
+    let names = names::Names::new(config.project());
     Ok(history::read(&engine, &names.history).await?)
+}
+
+/// `harness remove [--volumes]` on the configured target (the single host
+/// only, so far): the plan it ran, or with `dry_run` would run.
+pub async fn remove(
+    config: &Config,
+    volumes: bool,
+    credentials: Option<DockerCredentials>,
+    reporter: &Reporter,
+    dry_run: bool,
+) -> anyhow::Result<Preview> {
+    let engine = target_engine(config).await?;
+    Ok(match config.prod.kind {
+        TargetKind::Engine => {
+            Preview::Engine(core::remove(&Host::new(config), &engine, volumes, credentials, reporter, dry_run).await?)
+        }
+        TargetKind::Swarm => {
+            Preview::Swarm(core::remove(&Swarm { config }, &engine, volumes, credentials, reporter, dry_run).await?)
+        }
+    })
 }
 
 /// `harness lock release [--force]`: who held the lock, if anyone.
@@ -183,10 +206,8 @@ pub async fn logs(
 ) -> anyhow::Result<()> {
     let engine = target_engine(config).await?;
     let sources = match config.prod.kind {
-        TargetKind::Engine => {
-            host::logs::sources(&engine, &host::HostNames::new(&config.prod.project), request).await?
-        }
-        TargetKind::Swarm => swarm::logs::sources(&engine, &config.prod.project, request).await?,
+        TargetKind::Engine => host::logs::sources(&engine, &host::HostNames::new(config.project()), request).await?,
+        TargetKind::Swarm => swarm::logs::sources(&engine, config.project(), request).await?,
     };
     logs::read(sources, request, reporter, sink).await
 }
@@ -255,7 +276,7 @@ async fn prune_on(
     use std::collections::{BTreeMap, BTreeSet};
 
     let service_repository = config.service_repository();
-    let names = names::Names::new(&config.prod.project);
+    let names = names::Names::new(config.project());
     // Both targets pull from the one registry: a release either can roll
     // back to stays. The other target must answer, or nothing is removed
     // (unless the user says there is no other).
@@ -298,18 +319,19 @@ async fn prune_on(
 
     let cd = crate::engine::cd().await?;
     let registry = crate::registry::Registry::open(&cd, config, credentials).await?;
-    reporter.line(format!("prune: reading the tags of {} and {}", config.images.service, config.images.tests));
-    let service = prune::manifests(&registry, &config.images.service).await?;
-    let tests = prune::manifests(&registry, &config.images.tests).await?;
+    let (service_name, tests_name) = (config.service_image_name(), config.tests_image_name());
+    reporter.line(format!("prune: reading the tags of {service_name} and {tests_name}"));
+    let service = prune::manifests(&registry, &service_name).await?;
+    let tests = prune::manifests(&registry, &tests_name).await?;
     let choice = prune::choose_in_registry(&service, &tests, &protected, request.keep);
     let kept: BTreeSet<String> = choice
         .kept
         .iter()
-        .filter(|k| k.manifest.repository == config.images.service)
+        .filter(|k| k.manifest.repository == service_name)
         .map(|k| k.manifest.digest.clone())
         .chain(protected.keys().cloned())
         .collect();
-    let mut on_engine = prune::choose_on_engine(&containers, &images, &config.prod.project, &service_repository, &kept);
+    let mut on_engine = prune::choose_on_engine(&containers, &images, config.project(), &service_repository, &kept);
     let mut warnings = Vec::new();
     if config.prod.kind == TargetKind::Swarm {
         // A task's container is the swarm's to remove (its task history).

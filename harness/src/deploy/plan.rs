@@ -100,24 +100,36 @@ pub enum Core {
         #[serde(skip)]
         env: Vec<(String, String)>,
     },
-    /// `GET url` must report this revision within a few seconds (a proxy
-    /// resolves a colour it was just told of within a second).
+    /// `GET url` must report this revision (at the JSON pointer `field`)
+    /// within a few seconds (a proxy resolves a colour it was just told of
+    /// within a second).
     CheckVersion {
         url: String,
+        field: String,
         /// None in a dry run before prod has the image.
         revision: Option<String>,
         #[serde(skip)]
         preview: Option<String>,
     },
-    /// The post-deploy checks (`harness verify`) on the reserved ids.
-    Verify {
+    /// The post-deploy checks (`[[checks]]`), in order.
+    Checks {
         url: String,
-        ids: Vec<i32>,
+        /// Their names.
+        names: Vec<String>,
+        #[serde(skip)]
+        checks: Vec<crate::config::Check>,
+        /// The revision the release carries (a command check's
+        /// `HARNESS_REVISION`).
+        #[serde(skip)]
+        revision: Option<String>,
         #[serde(skip)]
         preview: Option<String>,
-        /// The service's write token, sent on the checks' writes.
+        /// The app's secrets, which a command check gets.
         #[serde(skip)]
-        token: Option<secrecy::SecretString>,
+        secrets: Vec<(String, secrecy::SecretString)>,
+        /// A command check's folder.
+        #[serde(skip)]
+        repo: std::path::PathBuf,
     },
 }
 
@@ -136,11 +148,11 @@ impl fmt::Display for Core {
             // Not its command: this text is kept in prod's history, and a
             // command may carry what its author would not have stored.
             Core::Hook { name, .. } => write!(f, "run the {name} hook"),
-            Core::CheckVersion { url, revision, preview } => match revision {
+            Core::CheckVersion { url, revision, preview, .. } => match revision {
                 Some(revision) => write!(f, "check that {url}{} reports revision {revision}", through(preview)),
                 None => write!(f, "check that {url}{} reports the revision its image carries", through(preview)),
             },
-            Core::Verify { url, preview, .. } => write!(f, "run the post-deploy checks on {url}{}", through(preview)),
+            Core::Checks { url, preview, .. } => write!(f, "run the post-deploy checks on {url}{}", through(preview)),
         }
     }
 }

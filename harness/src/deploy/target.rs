@@ -66,6 +66,13 @@ pub trait Target: Sized {
     /// names none before `live`: what the target kept of it, if anything.
     async fn kept_before(&self, engine: &Engine, observed: &Self::Observed, live: &Release) -> anyhow::Result<Release>;
 
+    /// The steps that take the service off prod (`harness remove`): its
+    /// containers and network, its volumes with `volumes`; the lock and
+    /// the history stay. None: the target cannot do it yet.
+    fn removal(&self, _observed: &Self::Observed, _volumes: bool) -> Option<Planned<Self::Action>> {
+        None
+    }
+
     /// What a successful run of `plan` reports.
     fn deployed(&self, plan: &Plan<Self::Action>, observed: &Self::Observed, before: Option<Release>) -> Deployed;
 }
@@ -84,9 +91,11 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// How the history's last entry for `image` ended.
+    /// How the history's last deploy or rollback of `image` ended (a
+    /// removal of it is no deploy).
     pub fn last_outcome(&self, image: &str) -> Option<Outcome> {
-        self.entries.iter().rev().find(|e| e.release.image == image).map(|e| e.outcome)
+        let deploys = self.entries.iter().rev().filter(|e| !matches!(e.kind, super::history::Kind::Remove));
+        deploys.filter(|e| e.release.image == image).map(|e| e.outcome).next()
     }
 }
 
@@ -109,25 +118,36 @@ impl Context<'_> {
         hooks::planned(self.config, kind, self.release, &self.url, colour).map(Step::new)
     }
 
-    /// The revision check and the post-deploy checks, through the proxy
-    /// with `preview` (the token that reaches the release before users do)
-    /// or as users reach it.
-    pub fn checks<A>(&self, preview: Option<&str>) -> [Step<A>; 2] {
+    /// The revision check (`[version]`, when set) and the post-deploy
+    /// checks (`[[checks]]`, when any), through the proxy with `preview`
+    /// (the token that reaches the release before users do) or as users
+    /// reach it.
+    pub fn checks<A>(&self, preview: Option<&str>) -> Vec<Step<A>> {
         let preview = preview.map(str::to_owned);
         let url = &self.url;
-        [
-            Step::new(Core::CheckVersion {
-                url: format!("{url}/version"),
+        let mut steps = Vec::new();
+        if let Some(version) = &self.config.version {
+            steps.push(Step::new(Core::CheckVersion {
+                url: format!("{url}{}", version.path),
+                field: version.field.clone(),
                 revision: self.release.revision.clone(),
                 preview: preview.clone(),
-            }),
-            Step::new(Core::Verify {
+            }));
+        }
+        // Validated when the configuration was loaded.
+        let checks = self.config.checks().unwrap_or_default();
+        if !checks.is_empty() {
+            steps.push(Step::new(Core::Checks {
                 url: url.clone(),
-                ids: self.config.checks.ids.clone(),
+                names: checks.iter().map(|c| c.name().to_owned()).collect(),
+                checks,
+                revision: self.release.revision.clone(),
                 preview,
-                token: self.config.checks.write_token.clone(),
-            }),
-        ]
+                secrets: self.config.app_secrets(),
+                repo: self.config.repo.clone(),
+            }));
+        }
+        steps
     }
 }
 

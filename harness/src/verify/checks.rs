@@ -409,7 +409,7 @@ mod tests {
     fn ids_must_be_some_and_distinct() {
         for bad in [&[][..], &[1, 2, 1][..]] {
             let err = validate_ids(bad).unwrap_err().to_string();
-            assert!(err.contains("checks.ids") && err.contains("HARNESS_CHECKS__IDS"), "{err}");
+            assert!(err.contains("verify.ids") && err.contains("HARNESS_VERIFY__IDS"), "{err}");
         }
         assert_eq!(validate_ids(&[3, 1]).unwrap(), [3, 1]);
     }

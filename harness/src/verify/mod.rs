@@ -5,7 +5,7 @@
 //! `version` (`/version` is `{name, version, revision}`, returned so a deploy
 //! can compare the revision), `integ-list` (the original integ test: `GET
 //! /api/v1/books` answers 200), then the chapter's own checks on the ids
-//! reserved for them (`checks.ids`): `reserved-ids` (no user's book sits
+//! reserved for them (`verify.ids`): `reserved-ids` (no user's book sits
 //! there), `put` (one book per id, author "John Doe"), `list` (the list, read
 //! page by page around the reserved ids, holds exactly those summaries),
 //! `get-by-id` (each book comes back equal in all four fields), and last
@@ -66,16 +66,20 @@ pub async fn verify(url: &str, ids: &[i32], reporter: &Reporter) -> Result<Verif
     verify_with_token(url, ids, &[], None, reporter).await
 }
 
-/// [`verify`] with the configured ids (`checks.ids`) and write token
-/// (`checks.write_token`, sent on the checks' writes).
+/// [`verify`] with the configured ids (`verify.ids`), `headers`, and the
+/// write token (`verify.write_token`, else `WRITE_TOKEN` in the
+/// environment, as a deploy's command check gets it), sent on the checks'
+/// writes.
 pub async fn verify_configured(
     config: &crate::config::Config,
     url: &str,
+    headers: &[(String, String)],
     reporter: &Reporter,
 ) -> Result<VerifyReport, VerifyError> {
     use secrecy::ExposeSecret;
-    let token = config.checks.write_token.as_ref().map(|t| t.expose_secret());
-    verify_with_token(url, &config.checks.ids, &[], token, reporter).await
+    let from_env = std::env::var("WRITE_TOKEN").ok().filter(|t| !t.is_empty());
+    let token = config.verify.write_token.as_ref().map(|t| t.expose_secret().to_owned()).or(from_env);
+    verify_with_token(url, &config.verify.ids, headers, token.as_deref(), reporter).await
 }
 
 /// [`verify`], sending `headers` with every request (a preview header),

@@ -127,7 +127,7 @@ pub enum Problem {
         "`{url}` is not a usable base URL ({reason}); pass the service's address, e.g. --url http://10.200.0.2:8080"
     )]
     BadUrl { url: String, reason: String },
-    #[error("checks.ids {reason}; set `checks.ids` in harness.toml or HARNESS_CHECKS__IDS, e.g. HARNESS_CHECKS__IDS='[2147483101,2147483102,2147483103]'")]
+    #[error("verify.ids {reason}; set `verify.ids` in harness.toml or HARNESS_VERIFY__IDS, e.g. HARNESS_VERIFY__IDS='[2147483101,2147483102,2147483103]'")]
     BadIds { reason: String },
     #[error("cannot make an HTTP client: {0}")]
     Client(String),
@@ -138,7 +138,7 @@ pub enum Problem {
     Status { request: String, expected: String, status: StatusCode, excerpt: String, hint: String },
     #[error("{request}: expected {expected}, got {found}; is this a books-ms, of this API version?")]
     Content { request: String, expected: String, found: String },
-    #[error("book {id} exists on {url} (title {title:?}, author {author:?}) and was not written by the checks; verify writes nothing rather than overwrite a user's book: give the checks other ids with `checks.ids` in harness.toml or HARNESS_CHECKS__IDS")]
+    #[error("book {id} exists on {url} (title {title:?}, author {author:?}) and was not written by the checks; verify writes nothing rather than overwrite a user's book: give the checks other ids with `verify.ids` in harness.toml or HARNESS_VERIFY__IDS")]
     IdInUse { id: i32, url: String, title: String, author: String },
     #[error("the checks did not finish within {secs} s (during `{check}`): the service at {url} answers too slowly")]
     Deadline { url: String, check: Check, secs: u64 },
@@ -146,7 +146,7 @@ pub enum Problem {
     Interrupted { signal: crate::interrupt::Interrupted, check: Check },
     #[error("book {id} at {url} is no longer the one the checks wrote, so someone replaced it during the checks: left as it is")]
     Replaced { id: i32, url: String },
-    #[error("reserved id {id} was taken by someone else {when}: their book at {url} is left as it is and verify wrote nothing there; give the checks ids no one uses with `checks.ids` in harness.toml or HARNESS_CHECKS__IDS")]
+    #[error("reserved id {id} was taken by someone else {when}: their book at {url} is left as it is and verify wrote nothing there; give the checks ids no one uses with `verify.ids` in harness.toml or HARNESS_VERIFY__IDS")]
     Taken { id: i32, url: String, when: &'static str },
     #[error("{first}; books the checks wrote may be left on ids {left:?}: once the service is healthy, run verify again (it removes them) or DELETE {base}/api/v1/books/_id/ID")]
     Cleanup { first: Box<Problem>, left: Vec<i32>, base: String },

@@ -153,8 +153,13 @@ pub async fn releases(prefix: &str) -> (Release, Release) {
 /// `REGISTRY/books-lab-tests/books-ms:REVISION`, pushes it, and returns
 /// its name by digest, `REGISTRY/books-lab-tests/books-ms@sha256:...`.
 fn build_and_push(context: &Path, revision: &str, options: &[&str]) -> Result<String, String> {
+    build_and_push_to(TEST_REPOSITORY, context, revision, options)
+}
+
+/// [`build_and_push`] to `REGISTRY/REPOSITORY`.
+pub fn build_and_push_to(repository: &str, context: &Path, revision: &str, options: &[&str]) -> Result<String, String> {
     let lab = Lab::load();
-    let repository = format!("{}/{TEST_REPOSITORY}", lab.registry);
+    let repository = format!("{}/{repository}", lab.registry);
     let tag = format!("{repository}:{revision}");
     docker(&["build", "-q"]).args(options).args(&["-t", &tag]).arg(&context.to_string_lossy()).succeeds()?;
     docker(&["push", &tag]).succeeds()?;

@@ -20,13 +20,18 @@ use crate::progress::Spinner;
 /// How long a stopped container gets to finish its requests in flight (the
 /// service takes up to 10 s on SIGTERM).
 const STOP_GRACE_SECS: i32 = 15;
+/// How often readiness is asked, and how long one answer may take (above
+/// books-ms's own deadline for asking its database, so that its 503 is
+/// seen rather than a timeout).
+const READY_POLL: Duration = Duration::from_millis(250);
+const READY_REQUEST: Duration = Duration::from_secs(5);
 /// Lines of the failed container's log quoted in the error.
 const LOG_LINES: usize = 20;
 /// How often a drain asks the proxy whether the old colour still holds a
 /// request.
 const DRAIN_POLL: Duration = Duration::from_millis(200);
 
-pub async fn act(on: &On<'_>, names: &HostNames, action: &Action) -> anyhow::Result<()> {
+pub async fn act(on: &On<'_>, names: &HostNames, backends: &proxy::Backends, action: &Action) -> anyhow::Result<()> {
     let prod = on.engine;
     let docker = &prod.docker;
     match action {
@@ -40,6 +45,13 @@ pub async fn act(on: &On<'_>, names: &HostNames, action: &Action) -> anyhow::Res
             let request = VolumeCreateRequest { name: Some(name.clone()), ..Default::default() };
             prod.call(format!("to create the volume {name}"), docker.create_volume(request)).await?;
             Ok(())
+        }
+        Action::RemoveNetwork { name } => {
+            Ok(tolerate(prod.call(format!("to remove the network {name}"), docker.remove_network(name)).await, 404)?)
+        }
+        Action::RemoveVolume { name } => {
+            let removed = docker.remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>);
+            Ok(tolerate(prod.call(format!("to remove the volume {name}"), removed).await, 404)?)
         }
         Action::Create { name, body, .. } => on.create_container(name, body).await,
         Action::Start { name } => {
@@ -55,7 +67,11 @@ pub async fn act(on: &On<'_>, names: &HostNames, action: &Action) -> anyhow::Res
             let _spinner = Spinner(on.reporter.spinner(format!("waiting for {name} to turn healthy")));
             wait_healthy(prod, name, *timeout_secs, setting, *no_healthcheck_ok).await
         }
-        Action::Route { proxy: name, routing, apply } => route(prod, names, name, routing, *apply).await,
+        Action::WaitReady { name, url, token, timeout_secs, setting } => {
+            let _spinner = Spinner(on.reporter.spinner(format!("waiting for {name} to answer {url}")));
+            wait_ready(url, token, *timeout_secs, setting).await
+        }
+        Action::Route { proxy: name, routing, apply } => route(prod, names, backends, name, routing, *apply).await,
         Action::Drain { secs, proxy, colour } => drain(on, proxy, *colour, *secs).await,
     }
 }
@@ -65,8 +81,15 @@ pub async fn act(on: &On<'_>, names: &HostNames, action: &Action) -> anyhow::Res
 /// running proxy the same state through its runtime API (no reload: no
 /// connection is closed). A proxy that does not run takes the file when it
 /// starts.
-async fn route(prod: &Engine, names: &HostNames, name: &str, routing: &Routing, apply: bool) -> anyhow::Result<()> {
-    let config = proxy::render(routing, |colour| names.colour(colour));
+async fn route(
+    prod: &Engine,
+    names: &HostNames,
+    backends: &proxy::Backends,
+    name: &str,
+    routing: &Routing,
+    apply: bool,
+) -> anyhow::Result<()> {
+    let config = proxy::render(routing, backends, |colour| names.colour(colour));
     let files = [(proxy::CONFIG_FILE, config.as_str()), (proxy::MAP_FILE, &proxy::map(routing))];
     prod.write_files(name, proxy::CONFIG_DIR, &files).await?;
     if !apply {
@@ -143,6 +166,32 @@ async fn wait_healthy(
             _ if Instant::now() > deadline => bail!("not healthy within {timeout_secs} s ({setting})"),
             _ => tokio::time::sleep(Duration::from_millis(500)).await,
         }
+    }
+}
+
+/// Until `GET url` with the preview header `token` answers 2xx, polled
+/// every [`READY_POLL`], within `timeout_secs` (named `setting` in the
+/// error, with the last answer).
+async fn wait_ready(url: &str, token: &str, timeout_secs: u64, setting: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(timeout_secs);
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = reqwest::header::HeaderValue::from_str(token).context("the preview token is not a header value")?;
+    headers.insert(proxy::PREVIEW_HEADER, value);
+    let http = crate::http::builder(READY_REQUEST, READY_REQUEST).default_headers(headers).build()?;
+    loop {
+        let last = match http.get(url).send().await {
+            Ok(response) if response.status().is_success() => return Ok(()),
+            Ok(response) => {
+                let status = response.status();
+                let body = response.text().await.unwrap_or_default();
+                format!("it answered {status}: {}", crate::runner::cut(body.trim(), 200))
+            }
+            Err(e) => format!("no answer: {}", crate::http::error_chain(&e)),
+        };
+        if Instant::now() >= deadline {
+            bail!("not healthy within {timeout_secs} s ({setting}): GET {url} with the preview header; last, {last}");
+        }
+        tokio::time::sleep(READY_POLL.min(deadline.saturating_duration_since(Instant::now()))).await;
     }
 }
 

@@ -9,7 +9,7 @@ use bollard::models::{
 };
 
 use super::HostNames as Names;
-use crate::config::Config;
+use crate::config::{AccessoryConfig, Config};
 use crate::deploy::containers::canonical;
 use crate::deploy::haproxy::APP_PORT;
 use crate::deploy::names::Colour;
@@ -30,7 +30,7 @@ pub fn app(config: &Config, release: &Release, names: &Names, colour: Colour) ->
             .health_interval_ms
             .map(|ms| HealthConfig { interval: Some((ms * 1_000_000) as i64), ..Default::default() }),
         labels: Some(HashMap::from([
-            (PROJECT_LABEL.to_owned(), config.prod.project.clone()),
+            (PROJECT_LABEL.to_owned(), config.project().to_owned()),
             (ROLE_LABEL.to_owned(), "app".to_owned()),
             (COLOUR_LABEL.to_owned(), colour.name().to_owned()),
             (VERSION_LABEL.to_owned(), release.version.clone()),
@@ -58,7 +58,7 @@ pub fn proxy(config: &Config, names: &Names) -> ContainerCreateBody {
     let mut body = ContainerCreateBody {
         image: Some(config.prod.proxy_image.clone()),
         labels: Some(HashMap::from([
-            (PROJECT_LABEL.to_owned(), config.prod.project.clone()),
+            (PROJECT_LABEL.to_owned(), config.project().to_owned()),
             (ROLE_LABEL.to_owned(), "proxy".to_owned()),
         ])),
         exposed_ports: Some(vec![port.clone()]),
@@ -79,21 +79,25 @@ pub fn proxy(config: &Config, names: &Names) -> ContainerCreateBody {
     body
 }
 
-/// The database container, its data in the named volume.
-pub fn database(config: &Config, names: &Names) -> ContainerCreateBody {
+/// The accessory `name` (its role label is its name), its data in its
+/// named volume when it has one, reached by its name on the project's
+/// network.
+pub fn accessory(config: &Config, names: &Names, name: &str, spec: &AccessoryConfig) -> ContainerCreateBody {
+    let env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     ContainerCreateBody {
-        image: Some(config.prod.database_image.clone()),
+        image: Some(spec.image.clone()),
+        env: (!env.is_empty()).then_some(env),
         labels: Some(HashMap::from([
-            (PROJECT_LABEL.to_owned(), config.prod.project.clone()),
-            (ROLE_LABEL.to_owned(), "db".to_owned()),
+            (PROJECT_LABEL.to_owned(), config.project().to_owned()),
+            (ROLE_LABEL.to_owned(), name.to_owned()),
         ])),
         host_config: Some(HostConfig {
-            binds: Some(vec![format!("{}:/data/db", names.volume)]),
+            binds: spec.volume.as_ref().map(|path| vec![format!("{}:{path}", names.accessory(name))]),
             restart_policy: Some(unless_stopped()),
             log_config: Some(log_config(config)),
             ..Default::default()
         }),
-        networking_config: Some(on_network(&names.network, "db")),
+        networking_config: Some(on_network(&names.network, name)),
         ..Default::default()
     }
 }
@@ -149,7 +153,7 @@ mod tests {
 
     #[test]
     fn the_spec_changes_with_the_release_and_the_configuration_only() {
-        let config = Config::default();
+        let config = crate::config::books_ms();
         let names = Names::new("books-ms");
         let a = app(&config, &release("r/a@sha256:1"), &names, Colour::Blue);
         let again = app(&config, &release("r/a@sha256:1"), &names, Colour::Blue);
@@ -164,7 +168,7 @@ mod tests {
 
     #[test]
     fn colours_are_never_published_the_proxy_is_and_everything_rotates_its_logs() {
-        let mut config = Config::default();
+        let mut config = crate::config::books_ms();
         config.prod.memory_mb = Some(512);
         config.prod.cpus = Some(1.5);
         let names = Names::new("books-ms");
@@ -178,7 +182,8 @@ mod tests {
         let proxy = proxy(&config, &names);
         let bindings = proxy.host_config.as_ref().unwrap().port_bindings.as_ref().unwrap();
         assert_eq!(bindings["8080/tcp"].as_ref().unwrap()[0].host_port.as_deref(), Some("8080"));
-        for body in [&green, &proxy, &database(&config, &names)] {
+        let db = accessory(&config, &names, "db", &config.accessories["db"]);
+        for body in [&green, &proxy, &db] {
             let log = body.host_config.as_ref().unwrap().log_config.as_ref().unwrap();
             assert_eq!(log.config.as_ref().unwrap()["max-size"], "10m");
         }

@@ -11,6 +11,8 @@
 pub mod act;
 pub mod containers;
 pub mod details;
+#[cfg(test)]
+mod golden;
 pub mod logs;
 pub mod observe;
 pub mod plan;
@@ -26,9 +28,10 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::release::Release;
 
-/// Names of the project's containers on prod, from the project `P`: a
-/// network `P`, a database container `P-db` with its named volume `P-db`,
-/// the two colours of the app `P-blue` and `P-green`, the proxy `P-proxy`.
+/// Names of the project's containers on prod, from the project `P` (the
+/// service's name): a network `P`, each accessory `A` as the container
+/// `P-A` with its named volume `P-A` (books-ms's database: `P-db`), the
+/// two colours of the app `P-blue` and `P-green`, the proxy `P-proxy`.
 /// `P-app` and `P-app-previous` are what deploys before blue-green left
 /// (one app container published on the port): the first blue-green deploy
 /// removes them.
@@ -36,8 +39,9 @@ use crate::release::Release;
 pub struct HostNames {
     pub project: String,
     pub network: String,
+    /// The accessory `db`'s container (what `harness logs --accessory db`
+    /// and `harness details` read).
     pub db: String,
-    pub volume: String,
     pub proxy: String,
     pub legacy_app: String,
     pub legacy_previous: String,
@@ -49,7 +53,6 @@ impl HostNames {
             project: project.to_owned(),
             network: project.to_owned(),
             db: format!("{project}-db"),
-            volume: format!("{project}-db"),
             proxy: format!("{project}-proxy"),
             legacy_app: format!("{project}-app"),
             legacy_previous: format!("{project}-app-previous"),
@@ -59,6 +62,11 @@ impl HostNames {
     /// The container of one colour.
     pub fn colour(&self, colour: Colour) -> String {
         format!("{}-{colour}", self.project)
+    }
+
+    /// The container of the accessory `name`, and its volume.
+    pub fn accessory(&self, name: &str) -> String {
+        format!("{}-{name}", self.project)
     }
 }
 
@@ -70,7 +78,7 @@ pub struct Host<'a> {
 
 impl<'a> Host<'a> {
     pub fn new(config: &'a Config) -> Self {
-        Host { config, names: HostNames::new(&config.prod.project) }
+        Host { config, names: HostNames::new(config.project()) }
     }
 }
 
@@ -89,7 +97,7 @@ impl Target for Host<'_> {
     }
 
     async fn observe(&self, engine: &Engine, _shared: &Shared) -> anyhow::Result<Observed> {
-        observe::observe(engine, &self.names).await
+        observe::observe(engine, &self.names, self.config.accessories.keys().map(String::as_str)).await
     }
 
     async fn live(&self, engine: &Engine, observed: &Observed) -> anyhow::Result<Option<Release>> {
@@ -104,7 +112,7 @@ impl Target for Host<'_> {
     }
 
     async fn act(&self, on: &On<'_>, action: &Action) -> anyhow::Result<()> {
-        act::act(on, &self.names, action).await
+        act::act(on, &self.names, &proxy::Backends::of(self.config), action).await
     }
 
     /// The new colour's last log lines, once it was created.
@@ -117,6 +125,10 @@ impl Target for Host<'_> {
             return String::new();
         }
         format!("\nthe last log lines of {new}:\n{}", act::last_logs(on.engine, &new).await)
+    }
+
+    fn removal(&self, observed: &Observed, volumes: bool) -> Option<Planned<Action>> {
+        Some(plan::removal(observed, self.config, volumes))
     }
 
     /// The stopped colour the last deploy kept.

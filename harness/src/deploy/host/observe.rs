@@ -8,24 +8,33 @@ use bollard::models::{ContainerInspectResponse, ContainerSummary, HealthStatusEn
 use bollard::query_parameters::ListContainersOptionsBuilder;
 use serde::Serialize;
 
-use super::plan::{Container, Observed, ProxyState};
+use super::plan::{AccessoryState, Container, Observed, ProxyState};
 use super::proxy::{self, Routing};
 use super::HostNames;
 use crate::deploy::names::*;
 use crate::engine::{found, Engine, EngineError};
 use crate::release::Release;
 
-/// The network, the volume, and each container of the deploy by its name;
-/// the proxy's routing read back from its configuration.
-pub async fn observe(prod: &Engine, names: &HostNames) -> anyhow::Result<Observed> {
+/// The network, each accessory `accessories` names (its container and
+/// volume), and each container of the deploy by its name; the proxy's
+/// routing read back from its configuration.
+pub async fn observe(
+    prod: &Engine,
+    names: &HostNames,
+    accessories: impl IntoIterator<Item = &str>,
+) -> anyhow::Result<Observed> {
     let network = found(
         prod.call(format!("for the network {}", names.network), prod.docker.inspect_network(&names.network, None))
             .await,
     )?
     .is_some();
-    let volume =
-        found(prod.call(format!("for the volume {}", names.volume), prod.docker.inspect_volume(&names.volume)).await)?
-            .is_some();
+    let mut observed_accessories = std::collections::BTreeMap::new();
+    for accessory in accessories {
+        let name = names.accessory(accessory);
+        let volume = found(prod.call(format!("for the volume {name}"), prod.docker.inspect_volume(&name)).await)?;
+        let container = inspect(prod, &name).await?.map(container);
+        observed_accessories.insert(accessory.to_owned(), AccessoryState { volume: volume.is_some(), container });
+    }
     let proxy = match inspect(prod, &names.proxy).await?.map(container) {
         // A running proxy routes as its runtime says (a deploy killed between
         // writing the file and applying it leaves them apart); a stopped one
@@ -53,8 +62,7 @@ pub async fn observe(prod: &Engine, names: &HostNames) -> anyhow::Result<Observe
     }
     Ok(Observed {
         network,
-        volume,
-        db: inspect(prod, &names.db).await?.map(container),
+        accessories: observed_accessories,
         proxy,
         blue: inspect(prod, &names.colour(Colour::Blue)).await?.map(container),
         green: inspect(prod, &names.colour(Colour::Green)).await?.map(container),
@@ -85,11 +93,16 @@ async fn inspect(prod: &Engine, name: &str) -> Result<Option<ContainerInspectRes
 
 fn container(inspected: ContainerInspectResponse) -> Container {
     let state = inspected.state.unwrap_or_default();
-    Container {
-        running: state.running == Some(true),
-        healthy: state.health.and_then(|h| h.status) == Some(HealthStatusEnum::HEALTHY),
-        spec: inspected.config.and_then(|c| c.labels?.get(SPEC_LABEL).cloned()),
-    }
+    let running = state.running == Some(true);
+    // An image without a Docker healthcheck is healthy while it runs (its
+    // readiness is the harness's to check, through the proxy).
+    let health = state.health.and_then(|h| h.status);
+    let healthy = match health {
+        Some(HealthStatusEnum::HEALTHY) => true,
+        None | Some(HealthStatusEnum::NONE | HealthStatusEnum::EMPTY) => running,
+        Some(_) => false,
+    };
+    Container { running, healthy, spec: inspected.config.and_then(|c| c.labels?.get(SPEC_LABEL).cloned()) }
 }
 
 /// One container of the project on prod.
@@ -120,8 +133,8 @@ pub struct Status {
 }
 
 pub async fn status(prod: &Engine, config: &crate::config::Config) -> anyhow::Result<Status> {
-    let names = HostNames::new(&config.prod.project);
-    let observed = observe(prod, &names).await?;
+    let names = HostNames::new(config.project());
+    let observed = observe(prod, &names, config.accessories.keys().map(String::as_str)).await?;
     let (lock, history) = crate::deploy::history::lock_and_last_entries(prod, config).await?;
     let routing = observed.proxy.as_ref().and_then(|p| p.routing.clone());
     Ok(Status {
@@ -129,7 +142,7 @@ pub async fn status(prod: &Engine, config: &crate::config::Config) -> anyhow::Re
         url: config.prod_url()?,
         live: observed.live(),
         preview: routing.and_then(|r| r.preview).map(|p| p.colour),
-        containers: containers(prod, &config.prod.project).await?,
+        containers: containers(prod, config.project()).await?,
         lock,
         history,
     })

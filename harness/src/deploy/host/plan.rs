@@ -43,12 +43,19 @@ pub struct ProxyState {
     pub routing: Option<Routing>,
 }
 
+/// An accessory on prod: its volume, its container.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccessoryState {
+    pub volume: bool,
+    pub container: Option<Container>,
+}
+
 /// What prod holds of the project before a deploy.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Observed {
     pub network: bool,
-    pub volume: bool,
-    pub db: Option<Container>,
+    /// The configured accessories, by name.
+    pub accessories: std::collections::BTreeMap<String, AccessoryState>,
     pub proxy: Option<ProxyState>,
     pub blue: Option<Container>,
     pub green: Option<Container>,
@@ -84,6 +91,14 @@ pub enum Action {
     CreateVolume {
         name: String,
     },
+    /// Removes the network (`harness remove`).
+    RemoveNetwork {
+        name: String,
+    },
+    /// Removes a volume and its data (`harness remove --volumes`).
+    RemoveVolume {
+        name: String,
+    },
     Create {
         name: String,
         image: String,
@@ -109,6 +124,16 @@ pub enum Action {
         setting: String,
         no_healthcheck_ok: bool,
     },
+    /// Until `url` answers 2xx through the proxy's preview (the colour
+    /// `name` alone), polled, at most `timeout_secs`.
+    WaitReady {
+        name: String,
+        url: String,
+        #[serde(skip)]
+        token: String,
+        timeout_secs: u64,
+        setting: String,
+    },
     /// Writes the proxy's configuration for `routing`; `apply`: gives the
     /// running proxy that state too (its runtime API: no reload).
     Route {
@@ -130,12 +155,17 @@ impl fmt::Display for Action {
         match self {
             Action::CreateNetwork { name } => write!(f, "create the network {name}"),
             Action::CreateVolume { name } => write!(f, "create the volume {name}"),
+            Action::RemoveNetwork { name } => write!(f, "remove the network {name}"),
+            Action::RemoveVolume { name } => write!(f, "remove the volume {name} and its data"),
             Action::Create { name, image, .. } => write!(f, "create {name} from {image}"),
             Action::Start { name } => write!(f, "start {name}"),
             Action::Stop { name } => write!(f, "stop {name}"),
             Action::Remove { name } => write!(f, "remove {name}"),
             Action::WaitHealthy { name, timeout_secs, .. } => {
                 write!(f, "wait until {name} is healthy (at most {timeout_secs} s)")
+            }
+            Action::WaitReady { name, url, timeout_secs, .. } => {
+                write!(f, "wait until {url} answers 2xx from {name} with the preview header (at most {timeout_secs} s)")
             }
             Action::Route { proxy, routing, apply } => {
                 let how = if *apply { ", applied" } else { "" };
@@ -160,7 +190,7 @@ pub type Step = crate::deploy::plan::Step<Action>;
 /// the proxy, blue-green.
 pub fn plan(observed: &Observed, context: &Context) -> Planned<Action> {
     let config = context.config;
-    let names = HostNames::new(&config.prod.project);
+    let names = HostNames::new(config.project());
     let mut steps: Vec<Step> = infrastructure(observed, context, &names);
     if let Some(unchanged) = unchanged(observed, context, &names, &mut steps) {
         return unchanged;
@@ -172,6 +202,13 @@ pub fn plan(observed: &Observed, context: &Context) -> Planned<Action> {
     steps.extend(start_colour(observed, context, &names, target));
     let (proxy_steps, proxy_fits) = preview_route(observed, config, &names, live, target, context.token);
     steps.extend(proxy_steps);
+    steps.push(Step::new(Action::WaitReady {
+        name: new.clone(),
+        url: format!("{}{}", context.url, config.healthcheck.path),
+        token: context.token.to_owned(),
+        timeout_secs: config.prod.health_timeout_secs,
+        setting: "prod.health_timeout_secs".to_owned(),
+    }));
     steps.extend(context.checks(Some(context.token)));
     steps.extend(switch(&names, live, target));
     steps.extend(context.checks(None));
@@ -250,11 +287,13 @@ fn start_colour(observed: &Observed, context: &Context, names: &HostNames, targe
         vec![Action::Remove { name: new.clone() }.into()],
     ));
     steps.push(Step::new(Action::Start { name: new.clone() }));
+    // The image's own healthcheck, when it has one; readiness is the
+    // healthcheck path's, through the proxy.
     steps.push(Step::new(Action::WaitHealthy {
         name: new,
         timeout_secs: context.config.prod.health_timeout_secs,
         setting: "prod.health_timeout_secs".to_owned(),
-        no_healthcheck_ok: false,
+        no_healthcheck_ok: true,
     }));
     steps
 }
@@ -339,29 +378,75 @@ fn retire(observed: &Observed, config: &Config, names: &HostNames, live: Option<
     steps
 }
 
-/// The network, the database's volume and the database: created when
-/// missing, started when stopped, never recreated (the data lives in the
-/// named volume).
+/// `harness remove`: the colours first (users get the proxy's 503, then
+/// nothing), the proxy, the accessories, the containers of before
+/// blue-green, the network; with `volumes`, the accessories' volumes.
+/// Nothing undoes it. None of it is there: no steps.
+pub fn removal(observed: &Observed, config: &Config, volumes: bool) -> Planned<Action> {
+    let names = HostNames::new(config.project());
+    let mut steps: Vec<Step> = Vec::new();
+    for colour in Colour::BOTH {
+        if observed.colour(colour).is_some() {
+            steps.push(Step::new(Action::Remove { name: names.colour(colour) }));
+        }
+    }
+    if observed.proxy.is_some() {
+        steps.push(Step::new(Action::Remove { name: names.proxy.clone() }));
+    }
+    let mut kept = Vec::new();
+    for (accessory, seen) in &observed.accessories {
+        let name = names.accessory(accessory);
+        if seen.container.is_some() {
+            steps.push(Step::new(Action::Remove { name: name.clone() }));
+        }
+        match (seen.volume, volumes) {
+            (true, true) => steps.push(Step::new(Action::RemoveVolume { name })),
+            (true, false) => kept.push(name),
+            (false, _) => {}
+        }
+    }
+    steps.extend(observed.legacy.iter().map(|name| Step::new(Action::Remove { name: name.clone() })));
+    if observed.network {
+        steps.push(Step::new(Action::RemoveNetwork { name: names.network.clone() }));
+    }
+    let mut summary = if steps.is_empty() {
+        format!("nothing of {} runs on prod", names.project)
+    } else {
+        format!("take {} off prod (the lock and the history stay)", names.project)
+    };
+    if !kept.is_empty() {
+        summary.push_str(&format!("; the volumes {} are kept (--volumes removes them)", kept.join(", ")));
+    }
+    Planned { steps, cleanup: Vec::new(), replaces: false, colour: None, summary, warnings: Vec::new() }
+}
+
+/// The network and each accessory (its volume, its container): created
+/// when missing, started when stopped, never recreated (its data lives in
+/// its named volume).
 fn infrastructure(observed: &Observed, context: &Context, names: &HostNames) -> Vec<Step> {
     let config = context.config;
     let mut steps = Vec::new();
     if !observed.network {
         steps.push(Step::new(Action::CreateNetwork { name: names.network.clone() }));
     }
-    if !observed.volume {
-        steps.push(Step::new(Action::CreateVolume { name: names.volume.clone() }));
-    }
-    match &observed.db {
-        Some(db) if db.running => {}
-        Some(_) => steps.push(Step::new(Action::Start { name: names.db.clone() })),
-        None => {
-            let image = config.prod.database_image.clone();
-            if !context.pulled.contains(&image) {
-                steps.push(Step::new(Core::Pull { image: image.clone() }));
+    for (accessory, spec) in &config.accessories {
+        let name = names.accessory(accessory);
+        let seen = observed.accessories.get(accessory).cloned().unwrap_or_default();
+        if spec.volume.is_some() && !seen.volume {
+            steps.push(Step::new(Action::CreateVolume { name: name.clone() }));
+        }
+        match &seen.container {
+            Some(container) if container.running => {}
+            Some(_) => steps.push(Step::new(Action::Start { name })),
+            None => {
+                let image = spec.image.clone();
+                if !context.pulled.contains(&image) {
+                    steps.push(Step::new(Core::Pull { image: image.clone() }));
+                }
+                let body = Box::new(containers::accessory(config, names, accessory, spec));
+                steps.push(Step::new(Action::Create { name: name.clone(), image, body }));
+                steps.push(Step::new(Action::Start { name }));
             }
-            let body = Box::new(containers::database(config, names));
-            steps.push(Step::new(Action::Create { name: names.db.clone(), image, body }));
-            steps.push(Step::new(Action::Start { name: names.db.clone() }));
         }
     }
     steps
@@ -376,6 +461,9 @@ mod tests {
     use crate::release::Release;
 
     type Names = HostNames;
+
+    /// The start of the readiness wait's line, for books-ms.
+    const READY: &str = "wait until http://10.200.0.2:8080/ready answers 2xx from";
 
     fn release() -> Release {
         Release::given("10.200.0.1:5000/books-ms@sha256:abc".into(), "v2".into(), Some("r2".into()))
@@ -394,12 +482,17 @@ mod tests {
     }
 
     fn proxy_spec(config: &Config) -> Option<String> {
-        containers::spec_of(&containers::proxy(config, &Names::new(&config.prod.project))).map(str::to_owned)
+        containers::spec_of(&containers::proxy(config, &Names::new(config.project()))).map(str::to_owned)
     }
 
     fn app_spec(config: &Config, colour: Colour) -> Option<String> {
-        let body = containers::app(config, &release(), &Names::new(&config.prod.project), colour);
+        let body = containers::app(config, &release(), &Names::new(config.project()), colour);
         containers::spec_of(&body).map(str::to_owned)
+    }
+
+    /// The accessory `db` with its volume, its container `container`.
+    fn db(container: Container) -> std::collections::BTreeMap<String, AccessoryState> {
+        [("db".to_owned(), AccessoryState { volume: true, container: Some(container) })].into()
     }
 
     /// prod with the network, the volume, a running database and a proxy
@@ -407,8 +500,7 @@ mod tests {
     fn prod(config: &Config, live: Option<Colour>) -> Observed {
         Observed {
             network: true,
-            volume: true,
-            db: Some(running(None)),
+            accessories: db(running(None)),
             proxy: Some(ProxyState {
                 container: running(proxy_spec(config)),
                 routing: Some(Routing { live, preview: None }),
@@ -432,7 +524,7 @@ mod tests {
 
     #[test]
     fn a_first_deploy_creates_everything_checks_through_the_preview_then_switches() {
-        let config = Config::default();
+        let config = crate::config::books_ms();
         let plan = plan_for(&Observed::default(), &config);
         let db = &config.prod.database_image;
         let proxy = &config.prod.proxy_image;
@@ -453,6 +545,7 @@ mod tests {
                 format!("create books-ms-proxy from {proxy}"),
                 "route books-ms-proxy: live: none, preview: blue".into(),
                 "start books-ms-proxy".into(),
+                format!("{READY} books-ms-blue with the preview header (at most {health} s)"),
                 "check that http://10.200.0.2:8080/version with the preview header reports revision r2".into(),
                 "run the post-deploy checks on http://10.200.0.2:8080 with the preview header".into(),
                 "route books-ms-proxy: live: blue, applied".into(),
@@ -468,7 +561,7 @@ mod tests {
 
     #[test]
     fn a_deploy_onto_blue_starts_green_and_stops_blue_only_after_the_checks_through_the_switch() {
-        let config = Config::default();
+        let config = crate::config::books_ms();
         let observed = Observed { blue: Some(running(Some("older".into()))), ..prod(&config, Some(Colour::Blue)) };
         let plan = plan_for(&observed, &config);
         assert_eq!(plan.colour, Some(Colour::Green));
@@ -480,6 +573,7 @@ mod tests {
                 "start books-ms-green".into(),
                 format!("wait until books-ms-green is healthy (at most {health} s)"),
                 "route books-ms-proxy: live: blue, preview: green, applied".into(),
+                format!("{READY} books-ms-green with the preview header (at most {health} s)"),
                 "check that http://10.200.0.2:8080/version with the preview header reports revision r2".into(),
                 "run the post-deploy checks on http://10.200.0.2:8080 with the preview header".into(),
                 "route books-ms-proxy: live: green, applied".into(),
@@ -491,7 +585,7 @@ mod tests {
         );
         let preview = &plan.steps[3];
         assert_eq!(undo_lines(preview), ["route books-ms-proxy: live: blue, applied"]);
-        let switch = &plan.steps[6];
+        let switch = &plan.steps[7];
         assert_eq!(undo_lines(switch), ["start books-ms-blue", "route books-ms-proxy: live: blue, applied"]);
         let stop = plan.steps.last().unwrap();
         assert_eq!(undo_lines(stop)[0], "start books-ms-blue");
@@ -502,7 +596,7 @@ mod tests {
     fn a_failure_after_the_switch_undoes_back_to_the_old_colour_latest_first() {
         // What the executor runs when the post-switch checks fail: the undo
         // of every step up to the failed one, latest first.
-        let config = Config::default();
+        let config = crate::config::books_ms();
         let observed = Observed { blue: Some(running(None)), ..prod(&config, Some(Colour::Blue)) };
         let plan = plan_for(&observed, &config);
         let failed = position(&plan, "run the post-deploy checks on http://10.200.0.2:8080");
@@ -520,7 +614,7 @@ mod tests {
 
     #[test]
     fn a_failed_health_check_never_touches_the_proxy() {
-        let config = Config::default();
+        let config = crate::config::books_ms();
         let observed = Observed { green: Some(running(None)), ..prod(&config, Some(Colour::Green)) };
         let plan = plan_for(&observed, &config);
         let failed = position(
@@ -533,7 +627,7 @@ mod tests {
 
     #[test]
     fn the_same_release_live_and_healthy_is_left_alone() {
-        let config = Config::default();
+        let config = crate::config::books_ms();
         let observed =
             Observed { green: Some(running(app_spec(&config, Colour::Green))), ..prod(&config, Some(Colour::Green)) };
         let plan = plan_for(&observed, &config);
@@ -544,7 +638,7 @@ mod tests {
 
     #[test]
     fn the_old_colour_a_killed_deploy_left_running_is_stopped() {
-        let config = Config::default();
+        let config = crate::config::books_ms();
         let observed = Observed {
             green: Some(running(app_spec(&config, Colour::Green))),
             blue: Some(running(None)),
@@ -558,7 +652,7 @@ mod tests {
 
     #[test]
     fn the_same_release_unhealthy_or_with_a_preview_left_is_deployed_again() {
-        let config = Config::default();
+        let config = crate::config::books_ms();
         let unhealthy = Container { running: true, healthy: false, spec: app_spec(&config, Colour::Blue) };
         let observed = Observed { blue: Some(unhealthy), ..prod(&config, Some(Colour::Blue)) };
         assert_eq!(plan_for(&observed, &config).colour, Some(Colour::Green));
@@ -571,7 +665,7 @@ mod tests {
 
     #[test]
     fn what_a_killed_deploy_left_on_the_idle_colour_is_removed_first() {
-        let config = Config::default();
+        let config = crate::config::books_ms();
         let observed = Observed {
             blue: Some(running(None)),
             green: Some(Container { running: true, healthy: false, spec: None }),
@@ -586,7 +680,7 @@ mod tests {
 
     #[test]
     fn a_live_colour_whose_container_is_gone_is_not_live() {
-        let config = Config::default();
+        let config = crate::config::books_ms();
         let observed = prod(&config, Some(Colour::Green));
         assert_eq!(observed.live(), None);
         assert_eq!(plan_for(&observed, &config).colour, Some(Colour::Blue));
@@ -594,11 +688,10 @@ mod tests {
 
     #[test]
     fn the_deploys_before_blue_green_stop_just_before_the_proxy_starts_and_go_at_the_end() {
-        let config = Config::default();
+        let config = crate::config::books_ms();
         let observed = Observed {
             network: true,
-            volume: true,
-            db: Some(running(None)),
+            accessories: db(running(None)),
             legacy: vec!["books-ms-app".into(), "books-ms-app-previous".into()],
             ..Default::default()
         };
@@ -619,7 +712,7 @@ mod tests {
 
     #[test]
     fn a_stopped_proxy_or_one_of_another_configuration_is_made_again() {
-        let mut config = Config::default();
+        let mut config = crate::config::books_ms();
         let mut observed = Observed { blue: Some(running(None)), ..prod(&config, Some(Colour::Blue)) };
         config.prod.app_port = 9090;
         let plan = plan_for(&observed, &config);
@@ -632,7 +725,7 @@ mod tests {
 
     #[test]
     fn hooks_run_before_prod_changes_and_once_users_reach_the_release_with_the_release_in_their_environment() {
-        let mut config = Config::default();
+        let mut config = crate::config::books_ms();
         config.hooks.pre_deploy = Some("./announce".into());
         config.hooks.post_deploy = Some("./smoke".into());
         let observed = Observed { blue: Some(running(None)), ..prod(&config, Some(Colour::Blue)) };
@@ -647,8 +740,11 @@ mod tests {
         assert_eq!(undo[..2], ["start books-ms-blue", "route books-ms-proxy: live: blue, applied"]);
         match &plan.steps[post].action {
             Op::Core(Core::Hook { env, timeout_secs: 60, .. }) => {
-                assert!(env.contains(&("BOOKS_MS_REVISION".into(), "r2".into())), "{env:?}");
-                assert!(env.contains(&("BOOKS_MS_COLOUR".into(), "green".into())), "{env:?}");
+                for (key, value) in [("REVISION", "r2"), ("COLOUR", "green")] {
+                    assert!(env.contains(&(format!("HARNESS_{key}"), value.into())), "{env:?}");
+                    assert!(env.contains(&(format!("BOOKS_MS_{key}"), value.into())), "kept for older hooks: {env:?}");
+                }
+                assert!(env.contains(&("HARNESS_SERVICE".into(), "books-ms".into())), "{env:?}");
             }
             other => panic!("{other:?}"),
         }
@@ -656,7 +752,7 @@ mod tests {
 
     #[test]
     fn a_lock_held_by_another_deploy_refuses_naming_the_holder_and_the_way_out() {
-        let config = Config::default();
+        let config = crate::config::books_ms();
         let shared =
             crate::deploy::core::Shared { lock_holder: Some("harness pid 42 on cd".into()), ..testing::shared() };
         let error = testing::plan(&Host::new(&config), &prod(&config, None), &shared, &release()).unwrap_err();
@@ -666,11 +762,11 @@ mod tests {
 
     #[test]
     fn a_stopped_database_is_started_and_a_missing_network_created_never_the_volume_recreated() {
-        let config = Config::default();
+        let config = crate::config::books_ms();
         let mut observed =
             Observed { green: Some(running(app_spec(&config, Colour::Green))), ..prod(&config, Some(Colour::Green)) };
         observed.network = false;
-        observed.db = Some(Container::default());
+        observed.accessories = db(Container::default());
         let plan = plan_for(&observed, &config);
         assert_eq!(lines(&plan.steps), ["create the network books-ms", "start books-ms-db"]);
         assert!(!plan.replaces);
@@ -678,7 +774,7 @@ mod tests {
 
     #[test]
     fn the_dry_run_text_numbers_every_action_with_its_undo() {
-        let config = Config::default();
+        let config = crate::config::books_ms();
         let observed = Observed { blue: Some(running(None)), ..prod(&config, Some(Colour::Blue)) };
         let text = whole_plan(&observed, &config).to_string();
         assert!(
@@ -689,9 +785,128 @@ mod tests {
         assert!(text.contains("  2. take the deploy lock books-ms-deploy-lock\n"), "{text}");
         assert!(text.contains("  3. record in books-ms-history that this deploy runs\n"), "{text}");
         assert!(text.contains("  4. create books-ms-green from 10.200.0.1:5000/books-ms@sha256:abc\n       undo: remove books-ms-green\n"), "{text}");
-        assert!(text.contains(" 15. record in books-ms-history how this deploy ended (whatever happened)\n"), "{text}");
-        assert!(text.contains(" 16. release the deploy lock books-ms-deploy-lock (whatever happened)\n"), "{text}");
+        assert!(text.contains(" 16. record in books-ms-history how this deploy ended (whatever happened)\n"), "{text}");
+        assert!(text.contains(" 17. release the deploy lock books-ms-deploy-lock (whatever happened)\n"), "{text}");
         assert!(!text.contains("harness pid"), "the holder names the running process, not a dry run's: {text}");
         assert!(!text.contains(TOKEN), "the preview token is not printed: {text}");
+    }
+
+    #[test]
+    fn a_release_that_never_answers_its_healthcheck_is_undone_before_any_user_reaches_it() {
+        let config = crate::config::books_ms();
+        let observed = Observed { blue: Some(running(None)), ..prod(&config, Some(Colour::Blue)) };
+        let plan = plan_for(&observed, &config);
+        let health = config.prod.health_timeout_secs;
+        let ready = position(&plan, &format!("{READY} books-ms-green with the preview header (at most {health} s)"));
+        assert!(ready < position(&plan, "route books-ms-proxy: live: green, applied"));
+        assert!(position(&plan, "route books-ms-proxy: live: blue, preview: green, applied") < ready);
+        let undo: Vec<String> = plan.steps[..=ready].iter().rev().flat_map(undo_lines).collect();
+        assert_eq!(undo, ["route books-ms-proxy: live: blue, applied", "remove books-ms-green"]);
+    }
+
+    /// A service that is not books-ms: its own name, app port, accessory,
+    /// healthcheck, data checks and no revision gate.
+    fn hello() -> Config {
+        let mut config = Config::default();
+        config.service.name = "hello".into();
+        config.app.port = 5000;
+        config.prod.app_port = 8091;
+        config.healthcheck.path = "/ready".into();
+        config.accessories.insert(
+            "cache".into(),
+            crate::config::AccessoryConfig {
+                image: "reg/cache:1".into(),
+                volume: Some("/data".into()),
+                env: Default::default(),
+            },
+        );
+        config.checks.push(crate::config::CheckConfig {
+            name: "hello".into(),
+            command: None,
+            method: None,
+            path: Some("/hello".into()),
+            status: None,
+            body_contains: Some("hi".into()),
+        });
+        config
+    }
+
+    #[test]
+    fn another_service_is_named_by_its_configuration_and_checked_as_it_says() {
+        let config = hello();
+        let release = Release::given("10.200.0.1:5000/hello@sha256:abc".into(), "v1".into(), Some("r1".into()));
+        let plan = testing::planned(&Host::new(&config), &Observed::default(), &testing::shared(), &release);
+        let health = config.prod.health_timeout_secs;
+        let proxy = &config.prod.proxy_image;
+        assert_eq!(
+            lines(&plan.steps),
+            [
+                "create the network hello".to_owned(),
+                "create the volume hello-cache".into(),
+                "pull reg/cache:1".into(),
+                "create hello-cache from reg/cache:1".into(),
+                "start hello-cache".into(),
+                "create hello-blue from 10.200.0.1:5000/hello@sha256:abc".into(),
+                "start hello-blue".into(),
+                format!("wait until hello-blue is healthy (at most {health} s)"),
+                format!("pull {proxy}"),
+                format!("create hello-proxy from {proxy}"),
+                "route hello-proxy: live: none, preview: blue".into(),
+                "start hello-proxy".into(),
+                format!("wait until http://10.200.0.2:8091/ready answers 2xx from hello-blue with the preview header (at most {health} s)"),
+                "run the post-deploy checks on http://10.200.0.2:8091 with the preview header".into(),
+                "route hello-proxy: live: blue, applied".into(),
+                "run the post-deploy checks on http://10.200.0.2:8091".into(),
+            ]
+        );
+        let Op::Target(Action::Create { body, .. }) = &plan.steps[3].action else { panic!("{:?}", plan.steps[3]) };
+        let aliases = &body.networking_config.as_ref().unwrap().endpoints_config.as_ref().unwrap()["hello"];
+        assert_eq!(aliases.aliases.as_deref(), Some(&["cache".to_owned()][..]), "the app reaches it by its name");
+        assert_eq!(body.host_config.as_ref().unwrap().binds.as_deref(), Some(&["hello-cache:/data".to_owned()][..]));
+        let checks = plan.steps.iter().find_map(|s| match &s.action {
+            Op::Core(Core::Checks { checks, .. }) => Some(checks.clone()),
+            _ => None,
+        });
+        assert_eq!(checks.unwrap()[0].name(), "hello");
+    }
+
+    #[test]
+    fn an_accessory_that_runs_is_left_alone_and_a_stopped_one_started() {
+        let config = hello();
+        let mut observed = Observed { network: true, ..Default::default() };
+        observed.accessories.insert(
+            "cache".into(),
+            AccessoryState { volume: true, container: Some(Container { running: false, healthy: false, spec: None }) },
+        );
+        let release = Release::given("10.200.0.1:5000/hello@sha256:abc".into(), "v1".into(), Some("r1".into()));
+        let plan = testing::planned(&Host::new(&config), &observed, &testing::shared(), &release);
+        assert_eq!(lines(&plan.steps)[0], "start hello-cache");
+        observed.accessories.get_mut("cache").unwrap().container.as_mut().unwrap().running = true;
+        let plan = testing::planned(&Host::new(&config), &observed, &testing::shared(), &release);
+        assert_eq!(lines(&plan.steps)[0], "create hello-blue from 10.200.0.1:5000/hello@sha256:abc");
+    }
+
+    #[test]
+    fn removal_takes_the_containers_and_network_and_the_volumes_only_when_asked() {
+        let config = crate::config::books_ms();
+        let observed =
+            Observed { blue: Some(running(None)), green: Some(running(None)), ..prod(&config, Some(Colour::Blue)) };
+        let plan = removal(&observed, &config, false);
+        assert_eq!(
+            lines(&plan.steps),
+            [
+                "remove books-ms-blue",
+                "remove books-ms-green",
+                "remove books-ms-proxy",
+                "remove books-ms-db",
+                "remove the network books-ms"
+            ]
+        );
+        assert!(plan.summary.contains("books-ms-db are kept"), "{}", plan.summary);
+        assert!(plan.steps.iter().all(|s| s.undo.is_empty()));
+        let plan = removal(&observed, &config, true);
+        assert_eq!(lines(&plan.steps)[4], "remove the volume books-ms-db and its data");
+        let nothing = removal(&Observed::default(), &config, true);
+        assert!(nothing.steps.is_empty() && nothing.summary.starts_with("nothing of books-ms"), "{}", nothing.summary);
     }
 }

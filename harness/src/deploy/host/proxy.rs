@@ -66,9 +66,25 @@ impl fmt::Display for Routing {
     }
 }
 
+/// What the configuration says of the service: its frontend's name (the
+/// project's, `-` as `_`) and the port the app listens on in its
+/// containers.
+pub struct Backends {
+    pub frontend: String,
+    pub app_port: u16,
+}
+
+impl Backends {
+    pub fn of(config: &crate::config::Config) -> Self {
+        Backends { frontend: config.project().replace('-', "_"), app_port: config.app.port }
+    }
+}
+
 /// HAProxy's configuration for `routing`, the colours' containers named by
-/// `container(colour)` on the project's network.
-pub fn render(routing: &Routing, container: impl Fn(Colour) -> String) -> String {
+/// `container(colour)` on the project's network, listening on
+/// `backends.app_port`. The proxy itself listens on [`APP_PORT`] in its
+/// container (published on `prod.app_port`).
+pub fn render(routing: &Routing, backends: &Backends, container: impl Fn(Colour) -> String) -> String {
     let state = serde_json::to_string(routing).expect("a routing serialises");
     let header = format!("{STATE_PREFIX}{state}\n# Rendered by the harness on every deploy: edits here are lost.");
     let tuning = haproxy::Tuning {
@@ -91,18 +107,20 @@ pub fn render(routing: &Routing, container: impl Fn(Colour) -> String) -> String
          hold valid 1s\n    \
          hold nx 1s\n    \
          hold obsolete 1s\n\n\
-         frontend books_ms\n    \
+         frontend {frontend}\n    \
          bind :{APP_PORT}\n    \
          http-request set-var(txn.preview) req.hdr({header}),map({CONFIG_DIR}/{MAP_FILE})\n    \
          http-request del-header {header}\n    \
          use_backend %[var(txn.preview)] if {{ var(txn.preview) -m found }}\n",
         header = PREVIEW_HEADER.to_lowercase(),
+        frontend = backends.frontend,
     ));
     out.push_str(&haproxy::write_safety(false));
     out.push_str("    default_backend live\n\n");
     let server = |colour: Colour, enabled: bool| {
         let disabled = if enabled { "" } else { " disabled" };
-        format!("    server {colour} {}:{APP_PORT} resolvers docker init-addr last,none{disabled}\n", container(colour))
+        let port = backends.app_port;
+        format!("    server {colour} {}:{port} resolvers docker init-addr last,none{disabled}\n", container(colour))
     };
     out.push_str("# Users' requests: the live colour only. None live: 503.\nbackend live\n");
     for colour in Colour::BOTH {
@@ -237,6 +255,23 @@ mod tests {
         format!("books-ms-{colour}")
     }
 
+    fn books() -> Backends {
+        Backends { frontend: "books_ms".into(), app_port: 8080 }
+    }
+
+    #[test]
+    fn the_backends_are_the_apps_port_and_the_frontend_the_services_name() {
+        let routing = Routing { live: Some(Colour::Green), preview: None };
+        let hello = |colour: Colour| format!("hello-{colour}");
+        let config = render(&routing, &Backends { frontend: "hello".into(), app_port: 5000 }, hello);
+        assert!(config.contains("frontend hello\n    bind :8080\n"), "{config}");
+        assert!(
+            config.contains("    server green hello-green:5000 resolvers docker init-addr last,none\n"),
+            "{config}"
+        );
+        assert!(!config.contains(":8080 resolvers"), "{config}");
+    }
+
     #[test]
     fn the_requests_held_on_a_colour_are_read_from_haproxys_statistics() {
         let answer = "# pxname,svname,qcur,qmax,scur,smax,slim\n\
@@ -258,7 +293,7 @@ mod tests {
     #[test]
     fn users_reach_the_live_colour_only_and_the_state_reads_back() {
         let routing = Routing { live: Some(Colour::Blue), preview: None };
-        let config = render(&routing, name);
+        let config = render(&routing, &books(), name);
         assert!(config.contains("backend live\n    server blue books-ms-blue:8080 resolvers docker init-addr last,none\n    server green books-ms-green:8080 resolvers docker init-addr last,none disabled\n"), "{config}");
         assert!(config.contains("bind :8080"), "{config}");
         assert_eq!(parse(&config), Some(routing.clone()));
@@ -268,7 +303,7 @@ mod tests {
     #[test]
     fn before_the_first_switch_no_server_of_live_is_enabled() {
         let routing = Routing { live: None, preview: preview(Colour::Blue) };
-        let config = render(&routing, name);
+        let config = render(&routing, &books(), name);
         let live = &config[config.find("backend live").unwrap()..config.find("backend blue").unwrap()];
         assert_eq!(live.matches(" disabled").count(), 2, "{live}");
         assert_eq!(map(&routing), "t0k3n blue\n");
@@ -276,7 +311,7 @@ mod tests {
 
     #[test]
     fn the_preview_header_is_mapped_then_removed_before_the_service_sees_it() {
-        let config = render(&Routing { live: Some(Colour::Blue), preview: preview(Colour::Green) }, name);
+        let config = render(&Routing { live: Some(Colour::Blue), preview: preview(Colour::Green) }, &books(), name);
         let set =
             config.find("set-var(txn.preview) req.hdr(x-books-ms-preview),map(/etc/haproxy/preview.map)").unwrap();
         let del = config.find("del-header x-books-ms-preview").unwrap();

@@ -16,7 +16,7 @@ use crate::deploy::names::*;
 use crate::engine::{found, Engine};
 
 pub async fn details(manager: &Engine, config: &Config) -> anyhow::Result<Details> {
-    let names = SwarmNames::new(&config.prod.project);
+    let names = SwarmNames::new(config.project());
     let nodes = manager.call("for the swarm's nodes", manager.docker.list_nodes(None::<ListNodesOptions>)).await?;
     let nodes: HashMap<String, String> = nodes.iter().filter_map(|n| Some((n.id.clone()?, node_name(n)))).collect();
     let live = observe::app_release(manager, config).await?.map(|release| Live { colour: None, release });

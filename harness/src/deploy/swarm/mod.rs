@@ -60,7 +60,7 @@ impl Target for Swarm<'_> {
     }
 
     async fn act(&self, on: &On<'_>, action: &Action) -> anyhow::Result<()> {
-        act::act(on, &self.config.prod.project, action).await
+        act::act(on, self.config.project(), action).await
     }
 
     fn rolls_back(undo: &Action) -> Option<&str> {
@@ -86,7 +86,7 @@ impl Target for Swarm<'_> {
 
     fn deployed(&self, plan: &Plan<Action>, _observed: &SwarmObserved, before: Option<Release>) -> Deployed {
         Deployed {
-            container: services::SwarmNames::new(&self.config.prod.project).app,
+            container: services::SwarmNames::new(self.config.project()).app,
             image: plan.release.image.clone(),
             url: self.url().unwrap_or_default(),
             previous: before.filter(|_| plan.replaces).map(|p| p.image),

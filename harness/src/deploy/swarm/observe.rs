@@ -23,7 +23,7 @@ use crate::release::Release;
 pub const NODE_LABEL: &str = "books-lab.node";
 
 pub async fn observe(manager: &Engine, config: &Config) -> anyhow::Result<SwarmObserved> {
-    let swarm = SwarmNames::new(&config.prod.project);
+    let swarm = SwarmNames::new(config.project());
     let network = found(
         manager
             .call(format!("for the network {}", swarm.network), manager.docker.inspect_network(&swarm.network, None))
@@ -33,7 +33,7 @@ pub async fn observe(manager: &Engine, config: &Config) -> anyhow::Result<SwarmO
         overlay(&swarm.network, network.driver.as_deref(), network.scope.as_deref())?;
     }
     let network = network.is_some();
-    let filters = HashMap::from([("label".to_owned(), vec![format!("{PROJECT_LABEL}={}", config.prod.project)])]);
+    let filters = HashMap::from([("label".to_owned(), vec![format!("{PROJECT_LABEL}={}", config.project())])]);
     let options = ListConfigsOptionsBuilder::default().filters(&filters).build();
     let configs = manager.call("for the project's configs", manager.docker.list_configs(Some(options))).await?;
     let info = manager.call("for the manager's swarm node", manager.docker.info()).await?;
@@ -286,7 +286,7 @@ pub struct SwarmStatus {
 }
 
 pub async fn status(manager: &Engine, config: &Config) -> anyhow::Result<SwarmStatus> {
-    let swarm = SwarmNames::new(&config.prod.project);
+    let swarm = SwarmNames::new(config.project());
     let nodes = manager.call("for the swarm's nodes", manager.docker.list_nodes(None::<ListNodesOptions>)).await?;
     let mut nodes: Vec<NodeStatus> = nodes.into_iter().map(node_status).collect();
     nodes.sort_by(|a, b| a.name.cmp(&b.name));
@@ -373,7 +373,7 @@ fn node_status(node: bollard::models::Node) -> NodeStatus {
 
 /// The release the app's service runs, from its labels.
 pub async fn app_release(manager: &Engine, config: &Config) -> anyhow::Result<Option<Release>> {
-    let swarm = SwarmNames::new(&config.prod.project);
+    let swarm = SwarmNames::new(config.project());
     let Some(service) = inspect_service(manager, &swarm.app).await? else { return Ok(None) };
     let labels = service.spec.and_then(|s| s.labels).unwrap_or_default();
     let label = |key: &str| labels.get(key).cloned().unwrap_or_default();

@@ -125,7 +125,7 @@ pub type Step = crate::deploy::plan::Step<Action>;
 pub fn plan(observed: &SwarmObserved, context: &Context) -> Planned<Action> {
     let config = context.config;
     let release = context.release;
-    let swarm = SwarmNames::new(&config.prod.project);
+    let swarm = SwarmNames::new(config.project());
     let mut steps = infrastructure(observed, config, &swarm);
     let warnings = observed.db.as_ref().map(|db| database_warnings(config, &swarm, db)).unwrap_or_default();
     let proxy_text = services::proxy_text(&swarm);
@@ -359,7 +359,7 @@ mod tests {
 
     #[test]
     fn a_first_deploy_creates_the_network_the_database_the_app_then_the_proxy_and_checks() {
-        let config = Config::default();
+        let config = crate::config::books_ms();
         let plan = plan_for(&SwarmObserved::default(), &config);
         let db = &config.prod.database_image;
         let proxy = &config.prod.proxy_image;
@@ -410,20 +410,20 @@ mod tests {
                 _ => None,
             })
         };
-        let mut config = Config::default();
+        let mut config = crate::config::books_ms();
         let observed = SwarmObserved { manager_node: Some("m4n4g3r".into()), ..Default::default() };
         let plan = plan_for(&observed, &config);
         assert_eq!(db_constraint(&plan), Some(vec!["node.id == m4n4g3r".to_owned()]));
         config.swarm.database_node = Some("w0rk3r".into());
         let plan = plan_for(&observed, &config);
         assert_eq!(db_constraint(&plan), Some(vec!["node.id == w0rk3r".to_owned()]), "the setting first");
-        let plan = plan_for(&running(&Config::default(), &older()), &config);
+        let plan = plan_for(&running(&crate::config::books_ms(), &older()), &config);
         assert_eq!(db_constraint(&plan), None, "an existing database keeps its node");
     }
 
     #[test]
     fn a_new_release_rolls_the_app_over_and_a_failed_check_rolls_it_back() {
-        let config = Config::default();
+        let config = crate::config::books_ms();
         let observed = running(&config, &older());
         let plan = plan_for(&observed, &config);
         let timeout = config.swarm.converge_timeout_secs;
@@ -454,7 +454,7 @@ mod tests {
 
     #[test]
     fn the_same_release_converged_is_left_alone_and_an_unconverged_one_waited_for() {
-        let config = Config::default();
+        let config = crate::config::books_ms();
         let observed = running(&config, &release());
         let plan = plan_for(&observed, &config);
         assert!(!plan.replaces, "{:#?}", lines(&plan.steps));
@@ -478,7 +478,7 @@ mod tests {
 
     #[test]
     fn the_same_release_converged_is_checked_unless_its_last_deploy_ended_well() {
-        let config = Config::default();
+        let config = crate::config::books_ms();
         let observed = running(&config, &release());
         for outcome in [None, Some(Outcome::Interrupted), Some(Outcome::Running), Some(Outcome::Failed)] {
             let mut shared = testing::shared();
@@ -497,7 +497,7 @@ mod tests {
 
     #[test]
     fn a_new_proxy_configuration_is_a_new_config_object_and_a_proxy_update() {
-        let config = Config::default();
+        let config = crate::config::books_ms();
         let mut observed = running(&config, &release());
         // A proxy rendered by an older harness, from another text.
         observed.configs = vec!["books-ms-proxy-000000000000".into()];
@@ -525,7 +525,7 @@ mod tests {
 
     #[test]
     fn more_replicas_update_the_app_alone_never_the_proxy() {
-        let config = Config::default();
+        let config = crate::config::books_ms();
         let observed = running(&config, &release());
         let mut more = config.clone();
         more.swarm.replicas = 3;
@@ -539,7 +539,7 @@ mod tests {
 
     #[test]
     fn the_database_is_never_made_again_a_missing_network_is() {
-        let config = Config::default();
+        let config = crate::config::books_ms();
         let mut observed = running(&config, &release());
         observed.network = false;
         let db = observed.db.as_mut().unwrap();
@@ -552,7 +552,7 @@ mod tests {
 
     #[test]
     fn a_database_unlike_this_configurations_or_pinned_by_role_is_warned_of_never_changed() {
-        let config = Config::default();
+        let config = crate::config::books_ms();
         let observed = running(&config, &release());
         assert!(plan_for(&observed, &config).warnings.is_empty());
 
@@ -576,7 +576,7 @@ mod tests {
 
     #[test]
     fn hooks_run_before_the_update_and_after_the_checks() {
-        let mut config = Config::default();
+        let mut config = crate::config::books_ms();
         config.hooks.pre_deploy = Some("./announce".into());
         config.hooks.post_deploy = Some("./smoke".into());
         let plan = plan_for(&running(&config, &older()), &config);
@@ -587,7 +587,7 @@ mod tests {
 
     #[test]
     fn a_lock_held_by_another_deploy_refuses_naming_the_holder() {
-        let config = Config::default();
+        let config = crate::config::books_ms();
         let shared = Shared { lock_holder: Some("harness pid 42 on cd".into()), ..testing::shared() };
         let target = Swarm { config: &config };
         let error = testing::plan(&target, &SwarmObserved::default(), &shared, &release()).unwrap_err().to_string();
@@ -596,7 +596,7 @@ mod tests {
 
     #[test]
     fn the_dry_run_text_names_the_swarm_and_numbers_every_action_with_its_undo() {
-        let config = Config::default();
+        let config = crate::config::books_ms();
         let text = whole_plan(&running(&config, &older()), &config).to_string();
         assert!(text.starts_with("deploy 10.200.0.1:5000/books-ms@sha256:abc (revision r2) to the swarm"), "{text}");
         assert!(

@@ -250,7 +250,7 @@ fn fingerprint(value: &serde_json::Value) -> String {
 }
 
 fn role_labels(config: &Config, role: &str) -> HashMap<String, String> {
-    HashMap::from([(PROJECT_LABEL.to_owned(), config.prod.project.clone()), (ROLE_LABEL.to_owned(), role.to_owned())])
+    HashMap::from([(PROJECT_LABEL.to_owned(), config.project().to_owned()), (ROLE_LABEL.to_owned(), role.to_owned())])
 }
 
 fn release_labels(config: &Config, release: &Release, role: &str) -> HashMap<String, String> {
@@ -320,7 +320,7 @@ mod tests {
 
     #[test]
     fn the_app_is_replicated_never_published_and_updated_start_first_rolling_back_on_failure() {
-        let config = Config::default();
+        let config = crate::config::books_ms();
         let names = SwarmNames::new("books-ms");
         let app = app(&config, &release("r/a@sha256:1"), &names);
         assert_eq!(app.mode.as_ref().unwrap().replicated.as_ref().unwrap().replicas, Some(2));
@@ -343,7 +343,7 @@ mod tests {
 
     #[test]
     fn the_apps_tasks_take_prods_memory_and_cpu_limits() {
-        let mut config = Config::default();
+        let mut config = crate::config::books_ms();
         config.prod.memory_mb = Some(256);
         config.prod.cpus = Some(1.5);
         let app = app(&config, &release("r/a@sha256:1"), &SwarmNames::new("books-ms"));
@@ -353,7 +353,7 @@ mod tests {
 
     #[test]
     fn the_spec_label_changes_with_the_release_and_the_configuration_only() {
-        let mut config = Config::default();
+        let mut config = crate::config::books_ms();
         let names = SwarmNames::new("books-ms");
         let a = app(&config, &release("r/a@sha256:1"), &names);
         assert_eq!(spec_of(&a), spec_of(&app(&config, &release("r/a@sha256:1"), &names)));
@@ -364,7 +364,7 @@ mod tests {
 
     #[test]
     fn the_database_is_one_task_pinned_to_its_node_with_its_volume_the_proxy_global_on_every_nodes_port() {
-        let mut config = Config::default();
+        let mut config = crate::config::books_ms();
         config.swarm.app_port = 9090;
         let names = SwarmNames::new("books-ms");
         let db = database(&config, &names, &pinned_to("n0de1d"));
@@ -397,7 +397,7 @@ mod tests {
         // SHA-256 of the canonical JSON string "\"a\"": the same on every build.
         assert_eq!(one, "books-ms-proxy-ac8d8342bbb2");
         use base64::Engine as _;
-        let spec = proxy_config(&Config::default(), &one, "global\n");
+        let spec = proxy_config(&crate::config::books_ms(), &one, "global\n");
         let data = base64::engine::general_purpose::STANDARD.decode(spec.data.unwrap()).unwrap();
         assert_eq!(data, b"global\n");
     }
