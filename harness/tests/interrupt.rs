@@ -114,7 +114,7 @@ fn wait_for(path: &Path, until: Instant) -> bool {
 fn ctrl_c_during_the_test_and_package_steps_ends_their_processes_and_the_containers_the_tests_left() {
     let upstream = waiting_upstream();
     let probe = tempfile::tempdir().unwrap();
-    let state = tempfile::tempdir().unwrap();
+    let state = common::state_for_books_ms();
     let name = format!("books-ms-interrupt-{}", std::process::id());
     let pid_file: PathBuf = probe.path().join("harness.pid");
     let mut command = pipeline_of(upstream.path(), state.path(), &pid_file, &name);
@@ -185,7 +185,7 @@ fn ctrl_c_during_the_build_step_ends_the_build_and_pushes_nothing() {
     let secs = 1000 + std::process::id() % 1000;
     let upstream = building_upstream(&debian_image(), secs);
     let probe = tempfile::tempdir().unwrap();
-    let state = tempfile::tempdir().unwrap();
+    let state = common::state_for_books_ms();
     let name = format!("books-ms-interrupt-build-{}", std::process::id());
     let pid_file: PathBuf = probe.path().join("harness.pid");
     let mut command = pipeline_of(upstream.path(), state.path(), &pid_file, &name);
@@ -250,7 +250,7 @@ fn ctrl_c_during_the_checkout_ends_the_fetch() {
         held
     });
     let probe = tempfile::tempdir().unwrap();
-    let state = tempfile::tempdir().unwrap();
+    let state = common::state_for_books_ms();
     let pid_file: PathBuf = probe.path().join("harness.pid");
     let mut command = common::run::harness_writing_its_pid(&pid_file);
     command.arg("--repo").arg(state.path()).args(["pipeline", "--trust-source", "--source", &source]);
@@ -334,7 +334,7 @@ async fn ctrl_c_while_the_checks_run_after_the_switch_rolls_the_release_back() {
     let ids_setting = format!("[{}]", ids.iter().map(i32::to_string).collect::<Vec<_>>().join(","));
     let name = format!("books-ms-interrupt-ship-{}", std::process::id());
     let probe = tempfile::tempdir().unwrap();
-    let state = tempfile::tempdir().unwrap();
+    let state = common::state_for_books_ms();
     let pid_file: PathBuf = probe.path().join("harness.pid");
     // Prod's own project (A is live there); images of its own.
     let mut command = pipeline_of(upstream.path(), state.path(), &pid_file, &name);
@@ -404,7 +404,7 @@ fn ctrl_c_during_the_push_ends_it_and_no_manifest_reaches_the_registry() {
     let upstream = common::committed_tree(&files, "a large image");
     let revision = common::git(upstream.path(), &["rev-parse", "--short=12", "HEAD"]).trim().to_owned();
     let probe = tempfile::tempdir().unwrap();
-    let state = tempfile::tempdir().unwrap();
+    let state = common::state_for_books_ms();
     let name = format!("books-ms-interrupt-push-{}", std::process::id());
     let lab = common::Lab::load();
     let (service, tests) =

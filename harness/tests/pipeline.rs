@@ -257,7 +257,7 @@ fn a_ref_of_another_repository_is_planned_with_its_commit_and_tag() {
     git(&["commit", "-qm", "upstream"]);
     git(&["tag", "v7.0.0"]);
     let commit = git(&["rev-parse", "HEAD"]);
-    let state = tempfile::tempdir().unwrap();
+    let state = common::state_for_books_ms();
 
     let output = common::run::harness(DRY_RUN_DEADLINE)
         .arg("--repo")
@@ -336,7 +336,7 @@ fn a_planted_failure() {
 /// `harness --json pipeline --source UPSTREAM` with a state folder of its
 /// own and images and a prod project named `name`; its report.
 fn pipeline_of(upstream: &std::path::Path, name: &str, env: &[(&str, &str)]) -> (Run, Value) {
-    let state = tempfile::tempdir().unwrap();
+    let state = common::state_for_books_ms();
     let run = common::run::harness(Duration::from_secs(300))
         .arg("--repo")
         .arg(state.path())
@@ -550,7 +550,7 @@ async fn without_a_terminal_the_pipeline_says_what_it_does_at_least_every_ten_se
     let lab = Lab::load();
     let upstream = failing_upstream();
     let name = format!("books-ms-quiet-{}", std::process::id());
-    let state = tempfile::tempdir().unwrap();
+    let state = common::state_for_books_ms();
     // A test that prints nothing for 25 s; stderr is a pipe, as in a CI log.
     let run = common::run::harness(Duration::from_secs(300))
         .arg("--repo")

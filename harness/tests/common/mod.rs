@@ -103,6 +103,14 @@ pub fn named(name: &str) -> [(&'static str, String); 3] {
     ]
 }
 
+/// A folder for the harness's state (`--repo`) when it ships a `--source`:
+/// books-ms's committed harness.toml in it, which describes the service.
+pub fn state_for_books_ms() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(repo_root().join("harness.toml"), dir.path().join("harness.toml")).unwrap();
+    dir
+}
+
 /// A git repository of `files` (path, text), committed with `message`.
 pub fn committed_tree<T: AsRef<str>>(files: &[(&str, T)], message: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
