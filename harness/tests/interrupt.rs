@@ -30,6 +30,12 @@ const STOP_DEADLINE: Duration = Duration::from_secs(20);
 /// removes those whose test process is gone).
 const TESTS_LABEL: &str = "books-ms.tests.pid";
 
+/// The upstreams' crate, named as the service (the test step's `-p`).
+const CARGO_TOML: &str = "[package]\nname = \"books-ms\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n";
+const CARGO_LOCK: &str = "version = 4\n\n[[package]]\nname = \"books-ms\"\nversion = \"0.1.0\"\n";
+/// The API test of an upstream whose tests pass at once.
+const PASSING_TEST: &str = "#[test]\nfn passes() {}\n";
+
 /// An upstream whose steps wait: the package script's background sleep
 /// writes its pid to `$PROBE_DIR/package.pid`; the test writes its own pid
 /// to `$PROBE_DIR/test.pid` after starting a container of that label named
@@ -55,8 +61,8 @@ fn waits() {{
 "#
     );
     let files = [
-        ("Cargo.toml", "[package]\nname = \"books-ms\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n".to_owned()),
-        ("Cargo.lock", "version = 4\n\n[[package]]\nname = \"books-ms\"\nversion = \"0.1.0\"\n".to_owned()),
+        ("Cargo.toml", CARGO_TOML.to_owned()),
+        ("Cargo.lock", CARGO_LOCK.to_owned()),
         ("src/lib.rs", "//! A crate whose test waits.\n".to_owned()),
         ("tests/api.rs", test),
         (
@@ -152,13 +158,10 @@ fn ctrl_c_during_the_test_and_package_steps_ends_their_processes_and_the_contain
 /// SECS unique to this run so that the build's container can be found.
 fn building_upstream(image: &str, secs: u32) -> tempfile::TempDir {
     let files = [
-        (
-            "Cargo.toml",
-            "[package]\nname = \"books-ms\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n".to_owned(),
-        ),
-        ("Cargo.lock", "version = 4\n\n[[package]]\nname = \"books-ms\"\nversion = \"0.1.0\"\n".to_owned()),
+        ("Cargo.toml", CARGO_TOML.to_owned()),
+        ("Cargo.lock", CARGO_LOCK.to_owned()),
         ("src/lib.rs", "//! A crate whose image's build waits.\n".to_owned()),
-        ("tests/api.rs", "#[test]\nfn passes() {}\n".to_owned()),
+        ("tests/api.rs", PASSING_TEST.to_owned()),
         ("scripts/dist.sh", "set -eu\nmkdir -p dist\nprintf '#!/bin/sh\\n' > dist/books-ms\n".to_owned()),
         ("Dockerfile", format!("FROM {image}\nRUN sleep {secs}\n")),
         ("Dockerfile.test", "FROM scratch\nCOPY Cargo.toml /Cargo.toml\n".to_owned()),
@@ -293,13 +296,10 @@ fn shipping_upstream() -> (tempfile::TempDir, String) {
     let root = common::repo_root();
     let read = |path: &str| std::fs::read_to_string(root.join(path)).unwrap();
     let files = [
-        (
-            "Cargo.toml",
-            "[package]\nname = \"books-ms\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n".to_owned(),
-        ),
-        ("Cargo.lock", "version = 4\n\n[[package]]\nname = \"books-ms\"\nversion = \"0.1.0\"\n".to_owned()),
+        ("Cargo.toml", CARGO_TOML.to_owned()),
+        ("Cargo.lock", CARGO_LOCK.to_owned()),
         ("src/lib.rs", "//! A crate that ships a prebuilt books-ms.\n".to_owned()),
-        ("tests/api.rs", "#[test]\nfn passes() {}\n".to_owned()),
+        ("tests/api.rs", PASSING_TEST.to_owned()),
         ("scripts/dist.sh", "set -eu\nmkdir -p dist\ncp \"$PROBE_BINARY\" dist/books-ms\n".to_owned()),
         ("Dockerfile", read("Dockerfile")),
         (".dockerignore", read(".dockerignore")),
@@ -390,13 +390,10 @@ async fn ctrl_c_while_the_checks_run_after_the_switch_rolls_the_release_back() {
 fn ctrl_c_during_the_push_ends_it_and_no_manifest_reaches_the_registry() {
     // A layer of 300 MB that does not compress: its push takes seconds.
     let files = [
-        (
-            "Cargo.toml",
-            "[package]\nname = \"books-ms\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n".to_owned(),
-        ),
-        ("Cargo.lock", "version = 4\n\n[[package]]\nname = \"books-ms\"\nversion = \"0.1.0\"\n".to_owned()),
+        ("Cargo.toml", CARGO_TOML.to_owned()),
+        ("Cargo.lock", CARGO_LOCK.to_owned()),
         ("src/lib.rs", "//! A crate whose image is large.\n".to_owned()),
-        ("tests/api.rs", "#[test]\nfn passes() {}\n".to_owned()),
+        ("tests/api.rs", PASSING_TEST.to_owned()),
         ("scripts/dist.sh", "set -eu\nmkdir -p dist\nprintf '#!/bin/sh\\n' > dist/books-ms\n".to_owned()),
         ("Dockerfile", format!("FROM {}\nRUN head -c 300000000 /dev/urandom > /blob\n", debian_image())),
         ("Dockerfile.test", "FROM scratch\nCOPY Cargo.toml /Cargo.toml\n".to_owned()),
