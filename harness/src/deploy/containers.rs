@@ -9,6 +9,12 @@ use bollard::models::{ContainerCreateBody, HostConfig};
 use super::names::{Names, PROJECT_LABEL, ROLE_LABEL};
 use crate::config::Config;
 
+/// A listed container's name, as the engine lists it (`names`, the first
+/// without its leading `/`); empty when it has none.
+pub fn listed_name(names: Option<Vec<String>>) -> String {
+    names.unwrap_or_default().first().map(|n| n.trim_start_matches('/').to_owned()).unwrap_or_default()
+}
+
 /// The history: a container never started, its volume of the same name
 /// (see [`super::history`]). Its image is the database's, which prod has.
 pub fn history(config: &Config, names: &Names) -> ContainerCreateBody {

@@ -245,12 +245,7 @@ pub async fn engine_containers(engine: &Engine) -> anyhow::Result<Vec<EngineCont
         .map(|c| {
             let labels = c.labels.unwrap_or_default();
             EngineContainer {
-                name: c
-                    .names
-                    .unwrap_or_default()
-                    .first()
-                    .map(|n| n.trim_start_matches('/').to_owned())
-                    .unwrap_or_default(),
+                name: super::containers::listed_name(c.names),
                 state: c.state.map(|s| s.to_string()).unwrap_or_default(),
                 image_id: c.image_id.unwrap_or_default(),
                 project: labels.get(PROJECT_LABEL).cloned(),

@@ -161,12 +161,7 @@ pub async fn containers(prod: &Engine, project: &str) -> anyhow::Result<Vec<Cont
         .map(|c| {
             let labels = c.labels.unwrap_or_default();
             ContainerStatus {
-                name: c
-                    .names
-                    .unwrap_or_default()
-                    .first()
-                    .map(|n| n.trim_start_matches('/').to_owned())
-                    .unwrap_or_default(),
+                name: crate::deploy::containers::listed_name(c.names),
                 role: labels.get(ROLE_LABEL).cloned().unwrap_or_default(),
                 image: labels.get(IMAGE_LABEL).cloned().or(c.image).unwrap_or_default(),
                 version: labels.get(VERSION_LABEL).cloned(),
