@@ -17,18 +17,24 @@ use crate::helpers::{
     book, db_uri, free_port, repo_root, spawn_app_with, start_db_container, wait_for_db, wait_listening, AppOptions,
 };
 
-/// The service's database timeout in these tests (`DB_TIMEOUT_MS`).
-const DB_TIMEOUT: Duration = Duration::from_millis(1000);
+/// The service's database timeout in these tests (`DB_TIMEOUT_MS`). Short,
+/// so that the test is (it is in the pre-deploy gate): every wait below is
+/// scaled from it, and what is asserted does not depend on its length.
+const DB_TIMEOUT: Duration = Duration::from_millis(400);
 /// The longest any answer may take while the database is down or dying: the
 /// repository's deadline for one operation (3 × DB_TIMEOUT), plus slack for
 /// two busy cores.
-const LONGEST_ANSWER: Duration = Duration::from_millis(3 * 1000 + 2000);
-/// The load before each kill (and after the last recovery): a few hundred
-/// writes at the workers' pace.
-const LOAD_BEFORE_KILL: Duration = Duration::from_millis(800);
+const LONGEST_ANSWER: Duration = Duration::from_millis(3 * 400 + 2000);
+/// The load before each kill (and after the last recovery): a hundred or
+/// more writes at the workers' pace.
+const LOAD_BEFORE_KILL: Duration = Duration::from_millis(500);
 /// How long the database stays dead: twice DB_TIMEOUT, so that writes sent
 /// at its start see the outage (a 503) before it ends.
-const OUTAGE: Duration = Duration::from_millis(2 * 1000);
+const OUTAGE: Duration = Duration::from_millis(2 * 400);
+/// `DB_TIMEOUT_MS` of [`start_binary_logging`]: the first batch of a list
+/// of 30,000 large documents took over 1 s with the machine's load at 12,
+/// and the list test waits on the kill, not on this deadline.
+const LOGGING_DB_TIMEOUT: Duration = Duration::from_millis(2000);
 
 fn docker() -> bollard::Docker {
     bollard::Docker::connect_with_local_defaults().expect("the local Docker engine")
@@ -182,7 +188,7 @@ pub fn start_binary_logging(port: u16, uri: &str, db: &str, log: std::fs::File) 
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("MONGODB_URI", uri)
         .env("DB_DBNAME", db)
-        .env("DB_TIMEOUT_MS", DB_TIMEOUT.as_millis().to_string())
+        .env("DB_TIMEOUT_MS", LOGGING_DB_TIMEOUT.as_millis().to_string())
         .env("STATIC_DIR", repo_root().join("client"))
         .stdout(log)
         .stderr(Stdio::null())
@@ -242,7 +248,7 @@ async fn a_list_cut_short_by_the_database_dying_is_a_broken_transfer_and_an_erro
     // and what arrived is not a JSON array a client could take as complete.
     let error = error.unwrap_or_else(|| panic!("the body ended cleanly after {} bytes", body.len()));
     assert!(!error.is_timeout(), "the service hung instead of cutting the response: {error}");
-    assert!(took < LONGEST_ANSWER + Duration::from_secs(5), "the cut took {took:?}");
+    assert!(took < LOGGING_DB_TIMEOUT * 3 + Duration::from_secs(7), "the cut took {took:?}");
     assert!(body.starts_with(b"[") && !body.ends_with(b"]"), "{} bytes ending {:?}", body.len(), body.last());
     assert!(serde_json::from_slice::<Value>(&body).is_err());
     assert!(body.len() < 30_000 * 600, "the whole list arrived ({} bytes)", body.len());
