@@ -281,6 +281,10 @@ pub struct SwarmConfig {
     /// a deploy first creates it (its volume lives there); by default the
     /// manager `docker_host` reaches. An existing database keeps its node.
     pub database_node: Option<String>,
+    /// Where each node's Docker socket is, as that node's engine sees it:
+    /// `harness prune` bind-mounts it into a one-off job on every node but
+    /// the manager's. `{label:KEY}`, `{hostname}` and `{id}` are the node's.
+    pub node_socket: String,
 }
 
 impl Default for SwarmConfig {
@@ -296,6 +300,7 @@ impl Default for SwarmConfig {
             update_monitor_secs: 5,
             converge_timeout_secs: 300,
             database_node: None,
+            node_socket: lab("BOOKS_LAB_SWARM_NODE_SOCKET"),
         }
     }
 }
@@ -788,6 +793,7 @@ mod tests {
             "BOOKS_PROXY_IMAGE",
             "BOOKS_LAB_SWARM_DOCKER_HOST",
             "BOOKS_LAB_SWARM_CERT_PATH",
+            "BOOKS_LAB_SWARM_NODE_SOCKET",
         ] {
             assert!(!lab(key).is_empty(), "{key} is missing from lab/topology.env or lab/lab.env");
         }

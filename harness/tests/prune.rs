@@ -5,6 +5,8 @@
 //! registry, and on prod removes the images of the releases it dropped and
 //! keeps the others'; the registry's garbage collection ran (read-only
 //! window included) and it answers again; a rollback to A still works.
+//! On the swarm, the workers' images go too: each through a job on that
+//! worker, read back from the workers' own engines.
 //! The test's releases live in repositories of its own, emptied at its
 //! start and end. Needs the lab up and root; never skips.
 
@@ -159,4 +161,95 @@ async fn with_the_other_target_unreachable_prune_removes_nothing_and_says_how_to
     let report: serde_json::Value = serde_json::from_str(&alone.stdout).expect("the dry run's report as JSON");
     assert!(report.is_object(), "{report}");
     assert_no_lock(&Target::Prod.docker().await).await;
+}
+
+/// The ids of `docker`'s images known by a name of `repository`.
+async fn images_of(docker: &bollard::Docker, repository: &str) -> BTreeSet<String> {
+    let images = common::bounded(
+        "listing a node's images",
+        docker.list_images(None::<bollard::query_parameters::ListImagesOptions>),
+    )
+    .await
+    .unwrap();
+    images
+        .into_iter()
+        .filter(|i| i.repo_digests.iter().chain(&i.repo_tags).any(|r| r.starts_with(&format!("{repository}@"))))
+        .map(|i| i.id)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_the_swarm_prune_removes_dropped_releases_images_from_every_worker_and_keeps_the_kept_ones() {
+    let _lock = prod_lock().await;
+    let lab = Lab::load();
+    let target = Target::Swarm;
+    let (service_name, tests_name) =
+        ("books-lab-tests/prune-swarm".to_owned(), "books-lab-tests/prune-swarm-tests".to_owned());
+    empty(&lab, &[&service_name, &tests_name]).await;
+    let service = format!("{}/{service_name}", lab.registry);
+    let env = [("HARNESS_IMAGES__SERVICE", service_name.as_str()), ("HARNESS_IMAGES__TESTS", tests_name.as_str())];
+    // An old release and a new one, each pulled (by digest, as the swarm
+    // pulls) onto every worker.
+    let old = push_tiny(&service, "old", "2001-01-01T00:00:00Z");
+    let new = push_tiny(&service, "new", "2100-01-01T00:00:00Z");
+    let workers: Vec<usize> = (2..=lab.swarm_nodes).collect();
+    assert!(!workers.is_empty(), "the lab's swarm has no worker (BOOKS_LAB_SWARM_NODES={})", lab.swarm_nodes);
+    let mut engines = Vec::new();
+    for &i in &workers {
+        let docker = common::swarm::node_docker(&lab, i).await;
+        for digest in [&old, &new] {
+            pull(&docker, &service, digest, Some(lab.docker_credentials()))
+                .await
+                .unwrap_or_else(|e| panic!("pulling {digest} on swarm-{i}: {e}"));
+        }
+        assert_eq!(images_of(&docker, &service).await.len(), 2, "swarm-{i} holds both releases");
+        engines.push((i, docker));
+    }
+
+    let dry = target.harness(&["--json", "--dry-run", "prune", "--keep", "1", "--this-target-only"], &env).await;
+    let held_after_dry: Vec<usize> = {
+        let mut held = Vec::new();
+        for (_, docker) in &engines {
+            held.push(images_of(docker, &service).await.len());
+        }
+        held
+    };
+    let run = target.harness(&["--json", "prune", "--keep", "1", "--this-target-only"], &env).await;
+
+    assert!(dry.success(), "prune --dry-run on the swarm:\n{}", dry.stderr);
+    assert!(held_after_dry.iter().all(|n| *n == 2), "the dry run removed images: {held_after_dry:?}");
+    assert!(run.success(), "prune on the swarm:\n{}", run.stderr);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("a JSON report");
+    let dry: serde_json::Value = serde_json::from_str(&dry.stdout).expect("a JSON dry run");
+    let nodes = report["nodes"].as_array().expect("the nodes' part");
+    assert_eq!(nodes.len(), workers.len(), "one job per worker: {report}");
+    assert_eq!(dry["nodes"], report["nodes"], "the dry run lists what the run removed");
+    for (i, docker) in &engines {
+        let left = images_of(docker, &service).await;
+        let node = nodes.iter().find(|n| n["node"] == format!("swarm-{i}")).unwrap_or_else(|| panic!("{report}"));
+        assert_eq!(node["images"].as_array().map(Vec::len), Some(1), "swarm-{i}: {node}");
+        assert_eq!(node["kept"], 1, "swarm-{i}: {node}");
+        assert_eq!(left.len(), 1, "swarm-{i} holds only the kept release: {left:?}");
+        let kept = &left.iter().next().unwrap();
+        assert!(!node["images"].as_array().unwrap().iter().any(|id| id == *kept), "swarm-{i} removed the kept one");
+    }
+    assert_eq!(lab.tags(&service_name).await, BTreeSet::from(["new".to_owned()]), "the registry keeps the new one");
+    let manager = target.docker().await;
+    let jobs = common::bounded(
+        "listing the swarm's services",
+        manager.list_services(None::<bollard::query_parameters::ListServicesOptions>),
+    )
+    .await
+    .unwrap();
+    let left: Vec<_> =
+        jobs.iter().filter_map(|s| s.spec.as_ref()?.name.clone()).filter(|n| n.contains("-prune-")).collect();
+    assert!(left.is_empty(), "prune jobs left on the swarm: {left:?}");
+
+    // What this run pulled and pushed goes.
+    for (_, docker) in &engines {
+        for id in images_of(docker, &service).await {
+            let _ = docker.remove_image(&id, None::<bollard::query_parameters::RemoveImageOptions>, None).await;
+        }
+    }
+    empty(&lab, &[&service_name, &tests_name]).await;
 }

@@ -19,23 +19,11 @@ use std::time::{Duration, Instant};
 
 use bollard::auth::DockerCredentials;
 use bollard::models::{NodeSpecRoleEnum, NodeState};
-use bollard::{Docker, API_DEFAULT_VERSION};
+use bollard::Docker;
 
 use common::engines::{pid_in, pull, tls_client, Dockerd};
-use common::swarm::{nodes, swarm_sh, LostNode, NodeView};
-use common::{bounded, negotiate, parse_env, repo_root, Lab, DEADLINE};
-
-/// Node i's engine: the manager over TLS, a worker on the unix socket
-/// lab/swarm.sh gives it for the lab's own use.
-async fn node_docker(lab: &Lab, i: usize) -> Docker {
-    if i == 1 {
-        return lab.swarm_docker().await;
-    }
-    let socket = format!("/run/books-lab/swarm-{i}/docker.sock");
-    let docker = Docker::connect_with_unix(&socket, DEADLINE.as_secs(), API_DEFAULT_VERSION)
-        .unwrap_or_else(|e| panic!("a client for {socket}: {e}"));
-    negotiate(docker, &format!("swarm-{i}'s engine")).await
-}
+use common::swarm::{node_docker, nodes, swarm_sh, LostNode, NodeView};
+use common::{bounded, parse_env, repo_root, Lab};
 
 /// Polls the manager (every 500 ms, at most `within`) until `done` holds
 /// for its nodes; the last view otherwise, for the failure's message.

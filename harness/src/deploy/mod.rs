@@ -237,6 +237,9 @@ pub struct PruneReport {
     pub engine: prune::EngineChoice,
     /// What the engine's part did (none with `--dry-run`).
     pub removed: Option<prune::EngineRemoved>,
+    /// On the swarm, the other nodes' part: what each node's job removed
+    /// (with `--dry-run`, would remove).
+    pub nodes: Vec<swarm::prune::NodePruned>,
     /// The registry's storage before and after its collection, when one ran.
     pub registry_bytes: Option<(i64, i64)>,
     pub warnings: Vec<String>,
@@ -248,7 +251,7 @@ pub async fn prune(config: &Config, request: &PruneRequest, reporter: &Reporter)
     let engine = target_engine(config).await?;
     let credentials = crate::registry::credentials(config)?;
     let docker_credentials = credentials.as_ref().map(|c| c.to_docker(&config.registry.address));
-    let work = prune_on(config, &engine, request, credentials, reporter);
+    let work = prune_on(config, &engine, request, credentials, docker_credentials.clone(), reporter);
     if request.dry_run {
         return work.await;
     }
@@ -270,6 +273,7 @@ async fn prune_on(
     engine: &Engine,
     request: &PruneRequest,
     credentials: Option<crate::registry::Credentials>,
+    docker_credentials: Option<bollard::auth::DockerCredentials>,
     reporter: &Reporter,
 ) -> anyhow::Result<PruneReport> {
     use anyhow::Context as _;
@@ -333,14 +337,19 @@ async fn prune_on(
         .collect();
     let mut on_engine = prune::choose_on_engine(&containers, &images, config.project(), &service_repository, &kept);
     let mut warnings = Vec::new();
+    let mut nodes = Vec::new();
     if config.prod.kind == TargetKind::Swarm {
         // A task's container is the swarm's to remove (its task history).
         on_engine.containers.clear();
-        warnings.push(
-            "on the swarm, only the manager's images are pruned: the harness reaches the manager's engine \
-             alone, not the workers'"
-                .to_owned(),
-        );
+        // The other nodes' engines, each through a job of its own; before
+        // the registry loses anything, so that a failure here leaves it
+        // whole.
+        reporter.line("prune: a job on each of the swarm's other nodes for their images".to_owned());
+        let (pruned, node_warnings) =
+            swarm::prune::other_nodes(engine, config, &service_repository, &kept, request.dry_run, docker_credentials)
+                .await?;
+        nodes = pruned;
+        warnings.extend(node_warnings);
     }
     let mut report = PruneReport {
         dry_run: request.dry_run,
@@ -352,6 +361,7 @@ async fn prune_on(
         registry: choice,
         engine: on_engine,
         removed: None,
+        nodes,
         registry_bytes: None,
         warnings,
     };
@@ -452,6 +462,22 @@ impl std::fmt::Display for PruneReport {
                 self.target,
                 removed.freed_bytes_at_most / 1_000_000
             )?;
+        }
+        for node in &self.nodes {
+            writeln!(
+                f,
+                "node {}: {drop} {} image(s), at most {} MB (their sizes); {keep} {}",
+                node.node,
+                node.images.len(),
+                node.freed_bytes_at_most / 1_000_000,
+                node.kept
+            )?;
+            for image in &node.images {
+                writeln!(f, "  remove  image {image}")?;
+            }
+            for skipped in &node.skipped {
+                writeln!(f, "  in use  image {skipped}")?;
+            }
         }
         if let Some((before, after)) = self.registry_bytes {
             writeln!(

@@ -11,7 +11,7 @@ use bollard::query_parameters::ListNodesOptions;
 use bollard::Docker;
 
 use super::run::{run_bounded, Run};
-use super::{bounded, repo_root};
+use super::{bounded, negotiate, repo_root, Lab, DEADLINE};
 
 /// The label lab/swarm.sh gives node i: `swarm-<i>`.
 pub const NODE_LABEL: &str = "books-lab.node";
@@ -88,4 +88,16 @@ impl Drop for LostNode {
             eprintln!("lab/swarm.sh up after taking swarm-{} down failed: {}{}", self.0, run.stdout, run.stderr);
         }
     }
+}
+
+/// Node i's engine: the manager over TLS, a worker on the unix socket
+/// lab/swarm.sh gives it for the lab's own use.
+pub async fn node_docker(lab: &Lab, i: usize) -> Docker {
+    if i == 1 {
+        return lab.swarm_docker().await;
+    }
+    let socket = format!("/run/books-lab/swarm-{i}/docker.sock");
+    let docker = Docker::connect_with_unix(&socket, DEADLINE.as_secs(), bollard::API_DEFAULT_VERSION)
+        .unwrap_or_else(|e| panic!("a client for {socket}: {e}"));
+    negotiate(docker, &format!("swarm-{i}'s engine")).await
 }

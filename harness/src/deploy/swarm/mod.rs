@@ -18,6 +18,7 @@ pub mod haproxy;
 pub mod logs;
 pub mod observe;
 pub mod plan;
+pub mod prune;
 pub mod services;
 
 pub use self::observe::SwarmStatus;
