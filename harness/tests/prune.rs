@@ -137,10 +137,17 @@ async fn prune_keeps_the_last_releases_and_what_history_can_roll_back_to_and_a_r
     empty(&lab, &[&service_name, &tests_name]).await;
 }
 
-/// Removes every manifest of these repositories from the registry.
+/// Removes every manifest of these repositories from the registry, and
+/// their images from the cd engine (where this test built them).
 async fn empty(lab: &Lab, names: &[&str]) {
+    let cd = common::negotiate(bollard::Docker::connect_with_local_defaults().unwrap(), "the cd engine").await;
     for name in names {
         lab.empty_repository(name).await;
+        let repository = format!("{}/{name}", lab.registry);
+        for id in images_of(&cd, &repository).await {
+            let options = bollard::query_parameters::RemoveImageOptionsBuilder::default().force(true).build();
+            let _ = common::bounded("removing an image", cd.remove_image(&id, Some(options), None)).await;
+        }
     }
 }
 
@@ -163,7 +170,8 @@ async fn with_the_other_target_unreachable_prune_removes_nothing_and_says_how_to
     assert_no_lock(&Target::Prod.docker().await).await;
 }
 
-/// The ids of `docker`'s images known by a name of `repository`.
+/// The ids of `docker`'s images known by a name of `repository` (by
+/// digest or tag).
 async fn images_of(docker: &bollard::Docker, repository: &str) -> BTreeSet<String> {
     let images = common::bounded(
         "listing a node's images",
@@ -173,7 +181,12 @@ async fn images_of(docker: &bollard::Docker, repository: &str) -> BTreeSet<Strin
     .unwrap();
     images
         .into_iter()
-        .filter(|i| i.repo_digests.iter().chain(&i.repo_tags).any(|r| r.starts_with(&format!("{repository}@"))))
+        .filter(|i| {
+            i.repo_digests
+                .iter()
+                .chain(&i.repo_tags)
+                .any(|r| r.strip_prefix(repository).is_some_and(|rest| rest.starts_with(['@', ':'])))
+        })
         .map(|i| i.id)
         .collect()
 }

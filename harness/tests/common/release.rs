@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use bollard::query_parameters::{ListImagesOptions, RemoveImageOptions};
+
 use super::run::{run_bounded, Run};
 use super::{repo_root, without_cargo_env, Lab};
 
@@ -117,26 +119,45 @@ pub async fn never_healthy(base: &Release) -> Release {
     tokio::task::spawn_blocking(make).await.unwrap()
 }
 
-/// Removes from the registry the releases that earlier test runs pushed
-/// to [`TEST_REPOSITORY`] and left: a tag ending in `-PID` of a process
-/// that is gone on this machine (every release these fixtures make is
-/// named so). Its blobs go at the next `harness prune`'s collection. Once
-/// per test binary.
+/// Removes the releases that earlier test runs pushed to
+/// [`TEST_REPOSITORY`] and left: a tag ending in `-PID` of a process that
+/// is gone on this machine (every release these fixtures make is named
+/// so). Its blobs go at the next `harness prune`'s collection. On the cd
+/// engine, the images such runs built under any `books-lab-tests/` name go
+/// too. Once per test binary.
 pub async fn remove_finished_runs_releases() {
     static DONE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
     DONE.get_or_init(|| async {
         let lab = Lab::load();
         for tag in lab.tags(TEST_REPOSITORY).await {
-            let Some(pid) = tag.rsplit_once('-').and_then(|(_, pid)| pid.parse::<u32>().ok()) else { continue };
-            if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            if !of_a_finished_run(&tag) {
                 continue;
             }
             if let Some(digest) = lab.manifest_digest(TEST_REPOSITORY, &tag).await {
                 lab.delete_manifest(TEST_REPOSITORY, &digest).await;
             }
         }
+        let cd = super::negotiate(bollard::Docker::connect_with_local_defaults().unwrap(), "the cd engine").await;
+        let prefix = format!("{}/books-lab-tests/", lab.registry);
+        let images = super::bounded("listing the cd engine's images", cd.list_images(None::<ListImagesOptions>)).await;
+        for reference in images.unwrap_or_default().into_iter().flat_map(|i| i.repo_tags) {
+            let tag = reference.strip_prefix(&prefix).and_then(|r| r.rsplit_once(':')).map(|(_, tag)| tag);
+            if tag.is_some_and(of_a_finished_run) {
+                // Untags it; the image goes with its last name. One a
+                // container uses stays.
+                let _ =
+                    super::bounded("removing an image", cd.remove_image(&reference, None::<RemoveImageOptions>, None))
+                        .await;
+            }
+        }
     })
     .await;
+}
+
+/// A tag `...-PID` of a process that is gone (not this one).
+fn of_a_finished_run(tag: &str) -> bool {
+    let Some(pid) = tag.rsplit_once('-').and_then(|(_, pid)| pid.parse::<u32>().ok()) else { return false };
+    pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Releases A and B of this run, `PREFIX-a-PID` and `PREFIX-b-PID`, each
