@@ -318,6 +318,23 @@ impl Lab {
         list["tags"].as_array().into_iter().flatten().filter_map(|t| Some(t.as_str()?.to_owned())).collect()
     }
 
+    /// The registry's repositories (its catalog, up to 1,000 names).
+    pub async fn repositories(&self) -> Vec<String> {
+        let credentials = self.credentials();
+        let response = bounded(
+            "listing repositories",
+            self.registry_client()
+                .get(self.registry_url("/v2/_catalog?n=1000"))
+                .basic_auth(&credentials.user, Some(&credentials.password))
+                .send(),
+        )
+        .await
+        .expect("the registry answers");
+        assert_eq!(response.status(), 200, "GET /v2/_catalog");
+        let list: serde_json::Value = response.json().await.expect("a catalog");
+        list["repositories"].as_array().into_iter().flatten().filter_map(|r| Some(r.as_str()?.to_owned())).collect()
+    }
+
     /// Removes a manifest from the registry (its `delete: enabled` allows
     /// it); the registry's answer, 202 when it was there.
     pub async fn delete_manifest(&self, repository: &str, digest: &str) -> reqwest::StatusCode {

@@ -119,22 +119,24 @@ pub async fn never_healthy(base: &Release) -> Release {
     tokio::task::spawn_blocking(make).await.unwrap()
 }
 
-/// Removes the releases that earlier test runs pushed to
-/// [`TEST_REPOSITORY`] and left: a tag ending in `-PID` of a process that
-/// is gone on this machine (every release these fixtures make is named
-/// so). Its blobs go at the next `harness prune`'s collection. On the cd
-/// engine, the images such runs built under any `books-lab-tests/` name go
-/// too. Once per test binary.
+/// Removes the releases that earlier test runs pushed to a
+/// `books-lab-tests/` repository and left: a tag ending in `-PID` of a
+/// process that is gone on this machine (every release these fixtures and
+/// the fixture services' tests make is named so). Their blobs go at the
+/// next `harness prune`'s collection. On the cd engine, the images such
+/// runs built go too. Once per test binary.
 pub async fn remove_finished_runs_releases() {
     static DONE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
     DONE.get_or_init(|| async {
         let lab = Lab::load();
-        for tag in lab.tags(TEST_REPOSITORY).await {
-            if !of_a_finished_run(&tag) {
-                continue;
-            }
-            if let Some(digest) = lab.manifest_digest(TEST_REPOSITORY, &tag).await {
-                lab.delete_manifest(TEST_REPOSITORY, &digest).await;
+        for repository in lab.repositories().await.iter().filter(|r| r.starts_with("books-lab-tests/")) {
+            for tag in lab.tags(repository).await {
+                if !of_a_finished_run(&tag) {
+                    continue;
+                }
+                if let Some(digest) = lab.manifest_digest(repository, &tag).await {
+                    lab.delete_manifest(repository, &digest).await;
+                }
             }
         }
         let cd = super::negotiate(bollard::Docker::connect_with_local_defaults().unwrap(), "the cd engine").await;
