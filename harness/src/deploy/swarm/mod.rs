@@ -14,6 +14,8 @@
 
 pub mod act;
 pub mod details;
+#[cfg(test)]
+mod golden;
 pub mod haproxy;
 pub mod logs;
 pub mod observe;
