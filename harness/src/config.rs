@@ -277,10 +277,15 @@ pub struct SwarmConfig {
     pub update_monitor_secs: u64,
     /// How long a deploy waits for an update (or rollback) to converge.
     pub converge_timeout_secs: u64,
-    /// The swarm node id (`docker node ls`) the database is pinned to when
-    /// a deploy first creates it (its volume lives there); by default the
-    /// manager `docker_host` reaches. An existing database keeps its node.
+    /// The swarm node id (`docker node ls`) every accessory is pinned to
+    /// when a deploy first creates it (its volume lives there); by default
+    /// the manager `docker_host` reaches. An existing accessory keeps its
+    /// node. (Named when the swarm ran one database.)
     pub database_node: Option<String>,
+    /// The path the proxy checks on every app task every second: a task
+    /// gets no request until it answers 2xx there, and leaves the rotation
+    /// when it stops; unset: `healthcheck.path`.
+    pub check_path: Option<String>,
 }
 
 impl Default for SwarmConfig {
@@ -296,6 +301,7 @@ impl Default for SwarmConfig {
             update_monitor_secs: 5,
             converge_timeout_secs: 300,
             database_node: None,
+            check_path: None,
         }
     }
 }
@@ -563,6 +569,12 @@ impl Config {
         self.prod.project.as_deref().unwrap_or(&self.service.name)
     }
 
+    /// The path the swarm's proxy checks each app task on:
+    /// `swarm.check_path`, else `healthcheck.path`.
+    pub fn swarm_check_path(&self) -> &str {
+        self.swarm.check_path.as_deref().unwrap_or(&self.healthcheck.path)
+    }
+
     /// The checks, validated.
     pub fn checks(&self) -> anyhow::Result<Vec<Check>> {
         self.checks.iter().enumerate().map(|(i, check)| check.check(i)).collect()
@@ -612,6 +624,14 @@ impl Config {
             anyhow::bail!(
                 "configuration: prod.health_interval_ms is {ms}: it must be 1 to 3600000 (500 probes twice a second), \
                  or unset for the image's own interval"
+            );
+        }
+        let check_path = self.swarm_check_path();
+        if !check_path.starts_with('/') || check_path.contains(|c: char| c.is_whitespace() || c.is_control()) {
+            let setting = if swarm.check_path.is_some() { "swarm.check_path" } else { "healthcheck.path" };
+            anyhow::bail!(
+                "configuration: {setting} `{check_path}` must start with / and hold no space: the swarm's proxy \
+                 checks every task on it"
             );
         }
         if swarm.database_node.as_deref().is_some_and(|n| n.trim().is_empty()) {

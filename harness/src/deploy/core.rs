@@ -172,7 +172,7 @@ pub async fn remove<T: Target>(
         }
         let mut steps = Vec::new();
         if !shared.history {
-            let image = config.prod.database_image.clone();
+            let image = super::containers::kept_image(config).to_owned();
             steps.push(Step::new(Core::Pull { image: image.clone() }));
             let body = Box::new(super::containers::history(config, &names));
             steps.push(Step::new(Core::CreateHistory { name: names.history.clone(), image, body }));
@@ -203,7 +203,7 @@ pub async fn remove<T: Target>(
     let observed = target.observe(engine, &shared).await?;
     let release = match target.live(engine, &observed).await? {
         Some(live) => live,
-        None => Release::given(config.prod.database_image.clone(), String::new(), None),
+        None => Release::given(super::containers::kept_image(config).to_owned(), String::new(), None),
     };
     let holder = lock::holder(&release);
     let (plan, empty) = removal(&shared, &observed, &release, &holder)?;
@@ -316,8 +316,8 @@ fn assemble<T: Target>(
     let mut steps = Vec::new();
     let mut pulled = Vec::new();
     if !shared.history {
-        // Its image may be on no node yet (a swarm's manager runs none).
-        let image = config.prod.database_image.clone();
+        // Its image may not be on the engine yet (a first deploy).
+        let image = super::containers::kept_image(config).to_owned();
         steps.push(Step::new(Core::Pull { image: image.clone() }));
         let body = Box::new(super::containers::history(config, &names));
         steps.push(Step::new(Core::CreateHistory { name: names.history.clone(), image: image.clone(), body }));

@@ -22,9 +22,10 @@ pub(crate) fn specs(config: &Config) -> String {
     let json = |spec: &ServiceSpec| canonical(&serde_json::to_value(spec).expect("a spec serialises"));
     let mut out = String::new();
     out.push_str(&format!("== app\n{}\n", json(&services::app(config, &release, &names))));
-    let db = services::database(config, &names, &services::pinned_to("n0de1d"));
+    let accessory = config.accessories.get("db").expect("books-ms's accessory db");
+    let db = services::accessory(config, &names, "db", accessory, &services::pinned_to("n0de1d"));
     out.push_str(&format!("== database\n{}\n", json(&db)));
-    let text = services::proxy_text(&names);
+    let text = services::proxy_text(config, &names);
     let config_name = names.proxy_config(&text);
     let config_spec = services::proxy_config(config, &config_name, &text);
     let config_json = canonical(&serde_json::to_value(&config_spec).expect("a config serialises"));

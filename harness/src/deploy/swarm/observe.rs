@@ -46,11 +46,17 @@ pub async fn observe(manager: &Engine, config: &Config) -> anyhow::Result<SwarmO
         );
     }
     let configs = configs.into_iter().filter_map(|c| c.spec?.name).collect();
+    let mut accessories = std::collections::BTreeMap::new();
+    for name in config.accessories.keys() {
+        if let Some(service) = observed_service(manager, &swarm.accessory(name)).await? {
+            accessories.insert(name.clone(), service);
+        }
+    }
     Ok(SwarmObserved {
         network,
         manager_node,
         configs,
-        db: observed_service(manager, &swarm.db).await?,
+        accessories,
         app: observed_service(manager, &swarm.app).await?,
         proxy: observed_service(manager, &swarm.proxy).await?,
     })
@@ -293,7 +299,9 @@ pub async fn status(manager: &Engine, config: &Config) -> anyhow::Result<SwarmSt
     let node_names: HashMap<&str, &str> = nodes.iter().map(|n| (n.id.as_str(), n.name.as_str())).collect();
     let mut services = Vec::new();
     let mut tasks = Vec::new();
-    for name in [&swarm.db, &swarm.app, &swarm.proxy] {
+    let accessories = config.accessories.keys().map(|name| swarm.accessory(name));
+    for name in accessories.chain([swarm.app.clone(), swarm.proxy.clone()]) {
+        let name = &name;
         let Some(service) = inspect_service(manager, name).await? else { continue };
         let spec = service.spec.unwrap_or_default();
         let labels = spec.labels.clone().unwrap_or_default();

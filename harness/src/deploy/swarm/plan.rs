@@ -43,7 +43,9 @@ pub struct SwarmObserved {
     pub manager_node: Option<String>,
     /// The project's config objects, by name.
     pub configs: Vec<String>,
-    pub db: Option<ObservedService>,
+    /// The configured accessories' services that are there, by accessory
+    /// name.
+    pub accessories: std::collections::BTreeMap<String, ObservedService>,
     pub app: Option<ObservedService>,
     pub proxy: Option<ObservedService>,
 }
@@ -127,8 +129,8 @@ pub fn plan(observed: &SwarmObserved, context: &Context) -> Planned<Action> {
     let release = context.release;
     let swarm = SwarmNames::new(config.project());
     let mut steps = infrastructure(observed, config, &swarm);
-    let warnings = observed.db.as_ref().map(|db| database_warnings(config, &swarm, db)).unwrap_or_default();
-    let proxy_text = services::proxy_text(&swarm);
+    let warnings = accessory_warnings(observed, config, &swarm);
+    let proxy_text = services::proxy_text(config, &swarm);
     let proxy_config = swarm.proxy_config(&proxy_text);
     if !observed.configs.contains(&proxy_config) {
         let spec = services::proxy_config(config, &proxy_config, &proxy_text);
@@ -187,20 +189,23 @@ pub fn plan(observed: &SwarmObserved, context: &Context) -> Planned<Action> {
     Planned { steps, cleanup, replaces: true, colour: None, summary, warnings }
 }
 
-/// What lasts: the network, the database (never made again: its data
-/// lives in its volume on its pinned node).
+/// What lasts: the network, the accessories (never made again: their
+/// data lives in their volumes on their pinned nodes).
 fn infrastructure(observed: &SwarmObserved, config: &Config, swarm: &SwarmNames) -> Vec<Step> {
     let mut steps = Vec::new();
     if !observed.network {
         steps.push(Step::new(Action::CreateOverlay { name: swarm.network.clone() }));
     }
-    if observed.db.is_none() {
-        // Pinned by id to one node, where its volume will be: the one set,
-        // else the manager.
-        let node = config.swarm.database_node.as_deref().or(observed.manager_node.as_deref()).unwrap_or_default();
-        let spec = services::database(config, swarm, &services::pinned_to(node));
-        let image = config.prod.database_image.clone();
-        steps.push(Step::new(Action::CreateService { name: swarm.db.clone(), image, spec: Box::new(spec) }));
+    // Pinned by id to one node, where its volume will be: the one set,
+    // else the manager.
+    let node = config.swarm.database_node.as_deref().or(observed.manager_node.as_deref()).unwrap_or_default();
+    for (name, accessory) in &config.accessories {
+        if observed.accessories.contains_key(name) {
+            continue;
+        }
+        let spec = services::accessory(config, swarm, name, accessory, &services::pinned_to(node));
+        let (service, image) = (swarm.accessory(name), accessory.image.clone());
+        steps.push(Step::new(Action::CreateService { name: service, image, spec: Box::new(spec) }));
     }
     steps
 }
@@ -250,28 +255,37 @@ fn roll(steps: &mut Vec<Step>, observed: &Option<ObservedService>, wanted: Wante
     }
 }
 
-/// The database service is never updated by a deploy (a new task could
-/// start away from its data): say when it differs from what this
+/// An accessory's service is never updated by a deploy (a new task could
+/// start away from its data): say when one differs from what this
 /// configuration would create, and when it is not pinned to one node.
-fn database_warnings(config: &Config, swarm: &SwarmNames, db: &ObservedService) -> Vec<String> {
+fn accessory_warnings(observed: &SwarmObserved, config: &Config, swarm: &SwarmNames) -> Vec<String> {
     let mut warnings = Vec::new();
-    let constraint = db.constraints.first().cloned().unwrap_or_default();
-    let wanted = services::database(config, swarm, &constraint);
-    if db.spec.as_deref() != services::spec_of(&wanted) {
-        warnings.push(format!(
-            "{} runs {} with a spec other than this configuration's (prod.database_image, log settings, or a \
-             harness of another version): deploys never update the database; update it by hand (`docker service \
-             update`) or remove the service (its volume {} keeps the data) for the next deploy to create it",
-            swarm.db, db.image, swarm.volume
-        ));
-    }
-    if !(db.constraints.len() == 1 && constraint.starts_with("node.id ==")) {
-        warnings.push(format!(
-            "{} is not pinned to one node by id (constraints {:?}): Swarm may start it again on another node, \
-             with an empty volume; pin it (`docker service update --constraint-rm ... --constraint-add \
-             'node.id == ID'`, the node holding its volume)",
-            swarm.db, db.constraints
-        ));
+    for (name, seen) in &observed.accessories {
+        let Some(accessory) = config.accessories.get(name) else { continue };
+        let service = swarm.accessory(name);
+        let constraint = seen.constraints.first().cloned().unwrap_or_default();
+        let wanted = services::accessory(config, swarm, name, accessory, &constraint);
+        if seen.spec.as_deref() != services::spec_of(&wanted) {
+            let volume = if accessory.volume.is_some() {
+                format!(" (its volume {service} keeps the data)")
+            } else {
+                String::new()
+            };
+            warnings.push(format!(
+                "{service} runs {} with a spec other than this configuration's (accessories.{name}, log settings, \
+                 or a harness of another version): deploys never update an accessory; update it by hand (`docker \
+                 service update`) or remove the service{volume} for the next deploy to create it",
+                seen.image
+            ));
+        }
+        if !(seen.constraints.len() == 1 && constraint.starts_with("node.id ==")) {
+            warnings.push(format!(
+                "{service} is not pinned to one node by id (constraints {:?}): Swarm may start it again on another \
+                 node, with an empty volume; pin it (`docker service update --constraint-rm ... --constraint-add \
+                 'node.id == ID'`, the node holding its volume)",
+                seen.constraints
+            ));
+        }
     }
     warnings
 }
@@ -323,7 +337,7 @@ mod tests {
     }
 
     fn proxy_config() -> String {
-        swarm_names().proxy_config(&services::proxy_text(&swarm_names()))
+        swarm_names().proxy_config(&services::proxy_text(&crate::config::books_ms(), &swarm_names()))
     }
 
     fn service(spec: &bollard::models::ServiceSpec) -> ObservedService {
@@ -347,7 +361,17 @@ mod tests {
             network: true,
             configs: vec![config_name.clone()],
             manager_node: Some("m4n4g3r".into()),
-            db: Some(service(&services::database(config, &names, &services::pinned_to("m4n4g3r")))),
+            accessories: [(
+                "db".to_owned(),
+                service(&services::accessory(
+                    config,
+                    &names,
+                    "db",
+                    &config.accessories["db"],
+                    &services::pinned_to("m4n4g3r"),
+                )),
+            )]
+            .into(),
             app: Some(service(&services::app(config, live, &names))),
             proxy: Some(service(&services::proxy(config, &names, &config_name))),
         }
@@ -361,7 +385,7 @@ mod tests {
     fn a_first_deploy_creates_the_network_the_database_the_app_then_the_proxy_and_checks() {
         let config = crate::config::books_ms();
         let plan = plan_for(&SwarmObserved::default(), &config);
-        let db = &config.prod.database_image;
+        let db = &config.accessories["db"].image;
         let proxy = &config.prod.proxy_image;
         let timeout = config.swarm.converge_timeout_secs;
         assert!(plan.replaces);
@@ -392,11 +416,11 @@ mod tests {
         assert_eq!(
             whole[2..5],
             [
-                format!("pull {db}"),
-                format!("create books-ms-history from {db}"),
+                format!("pull {proxy}"),
+                format!("create books-ms-history from {proxy}"),
                 "record in books-ms-history that this deploy runs".to_owned()
             ],
-            "the history on the manager's engine, first"
+            "the history on the manager's engine, first, of the proxy's image (a service may have no database)"
         );
     }
 
@@ -542,7 +566,7 @@ mod tests {
         let config = crate::config::books_ms();
         let mut observed = running(&config, &release());
         observed.network = false;
-        let db = observed.db.as_mut().unwrap();
+        let db = observed.accessories.get_mut("db").unwrap();
         db.spec = Some("another".into());
         db.converged = false;
         let plan = plan_for(&observed, &config);
@@ -557,7 +581,7 @@ mod tests {
         assert!(plan_for(&observed, &config).warnings.is_empty());
 
         let mut other = config.clone();
-        other.prod.database_image = "10.200.0.1:5000/mongo:8".into();
+        other.accessories.get_mut("db").unwrap().image = "10.200.0.1:5000/mongo:8".into();
         let plan = plan_for(&observed, &other);
         assert!(plan.steps.is_empty() && !plan.replaces, "never updated");
         assert_eq!(plan.warnings.len(), 1, "{:?}", plan.warnings);
@@ -567,8 +591,9 @@ mod tests {
         assert!(text.contains("warning: books-ms-db runs"), "{text}");
 
         let mut by_role = observed.clone();
-        let spec = services::database(&config, &swarm_names(), "node.role == manager");
-        by_role.db = Some(service(&spec));
+        let spec =
+            services::accessory(&config, &swarm_names(), "db", &config.accessories["db"], "node.role == manager");
+        by_role.accessories.insert("db".into(), service(&spec));
         let warnings = plan_for(&by_role, &config).warnings;
         assert_eq!(warnings.len(), 1, "same spec, but not pinned by id: {warnings:?}");
         assert!(warnings[0].contains("not pinned to one node by id"), "{warnings:?}");
