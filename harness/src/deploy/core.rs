@@ -37,7 +37,7 @@ pub async fn preview<T: Target>(target: &T, engine: &Engine, release: &Release) 
         Err(_) => carried_by_registry(target.config(), release).await.unwrap_or_else(|| release.clone()),
     };
     let shared = observe_shared(engine, &names).await?;
-    let observed = target.observe(engine, &shared).await?;
+    let observed = target.observe(engine, &shared, Some(&release)).await?;
     Ok(assemble(target, &observed, &shared, &release, &lock::holder(&release), "dry-run")?)
 }
 
@@ -68,7 +68,7 @@ pub async fn run<T: Target>(
         let release = expected_revision(engine, release).await?;
         let mut shared = observe_shared(engine, &names).await?;
         shared.lock_holder = None; // ours
-        let observed = target.observe(engine, &shared).await?;
+        let observed = target.observe(engine, &shared, Some(&release)).await?;
         let before = target.live(engine, &observed).await?;
         let plan = assemble(target, &observed, &shared, &release, &holder, &token()?)?;
         finally = plan.finally.clone();
@@ -131,7 +131,7 @@ pub async fn rollback<T: Target>(
 /// deployed again); else what the target kept (a history that does not
 /// say).
 async fn before_live<T: Target>(target: &T, engine: &Engine, entries: &[Entry]) -> anyhow::Result<Release> {
-    let observed = target.observe(engine, &Shared::default()).await?;
+    let observed = target.observe(engine, &Shared::default(), None).await?;
     let Some(live) = target.live(engine, &observed).await? else {
         anyhow::bail!("nothing is live on {}, so there is nothing to roll back from: deploy a release first", T::PLACE);
     };
@@ -200,7 +200,7 @@ pub async fn remove<T: Target>(
     // What is removed is named by the release users reach, if any (the
     // lock's container needs an image prod has: the prelude pulls it).
     let shared = observe_shared(engine, &names).await?;
-    let observed = target.observe(engine, &shared).await?;
+    let observed = target.observe(engine, &shared, None).await?;
     let release = match target.live(engine, &observed).await? {
         Some(live) => live,
         None => Release::given(super::containers::kept_image(config).to_owned(), String::new(), None),
@@ -220,7 +220,7 @@ pub async fn remove<T: Target>(
         // Under the lock, from what prod holds now.
         let mut shared = observe_shared(engine, &names).await?;
         shared.lock_holder = None; // ours
-        let observed = target.observe(engine, &shared).await?;
+        let observed = target.observe(engine, &shared, None).await?;
         let (plan, _) = removal(&shared, &observed, &release, &holder)?;
         executor.begin(Journal::new(Kind::Remove, history::now(), &plan, Some(release.clone())));
         executor.apply(&plan).await?;

@@ -40,7 +40,14 @@ pub trait Target: Sized {
     /// The URL users reach.
     fn url(&self) -> anyhow::Result<String>;
 
-    async fn observe(&self, engine: &Engine, shared: &Shared) -> anyhow::Result<Self::Observed>;
+    /// What prod holds; `release`: the release a deploy (or its dry run)
+    /// brings, when there is one (a target may read its image).
+    async fn observe(
+        &self,
+        engine: &Engine,
+        shared: &Shared,
+        release: Option<&Release>,
+    ) -> anyhow::Result<Self::Observed>;
 
     /// The release users reach now, if any.
     async fn live(&self, engine: &Engine, observed: &Self::Observed) -> anyhow::Result<Option<Release>>;

@@ -96,7 +96,7 @@ impl Target for Host<'_> {
         self.config.prod_url()
     }
 
-    async fn observe(&self, engine: &Engine, _shared: &Shared) -> anyhow::Result<Observed> {
+    async fn observe(&self, engine: &Engine, _shared: &Shared, _release: Option<&Release>) -> anyhow::Result<Observed> {
         observe::observe(engine, &self.names, self.config.accessories.keys().map(String::as_str)).await
     }
 

@@ -49,8 +49,13 @@ impl Target for Swarm<'_> {
         self.config.swarm_url()
     }
 
-    async fn observe(&self, engine: &Engine, _shared: &Shared) -> anyhow::Result<SwarmObserved> {
-        observe::observe(engine, self.config).await
+    async fn observe(
+        &self,
+        engine: &Engine,
+        _shared: &Shared,
+        release: Option<&Release>,
+    ) -> anyhow::Result<SwarmObserved> {
+        observe::observe(engine, self.config, release).await
     }
 
     async fn live(&self, engine: &Engine, _observed: &SwarmObserved) -> anyhow::Result<Option<Release>> {

@@ -48,6 +48,13 @@ pub struct SwarmObserved {
     pub accessories: std::collections::BTreeMap<String, ObservedService>,
     pub app: Option<ObservedService>,
     pub proxy: Option<ObservedService>,
+    /// The release's image has a Docker healthcheck of its own: Swarm
+    /// starts no request to a new task before it passes (its DNS names the
+    /// task only then), and stops an old task only once a new one passed.
+    pub release_checks_itself: bool,
+    /// The app's next release beside it (`P-app-next`), left by a deploy
+    /// that was killed.
+    pub next: Option<ObservedService>,
 }
 
 /// What a deploy does on a swarm, besides what every target does.
@@ -88,6 +95,20 @@ pub enum Action {
     /// it converged; nothing when it has another already (Swarm rolled it
     /// back itself).
     RollbackService { name: String, from_image: String, from_spec: String, timeout_secs: u64 },
+    /// Until every task of the service `name` (`tasks` of them; those of
+    /// `besides` left out: they answer to its name too) answers `path` on
+    /// `port` with 2xx, probed from the proxy's task on the manager (on the
+    /// overlay, where the proxy checks them), within `timeout_secs`.
+    AwaitReady {
+        name: String,
+        besides: Option<String>,
+        tasks: u32,
+        path: String,
+        port: u16,
+        timeout_secs: u64,
+        setting: String,
+        proxy: String,
+    },
     /// A service removed; nothing when there is none.
     RemoveService { name: String },
     /// A config object no service uses any more removed; nothing when it
@@ -108,6 +129,11 @@ impl fmt::Display for Action {
             Action::RollbackService { name, from_image, .. } => {
                 write!(f, "roll the service {name} back from {from_image}")
             }
+            Action::AwaitReady { name, path, tasks, timeout_secs, .. } => write!(
+                f,
+                "wait until the {tasks} tasks of {name} answer {path} with 2xx, probed from the manager's proxy (at \
+                 most {timeout_secs} s)"
+            ),
             Action::RemoveService { name } => write!(f, "remove the service {name}"),
             Action::RemoveConfig { name } => write!(f, "remove the config {name}, unless in use"),
         }
@@ -150,7 +176,9 @@ pub fn plan(observed: &SwarmObserved, context: &Context) -> Planned<Action> {
     let proxy_unchanged = unchanged(&observed.proxy, &proxy);
     if app_unchanged && proxy_unchanged {
         let summary = format!("{} runs this release on every task, converged: nothing to replace", swarm.app);
-        return Planned { steps, cleanup: Vec::new(), replaces: false, colour: None, summary, warnings };
+        // A next service a killed deploy left: the app serves without it.
+        let cleanup = observed.next.iter().map(|_| Action::RemoveService { name: swarm.next.clone() }.into()).collect();
+        return Planned { steps, cleanup, replaces: false, colour: None, summary, warnings };
     }
 
     steps.extend(context.hook(HookKind::PreDeploy, None));
@@ -158,20 +186,65 @@ pub fn plan(observed: &SwarmObserved, context: &Context) -> Planned<Action> {
     // the proxy; each waited for, each undone by going back.
     let mut summary = Vec::new();
     let timeout_secs = config.swarm.converge_timeout_secs;
+    let ready = |name: &str, besides: Option<&str>| Action::AwaitReady {
+        name: name.to_owned(),
+        besides: besides.map(str::to_owned),
+        tasks: config.swarm.replicas,
+        path: config.healthcheck.path.clone(),
+        port: config.app.port,
+        timeout_secs: config.prod.health_timeout_secs,
+        setting: "prod.health_timeout_secs".to_owned(),
+        proxy: swarm.proxy.clone(),
+    };
+    // An image without a healthcheck of its own: Swarm would stop each old
+    // task as soon as a new one runs, ready or not. The release first runs
+    // beside the old tasks as the next service, which the proxy reaches
+    // only once ready; a release that never gets ready goes, and users
+    // never left the old tasks.
+    let beside =
+        !app_unchanged && !observed.release_checks_itself && observed.app.is_some() && observed.proxy.is_some();
+    let mut app_undo: Vec<Op<Action>> = Vec::new();
+    if beside {
+        if observed.next.is_some() {
+            steps.push(Step::new(Action::RemoveService { name: swarm.next.clone() }));
+        }
+        let spec = services::next(config, release, &swarm);
+        let label = services::spec_of(&spec).unwrap_or_default().to_owned();
+        let (name, image) = (swarm.next.clone(), release.image.clone());
+        let create = Action::CreateService { name: name.clone(), image: image.clone(), spec: Box::new(spec) };
+        steps.push(Step::undone_by(create, vec![Action::RemoveService { name: name.clone() }.into()]));
+        steps.push(Step::new(Action::AwaitService { name: name.clone(), image, spec: label, timeout_secs }));
+        steps.push(Step::new(ready(&swarm.next, None)));
+        summary.push(format!(
+            "start the release as {name} beside {} until ready (its image has no healthcheck)",
+            swarm.app
+        ));
+        // Back to the old tasks, ready, before the next service goes.
+        app_undo.push(ready(&swarm.app, Some(&swarm.next)).into());
+    }
     if !app_unchanged {
         let wanted = Wanted { name: &swarm.app, image: &release.image, spec: app, timeout_secs };
-        summary.push(roll(&mut steps, &observed.app, wanted));
+        summary.push(roll(&mut steps, &observed.app, wanted, app_undo));
     }
     if !proxy_unchanged {
         let wanted = Wanted { name: &swarm.proxy, image: &config.prod.proxy_image, spec: proxy, timeout_secs };
-        summary.push(roll(&mut steps, &observed.proxy, wanted));
+        summary.push(roll(&mut steps, &observed.proxy, wanted, Vec::new()));
+    }
+    // Readiness by healthcheck.path, with the proxy there to probe from.
+    if !app_unchanged {
+        let besides = (beside || observed.next.is_some()).then_some(swarm.next.as_str());
+        steps.push(Step::new(ready(&swarm.app, besides)));
     }
     steps.extend(context.checks(None));
     steps.extend(context.hook(HookKind::PostDeploy, None));
     // The proxy's configs of before, once the deploy succeeded: a rollback
     // before then may still need them, and failing to remove one must not
-    // undo a verified deploy.
+    // undo a verified deploy. So does the next service, once the app's own
+    // tasks serve the release, ready.
     let mut cleanup = Vec::new();
+    if beside || observed.next.is_some() {
+        cleanup.push(Action::RemoveService { name: swarm.next.clone() }.into());
+    }
     if !proxy_unchanged {
         for old in observed.configs.iter().filter(|c| **c != proxy_config) {
             cleanup.push(Action::RemoveConfig { name: old.clone() }.into());
@@ -220,14 +293,21 @@ struct Wanted<'a> {
 
 /// The steps that bring one service to `wanted`, each undone by going
 /// back; what they do, for the summary.
-fn roll(steps: &mut Vec<Step>, observed: &Option<ObservedService>, wanted: Wanted) -> String {
+fn roll(
+    steps: &mut Vec<Step>,
+    observed: &Option<ObservedService>,
+    wanted: Wanted,
+    after_rollback: Vec<Op<Action>>,
+) -> String {
     let (name, image) = (wanted.name.to_owned(), wanted.image.to_owned());
     let spec = services::spec_of(&wanted.spec).unwrap_or_default().to_owned();
     let timeout_secs = wanted.timeout_secs;
     let wait = Action::AwaitService { name: name.clone(), image: image.clone(), spec: spec.clone(), timeout_secs };
     let rollback = || {
         let (name, from_image, from_spec) = (name.clone(), image.clone(), spec.clone());
-        vec![Action::RollbackService { name, from_image, from_spec, timeout_secs }.into()]
+        let mut undo = vec![Action::RollbackService { name, from_image, from_spec, timeout_secs }.into()];
+        undo.extend(after_rollback.iter().cloned());
+        undo
     };
     match observed {
         // Its spec already, not converged or not checked (a deploy killed
@@ -374,6 +454,9 @@ mod tests {
             .into(),
             app: Some(service(&services::app(config, live, &names))),
             proxy: Some(service(&services::proxy(config, &names, &config_name))),
+            // books-ms's image has a HEALTHCHECK.
+            release_checks_itself: true,
+            next: None,
         }
     }
 
@@ -402,6 +485,11 @@ mod tests {
                 ),
                 format!("create the service books-ms-proxy from {proxy}"),
                 format!("wait until every task of books-ms-proxy runs {proxy}, healthy (at most {timeout} s)"),
+                format!(
+                    "wait until the 2 tasks of books-ms-app answer /ready with 2xx, probed from the manager's proxy \
+                     (at most {} s)",
+                    config.prod.health_timeout_secs
+                ),
                 "check that http://10.210.0.11:8080/version reports revision r2".into(),
                 "run the post-deploy checks on http://10.210.0.11:8080".into(),
             ]
@@ -459,6 +547,11 @@ mod tests {
                     "wait until every task of books-ms-app runs 10.200.0.1:5000/books-ms@sha256:abc, healthy (at most \
                      {timeout} s)"
                 ),
+                format!(
+                    "wait until the 2 tasks of books-ms-app answer /ready with 2xx, probed from the manager's proxy \
+                     (at most {} s)",
+                    config.prod.health_timeout_secs
+                ),
                 "check that http://10.210.0.11:8080/version reports revision r2".into(),
                 "run the post-deploy checks on http://10.210.0.11:8080".into(),
             ]
@@ -497,7 +590,8 @@ mod tests {
             ["roll the service books-ms-app back from 10.200.0.1:5000/books-ms@sha256:abc"],
             "a failed check undoes the update the killed deploy made"
         );
-        assert!(lines(&plan.steps)[1].starts_with("check that"), "{:#?}", lines(&plan.steps));
+        assert!(lines(&plan.steps)[1].starts_with("wait until the 2 tasks"), "{:#?}", lines(&plan.steps));
+        assert!(lines(&plan.steps)[2].starts_with("check that"), "{:#?}", lines(&plan.steps));
     }
 
     #[test]
@@ -512,7 +606,8 @@ mod tests {
             let lines = lines(&plan.steps);
             assert!(lines[0].starts_with("wait until every task of books-ms-app runs"), "{outcome:?}: {lines:#?}");
             assert_eq!(plan.steps[0].undo.len(), 1, "{outcome:?}: a failed check rolls it back");
-            assert!(lines[1].starts_with("check that") && lines[2].starts_with("run the post-deploy"), "{lines:#?}");
+            assert!(lines[1].starts_with("wait until the 2 tasks of books-ms-app answer /ready"), "{lines:#?}");
+            assert!(lines[2].starts_with("check that") && lines[3].starts_with("run the post-deploy"), "{lines:#?}");
         }
         let mut shared = testing::shared();
         shared.entries.push(testing::entry(&release().image, Outcome::Unchanged));
@@ -597,6 +692,87 @@ mod tests {
         let warnings = plan_for(&by_role, &config).warnings;
         assert_eq!(warnings.len(), 1, "same spec, but not pinned by id: {warnings:?}");
         assert!(warnings[0].contains("not pinned to one node by id"), "{warnings:?}");
+    }
+
+    #[test]
+    fn a_release_without_a_healthcheck_runs_beside_the_old_tasks_until_ready_then_rolls_the_app_over() {
+        let config = crate::config::books_ms();
+        let mut observed = running(&config, &older());
+        observed.release_checks_itself = false;
+        let plan = plan_for(&observed, &config);
+        let (timeout, health) = (config.swarm.converge_timeout_secs, config.prod.health_timeout_secs);
+        let image = "10.200.0.1:5000/books-ms@sha256:abc";
+        let ready = |name: &str| {
+            format!(
+                "wait until the 2 tasks of {name} answer /ready with 2xx, probed from the manager's proxy (at most \
+                 {health} s)"
+            )
+        };
+        assert_eq!(
+            lines(&plan.steps),
+            [
+                format!("create the service books-ms-app-next from {image}"),
+                format!("wait until every task of books-ms-app-next runs {image}, healthy (at most {timeout} s)"),
+                ready("books-ms-app-next"),
+                format!("update the service books-ms-app to {image}"),
+                format!("wait until every task of books-ms-app runs {image}, healthy (at most {timeout} s)"),
+                ready("books-ms-app"),
+                "check that http://10.210.0.11:8080/version reports revision r2".into(),
+                "run the post-deploy checks on http://10.210.0.11:8080".into(),
+            ]
+        );
+        // Never ready: the next service goes, the app was never touched.
+        assert_eq!(undo_lines(&plan.steps[0]), ["remove the service books-ms-app-next"]);
+        // A failure after the update: back to the old tasks, ready, before the next service goes.
+        assert_eq!(
+            undo_lines(&plan.steps[3]),
+            [format!("roll the service books-ms-app back from {image}"), ready("books-ms-app")]
+        );
+        match &plan.steps[5].action {
+            Op::Target(Action::AwaitReady { besides, port, .. }) => {
+                assert_eq!((besides.as_deref(), *port), (Some("books-ms-app-next"), 8080), "its own tasks only");
+            }
+            other => panic!("{other:?}"),
+        }
+        let cleanup: Vec<String> = plan.cleanup.iter().map(ToString::to_string).collect();
+        assert_eq!(cleanup, ["remove the service books-ms-app-next"], "once the app's own tasks are ready");
+        match &plan.steps[0].action {
+            Op::Target(Action::CreateService { spec, .. }) => {
+                let network = &spec.task_template.as_ref().unwrap().networks.as_ref().unwrap()[0];
+                assert_eq!(network.aliases.as_deref(), Some(&["books-ms-app".to_owned()][..]), "tasks.books-ms-app");
+                assert!(spec.update_config.is_none());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_next_service_a_killed_deploy_left_is_replaced_or_removed_once_the_app_is_ready() {
+        let config = crate::config::books_ms();
+        let mut observed = running(&config, &older());
+        observed.release_checks_itself = false;
+        observed.next = observed.app.clone();
+        let plan = plan_for(&observed, &config);
+        assert_eq!(lines(&plan.steps)[0], "remove the service books-ms-app-next");
+        assert!(lines(&plan.steps)[1].starts_with("create the service books-ms-app-next"));
+
+        let mut same = running(&config, &release());
+        same.next = same.app.clone();
+        let plan = plan_for(&same, &config);
+        assert!(plan.steps.is_empty() && !plan.replaces);
+        let cleanup: Vec<String> = plan.cleanup.iter().map(ToString::to_string).collect();
+        assert_eq!(cleanup, ["remove the service books-ms-app-next"]);
+    }
+
+    #[test]
+    fn a_first_deploy_without_a_healthcheck_creates_the_app_and_waits_for_its_readiness_once_the_proxy_runs() {
+        let config = crate::config::books_ms();
+        let plan = plan_for(&SwarmObserved::default(), &config);
+        let lines = lines(&plan.steps);
+        let proxy = lines.iter().position(|l| l.starts_with("create the service books-ms-proxy")).unwrap();
+        let ready = lines.iter().position(|l| l.starts_with("wait until the 2 tasks of books-ms-app answer")).unwrap();
+        assert!(proxy < ready, "{lines:#?}");
+        assert!(lines.iter().all(|l| !l.contains("books-ms-app-next")), "nothing to serve beside: {lines:#?}");
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub struct SwarmNames {
     pub project: String,
     pub network: String,
     pub app: String,
+    /// The release a deploy brings, beside the app's tasks while they roll
+    /// over (see [`next`]).
+    pub next: String,
     pub proxy: String,
 }
 
@@ -39,6 +42,7 @@ impl SwarmNames {
             project: project.to_owned(),
             network: project.to_owned(),
             app: format!("{project}-app"),
+            next: format!("{project}-app-next"),
             proxy: format!("{project}-proxy"),
         }
     }
@@ -108,6 +112,26 @@ pub fn app(config: &Config, release: &Release, names: &SwarmNames) -> ServiceSpe
         endpoint_spec: Some(EndpointSpec { mode: Some(EndpointSpecModeEnum::DNSRR), ports: None }),
         ..Default::default()
     };
+    with_spec_label(&mut spec);
+    spec
+}
+
+/// The next release beside the app, for an image that has no Docker
+/// healthcheck (Swarm would stop an old task as soon as a new one runs,
+/// ready or not): the app's spec as its own service `P-app-next`, on the
+/// network under the app's alias, so the proxy's `tasks.P-app` names its
+/// tasks too; the proxy sends them requests only once they pass its
+/// check. It serves beside the old tasks until the app's own tasks run
+/// the release and are ready, then goes.
+pub fn next(config: &Config, release: &Release, names: &SwarmNames) -> ServiceSpec {
+    let mut spec = app(config, release, names);
+    spec.name = Some(names.next.clone());
+    spec.update_config = None;
+    spec.rollback_config = None;
+    if let Some(labels) = spec.labels.as_mut() {
+        labels.remove(SPEC_LABEL);
+        labels.insert(ROLE_LABEL.to_owned(), "next".to_owned());
+    }
     with_spec_label(&mut spec);
     spec
 }
