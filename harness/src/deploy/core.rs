@@ -161,12 +161,7 @@ pub async fn remove<T: Target>(
     let config = target.config();
     let names = Names::new(config.project());
     let removal = |shared: &Shared, observed: &T::Observed, release: &Release, holder: &str| {
-        let planned = target.removal(observed, volumes).with_context(|| {
-            format!(
-                "harness remove does not work on {} yet: remove the service's services and configs by hand",
-                T::PLACE
-            )
-        })?;
+        let planned = target.removal(observed, volumes);
         if let Some(holder) = &shared.lock_holder {
             return Err(LockHeld { lock: names.lock.clone(), holder: holder.clone() }.into());
         }

@@ -148,8 +148,8 @@ pub async fn history(config: &Config) -> anyhow::Result<Vec<history::Entry>> {
     Ok(history::read(&engine, &names.history).await?)
 }
 
-/// `harness remove [--volumes]` on the configured target (the single host
-/// only, so far): the plan it ran, or with `dry_run` would run.
+/// `harness remove [--volumes]` on the configured target: the plan it ran,
+/// or with `dry_run` would run.
 pub async fn remove(
     config: &Config,
     volumes: bool,

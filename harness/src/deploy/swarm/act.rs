@@ -60,6 +60,21 @@ pub async fn act(on: &On<'_>, project: &str, action: &Action) -> anyhow::Result<
         Action::RemoveService { name } => {
             Ok(tolerate(manager.call(format!("to remove the service {name}"), docker.delete_service(name)).await, 404)?)
         }
+        Action::RemoveNetwork { name } => {
+            // A removed service's tasks leave the network as their nodes
+            // stop them: seconds.
+            let remove = async || {
+                tolerate(manager.call(format!("to remove the network {name}"), docker.remove_network(name)).await, 404)
+            };
+            until_released(&format!("the network {name}"), remove).await
+        }
+        Action::RemoveVolume { name } => {
+            let remove = async || {
+                let removed = docker.remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>);
+                tolerate(manager.call(format!("to remove the volume {name}"), removed).await, 404)
+            };
+            until_released(&format!("the volume {name}"), remove).await
+        }
         Action::RemoveConfig { name } => {
             match manager.call(format!("to remove the config {name}"), docker.delete_config(name)).await {
                 // Gone already, or a service still uses it: kept.
@@ -237,6 +252,32 @@ impl Manager<'_> {
                 Progress::Waiting(what) if Instant::now() >= deadline => bail!("{}: {what}", within()),
                 Progress::Waiting(_) => tokio::time::sleep(Duration::from_millis(500)).await,
             }
+        }
+    }
+}
+
+/// How long a removal waits for the tasks of removed services to let go
+/// of a network or a volume (each node stops its tasks, within their stop
+/// grace period of 15 s).
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `remove` until it is not refused as in use (403 or 409: a task still
+/// holds it), every 500 ms, within [`RELEASE_TIMEOUT`].
+async fn until_released(what: &str, remove: impl AsyncFn() -> Result<(), EngineError>) -> anyhow::Result<()> {
+    let deadline = Instant::now() + RELEASE_TIMEOUT;
+    loop {
+        match remove().await {
+            Err(e) if matches!(e.status(), Some(403 | 409)) && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => {
+                return Err(anyhow::Error::from(e).context(format!(
+                    "{what} is still in use {} s after its services were removed: `docker service ls` and `docker \
+                     ps` on the manager show what holds it; `harness remove` again removes the rest",
+                    RELEASE_TIMEOUT.as_secs()
+                )))
+            }
+            Ok(()) => return Ok(()),
         }
     }
 }

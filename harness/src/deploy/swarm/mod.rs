@@ -70,6 +70,10 @@ impl Target for Swarm<'_> {
         act::act(on, self.config.project(), action).await
     }
 
+    fn removal(&self, observed: &SwarmObserved, volumes: bool) -> Planned<Action> {
+        plan::removal(observed, self.config, volumes)
+    }
+
     fn rolls_back(undo: &Action) -> Option<&str> {
         match undo {
             Action::RollbackService { name, .. } => Some(name),

@@ -114,6 +114,13 @@ pub enum Action {
     /// A config object no service uses any more removed; nothing when it
     /// is gone or still in use.
     RemoveConfig { name: String },
+    /// The overlay network removed once the removed services' tasks left
+    /// it (bounded); nothing when it is gone (`harness remove`).
+    RemoveNetwork { name: String },
+    /// A volume on the manager's node removed, with its data, once no
+    /// container holds it (bounded); nothing when it is gone (`harness
+    /// remove --volumes`).
+    RemoveVolume { name: String },
 }
 
 impl fmt::Display for Action {
@@ -136,6 +143,8 @@ impl fmt::Display for Action {
             ),
             Action::RemoveService { name } => write!(f, "remove the service {name}"),
             Action::RemoveConfig { name } => write!(f, "remove the config {name}, unless in use"),
+            Action::RemoveNetwork { name } => write!(f, "remove the overlay network {name}"),
+            Action::RemoveVolume { name } => write!(f, "remove the volume {name} and its data on the manager's node"),
         }
     }
 }
@@ -260,6 +269,64 @@ pub fn plan(observed: &SwarmObserved, context: &Context) -> Planned<Action> {
         ));
     }
     Planned { steps, cleanup, replaces: true, colour: None, summary, warnings }
+}
+
+/// `harness remove`: the app's services first (users' connections are then
+/// refused), the proxy and its configs, the accessories, the network; with
+/// `volumes`, the accessories' volumes on the manager's node. A volume on
+/// a worker's node is out of reach (the harness reaches the manager's
+/// engine alone, and the workers have no API port): named in a warning,
+/// with how to remove it there. Nothing undoes it; none of it there: no
+/// steps.
+pub fn removal(observed: &SwarmObserved, config: &Config, volumes: bool) -> Planned<Action> {
+    let swarm = SwarmNames::new(config.project());
+    let mut steps = Vec::new();
+    let services = [(&observed.app, &swarm.app), (&observed.next, &swarm.next), (&observed.proxy, &swarm.proxy)];
+    for (seen, name) in services {
+        if seen.is_some() {
+            steps.push(Step::new(Action::RemoveService { name: name.clone() }));
+        }
+    }
+    for name in observed.accessories.keys() {
+        steps.push(Step::new(Action::RemoveService { name: swarm.accessory(name) }));
+    }
+    for name in &observed.configs {
+        steps.push(Step::new(Action::RemoveConfig { name: name.clone() }));
+    }
+    if observed.network {
+        steps.push(Step::new(Action::RemoveNetwork { name: swarm.network.clone() }));
+    }
+    let (mut kept, mut warnings) = (Vec::new(), Vec::new());
+    for (name, accessory) in &config.accessories {
+        if accessory.volume.is_none() {
+            continue;
+        }
+        let volume = swarm.accessory(name);
+        // Where its task ran: the node it is pinned to, else where a new
+        // one would have been made.
+        let pinned = observed.accessories.get(name).and_then(|seen| {
+            seen.constraints.iter().find_map(|c| c.strip_prefix("node.id ==").map(|id| id.trim().to_owned()))
+        });
+        let node = pinned.or_else(|| config.swarm.database_node.clone()).or_else(|| observed.manager_node.clone());
+        match (volumes, node == observed.manager_node && node.is_some()) {
+            (false, _) => kept.push(volume),
+            (true, true) => steps.push(Step::new(Action::RemoveVolume { name: volume })),
+            (true, false) => warnings.push(format!(
+                "the volume {volume} is on the node {} (a worker), which the harness cannot reach (it talks to the \
+                 manager's engine alone): it is kept; remove it on that node with `docker volume rm {volume}`",
+                node.as_deref().unwrap_or("(unknown)")
+            )),
+        }
+    }
+    let mut summary = if steps.is_empty() {
+        format!("nothing of {} runs on the swarm", swarm.project)
+    } else {
+        format!("take {} off the swarm (the lock and the history stay)", swarm.project)
+    };
+    if !kept.is_empty() {
+        summary.push_str(&format!("; the volumes {} are kept (--volumes removes them)", kept.join(", ")));
+    }
+    Planned { steps, cleanup: Vec::new(), replaces: false, colour: None, summary, warnings }
 }
 
 /// What lasts: the network, the accessories (never made again: their
@@ -773,6 +840,50 @@ mod tests {
         let ready = lines.iter().position(|l| l.starts_with("wait until the 2 tasks of books-ms-app answer")).unwrap();
         assert!(proxy < ready, "{lines:#?}");
         assert!(lines.iter().all(|l| !l.contains("books-ms-app-next")), "nothing to serve beside: {lines:#?}");
+    }
+
+    #[test]
+    fn removal_takes_the_services_configs_and_network_and_with_volumes_those_on_the_manager() {
+        let config = crate::config::books_ms();
+        let mut observed = running(&config, &release());
+        observed.next = observed.app.clone();
+        let plan = removal(&observed, &config, false);
+        assert_eq!(
+            lines(&plan.steps),
+            [
+                "remove the service books-ms-app".to_owned(),
+                "remove the service books-ms-app-next".into(),
+                "remove the service books-ms-proxy".into(),
+                "remove the service books-ms-db".into(),
+                format!("remove the config {}, unless in use", proxy_config()),
+                "remove the overlay network books-ms".into(),
+            ]
+        );
+        assert!(plan.summary.contains("the volumes books-ms-db are kept"), "{}", plan.summary);
+        assert!(plan.steps.iter().all(|s| s.undo.is_empty()), "nothing undoes a removal");
+
+        let plan = removal(&observed, &config, true);
+        assert_eq!(
+            lines(&plan.steps).last().unwrap(),
+            "remove the volume books-ms-db and its data on the manager's node"
+        );
+        assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+
+        // Pinned to a worker: out of reach, said so.
+        let db = observed.accessories.get_mut("db").unwrap();
+        db.constraints = vec![services::pinned_to("w0rk3r")];
+        let plan = removal(&observed, &config, true);
+        assert!(lines(&plan.steps).iter().all(|l| !l.contains("remove the volume")), "{:#?}", lines(&plan.steps));
+        assert_eq!(plan.warnings.len(), 1);
+        assert!(
+            plan.warnings[0].contains("books-ms-db is on the node w0rk3r (a worker)")
+                && plan.warnings[0].contains("docker volume rm books-ms-db"),
+            "{:?}",
+            plan.warnings
+        );
+
+        let nothing = removal(&SwarmObserved { manager_node: Some("m".into()), ..Default::default() }, &config, false);
+        assert!(nothing.steps.is_empty() && nothing.summary.starts_with("nothing of books-ms"), "{}", nothing.summary);
     }
 
     #[test]
