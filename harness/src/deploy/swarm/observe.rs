@@ -63,6 +63,7 @@ pub async fn observe(manager: &Engine, config: &Config, release: Option<&Release
         accessories,
         release_checks_itself,
         next: observed_service(manager, &swarm.next).await?,
+        canary: observed_service(manager, &swarm.canary).await?,
         app: observed_service(manager, &swarm.app).await?,
         proxy: observed_service(manager, &swarm.proxy).await?,
     })

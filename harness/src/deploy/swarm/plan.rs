@@ -55,6 +55,9 @@ pub struct SwarmObserved {
     /// The app's next release beside it (`P-app-next`), left by a deploy
     /// that was killed.
     pub next: Option<ObservedService>,
+    /// The release proven ready (`P-app-canary`), left by a deploy that was
+    /// killed.
+    pub canary: Option<ObservedService>,
 }
 
 /// What a deploy does on a swarm, besides what every target does.
@@ -185,8 +188,9 @@ pub fn plan(observed: &SwarmObserved, context: &Context) -> Planned<Action> {
     let proxy_unchanged = unchanged(&observed.proxy, &proxy);
     if app_unchanged && proxy_unchanged {
         let summary = format!("{} runs this release on every task, converged: nothing to replace", swarm.app);
-        // A next service a killed deploy left: the app serves without it.
-        let cleanup = observed.next.iter().map(|_| Action::RemoveService { name: swarm.next.clone() }.into()).collect();
+        // What a killed deploy left beside: the app serves without it.
+        let cleanup =
+            leftovers(observed, &swarm).into_iter().map(|name| Action::RemoveService { name }.into()).collect();
         return Planned { steps, cleanup, replaces: false, colour: None, summary, warnings };
     }
 
@@ -206,27 +210,32 @@ pub fn plan(observed: &SwarmObserved, context: &Context) -> Planned<Action> {
         proxy: swarm.proxy.clone(),
     };
     // An image without a healthcheck of its own: Swarm would stop each old
-    // task as soon as a new one runs, ready or not. The release first runs
-    // beside the old tasks as the next service, which the proxy reaches
-    // only once ready; a release that never gets ready goes, and users
+    // task as soon as a new one runs, ready or not. The release is first
+    // proven ready where no user reaches it (the canary), then runs beside
+    // the old tasks (the next service), so that some ready task serves
+    // throughout the roll; a release that never gets ready goes, and users
     // never left the old tasks.
     let beside =
         !app_unchanged && !observed.release_checks_itself && observed.app.is_some() && observed.proxy.is_some();
     let mut app_undo: Vec<Op<Action>> = Vec::new();
     if beside {
-        if observed.next.is_some() {
-            steps.push(Step::new(Action::RemoveService { name: swarm.next.clone() }));
+        for name in leftovers(observed, &swarm) {
+            steps.push(Step::new(Action::RemoveService { name }));
         }
-        let spec = services::next(config, release, &swarm);
-        let label = services::spec_of(&spec).unwrap_or_default().to_owned();
-        let (name, image) = (swarm.next.clone(), release.image.clone());
-        let create = Action::CreateService { name: name.clone(), image: image.clone(), spec: Box::new(spec) };
-        steps.push(Step::undone_by(create, vec![Action::RemoveService { name: name.clone() }.into()]));
-        steps.push(Step::new(Action::AwaitService { name: name.clone(), image, spec: label, timeout_secs }));
-        steps.push(Step::new(ready(&swarm.next, None)));
+        for (name, spec) in [
+            (&swarm.canary, services::canary(config, release, &swarm)),
+            (&swarm.next, services::next(config, release, &swarm)),
+        ] {
+            let label = services::spec_of(&spec).unwrap_or_default().to_owned();
+            let (name, image) = (name.clone(), release.image.clone());
+            let create = Action::CreateService { name: name.clone(), image: image.clone(), spec: Box::new(spec) };
+            steps.push(Step::undone_by(create, vec![Action::RemoveService { name: name.clone() }.into()]));
+            steps.push(Step::new(Action::AwaitService { name: name.clone(), image, spec: label, timeout_secs }));
+            steps.push(Step::new(ready(&name, None)));
+        }
         summary.push(format!(
-            "start the release as {name} beside {} until ready (its image has no healthcheck)",
-            swarm.app
+            "prove the release ready as {}, run it beside {} as {} (its image has no healthcheck)",
+            swarm.canary, swarm.app, swarm.next
         ));
         // Back to the old tasks, ready, before the next service goes.
         app_undo.push(ready(&swarm.app, Some(&swarm.next)).into());
@@ -251,8 +260,12 @@ pub fn plan(observed: &SwarmObserved, context: &Context) -> Planned<Action> {
     // undo a verified deploy. So does the next service, once the app's own
     // tasks serve the release, ready.
     let mut cleanup = Vec::new();
-    if beside || observed.next.is_some() {
-        cleanup.push(Action::RemoveService { name: swarm.next.clone() }.into());
+    if beside {
+        for name in [&swarm.canary, &swarm.next] {
+            cleanup.push(Action::RemoveService { name: name.clone() }.into());
+        }
+    } else {
+        cleanup.extend(leftovers(observed, &swarm).into_iter().map(|name| Action::RemoveService { name }.into()));
     }
     if !proxy_unchanged {
         for old in observed.configs.iter().filter(|c| **c != proxy_config) {
@@ -271,6 +284,19 @@ pub fn plan(observed: &SwarmObserved, context: &Context) -> Planned<Action> {
     Planned { steps, cleanup, replaces: true, colour: None, summary, warnings }
 }
 
+/// The services a killed deploy left beside the app (the canary, the
+/// next), by name.
+fn leftovers(observed: &SwarmObserved, swarm: &SwarmNames) -> Vec<String> {
+    let mut names = Vec::new();
+    if observed.canary.is_some() {
+        names.push(swarm.canary.clone());
+    }
+    if observed.next.is_some() {
+        names.push(swarm.next.clone());
+    }
+    names
+}
+
 /// `harness remove`: the app's services first (users' connections are then
 /// refused), the proxy and its configs, the accessories, the network; with
 /// `volumes`, the accessories' volumes on the manager's node. A volume on
@@ -281,7 +307,12 @@ pub fn plan(observed: &SwarmObserved, context: &Context) -> Planned<Action> {
 pub fn removal(observed: &SwarmObserved, config: &Config, volumes: bool) -> Planned<Action> {
     let swarm = SwarmNames::new(config.project());
     let mut steps = Vec::new();
-    let services = [(&observed.app, &swarm.app), (&observed.next, &swarm.next), (&observed.proxy, &swarm.proxy)];
+    let services = [
+        (&observed.app, &swarm.app),
+        (&observed.next, &swarm.next),
+        (&observed.canary, &swarm.canary),
+        (&observed.proxy, &swarm.proxy),
+    ];
     for (seen, name) in services {
         if seen.is_some() {
             steps.push(Step::new(Action::RemoveService { name: name.clone() }));
@@ -524,6 +555,7 @@ mod tests {
             // books-ms's image has a HEALTHCHECK.
             release_checks_itself: true,
             next: None,
+            canary: None,
         }
     }
 
@@ -762,7 +794,7 @@ mod tests {
     }
 
     #[test]
-    fn a_release_without_a_healthcheck_runs_beside_the_old_tasks_until_ready_then_rolls_the_app_over() {
+    fn a_release_without_a_healthcheck_is_proven_ready_unseen_then_runs_beside_the_old_tasks_while_the_app_rolls() {
         let config = crate::config::books_ms();
         let mut observed = running(&config, &older());
         observed.release_checks_itself = false;
@@ -775,42 +807,53 @@ mod tests {
                  {health} s)"
             )
         };
+        let wait = |name: &str| format!("wait until every task of {name} runs {image}, healthy (at most {timeout} s)");
         assert_eq!(
             lines(&plan.steps),
             [
+                format!("create the service books-ms-app-canary from {image}"),
+                wait("books-ms-app-canary"),
+                ready("books-ms-app-canary"),
                 format!("create the service books-ms-app-next from {image}"),
-                format!("wait until every task of books-ms-app-next runs {image}, healthy (at most {timeout} s)"),
+                wait("books-ms-app-next"),
                 ready("books-ms-app-next"),
                 format!("update the service books-ms-app to {image}"),
-                format!("wait until every task of books-ms-app runs {image}, healthy (at most {timeout} s)"),
+                wait("books-ms-app"),
                 ready("books-ms-app"),
                 "check that http://10.210.0.11:8080/version reports revision r2".into(),
                 "run the post-deploy checks on http://10.210.0.11:8080".into(),
             ]
         );
-        // Never ready: the next service goes, the app was never touched.
-        assert_eq!(undo_lines(&plan.steps[0]), ["remove the service books-ms-app-next"]);
+        // Never ready: the canary goes; no user reached it, the app was never touched.
+        assert_eq!(undo_lines(&plan.steps[0]), ["remove the service books-ms-app-canary"]);
+        assert_eq!(undo_lines(&plan.steps[3]), ["remove the service books-ms-app-next"]);
         // A failure after the update: back to the old tasks, ready, before the next service goes.
         assert_eq!(
-            undo_lines(&plan.steps[3]),
+            undo_lines(&plan.steps[6]),
             [format!("roll the service books-ms-app back from {image}"), ready("books-ms-app")]
         );
-        match &plan.steps[5].action {
+        match &plan.steps[8].action {
             Op::Target(Action::AwaitReady { besides, port, .. }) => {
                 assert_eq!((besides.as_deref(), *port), (Some("books-ms-app-next"), 8080), "its own tasks only");
             }
             other => panic!("{other:?}"),
         }
         let cleanup: Vec<String> = plan.cleanup.iter().map(ToString::to_string).collect();
-        assert_eq!(cleanup, ["remove the service books-ms-app-next"], "once the app's own tasks are ready");
-        match &plan.steps[0].action {
+        assert_eq!(
+            cleanup,
+            ["remove the service books-ms-app-canary", "remove the service books-ms-app-next"],
+            "once the app's own tasks are ready"
+        );
+        let alias = |step: &Step| match &step.action {
             Op::Target(Action::CreateService { spec, .. }) => {
-                let network = &spec.task_template.as_ref().unwrap().networks.as_ref().unwrap()[0];
-                assert_eq!(network.aliases.as_deref(), Some(&["books-ms-app".to_owned()][..]), "tasks.books-ms-app");
                 assert!(spec.update_config.is_none());
+                let network = &spec.task_template.as_ref().unwrap().networks.as_ref().unwrap()[0];
+                network.aliases.clone().unwrap_or_default()
             }
             other => panic!("{other:?}"),
-        }
+        };
+        assert_eq!(alias(&plan.steps[0]), ["books-ms-app-canary"], "no proxy finds the canary");
+        assert_eq!(alias(&plan.steps[3]), ["books-ms-app"], "the proxy's tasks.books-ms-app names the next's tasks");
     }
 
     #[test]
@@ -821,7 +864,7 @@ mod tests {
         observed.next = observed.app.clone();
         let plan = plan_for(&observed, &config);
         assert_eq!(lines(&plan.steps)[0], "remove the service books-ms-app-next");
-        assert!(lines(&plan.steps)[1].starts_with("create the service books-ms-app-next"));
+        assert!(lines(&plan.steps)[1].starts_with("create the service books-ms-app-canary"));
 
         let mut same = running(&config, &release());
         same.next = same.app.clone();

@@ -33,6 +33,9 @@ pub struct SwarmNames {
     /// The release a deploy brings, beside the app's tasks while they roll
     /// over (see [`next`]).
     pub next: String,
+    /// The release a deploy brings, proven ready before any user can reach
+    /// it (see [`canary`]).
+    pub canary: String,
     pub proxy: String,
 }
 
@@ -43,6 +46,7 @@ impl SwarmNames {
             network: project.to_owned(),
             app: format!("{project}-app"),
             next: format!("{project}-app-next"),
+            canary: format!("{project}-app-canary"),
             proxy: format!("{project}-proxy"),
         }
     }
@@ -120,17 +124,35 @@ pub fn app(config: &Config, release: &Release, names: &SwarmNames) -> ServiceSpe
 /// healthcheck (Swarm would stop an old task as soon as a new one runs,
 /// ready or not): the app's spec as its own service `P-app-next`, on the
 /// network under the app's alias, so the proxy's `tasks.P-app` names its
-/// tasks too; the proxy sends them requests only once they pass its
-/// check. It serves beside the old tasks until the app's own tasks run
-/// the release and are ready, then goes.
+/// tasks too. It serves beside the old tasks until the app's own tasks run
+/// the release and are ready, then goes. The release was proven ready
+/// first ([`canary`]): HAProxy 2.6 takes a server the DNS gives it as up
+/// until its first checks fail, so a request may reach a task of it
+/// before it is ready, and is then retried on an old task.
 pub fn next(config: &Config, release: &Release, names: &SwarmNames) -> ServiceSpec {
+    beside(config, release, names, &names.next, &names.app, "next")
+}
+
+/// The release as a service of its own, `P-app-canary`, on the network
+/// under its own name only: no proxy finds it, so no user reaches it
+/// while the harness waits for every task of it to answer
+/// `healthcheck.path`. A release that never gets ready is refused there.
+pub fn canary(config: &Config, release: &Release, names: &SwarmNames) -> ServiceSpec {
+    beside(config, release, names, &names.canary, &names.canary, "canary")
+}
+
+/// The app's spec as the service `name`, found as `alias`, of role `role`.
+fn beside(config: &Config, release: &Release, names: &SwarmNames, name: &str, alias: &str, role: &str) -> ServiceSpec {
     let mut spec = app(config, release, names);
-    spec.name = Some(names.next.clone());
+    spec.name = Some(name.to_owned());
     spec.update_config = None;
     spec.rollback_config = None;
     if let Some(labels) = spec.labels.as_mut() {
         labels.remove(SPEC_LABEL);
-        labels.insert(ROLE_LABEL.to_owned(), "next".to_owned());
+        labels.insert(ROLE_LABEL.to_owned(), role.to_owned());
+    }
+    if let Some(task) = spec.task_template.as_mut() {
+        task.networks = Some(vec![on_network(&names.network, alias)]);
     }
     with_spec_label(&mut spec);
     spec
