@@ -249,11 +249,12 @@ pub enum TargetKind {
 }
 
 /// A Docker Swarm as prod: the app a service of `replicas` tasks on an
-/// overlay network, a proxy on every node published on `app_port`, the
-/// database one service pinned to one node by id. The project, images,
+/// overlay network, a proxy on every node published on `app_port`, each
+/// accessory one service pinned to one node by id. The project, images,
 /// log settings and the app's limits (`memory_mb`, `cpus`, as each task's
-/// resource limits) are `[prod]`'s; `prod.health_timeout_secs` and
-/// `drain_secs` do not apply (`converge_timeout_secs` bounds the wait, and
+/// resource limits) are `[prod]`'s; `prod.health_timeout_secs` bounds the
+/// wait for the tasks' readiness (`healthcheck.path`), `drain_secs` does
+/// not apply (`converge_timeout_secs` bounds the wait for an update, and
 /// each stopped task gets 15 s to finish its requests).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

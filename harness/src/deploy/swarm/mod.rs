@@ -2,15 +2,19 @@
 //! `rollback` on a Docker Swarm, through the manager's API only.
 //!
 //! On the swarm, for project `P` (see [`services::SwarmNames`]): an
-//! attachable overlay network; the database one task pinned by node id
-//! (the manager's node, or `swarm.database_node`), with its named volume;
-//! the app `swarm.replicas` tasks, never published; a proxy on every node
-//! (a global service published with `mode: host`), its configuration
-//! ([`haproxy`]) a config object. [`observe`] reads them, [`plan::plan`]
-//! plans a rolling update (pure), [`act`] carries it out. The lock and the
-//! history are containers on the manager's engine, as on a single host's.
-//! [`details`] and [`logs`] read the tasks for `harness details` and
-//! `harness logs`.
+//! attachable overlay network; each of the service's `[accessories]` one
+//! task pinned by node id (the manager's node, or `swarm.database_node`),
+//! with its named volume; the app `swarm.replicas` tasks on `app.port`,
+//! never published; a proxy on every node (a global service published
+//! with `mode: host`, checking each task on `swarm.check_path`), its
+//! configuration ([`haproxy`]) a config object. [`observe`] reads them,
+//! [`plan::plan`] plans a rolling update gated by readiness
+//! (`healthcheck.path`; a release whose image has no healthcheck is first
+//! proven ready unseen as `P-app-canary`, then served beside the old tasks
+//! as `P-app-next`), and [`plan::removal`] `harness remove` (pure); [`act`]
+//! carries them out. The lock and the history are containers on the
+//! manager's engine, as on a single host's. [`details`] and [`logs`] read
+//! the tasks for `harness details` and `harness logs`.
 
 pub mod act;
 pub mod details;
