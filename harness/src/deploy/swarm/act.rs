@@ -256,6 +256,40 @@ impl Manager<'_> {
     }
 }
 
+/// How many of each task's last log lines a failure quotes.
+const LOG_LINES: u64 = 10;
+
+/// The last [`LOG_LINES`] lines of each task of `service` that runs or
+/// should, read through the manager within 5 s, each marked with its
+/// task's slot; `(no output)` when there are none.
+pub async fn last_logs(manager: &crate::engine::Engine, service: &str) -> String {
+    use futures_util::StreamExt;
+    let Ok(tasks) = observe::tasks_of(manager, service).await else {
+        return "(its tasks could not be read)".to_owned();
+    };
+    let options = bollard::query_parameters::LogsOptionsBuilder::default()
+        .stdout(true)
+        .stderr(true)
+        .tail(&LOG_LINES.to_string())
+        .build();
+    let mut out = Vec::new();
+    let collect = async {
+        for task in tasks.iter().filter(|t| t.desired_state == Some(bollard::models::TaskState::RUNNING)) {
+            let (Some(id), slot) = (task.id.as_deref(), task.slot.unwrap_or_default()) else { continue };
+            let mut stream = manager.docker.task_logs(id, Some(options.clone()));
+            while let Some(Ok(chunk)) = stream.next().await {
+                out.extend(chunk.to_string().lines().map(|l| format!("  task {slot}: {l}")));
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), collect).await;
+    if out.is_empty() {
+        "  (no output)".to_owned()
+    } else {
+        out.join("\n")
+    }
+}
+
 /// How long a removal waits for the tasks of removed services to let go
 /// of a network or a volume (each node stops its tasks, within their stop
 /// grace period of 15 s).

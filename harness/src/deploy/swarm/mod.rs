@@ -74,6 +74,16 @@ impl Target for Swarm<'_> {
         act::act(on, self.config.project(), action).await
     }
 
+    /// The last log lines of the tasks of the service that did not get
+    /// ready (or converge), before the undo removes them.
+    async fn explain(&self, on: &On<'_>, plan: &Plan<Action>, failed: usize) -> String {
+        let service = match &plan.steps[failed].action {
+            super::plan::Op::Target(Action::AwaitReady { name, .. } | Action::AwaitService { name, .. }) => name,
+            _ => return String::new(),
+        };
+        format!("\nthe last log lines of {service}'s tasks:\n{}", act::last_logs(on.engine, service).await)
+    }
+
     fn removal(&self, observed: &SwarmObserved, volumes: bool) -> Planned<Action> {
         plan::removal(observed, self.config, volumes)
     }
