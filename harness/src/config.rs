@@ -884,6 +884,15 @@ mod tests {
         refused("[swarm]\nconverge_timeout_secs = 0\n", "swarm.converge_timeout_secs is 0");
         refused("[swarm]\nupdate_monitor_secs = 0\n", "swarm.update_monitor_secs is 0");
         refused("[swarm]\ndatabase_node = \" \"\n", "swarm.database_node is empty");
+        refused("[swarm]\ncheck_path = \"ready\"\n", "swarm.check_path `ready` must start with /");
+        refused(
+            "[swarm]\ncheck_path = \"/re ady\"\n",
+            "swarm.check_path `/re ady` must start with / and hold no space",
+        );
+        refused(
+            "[healthcheck]\npath = \"/re ady\"\n",
+            "healthcheck.path `/re ady` must start with / and hold no space",
+        );
         figment::Jail::expect_with(|jail| {
             jail.create_file("harness.toml", &format!("{NAMED}[swarm]\nreplicas = 16\ndatabase_node = \"abc\"\n"))?;
             assert_eq!(Config::load(jail.directory()).unwrap().swarm.replicas, 16);

@@ -147,6 +147,7 @@ async fn another_service_ships_beside_books_ms_blue_green_and_a_never_ready_rele
     common::prod::assert_no_lock(prod).await;
     assert!(common::prod::inspect(prod, "hello-deploy-lock").await.is_none(), "hello's lock was left");
     remove_hello(prod).await;
+    Lab::load().empty_repository(REPOSITORY).await;
 }
 
 // ------------------------------------------------------------------ the swarm
