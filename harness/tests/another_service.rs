@@ -270,6 +270,25 @@ async fn another_service_ships_to_the_swarm_beside_books_ms_gated_by_its_readine
     assert_eq!(load.revisions.first(), Some(&a), "{load:?}");
     assert_eq!(load.revisions.last(), Some(&b), "{load:?}");
     assert!(second.stderr.contains("hello-app-next"), "the release ran beside the old tasks first:\n{}", second.stderr);
+    // The revision gate and the data checks ran, as on a single host.
+    let history = on_swarm(&["history", "--json"], &[]).await;
+    let entries: Vec<serde_json::Value> = serde_json::from_str(&history.stdout).expect("hello's history");
+    let steps: Vec<&str> = entries.last().expect("an entry")["steps"]
+        .as_array()
+        .expect("its steps")
+        .iter()
+        .filter(|step| step["outcome"] == "passed")
+        .filter_map(|step| step["name"].as_str())
+        .collect();
+    let passed = |text: &str| steps.iter().any(|name| name.contains(text));
+    for text in [
+        "wait until the 2 tasks of hello-app-canary answer /ready",
+        "wait until the 2 tasks of hello-app answer /ready",
+        "/version reports revision",
+        "run the post-deploy checks",
+    ] {
+        assert!(passed(text), "no passed step `{text}` in hello's deploy: {steps:#?}");
+    }
     let (services, _) = swarm_snapshot(&manager, SERVICE).await;
     assert_eq!(services["hello-app"].1, image_b);
     let names: Vec<&str> = services.keys().map(String::as_str).collect();
