@@ -353,3 +353,70 @@ async fn another_service_ships_to_the_swarm_beside_books_ms_gated_by_its_readine
     assert!(bounded("hello's lock", manager.inspect_container("hello-deploy-lock", None)).await.is_err());
     lab.empty_repository(SWARM_REPOSITORY).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_the_swarm_remove_volumes_names_an_accessorys_volume_on_a_worker_which_it_cannot_reach() {
+    // A project of its own on a port of its own: the test above may run
+    // at the same time.
+    const PROJECT: &str = "hello-worker";
+    const REPOSITORY: &str = "books-lab-tests/hello-worker";
+    const VOLUME: &str = "hello-worker-store";
+    let lab = Lab::load();
+    let manager = lab.swarm_docker().await;
+    let worker = common::swarm::nodes(&manager).await.remove("swarm-2").expect("the node swarm-2");
+    let env = [
+        ("HARNESS_PROD__PROJECT", PROJECT),
+        ("HARNESS_SWARM__APP_PORT", "8093"),
+        ("HARNESS_SWARM__DATABASE_NODE", worker.id.as_str()),
+    ];
+    // The worker's own engine, as the lab's scripts reach it (its unix
+    // socket): the harness has no way there.
+    let socket = "/run/books-lab/swarm-2/docker.sock";
+    let on_worker = Docker::connect_with_unix(socket, 60, bollard::API_DEFAULT_VERSION).expect("a client of swarm-2");
+    let on_worker = common::negotiate(on_worker, "swarm-2's engine").await;
+    let left = on_swarm(&["remove"], &env).await;
+    assert!(left.success(), "removing what an earlier run left: {}", left.stderr);
+    remove_volume_when_free(&on_worker, VOLUME).await;
+    lab.empty_repository(REPOSITORY).await;
+    let revision = format!("hello-worker-{}", std::process::id());
+    let image = {
+        let revision = revision.clone();
+        tokio::task::spawn_blocking(move || hello::release(REPOSITORY, &revision, "yes")).await.unwrap()
+    }
+    .unwrap_or_else(|e| panic!("building hello's release: {e}"));
+
+    let deployed = on_swarm(&["deploy", "--image", &image], &env).await;
+    assert!(deployed.success(), "deploying with the accessory on swarm-2 ({:?}):\n{}", deployed.code, deployed.stderr);
+    let url = format!("http://{}:8093", lab.swarm_node_address(1));
+    assert_eq!(hello::get(&url, "/hello").await, (200, format!("hi from {revision}\n")));
+    assert!(bounded("the volume on swarm-2", on_worker.inspect_volume(VOLUME)).await.is_ok(), "its data on swarm-2");
+
+    let removed = on_swarm(&["remove", "--volumes"], &env).await;
+
+    assert!(removed.success(), "harness remove --volumes ({:?}):\n{}", removed.code, removed.stderr);
+    let said = format!("the volume {VOLUME} is on the node {} (a worker)", worker.id);
+    assert!(removed.stderr.contains(&said), "the volume out of reach is named:\n{}", removed.stderr);
+    assert!(removed.stderr.contains(&format!("docker volume rm {VOLUME}")), "with how:\n{}", removed.stderr);
+    let (services, _) = swarm_snapshot(&manager, PROJECT).await;
+    assert!(services.is_empty(), "its services went: {services:?}");
+    assert!(bounded("the volume on swarm-2", on_worker.inspect_volume(VOLUME)).await.is_ok(), "kept, as it said");
+    remove_volume_when_free(&on_worker, VOLUME).await;
+    lab.empty_repository(REPOSITORY).await;
+}
+
+/// Removes `volume` on a node's engine once no container holds it (its
+/// task stops within its grace period), bounded; none there is fine.
+async fn remove_volume_when_free(engine: &Docker, volume: &str) {
+    for _ in 0..60 {
+        match bounded(
+            "removing a volume",
+            engine.remove_volume(volume, None::<bollard::query_parameters::RemoveVolumeOptions>),
+        )
+        .await
+        {
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => return,
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
+        }
+    }
+    panic!("the volume {volume} is still in use 30 s after its service went");
+}

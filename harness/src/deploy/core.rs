@@ -203,6 +203,9 @@ pub async fn remove<T: Target>(
     let holder = lock::holder(&release);
     let (plan, empty) = removal(&shared, &observed, &release, &holder)?;
     if dry_run || empty {
+        for warning in &plan.warnings {
+            reporter.warn(warning.clone());
+        }
         return Ok(plan);
     }
     let executor = Executor::new(target, engine, credentials, reporter);
@@ -219,6 +222,10 @@ pub async fn remove<T: Target>(
         let (plan, _) = removal(&shared, &observed, &release, &holder)?;
         executor.begin(Journal::new(Kind::Remove, history::now(), &plan, Some(release.clone())));
         executor.apply(&plan).await?;
+        // What it could not do (a volume out of reach), once it did the rest.
+        for warning in &plan.warnings {
+            reporter.warn(warning.clone());
+        }
         anyhow::Ok(plan)
     }
     .await;
