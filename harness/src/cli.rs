@@ -147,7 +147,8 @@ pub enum Command {
     /// Take the service off prod, under the deploy lock, recorded in the
     /// history: its containers (colours, proxy, accessories) and network;
     /// its volumes (the accessories' data) only with --volumes. The lock
-    /// and the history stay. The single host only, so far.
+    /// and the history stay. On a swarm, only the volumes on the manager's
+    /// node can be removed (the others are named, with how).
     Remove {
         /// Remove the accessories' volumes too: their data is lost.
         #[arg(long)]

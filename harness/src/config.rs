@@ -249,11 +249,12 @@ pub enum TargetKind {
 }
 
 /// A Docker Swarm as prod: the app a service of `replicas` tasks on an
-/// overlay network, a proxy on every node published on `app_port`, the
-/// database one service pinned to one node by id. The project, images,
+/// overlay network, a proxy on every node published on `app_port`, each
+/// accessory one service pinned to one node by id. The project, images,
 /// log settings and the app's limits (`memory_mb`, `cpus`, as each task's
-/// resource limits) are `[prod]`'s; `prod.health_timeout_secs` and
-/// `drain_secs` do not apply (`converge_timeout_secs` bounds the wait, and
+/// resource limits) are `[prod]`'s; `prod.health_timeout_secs` bounds the
+/// wait for the tasks' readiness (`healthcheck.path`), `drain_secs` does
+/// not apply (`converge_timeout_secs` bounds the wait for an update, and
 /// each stopped task gets 15 s to finish its requests).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -277,14 +278,19 @@ pub struct SwarmConfig {
     pub update_monitor_secs: u64,
     /// How long a deploy waits for an update (or rollback) to converge.
     pub converge_timeout_secs: u64,
-    /// The swarm node id (`docker node ls`) the database is pinned to when
-    /// a deploy first creates it (its volume lives there); by default the
-    /// manager `docker_host` reaches. An existing database keeps its node.
+    /// The swarm node id (`docker node ls`) every accessory is pinned to
+    /// when a deploy first creates it (its volume lives there); by default
+    /// the manager `docker_host` reaches. An existing accessory keeps its
+    /// node. (Named when the swarm ran one database.)
     pub database_node: Option<String>,
     /// Where each node's Docker socket is, as that node's engine sees it:
     /// `harness prune` bind-mounts it into a one-off job on every node but
     /// the manager's. `{label:KEY}`, `{hostname}` and `{id}` are the node's.
     pub node_socket: String,
+    /// The path the proxy checks on every app task every second: a task
+    /// gets no request until it answers 2xx there, and leaves the rotation
+    /// when it stops; unset: `healthcheck.path`.
+    pub check_path: Option<String>,
 }
 
 impl Default for SwarmConfig {
@@ -301,6 +307,7 @@ impl Default for SwarmConfig {
             converge_timeout_secs: 300,
             database_node: None,
             node_socket: lab("BOOKS_LAB_SWARM_NODE_SOCKET"),
+            check_path: None,
         }
     }
 }
@@ -568,6 +575,12 @@ impl Config {
         self.prod.project.as_deref().unwrap_or(&self.service.name)
     }
 
+    /// The path the swarm's proxy checks each app task on:
+    /// `swarm.check_path`, else `healthcheck.path`.
+    pub fn swarm_check_path(&self) -> &str {
+        self.swarm.check_path.as_deref().unwrap_or(&self.healthcheck.path)
+    }
+
     /// The checks, validated.
     pub fn checks(&self) -> anyhow::Result<Vec<Check>> {
         self.checks.iter().enumerate().map(|(i, check)| check.check(i)).collect()
@@ -617,6 +630,14 @@ impl Config {
             anyhow::bail!(
                 "configuration: prod.health_interval_ms is {ms}: it must be 1 to 3600000 (500 probes twice a second), \
                  or unset for the image's own interval"
+            );
+        }
+        let check_path = self.swarm_check_path();
+        if !check_path.starts_with('/') || check_path.contains(|c: char| c.is_whitespace() || c.is_control()) {
+            let setting = if swarm.check_path.is_some() { "swarm.check_path" } else { "healthcheck.path" };
+            anyhow::bail!(
+                "configuration: {setting} `{check_path}` must start with / and hold no space: the swarm's proxy \
+                 checks every task on it"
             );
         }
         if swarm.database_node.as_deref().is_some_and(|n| n.trim().is_empty()) {
@@ -869,6 +890,15 @@ mod tests {
         refused("[swarm]\nconverge_timeout_secs = 0\n", "swarm.converge_timeout_secs is 0");
         refused("[swarm]\nupdate_monitor_secs = 0\n", "swarm.update_monitor_secs is 0");
         refused("[swarm]\ndatabase_node = \" \"\n", "swarm.database_node is empty");
+        refused("[swarm]\ncheck_path = \"ready\"\n", "swarm.check_path `ready` must start with /");
+        refused(
+            "[swarm]\ncheck_path = \"/re ady\"\n",
+            "swarm.check_path `/re ady` must start with / and hold no space",
+        );
+        refused(
+            "[healthcheck]\npath = \"/re ady\"\n",
+            "healthcheck.path `/re ady` must start with / and hold no space",
+        );
         figment::Jail::expect_with(|jail| {
             jail.create_file("harness.toml", &format!("{NAMED}[swarm]\nreplicas = 16\ndatabase_node = \"abc\"\n"))?;
             assert_eq!(Config::load(jail.directory()).unwrap().swarm.replicas, 16);

@@ -311,6 +311,16 @@ impl Registry {
         Ok(labels.into_iter().filter_map(|(k, v)| Some((k, v.as_str()?.to_owned()))).collect())
     }
 
+    /// Whether the image `name@reference` has a Docker healthcheck of its
+    /// own (a `HEALTHCHECK` other than `NONE`).
+    pub async fn has_healthcheck(&self, name: &str, reference: &str) -> Result<bool, RegistryError> {
+        let blob = self.image_config(name, reference).await?;
+        Ok(blob["config"]["Healthcheck"]["Test"]
+            .as_array()
+            .and_then(|test| test.first()?.as_str())
+            .is_some_and(|first| first != "NONE"))
+    }
+
     /// The tags of repository `name` (none when the registry has no such
     /// repository).
     pub async fn tags(&self, name: &str) -> Result<Vec<String>, RegistryError> {

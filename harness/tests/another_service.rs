@@ -13,57 +13,18 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::time::Duration;
 
 use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
 use bollard::Docker;
 
-use common::release::build_and_push_to;
-use common::run::Run;
+use common::hello::{self, harness, PORT, SERVICE};
 use common::target::{revision, Target};
-use common::{bounded, http_client, repo_root, Lab};
+use common::{bounded, Lab};
 
-/// The fixture's service name, its port on prod (its harness.toml's).
-const SERVICE: &str = "hello";
-const PORT: u16 = 8091;
-/// Where its releases go in the lab's registry.
+/// Where its releases go in the lab's registry (the swarm's test pushes to
+/// its own: both tests may run at once).
 const REPOSITORY: &str = "books-lab-tests/hello";
-/// One harness command: pulls, the accessory's start, readiness, checks.
-const COMMAND_DEADLINE: Duration = Duration::from_secs(300);
-
-fn fixture() -> PathBuf {
-    repo_root().join("harness/tests/fixtures/hello")
-}
-
-/// `harness --repo FIXTURE ARGS...` with `env`, bounded.
-async fn harness(args: &[&str], env: &[(&str, &str)]) -> Run {
-    common::run::harness(COMMAND_DEADLINE)
-        .arg("--repo")
-        .arg(fixture())
-        .args(args)
-        .envs(env.iter().copied())
-        .run_async()
-        .await
-}
-
-/// A release of the fixture: its image built with `REVISION` (and
-/// `READY`), labelled with the revision as the harness's own build does,
-/// pushed, named by digest. Blocks.
-fn hello_release(revision: &str, ready: &str) -> Result<String, String> {
-    let revision_arg = format!("REVISION={revision}");
-    let ready_arg = format!("READY={ready}");
-    let label = format!("org.opencontainers.image.revision={revision}");
-    let base = format!("BASE={}", debian_image());
-    let options = ["--build-arg", &base, "--build-arg", &revision_arg, "--build-arg", &ready_arg, "--label", &label];
-    build_and_push_to(REPOSITORY, &fixture(), revision, &options)
-}
-
-/// The lab's local Debian image (lab/lab.env).
-fn debian_image() -> String {
-    let text = std::fs::read_to_string(repo_root().join("lab/lab.env")).expect("lab/lab.env");
-    common::parse_env(&text).remove("BOOKS_DEBIAN_IMAGE").expect("BOOKS_DEBIAN_IMAGE in lab/lab.env")
-}
+const SWARM_REPOSITORY: &str = "books-lab-tests/hello-swarm";
 
 /// Every container named `PROJECT-…` on prod: name → (id, running, started).
 async fn snapshot(prod: &Docker, project: &str) -> BTreeMap<String, (String, String, String)> {
@@ -99,12 +60,9 @@ async fn remove_hello(prod: &Docker) {
     .await;
 }
 
-/// GET `path` on hello's port: the status and body.
+/// GET `path` on hello's port on prod: the status and body.
 async fn get(path: &str) -> (u16, String) {
-    let url = format!("{}{path}", Lab::load().prod_url(PORT));
-    let response = bounded(&format!("GET {url}"), http_client().get(&url).send()).await.expect("hello answers");
-    let status = response.status().as_u16();
-    (status, response.text().await.unwrap_or_default())
+    hello::get(&Lab::load().prod_url(PORT), path).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -115,17 +73,7 @@ async fn another_service_ships_beside_books_ms_blue_green_and_a_never_ready_rele
     let books_before = snapshot(prod, "books-ms").await;
     let books_url = Target::Prod.url();
     remove_hello(prod).await;
-    let pid = std::process::id();
-    let (a, b, never) = (format!("hello-a-{pid}"), format!("hello-b-{pid}"), format!("hello-never-{pid}"));
-    let images = {
-        let (a, b, never) = (a.clone(), b.clone(), never.clone());
-        tokio::task::spawn_blocking(move || {
-            Ok::<_, String>((hello_release(&a, "yes")?, hello_release(&b, "yes")?, hello_release(&never, "never")?))
-        })
-        .await
-        .unwrap()
-    };
-    let (image_a, image_b, image_never) = images.unwrap_or_else(|e| panic!("building hello's releases: {e}"));
+    let [(a, image_a), (b, image_b), (_, image_never)] = hello::releases(REPOSITORY, "hello").await;
 
     // The first release: the accessory, the proxy on hello's port, checks.
     let first = harness(&["deploy", "--image", &image_a], &[]).await;
@@ -199,4 +147,276 @@ async fn another_service_ships_beside_books_ms_blue_green_and_a_never_ready_rele
     common::prod::assert_no_lock(prod).await;
     assert!(common::prod::inspect(prod, "hello-deploy-lock").await.is_none(), "hello's lock was left");
     remove_hello(prod).await;
+    Lab::load().empty_repository(REPOSITORY).await;
+}
+
+// ------------------------------------------------------------------ the swarm
+
+/// hello's proxy on swarm node `i` (1: the manager).
+fn swarm_url(i: usize) -> String {
+    format!("http://{}:{PORT}", Lab::load().swarm_node_address(i))
+}
+
+/// `harness --repo FIXTURE --target swarm ARGS...` with `env`.
+async fn on_swarm(args: &[&str], env: &[(&str, &str)]) -> common::run::Run {
+    let args: Vec<&str> = ["--target", "swarm"].into_iter().chain(args.iter().copied()).collect();
+    harness(&args, env).await
+}
+
+/// The swarm's services of `project`: name → (spec version, image), and
+/// the ids of their tasks that should run.
+async fn swarm_snapshot(manager: &Docker, project: &str) -> (BTreeMap<String, (u64, String)>, Vec<String>) {
+    use bollard::query_parameters::{ListServicesOptionsBuilder, ListTasksOptionsBuilder};
+    let label = format!("org.books-ms.project={project}");
+    let filters = std::collections::HashMap::from([("label".to_owned(), vec![label])]);
+    let options = ListServicesOptionsBuilder::default().filters(&filters).build();
+    let services = bounded("listing the services", manager.list_services(Some(options))).await.unwrap();
+    let mut out = BTreeMap::new();
+    let mut tasks = Vec::new();
+    for service in services {
+        let spec = service.spec.unwrap_or_default();
+        let name = spec.name.clone().unwrap_or_default();
+        let image = spec.task_template.and_then(|t| t.container_spec?.image).unwrap_or_default();
+        out.insert(name.clone(), (service.version.and_then(|v| v.index).unwrap_or_default(), image));
+        let filters = std::collections::HashMap::from([
+            ("service".to_owned(), vec![name]),
+            ("desired-state".to_owned(), vec!["running".to_owned()]),
+        ]);
+        let options = ListTasksOptionsBuilder::default().filters(&filters).build();
+        let listed = bounded("listing the tasks", manager.list_tasks(Some(options))).await.unwrap();
+        tasks.extend(listed.into_iter().filter_map(|t| t.id));
+    }
+    tasks.sort();
+    (out, tasks)
+}
+
+/// What an earlier run left of hello on the swarm goes (its services,
+/// configs, network, lock, the manager's volume), bounded; only `hello…`.
+async fn remove_hello_from_swarm(manager: &Docker) {
+    use bollard::query_parameters::{ListConfigsOptionsBuilder, RemoveVolumeOptions};
+    let (services, _) = swarm_snapshot(manager, SERVICE).await;
+    for name in services.keys() {
+        assert!(name.starts_with("hello-"), "only hello's services are removed, not {name}");
+        let _ = bounded(&format!("removing {name}"), manager.delete_service(name)).await;
+    }
+    let filters =
+        std::collections::HashMap::from([("label".to_owned(), vec!["org.books-ms.project=hello".to_owned()])]);
+    let options = ListConfigsOptionsBuilder::default().filters(&filters).build();
+    for config in bounded("listing the configs", manager.list_configs(Some(options))).await.unwrap() {
+        let _ = bounded("removing a config", manager.delete_config(config.id.as_deref().unwrap_or_default())).await;
+    }
+    let options = RemoveContainerOptionsBuilder::default().force(true).build();
+    let _ = bounded("removing hello's lock", manager.remove_container("hello-deploy-lock", Some(options))).await;
+    // The tasks leave the network and the volume as their nodes stop them.
+    for _ in 0..60 {
+        let network = bounded("removing the network hello", manager.remove_network(SERVICE)).await;
+        let volume =
+            bounded("removing hello-store", manager.remove_volume("hello-store", None::<RemoveVolumeOptions>)).await;
+        let gone = |e: &bollard::errors::Error| {
+            matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
+        };
+        if network.as_ref().err().is_none_or(gone) && volume.as_ref().err().is_none_or(gone) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    panic!("hello's network or volume on the swarm's manager is still in use 30 s after its services went");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_service_ships_to_the_swarm_beside_books_ms_gated_by_its_readiness_and_is_removed() {
+    let lab = Lab::load();
+    let manager = lab.swarm_docker().await;
+    // books-ms on the same swarm (whatever the swarm's tests left live),
+    // to be left alone: its services' specs and tasks, its answer.
+    let books_before = swarm_snapshot(&manager, "books-ms").await;
+    let books_revision = common::target::revision_at(&common::target::node_url(1)).await;
+    remove_hello_from_swarm(&manager).await;
+    lab.empty_repository(SWARM_REPOSITORY).await;
+    let [(a, image_a), (b, image_b), (_, image_never)] = hello::releases(SWARM_REPOSITORY, "hello-swarm").await;
+
+    // The first release: its accessory pinned to the manager with its
+    // volume, the app's tasks reaching it by its name, a proxy on every
+    // node on hello's port, the checks through it.
+    let first = on_swarm(&["deploy", "--image", &image_a], &[]).await;
+    assert!(first.success(), "the first deploy of hello to the swarm failed ({:?}):\n{}", first.code, first.stderr);
+    for node in 1..=lab.swarm_nodes {
+        assert_eq!(hello::get(&swarm_url(node), "/hello").await, (200, format!("hi from {a}\n")), "node {node}");
+    }
+    let (services, _) = swarm_snapshot(&manager, SERVICE).await;
+    let names: Vec<&str> = services.keys().map(String::as_str).collect();
+    assert_eq!(names, ["hello-app", "hello-proxy", "hello-store"], "hello's services:\n{}", first.stderr);
+    let store = bounded("the service hello-store", manager.inspect_service("hello-store", None)).await.unwrap();
+    let store_version = store.version.clone().and_then(|v| v.index);
+    let task = store.spec.and_then(|s| s.task_template).unwrap_or_default();
+    let container = task.container_spec.unwrap_or_default();
+    assert_eq!(container.env.unwrap_or_default(), ["FERRETDB_LISTEN_ADDR=0.0.0.0:27017"], "its env");
+    assert_eq!(container.mounts.unwrap_or_default()[0].target.as_deref(), Some("/data/db"), "its volume's path");
+    let constraints = task.placement.and_then(|p| p.constraints).unwrap_or_default();
+    assert!(constraints.len() == 1 && constraints[0].starts_with("node.id == "), "pinned by id: {constraints:?}");
+    let app = bounded("the service hello-app", manager.inspect_service("hello-app", None)).await.unwrap();
+    let app_container = app.spec.and_then(|s| s.task_template?.container_spec).unwrap_or_default();
+    assert!(app_container.health_check.is_none(), "no healthcheck given to hello's tasks");
+
+    // The second, under load through a worker's proxy: the release runs
+    // beside the old tasks until ready, then the app rolls over; nobody
+    // sees a failure.
+    let args = ["deploy", "--image", &image_b];
+    let deploying = on_swarm(&args, &[]);
+    let (second, load) = common::load::during("hello's second release on the swarm", &swarm_url(2), deploying).await;
+    assert!(second.success(), "the second deploy of hello to the swarm failed ({:?}):\n{}", second.code, second.stderr);
+    assert_eq!(load.failed, 0, "requests failed during hello's rolling update: {load:?}");
+    assert!(load.requests > 0, "{load:?}");
+    assert_eq!(load.revisions.first(), Some(&a), "{load:?}");
+    assert_eq!(load.revisions.last(), Some(&b), "{load:?}");
+    assert!(second.stderr.contains("hello-app-next"), "the release ran beside the old tasks first:\n{}", second.stderr);
+    // The revision gate and the data checks ran, as on a single host.
+    let history = on_swarm(&["history", "--json"], &[]).await;
+    let entries: Vec<serde_json::Value> = serde_json::from_str(&history.stdout).expect("hello's history");
+    let steps: Vec<&str> = entries.last().expect("an entry")["steps"]
+        .as_array()
+        .expect("its steps")
+        .iter()
+        .filter(|step| step["outcome"] == "passed")
+        .filter_map(|step| step["name"].as_str())
+        .collect();
+    let passed = |text: &str| steps.iter().any(|name| name.contains(text));
+    for text in [
+        "wait until the 2 tasks of hello-app-canary answer /ready",
+        "wait until the 2 tasks of hello-app answer /ready",
+        "/version reports revision",
+        "run the post-deploy checks",
+    ] {
+        assert!(passed(text), "no passed step `{text}` in hello's deploy: {steps:#?}");
+    }
+    let (services, _) = swarm_snapshot(&manager, SERVICE).await;
+    assert_eq!(services["hello-app"].1, image_b);
+    let names: Vec<&str> = services.keys().map(String::as_str).collect();
+    assert_eq!(names, ["hello-app", "hello-proxy", "hello-store"], "the canary and next went once the app was ready");
+    let store = bounded("the service hello-store", manager.inspect_service("hello-store", None)).await.unwrap();
+    assert_eq!(store.version.and_then(|v| v.index), store_version, "the accessory is never updated by a deploy");
+
+    // A release whose readiness never passes: refused; users keep B.
+    let env = [("HARNESS_PROD__HEALTH_TIMEOUT_SECS", "8")];
+    let args = ["deploy", "--image", &image_never];
+    let deploying = on_swarm(&args, &env);
+    let (refused, load) =
+        common::load::during("hello's never-ready release on the swarm", &swarm_url(3), deploying).await;
+    assert_eq!(refused.code, Some(1), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("the tasks of hello-app-canary did not all answer /ready with 2xx within 8 s"),
+        "refused where no user reaches it:\n{}",
+        refused.stderr
+    );
+    assert!(refused.stderr.contains("serves what it served before"), "{}", refused.stderr);
+    assert_eq!(load.failed, 0, "requests failed during the refused deploy: {load:?}");
+    assert_eq!(load.revisions, std::slice::from_ref(&b), "{load:?}");
+    let (services, _) = swarm_snapshot(&manager, SERVICE).await;
+    assert_eq!(services["hello-app"].1, image_b, "the app was never touched");
+    let names: Vec<&str> = services.keys().map(String::as_str).collect();
+    assert_eq!(names, ["hello-app", "hello-proxy", "hello-store"], "the refused release went");
+    let history = on_swarm(&["history", "--json"], &[]).await;
+    let entries: Vec<serde_json::Value> = serde_json::from_str(&history.stdout).expect("hello's history");
+    let outcomes: Vec<&str> = entries.iter().rev().take(3).filter_map(|e| e["outcome"].as_str()).collect();
+    assert_eq!(outcomes, ["failed", "succeeded", "succeeded"], "hello's own history: {}", history.stdout);
+
+    // Taken off the swarm: its services, configs and network; its volume
+    // (on the manager's node) kept unless asked.
+    let removed = on_swarm(&["remove"], &[]).await;
+    assert!(removed.success(), "harness remove on the swarm failed ({:?}):\n{}", removed.code, removed.stderr);
+    let (services, tasks) = swarm_snapshot(&manager, SERVICE).await;
+    assert!(services.is_empty() && tasks.is_empty(), "hello's services are gone: {services:?}");
+    // The manager's own copy of an overlay network goes once its node let
+    // go of it: within seconds of its removal.
+    let mut network_gone = false;
+    for _ in 0..60 {
+        network_gone = bounded("the network hello", manager.inspect_network(SERVICE, None)).await.is_err();
+        if network_gone {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert!(network_gone, "its network is still there 30 s after the removal:\n{}", removed.stderr);
+    assert!(bounded("hello-store", manager.inspect_volume("hello-store")).await.is_ok(), "kept without --volumes");
+    let volumes = on_swarm(&["remove", "--volumes"], &[]).await;
+    assert!(volumes.success(), "harness remove --volumes ({:?}):\n{}", volumes.code, volumes.stderr);
+    assert!(bounded("hello-store", manager.inspect_volume("hello-store")).await.is_err(), "--volumes");
+    let history = on_swarm(&["history", "--json"], &[]).await;
+    let entries: Vec<serde_json::Value> = serde_json::from_str(&history.stdout).expect("hello's history");
+    let last = entries.last().expect("an entry");
+    assert_eq!((last["kind"].as_str(), last["outcome"].as_str()), (Some("remove"), Some("succeeded")), "{last}");
+
+    // books-ms on the swarm was never touched.
+    assert_eq!(swarm_snapshot(&manager, "books-ms").await, books_before, "books-ms's services or tasks changed");
+    assert_eq!(common::target::revision_at(&common::target::node_url(1)).await, books_revision);
+    common::prod::assert_no_lock(&manager).await;
+    assert!(bounded("hello's lock", manager.inspect_container("hello-deploy-lock", None)).await.is_err());
+    lab.empty_repository(SWARM_REPOSITORY).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_the_swarm_remove_volumes_names_an_accessorys_volume_on_a_worker_which_it_cannot_reach() {
+    // A project of its own on a port of its own: the test above may run
+    // at the same time.
+    const PROJECT: &str = "hello-worker";
+    const REPOSITORY: &str = "books-lab-tests/hello-worker";
+    const VOLUME: &str = "hello-worker-store";
+    let lab = Lab::load();
+    let manager = lab.swarm_docker().await;
+    let worker = common::swarm::nodes(&manager).await.remove("swarm-2").expect("the node swarm-2");
+    let env = [
+        ("HARNESS_PROD__PROJECT", PROJECT),
+        ("HARNESS_SWARM__APP_PORT", "8093"),
+        ("HARNESS_SWARM__DATABASE_NODE", worker.id.as_str()),
+    ];
+    // The worker's own engine, as the lab's scripts reach it (its unix
+    // socket): the harness has no way there.
+    let socket = "/run/books-lab/swarm-2/docker.sock";
+    let on_worker = Docker::connect_with_unix(socket, 60, bollard::API_DEFAULT_VERSION).expect("a client of swarm-2");
+    let on_worker = common::negotiate(on_worker, "swarm-2's engine").await;
+    let left = on_swarm(&["remove"], &env).await;
+    assert!(left.success(), "removing what an earlier run left: {}", left.stderr);
+    remove_volume_when_free(&on_worker, VOLUME).await;
+    lab.empty_repository(REPOSITORY).await;
+    let revision = format!("hello-worker-{}", std::process::id());
+    let image = {
+        let revision = revision.clone();
+        tokio::task::spawn_blocking(move || hello::release(REPOSITORY, &revision, "yes")).await.unwrap()
+    }
+    .unwrap_or_else(|e| panic!("building hello's release: {e}"));
+
+    let deployed = on_swarm(&["deploy", "--image", &image], &env).await;
+    assert!(deployed.success(), "deploying with the accessory on swarm-2 ({:?}):\n{}", deployed.code, deployed.stderr);
+    let url = format!("http://{}:8093", lab.swarm_node_address(1));
+    assert_eq!(hello::get(&url, "/hello").await, (200, format!("hi from {revision}\n")));
+    assert!(bounded("the volume on swarm-2", on_worker.inspect_volume(VOLUME)).await.is_ok(), "its data on swarm-2");
+
+    let removed = on_swarm(&["remove", "--volumes"], &env).await;
+
+    assert!(removed.success(), "harness remove --volumes ({:?}):\n{}", removed.code, removed.stderr);
+    let said = format!("the volume {VOLUME} is on the node {} (a worker)", worker.id);
+    assert!(removed.stderr.contains(&said), "the volume out of reach is named:\n{}", removed.stderr);
+    assert!(removed.stderr.contains(&format!("docker volume rm {VOLUME}")), "with how:\n{}", removed.stderr);
+    let (services, _) = swarm_snapshot(&manager, PROJECT).await;
+    assert!(services.is_empty(), "its services went: {services:?}");
+    assert!(bounded("the volume on swarm-2", on_worker.inspect_volume(VOLUME)).await.is_ok(), "kept, as it said");
+    remove_volume_when_free(&on_worker, VOLUME).await;
+    lab.empty_repository(REPOSITORY).await;
+}
+
+/// Removes `volume` on a node's engine once no container holds it (its
+/// task stops within its grace period), bounded; none there is fine.
+async fn remove_volume_when_free(engine: &Docker, volume: &str) {
+    for _ in 0..60 {
+        match bounded(
+            "removing a volume",
+            engine.remove_volume(volume, None::<bollard::query_parameters::RemoveVolumeOptions>),
+        )
+        .await
+        {
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => return,
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
+        }
+    }
+    panic!("the volume {volume} is still in use 30 s after its service went");
 }

@@ -45,7 +45,8 @@ fn the_lab_haproxy_accepts_the_configurations_of_both_targets() {
     let configs = [
         ("single host, first deploy", proxy::render(&first, &backends, |c| format!("p-{c}"))),
         ("single host, preview", proxy::render(&preview, &backends, |c| format!("p-{c}"))),
-        ("swarm", haproxy::render("p-app")),
+        ("swarm", haproxy::render("p-app", 8080, "/health")),
+        ("swarm, another service", haproxy::render("p-app", 5000, "/ready?deep=1")),
     ];
     for (name, config) in configs {
         let (passed, output) = check(name, &config);

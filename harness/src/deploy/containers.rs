@@ -15,11 +15,20 @@ pub fn listed_name(names: Option<Vec<String>>) -> String {
     names.unwrap_or_default().first().map(|n| n.trim_start_matches('/').to_owned()).unwrap_or_default()
 }
 
+/// The image of the containers every target keeps and never starts (the
+/// history, the lock of `harness prune` and of a removal with nothing
+/// live): the proxy's, which every target runs (a service may have no
+/// database). A history made before of another image is found by its
+/// name and kept as it is.
+pub fn kept_image(config: &Config) -> &str {
+    &config.prod.proxy_image
+}
+
 /// The history: a container never started, its volume of the same name
-/// (see [`super::history`]). Its image is the database's, which prod has.
+/// (see [`super::history`]), of [`kept_image`].
 pub fn history(config: &Config, names: &Names) -> ContainerCreateBody {
     ContainerCreateBody {
-        image: Some(config.prod.database_image.clone()),
+        image: Some(kept_image(config).to_owned()),
         labels: Some(HashMap::from([
             (PROJECT_LABEL.to_owned(), config.project().to_owned()),
             (ROLE_LABEL.to_owned(), "history".to_owned()),

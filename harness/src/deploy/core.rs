@@ -37,7 +37,7 @@ pub async fn preview<T: Target>(target: &T, engine: &Engine, release: &Release) 
         Err(_) => carried_by_registry(target.config(), release).await.unwrap_or_else(|| release.clone()),
     };
     let shared = observe_shared(engine, &names).await?;
-    let observed = target.observe(engine, &shared).await?;
+    let observed = target.observe(engine, &shared, Some(&release)).await?;
     Ok(assemble(target, &observed, &shared, &release, &lock::holder(&release), "dry-run")?)
 }
 
@@ -68,7 +68,7 @@ pub async fn run<T: Target>(
         let release = expected_revision(engine, release).await?;
         let mut shared = observe_shared(engine, &names).await?;
         shared.lock_holder = None; // ours
-        let observed = target.observe(engine, &shared).await?;
+        let observed = target.observe(engine, &shared, Some(&release)).await?;
         let before = target.live(engine, &observed).await?;
         let plan = assemble(target, &observed, &shared, &release, &holder, &token()?)?;
         finally = plan.finally.clone();
@@ -131,7 +131,7 @@ pub async fn rollback<T: Target>(
 /// deployed again); else what the target kept (a history that does not
 /// say).
 async fn before_live<T: Target>(target: &T, engine: &Engine, entries: &[Entry]) -> anyhow::Result<Release> {
-    let observed = target.observe(engine, &Shared::default()).await?;
+    let observed = target.observe(engine, &Shared::default(), None).await?;
     let Some(live) = target.live(engine, &observed).await? else {
         anyhow::bail!("nothing is live on {}, so there is nothing to roll back from: deploy a release first", T::PLACE);
     };
@@ -161,18 +161,13 @@ pub async fn remove<T: Target>(
     let config = target.config();
     let names = Names::new(config.project());
     let removal = |shared: &Shared, observed: &T::Observed, release: &Release, holder: &str| {
-        let planned = target.removal(observed, volumes).with_context(|| {
-            format!(
-                "harness remove does not work on {} yet: remove the service's services and configs by hand",
-                T::PLACE
-            )
-        })?;
+        let planned = target.removal(observed, volumes);
         if let Some(holder) = &shared.lock_holder {
             return Err(LockHeld { lock: names.lock.clone(), holder: holder.clone() }.into());
         }
         let mut steps = Vec::new();
         if !shared.history {
-            let image = config.prod.database_image.clone();
+            let image = super::containers::kept_image(config).to_owned();
             steps.push(Step::new(Core::Pull { image: image.clone() }));
             let body = Box::new(super::containers::history(config, &names));
             steps.push(Step::new(Core::CreateHistory { name: names.history.clone(), image, body }));
@@ -200,14 +195,17 @@ pub async fn remove<T: Target>(
     // What is removed is named by the release users reach, if any (the
     // lock's container needs an image prod has: the prelude pulls it).
     let shared = observe_shared(engine, &names).await?;
-    let observed = target.observe(engine, &shared).await?;
+    let observed = target.observe(engine, &shared, None).await?;
     let release = match target.live(engine, &observed).await? {
         Some(live) => live,
-        None => Release::given(config.prod.database_image.clone(), String::new(), None),
+        None => Release::given(super::containers::kept_image(config).to_owned(), String::new(), None),
     };
     let holder = lock::holder(&release);
     let (plan, empty) = removal(&shared, &observed, &release, &holder)?;
     if dry_run || empty {
+        for warning in &plan.warnings {
+            reporter.warn(warning.clone());
+        }
         return Ok(plan);
     }
     let executor = Executor::new(target, engine, credentials, reporter);
@@ -220,10 +218,14 @@ pub async fn remove<T: Target>(
         // Under the lock, from what prod holds now.
         let mut shared = observe_shared(engine, &names).await?;
         shared.lock_holder = None; // ours
-        let observed = target.observe(engine, &shared).await?;
+        let observed = target.observe(engine, &shared, None).await?;
         let (plan, _) = removal(&shared, &observed, &release, &holder)?;
         executor.begin(Journal::new(Kind::Remove, history::now(), &plan, Some(release.clone())));
         executor.apply(&plan).await?;
+        // What it could not do (a volume out of reach), once it did the rest.
+        for warning in &plan.warnings {
+            reporter.warn(warning.clone());
+        }
         anyhow::Ok(plan)
     }
     .await;
@@ -316,8 +318,8 @@ fn assemble<T: Target>(
     let mut steps = Vec::new();
     let mut pulled = Vec::new();
     if !shared.history {
-        // Its image may be on no node yet (a swarm's manager runs none).
-        let image = config.prod.database_image.clone();
+        // Its image may not be on the engine yet (a first deploy).
+        let image = super::containers::kept_image(config).to_owned();
         steps.push(Step::new(Core::Pull { image: image.clone() }));
         let body = Box::new(super::containers::history(config, &names));
         steps.push(Step::new(Core::CreateHistory { name: names.history.clone(), image: image.clone(), body }));

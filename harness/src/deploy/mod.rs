@@ -148,8 +148,8 @@ pub async fn history(config: &Config) -> anyhow::Result<Vec<history::Entry>> {
     Ok(history::read(&engine, &names.history).await?)
 }
 
-/// `harness remove [--volumes]` on the configured target (the single host
-/// only, so far): the plan it ran, or with `dry_run` would run.
+/// `harness remove [--volumes]` on the configured target: the plan it ran,
+/// or with `dry_run` would run.
 pub async fn remove(
     config: &Config,
     volumes: bool,
@@ -256,8 +256,8 @@ pub async fn prune(config: &Config, request: &PruneRequest, reporter: &Reporter)
         return work.await;
     }
     // The lock's container is made of the image the history's is: every
-    // target that was ever deployed to has it.
-    let image = &config.prod.database_image;
+    // target that was ever deployed to runs it (its proxy).
+    let image = containers::kept_image(config);
     match config.prod.kind {
         TargetKind::Engine => {
             core::under_lock(&Host::new(config), &engine, image, docker_credentials, reporter, work).await

@@ -40,7 +40,14 @@ pub trait Target: Sized {
     /// The URL users reach.
     fn url(&self) -> anyhow::Result<String>;
 
-    async fn observe(&self, engine: &Engine, shared: &Shared) -> anyhow::Result<Self::Observed>;
+    /// What prod holds; `release`: the release a deploy (or its dry run)
+    /// brings, when there is one (a target may read its image).
+    async fn observe(
+        &self,
+        engine: &Engine,
+        shared: &Shared,
+        release: Option<&Release>,
+    ) -> anyhow::Result<Self::Observed>;
 
     /// The release users reach now, if any.
     async fn live(&self, engine: &Engine, observed: &Self::Observed) -> anyhow::Result<Option<Release>>;
@@ -67,11 +74,9 @@ pub trait Target: Sized {
     async fn kept_before(&self, engine: &Engine, observed: &Self::Observed, live: &Release) -> anyhow::Result<Release>;
 
     /// The steps that take the service off prod (`harness remove`): its
-    /// containers and network, its volumes with `volumes`; the lock and
-    /// the history stay. None: the target cannot do it yet.
-    fn removal(&self, _observed: &Self::Observed, _volumes: bool) -> Option<Planned<Self::Action>> {
-        None
-    }
+    /// containers or services, its network, its volumes with `volumes`;
+    /// the lock and the history stay.
+    fn removal(&self, observed: &Self::Observed, volumes: bool) -> Planned<Self::Action>;
 
     /// What a successful run of `plan` reports.
     fn deployed(&self, plan: &Plan<Self::Action>, observed: &Self::Observed, before: Option<Release>) -> Deployed;

@@ -11,7 +11,8 @@
 //! lost), [`target`] (prod or the swarm as a deploy target, and the scene
 //! its tests start from), [`release`] (releases A and B), [`load`] (a
 //! steady load during an action), [`books`] (users' books a deploy must
-//! keep) and [`prod`] (what prod runs, the deploy lock).
+//! keep), [`prod`] (what prod runs, the deploy lock) and [`hello`] (the
+//! second service, tests/fixtures/hello).
 //!
 //! These tests need the lab up (`lab/up.sh`, which `scripts/test.sh` runs
 //! first) and root (the registry's credentials file is mode 600). They
@@ -24,6 +25,7 @@
 pub mod books;
 pub mod database;
 pub mod engines;
+pub mod hello;
 pub mod load;
 pub mod prod;
 pub mod release;

@@ -96,7 +96,7 @@ impl Target for Host<'_> {
         self.config.prod_url()
     }
 
-    async fn observe(&self, engine: &Engine, _shared: &Shared) -> anyhow::Result<Observed> {
+    async fn observe(&self, engine: &Engine, _shared: &Shared, _release: Option<&Release>) -> anyhow::Result<Observed> {
         observe::observe(engine, &self.names, self.config.accessories.keys().map(String::as_str)).await
     }
 
@@ -127,8 +127,8 @@ impl Target for Host<'_> {
         format!("\nthe last log lines of {new}:\n{}", act::last_logs(on.engine, &new).await)
     }
 
-    fn removal(&self, observed: &Observed, volumes: bool) -> Option<Planned<Action>> {
-        Some(plan::removal(observed, self.config, volumes))
+    fn removal(&self, observed: &Observed, volumes: bool) -> Planned<Action> {
+        plan::removal(observed, self.config, volumes)
     }
 
     /// The stopped colour the last deploy kept.

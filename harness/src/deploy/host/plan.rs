@@ -526,7 +526,7 @@ mod tests {
     fn a_first_deploy_creates_everything_checks_through_the_preview_then_switches() {
         let config = crate::config::books_ms();
         let plan = plan_for(&Observed::default(), &config);
-        let db = &config.prod.database_image;
+        let db = &config.accessories["db"].image;
         let proxy = &config.prod.proxy_image;
         let health = config.prod.health_timeout_secs;
         assert_eq!(plan.colour, Some(Colour::Blue));

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use bollard::models::{NetworkCreateRequest, ServiceSpec};
-use bollard::query_parameters::UpdateServiceOptionsBuilder;
+use bollard::query_parameters::{ListContainersOptionsBuilder, UpdateServiceOptionsBuilder};
 
 use super::observe::{self, Progress};
 use super::plan::Action;
@@ -52,8 +52,28 @@ pub async fn act(on: &On<'_>, project: &str, action: &Action) -> anyhow::Result<
             swarm.roll_back(name, from_spec).await?;
             swarm.await_service(name, None, *timeout_secs).await
         }
+        Action::AwaitReady { name, besides, tasks, path, port, timeout_secs, setting, proxy } => {
+            let _spinner = Spinner(on.reporter.spinner(format!("waiting for the tasks of {name} to answer {path}")));
+            let probe = Probe { name, besides: besides.as_deref(), tasks: *tasks, path, port: *port, proxy };
+            swarm.await_ready(&probe, *timeout_secs, setting).await
+        }
         Action::RemoveService { name } => {
             Ok(tolerate(manager.call(format!("to remove the service {name}"), docker.delete_service(name)).await, 404)?)
+        }
+        Action::RemoveNetwork { name } => {
+            // A removed service's tasks leave the network as their nodes
+            // stop them: seconds.
+            let remove = async || {
+                tolerate(manager.call(format!("to remove the network {name}"), docker.remove_network(name)).await, 404)
+            };
+            until_released(&format!("the network {name}"), remove).await
+        }
+        Action::RemoveVolume { name } => {
+            let remove = async || {
+                let removed = docker.remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>);
+                tolerate(manager.call(format!("to remove the volume {name}"), removed).await, 404)
+            };
+            until_released(&format!("the volume {name}"), remove).await
         }
         Action::RemoveConfig { name } => {
             match manager.call(format!("to remove the config {name}"), docker.delete_config(name)).await {
@@ -154,6 +174,57 @@ impl Manager<'_> {
         Ok(spec)
     }
 
+    /// Until every task of the probe's service answers its path with 2xx
+    /// (see [`PROBE_SCRIPT`]), polled every 500 ms, within `timeout_secs`.
+    /// A failed probe (the proxy's task restarting) is retried until the
+    /// deadline.
+    async fn await_ready(&self, probe: &Probe<'_>, timeout_secs: u64, setting: &str) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(timeout_secs);
+        loop {
+            let last = match self.probe_once(probe).await {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(what)) => what,
+                Err(e) => format!("the probe failed: {e:#}"),
+            };
+            if Instant::now() >= deadline {
+                bail!(
+                    "the tasks of {} did not all answer {} with 2xx within {timeout_secs} s ({setting}, \
+                     healthcheck.path): {last}",
+                    probe.name,
+                    probe.path
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// One round of probes, from the proxy's task on the manager.
+    async fn probe_once(&self, probe: &Probe<'_>) -> anyhow::Result<Result<(), String>> {
+        let engine = self.0.engine;
+        let filters = HashMap::from([
+            ("label".to_owned(), vec![format!("com.docker.swarm.service.name={}", probe.proxy)]),
+            ("status".to_owned(), vec!["running".to_owned()]),
+        ]);
+        let options = ListContainersOptionsBuilder::default().filters(&filters).build();
+        let containers = engine
+            .call(
+                format!("for the tasks of {} on the manager", probe.proxy),
+                engine.docker.list_containers(Some(options)),
+            )
+            .await?;
+        let Some(container) = containers.into_iter().find_map(|c| c.id) else {
+            return Ok(Err(format!("no task of {} runs on the manager to probe from", probe.proxy)));
+        };
+        let port = probe.port.to_string();
+        let besides = probe.besides.unwrap_or_default();
+        let command = ["sh", "-c", PROBE_SCRIPT, "probe", probe.name, &port, probe.path, besides];
+        match engine.exec(&container, &command).await? {
+            Some((0, output)) => Ok(readiness(&probed(&output), probe.tasks)),
+            Some((code, output)) => Ok(Err(format!("the probe ended {code}: {}", output.trim()))),
+            None => Ok(Err(format!("the task of {} on the manager stopped", probe.proxy))),
+        }
+    }
+
     /// Until the service converges ([`observe::progress`]), within
     /// `timeout_secs`; a rollback by Swarm or a paused update fails. A
     /// failed read of the swarm (a manager busy electing, a dropped
@@ -185,6 +256,132 @@ impl Manager<'_> {
     }
 }
 
+/// How many of each task's last log lines a failure quotes.
+const LOG_LINES: u64 = 10;
+
+/// The last [`LOG_LINES`] lines of each task of `service` that runs or
+/// should, read through the manager within 5 s, each marked with its
+/// task's slot; `(no output)` when there are none.
+pub async fn last_logs(manager: &crate::engine::Engine, service: &str) -> String {
+    use futures_util::StreamExt;
+    let Ok(tasks) = observe::tasks_of(manager, service).await else {
+        return "(its tasks could not be read)".to_owned();
+    };
+    let options = bollard::query_parameters::LogsOptionsBuilder::default()
+        .stdout(true)
+        .stderr(true)
+        .tail(&LOG_LINES.to_string())
+        .build();
+    let mut out = Vec::new();
+    let collect = async {
+        for task in tasks.iter().filter(|t| t.desired_state == Some(bollard::models::TaskState::RUNNING)) {
+            let (Some(id), slot) = (task.id.as_deref(), task.slot.unwrap_or_default()) else { continue };
+            let mut stream = manager.docker.task_logs(id, Some(options.clone()));
+            while let Some(Ok(chunk)) = stream.next().await {
+                out.extend(chunk.to_string().lines().map(|l| format!("  task {slot}: {l}")));
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), collect).await;
+    if out.is_empty() {
+        "  (no output)".to_owned()
+    } else {
+        out.join("\n")
+    }
+}
+
+/// How long a removal waits for the tasks of removed services to let go
+/// of a network or a volume (each node stops its tasks, within their stop
+/// grace period of 15 s).
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `remove` until it is not refused as in use (403 or 409: a task still
+/// holds it), every 500 ms, within [`RELEASE_TIMEOUT`].
+async fn until_released(what: &str, remove: impl AsyncFn() -> Result<(), EngineError>) -> anyhow::Result<()> {
+    let deadline = Instant::now() + RELEASE_TIMEOUT;
+    loop {
+        match remove().await {
+            Err(e) if matches!(e.status(), Some(403 | 409)) && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => {
+                return Err(anyhow::Error::from(e).context(format!(
+                    "{what} is still in use {} s after its services were removed: `docker service ls` and `docker \
+                     ps` on the manager show what holds it; `harness remove` again removes the rest",
+                    RELEASE_TIMEOUT.as_secs()
+                )))
+            }
+            Ok(()) => return Ok(()),
+        }
+    }
+}
+
+/// What [`Manager::await_ready`] probes: the tasks of `name` (those of
+/// `besides` left out), `tasks` of them, on `port` and `path`, from a task
+/// of the service `proxy`.
+struct Probe<'a> {
+    name: &'a str,
+    besides: Option<&'a str>,
+    tasks: u32,
+    path: &'a str,
+    port: u16,
+    proxy: &'a str,
+}
+
+/// Run in the proxy's task (Debian's HAProxy with socat): each address the
+/// swarm's DNS gives `tasks.$1` (running tasks; with an image healthcheck,
+/// healthy ones), those of `tasks.$4` left out, probed with `GET $3` on port
+/// `$2`; one line each, `ADDRESS STATUS-LINE` (`ADDRESS -` when nothing
+/// answered). The arguments travel as arguments, never through the
+/// shell's parser.
+const PROBE_SCRIPT: &str = r#"addresses() { [ -n "$1" ] && getent ahostsv4 "tasks.$1" | cut -d' ' -f1 | sort -u; }
+besides=" $(addresses "$4" | tr '\n' ' ') "
+for ip in $(addresses "$1"); do
+  case "$besides" in *" $ip "*) continue ;; esac
+  line=$(printf 'GET %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n' "$3" "$1" |
+    timeout 4 socat -T 3 - "TCP:$ip:$2,connect-timeout=2" 2>/dev/null | head -n 1 | tr -d '\r')
+  echo "$ip ${line:--}"
+done"#;
+
+/// Each address of the probe's output with its status (None: no answer).
+fn probed(output: &str) -> Vec<(String, Option<u16>)> {
+    output
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let address = words.next()?.to_owned();
+            let status = match (words.next(), words.next()) {
+                (Some(http), Some(code)) if http.starts_with("HTTP/") => code.parse().ok(),
+                _ => None,
+            };
+            Some((address, status))
+        })
+        .collect()
+}
+
+/// Ready: `tasks` tasks answered, each 2xx; else what is missing.
+fn readiness(probed: &[(String, Option<u16>)], tasks: u32) -> Result<(), String> {
+    let failing: Vec<String> = probed
+        .iter()
+        .filter(|(_, status)| !status.is_some_and(|s| (200..300).contains(&s)))
+        .map(|(address, status)| match status {
+            Some(status) => format!("{address} answered {status}"),
+            None => format!("{address} did not answer"),
+        })
+        .collect();
+    if probed.len() == tasks as usize && failing.is_empty() {
+        return Ok(());
+    }
+    let mut what = format!("{} of {tasks} tasks answer 2xx", probed.len() - failing.len());
+    if probed.len() != tasks as usize {
+        what.push_str(&format!(" ({} found in the swarm's DNS)", probed.len()));
+    }
+    if !failing.is_empty() {
+        what.push_str(&format!(": {}", failing.join(", ")));
+    }
+    Err(what)
+}
+
 fn version_of(name: &str, index: Option<u64>) -> anyhow::Result<i32> {
     let index = index.unwrap_or_default();
     i32::try_from(index)
@@ -210,6 +407,21 @@ mod tests {
     fn refused(status_code: u16, message: &str) -> anyhow::Error {
         let source = bollard::errors::Error::DockerResponseServerError { status_code, message: message.to_owned() };
         anyhow::Error::from(EngineError::Api { engine: "m".into(), what: "to update the service a".into(), source })
+    }
+
+    #[test]
+    fn a_probe_is_ready_when_every_task_answered_2xx() {
+        let output = "10.0.1.5 HTTP/1.0 200 OK\n10.0.1.6 HTTP/1.0 503 Service Unavailable\n10.0.1.7 -\n";
+        let seen = probed(output);
+        assert_eq!(seen, [("10.0.1.5".into(), Some(200)), ("10.0.1.6".into(), Some(503)), ("10.0.1.7".into(), None)]);
+        let why = readiness(&seen, 2).unwrap_err();
+        assert_eq!(
+            why,
+            "1 of 2 tasks answer 2xx (3 found in the swarm's DNS): 10.0.1.6 answered 503, 10.0.1.7 did not answer"
+        );
+        assert!(readiness(&seen[..1], 1).is_ok());
+        assert_eq!(readiness(&seen[..1], 2).unwrap_err(), "1 of 2 tasks answer 2xx (1 found in the swarm's DNS)");
+        assert_eq!(readiness(&probed("10.0.1.5 HTTP/1.1 204 No Content\n"), 1), Ok(()));
     }
 
     #[test]

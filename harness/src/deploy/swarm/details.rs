@@ -21,6 +21,10 @@ pub async fn details(manager: &Engine, config: &Config) -> anyhow::Result<Detail
     let nodes: HashMap<String, String> = nodes.iter().filter_map(|n| Some((n.id.clone()?, node_name(n)))).collect();
     let live = observe::app_release(manager, config).await?.map(|release| Live { colour: None, release });
     let (lock, history) = crate::deploy::history::lock_and_last_entries(manager, config).await?;
+    let mut accessories = Vec::new();
+    for name in config.accessories.keys() {
+        accessories.extend(service_units(manager, &names.accessory(name), &nodes).await?);
+    }
     Ok(Details {
         target: config.prod.kind,
         engine: config.swarm.docker_host.clone(),
@@ -28,7 +32,7 @@ pub async fn details(manager: &Engine, config: &Config) -> anyhow::Result<Detail
         live,
         app: service_units(manager, &names.app, &nodes).await?,
         proxy: Proxy { units: service_units(manager, &names.proxy, &nodes).await?, ..Proxy::default() },
-        accessories: service_units(manager, &names.db, &nodes).await?,
+        accessories,
         lock,
         history,
         traffic: None,

@@ -6,9 +6,10 @@
 //! to the address of each of its running tasks; `server-template` gives
 //! HAProxy slots for them, filled and emptied as the answers change
 //! (`hold` 1 s: a task gone is forgotten within about a second). Each
-//! server is checked on `/health` every second, so a task that stops
-//! answering (a lost node, a task stopping) leaves the rotation within
-//! about 1.5 s. A request whose connection fails, or that gets no answer
+//! server is checked on `swarm.check_path` (by default `healthcheck.path`)
+//! every second: a new task gets no request until it answered 2xx twice,
+//! and a task that stops answering (a lost node, a task stopping, a task
+//! no longer ready) leaves the rotation within about 1.5 s. A request whose connection fails, or that gets no answer
 //! (in time) or a 502/503/504, is sent again to another task (`retry-on`,
 //! `option redispatch 1`: every retry goes elsewhere), if it is a read: a
 //! write only when its connection failed ([`haproxy::write_safety`]).
@@ -30,10 +31,11 @@ pub const SLOTS: u32 = 2 * MAX_REPLICAS;
 pub const MAX_REPLICAS: u32 = 16;
 
 /// HAProxy's configuration: the app's service `app`, up to
-/// [`MAX_REPLICAS`] tasks. The timeouts, checks and retries are the ones
-/// measured on the lab's swarm to lose no request when a worker's link
-/// goes down under load.
-pub fn render(app: &str) -> String {
+/// [`MAX_REPLICAS`] tasks listening on `port`, each checked on
+/// `check_path`. The proxy itself listens on [`APP_PORT`] in its tasks.
+/// The timeouts, checks and retries are the ones measured on the lab's
+/// swarm to lose no request when a worker's link goes down under load.
+pub fn render(app: &str, port: u16, check_path: &str) -> String {
     let slots = SLOTS;
     let tuning = haproxy::Tuning {
         why: &[
@@ -79,10 +81,10 @@ pub fn render(app: &str) -> String {
     out.push_str(&format!(
         "    balance roundrobin\n    \
          option httpchk\n    \
-         http-check send meth GET uri /health\n    \
+         http-check send meth GET uri {check_path}\n    \
          default-server check inter 1s fastinter 250ms downinter 1s fall 2 rise 2 \
          resolvers swarm init-addr none\n    \
-         server-template task {slots} tasks.{app}:{APP_PORT}\n"
+         server-template task {slots} tasks.{app}:{port}\n"
     ));
     out
 }
@@ -93,7 +95,7 @@ mod tests {
 
     #[test]
     fn the_app_tasks_are_found_by_the_swarms_dns_checked_and_retried_elsewhere() {
-        let config = render("books-ms-app");
+        let config = render("books-ms-app", 8080, "/health");
         assert!(config.contains("nameserver dns 127.0.0.11:53"), "{config}");
         assert!(config.contains("server-template task 32 tasks.books-ms-app:8080\n"), "{config}");
         assert!(config.contains("http-check send meth GET uri /health"), "{config}");
@@ -110,7 +112,15 @@ mod tests {
     #[test]
     fn the_slots_are_fixed_so_the_replicas_never_change_the_text() {
         assert_eq!(SLOTS, 32);
-        assert!(render("x").contains("server-template task 32 tasks.x:8080\n"));
-        assert_eq!(render("x"), render("x"));
+        assert!(render("x", 8080, "/").contains("server-template task 32 tasks.x:8080\n"));
+        assert_eq!(render("x", 8080, "/"), render("x", 8080, "/"));
+    }
+
+    #[test]
+    fn the_apps_port_and_check_path_are_the_services_the_proxys_own_port_stays() {
+        let config = render("hello-app", 5000, "/ready");
+        assert!(config.contains("server-template task 32 tasks.hello-app:5000\n"), "{config}");
+        assert!(config.contains("http-check send meth GET uri /ready\n"), "{config}");
+        assert!(config.contains("bind :8080\n"), "{config}");
     }
 }

@@ -16,9 +16,9 @@ use crate::engine::Engine;
 /// through the manager (which asks the task's node).
 pub async fn sources(manager: &Engine, project: &str, request: &LogRequest) -> anyhow::Result<Vec<Source>> {
     let names = SwarmNames::new(project);
-    let service = match request.of {
-        Of::App => &names.app,
-        Of::Db => &names.db,
+    let service = &match request.of {
+        Of::App => names.app.clone(),
+        Of::Db => names.accessory("db"),
     };
     let nodes = manager.call("for the swarm's nodes", manager.docker.list_nodes(None::<ListNodesOptions>)).await?;
     let nodes: HashMap<String, String> = nodes.iter().filter_map(|n| Some((n.id.clone()?, node_name(n)))).collect();

@@ -2,18 +2,24 @@
 //! `rollback` on a Docker Swarm, through the manager's API only.
 //!
 //! On the swarm, for project `P` (see [`services::SwarmNames`]): an
-//! attachable overlay network; the database one task pinned by node id
-//! (the manager's node, or `swarm.database_node`), with its named volume;
-//! the app `swarm.replicas` tasks, never published; a proxy on every node
-//! (a global service published with `mode: host`), its configuration
-//! ([`haproxy`]) a config object. [`observe`] reads them, [`plan::plan`]
-//! plans a rolling update (pure), [`act`] carries it out. The lock and the
-//! history are containers on the manager's engine, as on a single host's.
-//! [`details`] and [`logs`] read the tasks for `harness details` and
-//! `harness logs`.
+//! attachable overlay network; each of the service's `[accessories]` one
+//! task pinned by node id (the manager's node, or `swarm.database_node`),
+//! with its named volume; the app `swarm.replicas` tasks on `app.port`,
+//! never published; a proxy on every node (a global service published
+//! with `mode: host`, checking each task on `swarm.check_path`), its
+//! configuration ([`haproxy`]) a config object. [`observe`] reads them,
+//! [`plan::plan`] plans a rolling update gated by readiness
+//! (`healthcheck.path`; a release whose image has no healthcheck is first
+//! proven ready unseen as `P-app-canary`, then served beside the old tasks
+//! as `P-app-next`), and [`plan::removal`] `harness remove` (pure); [`act`]
+//! carries them out. The lock and the history are containers on the
+//! manager's engine, as on a single host's. [`details`] and [`logs`] read
+//! the tasks for `harness details` and `harness logs`.
 
 pub mod act;
 pub mod details;
+#[cfg(test)]
+mod golden;
 pub mod haproxy;
 pub mod logs;
 pub mod observe;
@@ -48,8 +54,13 @@ impl Target for Swarm<'_> {
         self.config.swarm_url()
     }
 
-    async fn observe(&self, engine: &Engine, _shared: &Shared) -> anyhow::Result<SwarmObserved> {
-        observe::observe(engine, self.config).await
+    async fn observe(
+        &self,
+        engine: &Engine,
+        _shared: &Shared,
+        release: Option<&Release>,
+    ) -> anyhow::Result<SwarmObserved> {
+        observe::observe(engine, self.config, release).await
     }
 
     async fn live(&self, engine: &Engine, _observed: &SwarmObserved) -> anyhow::Result<Option<Release>> {
@@ -62,6 +73,20 @@ impl Target for Swarm<'_> {
 
     async fn act(&self, on: &On<'_>, action: &Action) -> anyhow::Result<()> {
         act::act(on, self.config.project(), action).await
+    }
+
+    /// The last log lines of the tasks of the service that did not get
+    /// ready (or converge), before the undo removes them.
+    async fn explain(&self, on: &On<'_>, plan: &Plan<Action>, failed: usize) -> String {
+        let service = match &plan.steps[failed].action {
+            super::plan::Op::Target(Action::AwaitReady { name, .. } | Action::AwaitService { name, .. }) => name,
+            _ => return String::new(),
+        };
+        format!("\nthe last log lines of {service}'s tasks:\n{}", act::last_logs(on.engine, service).await)
+    }
+
+    fn removal(&self, observed: &SwarmObserved, volumes: bool) -> Planned<Action> {
+        plan::removal(observed, self.config, volumes)
     }
 
     fn rolls_back(undo: &Action) -> Option<&str> {

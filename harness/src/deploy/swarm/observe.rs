@@ -22,7 +22,7 @@ use crate::release::Release;
 /// The node label the lab sets on each node (all report one hostname).
 pub const NODE_LABEL: &str = "books-lab.node";
 
-pub async fn observe(manager: &Engine, config: &Config) -> anyhow::Result<SwarmObserved> {
+pub async fn observe(manager: &Engine, config: &Config, release: Option<&Release>) -> anyhow::Result<SwarmObserved> {
     let swarm = SwarmNames::new(config.project());
     let network = found(
         manager
@@ -46,14 +46,48 @@ pub async fn observe(manager: &Engine, config: &Config) -> anyhow::Result<SwarmO
         );
     }
     let configs = configs.into_iter().filter_map(|c| c.spec?.name).collect();
+    let mut accessories = std::collections::BTreeMap::new();
+    for name in config.accessories.keys() {
+        if let Some(service) = observed_service(manager, &swarm.accessory(name)).await? {
+            accessories.insert(name.clone(), service);
+        }
+    }
+    let release_checks_itself = match release {
+        Some(release) => checks_itself(manager, config, &release.image).await?,
+        None => false,
+    };
     Ok(SwarmObserved {
         network,
         manager_node,
         configs,
-        db: observed_service(manager, &swarm.db).await?,
+        accessories,
+        release_checks_itself,
+        next: observed_service(manager, &swarm.next).await?,
+        canary: observed_service(manager, &swarm.canary).await?,
         app: observed_service(manager, &swarm.app).await?,
         proxy: observed_service(manager, &swarm.proxy).await?,
     })
+}
+
+/// Whether `image` has a Docker healthcheck of its own, as the manager has
+/// it (a deploy pulled it there first), else as the registry serves it (a
+/// dry run before any deploy of it); neither: none (the plan then gates the
+/// release on `healthcheck.path` alone, the safer plan).
+async fn checks_itself(manager: &Engine, config: &Config, image: &str) -> anyhow::Result<bool> {
+    let what = format!("for the image {image}");
+    if let Some(inspected) = found(manager.call(what, manager.docker.inspect_image(image)).await)? {
+        let test = inspected.config.and_then(|c| c.healthcheck?.test).unwrap_or_default();
+        return Ok(test.first().is_some_and(|first| first != "NONE"));
+    }
+    let Some((name, digest)) =
+        image.strip_prefix(&format!("{}/", config.registry.address)).and_then(|rest| rest.split_once('@'))
+    else {
+        return Ok(false);
+    };
+    let Ok(credentials) = crate::registry::credentials(config) else { return Ok(false) };
+    let Ok(cd) = crate::engine::cd().await else { return Ok(false) };
+    let Ok(registry) = crate::registry::Registry::open(&cd, config, credentials).await else { return Ok(false) };
+    Ok(registry.has_healthcheck(name, digest).await.unwrap_or(false))
 }
 
 /// The project's network must be the swarm's overlay: a bridge of the
@@ -293,7 +327,9 @@ pub async fn status(manager: &Engine, config: &Config) -> anyhow::Result<SwarmSt
     let node_names: HashMap<&str, &str> = nodes.iter().map(|n| (n.id.as_str(), n.name.as_str())).collect();
     let mut services = Vec::new();
     let mut tasks = Vec::new();
-    for name in [&swarm.db, &swarm.app, &swarm.proxy] {
+    let accessories = config.accessories.keys().map(|name| swarm.accessory(name));
+    for name in accessories.chain([swarm.app.clone(), swarm.proxy.clone()]) {
+        let name = &name;
         let Some(service) = inspect_service(manager, name).await? else { continue };
         let spec = service.spec.unwrap_or_default();
         let labels = spec.labels.clone().unwrap_or_default();

@@ -43,9 +43,21 @@ pub struct SwarmObserved {
     pub manager_node: Option<String>,
     /// The project's config objects, by name.
     pub configs: Vec<String>,
-    pub db: Option<ObservedService>,
+    /// The configured accessories' services that are there, by accessory
+    /// name.
+    pub accessories: std::collections::BTreeMap<String, ObservedService>,
     pub app: Option<ObservedService>,
     pub proxy: Option<ObservedService>,
+    /// The release's image has a Docker healthcheck of its own: Swarm
+    /// starts no request to a new task before it passes (its DNS names the
+    /// task only then), and stops an old task only once a new one passed.
+    pub release_checks_itself: bool,
+    /// The app's next release beside it (`P-app-next`), left by a deploy
+    /// that was killed.
+    pub next: Option<ObservedService>,
+    /// The release proven ready (`P-app-canary`), left by a deploy that was
+    /// killed.
+    pub canary: Option<ObservedService>,
 }
 
 /// What a deploy does on a swarm, besides what every target does.
@@ -86,11 +98,32 @@ pub enum Action {
     /// it converged; nothing when it has another already (Swarm rolled it
     /// back itself).
     RollbackService { name: String, from_image: String, from_spec: String, timeout_secs: u64 },
+    /// Until every task of the service `name` (`tasks` of them; those of
+    /// `besides` left out: they answer to its name too) answers `path` on
+    /// `port` with 2xx, probed from the proxy's task on the manager (on the
+    /// overlay, where the proxy checks them), within `timeout_secs`.
+    AwaitReady {
+        name: String,
+        besides: Option<String>,
+        tasks: u32,
+        path: String,
+        port: u16,
+        timeout_secs: u64,
+        setting: String,
+        proxy: String,
+    },
     /// A service removed; nothing when there is none.
     RemoveService { name: String },
     /// A config object no service uses any more removed; nothing when it
     /// is gone or still in use.
     RemoveConfig { name: String },
+    /// The overlay network removed once the removed services' tasks left
+    /// it (bounded); nothing when it is gone (`harness remove`).
+    RemoveNetwork { name: String },
+    /// A volume on the manager's node removed, with its data, once no
+    /// container holds it (bounded); nothing when it is gone (`harness
+    /// remove --volumes`).
+    RemoveVolume { name: String },
 }
 
 impl fmt::Display for Action {
@@ -106,8 +139,15 @@ impl fmt::Display for Action {
             Action::RollbackService { name, from_image, .. } => {
                 write!(f, "roll the service {name} back from {from_image}")
             }
+            Action::AwaitReady { name, path, tasks, timeout_secs, .. } => write!(
+                f,
+                "wait until the {tasks} tasks of {name} answer {path} with 2xx, probed from the manager's proxy (at \
+                 most {timeout_secs} s)"
+            ),
             Action::RemoveService { name } => write!(f, "remove the service {name}"),
             Action::RemoveConfig { name } => write!(f, "remove the config {name}, unless in use"),
+            Action::RemoveNetwork { name } => write!(f, "remove the overlay network {name}"),
+            Action::RemoveVolume { name } => write!(f, "remove the volume {name} and its data on the manager's node"),
         }
     }
 }
@@ -127,8 +167,8 @@ pub fn plan(observed: &SwarmObserved, context: &Context) -> Planned<Action> {
     let release = context.release;
     let swarm = SwarmNames::new(config.project());
     let mut steps = infrastructure(observed, config, &swarm);
-    let warnings = observed.db.as_ref().map(|db| database_warnings(config, &swarm, db)).unwrap_or_default();
-    let proxy_text = services::proxy_text(&swarm);
+    let warnings = accessory_warnings(observed, config, &swarm);
+    let proxy_text = services::proxy_text(config, &swarm);
     let proxy_config = swarm.proxy_config(&proxy_text);
     if !observed.configs.contains(&proxy_config) {
         let spec = services::proxy_config(config, &proxy_config, &proxy_text);
@@ -148,7 +188,10 @@ pub fn plan(observed: &SwarmObserved, context: &Context) -> Planned<Action> {
     let proxy_unchanged = unchanged(&observed.proxy, &proxy);
     if app_unchanged && proxy_unchanged {
         let summary = format!("{} runs this release on every task, converged: nothing to replace", swarm.app);
-        return Planned { steps, cleanup: Vec::new(), replaces: false, colour: None, summary, warnings };
+        // What a killed deploy left beside: the app serves without it.
+        let cleanup =
+            leftovers(observed, &swarm).into_iter().map(|name| Action::RemoveService { name }.into()).collect();
+        return Planned { steps, cleanup, replaces: false, colour: None, summary, warnings };
     }
 
     steps.extend(context.hook(HookKind::PreDeploy, None));
@@ -156,20 +199,74 @@ pub fn plan(observed: &SwarmObserved, context: &Context) -> Planned<Action> {
     // the proxy; each waited for, each undone by going back.
     let mut summary = Vec::new();
     let timeout_secs = config.swarm.converge_timeout_secs;
+    let ready = |name: &str, besides: Option<&str>| Action::AwaitReady {
+        name: name.to_owned(),
+        besides: besides.map(str::to_owned),
+        tasks: config.swarm.replicas,
+        path: config.healthcheck.path.clone(),
+        port: config.app.port,
+        timeout_secs: config.prod.health_timeout_secs,
+        setting: "prod.health_timeout_secs".to_owned(),
+        proxy: swarm.proxy.clone(),
+    };
+    // An image without a healthcheck of its own: Swarm would stop each old
+    // task as soon as a new one runs, ready or not. The release is first
+    // proven ready where no user reaches it (the canary), then runs beside
+    // the old tasks (the next service), so that some ready task serves
+    // throughout the roll; a release that never gets ready goes, and users
+    // never left the old tasks.
+    let beside =
+        !app_unchanged && !observed.release_checks_itself && observed.app.is_some() && observed.proxy.is_some();
+    let mut app_undo: Vec<Op<Action>> = Vec::new();
+    if beside {
+        for name in leftovers(observed, &swarm) {
+            steps.push(Step::new(Action::RemoveService { name }));
+        }
+        for (name, spec) in [
+            (&swarm.canary, services::canary(config, release, &swarm)),
+            (&swarm.next, services::next(config, release, &swarm)),
+        ] {
+            let label = services::spec_of(&spec).unwrap_or_default().to_owned();
+            let (name, image) = (name.clone(), release.image.clone());
+            let create = Action::CreateService { name: name.clone(), image: image.clone(), spec: Box::new(spec) };
+            steps.push(Step::undone_by(create, vec![Action::RemoveService { name: name.clone() }.into()]));
+            steps.push(Step::new(Action::AwaitService { name: name.clone(), image, spec: label, timeout_secs }));
+            steps.push(Step::new(ready(&name, None)));
+        }
+        summary.push(format!(
+            "prove the release ready as {}, run it beside {} as {} (its image has no healthcheck)",
+            swarm.canary, swarm.app, swarm.next
+        ));
+        // Back to the old tasks, ready, before the next service goes.
+        app_undo.push(ready(&swarm.app, Some(&swarm.next)).into());
+    }
     if !app_unchanged {
         let wanted = Wanted { name: &swarm.app, image: &release.image, spec: app, timeout_secs };
-        summary.push(roll(&mut steps, &observed.app, wanted));
+        summary.push(roll(&mut steps, &observed.app, wanted, app_undo));
     }
     if !proxy_unchanged {
         let wanted = Wanted { name: &swarm.proxy, image: &config.prod.proxy_image, spec: proxy, timeout_secs };
-        summary.push(roll(&mut steps, &observed.proxy, wanted));
+        summary.push(roll(&mut steps, &observed.proxy, wanted, Vec::new()));
+    }
+    // Readiness by healthcheck.path, with the proxy there to probe from.
+    if !app_unchanged {
+        let besides = (beside || observed.next.is_some()).then_some(swarm.next.as_str());
+        steps.push(Step::new(ready(&swarm.app, besides)));
     }
     steps.extend(context.checks(None));
     steps.extend(context.hook(HookKind::PostDeploy, None));
     // The proxy's configs of before, once the deploy succeeded: a rollback
     // before then may still need them, and failing to remove one must not
-    // undo a verified deploy.
+    // undo a verified deploy. So does the next service, once the app's own
+    // tasks serve the release, ready.
     let mut cleanup = Vec::new();
+    if beside {
+        for name in [&swarm.canary, &swarm.next] {
+            cleanup.push(Action::RemoveService { name: name.clone() }.into());
+        }
+    } else {
+        cleanup.extend(leftovers(observed, &swarm).into_iter().map(|name| Action::RemoveService { name }.into()));
+    }
     if !proxy_unchanged {
         for old in observed.configs.iter().filter(|c| **c != proxy_config) {
             cleanup.push(Action::RemoveConfig { name: old.clone() }.into());
@@ -187,20 +284,99 @@ pub fn plan(observed: &SwarmObserved, context: &Context) -> Planned<Action> {
     Planned { steps, cleanup, replaces: true, colour: None, summary, warnings }
 }
 
-/// What lasts: the network, the database (never made again: its data
-/// lives in its volume on its pinned node).
+/// The services a killed deploy left beside the app (the canary, the
+/// next), by name.
+fn leftovers(observed: &SwarmObserved, swarm: &SwarmNames) -> Vec<String> {
+    let mut names = Vec::new();
+    if observed.canary.is_some() {
+        names.push(swarm.canary.clone());
+    }
+    if observed.next.is_some() {
+        names.push(swarm.next.clone());
+    }
+    names
+}
+
+/// `harness remove`: the app's services first (users' connections are then
+/// refused), the proxy and its configs, the accessories, the network; with
+/// `volumes`, the accessories' volumes on the manager's node. A volume on
+/// a worker's node is out of reach (the harness reaches the manager's
+/// engine alone, and the workers have no API port): named in a warning,
+/// with how to remove it there. Nothing undoes it; none of it there: no
+/// steps.
+pub fn removal(observed: &SwarmObserved, config: &Config, volumes: bool) -> Planned<Action> {
+    let swarm = SwarmNames::new(config.project());
+    let mut steps = Vec::new();
+    let services = [
+        (&observed.app, &swarm.app),
+        (&observed.next, &swarm.next),
+        (&observed.canary, &swarm.canary),
+        (&observed.proxy, &swarm.proxy),
+    ];
+    for (seen, name) in services {
+        if seen.is_some() {
+            steps.push(Step::new(Action::RemoveService { name: name.clone() }));
+        }
+    }
+    for name in observed.accessories.keys() {
+        steps.push(Step::new(Action::RemoveService { name: swarm.accessory(name) }));
+    }
+    for name in &observed.configs {
+        steps.push(Step::new(Action::RemoveConfig { name: name.clone() }));
+    }
+    if observed.network {
+        steps.push(Step::new(Action::RemoveNetwork { name: swarm.network.clone() }));
+    }
+    let (mut kept, mut warnings) = (Vec::new(), Vec::new());
+    for (name, accessory) in &config.accessories {
+        if accessory.volume.is_none() {
+            continue;
+        }
+        let volume = swarm.accessory(name);
+        // Where its task ran: the node it is pinned to, else where a new
+        // one would have been made.
+        let pinned = observed.accessories.get(name).and_then(|seen| {
+            seen.constraints.iter().find_map(|c| c.strip_prefix("node.id ==").map(|id| id.trim().to_owned()))
+        });
+        let node = pinned.or_else(|| config.swarm.database_node.clone()).or_else(|| observed.manager_node.clone());
+        match (volumes, node == observed.manager_node && node.is_some()) {
+            (false, _) => kept.push(volume),
+            (true, true) => steps.push(Step::new(Action::RemoveVolume { name: volume })),
+            (true, false) => warnings.push(format!(
+                "the volume {volume} is on the node {} (a worker), which the harness cannot reach (it talks to the \
+                 manager's engine alone): it is kept; remove it on that node with `docker volume rm {volume}`",
+                node.as_deref().unwrap_or("(unknown)")
+            )),
+        }
+    }
+    let mut summary = if steps.is_empty() {
+        format!("nothing of {} runs on the swarm", swarm.project)
+    } else {
+        format!("take {} off the swarm (the lock and the history stay)", swarm.project)
+    };
+    if !kept.is_empty() {
+        summary.push_str(&format!("; the volumes {} are kept (--volumes removes them)", kept.join(", ")));
+    }
+    Planned { steps, cleanup: Vec::new(), replaces: false, colour: None, summary, warnings }
+}
+
+/// What lasts: the network, the accessories (never made again: their
+/// data lives in their volumes on their pinned nodes).
 fn infrastructure(observed: &SwarmObserved, config: &Config, swarm: &SwarmNames) -> Vec<Step> {
     let mut steps = Vec::new();
     if !observed.network {
         steps.push(Step::new(Action::CreateOverlay { name: swarm.network.clone() }));
     }
-    if observed.db.is_none() {
-        // Pinned by id to one node, where its volume will be: the one set,
-        // else the manager.
-        let node = config.swarm.database_node.as_deref().or(observed.manager_node.as_deref()).unwrap_or_default();
-        let spec = services::database(config, swarm, &services::pinned_to(node));
-        let image = config.prod.database_image.clone();
-        steps.push(Step::new(Action::CreateService { name: swarm.db.clone(), image, spec: Box::new(spec) }));
+    // Pinned by id to one node, where its volume will be: the one set,
+    // else the manager.
+    let node = config.swarm.database_node.as_deref().or(observed.manager_node.as_deref()).unwrap_or_default();
+    for (name, accessory) in &config.accessories {
+        if observed.accessories.contains_key(name) {
+            continue;
+        }
+        let spec = services::accessory(config, swarm, name, accessory, &services::pinned_to(node));
+        let (service, image) = (swarm.accessory(name), accessory.image.clone());
+        steps.push(Step::new(Action::CreateService { name: service, image, spec: Box::new(spec) }));
     }
     steps
 }
@@ -215,14 +391,21 @@ struct Wanted<'a> {
 
 /// The steps that bring one service to `wanted`, each undone by going
 /// back; what they do, for the summary.
-fn roll(steps: &mut Vec<Step>, observed: &Option<ObservedService>, wanted: Wanted) -> String {
+fn roll(
+    steps: &mut Vec<Step>,
+    observed: &Option<ObservedService>,
+    wanted: Wanted,
+    after_rollback: Vec<Op<Action>>,
+) -> String {
     let (name, image) = (wanted.name.to_owned(), wanted.image.to_owned());
     let spec = services::spec_of(&wanted.spec).unwrap_or_default().to_owned();
     let timeout_secs = wanted.timeout_secs;
     let wait = Action::AwaitService { name: name.clone(), image: image.clone(), spec: spec.clone(), timeout_secs };
     let rollback = || {
         let (name, from_image, from_spec) = (name.clone(), image.clone(), spec.clone());
-        vec![Action::RollbackService { name, from_image, from_spec, timeout_secs }.into()]
+        let mut undo = vec![Action::RollbackService { name, from_image, from_spec, timeout_secs }.into()];
+        undo.extend(after_rollback.iter().cloned());
+        undo
     };
     match observed {
         // Its spec already, not converged or not checked (a deploy killed
@@ -250,28 +433,37 @@ fn roll(steps: &mut Vec<Step>, observed: &Option<ObservedService>, wanted: Wante
     }
 }
 
-/// The database service is never updated by a deploy (a new task could
-/// start away from its data): say when it differs from what this
+/// An accessory's service is never updated by a deploy (a new task could
+/// start away from its data): say when one differs from what this
 /// configuration would create, and when it is not pinned to one node.
-fn database_warnings(config: &Config, swarm: &SwarmNames, db: &ObservedService) -> Vec<String> {
+fn accessory_warnings(observed: &SwarmObserved, config: &Config, swarm: &SwarmNames) -> Vec<String> {
     let mut warnings = Vec::new();
-    let constraint = db.constraints.first().cloned().unwrap_or_default();
-    let wanted = services::database(config, swarm, &constraint);
-    if db.spec.as_deref() != services::spec_of(&wanted) {
-        warnings.push(format!(
-            "{} runs {} with a spec other than this configuration's (prod.database_image, log settings, or a \
-             harness of another version): deploys never update the database; update it by hand (`docker service \
-             update`) or remove the service (its volume {} keeps the data) for the next deploy to create it",
-            swarm.db, db.image, swarm.volume
-        ));
-    }
-    if !(db.constraints.len() == 1 && constraint.starts_with("node.id ==")) {
-        warnings.push(format!(
-            "{} is not pinned to one node by id (constraints {:?}): Swarm may start it again on another node, \
-             with an empty volume; pin it (`docker service update --constraint-rm ... --constraint-add \
-             'node.id == ID'`, the node holding its volume)",
-            swarm.db, db.constraints
-        ));
+    for (name, seen) in &observed.accessories {
+        let Some(accessory) = config.accessories.get(name) else { continue };
+        let service = swarm.accessory(name);
+        let constraint = seen.constraints.first().cloned().unwrap_or_default();
+        let wanted = services::accessory(config, swarm, name, accessory, &constraint);
+        if seen.spec.as_deref() != services::spec_of(&wanted) {
+            let volume = if accessory.volume.is_some() {
+                format!(" (its volume {service} keeps the data)")
+            } else {
+                String::new()
+            };
+            warnings.push(format!(
+                "{service} runs {} with a spec other than this configuration's (accessories.{name}, log settings, \
+                 or a harness of another version): deploys never update an accessory; update it by hand (`docker \
+                 service update`) or remove the service{volume} for the next deploy to create it",
+                seen.image
+            ));
+        }
+        if !(seen.constraints.len() == 1 && constraint.starts_with("node.id ==")) {
+            warnings.push(format!(
+                "{service} is not pinned to one node by id (constraints {:?}): Swarm may start it again on another \
+                 node, with an empty volume; pin it (`docker service update --constraint-rm ... --constraint-add \
+                 'node.id == ID'`, the node holding its volume)",
+                seen.constraints
+            ));
+        }
     }
     warnings
 }
@@ -323,7 +515,7 @@ mod tests {
     }
 
     fn proxy_config() -> String {
-        swarm_names().proxy_config(&services::proxy_text(&swarm_names()))
+        swarm_names().proxy_config(&services::proxy_text(&crate::config::books_ms(), &swarm_names()))
     }
 
     fn service(spec: &bollard::models::ServiceSpec) -> ObservedService {
@@ -347,9 +539,23 @@ mod tests {
             network: true,
             configs: vec![config_name.clone()],
             manager_node: Some("m4n4g3r".into()),
-            db: Some(service(&services::database(config, &names, &services::pinned_to("m4n4g3r")))),
+            accessories: [(
+                "db".to_owned(),
+                service(&services::accessory(
+                    config,
+                    &names,
+                    "db",
+                    &config.accessories["db"],
+                    &services::pinned_to("m4n4g3r"),
+                )),
+            )]
+            .into(),
             app: Some(service(&services::app(config, live, &names))),
             proxy: Some(service(&services::proxy(config, &names, &config_name))),
+            // books-ms's image has a HEALTHCHECK.
+            release_checks_itself: true,
+            next: None,
+            canary: None,
         }
     }
 
@@ -361,7 +567,7 @@ mod tests {
     fn a_first_deploy_creates_the_network_the_database_the_app_then_the_proxy_and_checks() {
         let config = crate::config::books_ms();
         let plan = plan_for(&SwarmObserved::default(), &config);
-        let db = &config.prod.database_image;
+        let db = &config.accessories["db"].image;
         let proxy = &config.prod.proxy_image;
         let timeout = config.swarm.converge_timeout_secs;
         assert!(plan.replaces);
@@ -378,6 +584,11 @@ mod tests {
                 ),
                 format!("create the service books-ms-proxy from {proxy}"),
                 format!("wait until every task of books-ms-proxy runs {proxy}, healthy (at most {timeout} s)"),
+                format!(
+                    "wait until the 2 tasks of books-ms-app answer /ready with 2xx, probed from the manager's proxy \
+                     (at most {} s)",
+                    config.prod.health_timeout_secs
+                ),
                 "check that http://10.210.0.11:8080/version reports revision r2".into(),
                 "run the post-deploy checks on http://10.210.0.11:8080".into(),
             ]
@@ -392,11 +603,11 @@ mod tests {
         assert_eq!(
             whole[2..5],
             [
-                format!("pull {db}"),
-                format!("create books-ms-history from {db}"),
+                format!("pull {proxy}"),
+                format!("create books-ms-history from {proxy}"),
                 "record in books-ms-history that this deploy runs".to_owned()
             ],
-            "the history on the manager's engine, first"
+            "the history on the manager's engine, first, of the proxy's image (a service may have no database)"
         );
     }
 
@@ -434,6 +645,11 @@ mod tests {
                 format!(
                     "wait until every task of books-ms-app runs 10.200.0.1:5000/books-ms@sha256:abc, healthy (at most \
                      {timeout} s)"
+                ),
+                format!(
+                    "wait until the 2 tasks of books-ms-app answer /ready with 2xx, probed from the manager's proxy \
+                     (at most {} s)",
+                    config.prod.health_timeout_secs
                 ),
                 "check that http://10.210.0.11:8080/version reports revision r2".into(),
                 "run the post-deploy checks on http://10.210.0.11:8080".into(),
@@ -473,7 +689,8 @@ mod tests {
             ["roll the service books-ms-app back from 10.200.0.1:5000/books-ms@sha256:abc"],
             "a failed check undoes the update the killed deploy made"
         );
-        assert!(lines(&plan.steps)[1].starts_with("check that"), "{:#?}", lines(&plan.steps));
+        assert!(lines(&plan.steps)[1].starts_with("wait until the 2 tasks"), "{:#?}", lines(&plan.steps));
+        assert!(lines(&plan.steps)[2].starts_with("check that"), "{:#?}", lines(&plan.steps));
     }
 
     #[test]
@@ -488,7 +705,8 @@ mod tests {
             let lines = lines(&plan.steps);
             assert!(lines[0].starts_with("wait until every task of books-ms-app runs"), "{outcome:?}: {lines:#?}");
             assert_eq!(plan.steps[0].undo.len(), 1, "{outcome:?}: a failed check rolls it back");
-            assert!(lines[1].starts_with("check that") && lines[2].starts_with("run the post-deploy"), "{lines:#?}");
+            assert!(lines[1].starts_with("wait until the 2 tasks of books-ms-app answer /ready"), "{lines:#?}");
+            assert!(lines[2].starts_with("check that") && lines[3].starts_with("run the post-deploy"), "{lines:#?}");
         }
         let mut shared = testing::shared();
         shared.entries.push(testing::entry(&release().image, Outcome::Unchanged));
@@ -542,7 +760,7 @@ mod tests {
         let config = crate::config::books_ms();
         let mut observed = running(&config, &release());
         observed.network = false;
-        let db = observed.db.as_mut().unwrap();
+        let db = observed.accessories.get_mut("db").unwrap();
         db.spec = Some("another".into());
         db.converged = false;
         let plan = plan_for(&observed, &config);
@@ -557,7 +775,7 @@ mod tests {
         assert!(plan_for(&observed, &config).warnings.is_empty());
 
         let mut other = config.clone();
-        other.prod.database_image = "10.200.0.1:5000/mongo:8".into();
+        other.accessories.get_mut("db").unwrap().image = "10.200.0.1:5000/mongo:8".into();
         let plan = plan_for(&observed, &other);
         assert!(plan.steps.is_empty() && !plan.replaces, "never updated");
         assert_eq!(plan.warnings.len(), 1, "{:?}", plan.warnings);
@@ -567,11 +785,148 @@ mod tests {
         assert!(text.contains("warning: books-ms-db runs"), "{text}");
 
         let mut by_role = observed.clone();
-        let spec = services::database(&config, &swarm_names(), "node.role == manager");
-        by_role.db = Some(service(&spec));
+        let spec =
+            services::accessory(&config, &swarm_names(), "db", &config.accessories["db"], "node.role == manager");
+        by_role.accessories.insert("db".into(), service(&spec));
         let warnings = plan_for(&by_role, &config).warnings;
         assert_eq!(warnings.len(), 1, "same spec, but not pinned by id: {warnings:?}");
         assert!(warnings[0].contains("not pinned to one node by id"), "{warnings:?}");
+    }
+
+    #[test]
+    fn a_release_without_a_healthcheck_is_proven_ready_unseen_then_runs_beside_the_old_tasks_while_the_app_rolls() {
+        let config = crate::config::books_ms();
+        let mut observed = running(&config, &older());
+        observed.release_checks_itself = false;
+        let plan = plan_for(&observed, &config);
+        let (timeout, health) = (config.swarm.converge_timeout_secs, config.prod.health_timeout_secs);
+        let image = "10.200.0.1:5000/books-ms@sha256:abc";
+        let ready = |name: &str| {
+            format!(
+                "wait until the 2 tasks of {name} answer /ready with 2xx, probed from the manager's proxy (at most \
+                 {health} s)"
+            )
+        };
+        let wait = |name: &str| format!("wait until every task of {name} runs {image}, healthy (at most {timeout} s)");
+        assert_eq!(
+            lines(&plan.steps),
+            [
+                format!("create the service books-ms-app-canary from {image}"),
+                wait("books-ms-app-canary"),
+                ready("books-ms-app-canary"),
+                format!("create the service books-ms-app-next from {image}"),
+                wait("books-ms-app-next"),
+                ready("books-ms-app-next"),
+                format!("update the service books-ms-app to {image}"),
+                wait("books-ms-app"),
+                ready("books-ms-app"),
+                "check that http://10.210.0.11:8080/version reports revision r2".into(),
+                "run the post-deploy checks on http://10.210.0.11:8080".into(),
+            ]
+        );
+        // Never ready: the canary goes; no user reached it, the app was never touched.
+        assert_eq!(undo_lines(&plan.steps[0]), ["remove the service books-ms-app-canary"]);
+        assert_eq!(undo_lines(&plan.steps[3]), ["remove the service books-ms-app-next"]);
+        // A failure after the update: back to the old tasks, ready, before the next service goes.
+        assert_eq!(
+            undo_lines(&plan.steps[6]),
+            [format!("roll the service books-ms-app back from {image}"), ready("books-ms-app")]
+        );
+        match &plan.steps[8].action {
+            Op::Target(Action::AwaitReady { besides, port, .. }) => {
+                assert_eq!((besides.as_deref(), *port), (Some("books-ms-app-next"), 8080), "its own tasks only");
+            }
+            other => panic!("{other:?}"),
+        }
+        let cleanup: Vec<String> = plan.cleanup.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            cleanup,
+            ["remove the service books-ms-app-canary", "remove the service books-ms-app-next"],
+            "once the app's own tasks are ready"
+        );
+        let alias = |step: &Step| match &step.action {
+            Op::Target(Action::CreateService { spec, .. }) => {
+                assert!(spec.update_config.is_none());
+                let network = &spec.task_template.as_ref().unwrap().networks.as_ref().unwrap()[0];
+                network.aliases.clone().unwrap_or_default()
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(alias(&plan.steps[0]), ["books-ms-app-canary"], "no proxy finds the canary");
+        assert_eq!(alias(&plan.steps[3]), ["books-ms-app"], "the proxy's tasks.books-ms-app names the next's tasks");
+    }
+
+    #[test]
+    fn a_next_service_a_killed_deploy_left_is_replaced_or_removed_once_the_app_is_ready() {
+        let config = crate::config::books_ms();
+        let mut observed = running(&config, &older());
+        observed.release_checks_itself = false;
+        observed.next = observed.app.clone();
+        let plan = plan_for(&observed, &config);
+        assert_eq!(lines(&plan.steps)[0], "remove the service books-ms-app-next");
+        assert!(lines(&plan.steps)[1].starts_with("create the service books-ms-app-canary"));
+
+        let mut same = running(&config, &release());
+        same.next = same.app.clone();
+        let plan = plan_for(&same, &config);
+        assert!(plan.steps.is_empty() && !plan.replaces);
+        let cleanup: Vec<String> = plan.cleanup.iter().map(ToString::to_string).collect();
+        assert_eq!(cleanup, ["remove the service books-ms-app-next"]);
+    }
+
+    #[test]
+    fn a_first_deploy_without_a_healthcheck_creates_the_app_and_waits_for_its_readiness_once_the_proxy_runs() {
+        let config = crate::config::books_ms();
+        let plan = plan_for(&SwarmObserved::default(), &config);
+        let lines = lines(&plan.steps);
+        let proxy = lines.iter().position(|l| l.starts_with("create the service books-ms-proxy")).unwrap();
+        let ready = lines.iter().position(|l| l.starts_with("wait until the 2 tasks of books-ms-app answer")).unwrap();
+        assert!(proxy < ready, "{lines:#?}");
+        assert!(lines.iter().all(|l| !l.contains("books-ms-app-next")), "nothing to serve beside: {lines:#?}");
+    }
+
+    #[test]
+    fn removal_takes_the_services_configs_and_network_and_with_volumes_those_on_the_manager() {
+        let config = crate::config::books_ms();
+        let mut observed = running(&config, &release());
+        observed.next = observed.app.clone();
+        let plan = removal(&observed, &config, false);
+        assert_eq!(
+            lines(&plan.steps),
+            [
+                "remove the service books-ms-app".to_owned(),
+                "remove the service books-ms-app-next".into(),
+                "remove the service books-ms-proxy".into(),
+                "remove the service books-ms-db".into(),
+                format!("remove the config {}, unless in use", proxy_config()),
+                "remove the overlay network books-ms".into(),
+            ]
+        );
+        assert!(plan.summary.contains("the volumes books-ms-db are kept"), "{}", plan.summary);
+        assert!(plan.steps.iter().all(|s| s.undo.is_empty()), "nothing undoes a removal");
+
+        let plan = removal(&observed, &config, true);
+        assert_eq!(
+            lines(&plan.steps).last().unwrap(),
+            "remove the volume books-ms-db and its data on the manager's node"
+        );
+        assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+
+        // Pinned to a worker: out of reach, said so.
+        let db = observed.accessories.get_mut("db").unwrap();
+        db.constraints = vec![services::pinned_to("w0rk3r")];
+        let plan = removal(&observed, &config, true);
+        assert!(lines(&plan.steps).iter().all(|l| !l.contains("remove the volume")), "{:#?}", lines(&plan.steps));
+        assert_eq!(plan.warnings.len(), 1);
+        assert!(
+            plan.warnings[0].contains("books-ms-db is on the node w0rk3r (a worker)")
+                && plan.warnings[0].contains("docker volume rm books-ms-db"),
+            "{:?}",
+            plan.warnings
+        );
+
+        let nothing = removal(&SwarmObserved { manager_node: Some("m".into()), ..Default::default() }, &config, false);
+        assert!(nothing.steps.is_empty() && nothing.summary.starts_with("nothing of books-ms"), "{}", nothing.summary);
     }
 
     #[test]

@@ -14,23 +14,28 @@ use bollard::models::{
 };
 
 use super::haproxy;
-use crate::config::Config;
+use crate::config::{AccessoryConfig, Config};
 use crate::deploy::haproxy::APP_PORT;
 use crate::deploy::names::*;
 use crate::release::Release;
 
 /// Names of everything of project `P` on the swarm: the overlay network
-/// `P`, the services `P-db` (its volume `P-db`, on its pinned node), `P-app`
-/// and `P-proxy`, the proxy's configs `P-proxy-HASH`; on the manager's
+/// `P`, the services `P-app` and `P-proxy`, each accessory `A` as the
+/// service `P-A` (its volume `P-A`, on its pinned node; books-ms's
+/// database: `P-db`), the proxy's configs `P-proxy-HASH`; on the manager's
 /// engine, the deploy lock `P-deploy-lock` and the history `P-history`
 /// (containers, as on a single host).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SwarmNames {
     pub project: String,
     pub network: String,
-    pub db: String,
-    pub volume: String,
     pub app: String,
+    /// The release a deploy brings, beside the app's tasks while they roll
+    /// over (see [`next`]).
+    pub next: String,
+    /// The release a deploy brings, proven ready before any user can reach
+    /// it (see [`canary`]).
+    pub canary: String,
     pub proxy: String,
 }
 
@@ -39,11 +44,16 @@ impl SwarmNames {
         SwarmNames {
             project: project.to_owned(),
             network: project.to_owned(),
-            db: format!("{project}-db"),
-            volume: format!("{project}-db"),
             app: format!("{project}-app"),
+            next: format!("{project}-app-next"),
+            canary: format!("{project}-app-canary"),
             proxy: format!("{project}-proxy"),
         }
+    }
+
+    /// The service of the accessory `name`, and its volume.
+    pub fn accessory(&self, name: &str) -> String {
+        format!("{}-{name}", self.project)
     }
 
     /// The proxy's config object for `text`: configs are immutable, so a
@@ -110,37 +120,87 @@ pub fn app(config: &Config, release: &Release, names: &SwarmNames) -> ServiceSpe
     spec
 }
 
+/// The next release beside the app, for an image that has no Docker
+/// healthcheck (Swarm would stop an old task as soon as a new one runs,
+/// ready or not): the app's spec as its own service `P-app-next`, on the
+/// network under the app's alias, so the proxy's `tasks.P-app` names its
+/// tasks too. It serves beside the old tasks until the app's own tasks run
+/// the release and are ready, then goes. The release was proven ready
+/// first ([`canary`]): HAProxy 2.6 takes a server the DNS gives it as up
+/// until its first checks fail, so a request may reach a task of it
+/// before it is ready, and is then retried on an old task.
+pub fn next(config: &Config, release: &Release, names: &SwarmNames) -> ServiceSpec {
+    beside(config, release, names, &names.next, &names.app, "next")
+}
+
+/// The release as a service of its own, `P-app-canary`, on the network
+/// under its own name only: no proxy finds it, so no user reaches it
+/// while the harness waits for every task of it to answer
+/// `healthcheck.path`. A release that never gets ready is refused there.
+pub fn canary(config: &Config, release: &Release, names: &SwarmNames) -> ServiceSpec {
+    beside(config, release, names, &names.canary, &names.canary, "canary")
+}
+
+/// The app's spec as the service `name`, found as `alias`, of role `role`.
+fn beside(config: &Config, release: &Release, names: &SwarmNames, name: &str, alias: &str, role: &str) -> ServiceSpec {
+    let mut spec = app(config, release, names);
+    spec.name = Some(name.to_owned());
+    spec.update_config = None;
+    spec.rollback_config = None;
+    if let Some(labels) = spec.labels.as_mut() {
+        labels.remove(SPEC_LABEL);
+        labels.insert(ROLE_LABEL.to_owned(), role.to_owned());
+    }
+    if let Some(task) = spec.task_template.as_mut() {
+        task.networks = Some(vec![on_network(&names.network, alias)]);
+    }
+    with_spec_label(&mut spec);
+    spec
+}
+
 /// The placement constraint that pins a service to the node of id `node`.
 pub fn pinned_to(node: &str) -> String {
     format!("node.id == {node}")
 }
 
-/// The database: one task, held to one node by `constraint` (see
-/// [`pinned_to`]: its named volume is local to the node it runs on; pinned
-/// by role, a lost manager would see it start again, empty, on another),
-/// reached as `db` on the overlay network.
-pub fn database(config: &Config, names: &SwarmNames, constraint: &str) -> ServiceSpec {
-    let labels = role_labels(config, "db");
+/// The accessory `name` (its role label is its name): one task, held to
+/// one node by `constraint` (see [`pinned_to`]: its named volume is local
+/// to the node it runs on; pinned by role, a lost manager would see it
+/// start again, empty, on another), reached as `name` on the overlay
+/// network, with its settings.
+pub fn accessory(
+    config: &Config,
+    names: &SwarmNames,
+    name: &str,
+    spec: &AccessoryConfig,
+    constraint: &str,
+) -> ServiceSpec {
+    let labels = role_labels(config, name);
+    let env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mounts = spec.volume.as_ref().map(|path| {
+        vec![Mount {
+            target: Some(path.clone()),
+            source: Some(names.accessory(name)),
+            typ: Some(MountTypeEnum::VOLUME),
+            ..Default::default()
+        }]
+    });
     let mut spec = ServiceSpec {
-        name: Some(names.db.clone()),
+        name: Some(names.accessory(name)),
         labels: Some(labels.clone()),
         task_template: Some(TaskSpec {
             container_spec: Some(TaskSpecContainerSpec {
-                image: Some(config.prod.database_image.clone()),
+                image: Some(spec.image.clone()),
                 labels: Some(labels),
-                mounts: Some(vec![Mount {
-                    target: Some("/data/db".to_owned()),
-                    source: Some(names.volume.clone()),
-                    typ: Some(MountTypeEnum::VOLUME),
-                    ..Default::default()
-                }]),
+                env: (!env.is_empty()).then_some(env),
+                mounts,
                 stop_grace_period: Some(STOP_GRACE_NANOS),
                 ..Default::default()
             }),
             placement: Some(TaskSpecPlacement { constraints: Some(vec![constraint.to_owned()]), ..Default::default() }),
             restart_policy: Some(restart_any()),
             log_driver: Some(log_driver(config)),
-            networks: Some(vec![on_network(&names.network, "db")]),
+            networks: Some(vec![on_network(&names.network, name)]),
             ..Default::default()
         }),
         mode: Some(replicated(1)),
@@ -219,9 +279,10 @@ pub fn proxy(config: &Config, names: &SwarmNames, config_name: &str) -> ServiceS
     spec
 }
 
-/// The proxy's configuration text for this configuration.
-pub fn proxy_text(names: &SwarmNames) -> String {
-    haproxy::render(&names.app)
+/// The proxy's configuration text for this configuration: the app's
+/// tasks on `app.port`, each checked on `swarm.check_path`.
+pub fn proxy_text(config: &Config, names: &SwarmNames) -> String {
+    haproxy::render(&names.app, config.app.port, config.swarm_check_path())
 }
 
 /// The spec label of a service spec.
@@ -363,11 +424,11 @@ mod tests {
     }
 
     #[test]
-    fn the_database_is_one_task_pinned_to_its_node_with_its_volume_the_proxy_global_on_every_nodes_port() {
+    fn an_accessory_is_one_task_pinned_to_its_node_with_its_volume_the_proxy_global_on_every_nodes_port() {
         let mut config = crate::config::books_ms();
         config.swarm.app_port = 9090;
         let names = SwarmNames::new("books-ms");
-        let db = database(&config, &names, &pinned_to("n0de1d"));
+        let db = accessory(&config, &names, "db", &config.accessories["db"], &pinned_to("n0de1d"));
         assert_eq!(db.mode.as_ref().unwrap().replicated.as_ref().unwrap().replicas, Some(1));
         let task = db.task_template.as_ref().unwrap();
         assert_eq!(task.placement.as_ref().unwrap().constraints.as_deref(), Some(&["node.id == n0de1d".into()][..]));
@@ -400,5 +461,41 @@ mod tests {
         let spec = proxy_config(&crate::config::books_ms(), &one, "global\n");
         let data = base64::engine::general_purpose::STANDARD.decode(spec.data.unwrap()).unwrap();
         assert_eq!(data, b"global\n");
+    }
+
+    #[test]
+    fn an_accessory_has_its_settings_its_volume_at_its_path_or_none() {
+        let config = crate::config::books_ms();
+        let names = SwarmNames::new("hello");
+        let store = crate::config::AccessoryConfig {
+            image: "r/store:1".into(),
+            volume: None,
+            env: [("MODE".to_owned(), "fast".to_owned())].into(),
+        };
+        let spec = accessory(&config, &names, "store", &store, &pinned_to("n"));
+        assert_eq!(spec.name.as_deref(), Some("hello-store"));
+        assert_eq!(spec.labels.as_ref().unwrap()[ROLE_LABEL], "store");
+        let task = spec.task_template.as_ref().unwrap();
+        let container = task.container_spec.as_ref().unwrap();
+        assert_eq!(container.image.as_deref(), Some("r/store:1"));
+        assert_eq!(container.env.as_deref(), Some(&["MODE=fast".to_owned()][..]));
+        assert!(container.mounts.is_none(), "no volume unless one is set");
+        assert_eq!(task.networks.as_ref().unwrap()[0].aliases.as_deref(), Some(&["store".into()][..]));
+        let with_volume = crate::config::AccessoryConfig { volume: Some("/var/lib/store".into()), ..store };
+        let spec = accessory(&config, &names, "store", &with_volume, &pinned_to("n"));
+        let mount = &spec.task_template.unwrap().container_spec.unwrap().mounts.unwrap()[0];
+        assert_eq!((mount.source.as_deref(), mount.target.as_deref()), (Some("hello-store"), Some("/var/lib/store")));
+    }
+
+    #[test]
+    fn the_proxy_reaches_the_app_on_its_port_checked_on_the_check_path() {
+        let mut config = crate::config::books_ms();
+        config.app.port = 5000;
+        config.healthcheck.path = "/ready".into();
+        config.swarm.check_path = None;
+        let text = proxy_text(&config, &SwarmNames::new("hello"));
+        assert!(text.contains("tasks.hello-app:5000\n") && text.contains("uri /ready\n"), "{text}");
+        config.swarm.check_path = Some("/live".into());
+        assert!(proxy_text(&config, &SwarmNames::new("hello")).contains("uri /live\n"));
     }
 }
