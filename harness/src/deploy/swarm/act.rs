@@ -8,14 +8,17 @@ use anyhow::{bail, Context};
 use bollard::models::{NetworkCreateRequest, ServiceSpec};
 use bollard::query_parameters::{ListContainersOptionsBuilder, UpdateServiceOptionsBuilder};
 
+use super::jobs;
 use super::observe::{self, Progress};
 use super::plan::Action;
+use crate::config::Config;
 use crate::deploy::names::{PROJECT_LABEL, SPEC_LABEL};
 use crate::deploy::target::On;
 use crate::engine::{tolerate, EngineError};
 use crate::progress::Spinner;
 
-pub async fn act(on: &On<'_>, project: &str, action: &Action) -> anyhow::Result<()> {
+pub async fn act(on: &On<'_>, config: &Config, action: &Action) -> anyhow::Result<()> {
+    let project = config.project();
     let (manager, docker, swarm) = (on.engine, &on.engine.docker, Manager(on));
     match action {
         Action::CreateOverlay { name } => {
@@ -75,6 +78,7 @@ pub async fn act(on: &On<'_>, project: &str, action: &Action) -> anyhow::Result<
             };
             until_released(&format!("the volume {name}"), remove).await
         }
+        Action::RemoveVolumeOn { name, node } => remove_volume_on(on, config, name, node).await,
         Action::RemoveConfig { name } => {
             match manager.call(format!("to remove the config {name}"), docker.delete_config(name)).await {
                 // Gone already, or a service still uses it: kept.
@@ -398,6 +402,50 @@ fn out_of_sequence(error: &anyhow::Error) -> bool {
                 if message.contains("update out of sequence")
         )
     })
+}
+
+/// The script of a job that removes `$VOLUME` on its node once no
+/// container holds it (a removed service's task stops within its grace
+/// period: up to 60 tries, a second apart).
+const REMOVE_VOLUME: &str = r#"tries=0
+while :; do
+  answer=$(api DELETE "/volumes/$VOLUME") || { echo "error cannot reach the engine on /var/run/docker.sock"; exit 1; }
+  status=$(printf '%s\n' "$answer" | code)
+  case "$status" in
+    204) echo "removed"; break ;;
+    404) echo "absent"; break ;;
+    409) tries=$((tries + 1)); [ "$tries" -lt 60 ] || { echo "error the volume is still in use after 60 s"; exit 1; }; sleep 1 ;;
+    *) echo "error HTTP $status $(printf '%s\n' "$answer" | body | tr -d '\r\n' | cut -c 1-200)"; exit 1 ;;
+  esac
+done
+echo "done"
+"#;
+
+/// Removes the volume `name` on the node `node` (by id) through a job
+/// there; nothing when it is gone.
+async fn remove_volume_on(on: &On<'_>, config: &Config, name: &str, node: &str) -> anyhow::Result<()> {
+    let manager = on.engine;
+    let inspect = manager.docker.inspect_node(node);
+    let found = manager.call(format!("for the node {node}, where the volume {name} is"), inspect).await?;
+    let state = found.status.as_ref().and_then(|s| s.state);
+    if state != Some(bollard::models::NodeState::READY) {
+        bail!(
+            "the volume {name} is on the node {node}, which is not ready ({state:?}): it is kept; remove it there \
+             with `docker volume rm {name}` once the node is back"
+        );
+    }
+    let env = vec![format!("VOLUME={name}")];
+    let job = jobs::start(manager, config, &found, "remove", REMOVE_VOLUME, env, on.credentials.clone()).await?;
+    let (outcome, warnings) = jobs::finish(manager, std::slice::from_ref(&job)).await;
+    for warning in warnings {
+        on.reporter.line(format!("warning: {warning}"));
+    }
+    let output = outcome?.pop().expect("one job, one outcome")?;
+    if output.lines().any(|l| matches!(l.trim(), "removed" | "absent")) {
+        Ok(())
+    } else {
+        bail!("removing the volume {name} on the node {}: the job said {output}", job.node)
+    }
 }
 
 #[cfg(test)]

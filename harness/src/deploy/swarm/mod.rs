@@ -21,6 +21,7 @@ pub mod details;
 #[cfg(test)]
 mod golden;
 pub mod haproxy;
+pub mod jobs;
 pub mod logs;
 pub mod observe;
 pub mod plan;
@@ -72,7 +73,7 @@ impl Target for Swarm<'_> {
     }
 
     async fn act(&self, on: &On<'_>, action: &Action) -> anyhow::Result<()> {
-        act::act(on, self.config.project(), action).await
+        act::act(on, self.config, action).await
     }
 
     /// The last log lines of the tasks of the service that did not get

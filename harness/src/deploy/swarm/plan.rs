@@ -124,6 +124,9 @@ pub enum Action {
     /// container holds it (bounded); nothing when it is gone (`harness
     /// remove --volumes`).
     RemoveVolume { name: String },
+    /// The same on another node (by id), through a job on that node
+    /// ([`super::jobs`]).
+    RemoveVolumeOn { name: String, node: String },
 }
 
 impl fmt::Display for Action {
@@ -148,6 +151,9 @@ impl fmt::Display for Action {
             Action::RemoveConfig { name } => write!(f, "remove the config {name}, unless in use"),
             Action::RemoveNetwork { name } => write!(f, "remove the overlay network {name}"),
             Action::RemoveVolume { name } => write!(f, "remove the volume {name} and its data on the manager's node"),
+            Action::RemoveVolumeOn { name, node } => {
+                write!(f, "remove the volume {name} and its data on the node {node} (through a job there)")
+            }
         }
     }
 }
@@ -299,11 +305,11 @@ fn leftovers(observed: &SwarmObserved, swarm: &SwarmNames) -> Vec<String> {
 
 /// `harness remove`: the app's services first (users' connections are then
 /// refused), the proxy and its configs, the accessories, the network; with
-/// `volumes`, the accessories' volumes on the manager's node. A volume on
-/// a worker's node is out of reach (the harness reaches the manager's
-/// engine alone, and the workers have no API port): named in a warning,
-/// with how to remove it there. Nothing undoes it; none of it there: no
-/// steps.
+/// `volumes`, the accessories' volumes: on the manager's node through its
+/// engine, on another node through a job there (the harness reaches the
+/// manager's engine alone, and the workers have no API port); one whose
+/// node is unknown is named in a warning, with how to remove it. Nothing
+/// undoes it; none of it there: no steps.
 pub fn removal(observed: &SwarmObserved, config: &Config, volumes: bool) -> Planned<Action> {
     let swarm = SwarmNames::new(config.project());
     let mut steps = Vec::new();
@@ -342,11 +348,13 @@ pub fn removal(observed: &SwarmObserved, config: &Config, volumes: bool) -> Plan
         match (volumes, node == observed.manager_node && node.is_some()) {
             (false, _) => kept.push(volume),
             (true, true) => steps.push(Step::new(Action::RemoveVolume { name: volume })),
-            (true, false) => warnings.push(format!(
-                "the volume {volume} is on the node {} (a worker), which the harness cannot reach (it talks to the \
-                 manager's engine alone): it is kept; remove it on that node with `docker volume rm {volume}`",
-                node.as_deref().unwrap_or("(unknown)")
-            )),
+            (true, false) => match node {
+                Some(node) => steps.push(Step::new(Action::RemoveVolumeOn { name: volume, node })),
+                None => warnings.push(format!(
+                    "the volume {volume}: the node it is on is unknown, so it is kept; remove it on that node with \
+                     `docker volume rm {volume}`"
+                )),
+            },
         }
     }
     let mut summary = if steps.is_empty() {
@@ -912,18 +920,15 @@ mod tests {
         );
         assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
 
-        // Pinned to a worker: out of reach, said so.
+        // Pinned to a worker: through a job there.
         let db = observed.accessories.get_mut("db").unwrap();
         db.constraints = vec![services::pinned_to("w0rk3r")];
         let plan = removal(&observed, &config, true);
-        assert!(lines(&plan.steps).iter().all(|l| !l.contains("remove the volume")), "{:#?}", lines(&plan.steps));
-        assert_eq!(plan.warnings.len(), 1);
-        assert!(
-            plan.warnings[0].contains("books-ms-db is on the node w0rk3r (a worker)")
-                && plan.warnings[0].contains("docker volume rm books-ms-db"),
-            "{:?}",
-            plan.warnings
+        assert_eq!(
+            lines(&plan.steps).last().unwrap(),
+            "remove the volume books-ms-db and its data on the node w0rk3r (through a job there)"
         );
+        assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
 
         let nothing = removal(&SwarmObserved { manager_node: Some("m".into()), ..Default::default() }, &config, false);
         assert!(nothing.steps.is_empty() && nothing.summary.starts_with("nothing of books-ms"), "{}", nothing.summary);
