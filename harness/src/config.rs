@@ -79,11 +79,25 @@ pub struct BuildConfig {
     /// A command (`sh -c`, in the repository) run on the checkout before
     /// the build; empty: none.
     pub package: String,
+    /// The tests image's Dockerfile (context the repository's root, pushed
+    /// by the last step as `images.tests`); empty: no tests image.
+    pub tests_dockerfile: PathBuf,
 }
 
 impl Default for BuildConfig {
     fn default() -> Self {
-        BuildConfig { dockerfile: PathBuf::from("Dockerfile"), package: String::new() }
+        BuildConfig {
+            dockerfile: PathBuf::from("Dockerfile"),
+            package: String::new(),
+            tests_dockerfile: PathBuf::new(),
+        }
+    }
+}
+
+impl BuildConfig {
+    /// `tests_dockerfile`, unless empty.
+    pub fn tests_dockerfile(&self) -> Option<&Path> {
+        Some(self.tests_dockerfile.as_path()).filter(|p| !p.as_os_str().is_empty())
     }
 }
 
@@ -94,6 +108,14 @@ pub struct TestConfig {
     /// A command (`sh -c`, in the repository) whose failure stops the
     /// pipeline before anything is pushed; empty: none.
     pub command: String,
+    /// A command run before `command` (compiling the tests): the package
+    /// and build steps start once it ended, beside `command`; empty: they
+    /// start with `command`.
+    pub prepare: String,
+    /// The label the tests put on the containers they start, its value the
+    /// test process's pid: those whose process ended are removed after the
+    /// test step and on Ctrl-C; empty: none are.
+    pub containers_label: String,
 }
 
 /// The app's container.
@@ -413,6 +435,9 @@ pub struct ProdConfig {
     /// json-file `max-size`, e.g. "10m") and how many are kept.
     pub log_max_size: String,
     pub log_max_files: u32,
+    /// The header that reaches a release before users do (a single host's
+    /// preview): the proxy routes on it, the checks send it.
+    pub preview_header: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -506,6 +531,7 @@ impl Default for Config {
                 cpus: None,
                 log_max_size: "10m".to_owned(),
                 log_max_files: 3,
+                preview_header: "X-Harness-Preview".to_owned(),
             },
             verify: VerifyConfig { ids: vec![2_147_483_101, 2_147_483_102, 2_147_483_103], write_token: None },
             hooks: HooksConfig::default(),
@@ -612,6 +638,13 @@ impl Config {
             anyhow::bail!(
                 "configuration: prod.health_interval_ms is {ms}: it must be 1 to 3600000 (500 probes twice a second), \
                  or unset for the image's own interval"
+            );
+        }
+        let header = &self.prod.preview_header;
+        if header.is_empty() || !header.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            anyhow::bail!(
+                "configuration: prod.preview_header `{header}` must be an HTTP header name of letters, digits and - \
+                 (e.g. X-Harness-Preview)"
             );
         }
         if swarm.database_node.as_deref().is_some_and(|n| n.trim().is_empty()) {
@@ -863,6 +896,8 @@ mod tests {
         refused("[swarm]\nconverge_timeout_secs = 0\n", "swarm.converge_timeout_secs is 0");
         refused("[swarm]\nupdate_monitor_secs = 0\n", "swarm.update_monitor_secs is 0");
         refused("[swarm]\ndatabase_node = \" \"\n", "swarm.database_node is empty");
+        refused("[prod]\npreview_header = \"\"\n", "prod.preview_header ``");
+        refused("[prod]\npreview_header = \"X Preview\"\n", "prod.preview_header `X Preview`");
         figment::Jail::expect_with(|jail| {
             jail.create_file("harness.toml", &format!("{NAMED}[swarm]\nreplicas = 16\ndatabase_node = \"abc\"\n"))?;
             assert_eq!(Config::load(jail.directory()).unwrap().swarm.replicas, 16);
@@ -1133,6 +1168,11 @@ command = "./check.sh"
             assert_eq!(config.service_repository(), "10.200.0.1:5000/books-ms");
             assert_eq!(config.tests_repository(), "10.200.0.1:5000/books-ms-tests");
             assert_eq!(config.app_env(), ["DB_HOST=db"]);
+            assert_eq!(config.prod.preview_header, "X-Books-Ms-Preview", "its proxy's configuration unchanged");
+            assert_eq!(config.build.tests_dockerfile(), Some(Path::new("Dockerfile.test")));
+            assert_eq!(config.test.containers_label, "books-ms.tests.pid");
+            assert_eq!(Config::default().prod.preview_header, "X-Harness-Preview", "a neutral name by default");
+            assert_eq!(Config::default().build.tests_dockerfile(), None);
             assert_eq!(config.accessories["db"].image, Config::default().prod.database_image, "the lab's mirror");
             assert!(config
                 .checks()

@@ -15,7 +15,8 @@ use crate::release::Release;
 use crate::runner::{self, Done, Outcome, Runner, Timed};
 use crate::{build, child, deploy, engine, follow, push, registry, verify};
 
-/// Where the output of the commands a step runs goes (cargo is verbose).
+/// Where the output of the commands a step runs goes (test runners and
+/// compilers are verbose).
 const LOG_DIR: &str = ".harness/logs";
 
 /// What a run did, for the closing table and `--json`.
@@ -39,7 +40,8 @@ impl PipelineReport {
 }
 
 /// The steps that may run beside the tests: they only make artefacts on
-/// this machine (the static binary, the images on the cd engine). Nothing
+/// this machine (what the package command makes, the images on the cd
+/// engine). Nothing
 /// reaches the registry or prod before the tests passed: the push, the
 /// deploy and every later step wait for them.
 const BESIDE_TESTS: [Step; 2] = [Step::Package, Step::Build];
@@ -240,6 +242,12 @@ async fn run_step(
     reporter: &Reporter,
     state: &RunState,
 ) -> anyhow::Result<Done<()>> {
+    if let Some(why) = plan.skipped(step) {
+        if step == Step::Test {
+            state.tests_compiled.notify_one();
+        }
+        return Ok(Done::skipped((), why));
+    }
     if step != Step::Test {
         return Ok(Done::passed((), do_step(step, config, plan, reporter, state).await?));
     }
@@ -266,40 +274,45 @@ async fn do_step(
     match step {
         Step::Checkout => checkout::materialise(&plan.source, &plan.version),
         Step::Test => {
-            // The plan's test command (plan::PRE_DEPLOY_TESTS), compiled
-            // first (`--no-run`, its output in test-build.log), then run:
-            // the steps beside start in between.
-            let Some((program, args)) = plan.test_command.split_first() else {
-                bail!("the plan has no test command");
-            };
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            // `test.prepare` first, when set (test-build.log), then
+            // `test.command` (test.log): the steps beside start in between.
+            let test = plan.test_command.as_deref().context("the plan has no test command ([test] command)")?;
+            let env = release_env(plan);
             let setting = "pipeline.test_timeout_secs";
             let started = std::time::Instant::now();
-            let build_args = [&args[..], &["--no-run"]].concat();
-            let deadline = (config.pipeline.test_timeout_secs, setting);
-            run_logged(plan, reporter, "test-build", program, &build_args, &[], deadline).await?;
-            state.tests_compiled.notify_one();
-            let left = config.pipeline.test_timeout_secs.saturating_sub(started.elapsed().as_secs()).max(1);
-            let tested = run_logged(plan, reporter, "test", program, &args, &[], (left, setting)).await;
+            let tested = async {
+                if let Some(prepare) = &plan.test_prepare {
+                    let deadline = (config.pipeline.test_timeout_secs, setting);
+                    run_logged(plan, reporter, "test-build", prepare, &env, deadline).await?;
+                }
+                state.tests_compiled.notify_one();
+                let left = config.pipeline.test_timeout_secs.saturating_sub(started.elapsed().as_secs()).max(1);
+                run_logged(plan, reporter, "test", test, &env, (left, setting)).await
+            }
+            .await;
             // What the tests started and left (a test binary keeps its
             // database container for its life), whether they passed or not.
-            if let Err(e) = reap_test_containers(std::time::Duration::ZERO).await {
+            if let Err(e) = reap_test_containers(&config.test.containers_label, std::time::Duration::ZERO).await {
                 reporter.warn(format!("the tests' leftover containers could not be removed: {e:#}"));
             }
             tested?;
-            Ok(plan.test_command.join(" "))
+            Ok(test.to_owned())
         }
         Step::Package => {
+            let package =
+                plan.package_command.as_deref().context("the plan has no package command ([build] package)")?;
             let deadline = (config.pipeline.package_timeout_secs, "pipeline.package_timeout_secs");
-            let revision = [("BOOKS_MS_REVISION", plan.version.revision.as_str())];
-            run_logged(plan, reporter, "package", "bash", &["scripts/dist.sh"], &revision, deadline).await?;
-            Ok(build::DIST_BINARY.to_owned())
+            run_logged(plan, reporter, "package", package, &release_env(plan), deadline).await?;
+            Ok(package.to_owned())
         }
         Step::Build => {
             let cd = engine::cd().await?;
             let service = build::service_image(&cd, plan.source.dir(), config, &plan.version, reporter).await?;
-            build::tests_image(&cd, plan.source.dir(), config, &plan.version, reporter).await?;
-            Ok(service.image)
+            let tests = build::tests_image(&cd, plan.source.dir(), config, &plan.version, reporter).await?;
+            Ok(match tests {
+                Some(tests) => format!("{} and {}", service.image, tests.image),
+                None => service.image,
+            })
         }
         Step::Push => Ok(push::push_service(&plan.repo, config, &plan.version, reporter).await?.reference()),
         Step::Deploy => {
@@ -321,7 +334,10 @@ async fn do_step(
             }
             Ok(format!("{} checks passed on {url}", report.checks.len()))
         }
-        Step::PushTests => Ok(push::push_tests(&plan.repo, config, &plan.version, reporter).await?.reference()),
+        Step::PushTests => match push::push_tests(&plan.repo, config, &plan.version, reporter).await? {
+            Some(pushed) => Ok(pushed.reference()),
+            None => Ok("no tests image ([build] tests_dockerfile is not set)".to_owned()),
+        },
     }
 }
 
@@ -358,14 +374,15 @@ async fn integrate(config: &Config, revision: &str) -> anyhow::Result<String> {
 /// before), if any: what `--dry-run` says of the working tree. A checkout
 /// (`--source`, `--ref`) is only known once the checkout step ran: None.
 pub fn reused_tree(plan: &Plan) -> Option<String> {
-    if !plan.reuse_tests || !matches!(plan.source, Source::WorkingTree { .. }) {
+    if !plan.reuse_tests || plan.test_command.is_none() || !matches!(plan.source, Source::WorkingTree { .. }) {
         return None;
     }
     tested::committed_tree(plan).filter(|tree| tested::passed(&plan.repo, tree))
 }
 
 /// One pipeline at a time per repository: the runs share `.harness/`
-/// (the checkout, the logs, the push record) and `dist/`. An advisory lock
+/// (the checkout, the logs, the push record) and what the steps write in
+/// the tree (the package command's output). An advisory lock
 /// on `.harness/pipeline.lock`, held while the process lives: a killed run
 /// leaves no lock behind.
 pub struct RepoLock {
@@ -397,7 +414,8 @@ impl RepoLock {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
                 bail!(
-                    "another harness pipeline runs in {} ({}); wait for it to end: they would share .harness/ and dist/",
+                    "another harness pipeline runs in {} ({}); wait for it to end: they would share .harness/ and what the \
+                     steps write in the tree",
                     repo.display(),
                     if holder.trim().is_empty() { "holder unknown" } else { holder.trim() }
                 )
@@ -453,31 +471,30 @@ mod tested {
     }
 }
 
-/// Runs a command in the code's folder with its output in the repo's
-/// `.harness/logs/NAME.log`, bounded as [`child::run`] bounds it (its
-/// whole process group, within `deadline`: seconds, and the setting that
-/// sets them), saying what it does as its log grows; on failure, the error
-/// carries the log's last lines. A checkout builds in the repo's own
-/// target folders. The command never sees the harness's own settings
-/// (`HARNESS_*`, the registry's password among them): it may be someone
-/// else's code (`--source`).
-/// The label the service's tests put on the containers they start: the
-/// test process's pid.
-pub const TESTS_PID_LABEL: &str = "books-ms.tests.pid";
+/// What the test and package commands are told of the release they make:
+/// `HARNESS_VERSION`, `HARNESS_REVISION`.
+fn release_env(plan: &Plan) -> [(&'static str, &str); 2] {
+    [("HARNESS_VERSION", plan.version.version.as_str()), ("HARNESS_REVISION", plan.version.revision.as_str())]
+}
 
-/// Removes the containers on this machine's engine that tests started and
-/// whose test process no longer runs (ended, failed, or stopped with its
-/// step: a process killed a moment ago gets `grace` to be gone); their
-/// names. Another run's, still running, are left alone.
-pub async fn reap_test_containers(grace: std::time::Duration) -> anyhow::Result<Vec<String>> {
+/// Removes the containers on this machine's engine that tests started
+/// (labelled `label`, the test process's pid as its value:
+/// `test.containers_label`) and whose test process no longer runs (ended,
+/// failed, or stopped with its step: a process killed a moment ago gets
+/// `grace` to be gone); their names. Another run's, still running, are
+/// left alone. No label: nothing to do.
+pub async fn reap_test_containers(label: &str, grace: std::time::Duration) -> anyhow::Result<Vec<String>> {
     use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
+    if label.is_empty() {
+        return Ok(Vec::new());
+    }
     let cd = crate::engine::cd().await?;
-    let filters = std::collections::HashMap::from([("label".to_owned(), vec![TESTS_PID_LABEL.to_owned()])]);
+    let filters = std::collections::HashMap::from([("label".to_owned(), vec![label.to_owned()])]);
     let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
     let containers = cd.call("for the tests' containers", cd.docker.list_containers(Some(options))).await?;
     let mut removed = Vec::new();
     for container in containers {
-        let pid = container.labels.as_ref().and_then(|l| l.get(TESTS_PID_LABEL)).cloned().unwrap_or_default();
+        let pid = container.labels.as_ref().and_then(|l| l.get(label)).cloned().unwrap_or_default();
         let until = std::time::Instant::now() + grace;
         while runs(&pid) && std::time::Instant::now() < until {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -501,12 +518,20 @@ fn runs(pid: &str) -> bool {
             .is_ok_and(|stat| !stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
 }
 
+/// Runs `command` (`sh -c`) in the code's folder with its output in the
+/// repo's `.harness/logs/NAME.log`, bounded as [`child::run`] bounds it
+/// (its whole process group, within `deadline`: seconds, and the setting
+/// that sets them), saying what it does as its log grows; on failure, the
+/// error names the command and carries the log's last lines. A checkout
+/// builds in the repo's own target folder ([`checkout::target_dirs`]). The
+/// command never sees the harness's own settings (`HARNESS_*`, the
+/// registry's password among them): it may be someone else's code
+/// (`--source`); it gets `env`.
 async fn run_logged(
     plan: &Plan,
     reporter: &Reporter,
     name: &str,
-    program: &str,
-    args: &[&str],
+    shell_command: &str,
     env: &[(&str, &str)],
     deadline: (u64, &str),
 ) -> anyhow::Result<()> {
@@ -514,7 +539,7 @@ async fn run_logged(
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let log_path = dir.join(format!("{name}.log"));
     std::fs::File::create(&log_path).with_context(|| format!("cannot write {}", log_path.display()))?;
-    let mut command = tokio::process::Command::new(program);
+    let mut command = tokio::process::Command::new("sh");
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("HARNESS_") {
             command.env_remove(key);
@@ -523,8 +548,8 @@ async fn run_logged(
     if let Source::Checkout { .. } = plan.source {
         command.envs(checkout::target_dirs(&plan.repo));
     }
-    command.args(args).envs(env.iter().copied()).current_dir(plan.source.dir());
-    let shown = format!("{program} {}", args.join(" "));
+    command.arg("-c").arg(shell_command).envs(env.iter().copied()).current_dir(plan.source.dir());
+    let shown = shell_command;
     // What the command is doing, from its log, for people watching.
     let spinner = Spinner(reporter.spinner(format!("{name}: {shown}")));
     let what = format!("`{shown}`");

@@ -287,14 +287,15 @@ async fn a_push_to_a_registry_where_nothing_listens_fails_fast() {
 }
 
 #[tokio::test]
-async fn building_without_the_release_binary_says_how_to_make_it() {
+async fn building_without_a_dockerfile_names_the_setting_and_what_to_do() {
     let checkout = Checkout::bare();
 
     let output = checkout.harness(&["build"], &[]).await;
 
     let text = &output.stderr;
     assert_eq!(output.code, Some(1), "{text}");
-    assert!(text.contains("dist/books-ms is missing") && text.contains("scripts/dist.sh"), "{text}");
+    assert!(text.contains("build.dockerfile `Dockerfile`: no such file in"), "{text}");
+    assert!(text.contains("set [build] dockerfile in harness.toml"), "{text}");
 }
 
 #[tokio::test]
@@ -316,7 +317,8 @@ async fn a_failing_dockerfile_step_is_named_with_the_image_and_its_output() {
     assert_eq!(output.code, Some(1), "{text}");
     let image = format!("{}/{SERVICE_NAME}:{}", lab.registry, checkout.version);
     assert!(
-        text.contains(&format!("building {image} from Dockerfile failed at `Step 3/3 : COPY no-such-file /x`")),
+        // Step 4/4: the revision's label, which this Dockerfile does not set.
+        text.contains(&format!("building {image} from Dockerfile failed at `Step 3/4 : COPY no-such-file /x`")),
         "{text}"
     );
     assert!(text.contains("no-such-file") && text.contains("last output"), "{text}");

@@ -10,7 +10,6 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::haproxy::PREVIEW_HEADER;
 use super::hooks::HOOK_INHERITS;
 use crate::child::Output;
 use crate::config::Check;
@@ -30,6 +29,8 @@ pub struct Run<'a> {
     pub revision: Option<&'a str>,
     /// The preview token, before the switch.
     pub preview: Option<&'a str>,
+    /// The header that carries it (`prod.preview_header`).
+    pub preview_header: &'a str,
     /// The app's secrets, by name: a command check gets them.
     pub secrets: &'a [(String, SecretString)],
     /// The repository: a command check's folder.
@@ -62,7 +63,7 @@ async fn request(
     let http = crate::http::client(REQUEST_TIMEOUT, REQUEST_TIMEOUT)?;
     let mut request = http.request(method.clone(), &url);
     if let Some(token) = on.preview {
-        request = request.header(PREVIEW_HEADER, token);
+        request = request.header(on.preview_header, token);
     }
     let through = if on.preview.is_some() { " with the preview header" } else { "" };
     let response = request
@@ -95,7 +96,7 @@ pub fn command_env(on: &Run<'_>) -> Vec<(String, String)> {
         ("HARNESS_REVISION".to_owned(), on.revision.unwrap_or_default().to_owned()),
     ];
     if let Some(token) = on.preview {
-        env.push(("HARNESS_PREVIEW_HEADER".to_owned(), format!("{PREVIEW_HEADER}: {token}")));
+        env.push(("HARNESS_PREVIEW_HEADER".to_owned(), format!("{}: {token}", on.preview_header)));
     }
     env.extend(on.secrets.iter().map(|(name, value)| (name.clone(), value.expose_secret().to_owned())));
     env
@@ -131,7 +132,7 @@ mod tests {
     use super::*;
 
     fn on<'a>(url: &'a str, preview: Option<&'a str>, secrets: &'a [(String, SecretString)]) -> Run<'a> {
-        Run { url, revision: Some("r2"), preview, secrets, repo: Path::new("/") }
+        Run { url, revision: Some("r2"), preview, preview_header: "X-Books-Ms-Preview", secrets, repo: Path::new("/") }
     }
 
     #[tokio::test]
