@@ -13,7 +13,7 @@ use crate::plan::{Plan, Step};
 use crate::progress::{Reporter, Spinner};
 use crate::release::Release;
 use crate::runner::{self, Done, Outcome, Runner, Timed};
-use crate::{build, child, deploy, engine, follow, push, registry, verify};
+use crate::{build, child, deploy, engine, follow, push, registry};
 
 /// Where the output of the commands a step runs goes (test runners and
 /// compilers are verbose).
@@ -324,16 +324,7 @@ async fn do_step(
             Ok(format!("{} on {}{what}", deployed.container, target_host(config)))
         }
         Step::Integrate => integrate(config, &plan.version.revision).await,
-        Step::Verify => {
-            let url = config.target_url()?;
-            let report =
-                verify::verify_configured(config, &url, &[], reporter).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-            let revision = report.version.as_ref().map(|v| v.revision.clone()).unwrap_or_default();
-            if revision != plan.version.revision {
-                bail!("{url}/version reports revision {revision}, but {} was deployed", plan.version.revision);
-            }
-            Ok(format!("{} checks passed on {url}", report.checks.len()))
-        }
+        Step::Verify => verify(config, &plan.version.revision, reporter).await,
         Step::PushTests => match push::push_tests(&plan.repo, config, &plan.version, reporter).await? {
             Some(pushed) => Ok(pushed.reference()),
             None => Ok("no tests image ([build] tests_dockerfile is not set)".to_owned()),
@@ -350,24 +341,62 @@ fn target_host(config: &Config) -> &str {
 }
 
 /// The integration: users reach the release through the proxy, on prod's
-/// own address (on the swarm, the manager's proxy).
+/// own address (on the swarm, the manager's proxy): `[version]`'s path
+/// reports the revision deployed, or (a service without `[version]`)
+/// `healthcheck.path` answers 2xx.
 async fn integrate(config: &Config, revision: &str) -> anyhow::Result<String> {
-    let url = format!("{}/version", config.target_url()?);
+    let base = config.target_url()?;
     let http = crate::http::client(Duration::from_secs(5), Duration::from_secs(5))?;
     let target = match config.prod.kind {
         crate::config::TargetKind::Engine => "prod's proxy (prod.docker_host's address, prod.app_port)",
         crate::config::TargetKind::Swarm => "the swarm manager's proxy (swarm.docker_host's address, swarm.app_port)",
     };
+    let path = config.version.as_ref().map_or(config.healthcheck.path.as_str(), |v| v.path.as_str());
+    let url = format!("{base}{path}");
     let response = http.get(&url).send().await.with_context(|| format!("GET {url}: {target} does not answer"))?;
     let status = response.status();
     if !status.is_success() {
         bail!("GET {url} answered {status}");
     }
-    let version: serde_json::Value = response.json().await.with_context(|| format!("GET {url}: not JSON"))?;
-    match version["revision"].as_str() {
+    let Some(version) = &config.version else {
+        return Ok(format!("{url} answers {status} through the proxy (no [version] to check the revision)"));
+    };
+    let body: serde_json::Value = response.json().await.with_context(|| format!("GET {url}: not JSON"))?;
+    match body.pointer(&version.field).and_then(serde_json::Value::as_str) {
         Some(reported) if reported == revision => Ok(format!("{url} reports {revision} through the proxy")),
-        other => bail!("{url} reports revision {}, but {revision} was deployed", other.unwrap_or("none")),
+        other => bail!(
+            "{url} reports revision {} at {} (version.field), but {revision} was deployed",
+            other.unwrap_or("none"),
+            version.field
+        ),
     }
+}
+
+/// The post-deployment checks: the service's `[[checks]]` as users reach
+/// it (books-ms's include `harness verify`, its checks in code), then the
+/// revision again (`[version]`), so that the run ends on what it shipped.
+async fn verify(config: &Config, revision: &str, reporter: &Reporter) -> anyhow::Result<String> {
+    let url = config.target_url()?;
+    let checks = config.checks()?;
+    let secrets = config.app_secrets();
+    let on = deploy::checks::Run {
+        url: &url,
+        revision: Some(revision),
+        preview: None,
+        preview_header: &config.prod.preview_header,
+        secrets: &secrets,
+        repo: &config.repo,
+    };
+    for check in &checks {
+        let _spinner = Spinner(reporter.spinner(format!("check {}", check.name())));
+        deploy::checks::run(check, &on).await?;
+    }
+    let mut passed = format!("{} checks", checks.len());
+    if config.version.is_some() {
+        integrate(config, revision).await?;
+        passed.push_str(" and the revision");
+    }
+    Ok(format!("{passed} passed on {url}"))
 }
 
 /// The committed tree whose tests the test step will reuse (it passed them
