@@ -41,9 +41,8 @@ impl PipelineReport {
 
 /// The steps that may run beside the tests: they only make artefacts on
 /// this machine (what the package command makes, the images on the cd
-/// engine). Nothing
-/// reaches the registry or prod before the tests passed: the push, the
-/// deploy and every later step wait for them.
+/// engine). Nothing reaches the registry or prod before the tests passed:
+/// the push, the deploy and every later step wait for them.
 const BESIDE_TESTS: [Step; 2] = [Step::Package, Step::Build];
 
 /// What a failure of the test step or of a step beside it says first.
