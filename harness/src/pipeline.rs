@@ -251,14 +251,14 @@ async fn run_step(
         return Ok(Done::passed((), do_step(step, config, plan, reporter, state).await?));
     }
     let tree = tested::committed_tree(plan);
-    if let Some(tree) = tree.as_deref().filter(|tree| plan.reuse_tests && tested::passed(&plan.repo, tree)) {
+    if let Some(tree) = tree.as_deref().filter(|tree| plan.reuse_tests && tested::passed(&plan.repo, plan, tree)) {
         state.tests_compiled.notify_one();
         let short: String = tree.chars().take(12).collect();
         return Ok(Done::reused((), format!("tree {short} passed them before (--retest runs them again)")));
     }
     let detail = do_step(step, config, plan, reporter, state).await?;
     if let Some(tree) = tree {
-        tested::record(&plan.repo, &tree);
+        tested::record(&plan.repo, &tested::key(plan, &tree));
     }
     Ok(Done::passed((), detail))
 }
@@ -405,7 +405,7 @@ pub fn reused_tree(plan: &Plan) -> Option<String> {
     if !plan.reuse_tests || plan.test_command.is_none() || !matches!(plan.source, Source::WorkingTree { .. }) {
         return None;
     }
-    tested::committed_tree(plan).filter(|tree| tested::passed(&plan.repo, tree))
+    tested::committed_tree(plan).filter(|tree| tested::passed(&plan.repo, plan, tree))
 }
 
 /// One pipeline at a time per repository: the runs share `.harness/`
@@ -455,7 +455,9 @@ impl RepoLock {
 
 /// The trees whose pre-deploy tests passed, so that shipping the same
 /// committed code again does not rerun them. A tree with uncommitted changes
-/// is always tested.
+/// is always tested, and so is one whose test commands changed since it
+/// passed (a `--source` tree's come from the state folder's harness.toml,
+/// or the environment, which the tree does not hold).
 mod tested {
     use std::path::Path;
 
@@ -484,8 +486,21 @@ mod tested {
         git(plan.source.dir(), &["rev-parse", &format!("{commit}^{{tree}}")]).ok()
     }
 
-    pub fn passed(repo: &Path, tree: &str) -> bool {
-        std::fs::read_to_string(repo.join(RECORD)).is_ok_and(|text| text.lines().any(|l| l == tree))
+    /// What the record holds for `tree` tested by the plan's commands:
+    /// the tree, and a digest of `test.prepare` and `test.command`.
+    pub fn key(plan: &Plan, tree: &str) -> String {
+        use sha2::Digest;
+        let commands =
+            [plan.test_prepare.as_deref().unwrap_or_default(), plan.test_command.as_deref().unwrap_or_default()];
+        let digest = sha2::Sha256::digest(commands.join("\0").as_bytes());
+        let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        format!("{tree} tests:{hex}")
+    }
+
+    /// `tree` passed the plan's commands before.
+    pub fn passed(repo: &Path, plan: &Plan, tree: &str) -> bool {
+        let key = key(plan, tree);
+        std::fs::read_to_string(repo.join(RECORD)).is_ok_and(|text| text.lines().any(|l| l == key))
     }
 
     /// Best effort: losing the record only means testing again.
@@ -629,13 +644,21 @@ mod tests {
     fn a_tested_tree_is_remembered_and_the_record_stays_bounded() {
         let repo = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(repo.path().join(".harness")).unwrap();
-        assert!(!tested::passed(repo.path(), "t0"));
+        let version = crate::version::Version { version: "v".into(), revision: "r".into(), dirty: false };
+        let source = Source::WorkingTree { dir: repo.path().to_owned() };
+        let config = crate::config::books_ms();
+        let plan = Plan::new(repo.path().to_owned(), source, version, &config, vec![]).unwrap();
+        assert!(!tested::passed(repo.path(), &plan, "t0"));
         for i in 0..60 {
-            tested::record(repo.path(), &format!("t{i}"));
+            tested::record(repo.path(), &tested::key(&plan, &format!("t{i}")));
         }
-        tested::record(repo.path(), "t59");
-        assert!(tested::passed(repo.path(), "t59") && tested::passed(repo.path(), "t10"));
-        assert!(!tested::passed(repo.path(), "t9"), "only the last 50 are kept");
-        assert!(!tested::passed(repo.path(), "t"));
+        tested::record(repo.path(), &tested::key(&plan, "t59"));
+        assert!(tested::passed(repo.path(), &plan, "t59") && tested::passed(repo.path(), &plan, "t10"));
+        assert!(!tested::passed(repo.path(), &plan, "t9"), "only the last 50 are kept");
+        assert!(!tested::passed(repo.path(), &plan, "t"));
+        // Another test command: the same tree is tested again.
+        let mut other = plan;
+        other.test_command = Some("cargo test --workspace".into());
+        assert!(!tested::passed(repo.path(), &other, "t59"));
     }
 }
