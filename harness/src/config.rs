@@ -640,13 +640,6 @@ impl Config {
                  or unset for the image's own interval"
             );
         }
-        let header = &self.prod.preview_header;
-        if header.is_empty() || !header.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-            anyhow::bail!(
-                "configuration: prod.preview_header `{header}` must be an HTTP header name of letters, digits and - \
-                 (e.g. X-Harness-Preview)"
-            );
-        }
         if swarm.database_node.as_deref().is_some_and(|n| n.trim().is_empty()) {
             anyhow::bail!("configuration: swarm.database_node is empty: set a node id (`docker node ls`) or remove it");
         }
@@ -680,6 +673,13 @@ impl Config {
         }
         if !self.healthcheck.path.starts_with('/') {
             anyhow::bail!("configuration: healthcheck.path `{}` must start with /", self.healthcheck.path);
+        }
+        let header = &self.prod.preview_header;
+        if header.is_empty() || !header.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            anyhow::bail!(
+                "configuration: prod.preview_header `{header}` must be an HTTP header name of letters, digits and - \
+                 (e.g. X-Harness-Preview)"
+            );
         }
         if let Some(version) = &self.version {
             if !version.path.starts_with('/') {
@@ -896,11 +896,28 @@ mod tests {
         refused("[swarm]\nconverge_timeout_secs = 0\n", "swarm.converge_timeout_secs is 0");
         refused("[swarm]\nupdate_monitor_secs = 0\n", "swarm.update_monitor_secs is 0");
         refused("[swarm]\ndatabase_node = \" \"\n", "swarm.database_node is empty");
-        refused("[prod]\npreview_header = \"\"\n", "prod.preview_header ``");
-        refused("[prod]\npreview_header = \"X Preview\"\n", "prod.preview_header `X Preview`");
         figment::Jail::expect_with(|jail| {
             jail.create_file("harness.toml", &format!("{NAMED}[swarm]\nreplicas = 16\ndatabase_node = \"abc\"\n"))?;
             assert_eq!(Config::load(jail.directory()).unwrap().swarm.replicas, 16);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_preview_header_that_is_not_a_plain_header_name_is_refused_naming_the_setting() {
+        for header in ["", "X Preview", "X-Preview:", "X_(a)"] {
+            figment::Jail::expect_with(|jail| {
+                jail.clear_env();
+                jail.create_file("harness.toml", &format!("{NAMED}[prod]\npreview_header = \"{header}\"\n"))?;
+                let err = Config::load(jail.directory()).unwrap_err().to_string();
+                assert!(err.contains(&format!("prod.preview_header `{header}` must be")), "{header}: {err}");
+                Ok(())
+            });
+        }
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.create_file("harness.toml", &format!("{NAMED}[prod]\npreview_header = \"X-Hello-Preview\"\n"))?;
+            assert_eq!(Config::load(jail.directory()).unwrap().prod.preview_header, "X-Hello-Preview");
             Ok(())
         });
     }
