@@ -374,10 +374,15 @@ async fn integrate(config: &Config, revision: &str) -> anyhow::Result<String> {
 /// The post-deployment checks: the service's `[[checks]]` as users reach
 /// it (books-ms's include `harness verify`, its checks in code), then the
 /// revision again (`[version]`), so that the run ends on what it shipped.
+/// The pipeline's shield is up: Ctrl-C or SIGTERM ends the running check
+/// as Ctrl-C would (a command check gets SIGINT and tidies up, `harness
+/// verify` removing what it wrote), runs no further one, and fails the
+/// step, which rolls the release back.
 async fn verify(config: &Config, revision: &str, reporter: &Reporter) -> anyhow::Result<String> {
     let url = config.target_url()?;
     let checks = config.checks()?;
     let secrets = config.app_secrets();
+    let seen = crate::interrupt::received();
     let on = deploy::checks::Run {
         url: &url,
         revision: Some(revision),
@@ -385,10 +390,24 @@ async fn verify(config: &Config, revision: &str, reporter: &Reporter) -> anyhow:
         preview_header: &config.prod.preview_header,
         secrets: &secrets,
         repo: &config.repo,
+        interrupt_after: Some(seen),
     };
+    let interrupted = || (crate::interrupt::received() > seen).then(crate::interrupt::pending).flatten();
     for check in &checks {
+        if let Some(interrupted) = interrupted() {
+            bail!("{interrupted} before the check `{}`", check.name());
+        }
         let _spinner = Spinner(reporter.spinner(format!("check {}", check.name())));
-        deploy::checks::run(check, &on).await?;
+        let checked = deploy::checks::run(check, &on).await;
+        match (checked, interrupted()) {
+            (Err(e), Some(interrupted)) => {
+                bail!("{interrupted} while the check `{}` ran; it stopped: {e:#}", check.name())
+            }
+            (checked, _) => checked?,
+        }
+    }
+    if let Some(interrupted) = interrupted() {
+        bail!("{interrupted} while the checks ran");
     }
     let mut passed = format!("{} checks", checks.len());
     if config.version.is_some() {

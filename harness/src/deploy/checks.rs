@@ -35,6 +35,12 @@ pub struct Run<'a> {
     pub secrets: &'a [(String, SecretString)],
     /// The repository: a command check's folder.
     pub repo: &'a Path,
+    /// When set (the count of signals [`crate::interrupt::received`] gave
+    /// when the checks started), Ctrl-C or SIGTERM after it is passed on
+    /// to a running command check (SIGINT to its group), which is then
+    /// waited for, so that it removes what it wrote; unset, a check runs
+    /// to its end or is dropped with its caller.
+    pub interrupt_after: Option<usize>,
 }
 
 /// Runs `check`; an error says what failed and what was seen.
@@ -118,7 +124,16 @@ async fn command(on: &Run<'_>, name: &str, command: &str) -> anyhow::Result<()> 
     }
     child.envs(command_env(on));
     let what = format!("the check {name}");
-    let ended = crate::child::run(&mut child, &what, Output::Capture, (COMMAND_TIMEOUT_SECS, "its deadline")).await?;
+    let stop = async {
+        match on.interrupt_after {
+            Some(seen) => {
+                crate::interrupt::requested_after(seen).await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    let deadline = (COMMAND_TIMEOUT_SECS, "its deadline");
+    let ended = crate::child::run_until(&mut child, &what, Output::Capture, deadline, stop).await?;
     if !ended.status.success() {
         let secrets: Vec<&str> = on.secrets.iter().map(|(_, v)| v.expose_secret()).collect();
         let output = super::hooks::redact(&crate::runner::cut(ended.output.trim(), SHOWN_CHARS), &secrets);
@@ -132,7 +147,15 @@ mod tests {
     use super::*;
 
     fn on<'a>(url: &'a str, preview: Option<&'a str>, secrets: &'a [(String, SecretString)]) -> Run<'a> {
-        Run { url, revision: Some("r2"), preview, preview_header: "X-Books-Ms-Preview", secrets, repo: Path::new("/") }
+        Run {
+            url,
+            revision: Some("r2"),
+            preview,
+            preview_header: "X-Books-Ms-Preview",
+            secrets,
+            repo: Path::new("/"),
+            interrupt_after: None,
+        }
     }
 
     #[tokio::test]

@@ -290,6 +290,9 @@ impl<'a, T: Target> Executor<'a, T> {
                     preview_header: self.preview_header(),
                     secrets,
                     repo,
+                    // The executor answers a signal itself (it drops the
+                    // step and undoes).
+                    interrupt_after: None,
                 };
                 for check in checks {
                     let _spinner = crate::progress::Spinner(self.reporter.spinner(format!("check {}", check.name())));
