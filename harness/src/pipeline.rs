@@ -390,6 +390,7 @@ async fn verify(config: &Config, revision: &str, reporter: &Reporter) -> anyhow:
         preview_header: &config.prod.preview_header,
         secrets: &secrets,
         repo: &config.repo,
+        verify_ids: &config.verify.ids,
         interrupt_after: Some(seen),
     };
     let interrupted = || (crate::interrupt::received() > seen).then(crate::interrupt::pending).flatten();

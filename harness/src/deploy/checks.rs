@@ -35,6 +35,10 @@ pub struct Run<'a> {
     pub secrets: &'a [(String, SecretString)],
     /// The repository: a command check's folder.
     pub repo: &'a Path,
+    /// `verify.ids`, given to a command check as `HARNESS_VERIFY__IDS`:
+    /// `harness verify` in a check writes on the ids this run was given
+    /// (from any layer of its configuration), not only its file's.
+    pub verify_ids: &'a [i32],
     /// When set (the count of signals [`crate::interrupt::received`] gave
     /// when the checks started), Ctrl-C or SIGTERM after it is passed on
     /// to a running command check (SIGINT to its group), which is then
@@ -104,6 +108,10 @@ pub fn command_env(on: &Run<'_>) -> Vec<(String, String)> {
     if let Some(token) = on.preview {
         env.push(("HARNESS_PREVIEW_HEADER".to_owned(), format!("{}: {token}", on.preview_header)));
     }
+    if !on.verify_ids.is_empty() {
+        let ids: Vec<String> = on.verify_ids.iter().map(i32::to_string).collect();
+        env.push(("HARNESS_VERIFY__IDS".to_owned(), format!("[{}]", ids.join(","))));
+    }
     env.extend(on.secrets.iter().map(|(name, value)| (name.clone(), value.expose_secret().to_owned())));
     env
 }
@@ -154,6 +162,7 @@ mod tests {
             preview_header: "X-Books-Ms-Preview",
             secrets,
             repo: Path::new("/"),
+            verify_ids: &[7, 8],
             interrupt_after: None,
         }
     }
@@ -166,9 +175,12 @@ mod tests {
         let err = run(&check, &on("http://h:1", Some("t0k3n"), &secrets)).await.unwrap_err();
         let text = format!("{err:#}");
         assert!(text.starts_with("check `env`: `env; exit 3` failed"), "{text}");
-        for line in
-            ["HARNESS_URL=http://h:1", "HARNESS_REVISION=r2", "HARNESS_PREVIEW_HEADER=X-Books-Ms-Preview: t0k3n"]
-        {
+        for line in [
+            "HARNESS_URL=http://h:1",
+            "HARNESS_REVISION=r2",
+            "HARNESS_PREVIEW_HEADER=X-Books-Ms-Preview: t0k3n",
+            "HARNESS_VERIFY__IDS=[7,8]",
+        ] {
             assert!(text.contains(line), "{line} in {text}");
         }
         assert!(!text.contains("s3cr3t-of-the-checks-test") && !text.contains("k3y"), "{text}");

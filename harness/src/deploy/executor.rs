@@ -290,6 +290,7 @@ impl<'a, T: Target> Executor<'a, T> {
                     preview_header: self.preview_header(),
                     secrets,
                     repo,
+                    verify_ids: &self.target.config().verify.ids,
                     // The executor answers a signal itself (it drops the
                     // step and undoes).
                     interrupt_after: None,
