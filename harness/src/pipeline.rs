@@ -602,7 +602,9 @@ async fn run_logged(
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let log_path = dir.join(format!("{name}.log"));
     std::fs::File::create(&log_path).with_context(|| format!("cannot write {}", log_path.display()))?;
-    let mut command = tokio::process::Command::new("sh");
+    // By its path: found also when PATH is unset or empty (sh then uses
+    // its own default PATH for the command's programs).
+    let mut command = tokio::process::Command::new("/bin/sh");
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("HARNESS_") {
             command.env_remove(key);
@@ -638,6 +640,97 @@ async fn run_logged(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A committed git repository of `files`, and a service `hello`
+    /// described by `toml` over the defaults, planned for `harness test`
+    /// (the test and package steps): no engine, no lab.
+    fn service(toml: &str, files: &[(&str, &str)]) -> (tempfile::TempDir, Config, Plan) {
+        use figment::providers::{Format, Serialized, Toml};
+        let repo = tempfile::tempdir().unwrap();
+        for (path, text) in files {
+            std::fs::write(repo.path().join(path), text).unwrap();
+        }
+        std::fs::write(repo.path().join(".gitignore"), "/.harness\n/out\n").unwrap();
+        let git = |args: &[&str]| {
+            let status = std::process::Command::new("git")
+                .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+                .args(args)
+                .current_dir(repo.path())
+                .output()
+                .unwrap();
+            assert!(status.status.success(), "git {args:?}: {status:?}");
+        };
+        git(&["init", "-q"]);
+        git(&["add", "-A"]);
+        git(&["commit", "-qm", "a service"]);
+        let mut config: Config = figment::Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(&format!("[service]\nname = \"hello\"\n{toml}")))
+            .extract()
+            .unwrap();
+        config.repo = repo.path().to_owned();
+        let version = crate::version::Version::of(repo.path()).unwrap();
+        let source = Source::WorkingTree { dir: repo.path().to_owned() };
+        let plan =
+            Plan::new(repo.path().to_owned(), source, version, &config, vec![Step::Test, Step::Package]).unwrap();
+        (repo, config, plan)
+    }
+
+    fn outcomes(report: &PipelineReport) -> Vec<(String, String, String)> {
+        let outcome =
+            |t: &Timed| serde_json::to_value(t.record.outcome).unwrap().as_str().unwrap_or_default().to_owned();
+        report.steps.iter().map(|t| (t.record.name.clone(), outcome(t), t.record.detail.clone())).collect()
+    }
+
+    #[tokio::test]
+    async fn a_service_without_test_or_package_commands_skips_those_steps_saying_why() {
+        let (_repo, config, plan) = service("", &[("app.py", "print('hi')\n")]);
+        let report = run(&config, &plan, &Reporter::hidden()).await;
+        assert_eq!(report.error, None);
+        assert_eq!(
+            outcomes(&report),
+            [
+                ("test".to_owned(), "skipped".to_owned(), "no [test] command in harness.toml".to_owned()),
+                ("package".to_owned(), "skipped".to_owned(), "no [build] package in harness.toml".to_owned()),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_test_and_package_commands_run_in_the_code_with_the_release_named() {
+        let toml = "[test]\nprepare = \"mkdir -p out && echo prepared > out/prepared\"\n\
+                    command = \"test -f out/prepared && printf %s \\\"$HARNESS_REVISION\\\" > out/tested\"\n\
+                    [build]\npackage = \"mkdir -p out && printf %s \\\"$HARNESS_VERSION\\\" > out/packaged\"\n";
+        let (repo, config, plan) = service(toml, &[("app.py", "print('hi')\n")]);
+        let report = run(&config, &plan, &Reporter::hidden()).await;
+        assert_eq!(report.error, None, "{:?}", outcomes(&report));
+        let steps = outcomes(&report);
+        assert_eq!((steps[0].0.as_str(), steps[0].1.as_str()), ("test", "passed"), "{steps:?}");
+        assert!(steps[0].2.starts_with("test -f out/prepared"), "the detail is the command: {steps:?}");
+        assert_eq!((steps[1].0.as_str(), steps[1].1.as_str()), ("package", "passed"), "{steps:?}");
+        let read = |name: &str| std::fs::read_to_string(repo.path().join("out").join(name)).unwrap();
+        assert_eq!(read("tested"), plan.version.revision);
+        assert_eq!(read("packaged"), plan.version.version);
+        assert!(
+            repo.path().join(".harness/logs/test-build.log").is_file()
+                && repo.path().join(".harness/logs/test.log").is_file()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failing_test_command_is_named_with_its_output_and_nothing_after_it_runs() {
+        let toml = "[test]\ncommand = \"echo planted failure >&2; exit 3\"\n[build]\npackage = \"sleep 20\"\n";
+        let (_repo, config, plan) = service(toml, &[("app.py", "print('hi')\n")]);
+        let started = std::time::Instant::now();
+        let report = run(&config, &plan, &Reporter::hidden()).await;
+        let error = report.error.clone().expect("the run failed");
+        assert!(error.starts_with("step test failed; nothing was pushed or deployed, prod is untouched"), "{error}");
+        assert!(error.contains("`echo planted failure >&2; exit 3` failed (exit status: 3)"), "{error}");
+        assert!(error.contains("planted failure"), "the log's last lines: {error}");
+        let steps = outcomes(&report);
+        assert_eq!(steps[0].1, "failed", "{steps:?}");
+        assert_ne!(steps[1].1, "passed", "the package beside it was stopped: {steps:?}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(15), "the package's sleep was not stopped");
+    }
 
     #[test]
     fn a_second_pipeline_in_the_same_repository_is_refused_naming_the_first() {
