@@ -22,9 +22,10 @@ started=$SECONDS
 # the harness and of what the pipeline compiles are mostly the processor's:
 # side by side, the first command takes little more than the longer of the
 # two. While the lab comes up: the harness, then (for this working tree, the
-# pipeline's default) the pipeline's own compiles, the pre-deploy tests and
-# the static release binary, with the exact commands and revision its test
-# and package steps use, so that those steps find them built. Nothing is
+# pipeline's default) the pipeline's own compiles, the pre-deploy tests
+# ([test] prepare) and the package ([build] package: the static release
+# binary), with the exact commands and revision its test and package steps
+# use (read from its plan), so that those steps find them built. Nothing is
 # pushed or deployed before the pipeline's tests pass. The lab's lines
 # start with "lab/up:".
 # The system packages first (jq among them, which this script needs), then
@@ -50,16 +51,27 @@ harness="${CARGO_TARGET_DIR:-target}/debug/harness"
 ((${#jobs_failed[@]} > 0)) || say "harness built in $((SECONDS - started)) s"
 if ((${#jobs_failed[@]} == 0 && $# == 0)); then
   plan=$("$harness" --dry-run --json pipeline) || die "harness --dry-run pipeline failed"
-  revision=$(jq -r .version.revision <<<"$plan")
-  say "compiling the pre-deploy tests (unless reused) and the static binary of $revision while the lab comes up"
-  BOOKS_MS_REVISION=$revision setsid bash -c '. scripts/heartbeat.sh && with_heartbeat scripts/dist.sh bash scripts/dist.sh' &
-  package=$!
-  background+=("$package")
-  mapfile -t tests < <(jq -r '.test_command[]' <<<"$plan")
+  # The commands of harness.toml as the plan has them ([build] package,
+  # [test] prepare), run as its steps run them: sh -c, with the release's
+  # HARNESS_VERSION and HARNESS_REVISION.
+  export HARNESS_VERSION HARNESS_REVISION
+  HARNESS_VERSION=$(jq -r .version.version <<<"$plan")
+  HARNESS_REVISION=$(jq -r .version.revision <<<"$plan")
+  package_command=$(jq -r '.package_command // empty' <<<"$plan")
+  prepare=$(jq -r '.test_prepare // empty' <<<"$plan")
+  say "compiling the pre-deploy tests (unless reused) and the package of $HARNESS_REVISION while the lab comes up"
+  package=
+  if [[ -n $package_command ]]; then
+    setsid bash -c '. scripts/heartbeat.sh && with_heartbeat "package: $1" sh -c "$1"' package "$package_command" &
+    package=$!
+    background+=("$package")
+  fi
   # Not when the pipeline will reuse this committed tree's passed tests.
-  [[ $(jq -r .reused_tree <<<"$plan") != null ]] ||
-    with_heartbeat "${tests[*]} --no-run" "${tests[@]}" --no-run || jobs_failed+=("compiling the pre-deploy tests")
-  wait "$package" || jobs_failed+=("building the static binary (scripts/dist.sh)")
+  if [[ -n $prepare && $(jq -r .reused_tree <<<"$plan") == null ]]; then
+    with_heartbeat "$prepare" sh -c "$prepare" || jobs_failed+=("compiling the pre-deploy tests ($prepare)")
+  fi
+  [[ -z $package ]] || wait "$package" || jobs_failed+=("the package command ($package_command)")
+  unset HARNESS_VERSION HARNESS_REVISION
 fi
 wait "$lab" || jobs_failed+=("lab/up.sh")
 ((${#jobs_failed[@]} == 0)) || die "failed: ${jobs_failed[*]}; the errors are above"

@@ -1,23 +1,29 @@
-//! `harness build` (step "build"): the two images, built by the cd engine
-//! through its API from the repo root as context (src/context.rs):
+//! `harness build` (step "build"): the service's images, built by the cd
+//! engine through its API with the repo root as context (src/context.rs):
 //!
-//! - the service image from `Dockerfile`, tagged `REGISTRY/books-ms:VERSION`
-//!   and `:latest`; it ships `dist/books-ms`, which `harness test` (or
-//!   scripts/dist.sh) makes. Its build args VERSION, REVISION, CREATED and
-//!   SOURCE fill the Dockerfile's OCI labels. CREATED is the commit's time,
-//!   not the build's, so that an unchanged tree hits the build cache at every
-//!   step and gives the very same image;
-//! - the tests image from `Dockerfile.test`, tagged
-//!   `REGISTRY/books-ms-tests:VERSION` and `:latest`, FROM `images.rust`.
-//!   The previous `:latest` is pulled from the registry first and offered as
-//!   a cache source, as the original CD script did, so a fresh cd host
-//!   reuses its layers.
+//! - the service image from `build.dockerfile`, tagged
+//!   `REGISTRY/NAME:VERSION` and `:latest`. Its build args VERSION,
+//!   REVISION, CREATED and SOURCE (when the workspace's Cargo.toml names
+//!   one) may fill the Dockerfile's labels. The image must carry
+//!   `org.opencontainers.image.revision` (the deploy's revision gate reads
+//!   it): the harness sets it itself, unless the Dockerfile names that
+//!   label (books-ms's does, from `REVISION`: its image stays the same as
+//!   before, without an extra `LABEL` step), and checks it either way. CREATED is the commit's time, not the build's, so
+//!   that an unchanged tree hits the build cache at every step and gives
+//!   the very same image. What the image ships (a binary the package step
+//!   made) is the Dockerfile's business: a missing file fails its `COPY`,
+//!   named;
+//! - the tests image from `build.tests_dockerfile`, when set, tagged
+//!   `REGISTRY/NAME-tests:VERSION` and `:latest`, given `RUST_IMAGE`
+//!   (`images.rust`). The previous `:latest` is pulled from the registry
+//!   first and offered as a cache source, as the original CD script did, so
+//!   a fresh cd host reuses its layers.
 //!
 //! Progress is a spinner naming the Dockerfile step; a failure names the
 //! image, the Dockerfile and the step, with the last lines of output.
 
 use std::collections::{HashMap, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bollard::query_parameters::{BuildImageOptionsBuilder, CreateImageOptionsBuilder, TagImageOptionsBuilder};
@@ -30,15 +36,15 @@ use crate::engine::{Engine, EngineError};
 use crate::progress::Reporter;
 use crate::version::Version;
 
-/// The binary the service image ships, relative to the repo root.
-pub const DIST_BINARY: &str = "dist/books-ms";
-pub const SERVICE_DOCKERFILE: &str = "Dockerfile";
-pub const TESTS_DOCKERFILE: &str = "Dockerfile.test";
-/// One image build. Both Dockerfiles only copy files (the tests image's base
-/// holds the toolchain), so a build takes seconds; this only turns a hung
-/// engine into an error.
+/// The label the harness sets on the service image: the revision a
+/// deploy's revision gate expects the release to report.
+pub const REVISION_LABEL: &str = "org.opencontainers.image.revision";
+/// One image build. A Dockerfile that only copies files builds in seconds;
+/// this only turns a hung engine (or a build that never ends) into an
+/// error.
 const BUILD_TIMEOUT: Duration = Duration::from_secs(900);
-/// The pull of the previous tests image (about 1 GB from the local registry).
+/// The pull of the previous tests image (books-ms's is about 1 GB, from
+/// the local registry).
 const CACHE_PULL_TIMEOUT: Duration = Duration::from_secs(300);
 /// Lines of build output shown with a failure.
 const TAIL_LINES: usize = 12;
@@ -58,8 +64,17 @@ pub struct Built {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("{} is missing: the service image ships it; run `harness test` or scripts/dist.sh first", .path.display())]
-    NoBinary { path: PathBuf },
+    #[error(
+        "{setting} `{dockerfile}`: no such file in {}; set [build] {key} in harness.toml to the Dockerfile's path \
+         (relative to the repository's root, the build context)",
+        .repo.display(), key = .setting.trim_start_matches("build.")
+    )]
+    NoDockerfile { setting: &'static str, dockerfile: String, repo: std::path::PathBuf },
+    #[error(
+        "{setting} `{dockerfile}` is not inside the repository: the build context is the repository's root; give \
+         a relative path without `..`"
+    )]
+    OutsideContext { setting: &'static str, dockerfile: String },
     #[error("the build context of {image} ({dockerfile}): {source}")]
     Context { image: String, dockerfile: String, source: ContextError },
     #[error("building {image} from {dockerfile} failed{}: {message}{}", at_step(.step), last_lines(.tail))]
@@ -68,6 +83,12 @@ pub enum BuildError {
     Timeout { image: String, dockerfile: String, step: Option<String> },
     #[error(transparent)]
     Engine(#[from] EngineError),
+    #[error(
+        "{image} carries {REVISION_LABEL} `{found}`, not the revision {revision} it was built from: its Dockerfile \
+         ({dockerfile}) sets that label; set it from the build arg (ARG REVISION, LABEL \
+         {REVISION_LABEL}=\"${{REVISION}}\") or remove it (the harness then sets it)"
+    )]
+    WrongRevision { image: String, dockerfile: String, found: String, revision: String },
     #[error("{0}")]
     Repo(String),
 }
@@ -83,7 +104,27 @@ fn last_lines(lines: &[String]) -> String {
     format!("; its last output:\n    {}", lines.join("\n    "))
 }
 
-/// The service image from `Dockerfile`.
+/// `dockerfile` (the setting `setting`) as the engine takes it: a path
+/// relative to the context `repo`, with `/`, of a file that is there.
+fn dockerfile_in(repo: &Path, dockerfile: &Path, setting: &'static str) -> Result<String, BuildError> {
+    use std::path::Component;
+    let shown = dockerfile.display().to_string();
+    let relative = dockerfile.strip_prefix(repo).unwrap_or(dockerfile);
+    let mut parts = Vec::new();
+    for component in relative.components() {
+        match component {
+            Component::Normal(part) => parts.push(part.to_string_lossy().into_owned()),
+            Component::CurDir => {}
+            _ => return Err(BuildError::OutsideContext { setting, dockerfile: shown }),
+        }
+    }
+    if parts.is_empty() || !repo.join(relative).is_file() {
+        return Err(BuildError::NoDockerfile { setting, dockerfile: shown, repo: repo.to_owned() });
+    }
+    Ok(parts.join("/"))
+}
+
+/// The service image from `build.dockerfile`, labelled with its revision.
 pub async fn service_image(
     cd: &Engine,
     repo: &Path,
@@ -91,10 +132,7 @@ pub async fn service_image(
     version: &Version,
     reporter: &Reporter,
 ) -> Result<Built, BuildError> {
-    let binary = repo.join(DIST_BINARY);
-    if !binary.is_file() {
-        return Err(BuildError::NoBinary { path: binary });
-    }
+    let dockerfile = dockerfile_in(repo, &config.build.dockerfile, "build.dockerfile")?;
     let mut args = HashMap::from([
         ("VERSION".to_owned(), version.version.clone()),
         ("REVISION".to_owned(), version.revision.clone()),
@@ -104,34 +142,56 @@ pub async fn service_image(
     if let Some(source) = source_url(repo) {
         args.insert("SOURCE".to_owned(), source);
     }
-    let target = Target {
-        repository: config.service_repository(),
-        tag: version.version.clone(),
-        dockerfile: SERVICE_DOCKERFILE,
+    // A label given with the build is one more step (and image) than the
+    // Dockerfile's own: only when the Dockerfile does not set it.
+    let text = std::fs::read_to_string(repo.join(&dockerfile))
+        .map_err(|e| BuildError::Repo(format!("cannot read {}: {e}", repo.join(&dockerfile).display())))?;
+    let labels = if text.contains(REVISION_LABEL) {
+        HashMap::new()
+    } else {
+        HashMap::from([(REVISION_LABEL.to_owned(), version.revision.clone())])
     };
-    build(cd, repo, &target, args, None, reporter).await
+    let target = Target { repository: config.service_repository(), tag: version.version.clone(), dockerfile, labels };
+    let built = build(cd, repo, &target, args, None, reporter).await?;
+    let inspect = cd.call(format!("for the image {}", built.image), cd.docker.inspect_image(&built.image)).await?;
+    let found = inspect.config.and_then(|c| c.labels).and_then(|mut l| l.remove(REVISION_LABEL)).unwrap_or_default();
+    if found != version.revision {
+        return Err(BuildError::WrongRevision {
+            image: built.image,
+            dockerfile: built.dockerfile,
+            found,
+            revision: version.revision.clone(),
+        });
+    }
+    Ok(built)
 }
 
-/// The tests image from `Dockerfile.test`, with the previous one's layers
-/// as cache when the registry has it.
+/// The tests image from `build.tests_dockerfile`, with the previous one's
+/// layers as cache when the registry has it; None when the service has no
+/// tests image.
 pub async fn tests_image(
     cd: &Engine,
     repo: &Path,
     config: &Config,
     version: &Version,
     reporter: &Reporter,
-) -> Result<Built, BuildError> {
+) -> Result<Option<Built>, BuildError> {
+    let Some(dockerfile) = config.build.tests_dockerfile() else { return Ok(None) };
+    let dockerfile = dockerfile_in(repo, dockerfile, "build.tests_dockerfile")?;
     let repository = config.tests_repository();
     let cache = pull_previous(cd, config, &repository, reporter).await.then(|| format!("{repository}:latest"));
     let args = HashMap::from([("RUST_IMAGE".to_owned(), config.images.rust.clone())]);
-    let target = Target { repository, tag: version.version.clone(), dockerfile: TESTS_DOCKERFILE };
-    build(cd, repo, &target, args, cache, reporter).await
+    let target = Target { repository, tag: version.version.clone(), dockerfile, labels: HashMap::new() };
+    build(cd, repo, &target, args, cache, reporter).await.map(Some)
 }
 
 struct Target {
     repository: String,
     tag: String,
-    dockerfile: &'static str,
+    /// Relative to the context, `/`-separated.
+    dockerfile: String,
+    /// Set on the image by the engine, over the Dockerfile's.
+    labels: HashMap<String, String>,
 }
 
 async fn build(
@@ -144,17 +204,21 @@ async fn build(
 ) -> Result<Built, BuildError> {
     let start = Instant::now();
     let image = format!("{}:{}", target.repository, target.tag);
-    let dockerfile = target.dockerfile;
+    let dockerfile = target.dockerfile.as_str();
     let spinner = reporter.spinner(format!("build {image}: sending the context"));
 
     let root = repo.to_owned();
-    let context = tokio::task::spawn_blocking(move || context::tar(&root, dockerfile))
+    let kept = dockerfile.to_owned();
+    let context = tokio::task::spawn_blocking(move || context::tar(&root, &kept))
         .await
         .expect("making the build context does not panic")
         .map_err(|source| BuildError::Context { image: image.clone(), dockerfile: dockerfile.to_owned(), source })?;
 
     let mut options =
         BuildImageOptionsBuilder::new().dockerfile(dockerfile).t(&image).rm(true).forcerm(true).buildargs(&args);
+    if !target.labels.is_empty() {
+        options = options.labels(&target.labels);
+    }
     if let Some(cache) = &cache_from {
         options = options.cachefrom(&vec![cache.clone()]);
     }
@@ -319,6 +383,27 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("COPY failed") && text.contains("last output:\n    Step 7/9"), "{text}");
+    }
+
+    #[test]
+    fn a_dockerfile_is_a_file_inside_the_context_or_an_error_naming_the_setting() {
+        let repo = tempfile::tempdir().unwrap();
+        std::fs::create_dir(repo.path().join("docker")).unwrap();
+        std::fs::write(repo.path().join("docker/Dockerfile"), "FROM scratch\n").unwrap();
+        let setting = "build.dockerfile";
+        assert_eq!(dockerfile_in(repo.path(), Path::new("docker/Dockerfile"), setting).unwrap(), "docker/Dockerfile");
+        assert_eq!(dockerfile_in(repo.path(), Path::new("./docker/Dockerfile"), setting).unwrap(), "docker/Dockerfile");
+        let absolute = repo.path().join("docker/Dockerfile");
+        assert_eq!(dockerfile_in(repo.path(), &absolute, setting).unwrap(), "docker/Dockerfile");
+        let missing = dockerfile_in(repo.path(), Path::new("Dockerfile"), setting).unwrap_err().to_string();
+        assert!(missing.starts_with("build.dockerfile `Dockerfile`: no such file in"), "{missing}");
+        assert!(missing.contains("set [build] dockerfile in harness.toml"), "{missing}");
+        let tests = dockerfile_in(repo.path(), Path::new("T"), "build.tests_dockerfile").unwrap_err().to_string();
+        assert!(tests.contains("set [build] tests_dockerfile"), "{tests}");
+        let outside = dockerfile_in(repo.path(), Path::new("../Dockerfile"), setting).unwrap_err().to_string();
+        assert!(outside.contains("is not inside the repository"), "{outside}");
+        let elsewhere = dockerfile_in(repo.path(), Path::new("/etc/hostname"), setting).unwrap_err().to_string();
+        assert!(elsewhere.contains("is not inside the repository"), "{elsewhere}");
     }
 
     #[test]

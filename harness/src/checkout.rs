@@ -197,12 +197,12 @@ pub fn materialise(source: &Source, version: &Version) -> anyhow::Result<String>
     }
 }
 
-/// Where the code of a checkout builds: the repo's own target folders (the
-/// same rule as scripts/dist.sh's), so that what was compiled for the
-/// working tree is reused.
-pub fn target_dirs(repo: &Path) -> [(&'static str, PathBuf); 2] {
+/// Where a Rust service's checkout builds: the repo's own target folder
+/// (cargo's `CARGO_TARGET_DIR`, unless set already), so that what was
+/// compiled for the working tree is reused; other toolchains ignore it.
+pub fn target_dirs(repo: &Path) -> [(&'static str, PathBuf); 1] {
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo.join("target"));
-    [("CARGO_TARGET_DIR", target.clone()), ("BOOKS_DIST_TARGET_DIR", target.join("dist"))]
+    [("CARGO_TARGET_DIR", target)]
 }
 
 #[cfg(test)]

@@ -45,7 +45,22 @@ pub async fn run(
     command: &mut tokio::process::Command,
     what: &str,
     output: Output<'_>,
+    deadline: (u64, &str),
+) -> anyhow::Result<Ended> {
+    run_until(command, what, output, deadline, std::future::pending()).await
+}
+
+/// As [`run`], but once `stop` resolves the program's group is sent
+/// SIGINT (what Ctrl-C on a terminal sends it) and the program is waited
+/// for as before, within the same deadline: a program that tidies up on
+/// Ctrl-C (`harness verify` removes what it wrote) does, where dropping
+/// the future would kill it outright.
+pub async fn run_until(
+    command: &mut tokio::process::Command,
+    what: &str,
+    output: Output<'_>,
     (deadline, setting): (u64, &str),
+    stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<Ended> {
     command.stdin(Stdio::null()).process_group(0).kill_on_drop(true);
     match output {
@@ -66,7 +81,20 @@ pub async fn run(
     let mut group = Group(child.id());
     let stdout = child.stdout.take().map(|pipe| tokio::spawn(read_all(pipe)));
     let stderr = child.stderr.take().map(|pipe| tokio::spawn(read_all(pipe)));
-    let status = match tokio::time::timeout(Duration::from_secs(deadline), child.wait()).await {
+    let waited = async {
+        let mut stop = std::pin::pin!(stop);
+        let mut stopped = false;
+        loop {
+            tokio::select! {
+                status = child.wait() => return status,
+                () = &mut stop, if !stopped => {
+                    stopped = true;
+                    group.signal("-INT");
+                }
+            }
+        }
+    };
+    let status = match tokio::time::timeout(Duration::from_secs(deadline), waited).await {
         Ok(status) => status.with_context(|| format!("waiting for {what}")),
         Err(_) => {
             group.kill();
@@ -97,17 +125,22 @@ struct Group(Option<u32>);
 
 impl Group {
     fn kill(&mut self) {
-        if let Some(pid) = self.0.take() {
-            // The group's id is the leader's pid, which names no other group
-            // while the leader is not reaped; a group already gone is fine.
-            if let Ok(pgid) = i32::try_from(pid) {
-                let _ = std::process::Command::new("kill")
-                    .args(["-KILL", "--", &format!("-{pgid}")])
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
-            }
+        self.signal("-KILL");
+        self.0 = None;
+    }
+
+    /// Sends `signal` (`-INT`, `-KILL`) to the whole group, while it is
+    /// this one's. The group's id is the leader's pid, which names no
+    /// other group while the leader is not reaped; a group already gone is
+    /// fine.
+    fn signal(&self, signal: &str) {
+        if let Some(pgid) = self.0.and_then(|pid| i32::try_from(pid).ok()) {
+            let _ = std::process::Command::new("kill")
+                .args([signal, "--", &format!("-{pgid}")])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
         }
     }
 }
@@ -139,6 +172,22 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         false
+    }
+
+    #[tokio::test]
+    async fn a_stopped_program_gets_sigint_and_is_waited_for_while_it_tidies_up() {
+        // It tidies up for a moment on Ctrl-C, then ends with its own code.
+        let mut command = sh("trap 'sleep 0.3; echo tidied; exit 3' INT; sleep 30 & wait");
+        let stop = tokio::time::sleep(Duration::from_millis(300));
+        let started = std::time::Instant::now();
+        let ended = run_until(&mut command, "the program", Output::Capture, (20, "its deadline"), stop).await.unwrap();
+        assert_eq!(ended.status.code(), Some(3), "{ended:?}");
+        assert_eq!(ended.output, "tidied");
+        assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+        // Never stopped: it runs to its end.
+        let mut command = sh("echo done");
+        let ended = run(&mut command, "the program", Output::Capture, (20, "its deadline")).await.unwrap();
+        assert!(ended.status.success() && ended.output == "done", "{ended:?}");
     }
 
     /// A folder of the test's own and a script whose first act is to start

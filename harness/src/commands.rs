@@ -79,14 +79,15 @@ pub fn plan(command: &Command, repo: &Path, config: &Config) -> anyhow::Result<P
     Ok(plan)
 }
 
-/// The two images a build or a push made.
+/// The images a build or a push made: the service's, and its tests image
+/// when it has one (`build.tests_dockerfile`).
 #[derive(Debug, Serialize)]
 pub struct Both<T> {
     pub service: T,
-    pub tests: T,
+    pub tests: Option<T>,
 }
 
-/// `harness build`: the service image, then the tests image.
+/// `harness build`: the service image, then the tests image (if any).
 pub async fn build(config: &Config, plan: &Plan, reporter: &Reporter) -> anyhow::Result<Both<Built>> {
     let cd = engine::cd().await?;
     let service = build::service_image(&cd, plan.source.dir(), config, &plan.version, reporter).await?;
@@ -95,7 +96,7 @@ pub async fn build(config: &Config, plan: &Plan, reporter: &Reporter) -> anyhow:
 }
 
 /// `harness push`: the service image (recorded as the one to deploy), then
-/// the tests image.
+/// the tests image (if any).
 pub async fn push(config: &Config, plan: &Plan, reporter: &Reporter) -> anyhow::Result<Both<PushRecord>> {
     let service = push::push_service(&plan.repo, config, &plan.version, reporter).await?;
     let tests = push::push_tests(&plan.repo, config, &plan.version, reporter).await?;
@@ -222,7 +223,7 @@ pub async fn verify(
 pub async fn pipeline(config: &Config, plan: &Plan, reporter: &Reporter) -> anyhow::Result<PipelineReport> {
     if plan.untrusted_source {
         anyhow::bail!(
-            "--source {} would run that tree's tests and package script on this machine as this user, where they \
+            "--source {} would run that tree's tests and package command on this machine as this user, where they \
              can read what the harness can: the registry's password (its environment, harness.toml, the docker \
              config file), the lab's credentials and prod's client key. If you trust that code with those, pass \
              --trust-source; otherwise ship it from a checkout you reviewed",

@@ -79,11 +79,25 @@ pub struct BuildConfig {
     /// A command (`sh -c`, in the repository) run on the checkout before
     /// the build; empty: none.
     pub package: String,
+    /// The tests image's Dockerfile (context the repository's root, pushed
+    /// by the last step as `images.tests`); empty: no tests image.
+    pub tests_dockerfile: PathBuf,
 }
 
 impl Default for BuildConfig {
     fn default() -> Self {
-        BuildConfig { dockerfile: PathBuf::from("Dockerfile"), package: String::new() }
+        BuildConfig {
+            dockerfile: PathBuf::from("Dockerfile"),
+            package: String::new(),
+            tests_dockerfile: PathBuf::new(),
+        }
+    }
+}
+
+impl BuildConfig {
+    /// `tests_dockerfile`, unless empty.
+    pub fn tests_dockerfile(&self) -> Option<&Path> {
+        Some(self.tests_dockerfile.as_path()).filter(|p| !p.as_os_str().is_empty())
     }
 }
 
@@ -94,6 +108,14 @@ pub struct TestConfig {
     /// A command (`sh -c`, in the repository) whose failure stops the
     /// pipeline before anything is pushed; empty: none.
     pub command: String,
+    /// A command run before `command` (compiling the tests): the package
+    /// and build steps start once it ended, beside `command`; empty: they
+    /// start with `command`.
+    pub prepare: String,
+    /// The label the tests put on the containers they start, its value the
+    /// test process's pid: those whose process ended are removed after the
+    /// test step and on Ctrl-C; empty: none are.
+    pub containers_label: String,
 }
 
 /// The app's container.
@@ -425,6 +447,9 @@ pub struct ProdConfig {
     /// json-file `max-size`, e.g. "10m") and how many are kept.
     pub log_max_size: String,
     pub log_max_files: u32,
+    /// The header that reaches a release before users do (a single host's
+    /// preview): the proxy routes on it, the checks send it.
+    pub preview_header: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -518,6 +543,7 @@ impl Default for Config {
                 cpus: None,
                 log_max_size: "10m".to_owned(),
                 log_max_files: 3,
+                preview_header: "X-Harness-Preview".to_owned(),
             },
             verify: VerifyConfig { ids: vec![2_147_483_101, 2_147_483_102, 2_147_483_103], write_token: None },
             hooks: HooksConfig::default(),
@@ -673,6 +699,13 @@ impl Config {
         }
         if !self.healthcheck.path.starts_with('/') {
             anyhow::bail!("configuration: healthcheck.path `{}` must start with /", self.healthcheck.path);
+        }
+        let header = &self.prod.preview_header;
+        if header.is_empty() || !header.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            anyhow::bail!(
+                "configuration: prod.preview_header `{header}` must be an HTTP header name of letters, digits and - \
+                 (e.g. X-Harness-Preview)"
+            );
         }
         if let Some(version) = &self.version {
             if !version.path.starts_with('/') {
@@ -902,6 +935,25 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.create_file("harness.toml", &format!("{NAMED}[swarm]\nreplicas = 16\ndatabase_node = \"abc\"\n"))?;
             assert_eq!(Config::load(jail.directory()).unwrap().swarm.replicas, 16);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_preview_header_that_is_not_a_plain_header_name_is_refused_naming_the_setting() {
+        for header in ["", "X Preview", "X-Preview:", "X_(a)"] {
+            figment::Jail::expect_with(|jail| {
+                jail.clear_env();
+                jail.create_file("harness.toml", &format!("{NAMED}[prod]\npreview_header = \"{header}\"\n"))?;
+                let err = Config::load(jail.directory()).unwrap_err().to_string();
+                assert!(err.contains(&format!("prod.preview_header `{header}` must be")), "{header}: {err}");
+                Ok(())
+            });
+        }
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.create_file("harness.toml", &format!("{NAMED}[prod]\npreview_header = \"X-Hello-Preview\"\n"))?;
+            assert_eq!(Config::load(jail.directory()).unwrap().prod.preview_header, "X-Hello-Preview");
             Ok(())
         });
     }
@@ -1169,6 +1221,11 @@ command = "./check.sh"
             assert_eq!(config.service_repository(), "10.200.0.1:5000/books-ms");
             assert_eq!(config.tests_repository(), "10.200.0.1:5000/books-ms-tests");
             assert_eq!(config.app_env(), ["DB_HOST=db"]);
+            assert_eq!(config.prod.preview_header, "X-Books-Ms-Preview", "its proxy's configuration unchanged");
+            assert_eq!(config.build.tests_dockerfile(), Some(Path::new("Dockerfile.test")));
+            assert_eq!(config.test.containers_label, "books-ms.tests.pid");
+            assert_eq!(Config::default().prod.preview_header, "X-Harness-Preview", "a neutral name by default");
+            assert_eq!(Config::default().build.tests_dockerfile(), None);
             assert_eq!(config.accessories["db"].image, Config::default().prod.database_image, "the lab's mirror");
             assert!(config
                 .checks()

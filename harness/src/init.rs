@@ -75,9 +75,12 @@ name = "{name}"
 [build]
 # dockerfile = "Dockerfile"   # the context is the repository's root
 # package = ""                # a command run before the build; empty: none
+# tests_dockerfile = ""       # a tests image, pushed last; empty: none
 
 [test]
 # command = ""                # the pre-deploy tests; empty: none
+# prepare = ""                # run first (compiling them); empty: none
+# containers_label = ""       # the label (pid) of containers the tests start
 
 [app]
 # The port the app listens on inside its container (from the Dockerfile's
@@ -88,6 +91,7 @@ port = {port}
 
 [prod]
 # app_port = 8080             # the port users reach on prod
+# preview_header = "X-Harness-Preview"  # reaches a release before users do
 
 [healthcheck]
 # path = "/"                  # polled through the proxy before users are switched; 2xx: ready

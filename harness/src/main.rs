@@ -131,7 +131,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(done) => done,
             Err(_) if reading => Ok(ExitCode::from(EXIT_INTERRUPTED)),
-            Err(interrupted) => Ok(stopped(interrupted).await),
+            Err(interrupted) => Ok(stopped(interrupted, &config.test.containers_label).await),
         }
     })
 }
@@ -163,9 +163,9 @@ fn plan_interruptibly(
 /// After an interrupt outside a deploy's lock: what the run had started
 /// is gone (each step's programs with their process groups, as the run was
 /// dropped); the containers its tests left are removed. Says so.
-async fn stopped(interrupted: interrupt::Interrupted) -> ExitCode {
+async fn stopped(interrupted: interrupt::Interrupted, label: &str) -> ExitCode {
     // The test process was killed with its step a moment ago.
-    let reaped = match harness::pipeline::reap_test_containers(Duration::from_secs(3)).await {
+    let reaped = match harness::pipeline::reap_test_containers(label, Duration::from_secs(3)).await {
         Ok(names) if names.is_empty() => String::new(),
         Ok(names) => format!("; removed the containers its tests left: {}", names.join(", ")),
         Err(e) => format!("; the containers its tests left could not be removed: {e:#}"),
@@ -244,14 +244,16 @@ async fn execute(
         }
         Command::Build => {
             let built = commands::build(config, plan, reporter).await?;
-            let text: String =
-                [&built.service, &built.tests].iter().map(|b| format!("{} {} {}\n", b.image, b.latest, b.id)).collect();
+            let text: String = std::iter::once(&built.service)
+                .chain(&built.tests)
+                .map(|b| format!("{} {} {}\n", b.image, b.latest, b.id))
+                .collect();
             out.either(&built, text)?;
         }
         Command::Push => {
             let pushed = commands::push(config, plan, reporter).await?;
-            let text: String = [&pushed.service, &pushed.tests]
-                .iter()
+            let text: String = std::iter::once(&pushed.service)
+                .chain(&pushed.tests)
                 .map(|r| format!("{}:{} {}\n", r.image, r.tag, r.reference()))
                 .collect();
             out.either(&pushed, text)?;

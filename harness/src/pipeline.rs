@@ -13,9 +13,10 @@ use crate::plan::{Plan, Step};
 use crate::progress::{Reporter, Spinner};
 use crate::release::Release;
 use crate::runner::{self, Done, Outcome, Runner, Timed};
-use crate::{build, child, deploy, engine, follow, push, registry, verify};
+use crate::{build, child, deploy, engine, follow, push, registry};
 
-/// Where the output of the commands a step runs goes (cargo is verbose).
+/// Where the output of the commands a step runs goes (test runners and
+/// compilers are verbose).
 const LOG_DIR: &str = ".harness/logs";
 
 /// What a run did, for the closing table and `--json`.
@@ -39,9 +40,9 @@ impl PipelineReport {
 }
 
 /// The steps that may run beside the tests: they only make artefacts on
-/// this machine (the static binary, the images on the cd engine). Nothing
-/// reaches the registry or prod before the tests passed: the push, the
-/// deploy and every later step wait for them.
+/// this machine (what the package command makes, the images on the cd
+/// engine). Nothing reaches the registry or prod before the tests passed:
+/// the push, the deploy and every later step wait for them.
 const BESIDE_TESTS: [Step; 2] = [Step::Package, Step::Build];
 
 /// What a failure of the test step or of a step beside it says first.
@@ -240,18 +241,24 @@ async fn run_step(
     reporter: &Reporter,
     state: &RunState,
 ) -> anyhow::Result<Done<()>> {
+    if let Some(why) = plan.skipped(step) {
+        if step == Step::Test {
+            state.tests_compiled.notify_one();
+        }
+        return Ok(Done::skipped((), why));
+    }
     if step != Step::Test {
         return Ok(Done::passed((), do_step(step, config, plan, reporter, state).await?));
     }
     let tree = tested::committed_tree(plan);
-    if let Some(tree) = tree.as_deref().filter(|tree| plan.reuse_tests && tested::passed(&plan.repo, tree)) {
+    if let Some(tree) = tree.as_deref().filter(|tree| plan.reuse_tests && tested::passed(&plan.repo, plan, tree)) {
         state.tests_compiled.notify_one();
         let short: String = tree.chars().take(12).collect();
         return Ok(Done::reused((), format!("tree {short} passed them before (--retest runs them again)")));
     }
     let detail = do_step(step, config, plan, reporter, state).await?;
     if let Some(tree) = tree {
-        tested::record(&plan.repo, &tree);
+        tested::record(&plan.repo, &tested::key(plan, &tree));
     }
     Ok(Done::passed((), detail))
 }
@@ -266,40 +273,45 @@ async fn do_step(
     match step {
         Step::Checkout => checkout::materialise(&plan.source, &plan.version),
         Step::Test => {
-            // The plan's test command (plan::PRE_DEPLOY_TESTS), compiled
-            // first (`--no-run`, its output in test-build.log), then run:
-            // the steps beside start in between.
-            let Some((program, args)) = plan.test_command.split_first() else {
-                bail!("the plan has no test command");
-            };
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            // `test.prepare` first, when set (test-build.log), then
+            // `test.command` (test.log): the steps beside start in between.
+            let test = plan.test_command.as_deref().context("the plan has no test command ([test] command)")?;
+            let env = release_env(plan);
             let setting = "pipeline.test_timeout_secs";
             let started = std::time::Instant::now();
-            let build_args = [&args[..], &["--no-run"]].concat();
-            let deadline = (config.pipeline.test_timeout_secs, setting);
-            run_logged(plan, reporter, "test-build", program, &build_args, &[], deadline).await?;
-            state.tests_compiled.notify_one();
-            let left = config.pipeline.test_timeout_secs.saturating_sub(started.elapsed().as_secs()).max(1);
-            let tested = run_logged(plan, reporter, "test", program, &args, &[], (left, setting)).await;
+            let tested = async {
+                if let Some(prepare) = &plan.test_prepare {
+                    let deadline = (config.pipeline.test_timeout_secs, setting);
+                    run_logged(plan, reporter, "test-build", prepare, &env, deadline).await?;
+                }
+                state.tests_compiled.notify_one();
+                let left = config.pipeline.test_timeout_secs.saturating_sub(started.elapsed().as_secs()).max(1);
+                run_logged(plan, reporter, "test", test, &env, (left, setting)).await
+            }
+            .await;
             // What the tests started and left (a test binary keeps its
             // database container for its life), whether they passed or not.
-            if let Err(e) = reap_test_containers(std::time::Duration::ZERO).await {
+            if let Err(e) = reap_test_containers(&config.test.containers_label, std::time::Duration::ZERO).await {
                 reporter.warn(format!("the tests' leftover containers could not be removed: {e:#}"));
             }
             tested?;
-            Ok(plan.test_command.join(" "))
+            Ok(test.to_owned())
         }
         Step::Package => {
+            let package =
+                plan.package_command.as_deref().context("the plan has no package command ([build] package)")?;
             let deadline = (config.pipeline.package_timeout_secs, "pipeline.package_timeout_secs");
-            let revision = [("BOOKS_MS_REVISION", plan.version.revision.as_str())];
-            run_logged(plan, reporter, "package", "bash", &["scripts/dist.sh"], &revision, deadline).await?;
-            Ok(build::DIST_BINARY.to_owned())
+            run_logged(plan, reporter, "package", package, &release_env(plan), deadline).await?;
+            Ok(package.to_owned())
         }
         Step::Build => {
             let cd = engine::cd().await?;
             let service = build::service_image(&cd, plan.source.dir(), config, &plan.version, reporter).await?;
-            build::tests_image(&cd, plan.source.dir(), config, &plan.version, reporter).await?;
-            Ok(service.image)
+            let tests = build::tests_image(&cd, plan.source.dir(), config, &plan.version, reporter).await?;
+            Ok(match tests {
+                Some(tests) => format!("{} and {}", service.image, tests.image),
+                None => service.image,
+            })
         }
         Step::Push => Ok(push::push_service(&plan.repo, config, &plan.version, reporter).await?.reference()),
         Step::Deploy => {
@@ -311,17 +323,11 @@ async fn do_step(
             Ok(format!("{} on {}{what}", deployed.container, target_host(config)))
         }
         Step::Integrate => integrate(config, &plan.version.revision).await,
-        Step::Verify => {
-            let url = config.target_url()?;
-            let report =
-                verify::verify_configured(config, &url, &[], reporter).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-            let revision = report.version.as_ref().map(|v| v.revision.clone()).unwrap_or_default();
-            if revision != plan.version.revision {
-                bail!("{url}/version reports revision {revision}, but {} was deployed", plan.version.revision);
-            }
-            Ok(format!("{} checks passed on {url}", report.checks.len()))
-        }
-        Step::PushTests => Ok(push::push_tests(&plan.repo, config, &plan.version, reporter).await?.reference()),
+        Step::Verify => verify(config, &plan.version.revision, reporter).await,
+        Step::PushTests => match push::push_tests(&plan.repo, config, &plan.version, reporter).await? {
+            Some(pushed) => Ok(pushed.reference()),
+            None => Ok("no tests image ([build] tests_dockerfile is not set)".to_owned()),
+        },
     }
 }
 
@@ -334,38 +340,97 @@ fn target_host(config: &Config) -> &str {
 }
 
 /// The integration: users reach the release through the proxy, on prod's
-/// own address (on the swarm, the manager's proxy).
+/// own address (on the swarm, the manager's proxy): `[version]`'s path
+/// reports the revision deployed, or (a service without `[version]`)
+/// `healthcheck.path` answers 2xx.
 async fn integrate(config: &Config, revision: &str) -> anyhow::Result<String> {
-    let url = format!("{}/version", config.target_url()?);
+    let base = config.target_url()?;
     let http = crate::http::client(Duration::from_secs(5), Duration::from_secs(5))?;
     let target = match config.prod.kind {
         crate::config::TargetKind::Engine => "prod's proxy (prod.docker_host's address, prod.app_port)",
         crate::config::TargetKind::Swarm => "the swarm manager's proxy (swarm.docker_host's address, swarm.app_port)",
     };
+    let path = config.version.as_ref().map_or(config.healthcheck.path.as_str(), |v| v.path.as_str());
+    let url = format!("{base}{path}");
     let response = http.get(&url).send().await.with_context(|| format!("GET {url}: {target} does not answer"))?;
     let status = response.status();
     if !status.is_success() {
         bail!("GET {url} answered {status}");
     }
-    let version: serde_json::Value = response.json().await.with_context(|| format!("GET {url}: not JSON"))?;
-    match version["revision"].as_str() {
+    let Some(version) = &config.version else {
+        return Ok(format!("{url} answers {status} through the proxy (no [version] to check the revision)"));
+    };
+    let body: serde_json::Value = response.json().await.with_context(|| format!("GET {url}: not JSON"))?;
+    match body.pointer(&version.field).and_then(serde_json::Value::as_str) {
         Some(reported) if reported == revision => Ok(format!("{url} reports {revision} through the proxy")),
-        other => bail!("{url} reports revision {}, but {revision} was deployed", other.unwrap_or("none")),
+        other => bail!(
+            "{url} reports revision {} at {} (version.field), but {revision} was deployed",
+            other.unwrap_or("none"),
+            version.field
+        ),
     }
+}
+
+/// The post-deployment checks: the service's `[[checks]]` as users reach
+/// it (books-ms's include `harness verify`, its checks in code), then the
+/// revision again (`[version]`), so that the run ends on what it shipped.
+/// The pipeline's shield is up: Ctrl-C or SIGTERM ends the running check
+/// as Ctrl-C would (a command check gets SIGINT and tidies up, `harness
+/// verify` removing what it wrote), runs no further one, and fails the
+/// step, which rolls the release back.
+async fn verify(config: &Config, revision: &str, reporter: &Reporter) -> anyhow::Result<String> {
+    let url = config.target_url()?;
+    let checks = config.checks()?;
+    let secrets = config.app_secrets();
+    let seen = crate::interrupt::received();
+    let on = deploy::checks::Run {
+        url: &url,
+        revision: Some(revision),
+        preview: None,
+        preview_header: &config.prod.preview_header,
+        secrets: &secrets,
+        repo: &config.repo,
+        verify_ids: &config.verify.ids,
+        interrupt_after: Some(seen),
+    };
+    let interrupted = || (crate::interrupt::received() > seen).then(crate::interrupt::pending).flatten();
+    for check in &checks {
+        if let Some(interrupted) = interrupted() {
+            bail!("{interrupted} before the check `{}`", check.name());
+        }
+        let _spinner = Spinner(reporter.spinner(format!("check {}", check.name())));
+        let checked = deploy::checks::run(check, &on).await;
+        match (checked, interrupted()) {
+            (Err(e), Some(interrupted)) => {
+                bail!("{interrupted} while the check `{}` ran; it stopped: {e:#}", check.name())
+            }
+            (checked, _) => checked?,
+        }
+    }
+    if let Some(interrupted) = interrupted() {
+        bail!("{interrupted} while the checks ran");
+    }
+    let mut passed = format!("{} checks", checks.len());
+    if config.version.is_some() {
+        integrate(config, revision).await?;
+        passed.push_str(" and the revision");
+    }
+    Ok(format!("{passed} passed on {url}"))
 }
 
 /// The committed tree whose tests the test step will reuse (it passed them
 /// before), if any: what `--dry-run` says of the working tree. A checkout
 /// (`--source`, `--ref`) is only known once the checkout step ran: None.
 pub fn reused_tree(plan: &Plan) -> Option<String> {
-    if !plan.reuse_tests || !matches!(plan.source, Source::WorkingTree { .. }) {
+    if !plan.reuse_tests || plan.test_command.is_none() || !matches!(plan.source, Source::WorkingTree { .. }) {
         return None;
     }
-    tested::committed_tree(plan).filter(|tree| tested::passed(&plan.repo, tree))
+    tested::committed_tree(plan).filter(|tree| tested::passed(&plan.repo, plan, tree))
 }
 
 /// One pipeline at a time per repository: the runs share `.harness/`
-/// (the checkout, the logs, the push record) and `dist/`. An advisory lock
+/// (the checkout, the logs, the push record) and what the steps write in
+/// the tree (the package command's output). An advisory lock
 /// on `.harness/pipeline.lock`, held while the process lives: a killed run
 /// leaves no lock behind.
 pub struct RepoLock {
@@ -397,7 +462,8 @@ impl RepoLock {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
                 bail!(
-                    "another harness pipeline runs in {} ({}); wait for it to end: they would share .harness/ and dist/",
+                    "another harness pipeline runs in {} ({}); wait for it to end: they would share .harness/ and what the \
+                     steps write in the tree",
                     repo.display(),
                     if holder.trim().is_empty() { "holder unknown" } else { holder.trim() }
                 )
@@ -409,7 +475,9 @@ impl RepoLock {
 
 /// The trees whose pre-deploy tests passed, so that shipping the same
 /// committed code again does not rerun them. A tree with uncommitted changes
-/// is always tested.
+/// is always tested, and so is one whose test commands changed since it
+/// passed (a `--source` tree's come from the state folder's harness.toml,
+/// or the environment, which the tree does not hold).
 mod tested {
     use std::path::Path;
 
@@ -438,8 +506,21 @@ mod tested {
         git(plan.source.dir(), &["rev-parse", &format!("{commit}^{{tree}}")]).ok()
     }
 
-    pub fn passed(repo: &Path, tree: &str) -> bool {
-        std::fs::read_to_string(repo.join(RECORD)).is_ok_and(|text| text.lines().any(|l| l == tree))
+    /// What the record holds for `tree` tested by the plan's commands:
+    /// the tree, and a digest of `test.prepare` and `test.command`.
+    pub fn key(plan: &Plan, tree: &str) -> String {
+        use sha2::Digest;
+        let commands =
+            [plan.test_prepare.as_deref().unwrap_or_default(), plan.test_command.as_deref().unwrap_or_default()];
+        let digest = sha2::Sha256::digest(commands.join("\0").as_bytes());
+        let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        format!("{tree} tests:{hex}")
+    }
+
+    /// `tree` passed the plan's commands before.
+    pub fn passed(repo: &Path, plan: &Plan, tree: &str) -> bool {
+        let key = key(plan, tree);
+        std::fs::read_to_string(repo.join(RECORD)).is_ok_and(|text| text.lines().any(|l| l == key))
     }
 
     /// Best effort: losing the record only means testing again.
@@ -453,31 +534,30 @@ mod tested {
     }
 }
 
-/// Runs a command in the code's folder with its output in the repo's
-/// `.harness/logs/NAME.log`, bounded as [`child::run`] bounds it (its
-/// whole process group, within `deadline`: seconds, and the setting that
-/// sets them), saying what it does as its log grows; on failure, the error
-/// carries the log's last lines. A checkout builds in the repo's own
-/// target folders. The command never sees the harness's own settings
-/// (`HARNESS_*`, the registry's password among them): it may be someone
-/// else's code (`--source`).
-/// The label the service's tests put on the containers they start: the
-/// test process's pid.
-pub const TESTS_PID_LABEL: &str = "books-ms.tests.pid";
+/// What the test and package commands are told of the release they make:
+/// `HARNESS_VERSION`, `HARNESS_REVISION`.
+fn release_env(plan: &Plan) -> [(&'static str, &str); 2] {
+    [("HARNESS_VERSION", plan.version.version.as_str()), ("HARNESS_REVISION", plan.version.revision.as_str())]
+}
 
-/// Removes the containers on this machine's engine that tests started and
-/// whose test process no longer runs (ended, failed, or stopped with its
-/// step: a process killed a moment ago gets `grace` to be gone); their
-/// names. Another run's, still running, are left alone.
-pub async fn reap_test_containers(grace: std::time::Duration) -> anyhow::Result<Vec<String>> {
+/// Removes the containers on this machine's engine that tests started
+/// (labelled `label`, the test process's pid as its value:
+/// `test.containers_label`) and whose test process no longer runs (ended,
+/// failed, or stopped with its step: a process killed a moment ago gets
+/// `grace` to be gone); their names. Another run's, still running, are
+/// left alone. No label: nothing to do.
+pub async fn reap_test_containers(label: &str, grace: std::time::Duration) -> anyhow::Result<Vec<String>> {
     use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
+    if label.is_empty() {
+        return Ok(Vec::new());
+    }
     let cd = crate::engine::cd().await?;
-    let filters = std::collections::HashMap::from([("label".to_owned(), vec![TESTS_PID_LABEL.to_owned()])]);
+    let filters = std::collections::HashMap::from([("label".to_owned(), vec![label.to_owned()])]);
     let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
     let containers = cd.call("for the tests' containers", cd.docker.list_containers(Some(options))).await?;
     let mut removed = Vec::new();
     for container in containers {
-        let pid = container.labels.as_ref().and_then(|l| l.get(TESTS_PID_LABEL)).cloned().unwrap_or_default();
+        let pid = container.labels.as_ref().and_then(|l| l.get(label)).cloned().unwrap_or_default();
         let until = std::time::Instant::now() + grace;
         while runs(&pid) && std::time::Instant::now() < until {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -501,12 +581,20 @@ fn runs(pid: &str) -> bool {
             .is_ok_and(|stat| !stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
 }
 
+/// Runs `command` (`sh -c`) in the code's folder with its output in the
+/// repo's `.harness/logs/NAME.log`, bounded as [`child::run`] bounds it
+/// (its whole process group, within `deadline`: seconds, and the setting
+/// that sets them), saying what it does as its log grows; on failure, the
+/// error names the command and carries the log's last lines. A checkout
+/// builds in the repo's own target folder ([`checkout::target_dirs`]). The
+/// command never sees the harness's own settings (`HARNESS_*`, the
+/// registry's password among them): it may be someone else's code
+/// (`--source`); it gets `env`.
 async fn run_logged(
     plan: &Plan,
     reporter: &Reporter,
     name: &str,
-    program: &str,
-    args: &[&str],
+    shell_command: &str,
     env: &[(&str, &str)],
     deadline: (u64, &str),
 ) -> anyhow::Result<()> {
@@ -514,7 +602,9 @@ async fn run_logged(
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let log_path = dir.join(format!("{name}.log"));
     std::fs::File::create(&log_path).with_context(|| format!("cannot write {}", log_path.display()))?;
-    let mut command = tokio::process::Command::new(program);
+    // By its path: found also when PATH is unset or empty (sh then uses
+    // its own default PATH for the command's programs).
+    let mut command = tokio::process::Command::new("/bin/sh");
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("HARNESS_") {
             command.env_remove(key);
@@ -523,8 +613,8 @@ async fn run_logged(
     if let Source::Checkout { .. } = plan.source {
         command.envs(checkout::target_dirs(&plan.repo));
     }
-    command.args(args).envs(env.iter().copied()).current_dir(plan.source.dir());
-    let shown = format!("{program} {}", args.join(" "));
+    command.arg("-c").arg(shell_command).envs(env.iter().copied()).current_dir(plan.source.dir());
+    let shown = shell_command;
     // What the command is doing, from its log, for people watching.
     let spinner = Spinner(reporter.spinner(format!("{name}: {shown}")));
     let what = format!("`{shown}`");
@@ -551,6 +641,97 @@ async fn run_logged(
 mod tests {
     use super::*;
 
+    /// A committed git repository of `files`, and a service `hello`
+    /// described by `toml` over the defaults, planned for `harness test`
+    /// (the test and package steps): no engine, no lab.
+    fn service(toml: &str, files: &[(&str, &str)]) -> (tempfile::TempDir, Config, Plan) {
+        use figment::providers::{Format, Serialized, Toml};
+        let repo = tempfile::tempdir().unwrap();
+        for (path, text) in files {
+            std::fs::write(repo.path().join(path), text).unwrap();
+        }
+        std::fs::write(repo.path().join(".gitignore"), "/.harness\n/out\n").unwrap();
+        let git = |args: &[&str]| {
+            let status = std::process::Command::new("git")
+                .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+                .args(args)
+                .current_dir(repo.path())
+                .output()
+                .unwrap();
+            assert!(status.status.success(), "git {args:?}: {status:?}");
+        };
+        git(&["init", "-q"]);
+        git(&["add", "-A"]);
+        git(&["commit", "-qm", "a service"]);
+        let mut config: Config = figment::Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(&format!("[service]\nname = \"hello\"\n{toml}")))
+            .extract()
+            .unwrap();
+        config.repo = repo.path().to_owned();
+        let version = crate::version::Version::of(repo.path()).unwrap();
+        let source = Source::WorkingTree { dir: repo.path().to_owned() };
+        let plan =
+            Plan::new(repo.path().to_owned(), source, version, &config, vec![Step::Test, Step::Package]).unwrap();
+        (repo, config, plan)
+    }
+
+    fn outcomes(report: &PipelineReport) -> Vec<(String, String, String)> {
+        let outcome =
+            |t: &Timed| serde_json::to_value(t.record.outcome).unwrap().as_str().unwrap_or_default().to_owned();
+        report.steps.iter().map(|t| (t.record.name.clone(), outcome(t), t.record.detail.clone())).collect()
+    }
+
+    #[tokio::test]
+    async fn a_service_without_test_or_package_commands_skips_those_steps_saying_why() {
+        let (_repo, config, plan) = service("", &[("app.py", "print('hi')\n")]);
+        let report = run(&config, &plan, &Reporter::hidden()).await;
+        assert_eq!(report.error, None);
+        assert_eq!(
+            outcomes(&report),
+            [
+                ("test".to_owned(), "skipped".to_owned(), "no [test] command in harness.toml".to_owned()),
+                ("package".to_owned(), "skipped".to_owned(), "no [build] package in harness.toml".to_owned()),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_test_and_package_commands_run_in_the_code_with_the_release_named() {
+        let toml = "[test]\nprepare = \"mkdir -p out && echo prepared > out/prepared\"\n\
+                    command = \"test -f out/prepared && printf %s \\\"$HARNESS_REVISION\\\" > out/tested\"\n\
+                    [build]\npackage = \"mkdir -p out && printf %s \\\"$HARNESS_VERSION\\\" > out/packaged\"\n";
+        let (repo, config, plan) = service(toml, &[("app.py", "print('hi')\n")]);
+        let report = run(&config, &plan, &Reporter::hidden()).await;
+        assert_eq!(report.error, None, "{:?}", outcomes(&report));
+        let steps = outcomes(&report);
+        assert_eq!((steps[0].0.as_str(), steps[0].1.as_str()), ("test", "passed"), "{steps:?}");
+        assert!(steps[0].2.starts_with("test -f out/prepared"), "the detail is the command: {steps:?}");
+        assert_eq!((steps[1].0.as_str(), steps[1].1.as_str()), ("package", "passed"), "{steps:?}");
+        let read = |name: &str| std::fs::read_to_string(repo.path().join("out").join(name)).unwrap();
+        assert_eq!(read("tested"), plan.version.revision);
+        assert_eq!(read("packaged"), plan.version.version);
+        assert!(
+            repo.path().join(".harness/logs/test-build.log").is_file()
+                && repo.path().join(".harness/logs/test.log").is_file()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failing_test_command_is_named_with_its_output_and_nothing_after_it_runs() {
+        let toml = "[test]\ncommand = \"echo planted failure >&2; exit 3\"\n[build]\npackage = \"sleep 20\"\n";
+        let (_repo, config, plan) = service(toml, &[("app.py", "print('hi')\n")]);
+        let started = std::time::Instant::now();
+        let report = run(&config, &plan, &Reporter::hidden()).await;
+        let error = report.error.clone().expect("the run failed");
+        assert!(error.starts_with("step test failed; nothing was pushed or deployed, prod is untouched"), "{error}");
+        assert!(error.contains("`echo planted failure >&2; exit 3` failed (exit status: 3)"), "{error}");
+        assert!(error.contains("planted failure"), "the log's last lines: {error}");
+        let steps = outcomes(&report);
+        assert_eq!(steps[0].1, "failed", "{steps:?}");
+        assert_ne!(steps[1].1, "passed", "the package beside it was stopped: {steps:?}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(15), "the package's sleep was not stopped");
+    }
+
     #[test]
     fn a_second_pipeline_in_the_same_repository_is_refused_naming_the_first() {
         let repo = tempfile::tempdir().unwrap();
@@ -576,13 +757,21 @@ mod tests {
     fn a_tested_tree_is_remembered_and_the_record_stays_bounded() {
         let repo = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(repo.path().join(".harness")).unwrap();
-        assert!(!tested::passed(repo.path(), "t0"));
+        let version = crate::version::Version { version: "v".into(), revision: "r".into(), dirty: false };
+        let source = Source::WorkingTree { dir: repo.path().to_owned() };
+        let config = crate::config::books_ms();
+        let plan = Plan::new(repo.path().to_owned(), source, version, &config, vec![]).unwrap();
+        assert!(!tested::passed(repo.path(), &plan, "t0"));
         for i in 0..60 {
-            tested::record(repo.path(), &format!("t{i}"));
+            tested::record(repo.path(), &tested::key(&plan, &format!("t{i}")));
         }
-        tested::record(repo.path(), "t59");
-        assert!(tested::passed(repo.path(), "t59") && tested::passed(repo.path(), "t10"));
-        assert!(!tested::passed(repo.path(), "t9"), "only the last 50 are kept");
-        assert!(!tested::passed(repo.path(), "t"));
+        tested::record(repo.path(), &tested::key(&plan, "t59"));
+        assert!(tested::passed(repo.path(), &plan, "t59") && tested::passed(repo.path(), &plan, "t10"));
+        assert!(!tested::passed(repo.path(), &plan, "t9"), "only the last 50 are kept");
+        assert!(!tested::passed(repo.path(), &plan, "t"));
+        // Another test command: the same tree is tested again.
+        let mut other = plan;
+        other.test_command = Some("cargo test --workspace".into());
+        assert!(!tested::passed(repo.path(), &other, "t59"));
     }
 }

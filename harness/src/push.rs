@@ -21,7 +21,7 @@ use crate::registry::{credentials, Registry, RegistryError};
 use crate::release::{write_record, LastPush, PushRecord};
 use crate::version::Version;
 
-/// One push of one tag. The tests image is about 1 GB (the Rust toolchain);
+/// One push of one tag. books-ms's tests image is about 1 GB (the Rust toolchain);
 /// its first push to an empty registry takes under a minute here, so ten
 /// leave room for a slow disk without letting a hung engine hang the run.
 const PUSH_TIMEOUT: Duration = Duration::from_secs(600);
@@ -58,16 +58,20 @@ pub async fn push_service(
     Ok(record)
 }
 
-/// Step "push-tests" (the pipeline's last): the tests image.
+/// Step "push-tests" (the pipeline's last): the tests image; None when the
+/// service has none (`build.tests_dockerfile` unset).
 pub async fn push_tests(
     repo: &Path,
     config: &Config,
     version: &Version,
     reporter: &Reporter,
-) -> anyhow::Result<PushRecord> {
+) -> anyhow::Result<Option<PushRecord>> {
+    if config.build.tests_dockerfile().is_none() {
+        return Ok(None);
+    }
     let record = push(config, &config.tests_repository(), version, reporter).await?;
     write_record(repo, |last| last.tests = Some(record.clone()))?;
-    Ok(record)
+    Ok(Some(record))
 }
 
 /// Pushes `repository:VERSION` and `repository:latest` (the same image),

@@ -76,6 +76,11 @@ impl<T> Done<T> {
     pub fn reused(value: T, detail: impl Into<String>) -> Self {
         Done { value, outcome: Outcome::Reused, detail: detail.into() }
     }
+
+    /// Not run, and why (nothing to do: the configuration has none).
+    pub fn skipped(value: T, detail: impl Into<String>) -> Self {
+        Done { value, outcome: Outcome::Skipped, detail: detail.into() }
+    }
 }
 
 /// Runs steps and keeps their records: one at a time with [`Runner::step`],

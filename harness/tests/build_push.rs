@@ -287,14 +287,65 @@ async fn a_push_to_a_registry_where_nothing_listens_fails_fast() {
 }
 
 #[tokio::test]
-async fn building_without_the_release_binary_says_how_to_make_it() {
+async fn building_without_a_dockerfile_names_the_setting_and_what_to_do() {
     let checkout = Checkout::bare();
 
     let output = checkout.harness(&["build"], &[]).await;
 
     let text = &output.stderr;
     assert_eq!(output.code, Some(1), "{text}");
-    assert!(text.contains("dist/books-ms is missing") && text.contains("scripts/dist.sh"), "{text}");
+    assert!(text.contains("build.dockerfile `Dockerfile`: no such file in"), "{text}");
+    assert!(text.contains("set [build] dockerfile in harness.toml"), "{text}");
+}
+
+#[tokio::test]
+async fn the_service_image_carries_its_revision_label_set_by_the_harness_or_by_its_dockerfile_never_another() {
+    let lab = Lab::load();
+    let revision_of = |checkout: &Checkout| common::git(checkout.path(), &["rev-parse", "--short=12", "HEAD"]);
+    let label = |image: &str| {
+        let format = "{{index .Config.Labels \"org.opencontainers.image.revision\"}}";
+        docker(&["image", "inspect", "--format", format, image]).stdout.trim().to_owned()
+    };
+    // The image's last step, as its history records it.
+    let last_step = |image: &str| {
+        let history = docker(&["history", "--no-trunc", "--format", "{{.CreatedBy}}", image]);
+        history.stdout.lines().next().unwrap_or_default().to_owned()
+    };
+
+    // A Dockerfile that does not name the label: the harness sets it.
+    let plain = Checkout::with(&[("Dockerfile", "FROM scratch\nCOPY README.md /README.md\n")]);
+    // One that sets it from REVISION, as books-ms's does: no step added.
+    let own = Checkout::with(&[(
+        "Dockerfile",
+        "FROM scratch\nARG REVISION=unknown\nLABEL org.opencontainers.image.revision=\"${REVISION}\"\nCOPY README.md /r\n",
+    )]);
+    // One that sets another: refused, named.
+    let wrong = Checkout::with(&[(
+        "Dockerfile",
+        "FROM scratch\nLABEL org.opencontainers.image.revision=\"not-it\"\nCOPY README.md /r\n",
+    )]);
+    let image = |checkout: &Checkout| format!("{}/{SERVICE_NAME}:{}", lab.registry, checkout.version);
+    let mut seen = Vec::new();
+    for checkout in [&plain, &own, &wrong] {
+        let output = checkout.harness(&["build"], &[]).await;
+        seen.push((output, label(&image(checkout)), last_step(&image(checkout))));
+    }
+    let latest = format!("{}/{SERVICE_NAME}:latest", lab.registry);
+    remove_images(&[image(&plain), image(&own), image(&wrong), latest]);
+
+    let (plain_run, plain_label, plain_last) = &seen[0];
+    assert!(plain_run.success(), "{}", plain_run.stderr);
+    assert_eq!(*plain_label, revision_of(&plain), "the harness sets the label");
+    assert!(plain_last.contains("LABEL org.opencontainers.image.revision"), "the harness's step: {plain_last}");
+    let (own_run, own_label, own_last) = &seen[1];
+    assert!(own_run.success(), "{}", own_run.stderr);
+    assert_eq!(*own_label, revision_of(&own), "from the build arg REVISION");
+    assert!(own_last.contains("COPY"), "no step added after the Dockerfile's own: {own_last}");
+    let (wrong_run, _, _) = &seen[2];
+    assert_eq!(wrong_run.code, Some(1), "{}", wrong_run.stderr);
+    let text = &wrong_run.stderr;
+    assert!(text.contains("carries org.opencontainers.image.revision `not-it`, not the revision"), "{text}");
+    assert!(text.contains("ARG REVISION"), "it says what to do: {text}");
 }
 
 #[tokio::test]
@@ -316,7 +367,8 @@ async fn a_failing_dockerfile_step_is_named_with_the_image_and_its_output() {
     assert_eq!(output.code, Some(1), "{text}");
     let image = format!("{}/{SERVICE_NAME}:{}", lab.registry, checkout.version);
     assert!(
-        text.contains(&format!("building {image} from Dockerfile failed at `Step 3/3 : COPY no-such-file /x`")),
+        // Step 4/4: the revision's label, which this Dockerfile does not set.
+        text.contains(&format!("building {image} from Dockerfile failed at `Step 3/4 : COPY no-such-file /x`")),
         "{text}"
     );
     assert!(text.contains("no-such-file") && text.contains("last output"), "{text}");

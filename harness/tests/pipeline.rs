@@ -574,7 +574,7 @@ async fn without_a_terminal_the_pipeline_says_what_it_does_at_least_every_ten_se
     assert!(stderr.contains("-> test: run the pre-deployment tests"), "{stderr}");
     assert!(stderr.contains("-> test-build: cargo test --locked -p books-ms"), "{stderr}");
     assert!(stderr.contains("   test: tests/api.rs: 0 of 1 passed ("), "a heartbeat names the test binary: {stderr}");
-    assert!(stderr.contains("-> package: compile and package the code"), "{stderr}");
+    assert!(stderr.contains("-> package: package the code (build.package)"), "{stderr}");
     assert!(stderr.contains("\nFAILED  test ("), "{stderr}");
     assert_eq!(shipped, Vec::<String>::new());
 }

@@ -40,7 +40,7 @@ fn the_lab_haproxy_accepts_the_configurations_of_both_targets() {
     let preview =
         Routing { live: Some(Colour::Blue), preview: Some(Preview { colour: Colour::Green, token: "t".into() }) };
     // Another service than books-ms: its app on another port.
-    let backends = proxy::Backends { frontend: "p".into(), app_port: 5000 };
+    let backends = proxy::Backends { frontend: "p".into(), app_port: 5000, preview_header: "X-P-Preview".into() };
     let first = Routing { live: None, preview: None };
     let configs = [
         ("single host, first deploy", proxy::render(&first, &backends, |c| format!("p-{c}"))),

@@ -10,7 +10,6 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::haproxy::PREVIEW_HEADER;
 use super::hooks::HOOK_INHERITS;
 use crate::child::Output;
 use crate::config::Check;
@@ -30,10 +29,22 @@ pub struct Run<'a> {
     pub revision: Option<&'a str>,
     /// The preview token, before the switch.
     pub preview: Option<&'a str>,
+    /// The header that carries it (`prod.preview_header`).
+    pub preview_header: &'a str,
     /// The app's secrets, by name: a command check gets them.
     pub secrets: &'a [(String, SecretString)],
     /// The repository: a command check's folder.
     pub repo: &'a Path,
+    /// `verify.ids`, given to a command check as `HARNESS_VERIFY__IDS`:
+    /// `harness verify` in a check writes on the ids this run was given
+    /// (from any layer of its configuration), not only its file's.
+    pub verify_ids: &'a [i32],
+    /// When set (the count of signals [`crate::interrupt::received`] gave
+    /// when the checks started), Ctrl-C or SIGTERM after it is passed on
+    /// to a running command check (SIGINT to its group), which is then
+    /// waited for, so that it removes what it wrote; unset, a check runs
+    /// to its end or is dropped with its caller.
+    pub interrupt_after: Option<usize>,
 }
 
 /// Runs `check`; an error says what failed and what was seen.
@@ -62,7 +73,7 @@ async fn request(
     let http = crate::http::client(REQUEST_TIMEOUT, REQUEST_TIMEOUT)?;
     let mut request = http.request(method.clone(), &url);
     if let Some(token) = on.preview {
-        request = request.header(PREVIEW_HEADER, token);
+        request = request.header(on.preview_header, token);
     }
     let through = if on.preview.is_some() { " with the preview header" } else { "" };
     let response = request
@@ -95,7 +106,11 @@ pub fn command_env(on: &Run<'_>) -> Vec<(String, String)> {
         ("HARNESS_REVISION".to_owned(), on.revision.unwrap_or_default().to_owned()),
     ];
     if let Some(token) = on.preview {
-        env.push(("HARNESS_PREVIEW_HEADER".to_owned(), format!("{PREVIEW_HEADER}: {token}")));
+        env.push(("HARNESS_PREVIEW_HEADER".to_owned(), format!("{}: {token}", on.preview_header)));
+    }
+    if !on.verify_ids.is_empty() {
+        let ids: Vec<String> = on.verify_ids.iter().map(i32::to_string).collect();
+        env.push(("HARNESS_VERIFY__IDS".to_owned(), format!("[{}]", ids.join(","))));
     }
     env.extend(on.secrets.iter().map(|(name, value)| (name.clone(), value.expose_secret().to_owned())));
     env
@@ -117,7 +132,16 @@ async fn command(on: &Run<'_>, name: &str, command: &str) -> anyhow::Result<()> 
     }
     child.envs(command_env(on));
     let what = format!("the check {name}");
-    let ended = crate::child::run(&mut child, &what, Output::Capture, (COMMAND_TIMEOUT_SECS, "its deadline")).await?;
+    let stop = async {
+        match on.interrupt_after {
+            Some(seen) => {
+                crate::interrupt::requested_after(seen).await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    let deadline = (COMMAND_TIMEOUT_SECS, "its deadline");
+    let ended = crate::child::run_until(&mut child, &what, Output::Capture, deadline, stop).await?;
     if !ended.status.success() {
         let secrets: Vec<&str> = on.secrets.iter().map(|(_, v)| v.expose_secret()).collect();
         let output = super::hooks::redact(&crate::runner::cut(ended.output.trim(), SHOWN_CHARS), &secrets);
@@ -131,7 +155,16 @@ mod tests {
     use super::*;
 
     fn on<'a>(url: &'a str, preview: Option<&'a str>, secrets: &'a [(String, SecretString)]) -> Run<'a> {
-        Run { url, revision: Some("r2"), preview, secrets, repo: Path::new("/") }
+        Run {
+            url,
+            revision: Some("r2"),
+            preview,
+            preview_header: "X-Books-Ms-Preview",
+            secrets,
+            repo: Path::new("/"),
+            verify_ids: &[7, 8],
+            interrupt_after: None,
+        }
     }
 
     #[tokio::test]
@@ -142,9 +175,12 @@ mod tests {
         let err = run(&check, &on("http://h:1", Some("t0k3n"), &secrets)).await.unwrap_err();
         let text = format!("{err:#}");
         assert!(text.starts_with("check `env`: `env; exit 3` failed"), "{text}");
-        for line in
-            ["HARNESS_URL=http://h:1", "HARNESS_REVISION=r2", "HARNESS_PREVIEW_HEADER=X-Books-Ms-Preview: t0k3n"]
-        {
+        for line in [
+            "HARNESS_URL=http://h:1",
+            "HARNESS_REVISION=r2",
+            "HARNESS_PREVIEW_HEADER=X-Books-Ms-Preview: t0k3n",
+            "HARNESS_VERIFY__IDS=[7,8]",
+        ] {
             assert!(text.contains(line), "{line} in {text}");
         }
         assert!(!text.contains("s3cr3t-of-the-checks-test") && !text.contains("k3y"), "{text}");

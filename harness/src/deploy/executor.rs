@@ -14,7 +14,6 @@ use bollard::auth::DockerCredentials;
 use bollard::query_parameters::CreateImageOptionsBuilder;
 use futures_util::StreamExt;
 
-use super::haproxy::PREVIEW_HEADER;
 use super::history::{self, Entry, Kind, Outcome as HistoryOutcome};
 use super::plan::{Core, LockHeld, Op, Plan};
 use super::target::{On, Target};
@@ -249,6 +248,11 @@ impl<'a, T: Target> Executor<'a, T> {
         self.records.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// The header that reaches the preview (`prod.preview_header`).
+    fn preview_header(&self) -> &str {
+        &self.target.config().prod.preview_header
+    }
+
     async fn core(&self, core: &Core) -> anyhow::Result<()> {
         match core {
             Core::Pull { image } => self.pull(image).await,
@@ -275,6 +279,7 @@ impl<'a, T: Target> Executor<'a, T> {
             }
             Core::CheckVersion { url, field, revision, preview } => {
                 let revision = revision.as_deref().context("the revision to check is not known")?;
+                let preview = preview.as_deref().map(|token| (self.preview_header(), token));
                 check_version(url, field, revision, preview).await
             }
             Core::Checks { url, checks, revision, preview, secrets, repo, .. } => {
@@ -282,8 +287,13 @@ impl<'a, T: Target> Executor<'a, T> {
                     url,
                     revision: revision.as_deref(),
                     preview: preview.as_deref(),
+                    preview_header: self.preview_header(),
                     secrets,
                     repo,
+                    verify_ids: &self.target.config().verify.ids,
+                    // The executor answers a signal itself (it drops the
+                    // step and undoes).
+                    interrupt_after: None,
                 };
                 for check in checks {
                     let _spinner = crate::progress::Spinner(self.reporter.spinner(format!("check {}", check.name())));
@@ -357,11 +367,13 @@ impl<'a, T: Target> Executor<'a, T> {
 /// `GET url` (the service's `[version]` path) reports `revision` at the
 /// JSON pointer `field`, within [`ROUTE_SETTLE`]: a colour the proxy was
 /// just told of answers once its name resolves there.
-async fn check_version(url: &str, field: &str, revision: &str, preview: &Option<String>) -> anyhow::Result<()> {
+async fn check_version(url: &str, field: &str, revision: &str, preview: Option<(&str, &str)>) -> anyhow::Result<()> {
     let mut request = crate::http::builder(HTTP_TIMEOUT, HTTP_TIMEOUT);
-    if let Some(token) = preview {
+    if let Some((header, token)) = preview {
         let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(PREVIEW_HEADER, reqwest::header::HeaderValue::from_str(token)?);
+        let header = reqwest::header::HeaderName::from_bytes(header.as_bytes())
+            .with_context(|| format!("prod.preview_header `{header}` is not a header name"))?;
+        headers.insert(header, reqwest::header::HeaderValue::from_str(token)?);
         request = request.default_headers(headers);
     }
     let http = request.build()?;

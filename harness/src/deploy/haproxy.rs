@@ -15,10 +15,6 @@
 /// The service's own port inside its container, and the proxy's.
 pub const APP_PORT: u16 = 8080;
 
-/// The header that routes a request to the release being checked before
-/// users reach it (a single host's preview): the checks send it.
-pub const PREVIEW_HEADER: &str = "X-Books-Ms-Preview";
-
 /// The runtime API's socket in the proxy's container.
 pub const SOCKET: &str = "/run/haproxy/admin.sock";
 

@@ -69,7 +69,7 @@ pub async fn act(on: &On<'_>, names: &HostNames, backends: &proxy::Backends, act
         }
         Action::WaitReady { name, url, token, timeout_secs, setting } => {
             let _spinner = Spinner(on.reporter.spinner(format!("waiting for {name} to answer {url}")));
-            wait_ready(url, token, *timeout_secs, setting).await
+            wait_ready(url, (&backends.preview_header, token), *timeout_secs, setting).await
         }
         Action::Route { proxy: name, routing, apply } => route(prod, names, backends, name, routing, *apply).await,
         Action::Drain { secs, proxy, colour } => drain(on, proxy, *colour, *secs).await,
@@ -169,14 +169,16 @@ async fn wait_healthy(
     }
 }
 
-/// Until `GET url` with the preview header `token` answers 2xx, polled
-/// every [`READY_POLL`], within `timeout_secs` (named `setting` in the
-/// error, with the last answer).
-async fn wait_ready(url: &str, token: &str, timeout_secs: u64, setting: &str) -> anyhow::Result<()> {
+/// Until `GET url` with the preview header (its name and `token`) answers
+/// 2xx, polled every [`READY_POLL`], within `timeout_secs` (named
+/// `setting` in the error, with the last answer).
+async fn wait_ready(url: &str, (header, token): (&str, &str), timeout_secs: u64, setting: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(timeout_secs);
     let mut headers = reqwest::header::HeaderMap::new();
     let value = reqwest::header::HeaderValue::from_str(token).context("the preview token is not a header value")?;
-    headers.insert(proxy::PREVIEW_HEADER, value);
+    let header = reqwest::header::HeaderName::from_bytes(header.as_bytes())
+        .with_context(|| format!("prod.preview_header `{header}` is not a header name"))?;
+    headers.insert(header, value);
     let http = crate::http::builder(READY_REQUEST, READY_REQUEST).default_headers(headers).build()?;
     loop {
         let last = match http.get(url).send().await {

@@ -4,7 +4,8 @@
 //!
 //! Users' requests go to the backend `live`, which holds both colours as
 //! servers, only the live one enabled. While a deploy checks a new colour
-//! before the switch, requests carrying [`PREVIEW_HEADER`] with that
+//! before the switch, requests carrying the preview header
+//! (`prod.preview_header`, [`Backends::preview_header`]) with that
 //! deploy's token go to the new colour's own backend: the checks reach it
 //! through the same proxy and port as users, and nobody without the token
 //! does. The proxy finds the colours by name through Docker's DNS at run
@@ -25,7 +26,6 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::deploy::haproxy::PREVIEW_HEADER;
 use crate::deploy::haproxy::{self, APP_PORT};
 pub use crate::deploy::names::Colour;
 
@@ -67,16 +67,21 @@ impl fmt::Display for Routing {
 }
 
 /// What the configuration says of the service: its frontend's name (the
-/// project's, `-` as `_`) and the port the app listens on in its
-/// containers.
+/// project's, `-` as `_`), the port the app listens on in its containers,
+/// and the header that reaches the preview (`prod.preview_header`).
 pub struct Backends {
     pub frontend: String,
     pub app_port: u16,
+    pub preview_header: String,
 }
 
 impl Backends {
     pub fn of(config: &crate::config::Config) -> Self {
-        Backends { frontend: config.project().replace('-', "_"), app_port: config.app.port }
+        Backends {
+            frontend: config.project().replace('-', "_"),
+            app_port: config.app.port,
+            preview_header: config.prod.preview_header.clone(),
+        }
     }
 }
 
@@ -112,7 +117,7 @@ pub fn render(routing: &Routing, backends: &Backends, container: impl Fn(Colour)
          http-request set-var(txn.preview) req.hdr({header}),map({CONFIG_DIR}/{MAP_FILE})\n    \
          http-request del-header {header}\n    \
          use_backend %[var(txn.preview)] if {{ var(txn.preview) -m found }}\n",
-        header = PREVIEW_HEADER.to_lowercase(),
+        header = backends.preview_header.to_lowercase(),
         frontend = backends.frontend,
     ));
     out.push_str(&haproxy::write_safety(false));
@@ -256,15 +261,18 @@ mod tests {
     }
 
     fn books() -> Backends {
-        Backends { frontend: "books_ms".into(), app_port: 8080 }
+        Backends { frontend: "books_ms".into(), app_port: 8080, preview_header: "X-Books-Ms-Preview".into() }
     }
 
     #[test]
     fn the_backends_are_the_apps_port_and_the_frontend_the_services_name() {
         let routing = Routing { live: Some(Colour::Green), preview: None };
         let hello = |colour: Colour| format!("hello-{colour}");
-        let config = render(&routing, &Backends { frontend: "hello".into(), app_port: 5000 }, hello);
+        let backends =
+            Backends { frontend: "hello".into(), app_port: 5000, preview_header: "X-Harness-Preview".into() };
+        let config = render(&routing, &backends, hello);
         assert!(config.contains("frontend hello\n    bind :8080\n"), "{config}");
+        assert!(config.contains("req.hdr(x-harness-preview),map(") && !config.contains("books-ms-preview"), "{config}");
         assert!(
             config.contains("    server green hello-green:5000 resolvers docker init-addr last,none\n"),
             "{config}"
