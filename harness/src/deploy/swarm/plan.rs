@@ -124,8 +124,8 @@ pub enum Action {
     /// container holds it (bounded); nothing when it is gone (`harness
     /// remove --volumes`).
     RemoveVolume { name: String },
-    /// The same on another node (by id), through a job on that node
-    /// ([`super::jobs`]).
+    /// The same on another node (by id), through a one-off job on that
+    /// node (`act.rs` runs it).
     RemoveVolumeOn { name: String, node: String },
 }
 
