@@ -44,8 +44,9 @@ for package in "${packages[@]}"; do
   with_heartbeat "cargo build -p $package" cargo build --locked -p "$package"
 done
 
+# --no-fail-fast: a failing binary does not hide the verdicts of the rest.
 say "unit, API and image tests (cargo test --workspace)"
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast
 
 say "API fuzzing from the OpenAPI document (scripts/fuzz-api.sh: schemathesis)"
 bash scripts/fuzz-api.sh
