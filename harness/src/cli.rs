@@ -147,8 +147,8 @@ pub enum Command {
     /// Take the service off prod, under the deploy lock, recorded in the
     /// history: its containers (colours, proxy, accessories) and network;
     /// its volumes (the accessories' data) only with --volumes. The lock
-    /// and the history stay. On a swarm, only the volumes on the manager's
-    /// node can be removed (the others are named, with how).
+    /// and the history stay. On a swarm, a volume on another node than the
+    /// manager's is removed by a one-off job on that node (`swarm.node_socket`).
     Remove {
         /// Remove the accessories' volumes too: their data is lost.
         #[arg(long)]
