@@ -565,14 +565,26 @@ pub async fn reap_test_containers(label: &str, grace: std::time::Duration) -> an
         let Some(id) = container.id.filter(|_| !runs(&pid)) else { continue };
         let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
         let name = container.names.and_then(|n| n.first().cloned()).unwrap_or_else(|| id.clone());
-        crate::engine::tolerate(
-            cd.call(format!("to remove {name}"), cd.docker.remove_container(&id, Some(options))).await,
-            404,
-        )?;
-        removed.push(name.trim_start_matches('/').to_owned());
+        let name = name.trim_start_matches('/').to_owned();
+        // 409: a removal is already under way (one this run asked for in
+        // a step that the interrupt dropped mid-call): the engine finishes
+        // it; the container is removed once it is gone.
+        let removing = cd.call(format!("to remove {name}"), cd.docker.remove_container(&id, Some(options))).await;
+        crate::engine::tolerate(crate::engine::tolerate(removing, 404), 409)?;
+        let until = std::time::Instant::now() + REMOVAL_DEADLINE;
+        while cd.inspect_container(&id).await?.is_some() {
+            if std::time::Instant::now() >= until {
+                anyhow::bail!("{name} is still there {} s after its removal", REMOVAL_DEADLINE.as_secs());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        removed.push(name);
     }
     Ok(removed)
 }
+
+/// How long a tests' container may take to be gone once removed.
+const REMOVAL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Whether process `pid` runs (a zombie does not).
 fn runs(pid: &str) -> bool {

@@ -22,6 +22,10 @@ use common::Lab;
 /// One write's answer: the service's deadline for a write (6 s) with room.
 const WRITE_DEADLINE: Duration = Duration::from_secs(40);
 
+/// How long the tasks' log lines of the writes may take to show in
+/// `docker service logs`.
+const LOGS_DEADLINE: Duration = Duration::from_secs(20);
+
 /// The docker CLI on the swarm's manager (TLS), bounded.
 fn manager(args: &[&str]) -> common::run::Run {
     let lab = Lab::load();
@@ -110,7 +114,15 @@ async fn with_the_database_paused_each_write_reaches_the_service_once_and_answer
         let delete = write(reqwest::Method::DELETE, &format!("{base}/api/v1/books/_id/{id}"), &agent, &[], None).await;
         (put, delete, started.elapsed())
     };
-    // The tasks flush their logs within a moment.
+    // A task's log line reaches `docker service logs` a moment after the
+    // answer (later from a worker, and later under load): polled until
+    // both writes show, bounded. Any retry of the proxy's happened before
+    // its answer, so its lines are not later than the first's; the final
+    // count, a moment after, would show them.
+    let deadline = Instant::now() + LOGS_DEADLINE;
+    while (reached(&agent, "PUT") == 0 || reached(&agent, "DELETE") == 0) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (puts, deletes) = (reached(&agent, "PUT"), reached(&agent, "DELETE"));
     println!("PUT: {put}\nDELETE: {delete}\nboth in {took:?}; reached the service: PUT {puts}, DELETE {deletes}");
