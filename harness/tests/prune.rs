@@ -210,6 +210,13 @@ async fn on_the_swarm_prune_removes_dropped_releases_images_from_every_worker_an
     let mut engines = Vec::new();
     for &i in &workers {
         let docker = common::swarm::node_docker(&lab, i).await;
+        // What an earlier run that failed left on the node goes first.
+        for image in images_of(&docker, &service).await {
+            let options = bollard::query_parameters::RemoveImageOptionsBuilder::default().force(true).build();
+            let removed =
+                common::bounded("removing a leftover image", docker.remove_image(&image, Some(options), None));
+            removed.await.unwrap_or_else(|e| panic!("swarm-{i}: removing the leftover {image}: {e}"));
+        }
         for digest in [&old, &new] {
             pull(&docker, &service, digest, Some(lab.docker_credentials()))
                 .await
