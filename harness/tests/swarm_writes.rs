@@ -22,8 +22,8 @@ use common::Lab;
 /// One write's answer: the service's deadline for a write (6 s) with room.
 const WRITE_DEADLINE: Duration = Duration::from_secs(40);
 
-/// How long the tasks' log lines of the writes may take to show in
-/// `docker service logs`.
+/// How long the tasks' log lines of the writes may take to show in their
+/// containers' logs.
 const LOGS_DEADLINE: Duration = Duration::from_secs(20);
 
 /// The docker CLI on the swarm's manager (TLS), bounded.
@@ -99,17 +99,18 @@ async fn failed_writes(agent: &str) -> (usize, usize) {
     for i in 1..=lab.swarm_nodes {
         let docker = common::swarm::node_docker(&lab, i).await;
         let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
-        let listing = tokio::time::timeout(Duration::from_secs(30), docker.list_containers(Some(options))).await;
-        let containers = listing.unwrap_or_else(|_| panic!("swarm-{i}: listing timed out")).expect("swarm-{i}'s list");
+        let containers = common::bounded("listing a node's app containers", docker.list_containers(Some(options)))
+            .await
+            .unwrap_or_else(|e| panic!("swarm-{i}: listing the app's containers: {e}"));
         for id in containers.into_iter().filter_map(|c| c.id) {
             let options = LogsOptionsBuilder::default().stdout(true).stderr(true).since(since as i32).build();
             let mut logs = docker.logs(&id, Some(options));
-            let read = tokio::time::timeout(Duration::from_secs(30), async {
+            common::bounded("reading a container's logs", async {
                 while let Some(chunk) = logs.next().await {
                     text.push_str(&chunk.unwrap_or_else(|e| panic!("swarm-{i}: the logs of {id}: {e}")).to_string());
                 }
-            });
-            read.await.unwrap_or_else(|_| panic!("swarm-{i}: reading the logs of {id} timed out"));
+            })
+            .await;
         }
     }
     let count = |method: &str| {
@@ -139,7 +140,7 @@ async fn with_the_database_paused_each_write_reaches_the_service_once_and_answer
         let delete = write(reqwest::Method::DELETE, &format!("{base}/api/v1/books/_id/{id}"), &agent, &[], None).await;
         (put, delete, started.elapsed())
     };
-    // A task's log line reaches `docker service logs` a moment after the
+    // A task's log line reaches its container's logs a moment after the
     // answer (later from a worker, and later under load): polled until
     // both writes show, bounded. Any retry of the proxy's happened before
     // its answer, so its lines are not later than the first's; the final
