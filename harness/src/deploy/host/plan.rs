@@ -200,6 +200,16 @@ pub fn plan(observed: &Observed, context: &Context) -> Planned<Action> {
     let new = names.colour(target);
     steps.extend(context.hook(HookKind::PreDeploy, Some(target)));
     steps.extend(start_colour(observed, context, &names, target));
+    // Docker's healthcheck first probes one interval after the start (2 s
+    // for books-ms; Docker 20.10 has no start interval): that wait runs
+    // beside the preview route, the ready poll and the checks, and the
+    // switch still needs it passed. Not where the containers of before
+    // blue-green stop for the proxy: that gap ends sooner when the new
+    // colour is healthy before it opens.
+    let healthy = wait_healthy(context, &new);
+    if !observed.legacy.is_empty() {
+        steps.push(healthy.clone());
+    }
     let (proxy_steps, proxy_fits) = preview_route(observed, config, &names, live, target, context.token);
     steps.extend(proxy_steps);
     steps.push(Step::new(Action::WaitReady {
@@ -210,6 +220,9 @@ pub fn plan(observed: &Observed, context: &Context) -> Planned<Action> {
         setting: "prod.health_timeout_secs".to_owned(),
     }));
     steps.extend(context.checks(Some(context.token)));
+    if observed.legacy.is_empty() {
+        steps.push(healthy);
+    }
     steps.extend(switch(&names, live, target));
     steps.extend(context.checks(None));
     steps.extend(context.hook(HookKind::PostDeploy, Some(target)));
@@ -273,7 +286,7 @@ fn unchanged(
 
 /// The idle colour: whatever is there (the release before the live one,
 /// kept for a rollback, or what a killed deploy left) makes way; the
-/// release starts as that colour and turns healthy.
+/// release starts as that colour.
 fn start_colour(observed: &Observed, context: &Context, names: &HostNames, target: Colour) -> Vec<Step> {
     let new = names.colour(target);
     let mut steps = Vec::new();
@@ -286,16 +299,19 @@ fn start_colour(observed: &Observed, context: &Context, names: &HostNames, targe
         Action::Create { name: new.clone(), image, body: Box::new(body) },
         vec![Action::Remove { name: new.clone() }.into()],
     ));
-    steps.push(Step::new(Action::Start { name: new.clone() }));
-    // The image's own healthcheck, when it has one; readiness is the
-    // healthcheck path's, through the proxy.
-    steps.push(Step::new(Action::WaitHealthy {
-        name: new,
+    steps.push(Step::new(Action::Start { name: new }));
+    steps
+}
+
+/// The image's own healthcheck passed, when it has one (readiness is the
+/// healthcheck path's, through the proxy).
+fn wait_healthy(context: &Context, name: &str) -> Step {
+    Step::new(Action::WaitHealthy {
+        name: name.to_owned(),
         timeout_secs: context.config.prod.health_timeout_secs,
         setting: "prod.health_timeout_secs".to_owned(),
         no_healthcheck_ok: true,
-    }));
-    steps
+    })
 }
 
 /// The proxy routes the preview to the new colour: the running proxy told
@@ -540,7 +556,6 @@ mod tests {
                 "start books-ms-db".into(),
                 "create books-ms-blue from 10.200.0.1:5000/books-ms@sha256:abc".into(),
                 "start books-ms-blue".into(),
-                format!("wait until books-ms-blue is healthy (at most {health} s)"),
                 format!("pull {proxy}"),
                 format!("create books-ms-proxy from {proxy}"),
                 "route books-ms-proxy: live: none, preview: blue".into(),
@@ -548,6 +563,7 @@ mod tests {
                 format!("{READY} books-ms-blue with the preview header (at most {health} s)"),
                 "check that http://10.200.0.2:8080/version with the preview header reports revision r2".into(),
                 "run the post-deploy checks on http://10.200.0.2:8080 with the preview header".into(),
+                format!("wait until books-ms-blue is healthy (at most {health} s)"),
                 "route books-ms-proxy: live: blue, applied".into(),
                 "check that http://10.200.0.2:8080/version reports revision r2".into(),
                 "run the post-deploy checks on http://10.200.0.2:8080".into(),
@@ -571,11 +587,11 @@ mod tests {
             [
                 "create books-ms-green from 10.200.0.1:5000/books-ms@sha256:abc".to_owned(),
                 "start books-ms-green".into(),
-                format!("wait until books-ms-green is healthy (at most {health} s)"),
                 "route books-ms-proxy: live: blue, preview: green, applied".into(),
                 format!("{READY} books-ms-green with the preview header (at most {health} s)"),
                 "check that http://10.200.0.2:8080/version with the preview header reports revision r2".into(),
                 "run the post-deploy checks on http://10.200.0.2:8080 with the preview header".into(),
+                format!("wait until books-ms-green is healthy (at most {health} s)"),
                 "route books-ms-proxy: live: green, applied".into(),
                 "check that http://10.200.0.2:8080/version reports revision r2".into(),
                 "run the post-deploy checks on http://10.200.0.2:8080".into(),
@@ -583,7 +599,7 @@ mod tests {
                 "stop books-ms-blue".into(),
             ]
         );
-        let preview = &plan.steps[3];
+        let preview = &plan.steps[2];
         assert_eq!(undo_lines(preview), ["route books-ms-proxy: live: blue, applied"]);
         let switch = &plan.steps[7];
         assert_eq!(undo_lines(switch), ["start books-ms-blue", "route books-ms-proxy: live: blue, applied"]);
@@ -613,7 +629,7 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_health_check_never_touches_the_proxy() {
+    fn a_failed_health_check_takes_the_preview_back_and_never_switches() {
         let config = crate::config::books_ms();
         let observed = Observed { green: Some(running(None)), ..prod(&config, Some(Colour::Green)) };
         let plan = plan_for(&observed, &config);
@@ -621,8 +637,9 @@ mod tests {
             &plan,
             &format!("wait until books-ms-blue is healthy (at most {} s)", config.prod.health_timeout_secs),
         );
+        assert!(failed < position(&plan, "route books-ms-proxy: live: blue, applied"), "{:#?}", lines(&plan.steps));
         let undo: Vec<String> = plan.steps[..=failed].iter().rev().flat_map(undo_lines).collect();
-        assert_eq!(undo, ["remove books-ms-blue"]);
+        assert_eq!(undo, ["route books-ms-proxy: live: green, applied", "remove books-ms-blue"]);
     }
 
     #[test]
@@ -848,13 +865,13 @@ mod tests {
                 "start hello-cache".into(),
                 "create hello-blue from 10.200.0.1:5000/hello@sha256:abc".into(),
                 "start hello-blue".into(),
-                format!("wait until hello-blue is healthy (at most {health} s)"),
                 format!("pull {proxy}"),
                 format!("create hello-proxy from {proxy}"),
                 "route hello-proxy: live: none, preview: blue".into(),
                 "start hello-proxy".into(),
                 format!("wait until http://10.200.0.2:8091/ready answers 2xx from hello-blue with the preview header (at most {health} s)"),
                 "run the post-deploy checks on http://10.200.0.2:8091 with the preview header".into(),
+                format!("wait until hello-blue is healthy (at most {health} s)"),
                 "route hello-proxy: live: blue, applied".into(),
                 "run the post-deploy checks on http://10.200.0.2:8091".into(),
             ]
