@@ -29,7 +29,7 @@ PROD_HOST=${BOOKS_LAB_PROD_DOCKER_HOST#tcp://}
 URL="http://${PROD_HOST%:*}:$PORT"
 
 # 1-2. check out (this tree) and the pre-deploy tests
-cargo test --locked -p books-ms --lib --test api
+cargo test --locked -p books-ms --lib --test api -- --test-threads 8
 # 3. package
 BOOKS_MS_REVISION=$TAG bash scripts/dist.sh
 # 4. build both images

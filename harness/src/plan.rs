@@ -261,14 +261,19 @@ mod tests {
     #[test]
     fn books_ms_plans_its_configured_test_prepare_package_and_tests_image() {
         let plan = plan_for(&crate::config::books_ms());
-        assert_eq!(plan.test_command.as_deref(), Some("cargo test --locked -p books-ms --lib --test api"));
+        assert_eq!(
+            plan.test_command.as_deref(),
+            Some("cargo test --locked -p books-ms --lib --test api -- --test-threads 8")
+        );
         assert_eq!(plan.test_prepare.as_deref(), Some("cargo test --locked -p books-ms --lib --test api --no-run"));
         assert_eq!(plan.package_command.as_deref(), Some("BOOKS_MS_REVISION=$HARNESS_REVISION bash scripts/dist.sh"));
         assert_eq!(plan.tests_image.as_deref(), Some("10.200.0.1:5000/books-ms-tests:v1"));
         assert!(plan.skipped.is_empty(), "{:?}", plan.skipped);
         let text = plan.to_string();
         assert!(
-            text.contains("tests:         cargo test --locked -p books-ms --lib --test api (first: cargo"),
+            text.contains(
+                "tests:         cargo test --locked -p books-ms --lib --test api -- --test-threads 8 (first: cargo"
+            ),
             "{text}"
         );
         assert!(text.contains("package:       BOOKS_MS_REVISION=$HARNESS_REVISION bash scripts/dist.sh"), "{text}");
