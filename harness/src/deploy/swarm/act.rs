@@ -440,7 +440,18 @@ async fn remove_volume_on(on: &On<'_>, config: &Config, name: &str, node: &str) 
     for warning in warnings {
         on.reporter.line(format!("warning: {warning}"));
     }
-    let output = outcome?.pop().expect("one job, one outcome")?;
+    let output = match outcome?.pop().expect("one job, one outcome")? {
+        jobs::Output::Read(output) => output,
+        // Its script completes only once the volume is removed or absent.
+        jobs::Output::Unread(why) => {
+            on.reporter.line(format!(
+                "warning: the job that removed the volume {name} on the node {} completed; its output could not be \
+                 read through the manager ({why})",
+                job.node
+            ));
+            return Ok(());
+        }
+    };
     if output.lines().any(|l| matches!(l.trim(), "removed" | "absent")) {
         Ok(())
     } else {

@@ -5,9 +5,9 @@
 //! that node by id, of the proxy image (every node pulls it for the proxy;
 //! it has `sh` and `socat`), with the node's Docker socket bind-mounted
 //! (`swarm.node_socket`). A job's script speaks HTTP to the engine with
-//! [`PREAMBLE`]'s `api`, prints what it did, and ends with a `done` line;
-//! the harness reads its output back through the manager and removes the
-//! job, also when it failed.
+//! [`PREAMBLE`]'s `api`, prints what it did, and ends with a `done` line
+//! (its only exit 0: every failure exits 1); the harness reads its output
+//! back through the manager and removes the job, also when it failed.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -31,6 +31,53 @@ const JOBS_TIMEOUT: Duration = Duration::from_secs(180);
 const POLL: Duration = Duration::from_millis(500);
 /// Reading a job's output through the manager.
 const READ_TIMEOUT: Duration = Duration::from_secs(20);
+/// Reads of a job that completed until its output holds its `done`, a
+/// second apart: the manager streams a node's lines some time after the
+/// task ended, or, with its log broker out of touch with the node, never.
+const READS: u32 = 3;
+
+/// What a job that completed printed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Its lines, the closing `done` among them.
+    Read(String),
+    /// It completed (exit 0, which its script reaches only at its end),
+    /// but its lines could not be read through the manager: why.
+    Unread(String),
+}
+
+impl Output {
+    /// The verdict on a job's task: an error for one that did not complete,
+    /// else its output, read (`read`, the last of its reads) or not.
+    fn of(
+        service: &str,
+        node: &str,
+        (state, message): (Option<TaskState>, &str),
+        read: &Result<String, String>,
+    ) -> anyhow::Result<Output> {
+        let said = |output: &str| output.lines().map(|l| format!("\n  {l}")).collect::<String>();
+        if state != Some(TaskState::COMPLETE) {
+            let state = state.map(|s| s.to_string()).unwrap_or_default();
+            let output = match read {
+                Ok(output) => said(output),
+                Err(e) => format!("\n  (its output could not be read: {e})"),
+            };
+            anyhow::bail!("the job {service} on node {node} ended {state}: {message}{output}");
+        }
+        Ok(match read {
+            Ok(output) if done(output) => Output::Read(output.clone()),
+            Ok(output) if output.trim().is_empty() => Output::Unread("the manager gave none of its lines".into()),
+            Ok(output) => {
+                Output::Unread(format!("the manager gave its lines without the closing `done`:{}", said(output)))
+            }
+            Err(e) => Output::Unread(e.clone()),
+        })
+    }
+}
+
+fn done(output: &str) -> bool {
+    output.lines().any(|l| l.trim() == "done")
+}
 
 /// What every job's script starts with: `api METHOD PATH` (HTTP/1.0 over
 /// the node's socket, so that the engine answers without chunking; the
@@ -111,9 +158,9 @@ pub async fn start(
 }
 
 /// Waits for every job to end (bounded), reads what each printed (an
-/// error for one that failed or did not say `done`), and removes them all:
-/// each job's output, and what could not be removed.
-pub async fn finish(manager: &Engine, jobs: &[Job]) -> (anyhow::Result<Vec<anyhow::Result<String>>>, Vec<String>) {
+/// error for one that failed), and removes them all: each job's output,
+/// and what could not be removed.
+pub async fn finish(manager: &Engine, jobs: &[Job]) -> (anyhow::Result<Vec<anyhow::Result<Output>>>, Vec<String>) {
     let outcome = read(manager, jobs).await;
     let mut warnings = Vec::new();
     for job in jobs {
@@ -177,7 +224,7 @@ fn spec(
 
 /// Waits for every job's task to end (bounded), then reads what each
 /// printed.
-async fn read(manager: &Engine, jobs: &[Job]) -> anyhow::Result<Vec<anyhow::Result<String>>> {
+async fn read(manager: &Engine, jobs: &[Job]) -> anyhow::Result<Vec<anyhow::Result<Output>>> {
     let started = Instant::now();
     let mut ended: HashMap<&str, (String, Option<TaskState>, String)> = HashMap::new();
     while ended.len() < jobs.len() {
@@ -218,25 +265,15 @@ async fn read(manager: &Engine, jobs: &[Job]) -> anyhow::Result<Vec<anyhow::Resu
     let mut results = Vec::new();
     for Job { node, service } in jobs {
         let (task, state, message) = &ended[service.as_str()];
-        let output = match logs(manager, task).await {
-            Ok(output) => output,
-            Err(e) => format!("(its output could not be read: {e})"),
-        };
-        let said = |output: &str| output.lines().map(|l| format!("\n  {l}")).collect::<String>();
-        if *state != Some(TaskState::COMPLETE) {
-            let state = state.map(|s| s.to_string()).unwrap_or_default();
-            results.push(Err(anyhow::anyhow!(
-                "the job {service} on node {node} ended {state}: {message}{}",
-                said(&output)
-            )));
-        } else if !output.lines().any(|l| l.trim() == "done") {
-            results.push(Err(anyhow::anyhow!(
-                "the job {service} on node {node} ended before it was done:{}",
-                said(&output)
-            )));
-        } else {
-            results.push(Ok(output));
+        let mut read = logs(manager, task).await.map_err(|e| format!("{e:#}"));
+        for _ in 1..READS {
+            if *state != Some(TaskState::COMPLETE) || read.as_deref().is_ok_and(done) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            read = logs(manager, task).await.map_err(|e| format!("{e:#}"));
         }
+        results.push(Output::of(service, node, (*state, message), &read));
     }
     Ok(results)
 }
@@ -274,6 +311,23 @@ mod tests {
             description: Some(NodeDescription { hostname: Some(hostname.to_owned()), ..Default::default() }),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_job_that_completed_is_done_even_when_its_lines_cannot_be_read() {
+        let of = |state, read: Result<&str, &str>| {
+            Output::of("p-prune-n2", "swarm-2", (state, "msg"), &read.map(str::to_owned).map_err(str::to_owned))
+        };
+        let complete = Some(TaskState::COMPLETE);
+        assert_eq!(of(complete, Ok("removed x 1\ndone\n")).unwrap(), Output::Read("removed x 1\ndone\n".into()));
+        assert_eq!(of(complete, Ok("")).unwrap(), Output::Unread("the manager gave none of its lines".into()));
+        let Output::Unread(why) = of(complete, Ok("removed x 1\n")).unwrap() else { panic!() };
+        assert!(why.contains("without the closing `done`") && why.contains("removed x 1"), "{why}");
+        assert_eq!(of(complete, Err("node is not available")).unwrap(), Output::Unread("node is not available".into()));
+        let failed = of(Some(TaskState::FAILED), Ok("error HTTP 500\n")).unwrap_err().to_string();
+        assert!(failed.contains("ended failed: msg") && failed.contains("error HTTP 500"), "{failed}");
+        let failed = of(Some(TaskState::FAILED), Err("node is not available")).unwrap_err().to_string();
+        assert!(failed.contains("could not be read: node is not available"), "{failed}");
     }
 
     #[test]

@@ -135,8 +135,16 @@ pub async fn other_nodes(
     warnings.extend(removal_warnings);
     let mut pruned = Vec::new();
     for (job, output) in started.iter().zip(outcome?) {
-        match output.and_then(|output| parse(&job.node, &output)) {
-            Ok(node) => pruned.push(node),
+        match output {
+            Ok(jobs::Output::Read(output)) => match parse(&job.node, &output) {
+                Ok(node) => pruned.push(node),
+                Err(e) => warnings.push(format!("{e:#}")),
+            },
+            Ok(jobs::Output::Unread(why)) => warnings.push(format!(
+                "pruning node {}: the job completed, but what it removed is not known: its output could not be \
+                 read through the manager ({why}); `harness prune --dry-run` lists what is left",
+                job.node
+            )),
             Err(e) => warnings.push(format!("{e:#}")),
         }
     }
