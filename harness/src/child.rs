@@ -177,8 +177,22 @@ mod tests {
     #[tokio::test]
     async fn a_stopped_program_gets_sigint_and_is_waited_for_while_it_tidies_up() {
         // It tidies up for a moment on Ctrl-C, then ends with its own code.
-        let mut command = sh("trap 'sleep 0.3; echo tidied; exit 3' INT; sleep 30 & wait");
-        let stop = tokio::time::sleep(Duration::from_millis(300));
+        // Stopped once its trap is set (it says so in a file), not after a
+        // fixed moment: on a loaded machine the shell had not set it yet
+        // 300 ms after its start, died of the SIGINT, and its background
+        // sleep held the output open until the deadline.
+        let dir = tempfile::tempdir().unwrap();
+        let ready = dir.path().join("ready");
+        let script = format!("trap 'sleep 0.3; echo tidied; exit 3' INT; : > '{}'; sleep 30 & wait", ready.display());
+        let mut command = sh(&script);
+        let stop = async {
+            for _ in 0..200 {
+                if ready.exists() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
         let started = std::time::Instant::now();
         let ended = run_until(&mut command, "the program", Output::Capture, (20, "its deadline"), stop).await.unwrap();
         assert_eq!(ended.status.code(), Some(3), "{ended:?}");
