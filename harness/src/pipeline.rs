@@ -137,10 +137,10 @@ struct RunState {
 /// wait (on databases, deadlines, containers) while the release compiles.
 /// Compiling the release beside the tests' own compile costs it little: a
 /// one-line change compiled both in 9.5 s together against 7.2 s and 3.7 s
-/// one after the other (docs/benchmarks.md). A failure of either side stops the other at once
-/// (its processes killed, its step recorded as stopped), so the pipeline
-/// never goes on without passed tests. The error says that nothing reached
-/// the registry or prod.
+/// one after the other (docs/benchmarks.md). A failure of either side
+/// stops the other at once (its processes killed, its step recorded as
+/// stopped), so the pipeline never goes on without passed tests. The error
+/// says that nothing reached the registry or prod.
 async fn run_beside_tests(runner: &mut Runner<'_>, beside: &[Step], cx: &StepContext<'_>) -> Result<(), String> {
     use std::cell::RefCell;
     use std::time::Instant;
