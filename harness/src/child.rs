@@ -178,9 +178,14 @@ mod tests {
     async fn a_stopped_program_gets_sigint_and_is_waited_for_while_it_tidies_up() {
         // It tidies up for a moment on Ctrl-C, then ends with its own code.
         // Stopped once its trap is set (it says so in a file), not after a
-        // fixed moment: on a loaded machine the shell had not set it yet
-        // 300 ms after its start, died of the SIGINT, and its background
-        // sleep held the output open until the deadline.
+        // fixed moment. Run as the harness runs everything, under its own
+        // SIGINT handler (`interrupt::until_interrupted`, around every
+        // command): a process started with SIGINT ignored (any command
+        // started with `&` from a script, as this test binary was by a CI
+        // run) passes the ignoring on through exec, and a shell cannot trap
+        // a signal ignored at its start; a handler is reset to the default
+        // at exec instead. Without it the shell ignored the SIGINT and
+        // waited out its sleep past the deadline.
         let dir = tempfile::tempdir().unwrap();
         let ready = dir.path().join("ready");
         let script = format!("trap 'sleep 0.3; echo tidied; exit 3' INT; : > '{}'; sleep 30 & wait", ready.display());
@@ -194,7 +199,8 @@ mod tests {
             }
         };
         let started = std::time::Instant::now();
-        let ended = run_until(&mut command, "the program", Output::Capture, (20, "its deadline"), stop).await.unwrap();
+        let stopped = run_until(&mut command, "the program", Output::Capture, (20, "its deadline"), stop);
+        let ended = crate::interrupt::until_interrupted(stopped).await.expect("not interrupted").unwrap();
         assert_eq!(ended.status.code(), Some(3), "{ended:?}");
         assert_eq!(ended.output, "tidied");
         assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
