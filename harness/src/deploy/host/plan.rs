@@ -207,9 +207,9 @@ pub fn plan(observed: &Observed, context: &Context) -> Planned<Action> {
     // blue-green stop for the proxy: that gap ends sooner when the new
     // colour is healthy before it opens.
     let healthy = wait_healthy(context, &new);
-    if !observed.legacy.is_empty() {
-        steps.push(healthy.clone());
-    }
+    let (healthy_first, healthy_last) =
+        if observed.legacy.is_empty() { (None, Some(healthy)) } else { (Some(healthy), None) };
+    steps.extend(healthy_first);
     let (proxy_steps, proxy_fits) = preview_route(observed, config, &names, live, target, context.token);
     steps.extend(proxy_steps);
     steps.push(Step::new(Action::WaitReady {
@@ -220,9 +220,7 @@ pub fn plan(observed: &Observed, context: &Context) -> Planned<Action> {
         setting: "prod.health_timeout_secs".to_owned(),
     }));
     steps.extend(context.checks(Some(context.token)));
-    if observed.legacy.is_empty() {
-        steps.push(healthy);
-    }
+    steps.extend(healthy_last);
     steps.extend(switch(&names, live, target));
     steps.extend(context.checks(None));
     steps.extend(context.hook(HookKind::PostDeploy, Some(target)));

@@ -265,14 +265,15 @@ async fn read(manager: &Engine, jobs: &[Job]) -> anyhow::Result<Vec<anyhow::Resu
     let mut results = Vec::new();
     for Job { node, service } in jobs {
         let (task, state, message) = &ended[service.as_str()];
-        let mut read = logs(manager, task).await.map_err(|e| format!("{e:#}"));
-        for _ in 1..READS {
-            if *state != Some(TaskState::COMPLETE) || read.as_deref().is_ok_and(done) {
-                break;
+        let mut reads = 0;
+        let read = loop {
+            let read = logs(manager, task).await.map_err(|e| format!("{e:#}"));
+            reads += 1;
+            if reads == READS || *state != Some(TaskState::COMPLETE) || read.as_deref().is_ok_and(done) {
+                break read;
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
-            read = logs(manager, task).await.map_err(|e| format!("{e:#}"));
-        }
+        };
         results.push(Output::of(service, node, (*state, message), &read));
     }
     Ok(results)
